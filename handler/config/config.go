@@ -1,0 +1,122 @@
+// Package config reads Switchboard's settings from the environment (the
+// Functions app settings) into one struct, with the defaults of SPEC
+// section 7.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting the handler reads. Names in comments are the
+// environment variables.
+type Config struct {
+	Port string // FUNCTIONS_CUSTOMHANDLER_PORT (legacy FUNCTIONS_HTTPWORKER_PORT), default 8080
+
+	TablesConnectionString string // TABLES_CONNECTION_STRING (Azurite, or a key-based account)
+	TablesEndpoint         string // TABLES_ENDPOINT (used with managed identity)
+	AzureClientID          string // AZURE_CLIENT_ID: the user-assigned managed identity, when there is one
+
+	ServiceBusConnection string // ServiceBusConnection (connection string)
+	ServiceBusNamespace  string // ServiceBusConnection__fullyQualifiedNamespace (managed identity)
+	ServiceBusClientID   string // ServiceBusConnection__clientId
+	OutboundQueue        string // OUTBOUND_QUEUE, default outbound-tasks
+	PresenceQueue        string // PRESENCE_QUEUE, default presence-poll: shards fanned out by the poll
+
+	GraphBaseURL       string        // GRAPH_BASE_URL, default https://graph.microsoft.com/v1.0
+	AuthorityHost      string        // AZURE_AUTHORITY_HOST, default https://login.microsoftonline.com/
+	PresenceSchedule   string        // PRESENCE_POLL_SCHEDULE, default */30 * * * * *
+	PresenceStaleAfter time.Duration // PRESENCE_STALE_AFTER, default 120s
+
+	PresenceAppClientID      string // PRESENCE_APP_CLIENT_ID
+	PresenceAppClientSecret  string // PRESENCE_APP_CLIENT_SECRET (secret)
+	PresenceAccount1UPN      string // PRESENCE_ACCOUNT1_UPN
+	PresenceAccount1Password string // PRESENCE_ACCOUNT1_PASSWORD (secret)
+	PresenceAccount2UPN      string // PRESENCE_ACCOUNT2_UPN
+	PresenceAccount2Password string // PRESENCE_ACCOUNT2_PASSWORD (secret)
+
+	APIAuth     string // API_AUTH: entra (default) or none
+	APIAudience string // API_AUDIENCE
+}
+
+// Load reads the configuration through getenv and checks it.
+func Load(getenv func(string) string) (Config, error) {
+	get := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	c := Config{
+		Port:                     get("FUNCTIONS_CUSTOMHANDLER_PORT", get("FUNCTIONS_HTTPWORKER_PORT", "8080")),
+		TablesConnectionString:   get("TABLES_CONNECTION_STRING", ""),
+		TablesEndpoint:           get("TABLES_ENDPOINT", ""),
+		AzureClientID:            get("AZURE_CLIENT_ID", ""),
+		ServiceBusConnection:     get("ServiceBusConnection", ""),
+		ServiceBusNamespace:      get("ServiceBusConnection__fullyQualifiedNamespace", ""),
+		ServiceBusClientID:       get("ServiceBusConnection__clientId", ""),
+		OutboundQueue:            get("OUTBOUND_QUEUE", "outbound-tasks"),
+		PresenceQueue:            get("PRESENCE_QUEUE", "presence-poll"),
+		GraphBaseURL:             strings.TrimRight(get("GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0"), "/"),
+		AuthorityHost:            get("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/"),
+		PresenceSchedule:         get("PRESENCE_POLL_SCHEDULE", "*/30 * * * * *"),
+		PresenceAppClientID:      get("PRESENCE_APP_CLIENT_ID", ""),
+		PresenceAppClientSecret:  get("PRESENCE_APP_CLIENT_SECRET", ""),
+		PresenceAccount1UPN:      get("PRESENCE_ACCOUNT1_UPN", ""),
+		PresenceAccount1Password: get("PRESENCE_ACCOUNT1_PASSWORD", ""),
+		PresenceAccount2UPN:      get("PRESENCE_ACCOUNT2_UPN", ""),
+		PresenceAccount2Password: get("PRESENCE_ACCOUNT2_PASSWORD", ""),
+		APIAuth:                  strings.ToLower(get("API_AUTH", "entra")),
+		APIAudience:              get("API_AUDIENCE", ""),
+	}
+	if !strings.HasSuffix(c.AuthorityHost, "/") {
+		c.AuthorityHost += "/"
+	}
+	var err error
+	if c.PresenceStaleAfter, err = parseDuration(get("PRESENCE_STALE_AFTER", "120s")); err != nil {
+		return c, fmt.Errorf("PRESENCE_STALE_AFTER: %w", err)
+	}
+	if p, err := strconv.Atoi(c.Port); err != nil || p < 0 || p > 65535 {
+		return c, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: %q is not a port number", c.Port)
+	}
+	if c.TablesConnectionString == "" && c.TablesEndpoint == "" {
+		return c, fmt.Errorf("TABLES_CONNECTION_STRING or TABLES_ENDPOINT must be set")
+	}
+	for name, u := range map[string]string{"GRAPH_BASE_URL": c.GraphBaseURL, "AZURE_AUTHORITY_HOST": c.AuthorityHost} {
+		if p, err := url.Parse(u); err != nil || p.Scheme == "" || p.Host == "" {
+			return c, fmt.Errorf("%s: %q is not an absolute URL", name, u)
+		}
+	}
+	switch c.APIAuth {
+	case "entra":
+		if c.APIAudience == "" {
+			return c, fmt.Errorf("API_AUDIENCE must be set when API_AUTH is entra")
+		}
+	case "none":
+	default:
+		return c, fmt.Errorf("API_AUTH: %q is neither entra nor none", c.APIAuth)
+	}
+	return c, nil
+}
+
+// PublicAuthority reports whether the authority host is Microsoft's public
+// cloud login; any other host turns MSAL instance discovery off.
+func (c Config) PublicAuthority() bool {
+	u, err := url.Parse(c.AuthorityHost)
+	return err == nil && strings.EqualFold(u.Host, "login.microsoftonline.com")
+}
+
+// parseDuration accepts Go durations ("120s", "2m") and plain seconds ("120").
+func parseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		s = strconv.Itoa(n) + "s"
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration", s)
+	}
+	return d, nil
+}

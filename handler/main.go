@@ -1,0 +1,117 @@
+// Command handler is Switchboard's Azure Functions custom handler. The
+// Functions host starts it, sets FUNCTIONS_CUSTOMHANDLER_PORT, forwards HTTP
+// requests to /api/... and posts every other trigger to /{FunctionName}.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"switchboard/handler/config"
+	"switchboard/handler/functions"
+	"switchboard/handler/httpapi"
+	"switchboard/handler/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "handler:", err)
+		os.Exit(1)
+	}
+}
+
+// app holds what the wire* functions share while they assemble the handler.
+type app struct {
+	cfg        config.Config
+	log        *slog.Logger
+	now        func() time.Time
+	tables     store.Tables
+	router     *httpapi.Router
+	dispatcher *functions.Dispatcher
+	closers    []func()
+}
+
+// run starts the handler and serves until ctx is done, then shuts down
+// gracefully: in-flight invocations get up to 30 seconds to finish.
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	a := &app{cfg: cfg, log: log, now: time.Now, dispatcher: functions.NewDispatcher(log)}
+	defer func() {
+		for i := len(a.closers) - 1; i >= 0; i-- {
+			a.closers[i]()
+		}
+	}()
+	if a.tables, err = openTables(ctx, cfg); err != nil {
+		return fmt.Errorf("table storage: %w", err)
+	}
+	verifier, err := newVerifier(ctx, a)
+	if err != nil {
+		return fmt.Errorf("API authentication: %w", err)
+	}
+	a.router = httpapi.NewRouter(log, verifier)
+	for _, wire := range []func(context.Context, *app) error{wireHealth, wireSettings, wirePresence, wireRouting, wireOutbound} {
+		if err := wire(ctx, a); err != nil {
+			return err
+		}
+	}
+
+	mux := http.NewServeMux()
+	// The host polls GET / until the handler answers: readiness.
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "switchboard handler ready\n")
+	})
+	mux.Handle("/api/", a.router)
+	mux.Handle("POST /{name}", a.dispatcher)
+
+	ln, err := net.Listen("tcp", ":"+cfg.Port)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("handler listening", "addr", ln.Addr().String(), "functions", a.dispatcher.Names())
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// wireHealth serves GET /api/health: liveness plus storage reachability.
+func wireHealth(ctx context.Context, a *app) error {
+	a.router.Anonymous("GET /api/health", func(w http.ResponseWriter, r *http.Request) error {
+		pingCtx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := a.tables.Ping(pingCtx); err != nil {
+			a.log.Error("health: storage unreachable", "err", err)
+			return httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unhealthy", "storage": "unreachable"})
+		}
+		return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"status": "healthy", "storage": "ok"})
+	})
+	return nil
+}

@@ -1,0 +1,75 @@
+package switchboard
+
+import (
+	"context"
+	"time"
+)
+
+// Reason codes for a member who cannot be offered a conversation. Stable:
+// Power Automate flows and dashboards branch on them.
+const (
+	ReasonNotMember        = "NotMember"
+	ReasonNotActive        = "NotActive"
+	ReasonInConversation   = "InConversation"
+	ReasonPresenceStale    = "PresenceStale"
+	ReasonPresenceUnknown  = "PresenceUnknown"
+	ReasonOffline          = "Offline"
+	ReasonDoNotDisturb     = "DoNotDisturb"
+	ReasonInACall          = "InACall"
+	ReasonBusyNotDelivered = "BusyNotDelivered"
+	ReasonAwayNotDelivered = "AwayNotDelivered"
+)
+
+// RouteRequest asks for an agent for one conversation of a service.
+type RouteRequest struct {
+	ConversationID string
+	// Reserve holds the chosen agent(s) atomically for Hold.
+	Reserve bool
+	// Hold is how long a reservation lasts; 0 takes the service default.
+	Hold time.Duration
+	// UntilReleased makes the reservation last until Release (outbound
+	// tasks in progress); housekeeping releases what is leaked.
+	UntilReleased bool
+	// PreferredUsers are tried first, in order, when eligible.
+	PreferredUsers []string
+}
+
+// Assignment is an agent chosen for a conversation.
+type Assignment struct {
+	UserID        string
+	HoldExpiresAt time.Time // zero when not reserved or held until released
+}
+
+// Candidate is an eligible member, in ranking order.
+type Candidate struct {
+	UserID   string
+	Presence Presence
+}
+
+// Exclusion is a member who cannot be offered the conversation, and why.
+type Exclusion struct {
+	UserID   string
+	Reason   string // one of the Reason* codes
+	Message  string // a sentence for people
+	Presence *Presence
+}
+
+// RouteDecision is the answer to a RouteRequest.
+type RouteDecision struct {
+	ConversationID string
+	Agents         []Assignment
+	Candidates     []Candidate
+	Excluded       []Exclusion
+}
+
+// Router chooses agents. Outbound tasks use it as the route API does.
+type Router interface {
+	// Route decides who can take the conversation and, with Reserve, holds
+	// them. The same ConversationID asked again returns the same hold.
+	// Returns ENOTFOUND for an unknown service.
+	Route(ctx context.Context, tenantID, serviceID string, req RouteRequest) (RouteDecision, error)
+	// Release ends the conversation: its agents are free again and their
+	// idle time starts now. Releasing an unknown conversation is not an
+	// error.
+	Release(ctx context.Context, tenantID, conversationID string) error
+}
