@@ -1,0 +1,44 @@
+# Switchboard. `make run` and `make test` do all set-up on a machine with Go
+# and Node.js: the npm tooling in tools/ (Azurite, the Service Bus stand-in)
+# is installed on first use.
+SHELL := bash
+GO ?= go
+TOOLS_STAMP := tools/node_modules/.switchboard-installed
+
+.PHONY: all build run test test-short bench package vet fmt tools clean
+
+all: build
+
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): tools/package.json tools/package-lock.json
+	npm ci --prefix tools --no-audit --no-fund --loglevel=error
+	touch $@
+
+build:
+	$(GO) build ./...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l handler)" || { echo "gofmt needed:"; gofmt -l handler; exit 1; }
+
+# Every test, integration tests included: they start Azurite and the other
+# local servers themselves, on free loopback ports, and stop them after.
+test: tools vet
+	$(GO) test -count=1 -timeout 25m ./...
+
+# Unit tests only (no Azurite): fast feedback while editing.
+test-short: 
+	$(GO) test -short -count=1 ./...
+
+run: tools
+	$(GO) run ./handler/cmd/localrunner
+
+bench: tools
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./handler/...
+
+package:
+	@echo "make package: not yet implemented" >&2; exit 1
+
+clean:
+	rm -rf bin dist
