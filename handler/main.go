@@ -19,7 +19,9 @@ import (
 	"switchboard/handler/config"
 	"switchboard/handler/functions"
 	"switchboard/handler/httpapi"
+	"switchboard/handler/settings"
 	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
 )
 
 func main() {
@@ -40,6 +42,34 @@ type app struct {
 	router     *httpapi.Router
 	dispatcher *functions.Dispatcher
 	closers    []func()
+
+	// Set by the wire* functions, in the order run calls them; a later
+	// capability may use what an earlier one set.
+	queue    switchboard.Queue         // wireQueue; nil when no broker is configured
+	settings *settings.Service         // wireSettings
+	presence switchboard.PresenceStore // wirePresence
+	tracked  switchboard.TrackedUsers  // wireRouting (the members of the services)
+	routing  switchboard.Router        // wireRouting
+}
+
+// trackedUsers returns a TrackedUsers that forwards to a.tracked, which
+// wireRouting sets after wirePresence has built the poller.
+func (a *app) trackedUsers() switchboard.TrackedUsers { return lateTracked{a} }
+
+type lateTracked struct{ a *app }
+
+func (l lateTracked) Tenants(ctx context.Context) ([]string, error) {
+	if l.a.tracked == nil {
+		return nil, nil
+	}
+	return l.a.tracked.Tenants(ctx)
+}
+
+func (l lateTracked) TrackedUsers(ctx context.Context, tenantID string) ([]string, error) {
+	if l.a.tracked == nil {
+		return nil, nil
+	}
+	return l.a.tracked.TrackedUsers(ctx, tenantID)
 }
 
 // run starts the handler and serves until ctx is done, then shuts down
@@ -64,7 +94,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return fmt.Errorf("API authentication: %w", err)
 	}
 	a.router = httpapi.NewRouter(log, verifier)
-	for _, wire := range []func(context.Context, *app) error{wireHealth, wireSettings, wirePresence, wireRouting, wireOutbound} {
+	for _, wire := range []func(context.Context, *app) error{wireHealth, wireQueue, wireSettings, wirePresence, wireRouting, wireOutbound} {
 		if err := wire(ctx, a); err != nil {
 			return err
 		}
