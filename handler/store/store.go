@@ -228,3 +228,16 @@ type Tables interface {
 	// Ping checks that storage is reachable (for the health endpoint).
 	Ping(ctx context.Context) error
 }
+
+// Prefixed returns Tables whose table names all start with prefix: tests
+// share one storage account and stay out of each other's way with it.
+func Prefixed(t Tables, prefix string) Tables { return prefixed{t, prefix} }
+
+type prefixed struct {
+	Tables
+	prefix string
+}
+
+func (p prefixed) Table(ctx context.Context, name string) (Table, error) {
+	return p.Tables.Table(ctx, p.prefix+name)
+}
