@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"time"
-	"unicode/utf8"
 
 	"switchboard/handler/switchboard"
 )
@@ -79,9 +78,10 @@ func ServiceBusFunc(binding string, fn func(ctx context.Context, inv *Invocation
 
 // DecodeMessageBody turns the trigger's rendering of a message body back
 // into the bytes that were sent. The host passes a JSON body as an object,
-// as a JSON string holding the JSON text, or a binary body as base64; all
-// three come back as the original bytes. Text that is neither JSON nor
-// base64 comes back as its UTF-8 bytes.
+// as a JSON string holding the JSON text, or as base64 of the JSON; all
+// three come back as the JSON text. Any other string comes back as its
+// UTF-8 bytes: text and base64 of non-JSON bytes cannot be told apart, and
+// every Switchboard message is JSON, so such a body is malformed either way.
 func DecodeMessageBody(raw json.RawMessage) []byte {
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || trimmed[0] != '"' {
@@ -95,12 +95,8 @@ func DecodeMessageBody(raw json.RawMessage) []byte {
 	if len(t) > 0 && (t[0] == '{' || t[0] == '[') && json.Valid(t) {
 		return []byte(s)
 	}
-	if b, err := base64.StdEncoding.DecodeString(s); err == nil && len(s) > 0 {
-		// Only take the decoding when it is plausibly the original body:
-		// JSON, or binary that is not itself readable text.
-		if json.Valid(b) || !utf8.Valid(b) {
-			return b
-		}
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil && len(s) > 0 && json.Valid(b) {
+		return b
 	}
 	return []byte(s)
 }
