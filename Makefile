@@ -37,8 +37,18 @@ run: tools
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./handler/...
 
+# The app folder that `func start`, the local runner and `azd deploy` take:
+# host.json, one folder per function (functions/<Name>/function.json becomes
+# <Name>/function.json) and the handler cross-compiled for the Flex
+# Consumption workers (linux/amd64, static). DIST=<dir> puts it elsewhere.
+DIST ?= dist
 package:
-	@echo "make package: not yet implemented" >&2; exit 1
+	rm -rf $(DIST)/app
+	mkdir -p $(DIST)/app
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o $(DIST)/app/handler ./handler
+	cp host.json $(DIST)/app/host.json
+	cp -R functions/. $(DIST)/app/
+	@echo "make package: $(DIST)/app is ready"
 
 clean:
 	rm -rf bin dist
