@@ -1,0 +1,3 @@
+// A parameter default with no value.
+param name string = 
+param other string = 'x'

@@ -1,0 +1,5 @@
+package main
+
+import "os"
+
+var inTest = os.Getenv("IN_TEST")

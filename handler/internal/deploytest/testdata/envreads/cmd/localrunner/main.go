@@ -1,0 +1,5 @@
+package main
+
+import "os"
+
+var runner = os.Getenv("RUNNER_ONLY")

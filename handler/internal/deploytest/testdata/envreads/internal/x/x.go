@@ -1,0 +1,5 @@
+package x
+
+import "os"
+
+var internal = os.Getenv("INTERNAL_ONLY")

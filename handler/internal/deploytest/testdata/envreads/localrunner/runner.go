@@ -1,0 +1,5 @@
+package localrunner
+
+import "os"
+
+var runner = os.Getenv("RUNNER_PACKAGE_ONLY")

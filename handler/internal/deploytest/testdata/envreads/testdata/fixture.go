@@ -1,0 +1,5 @@
+package fixture
+
+import "os"
+
+var fixture = os.Getenv("FIXTURE_ONLY")
