@@ -1,0 +1,426 @@
+package routing
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
+)
+
+// TeamDirectory reads the members of Microsoft Teams teams (Graph
+// /teams/{id}/members). The Graph adapter implements it.
+type TeamDirectory interface {
+	// TeamMembers returns the Entra object ids of the team's members.
+	// Returns ENOTFOUND when there is no such team, EFORBIDDEN when the app
+	// may not read it, EUNAVAILABLE when Graph failed in a way worth
+	// retrying.
+	TeamMembers(ctx context.Context, tenantID, teamID string) ([]string, error)
+}
+
+// Options configures an Engine.
+type Options struct {
+	Tables   store.Tables
+	Presence switchboard.PresenceStore
+	// Teams syncs team-backed services; nil when Graph is not configured
+	// (a service with a teamId is then refused).
+	Teams TeamDirectory
+	// StaleAfter is the age past which a presence reading is never routed.
+	StaleAfter time.Duration
+	// TeamSyncInterval is how often Housekeep re-reads a team's members.
+	TeamSyncInterval time.Duration
+	Now              func() time.Time
+	Log              *slog.Logger
+}
+
+// Engine is the routing capability: services, route decisions, holds. It
+// implements switchboard.Router and switchboard.TrackedUsers.
+type Engine struct {
+	services         *serviceStore
+	state            *stateStore
+	presence         switchboard.PresenceStore
+	teams            TeamDirectory
+	staleAfter       time.Duration
+	teamSyncInterval time.Duration
+	now              func() time.Time
+	log              *slog.Logger
+	claims           *claims
+}
+
+var (
+	_ switchboard.Router       = (*Engine)(nil)
+	_ switchboard.TrackedUsers = (*Engine)(nil)
+)
+
+// New returns an Engine over opts.Tables, creating its tables.
+func New(ctx context.Context, opts Options) (*Engine, error) {
+	switch {
+	case opts.Tables == nil:
+		return nil, errors.New("routing: no tables")
+	case opts.Presence == nil:
+		return nil, errors.New("routing: no presence store")
+	case opts.StaleAfter <= 0:
+		return nil, errors.New("routing: the presence staleness limit must be positive")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.TeamSyncInterval <= 0 {
+		opts.TeamSyncInterval = 15 * time.Minute
+	}
+	services, err := newServiceStore(ctx, opts.Tables)
+	if err != nil {
+		return nil, err
+	}
+	state, err := opts.Tables.Table(ctx, StateTable)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{
+		services:         services,
+		state:            &stateStore{t: state},
+		presence:         opts.Presence,
+		teams:            opts.Teams,
+		staleAfter:       opts.StaleAfter,
+		teamSyncInterval: opts.TeamSyncInterval,
+		now:              opts.Now,
+		log:              opts.Log,
+		claims:           newClaims(),
+	}, nil
+}
+
+// idPattern is the shape of service and conversation ids (the API's path
+// ids): safe as Table Storage keys.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
+
+// ValidID reports whether s can be a service or conversation id.
+func ValidID(s string) bool { return idPattern.MatchString(s) }
+
+func checkID(op, field, id string) error {
+	if !ValidID(id) {
+		return switchboard.FieldError(op, field, "%s %q is not a valid id: 1-128 letters, digits and . _ : @ -, starting with a letter or digit", field, id)
+	}
+	return nil
+}
+
+// routeInputs is what a route reads before it decides.
+type routeInputs struct {
+	svc      Service
+	presence map[string]switchboard.Presence
+	rrLast   string
+	rrETag   string
+	snap     snapshot
+	conv     *conversation
+}
+
+// read gathers a route's inputs with concurrent reads: the service (its
+// member set from the cache) then its members' presence and its round-robin
+// position; the tenant's holds and idle ledger; the conversation's index
+// row.
+func (e *Engine) read(ctx context.Context, tenant, serviceID, conversationID string) (routeInputs, error) {
+	var in routeInputs
+	var wg sync.WaitGroup
+	var svcErr, snapErr, convErr error
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		in.svc, svcErr = e.services.get(ctx, tenant, serviceID)
+		if svcErr != nil {
+			return
+		}
+		var rrErr error
+		var rwg sync.WaitGroup
+		if in.svc.Distribution.Order == OrderRoundRobin {
+			rwg.Add(1)
+			go func() {
+				defer rwg.Done()
+				in.rrLast, in.rrETag, rrErr = e.state.roundRobin(ctx, tenant, serviceID)
+			}()
+		}
+		ids := make([]string, len(in.svc.Members))
+		for i, m := range in.svc.Members {
+			ids[i] = m.UserID
+		}
+		in.presence, svcErr = e.presence.Readings(ctx, tenant, ids)
+		rwg.Wait()
+		svcErr = errors.Join(svcErr, rrErr)
+	}()
+	go func() {
+		defer wg.Done()
+		in.snap, snapErr = e.state.snapshot(ctx, tenant)
+	}()
+	go func() {
+		defer wg.Done()
+		if conversationID == "" {
+			return
+		}
+		c, err := e.state.getConversation(ctx, tenant, conversationID)
+		switch {
+		case err == nil:
+			in.conv = &c
+		case !switchboard.IsCode(err, switchboard.ENOTFOUND):
+			convErr = err
+		}
+	}()
+	wg.Wait()
+	if svcErr != nil {
+		return in, svcErr // ENOTFOUND for an unknown service comes first
+	}
+	return in, errors.Join(snapErr, convErr)
+}
+
+// Route implements switchboard.Router.
+func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switchboard.RouteRequest) (switchboard.RouteDecision, error) {
+	const op = "routing.Route"
+	if err := checkID(op, "serviceId", serviceID); err != nil {
+		return switchboard.RouteDecision{}, err
+	}
+	if req.ConversationID == "" && req.Reserve {
+		return switchboard.RouteDecision{}, switchboard.FieldError(op, "conversationId", "conversationId is required to reserve an agent")
+	}
+	if req.ConversationID != "" {
+		if err := checkID(op, "conversationId", req.ConversationID); err != nil {
+			return switchboard.RouteDecision{}, err
+		}
+	}
+	if req.Hold < 0 {
+		return switchboard.RouteDecision{}, switchboard.FieldError(op, "holdSeconds", "the hold time cannot be negative")
+	}
+	if len(req.PreferredUsers) > MaxPreferredUsers {
+		return switchboard.RouteDecision{}, switchboard.FieldError(op, "preferredUsers", "at most %d preferred users, not %d", MaxPreferredUsers, len(req.PreferredUsers))
+	}
+	snapshotAt := time.Now() // monotonic: orders this route's reads against claims
+	now := wallClock(e.now)
+	in, err := e.read(ctx, tenant, serviceID, req.ConversationID)
+	if err != nil {
+		return switchboard.RouteDecision{}, switchboard.Wrap(switchboard.EINTERNAL, op, err)
+	}
+	preferred := make([]string, 0, len(req.PreferredUsers))
+	for _, u := range req.PreferredUsers {
+		if id, ok := NormalizeUserID(u); ok {
+			u = id
+		}
+		preferred = append(preferred, u)
+	}
+	d := Decide(DecideInput{
+		Members:        in.svc.Members,
+		Preferred:      preferred,
+		Presence:       in.presence,
+		States:         in.snap.states(now),
+		ConversationID: req.ConversationID,
+		Distribution:   in.svc.Distribution,
+		RoundRobinLast: in.rrLast,
+		Now:            now,
+		StaleAfter:     e.staleAfter,
+	})
+	out := switchboard.RouteDecision{ConversationID: req.ConversationID, Agents: []switchboard.Assignment{}}
+
+	if c := in.conv; c != nil && c.live(now) {
+		if c.ServiceID != serviceID {
+			return out, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Field: "conversationId", Message: "conversation " + c.ID + " is already routed in service " + c.ServiceID}
+		}
+		return existing(out, d, c.Agents), nil
+	}
+
+	holdFor := time.Duration(in.svc.Distribution.HoldSeconds) * time.Second
+	if req.Hold > 0 {
+		holdFor = req.Hold
+	}
+	want := in.svc.Distribution.Want()
+	var taken []hold
+	for _, r := range d.Eligible {
+		if len(out.Agents) == want {
+			out.Candidates = append(out.Candidates, switchboard.Candidate{UserID: r.UserID, Presence: r.Presence})
+			continue
+		}
+		if !req.Reserve {
+			out.Agents = append(out.Agents, switchboard.Assignment{UserID: r.UserID})
+			continue
+		}
+		h := hold{UserID: r.UserID, ConversationID: req.ConversationID, ServiceID: serviceID, HeldAt: now, UntilReleased: req.UntilReleased}
+		if !req.UntilReleased {
+			h.ExpiresAt = now.Add(holdFor)
+		}
+		got, ok, err := e.acquire(ctx, tenant, h, in.snap, snapshotAt)
+		if err != nil {
+			e.undo(ctx, tenant, taken)
+			return switchboard.RouteDecision{}, switchboard.Wrap(switchboard.EINTERNAL, op, err)
+		}
+		if !ok {
+			x := switchboard.Exclusion{UserID: r.UserID, Reason: switchboard.ReasonInConversation, Message: "just reserved for another Switchboard conversation"}
+			p := r.Presence
+			x.Presence = &p
+			d.Excluded = append(d.Excluded, x)
+			continue
+		}
+		taken = append(taken, got)
+		out.Agents = append(out.Agents, switchboard.Assignment{UserID: got.UserID, HoldExpiresAt: got.ExpiresAt})
+	}
+	out.Excluded = d.Excluded
+
+	if req.Reserve && len(taken) > 0 {
+		c := conversation{ID: req.ConversationID, ServiceID: serviceID, Agents: out.Agents, UntilReleased: req.UntilReleased, HeldAt: now}
+		if !req.UntilReleased {
+			c.ExpiresAt = now.Add(holdFor)
+		}
+		ifMatch := ""
+		if in.conv != nil {
+			ifMatch = in.conv.ETag // an expired index row of the same conversation: replace it
+		}
+		if _, err := e.state.putConversation(ctx, tenant, c, ifMatch); err != nil {
+			e.undo(ctx, tenant, taken)
+			if !switchboard.IsCode(err, switchboard.ECONFLICT) && !switchboard.IsCode(err, switchboard.EPRECONDITION) {
+				return switchboard.RouteDecision{}, switchboard.Wrap(switchboard.EINTERNAL, op, err)
+			}
+			// The same conversation was routed concurrently: its hold wins.
+			won, gerr := e.state.getConversation(ctx, tenant, req.ConversationID)
+			if gerr != nil || !won.live(now) || won.ServiceID != serviceID {
+				return switchboard.RouteDecision{}, switchboard.Errorf(switchboard.ECONFLICT, op, "conversation %s was routed concurrently by another request; retry", req.ConversationID)
+			}
+			return existing(switchboard.RouteDecision{ConversationID: req.ConversationID}, d, won.Agents), nil
+		}
+	}
+	if in.svc.Distribution.Order == OrderRoundRobin && len(out.Agents) > 0 {
+		if err := e.state.advanceRoundRobin(ctx, tenant, serviceID, out.Agents[0].UserID, in.rrETag); err != nil {
+			e.log.Warn("round-robin position not advanced", "tenant", tenant, "service", serviceID, "err", err)
+		}
+	}
+	if out.Candidates == nil {
+		out.Candidates = []switchboard.Candidate{}
+	}
+	if out.Excluded == nil {
+		out.Excluded = []switchboard.Exclusion{}
+	}
+	return out, nil
+}
+
+// acquire takes a hold unless this process is reserving the agent already
+// (a claim) or storage says someone else holds it.
+func (e *Engine) acquire(ctx context.Context, tenant string, h hold, snap snapshot, snapshotAt time.Time) (hold, bool, error) {
+	key := tenant + "|" + h.UserID
+	if !e.claims.take(key, snapshotAt) {
+		return hold{}, false, nil
+	}
+	var prev *hold
+	if p, ok := snap.holds[h.UserID]; ok {
+		prev = &p
+	}
+	got, ok, err := e.state.acquire(ctx, tenant, h, prev)
+	e.claims.done(key, ok)
+	return got, ok, err
+}
+
+// undo gives back holds taken by a route that failed after taking them.
+func (e *Engine) undo(ctx context.Context, tenant string, taken []hold) {
+	for _, h := range taken {
+		if _, err := e.state.dropHold(context.WithoutCancel(ctx), tenant, h); err != nil {
+			e.log.Warn("hold not given back; it expires by itself", "tenant", tenant, "user", h.UserID, "conversation", h.ConversationID, "err", err)
+		}
+	}
+}
+
+// existing is the decision for a conversation that already holds agents:
+// those agents, and the rest of the decision without them.
+func existing(out switchboard.RouteDecision, d Decision, agents []switchboard.Assignment) switchboard.RouteDecision {
+	held := make(map[string]bool, len(agents))
+	for _, a := range agents {
+		held[a.UserID] = true
+	}
+	out.Agents = slices.Clone(agents)
+	out.Candidates = []switchboard.Candidate{}
+	for _, r := range d.Eligible {
+		if !held[r.UserID] {
+			out.Candidates = append(out.Candidates, switchboard.Candidate{UserID: r.UserID, Presence: r.Presence})
+		}
+	}
+	out.Excluded = []switchboard.Exclusion{}
+	for _, x := range d.Excluded {
+		if !held[x.UserID] {
+			out.Excluded = append(out.Excluded, x)
+		}
+	}
+	return out
+}
+
+// Release implements switchboard.Router: the conversation's holds are
+// dropped and each agent's idle time starts now (or when its hold expired,
+// if it did). Releasing twice, or an unknown conversation, is not an error.
+func (e *Engine) Release(ctx context.Context, tenant, conversationID string) error {
+	const op = "routing.Release"
+	if err := checkID(op, "conversationId", conversationID); err != nil {
+		return err
+	}
+	c, err := e.state.getConversation(ctx, tenant, conversationID)
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		return nil
+	}
+	if err != nil {
+		return switchboard.Wrap(switchboard.EINTERNAL, op, err)
+	}
+	now := wallClock(e.now)
+	var mu sync.Mutex
+	ends := map[string]time.Time{}
+	var errs []error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, a := range c.Agents {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			end, err := e.releaseHold(ctx, tenant, a.UserID, conversationID, now)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			} else if !end.IsZero() {
+				ends[a.UserID] = end
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return switchboard.Wrap(switchboard.EINTERNAL, op, err)
+	}
+	// The index row goes last: a release that failed half way can be
+	// retried and finds the agents again.
+	if err := e.state.recordIdle(ctx, tenant, ends); err != nil {
+		return switchboard.Wrap(switchboard.EINTERNAL, op, err)
+	}
+	if err := e.state.deleteConversation(ctx, tenant, c); err != nil {
+		return switchboard.Wrap(switchboard.EINTERNAL, op, err)
+	}
+	return nil
+}
+
+// releaseHold drops one agent's hold on the conversation and returns when
+// the agent became idle (zero when the hold was not this conversation's).
+func (e *Engine) releaseHold(ctx context.Context, tenant, user, conversationID string, now time.Time) (time.Time, error) {
+	h, err := e.state.getHold(ctx, tenant, user)
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		return time.Time{}, nil // swept after expiry: the ledger has it
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	if h.ConversationID != conversationID {
+		return time.Time{}, nil // expired and taken by another conversation
+	}
+	dropped, err := e.state.dropHold(ctx, tenant, h)
+	if err != nil || !dropped {
+		return time.Time{}, err
+	}
+	end := now
+	if !h.state().Holding(now) {
+		end = h.expiredAt()
+	}
+	return end, nil
+}

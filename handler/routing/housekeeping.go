@@ -1,0 +1,124 @@
+package routing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// HousekeepingReport says what one Housekeep run did.
+type HousekeepingReport struct {
+	Tenants              int
+	HoldsExpired         int
+	ConversationsExpired int
+	TeamsSynced          int
+	TeamSyncFailures     int
+	StoppedAtDeadline    bool
+}
+
+// Housekeep sweeps expired holds (their agents' idle time starts when the
+// hold expired) and expired conversation index rows, and re-reads the
+// members of every team-backed service not synced for TeamSyncInterval. It
+// works until ctx's deadline and leaves the rest to the next run; per-item
+// failures are collected, not fatal.
+func (e *Engine) Housekeep(ctx context.Context) (HousekeepingReport, error) {
+	var rep HousekeepingReport
+	rows, err := e.services.list(ctx, "")
+	if err != nil {
+		return rep, err
+	}
+	var errs []error
+	tenants := map[string]bool{}
+	for _, r := range rows {
+		tenants[r.TenantID] = true
+	}
+	rep.Tenants = len(tenants)
+	for tenant := range tenants {
+		if deadlineNear(ctx) {
+			rep.StoppedAtDeadline = true
+			return rep, errors.Join(errs...)
+		}
+		holds, convs, err := e.sweep(ctx, tenant)
+		rep.HoldsExpired += holds
+		rep.ConversationsExpired += convs
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s: %w", tenant, err))
+		}
+	}
+	for _, r := range rows {
+		if r.TeamID == "" {
+			continue
+		}
+		now := wallClock(e.now)
+		if now.Sub(r.LastTeamSync) < e.teamSyncInterval && r.LastTeamSyncError == "" {
+			continue
+		}
+		if r.LastTeamSyncError != "" && now.Sub(r.UpdatedAt) < e.teamSyncInterval/3 {
+			continue // failed recently: do not hammer Graph
+		}
+		if deadlineNear(ctx) {
+			rep.StoppedAtDeadline = true
+			break
+		}
+		if _, err := e.SyncTeam(ctx, r.TenantID, r.ID); err != nil {
+			rep.TeamSyncFailures++
+			errs = append(errs, fmt.Errorf("team sync of service %s in tenant %s: %w", r.ID, r.TenantID, err))
+			continue
+		}
+		rep.TeamsSynced++
+	}
+	return rep, errors.Join(errs...)
+}
+
+func (e *Engine) sweep(ctx context.Context, tenant string) (holds, convs int, err error) {
+	now := wallClock(e.now)
+	all, err := e.state.holds(ctx, tenant)
+	if err != nil {
+		return 0, 0, err
+	}
+	ends := map[string]time.Time{}
+	var errs []error
+	for _, h := range all {
+		if h.state().Holding(now) {
+			continue
+		}
+		dropped, err := e.state.dropHold(ctx, tenant, h)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if dropped {
+			holds++
+			ends[h.UserID] = h.expiredAt()
+		}
+	}
+	if err := e.state.recordIdle(ctx, tenant, ends); err != nil {
+		errs = append(errs, err)
+	}
+	cs, err := e.state.conversations(ctx, tenant)
+	if err != nil {
+		return holds, 0, errors.Join(append(errs, err)...)
+	}
+	for _, c := range cs {
+		if c.live(now) {
+			continue
+		}
+		if err := e.state.deleteConversation(ctx, tenant, c); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		convs++
+	}
+	return holds, convs, errors.Join(errs...)
+}
+
+// deadlineNear reports whether ctx ends within a few seconds: time to stop
+// and leave the rest to the next run.
+func deadlineNear(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) < 5*time.Second
+}

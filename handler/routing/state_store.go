@@ -1,0 +1,477 @@
+package routing
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
+)
+
+// The state table holds, per tenant (partition key), rows of four kinds:
+//
+//	a|h|<user>      a hold: the agent holds a conversation. It exists only
+//	                while held (or until an expired hold is swept), so one
+//	                range query reads every hold of the tenant.
+//	a|i|<shard>     the idle ledger: when each agent's last conversation
+//	                ended, packed into idleShards rows. LongestIdle needs it
+//	                for every member on every route: a row per agent would
+//	                be a 1,000-row read per route (over 100 ms on Azurite).
+//	c|<conversation> the conversation index: which agents hold it, so that
+//	                the same conversation asked twice returns the same hold
+//	                and Release finds its agents.
+//	r|<service>     the round-robin position of a service.
+//
+// Holds and ledger share the prefix "a|" so that one query reads both.
+const (
+	agentPrefix = "a|"
+	holdPrefix  = "a|h|"
+	idlePrefix  = "a|i|"
+	convPrefix  = "c|"
+	rrPrefix    = "r|"
+)
+
+// idleShards is the number of ledger rows per tenant: more rows, fewer
+// conflicts between concurrent releases; every route reads them all in the
+// same query as the holds.
+const idleShards = 16
+
+// Ledger row layout: properties d00, d01, ... each at most idleChunk
+// characters of "user millis\n" lines (a string property holds at most
+// 64 KiB of UTF-16), at most idleChunks of them per row (an entity is at
+// most 1 MB). A row that would outgrow that drops its oldest entries: an
+// agent missing from the ledger ranks as idle longest, which is where the
+// oldest entries rank anyway.
+const (
+	idleChunk  = 30000
+	idleChunks = 15
+)
+
+type stateStore struct {
+	t store.Table
+	// ledgerLocks serialises this process's ledger updates per row, so
+	// that concurrent releases in one instance do not fight over ETags.
+	ledgerLocks [64]sync.Mutex
+}
+
+// hold is a hold row.
+type hold struct {
+	UserID         string
+	ConversationID string
+	ServiceID      string
+	HeldAt         time.Time
+	ExpiresAt      time.Time
+	UntilReleased  bool
+	ETag           string
+}
+
+func (h hold) state() AgentState {
+	return AgentState{ConversationID: h.ConversationID, ServiceID: h.ServiceID, HeldAt: h.HeldAt, HoldExpiresAt: h.ExpiresAt, UntilReleased: h.UntilReleased}
+}
+
+// expiredAt returns when an expired hold stopped holding.
+func (h hold) expiredAt() time.Time {
+	if h.UntilReleased {
+		return h.HeldAt.Add(MaxUntilReleased)
+	}
+	return h.ExpiresAt
+}
+
+func encodeHold(tenant string, h hold) store.Entity {
+	props := map[string]any{
+		"conversationId": h.ConversationID,
+		"serviceId":      h.ServiceID,
+		"heldAt":         h.HeldAt.UTC(),
+		"untilReleased":  h.UntilReleased,
+	}
+	if !h.ExpiresAt.IsZero() {
+		props["expiresAt"] = h.ExpiresAt.UTC()
+	}
+	return store.Entity{PartitionKey: tenant, RowKey: holdPrefix + h.UserID, Props: props}
+}
+
+func decodeHold(e store.Entity) hold {
+	return hold{
+		UserID:         strings.TrimPrefix(e.RowKey, holdPrefix),
+		ConversationID: e.String("conversationId"),
+		ServiceID:      e.String("serviceId"),
+		HeldAt:         e.Time("heldAt"),
+		ExpiresAt:      e.Time("expiresAt"),
+		UntilReleased:  e.Bool("untilReleased"),
+		ETag:           e.ETag,
+	}
+}
+
+// snapshot is a tenant's agent state as one query read it.
+type snapshot struct {
+	holds map[string]hold
+	idle  map[string]time.Time
+}
+
+// states merges holds and ledger into AgentStates. An expired hold still
+// in the table counts as free, idle since it expired.
+func (s snapshot) states(now time.Time) map[string]AgentState {
+	out := make(map[string]AgentState, len(s.idle)+len(s.holds))
+	for u, t := range s.idle {
+		out[u] = AgentState{IdleSince: t}
+	}
+	for u, h := range s.holds {
+		st := h.state()
+		st.IdleSince = out[u].IdleSince
+		if !st.Holding(now) && h.expiredAt().After(st.IdleSince) {
+			st.IdleSince = h.expiredAt()
+		}
+		out[u] = st
+	}
+	return out
+}
+
+func (s *stateStore) snapshot(ctx context.Context, tenant string) (snapshot, error) {
+	snap := snapshot{holds: map[string]hold{}, idle: map[string]time.Time{}}
+	err := store.QueryAll(ctx, s.t, store.Query{PartitionKey: tenant, Prefix: agentPrefix}, func(e store.Entity) error {
+		switch {
+		case strings.HasPrefix(e.RowKey, holdPrefix):
+			h := decodeHold(e)
+			snap.holds[h.UserID] = h
+		case strings.HasPrefix(e.RowKey, idlePrefix):
+			for u, t := range decodeLedger(e) {
+				snap.idle[u] = t
+			}
+		}
+		return nil
+	})
+	return snap, err
+}
+
+// acquire takes a hold on h.UserID. prev is the hold row seen in the
+// snapshot, if any (it must be free, or held by the same conversation). It
+// reports false, without error, when someone else got there first.
+func (s *stateStore) acquire(ctx context.Context, tenant string, h hold, prev *hold) (hold, bool, error) {
+	e := encodeHold(tenant, h)
+	var err error
+	if prev == nil {
+		h.ETag, err = s.t.Insert(ctx, e)
+	} else {
+		h.ETag, err = s.t.Update(ctx, e, prev.ETag)
+	}
+	switch switchboard.ErrorCode(err) {
+	case "":
+		return h, true, nil
+	case switchboard.ECONFLICT, switchboard.EPRECONDITION, switchboard.ENOTFOUND:
+		// Inserted, changed or swept by someone else since the snapshot.
+		return hold{}, false, nil
+	}
+	return hold{}, false, err
+}
+
+// getHold reads one agent's hold row. Returns ENOTFOUND when there is none.
+func (s *stateStore) getHold(ctx context.Context, tenant, user string) (hold, error) {
+	e, err := s.t.Get(ctx, tenant, holdPrefix+user)
+	if err != nil {
+		return hold{}, err
+	}
+	return decodeHold(e), nil
+}
+
+// dropHold deletes a hold row if it is still the one read (ETag); a row
+// changed or gone meanwhile is left alone.
+func (s *stateStore) dropHold(ctx context.Context, tenant string, h hold) (bool, error) {
+	err := s.t.Delete(ctx, tenant, holdPrefix+h.UserID, h.ETag)
+	switch switchboard.ErrorCode(err) {
+	case "":
+		return true, nil
+	case switchboard.ENOTFOUND, switchboard.EPRECONDITION:
+		return false, nil
+	}
+	return false, err
+}
+
+// holds returns every hold row of a tenant.
+func (s *stateStore) holds(ctx context.Context, tenant string) ([]hold, error) {
+	var out []hold
+	err := store.QueryAll(ctx, s.t, store.Query{PartitionKey: tenant, Prefix: holdPrefix}, func(e store.Entity) error {
+		out = append(out, decodeHold(e))
+		return nil
+	})
+	return out, err
+}
+
+// conversation is a conversation index row.
+type conversation struct {
+	ID            string
+	ServiceID     string
+	Agents        []switchboard.Assignment
+	UntilReleased bool
+	HeldAt        time.Time
+	ExpiresAt     time.Time // zero when held until released
+	ETag          string
+}
+
+// live reports whether the conversation still holds its agents at now.
+func (c conversation) live(now time.Time) bool {
+	return AgentState{ConversationID: c.ID, HeldAt: c.HeldAt, HoldExpiresAt: c.ExpiresAt, UntilReleased: c.UntilReleased}.Holding(now)
+}
+
+func encodeConversation(tenant string, c conversation) store.Entity {
+	agents := make([]string, len(c.Agents))
+	for i, a := range c.Agents {
+		agents[i] = a.UserID
+	}
+	b, _ := json.Marshal(agents)
+	props := map[string]any{
+		"serviceId":     c.ServiceID,
+		"agents":        string(b),
+		"untilReleased": c.UntilReleased,
+		"heldAt":        c.HeldAt.UTC(),
+	}
+	if !c.ExpiresAt.IsZero() {
+		props["expiresAt"] = c.ExpiresAt.UTC()
+	}
+	return store.Entity{PartitionKey: tenant, RowKey: convPrefix + c.ID, Props: props}
+}
+
+func decodeConversation(e store.Entity) conversation {
+	c := conversation{
+		ID:            strings.TrimPrefix(e.RowKey, convPrefix),
+		ServiceID:     e.String("serviceId"),
+		UntilReleased: e.Bool("untilReleased"),
+		HeldAt:        e.Time("heldAt"),
+		ExpiresAt:     e.Time("expiresAt"),
+		ETag:          e.ETag,
+	}
+	var agents []string
+	_ = json.Unmarshal([]byte(e.String("agents")), &agents)
+	for _, u := range agents {
+		c.Agents = append(c.Agents, switchboard.Assignment{UserID: u, HoldExpiresAt: c.ExpiresAt})
+	}
+	return c
+}
+
+// getConversation reads a conversation index row. Returns ENOTFOUND when
+// there is none.
+func (s *stateStore) getConversation(ctx context.Context, tenant, id string) (conversation, error) {
+	e, err := s.t.Get(ctx, tenant, convPrefix+id)
+	if err != nil {
+		return conversation{}, err
+	}
+	return decodeConversation(e), nil
+}
+
+// putConversation inserts the index row, or replaces the (expired) one
+// whose ETag is ifMatch. Returns ECONFLICT or EPRECONDITION when another
+// request wrote it first.
+func (s *stateStore) putConversation(ctx context.Context, tenant string, c conversation, ifMatch string) (string, error) {
+	e := encodeConversation(tenant, c)
+	if ifMatch == "" {
+		return s.t.Insert(ctx, e)
+	}
+	return s.t.Update(ctx, e, ifMatch)
+}
+
+func (s *stateStore) deleteConversation(ctx context.Context, tenant string, c conversation) error {
+	err := s.t.Delete(ctx, tenant, convPrefix+c.ID, c.ETag)
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) || switchboard.IsCode(err, switchboard.EPRECONDITION) {
+		return nil
+	}
+	return err
+}
+
+// conversations returns every conversation index row of a tenant.
+func (s *stateStore) conversations(ctx context.Context, tenant string) ([]conversation, error) {
+	var out []conversation
+	err := store.QueryAll(ctx, s.t, store.Query{PartitionKey: tenant, Prefix: convPrefix}, func(e store.Entity) error {
+		out = append(out, decodeConversation(e))
+		return nil
+	})
+	return out, err
+}
+
+// roundRobin returns the member a service's round robin chose last and the
+// row's ETag ("" when there is no row yet).
+func (s *stateStore) roundRobin(ctx context.Context, tenant, service string) (last, etag string, err error) {
+	e, err := s.t.Get(ctx, tenant, rrPrefix+service)
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	return e.String("last"), e.ETag, nil
+}
+
+// advanceRoundRobin records user as the last chosen. Concurrent routes of
+// the same service all move it; each write is ETag-guarded and retried on a
+// fresh read, so the position is one of the members chosen, never a torn
+// value, and it lives in storage: every instance sees it.
+func (s *stateStore) advanceRoundRobin(ctx context.Context, tenant, service, user, etag string) error {
+	e := store.Entity{PartitionKey: tenant, RowKey: rrPrefix + service, Props: map[string]any{"last": user}}
+	for attempt := 0; attempt < 5; attempt++ {
+		var err error
+		if etag == "" {
+			_, err = s.t.Insert(ctx, e)
+		} else {
+			_, err = s.t.Update(ctx, e, etag)
+		}
+		if err == nil {
+			return nil
+		}
+		if !switchboard.IsCode(err, switchboard.ECONFLICT) && !switchboard.IsCode(err, switchboard.EPRECONDITION) && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
+			return err
+		}
+		if _, etag, err = s.roundRobin(ctx, tenant, service); err != nil {
+			return err
+		}
+	}
+	return switchboard.Errorf(switchboard.EUNAVAILABLE, "routing.RoundRobin", "the round-robin position of service %s is contended; it was not advanced", service)
+}
+
+func (s *stateStore) deleteRoundRobin(ctx context.Context, tenant, service string) error {
+	err := s.t.Delete(ctx, tenant, rrPrefix+service, "")
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		return nil
+	}
+	return err
+}
+
+func idleShard(user string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(user))
+	return int(h.Sum32() % idleShards)
+}
+
+func idleRowKey(shard int) string { return fmt.Sprintf("%s%02d", idlePrefix, shard) }
+
+func decodeLedger(e store.Entity) map[string]time.Time {
+	var b strings.Builder
+	for i := 0; i < idleChunks; i++ {
+		b.WriteString(e.String(fmt.Sprintf("d%02d", i)))
+	}
+	out := map[string]time.Time{}
+	for line := range strings.SplitSeq(b.String(), "\n") {
+		user, ms, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(ms, 10, 64)
+		if err != nil {
+			continue
+		}
+		out[user] = time.UnixMilli(n).UTC()
+	}
+	return out
+}
+
+func encodeLedger(tenant string, shard int, idle map[string]time.Time) store.Entity {
+	type entry struct {
+		user string
+		at   time.Time
+	}
+	entries := make([]entry, 0, len(idle))
+	for u, t := range idle {
+		entries = append(entries, entry{u, t})
+	}
+	// Newest first, so that what does not fit is the oldest.
+	sort.Slice(entries, func(i, j int) bool {
+		if !entries[i].at.Equal(entries[j].at) {
+			return entries[i].at.After(entries[j].at)
+		}
+		return entries[i].user < entries[j].user
+	})
+	props := map[string]any{}
+	var chunk strings.Builder
+	n := 0
+	for _, en := range entries {
+		line := en.user + " " + strconv.FormatInt(en.at.UnixMilli(), 10) + "\n"
+		if chunk.Len()+len(line) > idleChunk {
+			props[fmt.Sprintf("d%02d", n)] = chunk.String()
+			chunk.Reset()
+			n++
+			if n == idleChunks {
+				break
+			}
+		}
+		chunk.WriteString(line)
+	}
+	if n < idleChunks && chunk.Len() > 0 {
+		props[fmt.Sprintf("d%02d", n)] = chunk.String()
+	}
+	return store.Entity{PartitionKey: tenant, RowKey: idleRowKey(shard), Props: props}
+}
+
+// recordIdle sets the ledger entry of each agent in ends to the later of
+// its current value and the given time. Each ledger row is read, modified
+// and written back ETag-guarded, retried when a concurrent writer won.
+func (s *stateStore) recordIdle(ctx context.Context, tenant string, ends map[string]time.Time) error {
+	byShard := map[int]map[string]time.Time{}
+	for u, t := range ends {
+		sh := idleShard(u)
+		if byShard[sh] == nil {
+			byShard[sh] = map[string]time.Time{}
+		}
+		byShard[sh][u] = t
+	}
+	for sh, upd := range byShard {
+		if err := s.updateLedgerRow(ctx, tenant, sh, upd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *stateStore) updateLedgerRow(ctx context.Context, tenant string, shard int, upd map[string]time.Time) error {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(tenant))
+	lock := &s.ledgerLocks[(int(h.Sum32())+shard)%len(s.ledgerLocks)]
+	lock.Lock()
+	defer lock.Unlock()
+	const attempts = 20
+	for attempt := 0; attempt < attempts; attempt++ {
+		cur, err := s.t.Get(ctx, tenant, idleRowKey(shard))
+		exists := err == nil
+		if err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
+			return err
+		}
+		idle := map[string]time.Time{}
+		if exists {
+			idle = decodeLedger(cur)
+		}
+		changed := false
+		for u, t := range upd {
+			t = t.UTC().Truncate(time.Millisecond)
+			if t.After(idle[u]) {
+				idle[u] = t
+				changed = true
+			}
+		}
+		if !changed {
+			return nil
+		}
+		e := encodeLedger(tenant, shard, idle)
+		if exists {
+			_, err = s.t.Update(ctx, e, cur.ETag)
+		} else {
+			_, err = s.t.Insert(ctx, e)
+		}
+		if err == nil {
+			return nil
+		}
+		if !switchboard.IsCode(err, switchboard.EPRECONDITION) && !switchboard.IsCode(err, switchboard.ECONFLICT) && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
+			return err
+		}
+		// Another instance won: back off a little, with jitter, and retry.
+		select {
+		case <-ctx.Done():
+			return switchboard.Wrap(switchboard.EUNAVAILABLE, "routing.recordIdle", ctx.Err())
+		case <-time.After(time.Duration(2+rand.IntN(8*(attempt+1))) * time.Millisecond):
+		}
+	}
+	return switchboard.Errorf(switchboard.EUNAVAILABLE, "routing.recordIdle", "the idle ledger of tenant %s is contended; giving up after %d attempts", tenant, attempts)
+}
