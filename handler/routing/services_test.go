@@ -1,0 +1,283 @@
+package routing
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"switchboard/handler/store"
+	sb "switchboard/handler/switchboard"
+)
+
+func TestPutServiceValidation(t *testing.T) {
+	valid := func() ServiceInput {
+		return ServiceInput{Name: ptr("Support"), Members: []MemberInput{{UserID: user(1)}}}
+	}
+	for _, tc := range []struct {
+		name      string
+		id        string
+		edit      func(*ServiceInput)
+		wantField string
+	}{
+		{"missing name", "s1", func(in *ServiceInput) { in.Name = nil }, "name"},
+		{"blank name", "s1", func(in *ServiceInput) { in.Name = ptr("  ") }, "name"},
+		{"long name", "s1", func(in *ServiceInput) { in.Name = ptr(strings.Repeat("n", MaxNameLength+1)) }, "name"},
+		{"bad service id", "a b", func(in *ServiceInput) {}, "s"},
+		{"member id not a GUID", "s1", func(in *ServiceInput) { in.Members = append(in.Members, MemberInput{UserID: "bob"}) }, "members[1].userId"},
+		{"duplicate member", "s1", func(in *ServiceInput) {
+			in.Members = append(in.Members, MemberInput{UserID: strings.ToUpper(user(1))})
+		}, "members[1].userId"},
+		{"team id not a GUID", "s1", func(in *ServiceInput) { in.TeamID = ptr("team-1") }, "teamId"},
+		{"unknown order", "s1", func(in *ServiceInput) { in.Distribution.Order = ptr("Random") }, "distribution.order"},
+		{"broadcast size 0", "s1", func(in *ServiceInput) { in.Distribution.BroadcastSize = ptr(0) }, "distribution.broadcastSize"},
+		{"broadcast size 51", "s1", func(in *ServiceInput) { in.Distribution.BroadcastSize = ptr(51) }, "distribution.broadcastSize"},
+		{"hold 4 s", "s1", func(in *ServiceInput) { in.Distribution.HoldSeconds = ptr(4) }, "distribution.holdSeconds"},
+		{"hold 3601 s", "s1", func(in *ServiceInput) { in.Distribution.HoldSeconds = ptr(3601) }, "distribution.holdSeconds"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			in := valid()
+			tc.edit(&in)
+			_, _, err := f.engine.PutService(ctx, tenant, tc.id, in, "")
+			if sb.ErrorCode(err) != sb.EINVALID || sb.ErrorField(err) != tc.wantField {
+				t.Fatalf("error = %v (code %q, field %q), want invalid %q", err, sb.ErrorCode(err), sb.ErrorField(err), tc.wantField)
+			}
+			if _, err := f.engine.GetService(ctx, tenant, "s1"); sb.ErrorCode(err) != sb.ENOTFOUND {
+				t.Errorf("after a refused PUT, GET = %v; want not found (nothing written)", err)
+			}
+		})
+	}
+}
+
+func TestPutServiceDefaultsAndReplace(t *testing.T) {
+	f := newFixture(t, nil)
+	in := ServiceInput{Name: ptr(" Support "), Members: []MemberInput{{UserID: strings.ToUpper(user(2))}, {UserID: user(1), Active: ptr(false)}}}
+	svc, created, err := f.engine.PutService(ctx, tenant, "support", in, "")
+	if err != nil || !created {
+		t.Fatalf("PutService: created %v, %v", created, err)
+	}
+	want := Distribution{Order: OrderLongestIdle, BroadcastSize: DefaultBroadcast, HoldSeconds: DefaultHoldSeconds}
+	if svc.Distribution != want {
+		t.Errorf("distribution = %+v, want the defaults %+v", svc.Distribution, want)
+	}
+	if got, want := svc.Members, []Member{{user(1), false}, {user(2), true}}; !slices.Equal(got, want) {
+		t.Errorf("members = %v, want %v (sorted, ids lower case, active by default)", got, want)
+	}
+	if svc.Name != "Support" || !svc.CreatedAt.Equal(t0) || svc.ETag == "" {
+		t.Errorf("stored = %+v", svc)
+	}
+
+	// A second instance reads the same.
+	got, err := f.newEngine().GetService(ctx, tenant, "support")
+	if err != nil || !slices.Equal(got.Members, svc.Members) || got.ETag != svc.ETag || got.Name != "Support" {
+		t.Fatalf("GetService = %+v, %v; want %+v", got, err, svc)
+	}
+
+	// Replace: new members, the old set's rows are gone.
+	f.clock.Advance(time.Minute)
+	in.Members = []MemberInput{{UserID: user(3)}}
+	in.Distribution = DistributionInput{Order: ptr(OrderBroadcast), BroadcastSize: ptr(5), DeliverWhileBusy: ptr(true)}
+	svc2, created, err := f.engine.PutService(ctx, tenant, "support", in, svc.ETag)
+	if err != nil || created {
+		t.Fatalf("replace: created %v, %v", created, err)
+	}
+	if !svc2.CreatedAt.Equal(t0) || !svc2.UpdatedAt.Equal(t0.Add(time.Minute)) {
+		t.Errorf("createdAt %v updatedAt %v, want %v and a minute later", svc2.CreatedAt, svc2.UpdatedAt, t0)
+	}
+	got, _ = f.newEngine().GetService(ctx, tenant, "support")
+	if !slices.Equal(got.Members, []Member{{user(3), true}}) || got.Distribution.BroadcastSize != 5 || !got.Distribution.DeliverWhileBusy {
+		t.Errorf("after replace: %+v", got)
+	}
+	if n := countRows(t, f.tables, MembersTable); n != 1 {
+		t.Errorf("%d member rows stored, want 1 (the replaced set deleted)", n)
+	}
+
+	// A stale If-Match is refused and changes nothing.
+	_, _, err = f.engine.PutService(ctx, tenant, "support", ServiceInput{Name: ptr("X")}, svc.ETag)
+	if sb.ErrorCode(err) != sb.EPRECONDITION {
+		t.Errorf("stale If-Match: %v, want precondition", err)
+	}
+	if err := f.engine.DeleteService(ctx, tenant, "support", svc.ETag); sb.ErrorCode(err) != sb.EPRECONDITION {
+		t.Errorf("delete with a stale If-Match: %v, want precondition", err)
+	}
+	if err := f.engine.DeleteService(ctx, tenant, "support", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.engine.GetService(ctx, tenant, "support"); sb.ErrorCode(err) != sb.ENOTFOUND {
+		t.Errorf("after delete: %v, want not found", err)
+	}
+	if err := f.engine.DeleteService(ctx, tenant, "support", ""); sb.ErrorCode(err) != sb.ENOTFOUND {
+		t.Errorf("second delete: %v, want not found", err)
+	}
+	if n := countRows(t, f.tables, MembersTable); n != 0 {
+		t.Errorf("%d member rows left after delete, want 0", n)
+	}
+}
+
+func countRows(t *testing.T, tables store.Tables, name string) int {
+	t.Helper()
+	tb, err := tables.Table(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := store.QueryAll(ctx, tb, store.Query{}, func(store.Entity) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A member toggling active takes effect on the next route, on every
+// instance (the member set is cached by version).
+func TestActiveFlagToggle(t *testing.T) {
+	f := newFixture(t, nil)
+	f.service("support", DistributionInput{}, user(1))
+	f.available(user(1))
+	other := f.newEngine()
+	if d := f.route(other, "support", sb.RouteRequest{}); len(d.Agents) != 1 {
+		t.Fatalf("agents = %v, want user 1", agentIDs(d))
+	}
+	_, _, err := f.engine.PutService(ctx, tenant, "support", ServiceInput{Name: ptr("S"), Members: []MemberInput{{UserID: user(1), Active: ptr(false)}}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := f.route(other, "support", sb.RouteRequest{})
+	if len(d.Agents) != 0 || reasons(d)[user(1)] != sb.ReasonNotActive {
+		t.Errorf("after opting out: agents %v, reasons %v; want none, NotActive", agentIDs(d), reasons(d))
+	}
+}
+
+func TestTeamService(t *testing.T) {
+	team := "11111111-2222-4333-8444-555555555555"
+	f := newFixture(t, nil)
+	f.teams.Set(team, user(2), user(1), "not-a-guid", user(1))
+	in := ServiceInput{Name: ptr("Team"), TeamID: ptr(team), Members: []MemberInput{{UserID: user(2), Active: ptr(false)}, {UserID: user(9)}}}
+	svc, _, err := f.engine.PutService(ctx, tenant, "team", in, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Member{{user(1), true}, {user(2), false}}; !slices.Equal(svc.Members, want) {
+		t.Errorf("members = %v, want %v (from the team; the flag given kept, a non-team user ignored)", svc.Members, want)
+	}
+	if !svc.LastTeamSync.Equal(t0) || svc.TeamID != team {
+		t.Errorf("lastTeamSync = %v, teamId %q", svc.LastTeamSync, svc.TeamID)
+	}
+
+	// The team changes: user 1 leaves, user 3 joins; user 2 keeps its flag.
+	f.teams.Set(team, user(2), user(3))
+	f.clock.Advance(time.Minute)
+	svc, err = f.engine.SyncTeam(ctx, tenant, "team")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Member{{user(2), false}, {user(3), true}}; !slices.Equal(svc.Members, want) {
+		t.Errorf("after sync: members = %v, want %v", svc.Members, want)
+	}
+
+	// A failing sync keeps the members and records the error.
+	f.teams.err = sb.Errorf(sb.EUNAVAILABLE, "graph", "throttled")
+	f.clock.Advance(time.Minute)
+	if _, err := f.engine.SyncTeam(ctx, tenant, "team"); sb.ErrorCode(err) != sb.EUNAVAILABLE {
+		t.Fatalf("sync error = %v, want unavailable", err)
+	}
+	got, _ := f.engine.GetService(ctx, tenant, "team")
+	if got.LastTeamSyncError != "throttled" || !got.LastTeamSync.Equal(t0.Add(time.Minute)) || len(got.Members) != 2 {
+		t.Errorf("after a failed sync: %+v", got)
+	}
+
+	// Housekeeping syncs teams not synced for the interval.
+	f.teams.err = nil
+	f.teams.Set(team, user(2), user(3), user(4))
+	f.clock.Advance(15 * time.Minute)
+	rep, err := f.engine.Housekeep(ctx)
+	if err != nil || rep.TeamsSynced != 1 {
+		t.Fatalf("housekeeping: %+v, %v; want one team synced", rep, err)
+	}
+	got, _ = f.engine.GetService(ctx, tenant, "team")
+	if len(got.Members) != 3 || got.LastTeamSyncError != "" {
+		t.Errorf("after housekeeping: members %v, error %q", got.Members, got.LastTeamSyncError)
+	}
+	// Fresh: not synced again.
+	calls := f.teams.calls
+	if _, err := f.engine.Housekeep(ctx); err != nil || f.teams.calls != calls {
+		t.Errorf("a fresh team was synced again (%d calls, %v)", f.teams.calls-calls, err)
+	}
+
+	for _, tc := range []struct {
+		name      string
+		teams     TeamDirectory
+		teamID    string
+		wantCode  string
+		wantField string
+	}{
+		{"unknown team", f.teams, "99999999-2222-4333-8444-555555555555", sb.EINVALID, "teamId"},
+		{"no Graph configured", nil, team, sb.EUNAVAILABLE, "teamId"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := New(ctx, Options{Tables: store.NewMemoryTables(), Presence: f.presence, StaleAfter: staleAfter, Now: f.clock.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.teams != nil {
+				e.teams = tc.teams
+			}
+			_, _, err = e.PutService(ctx, tenant, "team", ServiceInput{Name: ptr("T"), TeamID: ptr(tc.teamID)}, "")
+			if sb.ErrorCode(err) != tc.wantCode || sb.ErrorField(err) != tc.wantField {
+				t.Errorf("error = %v (%s, %q), want %s %q", err, sb.ErrorCode(err), sb.ErrorField(err), tc.wantCode, tc.wantField)
+			}
+		})
+	}
+	if _, err := f.engine.SyncTeam(ctx, tenant, "nope"); sb.ErrorCode(err) != sb.ENOTFOUND {
+		t.Errorf("sync of an unknown service: %v", err)
+	}
+	f.service("plain", DistributionInput{}, user(1))
+	if _, err := f.engine.SyncTeam(ctx, tenant, "plain"); sb.ErrorCode(err) != sb.EINVALID {
+		t.Errorf("sync of a service without team: %v", err)
+	}
+}
+
+func TestLedgerRoundTrip(t *testing.T) {
+	idle := map[string]time.Time{}
+	for i := range 50 {
+		idle[user(i)] = t0.Add(time.Duration(i) * time.Second)
+	}
+	got := decodeLedger(encodeLedger(tenant, 3, idle))
+	if len(got) != len(idle) {
+		t.Fatalf("%d entries back, want %d", len(got), len(idle))
+	}
+	for u, want := range idle {
+		if !got[u].Equal(want) {
+			t.Errorf("%s: %v, want %v", u, got[u], want)
+		}
+	}
+}
+
+// A ledger row that outgrows its size limit keeps the newest entries: the
+// ones dropped rank as never routed, where the oldest ranked anyway.
+func TestLedgerDropsOldestWhenFull(t *testing.T) {
+	idle := map[string]time.Time{}
+	n := idleChunks*idleChunk/len(user(0)+" 1790000000000\n") + 500
+	for i := range n {
+		idle[fmt.Sprintf("%036d", i)] = t0.Add(time.Duration(i) * time.Millisecond)
+	}
+	e := encodeLedger(tenant, 0, idle)
+	for k, v := range e.Props {
+		if s := v.(string); len(s) > idleChunk {
+			t.Errorf("property %s is %d characters, over %d", k, len(s), idleChunk)
+		}
+	}
+	got := decodeLedger(e)
+	if len(got) >= n || len(got) < n-1000 {
+		t.Fatalf("%d of %d entries kept", len(got), n)
+	}
+	newest := fmt.Sprintf("%036d", n-1)
+	oldest := fmt.Sprintf("%036d", 0)
+	if _, ok := got[newest]; !ok {
+		t.Error("the newest entry was dropped")
+	}
+	if _, ok := got[oldest]; ok {
+		t.Error("the oldest entry was kept")
+	}
+}
