@@ -1,0 +1,298 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"switchboard/handler/routing"
+	"switchboard/handler/switchboard"
+)
+
+// RoutingAPI serves services, route decisions and conversation ends
+// (SPEC section 6).
+type RoutingAPI struct {
+	Engine *routing.Engine
+	// Now is the clock presence ages are reported against.
+	Now func() time.Time
+}
+
+// Register adds the routing routes to r.
+func (a *RoutingAPI) Register(r *Router) {
+	r.Tenant("GET /api/tenants/{t}/services/{s}", a.getService)
+	r.Tenant("PUT /api/tenants/{t}/services/{s}", a.putService)
+	r.Tenant("DELETE /api/tenants/{t}/services/{s}", a.deleteService)
+	r.Tenant("POST /api/tenants/{t}/services/{s}/sync", a.syncService)
+	r.Tenant("POST /api/tenants/{t}/services/{s}/route", a.route)
+	r.Tenant("DELETE /api/tenants/{t}/conversations/{c}", a.deleteConversation)
+}
+
+type memberJSON struct {
+	UserID string `json:"userId"`
+	Active *bool  `json:"active,omitempty"`
+}
+
+type distributionJSON struct {
+	DeliverWhileBusy *bool   `json:"deliverWhileBusy"`
+	DeliverWhileAway *bool   `json:"deliverWhileAway"`
+	Order            *string `json:"order"`
+	BroadcastSize    *int    `json:"broadcastSize"`
+	HoldSeconds      *int    `json:"holdSeconds"`
+}
+
+// serviceBody is the PUT body. The read-only fields GET adds are accepted
+// and ignored, so that what GET returns can be edited and PUT back.
+type serviceBody struct {
+	Name         *string           `json:"name"`
+	Members      []memberJSON      `json:"members"`
+	TeamID       *string           `json:"teamId"`
+	Distribution *distributionJSON `json:"distribution"`
+
+	ID                any `json:"id"`
+	MemberCount       any `json:"memberCount"`
+	ActiveMemberCount any `json:"activeMemberCount"`
+	CreatedAt         any `json:"createdAt"`
+	UpdatedAt         any `json:"updatedAt"`
+	LastTeamSync      any `json:"lastTeamSync"`
+	LastTeamSyncError any `json:"lastTeamSyncError"`
+}
+
+type serviceJSON struct {
+	ID           string           `json:"id"`
+	Name         string           `json:"name"`
+	Members      []memberJSON     `json:"members"`
+	TeamID       *string          `json:"teamId"`
+	Distribution distributionJSON `json:"distribution"`
+
+	MemberCount       int        `json:"memberCount"`
+	ActiveMemberCount int        `json:"activeMemberCount"`
+	CreatedAt         time.Time  `json:"createdAt"`
+	UpdatedAt         time.Time  `json:"updatedAt"`
+	LastTeamSync      *time.Time `json:"lastTeamSync"`
+	LastTeamSyncError *string    `json:"lastTeamSyncError"`
+}
+
+func renderService(s routing.Service) serviceJSON {
+	d := s.Distribution
+	out := serviceJSON{
+		ID:      s.ID,
+		Name:    s.Name,
+		Members: make([]memberJSON, len(s.Members)),
+		Distribution: distributionJSON{
+			DeliverWhileBusy: &d.DeliverWhileBusy,
+			DeliverWhileAway: &d.DeliverWhileAway,
+			Order:            &d.Order,
+			BroadcastSize:    &d.BroadcastSize,
+			HoldSeconds:      &d.HoldSeconds,
+		},
+		MemberCount:       len(s.Members),
+		ActiveMemberCount: s.ActiveCount(),
+		CreatedAt:         s.CreatedAt,
+		UpdatedAt:         s.UpdatedAt,
+	}
+	for i, m := range s.Members {
+		out.Members[i] = memberJSON{UserID: m.UserID, Active: &m.Active}
+	}
+	if s.TeamID != "" {
+		out.TeamID = &s.TeamID
+	}
+	if !s.LastTeamSync.IsZero() {
+		out.LastTeamSync = &s.LastTeamSync
+	}
+	if s.LastTeamSyncError != "" {
+		out.LastTeamSyncError = &s.LastTeamSyncError
+	}
+	return out
+}
+
+func writeService(w http.ResponseWriter, status int, s routing.Service) error {
+	if s.ETag != "" {
+		w.Header().Set("ETag", s.ETag)
+	}
+	return WriteJSON(w, status, renderService(s))
+}
+
+// tenantAndService returns the route's tenant and service ids.
+func tenantAndService(r *http.Request) (string, string, error) {
+	t, err := TenantID(r)
+	if err != nil {
+		return "", "", err
+	}
+	s, err := PathID(r, "s")
+	return t, s, err
+}
+
+func (a *RoutingAPI) getService(w http.ResponseWriter, r *http.Request) error {
+	t, s, err := tenantAndService(r)
+	if err != nil {
+		return err
+	}
+	svc, err := a.Engine.GetService(r.Context(), t, s)
+	if err != nil {
+		return err
+	}
+	return writeService(w, http.StatusOK, svc)
+}
+
+func (a *RoutingAPI) putService(w http.ResponseWriter, r *http.Request) error {
+	t, s, err := tenantAndService(r)
+	if err != nil {
+		return err
+	}
+	var body serviceBody
+	if err := DecodeJSON(r, &body); err != nil {
+		return err
+	}
+	in := routing.ServiceInput{Name: body.Name, TeamID: body.TeamID}
+	for _, m := range body.Members {
+		in.Members = append(in.Members, routing.MemberInput{UserID: m.UserID, Active: m.Active})
+	}
+	if d := body.Distribution; d != nil {
+		in.Distribution = routing.DistributionInput{DeliverWhileBusy: d.DeliverWhileBusy, DeliverWhileAway: d.DeliverWhileAway, Order: d.Order, BroadcastSize: d.BroadcastSize, HoldSeconds: d.HoldSeconds}
+	}
+	svc, created, err := a.Engine.PutService(r.Context(), t, s, in, ifMatch(r))
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return writeService(w, status, svc)
+}
+
+func (a *RoutingAPI) deleteService(w http.ResponseWriter, r *http.Request) error {
+	t, s, err := tenantAndService(r)
+	if err != nil {
+		return err
+	}
+	if err := a.Engine.DeleteService(r.Context(), t, s, ifMatch(r)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *RoutingAPI) syncService(w http.ResponseWriter, r *http.Request) error {
+	t, s, err := tenantAndService(r)
+	if err != nil {
+		return err
+	}
+	svc, err := a.Engine.SyncTeam(r.Context(), t, s)
+	if err != nil {
+		return err
+	}
+	return writeService(w, http.StatusOK, svc)
+}
+
+// ifMatch returns the request's If-Match ETag ("" when absent).
+func ifMatch(r *http.Request) string { return strings.TrimSpace(r.Header.Get("If-Match")) }
+
+type routeBody struct {
+	ConversationID string   `json:"conversationId"`
+	Reserve        bool     `json:"reserve"`
+	HoldSeconds    *int     `json:"holdSeconds"`
+	PreferredUsers []string `json:"preferredUsers"`
+}
+
+type presenceJSON struct {
+	Availability string `json:"availability,omitempty"`
+	Activity     string `json:"activity,omitempty"`
+	Source       string `json:"source,omitempty"`
+	AgeSeconds   *int   `json:"ageSeconds,omitempty"`
+}
+
+type agentJSON struct {
+	UserID        string     `json:"userId"`
+	HoldExpiresAt *time.Time `json:"holdExpiresAt"`
+}
+
+type candidateJSON struct {
+	UserID   string       `json:"userId"`
+	Presence presenceJSON `json:"presence"`
+}
+
+type exclusionJSON struct {
+	UserID   string       `json:"userId"`
+	Reason   string       `json:"reason"`
+	Message  string       `json:"message"`
+	Presence presenceJSON `json:"presence"`
+}
+
+type routeJSON struct {
+	ConversationID string          `json:"conversationId"`
+	Agents         []agentJSON     `json:"agents"`
+	Candidates     []candidateJSON `json:"candidates"`
+	Excluded       []exclusionJSON `json:"excluded"`
+}
+
+func renderPresence(p *switchboard.Presence, now time.Time) presenceJSON {
+	if p == nil || p.Availability == "" {
+		return presenceJSON{}
+	}
+	age := 0
+	if !p.ConfirmedAt.IsZero() {
+		age = max(int(p.Age(now)/time.Second), 0)
+	}
+	return presenceJSON{Availability: p.Availability, Activity: p.Activity, Source: p.Source, AgeSeconds: &age}
+}
+
+func (a *RoutingAPI) route(w http.ResponseWriter, r *http.Request) error {
+	const op = "http.Route"
+	t, s, err := tenantAndService(r)
+	if err != nil {
+		return err
+	}
+	var body routeBody
+	if err := DecodeJSON(r, &body); err != nil {
+		return err
+	}
+	req := switchboard.RouteRequest{ConversationID: body.ConversationID, Reserve: body.Reserve, PreferredUsers: body.PreferredUsers}
+	if body.HoldSeconds != nil {
+		if err := routing.CheckHoldSeconds(op, "holdSeconds", *body.HoldSeconds); err != nil {
+			return err
+		}
+		req.Hold = time.Duration(*body.HoldSeconds) * time.Second
+	}
+	d, err := a.Engine.Route(r.Context(), t, s, req)
+	if err != nil {
+		return err
+	}
+	now := a.Now()
+	out := routeJSON{
+		ConversationID: d.ConversationID,
+		Agents:         make([]agentJSON, len(d.Agents)),
+		Candidates:     make([]candidateJSON, len(d.Candidates)),
+		Excluded:       make([]exclusionJSON, len(d.Excluded)),
+	}
+	for i, ag := range d.Agents {
+		out.Agents[i] = agentJSON{UserID: ag.UserID}
+		if !ag.HoldExpiresAt.IsZero() {
+			exp := ag.HoldExpiresAt.UTC()
+			out.Agents[i].HoldExpiresAt = &exp
+		}
+	}
+	for i, c := range d.Candidates {
+		out.Candidates[i] = candidateJSON{UserID: c.UserID, Presence: renderPresence(&c.Presence, now)}
+	}
+	for i, x := range d.Excluded {
+		out.Excluded[i] = exclusionJSON{UserID: x.UserID, Reason: x.Reason, Message: x.Message, Presence: renderPresence(x.Presence, now)}
+	}
+	return WriteJSON(w, http.StatusOK, out)
+}
+
+func (a *RoutingAPI) deleteConversation(w http.ResponseWriter, r *http.Request) error {
+	t, err := TenantID(r)
+	if err != nil {
+		return err
+	}
+	c, err := PathID(r, "c")
+	if err != nil {
+		return err
+	}
+	if err := a.Engine.Release(r.Context(), t, c); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
