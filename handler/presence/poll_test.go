@@ -1,0 +1,570 @@
+package presence
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
+)
+
+func TestMain(m *testing.M) { mainWithTestenv(m) }
+
+var (
+	errMFA         = &SourceError{Reason: ReasonMFARequired, Message: "the tenant requires MFA", Code: "AADSTS50076"}
+	errNotInvited  = &SourceError{Reason: ReasonNotInvited, Message: "not a guest", Code: "AADSTS50020"}
+	errPassword    = &SourceError{Reason: ReasonWrongPassword, Message: "wrong password", Code: "AADSTS50126"}
+	errNoConsent   = &SourceError{Reason: ReasonPermissionNotGranted, Message: "no consent", Status: 403}
+	errGraphFailed = &SourceError{Reason: ReasonGraphError, Message: "Graph answered 503", Status: 503}
+)
+
+func TestPollSources(t *testing.T) {
+	cases := []struct {
+		name         string
+		guest        bool
+		noApp        bool
+		fail         map[Source]*SourceError
+		wantCalls    string
+		wantSource   Source // of every reading; "" when nothing may be written
+		wantStatus   map[Source]Reason
+		wantInvited  map[Source]bool
+		wantUsedNone bool
+	}{
+		{name: "account 1 works", guest: true,
+			wantCalls: "account1", wantSource: Account1,
+			wantStatus: map[Source]Reason{Account1: ""}, wantInvited: map[Source]bool{Account1: true}},
+		{name: "account 1 needs MFA, account 2 takes over in the same poll", guest: true,
+			fail:      map[Source]*SourceError{Account1: errMFA},
+			wantCalls: "account1,account2", wantSource: Account2,
+			wantStatus: map[Source]Reason{Account1: ReasonMFARequired, Account2: ""}, wantInvited: map[Source]bool{Account1: true, Account2: true}},
+		{name: "both accounts fail, application permission takes over", guest: true,
+			fail:      map[Source]*SourceError{Account1: errNotInvited, Account2: errPassword},
+			wantCalls: "account1,account2,application", wantSource: Application,
+			wantStatus: map[Source]Reason{Account1: ReasonNotInvited, Account2: ReasonWrongPassword, Application: ""}, wantInvited: map[Source]bool{Account1: false}},
+		{name: "everything fails: statuses recorded, nothing written", guest: true,
+			fail:       map[Source]*SourceError{Account1: errMFA, Account2: errNotInvited, Application: errNoConsent},
+			wantCalls:  "account1,account2,application",
+			wantStatus: map[Source]Reason{Account1: ReasonMFARequired, Account2: ReasonNotInvited, Application: ReasonPermissionNotGranted}, wantUsedNone: true},
+		{name: "tracking over guest accounts off: application only", guest: false,
+			wantCalls: "application", wantSource: Application,
+			wantStatus: map[Source]Reason{Application: ""}},
+		{name: "no source enabled: nothing tried, nothing written", guest: false, noApp: true,
+			wantCalls: "", wantUsedNone: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, store.NewMemoryTables(), tc.guest, func(o *PollerOptions) { o.ApplicationConfigured = !tc.noApp })
+			ids := userIDs(20)
+			e.tracked.set(tenantA, ids)
+			for _, id := range ids {
+				e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+			}
+			e.graph.fail = tc.fail
+			sum := e.poll(t)
+
+			if got := sourcesOf(e.graph.callLog()); got != tc.wantCalls {
+				t.Errorf("calls through %q, want %q", got, tc.wantCalls)
+			}
+			got := e.readings(t, ids)
+			fig := sum.Tenants[tenantA]
+			if tc.wantUsedNone {
+				if len(got) != 0 || e.tables.Writes(presenceTableName) != 0 {
+					t.Errorf("%d readings, %d presence writes; want none", len(got), e.tables.Writes(presenceTableName))
+				}
+				if fig.Error == "" {
+					t.Errorf("figures carry no error: %+v", fig)
+				}
+			} else {
+				if len(got) != len(ids) {
+					t.Fatalf("%d readings, want %d", len(got), len(ids))
+				}
+				for _, p := range got {
+					if Source(p.Source) != tc.wantSource || p.Extended != tc.wantSource.Extended() {
+						t.Fatalf("reading %+v: source %q extended %v, want %q %v", p, p.Source, p.Extended, tc.wantSource, tc.wantSource.Extended())
+					}
+				}
+				if fig.ShardsConfirmed != fig.Shards || fig.Changed != len(ids) {
+					t.Errorf("figures %+v: want every shard confirmed and %d changed", fig, len(ids))
+				}
+			}
+			snap, err := e.store.Status(context.Background(), tenantA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for src, reason := range tc.wantStatus {
+				st := snap.Sources[src]
+				if reason == "" {
+					if st.LastSuccessAt.IsZero() || st.Failing() {
+						t.Errorf("%s: status %+v, want a success", src, st)
+					}
+					continue
+				}
+				if !st.Failing() || st.LastReason != reason || st.LastMessage == "" {
+					t.Errorf("%s: status %+v, want failing with %q", src, st, reason)
+				}
+				if st.RetryAt.IsZero() {
+					t.Errorf("%s: failure %q sets no pause before the next attempt", src, reason)
+				}
+			}
+			for src, want := range tc.wantInvited {
+				if st := snap.Sources[src]; st.Invited == nil || *st.Invited != want {
+					t.Errorf("%s: invited %v, want %v", src, st.Invited, want)
+				}
+			}
+		})
+	}
+}
+
+func TestPollPacksCallsOf650(t *testing.T) {
+	cases := []struct {
+		name  string
+		users int
+		want  []int // ids per call
+	}{
+		{"one user", 1, []int{1}},
+		{"exactly 650", 650, []int{650}},
+		{"651 users", 651, []int{650, 1}},
+		{"1,300 users over four shards", 1300, []int{650, 650}},
+		{"3,000 users over eight shards", 3000, []int{650, 650, 650, 650, 400}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, store.NewMemoryTables(), true)
+			ids := userIDs(tc.users)
+			e.tracked.set(tenantA, ids)
+			for _, id := range ids {
+				e.graph.set(id, switchboard.Busy, switchboard.ActivityInAMeeting)
+			}
+			sum := e.poll(t)
+			var got []int
+			for _, c := range e.graph.callLog() {
+				got = append(got, c.ids)
+			}
+			slices.Sort(got)
+			want := slices.Clone(tc.want)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("ids per call %v, want %v", got, want)
+			}
+			if n := len(e.readings(t, ids)); n != tc.users {
+				t.Errorf("%d readings, want %d", n, tc.users)
+			}
+			if fig := sum.Tenants[tenantA]; fig.Calls != len(tc.want) || fig.Users != tc.users {
+				t.Errorf("figures %+v: want %d calls for %d users", fig, len(tc.want), tc.users)
+			}
+		})
+	}
+}
+
+func TestPollWritesOnlyChanges(t *testing.T) {
+	backends(t, func(t *testing.T, tables store.Tables) {
+		e := newEnv(t, tables, true)
+		ids := userIDs(1000)
+		e.tracked.set(tenantA, ids)
+		for _, id := range ids {
+			e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+		}
+		e.poll(t)
+		if got := e.tables.Writes(presenceTableName); got != len(ids) {
+			t.Fatalf("first poll: %d presence writes, want %d", got, len(ids))
+		}
+		first := e.readings(t, ids[:1])[ids[0]]
+
+		e.tables.Reset()
+		e.clock.Advance(30 * time.Second)
+		sum := e.poll(t)
+		if got := e.tables.Writes(presenceTableName); got != 0 {
+			t.Errorf("unchanged poll: %d presence writes, want 0", got)
+		}
+		if fig := sum.Tenants[tenantA]; fig.Changed != 0 || fig.ShardsConfirmed != fig.Shards {
+			t.Errorf("unchanged poll figures %+v", fig)
+		}
+		again := e.readings(t, ids[:1])[ids[0]]
+		if !again.ChangedAt.Equal(first.ChangedAt) || !again.ConfirmedAt.Equal(e.clock.Now()) {
+			t.Errorf("unchanged reading: changed %v confirmed %v; want changed %v (kept) and confirmed %v (this poll)", again.ChangedAt, again.ConfirmedAt, first.ChangedAt, e.clock.Now())
+		}
+
+		e.tables.Reset()
+		e.clock.Advance(30 * time.Second)
+		changed := []string{ids[3], ids[500], ids[999]}
+		for _, id := range changed {
+			e.graph.set(id, switchboard.Busy, switchboard.ActivityInACall)
+		}
+		e.poll(t)
+		if got := e.tables.Writes(presenceTableName); got != len(changed) {
+			t.Errorf("poll with %d changes: %d presence writes", len(changed), got)
+		}
+		for id, p := range e.readings(t, changed) {
+			if p.Activity != switchboard.ActivityInACall || !p.ChangedAt.Equal(e.clock.Now()) {
+				t.Errorf("%s: %+v, want InACall changed now", id, p)
+			}
+		}
+	})
+}
+
+func TestPollSurvivesThrottling(t *testing.T) {
+	cases := []struct {
+		name          string
+		throttle      int
+		wantConfirmed bool
+	}{
+		{"a few 429s are waited out", 3, true},
+		{"a 429 storm beyond the waits leaves the shard unconfirmed", 100, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, store.NewMemoryTables(), true, func(o *PollerOptions) { o.MaxThrottleWaits = 4; o.MaxCallsPerTenant = 1000 })
+			ids := userIDs(10)
+			e.tracked.set(tenantA, ids)
+			for _, id := range ids {
+				e.graph.set(id, switchboard.Away, switchboard.ActivityAway)
+			}
+			e.graph.throttle, e.graph.retryAfter = tc.throttle, 2*time.Second
+			start := e.clock.Now()
+			sum := e.poll(t)
+			fig := sum.Tenants[tenantA]
+			if got := fig.ShardsConfirmed == fig.Shards; got != tc.wantConfirmed {
+				t.Fatalf("confirmed %v, want %v (figures %+v)", got, tc.wantConfirmed, fig)
+			}
+			if tc.wantConfirmed {
+				if fig.Throttled != tc.throttle || fig.Calls != tc.throttle+1 {
+					t.Errorf("figures %+v: want %d throttled and %d calls", fig, tc.throttle, tc.throttle+1)
+				}
+				if waited := e.clock.Now().Sub(start); waited < time.Duration(tc.throttle)*2*time.Second {
+					t.Errorf("waited %v, want at least Retry-After x %d", waited, tc.throttle)
+				}
+			}
+			snap, _ := e.store.Status(context.Background(), tenantA)
+			if st := snap.Sources[Account1]; !st.RetryAt.IsZero() {
+				t.Errorf("throttling paused account 1 (%+v): it is not the account's fault", st)
+			}
+		})
+	}
+}
+
+func TestPollFailingCallKeepsTheRest(t *testing.T) {
+	backends(t, func(t *testing.T, tables store.Tables) {
+		e := newEnv(t, tables, true)
+		ids := userIDs(1300)
+		e.tracked.set(tenantA, ids)
+		for _, id := range ids {
+			e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+		}
+		bad := ids[7]
+		e.graph.failIf = func(src Source, call []string) error {
+			if slices.Contains(call, bad) {
+				return errGraphFailed
+			}
+			return nil
+		}
+		sum := e.poll(t)
+		fig := sum.Tenants[tenantA]
+		got := e.readings(t, ids)
+		if len(got) != 650 {
+			t.Errorf("%d readings, want the 650 of the call that worked", len(got))
+		}
+		if _, ok := got[bad]; ok {
+			t.Errorf("a reading for %s, whose call failed on every source", bad)
+		}
+		if fig.ShardsConfirmed == 0 || fig.ShardsConfirmed == fig.Shards || fig.ShardsLeft == 0 {
+			t.Errorf("figures %+v: want some shards confirmed and some left", fig)
+		}
+		// Each source got two tries at the failing call; none was dropped for it.
+		snap, _ := e.store.Status(context.Background(), tenantA)
+		if st := snap.Sources[Account1]; !st.RetryAt.IsZero() {
+			t.Errorf("a Graph error paused account 1: %+v", st)
+		}
+	})
+}
+
+func TestPollRemovesUsersNoLongerTracked(t *testing.T) {
+	backends(t, func(t *testing.T, tables store.Tables) {
+		e := newEnv(t, tables, true)
+		ids := userIDs(30)
+		e.tracked.set(tenantA, ids)
+		for _, id := range ids {
+			e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+		}
+		e.poll(t)
+		e.tracked.set(tenantA, ids[:20])
+		e.clock.Advance(30 * time.Second)
+		e.poll(t)
+		got := e.readings(t, ids)
+		if len(got) != 20 {
+			t.Errorf("%d readings after 10 users left the services, want 20", len(got))
+		}
+		for _, id := range ids[20:] {
+			if _, ok := got[id]; ok {
+				t.Errorf("%s is no longer tracked but still has a reading (which the shard's confirmation would keep fresh)", id)
+			}
+		}
+	})
+}
+
+func TestPollUnreportedUserIsUnknown(t *testing.T) {
+	e := newEnv(t, store.NewMemoryTables(), true)
+	ids := userIDs(3)
+	e.tracked.set(tenantA, ids)
+	e.graph.set(ids[0], switchboard.Available, switchboard.ActivityAvailable)
+	e.poll(t)
+	got := e.readings(t, ids)
+	if p := got[ids[1]]; p.Availability != switchboard.PresenceUnknown {
+		t.Errorf("a user Graph did not report reads %+v, want PresenceUnknown", p)
+	}
+}
+
+func TestReadingsGoStaleWhenPollsFail(t *testing.T) {
+	backends(t, func(t *testing.T, tables store.Tables) {
+		e := newEnv(t, tables, true)
+		ids := userIDs(5)
+		e.tracked.set(tenantA, ids)
+		for _, id := range ids {
+			e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+		}
+		e.poll(t)
+		polled := e.clock.Now()
+		e.graph.fail = map[Source]*SourceError{Account1: errGraphFailed, Account2: errGraphFailed, Application: errGraphFailed}
+		for i := 0; i < 5; i++ {
+			e.clock.Advance(30 * time.Second)
+			e.poll(t)
+		}
+		now := e.clock.Now()
+		for id, p := range e.readings(t, ids) {
+			if !p.ConfirmedAt.Equal(polled) {
+				t.Errorf("%s confirmed at %v, want %v (the last poll that read it)", id, p.ConfirmedAt, polled)
+			}
+			if !p.Stale(now, 120*time.Second) {
+				t.Errorf("%s is %v old and not stale", id, p.Age(now))
+			}
+		}
+	})
+}
+
+func TestPollFansOutWhatTheDeadlineLeaves(t *testing.T) {
+	backends(t, func(t *testing.T, tables store.Tables) {
+		q := &fakeQueue{}
+		e := newEnv(t, tables, true, func(o *PollerOptions) {
+			o.Queue, o.QueueName, o.ParallelCalls, o.Margin = q, "presence-poll", 1, 3*time.Second
+		})
+		e.graph.latency = 10 * time.Second // a slow Graph: two calls fit before the deadline
+		ids := userIDs(3000)
+		e.tracked.set(tenantA, ids)
+		for _, id := range ids {
+			e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+		}
+		sum := e.poll(t)
+		fig := sum.Tenants[tenantA]
+		if fig.ShardsLeft == 0 || fig.ShardsFannedOut == 0 || len(q.sent) != fig.ShardsFannedOut {
+			t.Fatalf("figures %+v, %d messages: want shards left and fanned out", fig, len(q.sent))
+		}
+
+		// The next timer poll leaves fanned-out shards alone.
+		handed := map[string]bool{}
+		for _, m := range q.sent {
+			var sm ShardMessage
+			if err := json.Unmarshal(m.Body, &sm); err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range sm.Users {
+				handed[u] = true
+			}
+		}
+		e.graph.resetCalls()
+		e.graph.latency = 0
+		e.clock.Advance(time.Second)
+		e.poll(t)
+		for _, c := range e.graph.callLog() {
+			for _, id := range c.set {
+				if handed[id] {
+					t.Fatalf("the next poll read %s, whose shard was handed to a message", id)
+				}
+			}
+		}
+
+		// Each message polls its shard.
+		for _, m := range q.sent {
+			if err := e.poller.PollShard(context.Background(), m.Body, e.clock.Now().Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := len(e.readings(t, ids)); got != len(ids) {
+			t.Errorf("%d readings after the messages, want %d", got, len(ids))
+		}
+	})
+}
+
+func TestPollShardDropsBadMessages(t *testing.T) {
+	e := newEnv(t, store.NewMemoryTables(), true)
+	ids := userIDs(10)
+	e.tracked.set(tenantA, ids)
+	e.poll(t)
+	valid := ShardMessage{Tenant: tenantA, Gen: 1, Shard: 0, Users: ids[:2], NotAfter: e.clock.Now().Add(time.Minute)}
+	mutate := func(f func(*ShardMessage)) []byte {
+		m := valid
+		f(&m)
+		b, _ := json.Marshal(m)
+		return b
+	}
+	cases := []struct {
+		name string
+		body []byte
+	}{
+		{"not JSON", []byte("{oops")},
+		{"unknown field", []byte(`{"tenant":"` + tenantA + `","bogus":1}`)},
+		{"tenant with a slash", mutate(func(m *ShardMessage) { m.Tenant = "a/b" })},
+		{"no users", mutate(func(m *ShardMessage) { m.Users = nil })},
+		{"shard out of range", mutate(func(m *ShardMessage) { m.Shard = -1 })},
+		{"expired", mutate(func(m *ShardMessage) { m.NotAfter = e.clock.Now().Add(-time.Second) })},
+		{"from an older layout", mutate(func(m *ShardMessage) { m.Gen = 9 })},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e.graph.resetCalls()
+			if err := e.poller.PollShard(context.Background(), tc.body, e.clock.Now().Add(time.Minute)); err != nil {
+				t.Errorf("got %v, want the message dropped (nil)", err)
+			}
+			if n := len(e.graph.callLog()); n != 0 {
+				t.Errorf("%d Graph calls for a dropped message", n)
+			}
+		})
+	}
+}
+
+func TestSourcePausesAfterItsOwnFailure(t *testing.T) {
+	e := newEnv(t, store.NewMemoryTables(), true, func(o *PollerOptions) { o.SourceCooldown = 5 * time.Minute })
+	ids := userIDs(5)
+	e.tracked.set(tenantA, ids)
+	for _, id := range ids {
+		e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+	}
+	e.graph.fail = map[Source]*SourceError{Account1: errPassword}
+	e.poll(t)
+	e.graph.resetCalls()
+	e.clock.Advance(30 * time.Second)
+	e.poll(t)
+	if got := sourcesOf(e.graph.callLog()); got != "account2" {
+		t.Errorf("second poll called %q; want account2 only while account 1 pauses (a wrong password retried every 30 s locks the account)", got)
+	}
+	e.graph.fail = nil
+	e.graph.resetCalls()
+	e.clock.Advance(5 * time.Minute)
+	e.poll(t)
+	if got := sourcesOf(e.graph.callLog()); got != "account1" {
+		t.Errorf("after the pause called %q, want account1 again", got)
+	}
+}
+
+func TestRelayoutAsTheTenantGrows(t *testing.T) {
+	backends(t, func(t *testing.T, tables store.Tables) {
+		e := newEnv(t, tables, true)
+		ids := userIDs(2000)
+		for _, id := range ids {
+			e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+		}
+		e.tracked.set(tenantA, ids[:10])
+		e.poll(t)
+		e.tracked.set(tenantA, ids)
+		e.clock.Advance(30 * time.Second)
+		e.poll(t)
+		snap, err := e.store.Status(context.Background(), tenantA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := shardsFor(2000, 400); snap.Shards != want {
+			t.Fatalf("%d shards after growing to 2,000 users, want %d", snap.Shards, want)
+		}
+		got := e.readings(t, ids)
+		if len(got) != len(ids) {
+			t.Errorf("%d readings after the relayout, want %d", len(got), len(ids))
+		}
+		// The first layout's partition is gone.
+		old, _ := tables.Table(context.Background(), presenceTableName)
+		page, err := old.Query(context.Background(), store.Query{PartitionKey: partitionKey(tenantA, 1, 0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Entities) != 0 {
+			t.Errorf("%d rows left in the retired layout's partition", len(page.Entities))
+		}
+		// Another process sees the new layout too.
+		other, err := NewStore(context.Background(), StoreOptions{Tables: tables, Now: e.clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := other.Readings(context.Background(), tenantA, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m) != len(ids) {
+			t.Errorf("another process reads %d readings, want %d", len(m), len(ids))
+		}
+	})
+}
+
+func TestStoreFollowsAnotherWriter(t *testing.T) {
+	backends(t, func(t *testing.T, tables store.Tables) {
+		e := newEnv(t, tables, true)
+		ids := userIDs(100)
+		e.tracked.set(tenantA, ids)
+		for _, id := range ids {
+			e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+		}
+		e.poll(t)
+
+		reader, err := NewStore(context.Background(), StoreOptions{Tables: tables, Now: e.clock.Now, RefreshEvery: time.Second, MaxLag: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := mustReadings(t, reader, ids[:1])[ids[0]]; p.Availability != switchboard.Available {
+			t.Fatalf("reader sees %+v", p)
+		}
+		e.graph.set(ids[0], switchboard.DoNotDisturb, switchboard.ActivityPresenting)
+		e.clock.Advance(30 * time.Second)
+		e.poll(t)
+		// Past MaxLag the reader refreshes before it answers.
+		if p := mustReadings(t, reader, ids[:1])[ids[0]]; p.Availability != switchboard.DoNotDisturb || !p.ConfirmedAt.Equal(e.clock.Now()) {
+			t.Errorf("reader sees %+v after the change, want DoNotDisturb confirmed %v", p, e.clock.Now())
+		}
+		// An unchanged poll moves the confirmation without a reload.
+		e.clock.Advance(30 * time.Second)
+		e.poll(t)
+		if p := mustReadings(t, reader, ids[1:2])[ids[1]]; !p.ConfirmedAt.Equal(e.clock.Now()) {
+			t.Errorf("reader's confirmation %v, want %v", p.ConfirmedAt, e.clock.Now())
+		}
+	})
+}
+
+func mustReadings(t *testing.T, s *Store, ids []string) map[string]switchboard.Presence {
+	t.Helper()
+	m, err := s.Readings(context.Background(), tenantA, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestSourceErrorDisqualifies(t *testing.T) {
+	cases := []struct {
+		reason Reason
+		want   bool
+	}{
+		{ReasonThrottled, false}, {ReasonGraphError, false}, {ReasonUserNotFound, false},
+		{ReasonMFARequired, true}, {ReasonNotInvited, true}, {ReasonWrongPassword, true},
+		{ReasonPermissionNotGranted, true}, {ReasonSignInBlocked, true}, {ReasonAppMisconfigured, true},
+	}
+	for _, tc := range cases {
+		t.Run(string(tc.reason), func(t *testing.T) {
+			if got := (&SourceError{Reason: tc.reason}).Disqualifies(); got != tc.want {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	wrapped := AsSourceError(Account2, errors.New("connection reset"))
+	if wrapped.Source != Account2 || wrapped.Reason != ReasonGraphError {
+		t.Errorf("a plain error becomes %+v, want a Graph error of account2", wrapped)
+	}
+}

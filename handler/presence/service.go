@@ -1,0 +1,312 @@
+package presence
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"switchboard/handler/switchboard"
+)
+
+// ConsentScopes are the delegated permissions the presence accounts use,
+// which a tenant admin grants through the admin-consent URL.
+var ConsentScopes = []string{
+	"https://graph.microsoft.com/Presence.Read.All",
+	"https://graph.microsoft.com/User.Read",
+	"https://graph.microsoft.com/User.ReadBasic.All",
+}
+
+// ServiceOptions configures a Service.
+type ServiceOptions struct {
+	Store      *Store
+	Graph      Graph
+	Settings   Settings // nil: tracking over guest accounts is off everywhere
+	Now        func() time.Time
+	StaleAfter time.Duration
+
+	// AuthorityHost (https://login.microsoftonline.com/), ClientID (the
+	// presence app) and ConsentRedirectURI (optional; one of the app's
+	// redirect URIs) make the admin-consent URLs.
+	AuthorityHost      string
+	ClientID           string
+	ConsentRedirectURI string
+
+	Account1UPN, Account2UPN string
+	ApplicationConfigured    bool
+}
+
+// Service answers the presence API: tracking status, Test UPN, a user's
+// stored presence.
+type Service struct{ o ServiceOptions }
+
+// NewService returns a Service.
+func NewService(o ServiceOptions) (*Service, error) {
+	if o.Store == nil || o.Graph == nil {
+		return nil, switchboard.Errorf(switchboard.EINTERNAL, "presence.NewService", "store and graph are required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.StaleAfter <= 0 {
+		o.StaleAfter = 120 * time.Second
+	}
+	return &Service{o: o}, nil
+}
+
+// Source states in the tracking view.
+const (
+	StateOK            = "ok"             // the last attempt worked
+	StateFailing       = "failing"        // the last attempt failed (see the status for why)
+	StateUntested      = "untested"       // enabled, never tried yet
+	StateDisabled      = "disabled"       // configured, but the tenant does not track over guest accounts
+	StateNotConfigured = "not-configured" // the deployment has no credentials for it
+)
+
+// SourceView is one source as a tenant admin sees it.
+type SourceView struct {
+	Source     Source
+	Account    int    // 1 or 2 for the presence accounts, 0 for the application
+	UPN        string // the presence account's user principal name
+	Configured bool
+	// Enabled: the poll uses it (configured and, for the presence
+	// accounts, the tenant tracks over guest accounts).
+	Enabled bool
+	State   string
+	Status  SourceStatus
+}
+
+// Tracking is the presence tracking state of a tenant.
+type Tracking struct {
+	TrackOverGuestAccounts bool
+	Sources                []SourceView
+	// AdminConsentURL grants the delegated permissions the presence
+	// accounts use; ApplicationConsentURL grants what the app registration
+	// asks for, application permission Presence.Read.All included.
+	AdminConsentURL       string
+	ApplicationConsentURL string
+	LastPoll              *PollFigures
+	LastShardPoll         *PollFigures
+	Shards                int
+	StaleAfter            time.Duration
+}
+
+// Tracking returns the tenant's presence tracking state.
+func (s *Service) Tracking(ctx context.Context, tenant string) (Tracking, error) {
+	guest, err := s.trackOverGuestAccounts(ctx, tenant)
+	if err != nil {
+		return Tracking{}, err
+	}
+	snap, err := s.o.Store.Status(ctx, tenant)
+	if err != nil {
+		return Tracking{}, err
+	}
+	tr := Tracking{
+		TrackOverGuestAccounts: guest,
+		Sources:                s.views(guest, snap.Sources),
+		AdminConsentURL:        s.ConsentURL(tenant, ConsentScopes),
+		ApplicationConsentURL:  s.ConsentURL(tenant, []string{"https://graph.microsoft.com/.default"}),
+		Shards:                 snap.Shards,
+		StaleAfter:             s.o.StaleAfter,
+	}
+	if !snap.Figures.StartedAt.IsZero() {
+		f := snap.Figures
+		tr.LastPoll = &f
+	}
+	if !snap.ShardFigures.StartedAt.IsZero() {
+		f := snap.ShardFigures
+		tr.LastShardPoll = &f
+	}
+	return tr, nil
+}
+
+// Accounts returns the two presence accounts with their status in the
+// tenant (the settings API shows them read-only).
+func (s *Service) Accounts(ctx context.Context, tenant string) ([]SourceView, error) {
+	guest, err := s.trackOverGuestAccounts(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := s.o.Store.Status(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	return s.views(guest, snap.Sources)[:2], nil
+}
+
+func (s *Service) trackOverGuestAccounts(ctx context.Context, tenant string) (bool, error) {
+	if s.o.Settings == nil {
+		return false, nil
+	}
+	guest, err := s.o.Settings.TrackOverGuestAccounts(ctx, tenant)
+	if err != nil {
+		return false, switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.Tracking", err)
+	}
+	return guest, nil
+}
+
+func (s *Service) views(guest bool, statuses map[Source]SourceStatus) []SourceView {
+	var out []SourceView
+	for _, src := range Sources {
+		v := SourceView{Source: src, Account: src.Account(), Status: statuses[src]}
+		v.Status.Source = src
+		switch src {
+		case Account1:
+			v.UPN, v.Configured = s.o.Account1UPN, s.o.Account1UPN != ""
+			v.Enabled = v.Configured && guest
+		case Account2:
+			v.UPN, v.Configured = s.o.Account2UPN, s.o.Account2UPN != ""
+			v.Enabled = v.Configured && guest
+		case Application:
+			v.Configured = s.o.ApplicationConfigured
+			v.Enabled = v.Configured
+		}
+		switch {
+		case !v.Configured:
+			v.State = StateNotConfigured
+		case !v.Enabled:
+			v.State = StateDisabled
+		case v.Status.Failing():
+			v.State = StateFailing
+		case !v.Status.LastSuccessAt.IsZero():
+			v.State = StateOK
+		default:
+			v.State = StateUntested
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// ConsentURL returns the admin-consent URL of the tenant for scopes.
+func (s *Service) ConsentURL(tenant string, scopes []string) string {
+	if s.o.ClientID == "" {
+		return ""
+	}
+	host := s.o.AuthorityHost
+	if host == "" {
+		host = "https://login.microsoftonline.com/"
+	}
+	if !strings.HasSuffix(host, "/") {
+		host += "/"
+	}
+	q := []string{
+		"client_id=" + url.QueryEscape(s.o.ClientID),
+		"scope=" + strings.ReplaceAll(url.QueryEscape(strings.Join(scopes, " ")), "+", "%20"),
+	}
+	if s.o.ConsentRedirectURI != "" {
+		q = append(q, "redirect_uri="+url.QueryEscape(s.o.ConsentRedirectURI))
+	}
+	return host + url.PathEscape(tenant) + "/v2.0/adminconsent?" + strings.Join(q, "&")
+}
+
+// TestResult is the outcome of a Test UPN.
+type TestResult struct {
+	UPN      string
+	Account  int
+	Source   Source
+	OK       bool
+	User     *User
+	Presence *Reading
+	Extended bool
+	ReadAt   time.Time
+	Error    *SourceError
+}
+
+// Test resolves upn and reads its presence now through presence account
+// 1 or 2 (whether or not the tenant tracks over guest accounts yet: admins
+// test before they switch it on). A failure of the account is a result,
+// not an error, and is recorded in the account's status; a success clears
+// the account's pause. Returns EINVALID for a malformed upn or account,
+// or an account the deployment does not have.
+func (s *Service) Test(ctx context.Context, tenant, upn string, account int) (TestResult, error) {
+	const op = "presence.Test"
+	upn = strings.TrimSpace(upn)
+	if _, err := uuid.Parse(upn); err != nil && !validUPN(upn) {
+		return TestResult{}, switchboard.FieldError(op, "upn", "upn must be a user principal name (name@domain) or a user object id")
+	}
+	var src Source
+	var configured bool
+	switch account {
+	case 1:
+		src, configured = Account1, s.o.Account1UPN != ""
+	case 2:
+		src, configured = Account2, s.o.Account2UPN != ""
+	default:
+		return TestResult{}, switchboard.FieldError(op, "account", "account must be 1 or 2")
+	}
+	if !configured {
+		return TestResult{}, switchboard.FieldError(op, "account", "presence account %d is not configured in this deployment", account)
+	}
+	res := TestResult{UPN: upn, Account: account, Source: src, Extended: src.Extended()}
+	user, err := s.o.Graph.User(ctx, tenant, src, upn)
+	if err == nil {
+		res.User = &user
+		res.ReadAt = s.o.Now()
+		var readings []Reading
+		readings, err = s.o.Graph.Presences(ctx, tenant, src, []string{user.ID})
+		if err == nil {
+			r := Reading{UserID: user.ID, Availability: switchboard.PresenceUnknown, Activity: switchboard.ActivityPresenceUnknown}
+			for _, x := range readings {
+				if x.UserID == user.ID {
+					r = x
+				}
+			}
+			res.Presence, res.OK = &r, true
+		}
+	}
+	snap, serr := s.o.Store.Status(ctx, tenant)
+	if serr != nil {
+		return TestResult{}, serr
+	}
+	st := snap.Sources[src]
+	st.Source = src
+	if err != nil {
+		res.Error = AsSourceError(src, err)
+		if res.Error.Reason == ReasonUserNotFound {
+			// The account could read the directory: it works.
+			st = st.succeeded(s.o.Now())
+		} else {
+			st = st.failed(s.o.Now(), res.Error, 0)
+		}
+	} else {
+		st = st.succeeded(s.o.Now())
+	}
+	if err := s.o.Store.SaveSourceStatus(ctx, tenant, st); err != nil {
+		return TestResult{}, err
+	}
+	return res, nil
+}
+
+func validUPN(s string) bool {
+	local, domain, ok := strings.Cut(s, "@")
+	if !ok || local == "" || domain == "" || len(s) > 256 || strings.ContainsAny(s, " /\\?#\t\r\n") {
+		return false
+	}
+	return true
+}
+
+// UserPresence is a stored reading with its age.
+type UserPresence struct {
+	switchboard.Presence
+	Age        time.Duration
+	Stale      bool
+	StaleAfter time.Duration
+}
+
+// Reading returns the stored reading of user. Returns ENOTFOUND when the
+// user's presence was never read.
+func (s *Service) Reading(ctx context.Context, tenant, user string) (UserPresence, error) {
+	m, err := s.o.Store.Readings(ctx, tenant, []string{user})
+	if err != nil {
+		return UserPresence{}, err
+	}
+	p, ok := m[user]
+	if !ok {
+		return UserPresence{}, switchboard.Errorf(switchboard.ENOTFOUND, "presence.Reading", "no presence was read for user %s in this tenant (is the user a member of a service?)", user)
+	}
+	now := s.o.Now()
+	return UserPresence{Presence: p, Age: p.Age(now), Stale: p.Stale(now, s.o.StaleAfter), StaleAfter: s.o.StaleAfter}, nil
+}

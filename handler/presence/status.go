@@ -1,0 +1,165 @@
+package presence
+
+import (
+	"encoding/json"
+	"time"
+
+	"switchboard/handler/store"
+)
+
+// SourceStatus is how one source fares in one tenant.
+type SourceStatus struct {
+	Source        Source
+	LastSuccessAt time.Time
+	LastErrorAt   time.Time
+	LastReason    Reason
+	LastMessage   string
+	LastCode      string
+	// Invited is whether the presence account signed into the tenant as a
+	// guest (nil while unknown; always nil for the application).
+	Invited *bool
+	// PermissionGranted is whether Graph let the source read presence (nil
+	// while unknown).
+	PermissionGranted *bool
+	// RetryAt is when the poll tries the source again after a failure
+	// that is the source's own (a wrong password retried every 30 s would
+	// lock the account out): zero when it may be tried now.
+	RetryAt             time.Time
+	ConsecutiveFailures int
+}
+
+// Failing reports whether the last attempt failed.
+func (st SourceStatus) Failing() bool { return st.LastErrorAt.After(st.LastSuccessAt) }
+
+// succeeded returns st after a successful read at now.
+func (st SourceStatus) succeeded(now time.Time) SourceStatus {
+	yes := true
+	st.LastSuccessAt = now
+	st.PermissionGranted = &yes
+	if st.Source.Account() != 0 {
+		st.Invited = &yes
+	}
+	st.RetryAt = time.Time{}
+	st.ConsecutiveFailures = 0
+	return st
+}
+
+// failed returns st after se at now; a failure that disqualifies the
+// source backs it off for cooldown, doubling with each consecutive
+// failure up to eight times that.
+func (st SourceStatus) failed(now time.Time, se *SourceError, cooldown time.Duration) SourceStatus {
+	yes, no := true, false
+	st.LastErrorAt = now
+	st.LastReason, st.LastMessage, st.LastCode = se.Reason, se.Message, se.Code
+	st.ConsecutiveFailures++
+	account := st.Source.Account() != 0
+	switch se.Reason {
+	case ReasonNotInvited:
+		if account {
+			st.Invited = &no
+		}
+	case ReasonPermissionNotGranted:
+		if account {
+			st.Invited = &yes // it signed in: consent is what is missing
+		}
+		st.PermissionGranted = &no
+	case ReasonMFARequired:
+		if account {
+			st.Invited = &yes // the tenant knows the account: it wants a second factor
+		}
+	}
+	if se.Disqualifies() && cooldown > 0 {
+		backoff := cooldown << min(st.ConsecutiveFailures-1, 3)
+		st.RetryAt = now.Add(backoff)
+	}
+	return st
+}
+
+func sourceStatusFromEntity(src Source, e store.Entity) SourceStatus {
+	st := SourceStatus{
+		Source:              src,
+		LastSuccessAt:       e.Time("LastSuccessAt"),
+		LastErrorAt:         e.Time("LastErrorAt"),
+		LastReason:          Reason(e.String("LastReason")),
+		LastMessage:         e.String("LastMessage"),
+		LastCode:            e.String("LastCode"),
+		Invited:             triState(e.String("Invited")),
+		PermissionGranted:   triState(e.String("PermissionGranted")),
+		RetryAt:             e.Time("RetryAt"),
+		ConsecutiveFailures: int(e.Int64("ConsecutiveFailures")),
+	}
+	return st
+}
+
+func (st SourceStatus) entity(tenant string) store.Entity {
+	props := map[string]any{
+		"LastReason":          string(st.LastReason),
+		"LastMessage":         st.LastMessage,
+		"LastCode":            st.LastCode,
+		"Invited":             triString(st.Invited),
+		"PermissionGranted":   triString(st.PermissionGranted),
+		"ConsecutiveFailures": int64(st.ConsecutiveFailures),
+	}
+	// Table Storage has no null: a zero time is left out (and reads back
+	// as zero).
+	for name, t := range map[string]time.Time{"LastSuccessAt": st.LastSuccessAt, "LastErrorAt": st.LastErrorAt, "RetryAt": st.RetryAt} {
+		if !t.IsZero() {
+			props[name] = t.UTC()
+		}
+	}
+	return store.Entity{PartitionKey: tenant, RowKey: sourceRowKey(st.Source), Props: props}
+}
+
+func triState(s string) *bool {
+	switch s {
+	case "true":
+		b := true
+		return &b
+	case "false":
+		b := false
+		return &b
+	}
+	return nil
+}
+
+func triString(b *bool) string {
+	if b == nil {
+		return ""
+	}
+	if *b {
+		return "true"
+	}
+	return "false"
+}
+
+// PollFigures are the figures of a tenant's last poll.
+type PollFigures struct {
+	Kind      string        `json:"kind"` // "timer" or "shard" (a fanned-out shard)
+	StartedAt time.Time     `json:"startedAt"`
+	Duration  time.Duration `json:"duration"`
+	Users     int           `json:"users"`
+	Changed   int           `json:"changed"` // readings written (changed, new or removed)
+	Calls     int           `json:"calls"`   // Graph requests, retries included
+	Errors    int           `json:"errors"`  // failed Graph requests and failed writes
+	Throttled int           `json:"throttled"`
+	// Shards polled, confirmed (every user read), left over, fanned out.
+	Shards          int      `json:"shards"`
+	ShardsConfirmed int      `json:"shardsConfirmed"`
+	ShardsLeft      int      `json:"shardsLeft"`
+	ShardsFannedOut int      `json:"shardsFannedOut"`
+	Sources         []Source `json:"sources"` // sources that read something, in order
+	Error           string   `json:"error,omitempty"`
+}
+
+func (f PollFigures) entity(tenant string) store.Entity {
+	b, _ := json.Marshal(f)
+	return store.Entity{PartitionKey: tenant, RowKey: rowLastPoll, Props: map[string]any{"Figures": string(b)}}
+}
+
+func pollFiguresFromEntity(e store.Entity) (PollFigures, bool) {
+	var f PollFigures
+	if err := json.Unmarshal([]byte(e.String("Figures")), &f); err != nil {
+		return PollFigures{}, false
+	}
+	return f, true
+}

@@ -1,0 +1,473 @@
+package presence
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
+)
+
+// StoreOptions configures a Store.
+type StoreOptions struct {
+	Tables store.Tables
+	Now    func() time.Time
+	Log    *slog.Logger
+	// RefreshEvery is how often Readings looks at storage for what other
+	// instances wrote (default 1 s); the refresh runs in the background.
+	RefreshEvery time.Duration
+	// MaxLag is how old the cache may get before Readings waits for a
+	// refresh instead of answering from it (default 10 s).
+	MaxLag time.Duration
+	// Parallel bounds concurrent partition reads and writes (default 16).
+	Parallel int
+}
+
+// Store keeps presence readings in Table Storage and serves them from an
+// in-process cache. The cache follows storage through the tenant's state
+// partition: one small query tells which shards changed (their version),
+// and only those are read again. Each shard's confirmation is published
+// together with the readings it confirms, so ConfirmedAt stays truthful
+// however far the cache lags behind storage.
+type Store struct {
+	presence     store.Table
+	state        store.Table
+	now          func() time.Time
+	log          *slog.Logger
+	refreshEvery time.Duration
+	maxLag       time.Duration
+	parallel     int
+
+	mu      sync.Mutex
+	tenants map[string]*tenantCache
+}
+
+var _ switchboard.PresenceStore = (*Store)(nil)
+
+// NewStore opens the presence tables.
+func NewStore(ctx context.Context, opts StoreOptions) (*Store, error) {
+	const op = "presence.NewStore"
+	if opts.Tables == nil {
+		return nil, switchboard.Errorf(switchboard.EINTERNAL, op, "no tables")
+	}
+	p, err := opts.Tables.Table(ctx, presenceTableName)
+	if err != nil {
+		return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+	}
+	st, err := opts.Tables.Table(ctx, stateTableName)
+	if err != nil {
+		return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+	}
+	s := &Store{presence: p, state: st, now: opts.Now, log: opts.Log, refreshEvery: opts.RefreshEvery, maxLag: opts.MaxLag, parallel: opts.Parallel, tenants: map[string]*tenantCache{}}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.refreshEvery <= 0 {
+		s.refreshEvery = time.Second
+	}
+	if s.maxLag <= 0 {
+		s.maxLag = 10 * time.Second
+	}
+	if s.maxLag < s.refreshEvery {
+		s.maxLag = s.refreshEvery
+	}
+	if s.parallel <= 0 {
+		s.parallel = 16
+	}
+	return s, nil
+}
+
+// tenantCache is what the process knows of one tenant's readings.
+type tenantCache struct {
+	// load serializes everything that reads storage into the cache or
+	// writes through it, so a slow refresh never publishes over a newer
+	// write.
+	load       sync.Mutex
+	refreshing atomic.Bool
+
+	mu      sync.RWMutex
+	known   bool // the state partition was read at least once
+	lay     layout
+	gens    map[int64]*genCache // the readers' generation and the one a relayout fills
+	sources map[Source]SourceStatus
+	figures PollFigures
+	// shardFigures are those of the last fanned-out shard.
+	shardFigures PollFigures
+	checkedAt    time.Time
+}
+
+// genCache is one generation of a tenant's shards.
+type genCache struct {
+	shards []*shardCache
+	states map[int]shardState // shard rows as last read or written
+}
+
+type shardCache struct {
+	loaded bool
+	// version of the readings held; "" forces a reload.
+	version     string
+	confirmedAt time.Time
+	source      Source
+	readings    map[string]stored
+}
+
+func newGenCache(shards int) *genCache {
+	g := &genCache{shards: make([]*shardCache, shards), states: map[int]shardState{}}
+	for i := range g.shards {
+		g.shards[i] = &shardCache{}
+	}
+	return g
+}
+
+func (s *Store) cache(tenant string) *tenantCache {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tc, ok := s.tenants[tenant]
+	if !ok {
+		tc = &tenantCache{gens: map[int64]*genCache{}, sources: map[Source]SourceStatus{}}
+		s.tenants[tenant] = tc
+	}
+	return tc
+}
+
+// readers returns the generation readers use. Callers hold tc.mu.
+func (tc *tenantCache) readers() *genCache {
+	if g, ok := tc.gens[tc.lay.Gen]; ok && tc.lay.Shards > 0 {
+		return g
+	}
+	return nil
+}
+
+// Readings implements switchboard.PresenceStore.
+func (s *Store) Readings(ctx context.Context, tenantID string, userIDs []string) (map[string]switchboard.Presence, error) {
+	const op = "presence.Readings"
+	if err := store.CheckKey("tenant id", tenantID); err != nil {
+		return nil, switchboard.Wrap(switchboard.EINVALID, op, err)
+	}
+	tc := s.cache(tenantID)
+	now := s.now()
+	tc.mu.RLock()
+	fresh := tc.known && now.Sub(tc.checkedAt) <= s.maxLag && tc.holds(userIDs)
+	due := now.Sub(tc.checkedAt) > s.refreshEvery
+	tc.mu.RUnlock()
+	if !fresh {
+		if err := s.refresh(ctx, tenantID, tc, userIDs); err != nil {
+			return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+		}
+	} else if due && tc.refreshing.CompareAndSwap(false, true) {
+		go func() {
+			defer tc.refreshing.Store(false)
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := s.refresh(rctx, tenantID, tc, nil); err != nil {
+				s.log.Warn("presence cache refresh failed", "tenant", tenantID, "err", err)
+			}
+		}()
+	}
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	out := make(map[string]switchboard.Presence, len(userIDs))
+	g := tc.readers()
+	if g == nil {
+		return out, nil
+	}
+	for _, id := range userIDs {
+		sc := g.shards[shardOf(id, len(g.shards))]
+		if st, ok := sc.readings[id]; ok {
+			out[id] = st.presence(id, sc.confirmedAt, sc.source)
+		}
+	}
+	return out, nil
+}
+
+// holds reports whether every shard userIDs fall in is loaded. Callers
+// hold tc.mu.
+func (tc *tenantCache) holds(userIDs []string) bool {
+	g := tc.readers()
+	if g == nil {
+		return tc.known
+	}
+	for _, id := range userIDs {
+		if !g.shards[shardOf(id, len(g.shards))].loaded {
+			return false
+		}
+	}
+	return true
+}
+
+func (st stored) presence(id string, shardConfirmedAt time.Time, shardSource Source) switchboard.Presence {
+	p := switchboard.Presence{
+		UserID:       id,
+		Availability: st.Availability,
+		Activity:     st.Activity,
+		OutOfOffice:  st.OutOfOffice,
+		Source:       string(st.Source),
+		Extended:     st.Source.Extended(),
+		ChangedAt:    st.ChangedAt,
+		ConfirmedAt:  st.ChangedAt,
+	}
+	if shardConfirmedAt.After(st.ChangedAt) {
+		p.ConfirmedAt = shardConfirmedAt
+		// The confirming source read the same values; it names the
+		// reading's source as long as it is of the same kind (a switch
+		// between extended and basic is a change, written as such).
+		if shardSource != "" && shardSource.Extended() == st.Source.Extended() {
+			p.Source = string(shardSource)
+		}
+	}
+	return p
+}
+
+// refresh reads the tenant's state partition and reloads, in the readers'
+// generation, the shards whose version changed among those loaded plus the
+// shards of the users in want. State is read before readings and writers
+// write readings before state, so each published confirmation comes with
+// readings at least as new as the ones it confirmed.
+func (s *Store) refresh(ctx context.Context, tenant string, tc *tenantCache, want []string) error {
+	tc.load.Lock()
+	defer tc.load.Unlock()
+	checked := s.now()
+	if err := s.syncState(ctx, tenant, tc); err != nil {
+		return err
+	}
+	tc.mu.RLock()
+	gen := tc.lay.Gen
+	g := tc.readers()
+	var needed []int
+	if g != nil {
+		wanted := make([]bool, len(g.shards))
+		for _, id := range want {
+			wanted[shardOf(id, len(g.shards))] = true
+		}
+		for i, sc := range g.shards {
+			if sc.loaded || wanted[i] {
+				needed = append(needed, i)
+			}
+		}
+	}
+	tc.mu.RUnlock()
+	if g != nil {
+		if err := s.loadShards(ctx, tenant, tc, gen, needed); err != nil {
+			return err
+		}
+	}
+	tc.mu.Lock()
+	tc.known, tc.checkedAt = true, checked
+	tc.mu.Unlock()
+	return nil
+}
+
+// syncState reads the tenant's state partition into tc: layout, shard
+// rows of the readers' and the relayout's generation, source statuses and
+// last poll. A changed layout drops the generations it no longer names.
+// Callers hold tc.load.
+func (s *Store) syncState(ctx context.Context, tenant string, tc *tenantCache) error {
+	var rows []store.Entity
+	var lay layout
+	err := store.QueryAll(ctx, s.state, store.Query{PartitionKey: tenant}, func(e store.Entity) error {
+		rows = append(rows, e)
+		if e.RowKey == rowLayout {
+			lay = layoutFromEntity(e)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	states := map[int64]map[int]shardState{lay.Gen: {}, lay.NextGen: {}}
+	sources := map[Source]SourceStatus{}
+	var figures, shardFigures PollFigures
+	for _, e := range rows {
+		if gen, shard, ok := parseShardRowKey(e.RowKey); ok {
+			if m, known := states[gen]; known && shard < lay.shardsOf(gen) {
+				m[shard] = shardStateFromEntity(e)
+			}
+			continue
+		}
+		if e.RowKey == rowLastPoll {
+			figures, _ = pollFiguresFromEntity(e)
+			continue
+		}
+		if e.RowKey == rowLastShardPoll {
+			shardFigures, _ = pollFiguresFromEntity(e)
+			continue
+		}
+		for _, src := range Sources {
+			if e.RowKey == sourceRowKey(src) {
+				sources[src] = sourceStatusFromEntity(src, e)
+			}
+		}
+	}
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	tc.lay, tc.sources, tc.figures, tc.shardFigures = lay, sources, figures, shardFigures
+	for gen := range tc.gens {
+		if n := lay.shardsOf(gen); n == 0 || len(tc.gens[gen].shards) != n {
+			delete(tc.gens, gen)
+		}
+	}
+	for _, gen := range []int64{lay.Gen, lay.NextGen} {
+		n := lay.shardsOf(gen)
+		if n == 0 {
+			continue
+		}
+		g, ok := tc.gens[gen]
+		if !ok {
+			g = newGenCache(n)
+			tc.gens[gen] = g
+		}
+		g.states = states[gen]
+		// A shard whose version did not move keeps its readings and takes
+		// the new confirmation now; the others wait for loadShards.
+		for i, sc := range g.shards {
+			st := g.states[i]
+			if sc.loaded && st.Pending == "" && sc.version == st.Version {
+				sc.confirmedAt, sc.source = st.ConfirmedAt, st.Source
+			}
+		}
+	}
+	return nil
+}
+
+// loadShards makes the given shards of generation gen current: a shard not
+// loaded, mid-write, or at another version than its row is read again.
+// Callers hold tc.load and have just synced the state.
+func (s *Store) loadShards(ctx context.Context, tenant string, tc *tenantCache, gen int64, shards []int) error {
+	tc.mu.RLock()
+	g, ok := tc.gens[gen]
+	var reload []int
+	if ok {
+		for _, i := range shards {
+			sc, st := g.shards[i], g.states[i]
+			if !sc.loaded || st.Pending != "" || sc.version != st.Version {
+				reload = append(reload, i)
+			}
+		}
+	}
+	tc.mu.RUnlock()
+	if !ok {
+		return fmt.Errorf("presence: generation %d of tenant %s is not in the layout", gen, tenant)
+	}
+	return s.forEach(ctx, reload, func(ctx context.Context, i int) error {
+		readings := map[string]stored{}
+		err := store.QueryAll(ctx, s.presence, store.Query{PartitionKey: partitionKey(tenant, gen, i)}, func(e store.Entity) error {
+			readings[e.RowKey] = storedFromEntity(e)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		st := g.states[i]
+		sc := g.shards[i]
+		sc.loaded, sc.readings = true, readings
+		sc.version = st.Version
+		if st.Pending != "" {
+			sc.version = "" // mid-write: read it again next time
+		}
+		sc.confirmedAt, sc.source = st.ConfirmedAt, st.Source
+		return nil
+	})
+}
+
+// forEach runs fn for every item with at most s.parallel at once and
+// returns the first error (after all have finished).
+func (s *Store) forEach(ctx context.Context, items []int, fn func(context.Context, int) error) error {
+	if len(items) == 0 {
+		return nil
+	}
+	sem := make(chan struct{}, s.parallel)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for _, it := range items {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := fn(ctx, it); err != nil {
+				once.Do(func() { first = err })
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// Snapshot is what the API shows of a tenant's presence tracking state.
+type Snapshot struct {
+	Sources map[Source]SourceStatus
+	// Figures are the last timer poll's, ShardFigures the last fanned-out
+	// shard's.
+	Figures      PollFigures
+	ShardFigures PollFigures
+	Shards       int
+}
+
+// Status reads the tenant's source statuses and last poll figures from
+// storage (not from the cache: an admin asking wants what is stored).
+func (s *Store) Status(ctx context.Context, tenant string) (Snapshot, error) {
+	tc := s.cache(tenant)
+	tc.load.Lock()
+	err := s.syncState(ctx, tenant, tc)
+	tc.load.Unlock()
+	if err != nil {
+		return Snapshot{}, switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.Status", err)
+	}
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	snap := Snapshot{Sources: make(map[Source]SourceStatus, len(tc.sources)), Figures: tc.figures, ShardFigures: tc.shardFigures, Shards: tc.lay.Shards}
+	for k, v := range tc.sources {
+		snap.Sources[k] = v
+	}
+	return snap, nil
+}
+
+// SaveSourceStatus writes one source's status (Test UPN).
+func (s *Store) SaveSourceStatus(ctx context.Context, tenant string, st SourceStatus) error {
+	_, err := s.state.Upsert(ctx, st.entity(tenant))
+	if err != nil {
+		return switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.SaveSourceStatus", err)
+	}
+	tc := s.cache(tenant)
+	tc.mu.Lock()
+	tc.sources[st.Source] = st
+	tc.mu.Unlock()
+	return nil
+}
+
+// saveState writes rows of the tenant's state partition (source statuses,
+// figures) and keeps the cache in step.
+func (s *Store) saveState(ctx context.Context, tenant string, ops []store.Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	if _, err := store.WriteBatched(ctx, s.state, ops); err != nil {
+		return err
+	}
+	tc := s.cache(tenant)
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	for _, o := range ops {
+		switch o.Entity.RowKey {
+		case rowLastPoll:
+			tc.figures, _ = pollFiguresFromEntity(o.Entity)
+		case rowLastShardPoll:
+			tc.shardFigures, _ = pollFiguresFromEntity(o.Entity)
+		}
+		for _, src := range Sources {
+			if o.Entity.RowKey == sourceRowKey(src) {
+				tc.sources[src] = sourceStatusFromEntity(src, o.Entity)
+			}
+		}
+	}
+	return nil
+}
