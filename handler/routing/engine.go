@@ -34,8 +34,14 @@ type Options struct {
 	StaleAfter time.Duration
 	// TeamSyncInterval is how often Housekeep re-reads a team's members.
 	TeamSyncInterval time.Duration
-	Now              func() time.Time
-	Log              *slog.Logger
+	// StateRefresh is how old the in-process copy of a tenant's agent
+	// state may get before it is read again in the background (default
+	// 1 s; negative: read it on every route). StateMaxLag is the age past
+	// which a route waits for that read (default 10 s).
+	StateRefresh time.Duration
+	StateMaxLag  time.Duration
+	Now          func() time.Time
+	Log          *slog.Logger
 }
 
 // Engine is the routing capability: services, route decisions, holds. It
@@ -50,6 +56,7 @@ type Engine struct {
 	now              func() time.Time
 	log              *slog.Logger
 	claims           *claims
+	agents           *stateCache
 }
 
 var (
@@ -84,9 +91,11 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	st := &stateStore{t: state}
 	return &Engine{
 		services:         services,
-		state:            &stateStore{t: state},
+		state:            st,
+		agents:           newStateCache(st, opts.StateRefresh, opts.StateMaxLag, opts.Log),
 		presence:         opts.Presence,
 		teams:            opts.Teams,
 		staleAfter:       opts.StaleAfter,
@@ -117,7 +126,8 @@ type routeInputs struct {
 	presence map[string]switchboard.Presence
 	rrLast   string
 	rrETag   string
-	snap     snapshot
+	states   map[string]AgentState
+	holds    map[string]hold
 	conv     *conversation
 }
 
@@ -125,7 +135,7 @@ type routeInputs struct {
 // member set from the cache) then its members' presence and its round-robin
 // position; the tenant's holds and idle ledger; the conversation's index
 // row.
-func (e *Engine) read(ctx context.Context, tenant, serviceID, conversationID string) (routeInputs, error) {
+func (e *Engine) read(ctx context.Context, tenant, serviceID, conversationID string, now time.Time) (routeInputs, error) {
 	var in routeInputs
 	var wg sync.WaitGroup
 	var svcErr, snapErr, convErr error
@@ -155,7 +165,7 @@ func (e *Engine) read(ctx context.Context, tenant, serviceID, conversationID str
 	}()
 	go func() {
 		defer wg.Done()
-		in.snap, snapErr = e.state.snapshot(ctx, tenant)
+		in.states, in.holds, snapErr = e.agents.read(ctx, tenant, now)
 	}()
 	go func() {
 		defer wg.Done()
@@ -199,7 +209,7 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 	}
 	snapshotAt := time.Now() // monotonic: orders this route's reads against claims
 	now := wallClock(e.now)
-	in, err := e.read(ctx, tenant, serviceID, req.ConversationID)
+	in, err := e.read(ctx, tenant, serviceID, req.ConversationID, now)
 	if err != nil {
 		return switchboard.RouteDecision{}, switchboard.Wrap(switchboard.EINTERNAL, op, err)
 	}
@@ -214,7 +224,7 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 		Members:        in.svc.Members,
 		Preferred:      preferred,
 		Presence:       in.presence,
-		States:         in.snap.states(now),
+		States:         in.states,
 		ConversationID: req.ConversationID,
 		Distribution:   in.svc.Distribution,
 		RoundRobinLast: in.rrLast,
@@ -249,7 +259,7 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 		if !req.UntilReleased {
 			h.ExpiresAt = now.Add(holdFor)
 		}
-		got, ok, err := e.acquire(ctx, tenant, h, in.snap, snapshotAt)
+		got, ok, err := e.acquire(ctx, tenant, h, in.holds, snapshotAt)
 		if err != nil {
 			e.undo(ctx, tenant, taken)
 			return switchboard.RouteDecision{}, switchboard.Wrap(switchboard.EINTERNAL, op, err)
@@ -304,16 +314,22 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 
 // acquire takes a hold unless this process is reserving the agent already
 // (a claim) or storage says someone else holds it.
-func (e *Engine) acquire(ctx context.Context, tenant string, h hold, snap snapshot, snapshotAt time.Time) (hold, bool, error) {
+func (e *Engine) acquire(ctx context.Context, tenant string, h hold, holds map[string]hold, snapshotAt time.Time) (hold, bool, error) {
 	key := tenant + "|" + h.UserID
 	if !e.claims.take(key, snapshotAt) {
 		return hold{}, false, nil
 	}
 	var prev *hold
-	if p, ok := snap.holds[h.UserID]; ok {
+	if p, ok := holds[h.UserID]; ok {
 		prev = &p
 	}
 	got, ok, err := e.state.acquire(ctx, tenant, h, prev)
+	switch {
+	case ok:
+		e.agents.held(tenant, got)
+	case err == nil:
+		e.agents.reread(tenant, h.UserID)
+	}
 	e.claims.done(key, ok)
 	return got, ok, err
 }
@@ -323,7 +339,9 @@ func (e *Engine) undo(ctx context.Context, tenant string, taken []hold) {
 	for _, h := range taken {
 		if _, err := e.state.dropHold(context.WithoutCancel(ctx), tenant, h); err != nil {
 			e.log.Warn("hold not given back; it expires by itself", "tenant", tenant, "user", h.UserID, "conversation", h.ConversationID, "err", err)
+			continue
 		}
+		e.agents.dropped(tenant, h.UserID, h.ETag)
 	}
 }
 
@@ -395,6 +413,7 @@ func (e *Engine) Release(ctx context.Context, tenant, conversationID string) err
 	if err := e.state.recordIdle(ctx, tenant, ends); err != nil {
 		return switchboard.Wrap(switchboard.EINTERNAL, op, err)
 	}
+	e.agents.idled(tenant, ends)
 	if err := e.state.deleteConversation(ctx, tenant, c); err != nil {
 		return switchboard.Wrap(switchboard.EINTERNAL, op, err)
 	}
@@ -418,6 +437,7 @@ func (e *Engine) releaseHold(ctx context.Context, tenant, user, conversationID s
 	if err != nil || !dropped {
 		return time.Time{}, err
 	}
+	e.agents.dropped(tenant, user, h.ETag)
 	end := now
 	if !h.state().Holding(now) {
 		end = h.expiredAt()

@@ -91,10 +91,13 @@ func (e *Engine) sweep(ctx context.Context, tenant string) (holds, convs int, er
 		if dropped {
 			holds++
 			ends[h.UserID] = h.expiredAt()
+			e.agents.dropped(tenant, h.UserID, h.ETag)
 		}
 	}
 	if err := e.state.recordIdle(ctx, tenant, ends); err != nil {
 		errs = append(errs, err)
+	} else {
+		e.agents.idled(tenant, ends)
 	}
 	cs, err := e.state.conversations(ctx, tenant)
 	if err != nil {

@@ -94,6 +94,9 @@ type Verdict struct {
 func deliver(note string) Verdict { return Verdict{Eligible: true, Message: note} }
 
 func exclude(reason, format string, args ...any) Verdict {
+	if len(args) == 0 {
+		return Verdict{Reason: reason, Message: format}
+	}
 	return Verdict{Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 

@@ -157,16 +157,20 @@ func (s *stateStore) snapshot(ctx context.Context, tenant string) (snapshot, err
 func (s *stateStore) acquire(ctx context.Context, tenant string, h hold, prev *hold) (hold, bool, error) {
 	e := encodeHold(tenant, h)
 	var err error
+	if prev != nil {
+		h.ETag, err = s.t.Update(ctx, e, prev.ETag)
+		if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+			prev = nil // the expired row was swept meanwhile
+		}
+	}
 	if prev == nil {
 		h.ETag, err = s.t.Insert(ctx, e)
-	} else {
-		h.ETag, err = s.t.Update(ctx, e, prev.ETag)
 	}
 	switch switchboard.ErrorCode(err) {
 	case "":
 		return h, true, nil
-	case switchboard.ECONFLICT, switchboard.EPRECONDITION, switchboard.ENOTFOUND:
-		// Inserted, changed or swept by someone else since the snapshot.
+	case switchboard.ECONFLICT, switchboard.EPRECONDITION:
+		// Taken or changed by someone else since the snapshot.
 		return hold{}, false, nil
 	}
 	return hold{}, false, err
