@@ -9,42 +9,42 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"switchboard/handler/httpapi"
 	"switchboard/handler/internal/testenv"
+	"switchboard/handler/presence"
 	"switchboard/handler/routing"
 	"switchboard/handler/switchboard"
 )
 
 const benchTenant = "5b0c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3"
 
-// benchPresence serves fixed readings from memory, as the presence store's
-// in-process cache does.
-type benchPresence struct {
-	mu       sync.Mutex
-	readings map[string]switchboard.Presence
+// benchGraph answers getPresencesByUserId from fixed readings: the
+// presence store is filled by a real poll through it.
+type benchGraph struct {
+	readings map[string]presence.Reading
 }
 
-func (p *benchPresence) Readings(ctx context.Context, tenantID string, userIDs []string) (map[string]switchboard.Presence, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make(map[string]switchboard.Presence, len(userIDs))
-	now := time.Now()
+func (g *benchGraph) Presences(ctx context.Context, tenantID string, src presence.Source, userIDs []string) ([]presence.Reading, error) {
+	out := make([]presence.Reading, 0, len(userIDs))
 	for _, u := range userIDs {
-		if r, ok := p.readings[u]; ok {
-			r.ConfirmedAt = now.Add(-5 * time.Second)
-			out[u] = r
+		if r, ok := g.readings[u]; ok {
+			out = append(out, r)
 		}
 	}
 	return out, nil
 }
 
+func (g *benchGraph) User(ctx context.Context, tenantID string, src presence.Source, upnOrID string) (presence.User, error) {
+	return presence.User{ID: upnOrID}, nil
+}
+
 // BenchmarkRouteHTTP measures POST .../route through the real router and
-// an HTTP server on loopback, with the routing tables on Azurite, for
-// services of 10, 100 and 1,000 members. Each route reserves an agent and
+// an HTTP server on loopback, with the routing and presence tables on
+// Azurite (presence read through the presence store, filled by a poll),
+// for services of 10, 100 and 1,000 members. Each route reserves an agent and
 // the conversation is then released (DELETE), so the state stays the same
 // from one request to the next; a tenth of the members hold other
 // conversations throughout and every member has an idle time. It reports
@@ -76,16 +76,21 @@ func user(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
 func startBench(b *testing.B, n int) *benchServer {
 	b.Helper()
 	ctx := context.Background()
-	presence := &benchPresence{readings: map[string]switchboard.Presence{}}
+	tables := testenv.Tables(b)
+	graph := &benchGraph{readings: map[string]presence.Reading{}}
 	avail := []string{switchboard.Available, switchboard.Available, switchboard.Available, switchboard.Available, switchboard.Available, switchboard.Available,
 		switchboard.Busy, switchboard.Away, switchboard.DoNotDisturb, switchboard.Offline}
 	in := routing.ServiceInput{Name: ptr("Bench")}
 	for i := range n {
 		u := user(i)
 		in.Members = append(in.Members, routing.MemberInput{UserID: u})
-		presence.readings[u] = switchboard.Presence{UserID: u, Availability: avail[i%len(avail)], Activity: avail[i%len(avail)], Extended: true, Source: switchboard.SourceAccount1}
+		graph.readings[u] = presence.Reading{UserID: u, Availability: avail[i%len(avail)], Activity: avail[i%len(avail)]}
 	}
-	engine, err := routing.New(ctx, routing.Options{Tables: testenv.Tables(b), Presence: presence, StaleAfter: 120 * time.Second})
+	presenceStore, err := presence.NewStore(ctx, presence.StoreOptions{Tables: tables})
+	if err != nil {
+		b.Fatal(err)
+	}
+	engine, err := routing.New(ctx, routing.Options{Tables: tables, Presence: presenceStore, StaleAfter: 120 * time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -105,6 +110,17 @@ func startBench(b *testing.B, n int) *benchServer {
 				b.Fatal(err)
 			}
 		}
+	}
+	poller, err := presence.NewPoller(presence.PollerOptions{Store: presenceStore, Graph: graph, Tracked: engine, ApplicationConfigured: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sum, err := poller.Poll(ctx, time.Now().Add(time.Minute))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if got := sum.Tenants[benchTenant]; got.Error != "" || got.Users != n {
+		b.Fatalf("presence poll: %+v", got)
 	}
 	rt := httpapi.NewRouter(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	(&httpapi.RoutingAPI{Engine: engine, Now: time.Now}).Register(rt)
