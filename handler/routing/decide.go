@@ -18,8 +18,12 @@ type DecideInput struct {
 	Preferred []string
 	// Presence readings by user id; a user without one has never been read.
 	Presence map[string]switchboard.Presence
-	// States of the tenant's agents by user id; absent means never routed.
+	// States of the tenant's agents by user id: those who hold (or held)
+	// a conversation. An agent absent here and from Idle was never routed.
 	States map[string]AgentState
+	// Idle is the idle ledger: when each agent's last conversation ended.
+	// It adds to States (the later time counts) and is only read.
+	Idle map[string]time.Time
 	// ConversationID is the conversation being routed: a hold on it (left
 	// by an earlier attempt for the same conversation) does not exclude.
 	ConversationID string
@@ -74,6 +78,9 @@ func Decide(in DecideInput) Decision {
 			p = &r
 		}
 		st := in.States[m.UserID]
+		if t, ok := in.Idle[m.UserID]; ok && t.After(st.IdleSince) {
+			st.IdleSince = t
+		}
 		if st.ConversationID != "" && st.ConversationID == in.ConversationID {
 			st.ConversationID = ""
 		}

@@ -130,7 +130,7 @@ func BenchmarkDecide(b *testing.B) {
 func benchInput(n int) DecideInput {
 	avails := []string{sb.Available, sb.Available, sb.Busy, sb.Away, sb.DoNotDisturb, sb.Offline, sb.AvailableIdle}
 	in := DecideInput{
-		Presence: map[string]sb.Presence{}, States: map[string]AgentState{},
+		Presence: map[string]sb.Presence{}, States: map[string]AgentState{}, Idle: map[string]time.Time{},
 		Distribution: Distribution{Order: OrderLongestIdle, DeliverWhileBusy: true}, Now: t0, StaleAfter: staleAfter,
 	}
 	for i := range n {
@@ -142,8 +142,8 @@ func benchInput(n int) DecideInput {
 		switch i % 5 {
 		case 0:
 			in.States[u] = AgentState{ConversationID: "c", HeldAt: t0, HoldExpiresAt: t0.Add(time.Minute)}
-		case 1, 2:
-			in.States[u] = AgentState{IdleSince: t0.Add(-time.Duration(i) * time.Second)}
+		case 1, 2, 3:
+			in.Idle[u] = t0.Add(-time.Duration(i) * time.Second)
 		}
 	}
 	return in

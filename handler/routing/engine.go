@@ -34,10 +34,11 @@ type Options struct {
 	StaleAfter time.Duration
 	// TeamSyncInterval is how often Housekeep re-reads a team's members.
 	TeamSyncInterval time.Duration
-	// StateRefresh is how old the in-process copy of a tenant's agent
-	// state may get before it is read again in the background (default
-	// 1 s; negative: read it on every route). StateMaxLag is the age past
-	// which a route waits for that read (default 10 s).
+	// StateRefresh is how old the in-process copies of a tenant's agent
+	// state and of service definitions may get before they are read again
+	// in the background (default 1 s; negative: read them on every route).
+	// StateMaxLag is the age past which a route waits for that read
+	// (default 10 s).
 	StateRefresh time.Duration
 	StateMaxLag  time.Duration
 	Now          func() time.Time
@@ -83,7 +84,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.TeamSyncInterval <= 0 {
 		opts.TeamSyncInterval = 15 * time.Minute
 	}
-	services, err := newServiceStore(ctx, opts.Tables)
+	services, err := newServiceStore(ctx, opts.Tables, opts.StateRefresh, opts.StateMaxLag, opts.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +129,7 @@ type routeInputs struct {
 	rrETag   string
 	states   map[string]AgentState
 	holds    map[string]hold
+	idle     map[string]time.Time
 	conv     *conversation
 }
 
@@ -142,7 +144,7 @@ func (e *Engine) read(ctx context.Context, tenant, serviceID, conversationID str
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		in.svc, svcErr = e.services.get(ctx, tenant, serviceID)
+		in.svc, svcErr = e.services.routed(ctx, tenant, serviceID)
 		if svcErr != nil {
 			return
 		}
@@ -165,7 +167,7 @@ func (e *Engine) read(ctx context.Context, tenant, serviceID, conversationID str
 	}()
 	go func() {
 		defer wg.Done()
-		in.states, in.holds, snapErr = e.agents.read(ctx, tenant, now)
+		in.states, in.holds, in.idle, snapErr = e.agents.read(ctx, tenant, now)
 	}()
 	go func() {
 		defer wg.Done()
@@ -225,6 +227,7 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 		Preferred:      preferred,
 		Presence:       in.presence,
 		States:         in.states,
+		Idle:           in.idle,
 		ConversationID: req.ConversationID,
 		Distribution:   in.svc.Distribution,
 		RoundRobinLast: in.rrLast,

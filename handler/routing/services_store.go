@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -27,19 +28,41 @@ const (
 // update, so a reader never sees half a member list, and concurrent writers
 // cannot mix theirs. Member sets are cached in process by version (they
 // never change once written), so a route reads only the definition row.
+//
+// Routes read the definition row from an in-process copy too, which follows
+// storage as the agent state does (see stateCache): this process's writes
+// at once, other instances' after refreshEvery (in the background), and a
+// route waits for storage only past maxLag. API reads (GET, PUT) always
+// read storage.
 type serviceStore struct {
 	defs    store.Table
 	members store.Table
 
-	mu    sync.Mutex
-	cache map[string][]Member // key: members partition (tenant|service|version)
+	refreshEvery time.Duration // < 0: routes read storage every time
+	maxLag       time.Duration
+	clock        func() time.Time // monotonic time of the process
+	log          *slog.Logger
+
+	mu      sync.Mutex
+	cache   map[string][]Member  // key: members partition (tenant|service|version)
+	defined map[string]*defEntry // key: tenant|service
+}
+
+// defEntry is a cached definition row.
+type defEntry struct {
+	row        serviceRow
+	loadedAt   time.Time
+	refreshing bool
+	// gen counts this process's writes, so that a refresh that read
+	// storage before one of them does not publish over it.
+	gen int
 }
 
 // maxCachedSets bounds the member-set cache; past it, an arbitrary set is
 // dropped (it is read again when needed).
 const maxCachedSets = 2000
 
-func newServiceStore(ctx context.Context, tables store.Tables) (*serviceStore, error) {
+func newServiceStore(ctx context.Context, tables store.Tables, refreshEvery, maxLag time.Duration, log *slog.Logger) (*serviceStore, error) {
 	defs, err := tables.Table(ctx, ServicesTable)
 	if err != nil {
 		return nil, err
@@ -48,7 +71,110 @@ func newServiceStore(ctx context.Context, tables store.Tables) (*serviceStore, e
 	if err != nil {
 		return nil, err
 	}
-	return &serviceStore{defs: defs, members: members, cache: map[string][]Member{}}, nil
+	if refreshEvery == 0 {
+		refreshEvery = time.Second
+	}
+	if maxLag < refreshEvery {
+		maxLag = max(10*time.Second, refreshEvery)
+	}
+	return &serviceStore{defs: defs, members: members, refreshEvery: refreshEvery, maxLag: maxLag, clock: time.Now, log: log,
+		cache: map[string][]Member{}, defined: map[string]*defEntry{}}, nil
+}
+
+// routed returns a service with its members for a route: from the
+// in-process copy while it is recent enough. Returns ENOTFOUND for an
+// unknown service.
+func (s *serviceStore) routed(ctx context.Context, tenant, id string) (Service, error) {
+	key := tenant + "|" + id
+	s.mu.Lock()
+	e, ok := s.defined[key]
+	if ok && s.refreshEvery >= 0 {
+		if age := s.clock().Sub(e.loadedAt); age <= s.maxLag {
+			row := e.row
+			if age > s.refreshEvery && !e.refreshing {
+				e.refreshing = true
+				go s.refresh(tenant, id, e.gen)
+			}
+			s.mu.Unlock()
+			members, err := s.memberSet(ctx, tenant, id, row.version)
+			row.Members = members
+			return row.Service, err
+		}
+	}
+	s.mu.Unlock()
+	start := s.clock()
+	row, err := s.definition(ctx, tenant, id)
+	if err != nil {
+		if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+			s.forget(tenant, id)
+		}
+		return Service{}, err
+	}
+	s.remembered(row, start, -1)
+	row.Members, err = s.memberSet(ctx, tenant, id, row.version)
+	return row.Service, err
+}
+
+func (s *serviceStore) refresh(tenant, id string, gen int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := s.clock()
+	row, err := s.definition(ctx, tenant, id)
+	switch {
+	case err == nil:
+		s.remembered(row, start, gen)
+	case switchboard.IsCode(err, switchboard.ENOTFOUND):
+		s.forget(tenant, id)
+	default:
+		s.log.Warn("service definition refresh failed; serving the cached one", "tenant", tenant, "service", id, "err", err)
+		s.mu.Lock()
+		if e, ok := s.defined[tenant+"|"+id]; ok {
+			e.refreshing = false
+		}
+		s.mu.Unlock()
+	}
+}
+
+// remembered caches a definition read at start. gen is the write count a
+// background refresh started from (-1 for a read in line, which always
+// publishes): a refresh that a write of this process overtook is dropped.
+func (s *serviceStore) remembered(row serviceRow, start time.Time, gen int) {
+	key := row.TenantID + "|" + row.ID
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.defined[key]
+	if !ok {
+		e = &defEntry{}
+		s.defined[key] = e
+	}
+	e.refreshing = false
+	if gen >= 0 && gen != e.gen {
+		return
+	}
+	e.row, e.loadedAt = row, start
+}
+
+// wrote records a definition this process wrote.
+func (s *serviceStore) wrote(row serviceRow) {
+	key := row.TenantID + "|" + row.ID
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.defined[key]
+	if !ok {
+		e = &defEntry{}
+		s.defined[key] = e
+	}
+	e.gen++
+	e.row, e.loadedAt = row, s.clock()
+}
+
+func (s *serviceStore) forget(tenant, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.defined[tenant+"|"+id]; ok {
+		e.gen++
+		delete(s.defined, tenant+"|"+id)
+	}
 }
 
 func membersPartition(tenant, service, version string) string {
@@ -241,6 +367,7 @@ func (s *serviceStore) put(ctx context.Context, svc Service, ifMatch string) (Se
 	if version != "" {
 		s.remember(membersPartition(svc.TenantID, svc.ID, version), svc.Members)
 	}
+	s.wrote(serviceRow{Service: svc, version: version, count: len(svc.Members)})
 	if exists && cur.version != "" && cur.version != version {
 		s.dropMembers(ctx, svc.TenantID, svc.ID, cur.version)
 	}
@@ -255,6 +382,7 @@ func (s *serviceStore) updateDefinition(ctx context.Context, svc Service, versio
 		return Service{}, err
 	}
 	svc.ETag = etag
+	s.wrote(serviceRow{Service: svc, version: version, count: len(svc.Members)})
 	return svc, nil
 }
 
@@ -295,6 +423,7 @@ func (s *serviceStore) delete(ctx context.Context, tenant, id, ifMatch string) e
 	if ifMatch != "" && ifMatch != "*" && ifMatch != cur.ETag {
 		return switchboard.Errorf(switchboard.EPRECONDITION, "routing.DeleteService", "the service was changed since it was read (If-Match does not match)")
 	}
+	s.forget(tenant, id)
 	if err := s.defs.Delete(ctx, tenant, id, cur.ETag); err != nil {
 		if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			return &switchboard.Error{Code: switchboard.ENOTFOUND, Op: "routing.DeleteService", Message: "no service " + id + " in this tenant"}

@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -71,16 +72,18 @@ func (c *stateCache) tenant(id string) *tenantState {
 	return ts
 }
 
-// read returns the tenant's agent states at now and a copy of its hold
-// rows (for their ETags), loading or refreshing as the cache's age says.
-func (c *stateCache) read(ctx context.Context, tenant string, now time.Time) (map[string]AgentState, map[string]hold, error) {
+// read returns the states of the tenant's agents with hold rows at now, a
+// copy of those rows (for their ETags) and the idle ledger, loading or
+// refreshing as the cache's age says. The ledger is shared: it is replaced,
+// never modified, by writers (copy on write), so do not modify it.
+func (c *stateCache) read(ctx context.Context, tenant string, now time.Time) (map[string]AgentState, map[string]hold, map[string]time.Time, error) {
 	ts := c.tenant(tenant)
 	ts.mu.Lock()
 	age := c.clock().Sub(ts.loadedAt)
 	if !ts.loaded || c.refreshEvery < 0 || age > c.maxLag {
 		ts.mu.Unlock()
 		if err := c.load(ctx, tenant, ts); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		ts.mu.Lock()
 	} else if age > c.refreshEvery && !ts.refreshing {
@@ -94,12 +97,7 @@ func (c *stateCache) read(ctx context.Context, tenant string, now time.Time) (ma
 		}()
 	}
 	defer ts.mu.Unlock()
-	snap := snapshot{holds: ts.holds, idle: ts.idle}
-	holds := make(map[string]hold, len(ts.holds))
-	for u, h := range ts.holds {
-		holds[u] = h
-	}
-	return snap.states(now), holds, nil
+	return holdStates(ts.holds, now), maps.Clone(ts.holds), ts.idle, nil
 }
 
 // load reads the tenant's state from storage, unless another load
@@ -173,12 +171,14 @@ func (c *stateCache) idled(tenant string, ends map[string]time.Time) {
 		return
 	}
 	c.update(tenant, func(ts *tenantState) {
+		idle := maps.Clone(ts.idle) // readers may hold the current map
 		for u, t := range ends {
 			t = t.UTC().Truncate(time.Millisecond)
-			if t.After(ts.idle[u]) {
-				ts.idle[u] = t
+			if t.After(idle[u]) {
+				idle[u] = t
 			}
 		}
+		ts.idle = idle
 	})
 }
 

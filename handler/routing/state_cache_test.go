@@ -85,7 +85,7 @@ func TestStateCacheReplaysWritesOverALoad(t *testing.T) {
 	c := newStateCache(&stateStore{t: bt}, -1, 0, slog.New(slog.DiscardHandler))
 	done := make(chan error)
 	go func() {
-		_, _, err := c.read(ctx, tenant, t0)
+		_, _, _, err := c.read(ctx, tenant, t0)
 		done <- err
 	}()
 	<-bt.read
@@ -96,7 +96,7 @@ func TestStateCacheReplaysWritesOverALoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.refreshEvery, c.maxLag = time.Hour, time.Hour // serve from the cache from now on
-	states, holds, err := c.read(ctx, tenant, t0)
+	states, holds, _, err := c.read(ctx, tenant, t0)
 	if err != nil {
 		t.Fatal(err)
 	}

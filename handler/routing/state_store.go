@@ -116,17 +116,14 @@ type snapshot struct {
 	idle  map[string]time.Time
 }
 
-// states merges holds and ledger into AgentStates. An expired hold still
-// in the table counts as free, idle since it expired.
-func (s snapshot) states(now time.Time) map[string]AgentState {
-	out := make(map[string]AgentState, len(s.idle)+len(s.holds))
-	for u, t := range s.idle {
-		out[u] = AgentState{IdleSince: t}
-	}
-	for u, h := range s.holds {
+// holdStates returns the agent state of every hold row. An expired hold
+// still in the table counts as free, idle since it expired; the ledger's
+// idle times are merged by Decide.
+func holdStates(holds map[string]hold, now time.Time) map[string]AgentState {
+	out := make(map[string]AgentState, len(holds))
+	for u, h := range holds {
 		st := h.state()
-		st.IdleSince = out[u].IdleSince
-		if !st.Holding(now) && h.expiredAt().After(st.IdleSince) {
+		if !st.Holding(now) {
 			st.IdleSince = h.expiredAt()
 		}
 		out[u] = st
