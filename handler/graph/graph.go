@@ -31,10 +31,10 @@ import (
 	kauth "github.com/microsoft/kiota-authentication-azure-go"
 	khttp "github.com/microsoft/kiota-http-go"
 	jsonser "github.com/microsoft/kiota-serialization-json-go"
+	core "github.com/microsoftgraph/msgraph-sdk-go-core"
 	"github.com/microsoftgraph/msgraph-sdk-go/communications"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
-	core "github.com/microsoftgraph/msgraph-sdk-go-core"
 
 	"switchboard/handler/presence"
 )
@@ -286,7 +286,7 @@ func (e errorBodies) RoundTrip(r *http.Request) (*http.Response, error) {
 	if msg == "" {
 		msg = resp.Status
 	}
-	body := fmt.Sprintf(`{"error":{"code":"HttpStatus%d","message":%q}}`, resp.StatusCode, msg)
+	body := fmt.Sprintf(`{"error":{"code":"","message":%q}}`, msg)
 	resp.Header.Set("Content-Type", "application/json")
 	resp.Header.Del("Content-Length")
 	resp.Body = ioNopCloser(strings.NewReader(body))

@@ -127,7 +127,14 @@ func writeFault(w http.ResponseWriter, f Fault) {
 		w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 	}
 	if f.Body == "" && (f.ContentType == "" || strings.Contains(f.ContentType, "json")) {
-		graphError(w, status, "UnknownError", "An injected fault.")
+		code := "UnknownError"
+		switch status {
+		case http.StatusTooManyRequests:
+			code = "TooManyRequests"
+		case http.StatusServiceUnavailable:
+			code = "ServiceUnavailable"
+		}
+		graphError(w, status, code, "An injected fault.")
 		return
 	}
 	ct := f.ContentType

@@ -202,10 +202,8 @@ func Start(o Options) (*Sim, error) {
 
 // Close stops the simulator.
 func (s *Sim) Close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = s.graph.Shutdown(ctx)
-	_ = s.login.Shutdown(ctx)
+	_ = s.graph.Close()
+	_ = s.login.Close()
 	if s.tmpDir != "" {
 		_ = os.RemoveAll(s.tmpDir)
 	}

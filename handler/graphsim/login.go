@@ -166,7 +166,7 @@ func (s *Sim) issue(w http.ResponseWriter, ti tokenInfo, acc *account) {
 		reply["id_token"] = header + "." + enc.EncodeToString(claims) + ".c2ln"
 		info, _ := json.Marshal(map[string]string{"uid": acc.oid, "utid": acc.homeTenant})
 		reply["client_info"] = enc.EncodeToString(info)
-		reply["scope"] = "https://graph.microsoft.com/Presence.Read.All https://graph.microsoft.com/User.Read https://graph.microsoft.com/User.ReadBasic.All openid profile"
+		reply["scope"] = "https://graph.microsoft.com/Presence.Read.All https://graph.microsoft.com/User.Read https://graph.microsoft.com/User.ReadBasic.All https://graph.microsoft.com/.default openid profile offline_access"
 	}
 	writeJSON(w, http.StatusOK, reply)
 }

@@ -78,7 +78,9 @@ func (s stubTracked) TrackedUsers(_ context.Context, t string) ([]string, error)
 
 type stubSettings bool
 
-func (s stubSettings) TrackOverGuestAccounts(context.Context, string) (bool, error) { return bool(s), nil }
+func (s stubSettings) TrackOverGuestAccounts(context.Context, string) (bool, error) {
+	return bool(s), nil
+}
 
 type presenceEnv struct {
 	clock  *presenceClock
