@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"switchboard/handler/functions"
+	"switchboard/handler/graph"
 	"switchboard/handler/httpapi"
 	"switchboard/handler/routing"
 )
@@ -24,10 +26,14 @@ func wireRouting(ctx context.Context, a *app) error {
 		a.log.Error("routing is not available: no presence store was wired")
 		return nil
 	}
+	teams, err := teamDirectory(a)
+	if err != nil {
+		return fmt.Errorf("routing: Teams sync: %w", err)
+	}
 	engine, err := routing.New(ctx, routing.Options{
 		Tables:     a.tables,
 		Presence:   a.presence,
-		Teams:      teamDirectory(a),
+		Teams:      teams,
 		StaleAfter: a.cfg.PresenceStaleAfter,
 		Now:        a.now,
 		Log:        a.log,
@@ -49,9 +55,23 @@ func wireRouting(ctx context.Context, a *app) error {
 	return nil
 }
 
-// teamDirectory returns the Graph reader of Teams team members, or nil
-// while no Graph adapter is wired (a service with a teamId is then refused
-// with 503).
-func teamDirectory(a *app) routing.TeamDirectory {
-	return nil
+// teamDirectory returns the Graph reader of Teams team members (the
+// presence app, application permission TeamMember.Read.All), or nil when
+// the deployment has no presence app: a service with a teamId is then
+// refused with 503.
+func teamDirectory(a *app) (routing.TeamDirectory, error) {
+	if a.cfg.PresenceAppClientID == "" {
+		return nil, nil
+	}
+	c, err := graph.New(graph.Options{
+		BaseURL:         a.cfg.GraphBaseURL,
+		AuthorityHost:   a.cfg.AuthorityHost,
+		PublicAuthority: a.cfg.PublicAuthority(),
+		ClientID:        a.cfg.PresenceAppClientID,
+		ClientSecret:    a.cfg.PresenceAppClientSecret,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
