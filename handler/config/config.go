@@ -25,6 +25,10 @@ type Config struct {
 	ServiceBusClientID   string // ServiceBusConnection__clientId
 	OutboundQueue        string // OUTBOUND_QUEUE, default outbound-tasks
 	PresenceQueue        string // PRESENCE_QUEUE, default presence-poll: shards fanned out by the poll
+	// LocalQueueURL is set by the local runner only (never in Azure): the
+	// base URL of its in-process queues, used when no Service Bus is
+	// configured.
+	LocalQueueURL string // LOCAL_QUEUE_URL
 
 	GraphBaseURL       string        // GRAPH_BASE_URL, default https://graph.microsoft.com/v1.0
 	AuthorityHost      string        // AZURE_AUTHORITY_HOST, default https://login.microsoftonline.com/
@@ -60,6 +64,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ServiceBusClientID:       get("ServiceBusConnection__clientId", ""),
 		OutboundQueue:            get("OUTBOUND_QUEUE", "outbound-tasks"),
 		PresenceQueue:            get("PRESENCE_QUEUE", "presence-poll"),
+		LocalQueueURL:            get("LOCAL_QUEUE_URL", ""),
 		GraphBaseURL:             strings.TrimRight(get("GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0"), "/"),
 		AuthorityHost:            get("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/"),
 		PresenceSchedule:         get("PRESENCE_POLL_SCHEDULE", "*/30 * * * * *"),
