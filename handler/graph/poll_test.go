@@ -40,7 +40,9 @@ func (t tracked) TrackedUsers(_ context.Context, tenant string) ([]string, error
 
 type guestSetting bool
 
-func (g guestSetting) TrackOverGuestAccounts(context.Context, string) (bool, error) { return bool(g), nil }
+func (g guestSetting) TrackOverGuestAccounts(context.Context, string) (bool, error) {
+	return bool(g), nil
+}
 
 // writeCounter counts entity operations written to each table.
 type writeCounter struct {
