@@ -41,6 +41,10 @@ type Config struct {
 	PresenceAccount1Password string // PRESENCE_ACCOUNT1_PASSWORD (secret)
 	PresenceAccount2UPN      string // PRESENCE_ACCOUNT2_UPN
 	PresenceAccount2Password string // PRESENCE_ACCOUNT2_PASSWORD (secret)
+	// PresenceConsentRedirectURI is put in the admin-consent URLs: one of
+	// the presence app's redirect URIs, where Entra sends the admin after
+	// consenting (optional: without it Entra uses the app's default).
+	PresenceConsentRedirectURI string // PRESENCE_CONSENT_REDIRECT_URI
 
 	APIAuth     string // API_AUTH: entra (default) or none
 	APIAudience string // API_AUDIENCE
@@ -77,6 +81,7 @@ func Load(getenv func(string) string) (Config, error) {
 		APIAuth:                  strings.ToLower(get("API_AUTH", "entra")),
 		APIAudience:              get("API_AUDIENCE", ""),
 	}
+	c.PresenceConsentRedirectURI = get("PRESENCE_CONSENT_REDIRECT_URI", "")
 	if !strings.HasSuffix(c.AuthorityHost, "/") {
 		c.AuthorityHost += "/"
 	}
