@@ -54,7 +54,7 @@ func (e *Engine) Housekeep(ctx context.Context) (HousekeepingReport, error) {
 		if now.Sub(r.LastTeamSync) < e.teamSyncInterval && r.LastTeamSyncError == "" {
 			continue
 		}
-		if r.LastTeamSyncError != "" && now.Sub(r.UpdatedAt) < e.teamSyncInterval/3 {
+		if r.LastTeamSyncError != "" && now.Sub(r.LastTeamSyncAttempt) < e.teamSyncInterval/3 {
 			continue // failed recently: do not hammer Graph
 		}
 		if deadlineNear(ctx) {

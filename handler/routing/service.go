@@ -44,6 +44,8 @@ type Service struct {
 	// LastTeamSyncError is the failure of the last attempt since, if any.
 	LastTeamSync      time.Time
 	LastTeamSyncError string
+	// LastTeamSyncAttempt is when the last sync that failed was tried.
+	LastTeamSyncAttempt time.Time
 	// ETag changes with every write of the service.
 	ETag string
 }

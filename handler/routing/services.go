@@ -93,8 +93,7 @@ func (e *Engine) SyncTeam(ctx context.Context, tenant, id string) (Service, erro
 		now := wallClock(e.now)
 		ids, terr := e.teamMembers(ctx, tenant, svc.TeamID)
 		if terr != nil {
-			svc.LastTeamSyncError = switchboard.ErrorMessage(terr)
-			svc.UpdatedAt = now
+			svc.LastTeamSyncError, svc.LastTeamSyncAttempt = switchboard.ErrorMessage(terr), now
 			row, derr := e.services.definition(ctx, tenant, id)
 			if derr == nil && row.ETag == svc.ETag {
 				_, _ = e.services.updateDefinition(ctx, svc, row.version)

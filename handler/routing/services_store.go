@@ -208,6 +208,7 @@ func encodeService(s Service, version string, count int) store.Entity {
 	}
 	if s.LastTeamSyncError != "" {
 		props["lastTeamSyncError"] = s.LastTeamSyncError
+		props["lastTeamSyncAttempt"] = s.LastTeamSyncAttempt.UTC()
 	}
 	return store.Entity{PartitionKey: s.TenantID, RowKey: s.ID, Props: props}
 }
@@ -226,11 +227,12 @@ func decodeService(e store.Entity) serviceRow {
 				BroadcastSize:    int(e.Int64("broadcastSize")),
 				HoldSeconds:      int(e.Int64("holdSeconds")),
 			},
-			CreatedAt:         e.Time("createdAt"),
-			UpdatedAt:         e.Time("updatedAt"),
-			LastTeamSync:      e.Time("lastTeamSync"),
-			LastTeamSyncError: e.String("lastTeamSyncError"),
-			ETag:              e.ETag,
+			CreatedAt:           e.Time("createdAt"),
+			UpdatedAt:           e.Time("updatedAt"),
+			LastTeamSync:        e.Time("lastTeamSync"),
+			LastTeamSyncError:   e.String("lastTeamSyncError"),
+			LastTeamSyncAttempt: e.Time("lastTeamSyncAttempt"),
+			ETag:                e.ETag,
 		},
 		version: e.String("memberVersion"),
 		count:   int(e.Int64("memberCount")),

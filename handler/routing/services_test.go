@@ -200,6 +200,16 @@ func TestTeamService(t *testing.T) {
 		t.Errorf("after a failed sync: %+v", got)
 	}
 
+	// Housekeeping retries a team that failed, but not at once.
+	calls := f.teams.calls
+	if rep, _ := f.engine.Housekeep(ctx); rep.TeamsSynced+rep.TeamSyncFailures != 0 || f.teams.calls != calls {
+		t.Errorf("housekeeping retried a team that failed just now: %+v", rep)
+	}
+	f.clock.Advance(6 * time.Minute)
+	if rep, err := f.engine.Housekeep(ctx); rep.TeamSyncFailures != 1 || err == nil {
+		t.Errorf("housekeeping six minutes after a failure: %+v, %v; want one retry that fails", rep, err)
+	}
+
 	// Housekeeping syncs teams not synced for the interval.
 	f.teams.err = nil
 	f.teams.Set(team, user(2), user(3), user(4))
@@ -213,7 +223,7 @@ func TestTeamService(t *testing.T) {
 		t.Errorf("after housekeeping: members %v, error %q", got.Members, got.LastTeamSyncError)
 	}
 	// Fresh: not synced again.
-	calls := f.teams.calls
+	calls = f.teams.calls
 	if _, err := f.engine.Housekeep(ctx); err != nil || f.teams.calls != calls {
 		t.Errorf("a fresh team was synced again (%d calls, %v)", f.teams.calls-calls, err)
 	}
