@@ -1,8 +1,151 @@
 package main
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"time"
 
-// wirePresence registers the presence capability's routes and functions.
+	"github.com/robfig/cron/v3"
+
+	"switchboard/handler/functions"
+	"switchboard/handler/graph"
+	"switchboard/handler/httpapi"
+	"switchboard/handler/presence"
+	"switchboard/handler/settings"
+)
+
+// wirePresence registers presence tracking: the PresencePoll timer, the
+// PresencePollShard handler of fanned-out shards, and the presence routes
+// (PresenceTracking, PresenceTrackingTest, UserPresence). It sets
+// a.presence, and tells the settings service where the presence accounts'
+// status comes from.
 func wirePresence(ctx context.Context, a *app) error {
+	cfg := a.cfg
+	st, err := presence.NewStore(ctx, presence.StoreOptions{Tables: a.tables, Now: a.now, Log: a.log})
+	if err != nil {
+		return fmt.Errorf("presence store: %w", err)
+	}
+	g, err := graph.New(graph.Options{
+		BaseURL:         cfg.GraphBaseURL,
+		AuthorityHost:   cfg.AuthorityHost,
+		PublicAuthority: cfg.PublicAuthority(),
+		ClientID:        cfg.PresenceAppClientID,
+		ClientSecret:    cfg.PresenceAppClientSecret,
+		Accounts: [2]graph.Account{
+			{UPN: cfg.PresenceAccount1UPN, Password: cfg.PresenceAccount1Password},
+			{UPN: cfg.PresenceAccount2UPN, Password: cfg.PresenceAccount2Password},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("presence: %w", err)
+	}
+	// A source counts as configured when the deployment has everything it
+	// needs to sign in with it.
+	app := cfg.PresenceAppClientID != ""
+	account := func(upn, password string) string {
+		if app && upn != "" && password != "" {
+			return upn
+		}
+		return ""
+	}
+	account1, account2 := account(cfg.PresenceAccount1UPN, cfg.PresenceAccount1Password), account(cfg.PresenceAccount2UPN, cfg.PresenceAccount2Password)
+	appConfigured := app && cfg.PresenceAppClientSecret != ""
+	if account1 == "" && account2 == "" && !appConfigured {
+		a.log.Warn("presence: no presence account and no application secret configured; presence is not polled (PRESENCE_APP_CLIENT_ID, PRESENCE_ACCOUNT1_UPN/PASSWORD, PRESENCE_APP_CLIENT_SECRET)")
+	}
+	var tenantSettings presence.Settings
+	if a.settings != nil {
+		tenantSettings = a.settings
+	}
+
+	poller, err := presence.NewPoller(presence.PollerOptions{
+		Store: st, Graph: g, Tracked: a.trackedUsers(), Settings: tenantSettings,
+		Queue: a.queue, QueueName: cfg.PresenceQueue,
+		Account1UPN: account1, Account2UPN: account2, ApplicationConfigured: appConfigured,
+		Now: a.now, Log: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	svc, err := presence.NewService(presence.ServiceOptions{
+		Store: st, Graph: g, Settings: tenantSettings, Now: a.now, StaleAfter: cfg.PresenceStaleAfter,
+		AuthorityHost: cfg.AuthorityHost, ClientID: cfg.PresenceAppClientID, ConsentRedirectURI: cfg.PresenceConsentRedirectURI,
+		Account1UPN: account1, Account2UPN: account2, ApplicationConfigured: appConfigured,
+	})
+	if err != nil {
+		return err
+	}
+	(&httpapi.PresenceAPI{Service: svc}).Register(a.router)
+
+	budget := pollBudget(cfg.PresenceSchedule, a.now())
+	a.log.Info("presence poll", "schedule", cfg.PresenceSchedule, "budget", budget, "fanOut", a.queue != nil,
+		"account1", account1 != "", "account2", account2 != "", "application", appConfigured)
+	a.dispatcher.Handle("PresencePoll", functions.TimerFunc("timer", func(ctx context.Context, inv *functions.Invocation, _ functions.Timer) error {
+		deadline := a.now().Add(budget)
+		// Writes under way at the deadline may finish; nothing runs on
+		// past a generous bound.
+		ctx, cancel := context.WithDeadline(ctx, deadline.Add(budget))
+		defer cancel()
+		sum, err := poller.Poll(ctx, deadline)
+		var users, changed, calls, errs int
+		for _, f := range sum.Tenants {
+			users, changed, calls, errs = users+f.Users, changed+f.Changed, calls+f.Calls, errs+f.Errors
+		}
+		inv.Logf("presence poll: %d tenants (%d left to the next tick), %d users, %d changed, %d Graph calls, %d errors",
+			len(sum.Tenants), len(sum.Skipped), users, changed, calls, errs)
+		return err
+	}))
+	a.dispatcher.Handle("PresencePollShard", functions.ServiceBusFunc("message", func(ctx context.Context, inv *functions.Invocation, m functions.Message) error {
+		deadline := a.now().Add(budget)
+		ctx, cancel := context.WithDeadline(ctx, deadline.Add(budget))
+		defer cancel()
+		return poller.PollShard(ctx, m.Body, deadline)
+	}))
+	if a.settings != nil {
+		a.settings.UseAccountStatus(accountStatus{svc})
+	}
+	a.presence = st
 	return nil
+}
+
+// pollBudget is how long one poll works: four fifths of the interval
+// between two ticks of the schedule, so that a poll ends before the next
+// one starts, within 5 s and 4 min (the Functions timeout is larger).
+func pollBudget(schedule string, now time.Time) time.Duration {
+	const fallback = 24 * time.Second
+	p := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	sched, err := p.Parse(schedule)
+	if err != nil {
+		return fallback
+	}
+	first := sched.Next(now)
+	interval := sched.Next(first).Sub(first)
+	return min(max(interval*4/5, 5*time.Second), 4*time.Minute)
+}
+
+// accountStatus shows the presence accounts' status in the settings API.
+type accountStatus struct{ svc *presence.Service }
+
+func (s accountStatus) AccountStatus(ctx context.Context, tenant string) ([2]settings.AccountStatus, error) {
+	var out [2]settings.AccountStatus
+	views, err := s.svc.Accounts(ctx, tenant)
+	if err != nil {
+		return out, err
+	}
+	for i, v := range views {
+		if i >= len(out) {
+			break
+		}
+		st := v.Status
+		out[i] = settings.AccountStatus{
+			State:             v.State,
+			InvitedAsGuest:    st.Invited,
+			PermissionGranted: st.PermissionGranted,
+			LastSuccessAt:     st.LastSuccessAt,
+			LastErrorAt:       st.LastErrorAt,
+			LastErrorReason:   string(st.LastReason),
+			LastError:         st.LastMessage,
+		}
+	}
+	return out, nil
 }
