@@ -113,6 +113,76 @@ func TestRouteIdempotent(t *testing.T) {
 	}
 }
 
+// The same new conversation asked concurrently gets one hold, and the
+// agents the losing requests took meanwhile are given back.
+func TestRouteSameConversationConcurrently(t *testing.T) {
+	f := newFixture(t, nil)
+	us := users(1, 10)
+	f.service("support", DistributionInput{}, us...)
+	f.available(us...)
+	instances := []*Engine{f.engine, f.newEngine()}
+	var wg sync.WaitGroup
+	got := make([][]string, 10)
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := instances[i%2].Route(ctx, tenant, "support", sb.RouteRequest{ConversationID: "c1", Reserve: true})
+			if err != nil && sb.ErrorCode(err) != sb.ECONFLICT {
+				t.Errorf("route %d: %v", i, err)
+			}
+			got[i] = agentIDs(d)
+		}()
+	}
+	wg.Wait()
+	var winner []string
+	for i, a := range got {
+		if len(a) == 0 {
+			continue // told to retry (conflict)
+		}
+		if winner == nil {
+			winner = a
+		}
+		if !slices.Equal(a, winner) {
+			t.Errorf("route %d got %v, another %v", i, a, winner)
+		}
+	}
+	if len(winner) != 1 {
+		t.Fatalf("no route got the conversation's agent: %v", got)
+	}
+	holds, err := f.engine.state.holds(ctx, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(holds) != 1 || holds[0].UserID != winner[0] {
+		t.Errorf("holds left = %+v, want only %s's", holds, winner[0])
+	}
+}
+
+// Replacing an expired conversation index row that housekeeping removed
+// meanwhile inserts it afresh.
+func TestPutConversationAfterSweep(t *testing.T) {
+	st := &stateStore{t: store.NewMemory()}
+	c := conversation{ID: "c1", ServiceID: "s", Agents: []sb.Assignment{{UserID: user(1)}}, HeldAt: t0, ExpiresAt: t0.Add(time.Second)}
+	etag, err := st.putConversation(ctx, tenant, c, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.deleteConversation(ctx, tenant, conversation{ID: "c1", ETag: etag}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.putConversation(ctx, tenant, c, etag); err != nil {
+		t.Fatalf("replace after the sweep: %v", err)
+	}
+	got, err := st.getConversation(ctx, tenant, "c1")
+	if err != nil || len(got.Agents) != 1 {
+		t.Errorf("index row = %+v, %v", got, err)
+	}
+	if _, err := st.putConversation(ctx, tenant, c, etag); sb.ErrorCode(err) != sb.EPRECONDITION {
+		t.Errorf("replace with a stale ETag: %v, want precondition", err)
+	}
+}
+
 func TestRouteConversationOfAnotherService(t *testing.T) {
 	f := newFixture(t, nil)
 	f.service("a", DistributionInput{}, user(1))

@@ -271,10 +271,14 @@ func (s *stateStore) getConversation(ctx context.Context, tenant, id string) (co
 // request wrote it first.
 func (s *stateStore) putConversation(ctx context.Context, tenant string, c conversation, ifMatch string) (string, error) {
 	e := encodeConversation(tenant, c)
-	if ifMatch == "" {
-		return s.t.Insert(ctx, e)
+	if ifMatch != "" {
+		etag, err := s.t.Update(ctx, e, ifMatch)
+		if !switchboard.IsCode(err, switchboard.ENOTFOUND) {
+			return etag, err
+		}
+		// The expired row was swept meanwhile: insert afresh.
 	}
-	return s.t.Update(ctx, e, ifMatch)
+	return s.t.Insert(ctx, e)
 }
 
 func (s *stateStore) deleteConversation(ctx context.Context, tenant string, c conversation) error {
