@@ -44,6 +44,9 @@ param presenceAccount2Upn string = ''
 @description('Password of presence account 2. Stored in Key Vault.')
 param presenceAccount2Password string = ''
 
+@description('Redirect URI put in the admin-consent URLs (one of the app registration\'s redirect URIs); empty: Entra uses the app\'s default.')
+param presenceConsentRedirectUri string = ''
+
 @description('Audience of the Entra tokens the API accepts (the Resource URL of the Power Automate connector); default api://<presenceAppClientId>.')
 param apiAudience string = ''
 
@@ -214,6 +217,7 @@ module functionApp 'modules/functionapp.bicep' = {
     presenceAppClientId: presenceAppClientId
     presenceAccount1Upn: presenceAccount1Upn
     presenceAccount2Upn: presenceAccount2Upn
+    presenceConsentRedirectUri: presenceConsentRedirectUri
     apiAudience: !empty(apiAudience) ? apiAudience : 'api://${presenceAppClientId}'
     graphBaseUrl: graphBaseUrl
     authorityHost: environment().authentication.loginEndpoint

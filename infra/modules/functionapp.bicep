@@ -24,6 +24,7 @@ param storedSecrets object
 param presenceAppClientId string
 param presenceAccount1Upn string
 param presenceAccount2Upn string
+param presenceConsentRedirectUri string
 param apiAudience string
 param graphBaseUrl string
 param authorityHost string
@@ -87,6 +88,7 @@ var appSettings = {
   PRESENCE_ACCOUNT1_PASSWORD: storedSecrets.presenceAccount1Password ? secretRef(keyVaultName, 'presence-account1-password') : ''
   PRESENCE_ACCOUNT2_UPN: presenceAccount2Upn
   PRESENCE_ACCOUNT2_PASSWORD: storedSecrets.presenceAccount2Password ? secretRef(keyVaultName, 'presence-account2-password') : ''
+  PRESENCE_CONSENT_REDIRECT_URI: presenceConsentRedirectUri
 
   // The API: tenant routes need an Entra token for this audience.
   API_AUTH: 'entra'
