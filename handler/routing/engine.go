@@ -289,15 +289,24 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 			ifMatch = in.conv.ETag // an expired index row of the same conversation: replace it
 		}
 		if _, err := e.state.putConversation(ctx, tenant, c, ifMatch); err != nil {
-			e.undo(ctx, tenant, taken)
 			if !switchboard.IsCode(err, switchboard.ECONFLICT) && !switchboard.IsCode(err, switchboard.EPRECONDITION) {
+				e.undo(ctx, tenant, taken)
 				return switchboard.RouteDecision{}, switchboard.Wrap(switchboard.EINTERNAL, op, err)
 			}
 			// The same conversation was routed concurrently: its hold wins.
+			// Holds taken here on the winner's agents (a hold of the same
+			// conversation counts as free to it, so this request may have
+			// re-taken one) are the winner's: only the others go back.
 			won, gerr := e.state.getConversation(ctx, tenant, req.ConversationID)
 			if gerr != nil || !won.live(now) || won.ServiceID != serviceID {
+				e.undo(ctx, tenant, taken)
 				return switchboard.RouteDecision{}, switchboard.Errorf(switchboard.ECONFLICT, op, "conversation %s was routed concurrently by another request; retry", req.ConversationID)
 			}
+			winners := map[string]bool{}
+			for _, a := range won.Agents {
+				winners[a.UserID] = true
+			}
+			e.undo(ctx, tenant, slices.DeleteFunc(taken, func(h hold) bool { return winners[h.UserID] }))
 			return existing(switchboard.RouteDecision{ConversationID: req.ConversationID}, d, won.Agents), nil
 		}
 	}
