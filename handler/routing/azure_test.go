@@ -19,6 +19,13 @@ func TestConcurrentReservationsAzurite(t *testing.T) {
 	testConcurrentReservations(t, testenv.Tables(t))
 }
 
+func TestRouteSameConversationConcurrentlyAzurite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Azurite")
+	}
+	testSameConversationConcurrently(t, testenv.Tables(t))
+}
+
 func TestRouteReleaseAzurite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Azurite")

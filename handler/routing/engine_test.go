@@ -115,8 +115,12 @@ func TestRouteIdempotent(t *testing.T) {
 
 // The same new conversation asked concurrently gets one hold, and the
 // agents the losing requests took meanwhile are given back.
-func TestRouteSameConversationConcurrently(t *testing.T) {
-	f := newFixture(t, nil)
+func TestRouteSameConversationConcurrentlyMemory(t *testing.T) {
+	testSameConversationConcurrently(t, store.NewMemoryTables())
+}
+
+func testSameConversationConcurrently(t *testing.T, tables store.Tables) {
+	f := newFixture(t, tables)
 	us := users(1, 10)
 	f.service("support", DistributionInput{}, us...)
 	f.available(us...)
