@@ -54,10 +54,10 @@ func TestLoadAppReadsHostAndBindings(t *testing.T) {
 	 "customHandler": {"description": {"defaultExecutablePath": "%EXE%", "arguments": ["-v", "%ARG%"]}},
 	 "extensions": {"http": {"routePrefix": ""}, "serviceBus": {"messageHandlerOptions": {"maxConcurrentCalls": 3}}}}`
 	root := writeApp(t, host, map[string]string{
-		"Poll":     timerFunction("%SCHEDULE%"),
-		"Worker":   queueFunction("%QUEUE%"),
-		"Settings": httpFunction("tenants/{t}/settings", "get", "PATCH"),
-		"Off":      `{"disabled": true, "bindings": [{"type":"timerTrigger","direction":"in","name":"timer","schedule":"0 0 * * * *"}]}`,
+		"Poll":         timerFunction("%SCHEDULE%"),
+		"Worker":       queueFunction("%QUEUE%"),
+		"Settings":     httpFunction("tenants/{t}/settings", "get", "PATCH"),
+		"Off":          `{"disabled": true, "bindings": [{"type":"timerTrigger","direction":"in","name":"timer","schedule":"0 0 * * * *"}]}`,
 		"OffBySetting": timerFunction("0 0 * * * *"),
 		"NotAFunction": "", // no function.json: overwritten below
 	})

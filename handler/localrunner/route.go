@@ -35,7 +35,10 @@ type routeSegment struct {
 var routeConstraints = map[string]func(string) bool{
 	"int":  func(s string) bool { _, err := strconv.ParseInt(s, 10, 32); return err == nil },
 	"long": func(s string) bool { _, err := strconv.ParseInt(s, 10, 64); return err == nil },
-	"bool": func(s string) bool { _, err := strconv.ParseBool(s); return err == nil && (strings.EqualFold(s, "true") || strings.EqualFold(s, "false")) },
+	"bool": func(s string) bool {
+		_, err := strconv.ParseBool(s)
+		return err == nil && (strings.EqualFold(s, "true") || strings.EqualFold(s, "false"))
+	},
 	"guid": func(s string) bool { _, err := uuid.Parse(s); return err == nil },
 	"alpha": func(s string) bool {
 		for _, r := range s {

@@ -48,7 +48,7 @@ func TestParseRouteRefusesWhatItCannotMatchFaithfully(t *testing.T) {
 func TestRouteMatch(t *testing.T) {
 	cases := []struct {
 		name, template, path string
-		want             map[string]string // nil: no match
+		want                 map[string]string // nil: no match
 	}{
 		{"literal and parameter", "tenants/{t}/settings", "tenants/abc/settings", map[string]string{"t": "abc"}},
 		{"literals are case-insensitive", "tenants/{t}/settings", "Tenants/abc/SETTINGS", map[string]string{"t": "abc"}},
