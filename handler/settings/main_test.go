@@ -1,0 +1,9 @@
+package settings_test
+
+import (
+	"testing"
+
+	"switchboard/handler/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
