@@ -74,7 +74,9 @@ func TestPatchBoundsAndTypes(t *testing.T) {
 		{name: "authorization number", patch: `{"interact":{"authorization":1}}`, wantField: "interact.authorization", wantMsg: "must be a string"},
 		{name: "team visibility", patch: `{"attendantConsole":{"teamVisibility":"OwnMembers"}}`, check: func(s settings.Settings) bool { return s.AttendantConsole.TeamVisibility == "OwnMembers" }},
 		{name: "team visibility unknown", patch: `{"attendantConsole":{"teamVisibility":"Some"}}`, wantField: "attendantConsole.teamVisibility", wantMsg: "NoMembers, OwnMembers, AllMembers"},
-		{name: "filter", patch: `{"attendantConsole":{"contactSearchFilter":"endsWith(userPrincipalName,'onmicrosoft.com') and preferredLanguage eq 'en-GB'"}}`, check: func(s settings.Settings) bool { return strings.HasPrefix(s.AttendantConsole.ContactSearchFilter, "endsWith(") }},
+		{name: "filter", patch: `{"attendantConsole":{"contactSearchFilter":"endsWith(userPrincipalName,'onmicrosoft.com') and preferredLanguage eq 'en-GB'"}}`, check: func(s settings.Settings) bool {
+			return strings.HasPrefix(s.AttendantConsole.ContactSearchFilter, "endsWith(")
+		}},
 		{name: "filter with newline", patch: `{"attendantConsole":{"contactSearchFilter":"a eq 'b'\nor 1"}}`, wantField: "attendantConsole.contactSearchFilter", wantMsg: "control characters"},
 		{name: "filter too long", patch: `{"attendantConsole":{"contactSearchFilter":"` + strings.Repeat("x", 2049) + `"}}`, wantField: "attendantConsole.contactSearchFilter", wantMsg: "at most 2048"},
 		{name: "o365 user id", patch: `{"interact":{"o365UserId":"0F3E2D1C-0000-4000-8000-000000000001"}}`, check: func(s settings.Settings) bool { return s.Interact.O365UserID == "0f3e2d1c-0000-4000-8000-000000000001" }},
@@ -96,7 +98,9 @@ func TestPatchBoundsAndTypes(t *testing.T) {
 		{name: "trailing", patch: `{} {}`, wantMsg: "trailing"},
 		{name: "empty object changes nothing", patch: `{}`, check: func(s settings.Settings) bool { return s == settings.Defaults() }},
 		{name: "enable without connection string", patch: `{"interact":{"enabled":true}}`, wantField: "interact.enabled", wantMsg: "ACS connection string"},
-		{name: "enable with connection string", patch: `{"interact":{"enabled":true,"acsConnectionString":"` + connString() + `"}}`, check: func(s settings.Settings) bool { return s.Interact.Enabled && s.Interact.ACSConnectionString.Reveal() == connString() }},
+		{name: "enable with connection string", patch: `{"interact":{"enabled":true,"acsConnectionString":"` + connString() + `"}}`, check: func(s settings.Settings) bool {
+			return s.Interact.Enabled && s.Interact.ACSConnectionString.Reveal() == connString()
+		}},
 		{name: "own ACS without connection string", patch: `{"assistant":{"useOwnAcsInstance":true}}`, wantField: "assistant.useOwnAcsInstance", wantMsg: "ACS connection string"},
 		{name: "own ACS with connection string", patch: `{"assistant":{"useOwnAcsInstance":true,"acsConnectionString":"` + connString() + `"}}`, check: func(s settings.Settings) bool { return s.Assistant.UseOwnACSInstance }},
 		{name: "malformed connection string", patch: `{"interact":{"acsConnectionString":"endpoint=https://contoso.communication.azure.com/;accesskey=` + secretKey + `!!"}}`, wantField: "interact.acsConnectionString", wantMsg: "not base64"},
