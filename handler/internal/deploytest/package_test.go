@@ -110,6 +110,93 @@ func TestPackage(t *testing.T) {
 			t.Errorf("GET /api/health = %d %s, want 200\nhandler output:\n%s", status, body, p.Output())
 		}
 	})
+
+	t.Run("local runner starts from the folder", func(t *testing.T) {
+		runner := filepath.Join(t.TempDir(), "localrunner")
+		build := exec.Command("go", "build", "-o", runner, "./handler/cmd/localrunner")
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build ./handler/cmd/localrunner: %v\n%s", err, out)
+		}
+		port := testenv.FreePort(t)
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		azurite := testenv.Azurite(t)
+		env := []string{
+			"PATH=" + os.Getenv("PATH"),
+			"HOME=" + t.TempDir(),
+			"FUNCTIONS_WORKER_RUNTIME=custom",
+			"AzureWebJobsStorage=" + azurite,
+			"TABLES_CONNECTION_STRING=" + azurite,
+			"API_AUTH=none",
+		}
+		// No local.settings.json in a package: every %SETTING% the
+		// function.json files name gets the handler's own default.
+		env = append(env, referencedSettings(t, app, filepath.Join(root, "handler", "config", "config.go"))...)
+		// The runner runs the packaged handler (host.json's defaultExecutablePath
+		// under -root): nothing is built from the repository, whose absence
+		// the temporary working directory of StartProcess ensures.
+		args := append([]string{"-i"}, env...)
+		args = append(args, runner, "-root", app, "-port", fmt.Sprint(port), "-no-timers")
+		p := testenv.StartProcess(t, addr, 60*time.Second, "env", args...)
+		defer p.Stop()
+		status, body := getUntil(t, "http://"+addr+"/api/health", http.StatusOK, 60*time.Second)
+		if status != http.StatusOK {
+			t.Fatalf("GET /api/health through the runner = %d %s, want 200\nrunner output:\n%s", status, body, p.Output())
+		}
+		if out := p.Output(); !strings.Contains(out, handler) {
+			t.Errorf("the runner did not start the packaged handler %s:\n%s", handler, out)
+		}
+		status, body = get(t, "http://"+addr+"/admin/functions")
+		if status != http.StatusOK {
+			t.Fatalf("GET /admin/functions = %d %s", status, body)
+		}
+		var listed []struct {
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal([]byte(body), &listed); err != nil {
+			t.Fatalf("GET /admin/functions: %v\n%s", err, body)
+		}
+		names := map[string]bool{}
+		for _, f := range listed {
+			names[f.Name] = true
+		}
+		for name := range readFunctions(t, app) {
+			if !names[name] {
+				t.Errorf("the runner did not load function %s from the package (it lists %s)", name, body)
+			}
+		}
+	})
+}
+
+// referencedSettings returns NAME=default for every %NAME% in the
+// function.json files under app, the default being the handler's (config.go).
+func referencedSettings(t testing.TB, app, configGo string) []string {
+	t.Helper()
+	defaults, err := configDefaults(configGo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var env []string
+	for fn, bindings := range readFunctions(t, app) {
+		for _, b := range bindings {
+			for _, v := range b {
+				s, _ := v.(string)
+				for _, m := range percentSetting.FindAllStringSubmatch(s, -1) {
+					if seen[m[1]] {
+						continue
+					}
+					def, ok := defaults[m[1]]
+					if !ok {
+						t.Fatalf("function %s names %%%s%%, which has no literal default in handler/config/config.go", fn, m[1])
+					}
+					seen[m[1]] = true
+					env = append(env, m[1]+"="+def)
+				}
+			}
+		}
+	}
+	return env
 }
 
 // checkLinuxAMD64 checks the ELF header, the absence of a dynamic loader
@@ -184,6 +271,20 @@ func readFile(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// getUntil fetches url until it answers want or wait has passed, and returns
+// the last answer.
+func getUntil(t testing.TB, url string, want int, wait time.Duration) (int, string) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		status, body := get(t, url)
+		if status == want || time.Now().After(deadline) {
+			return status, body
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // get fetches url, retrying for a few seconds while the server comes up.

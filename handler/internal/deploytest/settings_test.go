@@ -171,6 +171,32 @@ func directEnvReads(dir string) (map[string]string, error) {
 	return reads, err
 }
 
+// configDefaults returns the literal default of every get("NAME", "default")
+// call in the Go file at path (names whose default is not a literal, or
+// empty, are left out).
+func configDefaults(path string) (map[string]string, error) {
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	defaults := map[string]string{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok || len(call.Args) != 2 {
+			return true
+		}
+		if fn, ok := call.Fun.(*ast.Ident); ok && fn.Name == "get" {
+			name, ok1 := stringLit(call.Args[0])
+			def, ok2 := stringLit(call.Args[1])
+			if ok1 && ok2 && def != "" {
+				defaults[name] = def
+			}
+		}
+		return true
+	})
+	return defaults, nil
+}
+
 func stringLit(e ast.Expr) (string, bool) {
 	lit, ok := e.(*ast.BasicLit)
 	if !ok || lit.Kind != token.STRING {
@@ -219,6 +245,17 @@ func TestConfigSettingsParsesGetCalls(t *testing.T) {
 	want := []string{"INNER_DEFAULT", "PLAIN", "WITH_DEFAULT"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("configSettings = %v, want %v", got, want)
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	got, err := configDefaults(filepath.Join("testdata", "config.go.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"INNER_DEFAULT": "x"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("configDefaults = %v, want %v", got, want)
 	}
 }
 
