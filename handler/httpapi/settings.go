@@ -1,0 +1,140 @@
+package httpapi
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"switchboard/handler/settings"
+	"switchboard/handler/switchboard"
+)
+
+// SettingsAPI serves a tenant's settings (SPEC sections 5 and 6).
+type SettingsAPI struct {
+	Service *settings.Service
+}
+
+// Register adds the settings routes to r.
+func (a *SettingsAPI) Register(r *Router) {
+	r.Tenant("GET /api/tenants/{t}/settings", a.get)
+	r.Tenant("PATCH /api/tenants/{t}/settings", a.patch)
+	r.Tenant("POST /api/tenants/{t}/settings/widget-key/refresh", a.refreshWidgetKey)
+	r.Tenant("POST /api/tenants/{t}/settings/acs-check", a.checkACS)
+}
+
+// get answers the settings with their ETag; If-None-Match with the current
+// ETag gets 304.
+func (a *SettingsAPI) get(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := TenantID(r)
+	if err != nil {
+		return err
+	}
+	view, etag, err := a.Service.Get(r.Context(), tenant)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", etag)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etagListHas(inm, etag) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	return WriteJSON(w, http.StatusOK, view)
+}
+
+func etagListHas(list, etag string) bool {
+	for _, t := range strings.Split(list, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || t == etag || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// patch applies a JSON merge patch (RFC 7396): application/merge-patch+json
+// or application/json, If-Match optional.
+func (a *SettingsAPI) patch(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := TenantID(r)
+	if err != nil {
+		return err
+	}
+	if err := mergePatchContentType(r.Header.Get("Content-Type")); err != nil {
+		return err
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	view, etag, err := a.Service.Patch(r.Context(), tenant, body, settingsIfMatch(r))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", etag)
+	return WriteJSON(w, http.StatusOK, view)
+}
+
+func mergePatchContentType(ct string) error {
+	if ct == "" {
+		return nil // taken as JSON, as the other routes do
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	switch {
+	case err != nil:
+		return &switchboard.Error{Code: switchboard.EINVALID, Op: "http", Message: "malformed Content-Type"}
+	case mt == "application/merge-patch+json" || mt == "application/json":
+		return nil
+	case mt == "application/json-patch+json":
+		return &switchboard.Error{Code: switchboard.EINVALID, Op: "http", Message: "JSON Patch (RFC 6902) is not supported: send a JSON merge patch (RFC 7396) as application/merge-patch+json or application/json"}
+	}
+	return &switchboard.Error{Code: switchboard.EINVALID, Op: "http", Message: "Content-Type " + mt + " is not supported: send a JSON merge patch as application/merge-patch+json or application/json"}
+}
+
+// settingsIfMatch returns the If-Match condition, all its header lines
+// joined: the settings take a list of ETags.
+func settingsIfMatch(r *http.Request) string {
+	return strings.Join(r.Header.Values("If-Match"), ",")
+}
+
+// refreshWidgetKey replaces the widget key; the body is ignored, If-Match
+// optional.
+func (a *SettingsAPI) refreshWidgetKey(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := TenantID(r)
+	if err != nil {
+		return err
+	}
+	view, etag, err := a.Service.RefreshWidgetKey(r.Context(), tenant, settingsIfMatch(r))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", etag)
+	return WriteJSON(w, http.StatusOK, view)
+}
+
+// checkACS checks {"connectionString": "..."} (not stored), or the stored
+// string of {"target": "interact" | "assistant"}; an empty body checks
+// interact's. A check that ran answers 200 with its result, ok or not.
+func (a *SettingsAPI) checkACS(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := TenantID(r)
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	var req settings.ACSCheckRequest
+	if len(bytes.TrimSpace(body)) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if err := DecodeJSON(r, &req); err != nil {
+			return err
+		}
+	}
+	res, err := a.Service.CheckACS(r.Context(), tenant, req)
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, res)
+}
