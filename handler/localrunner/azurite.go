@@ -45,7 +45,7 @@ func StartAzurite(ctx context.Context, bin string, log io.Writer) (*Azurite, err
 		}
 		c, err := startChild("azurite", bin, []string{
 			"--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent",
-			"--tableHost", "127.0.0.1", "--tablePort", strconv.Itoa(port), "--location", dir,
+			"--tableHost", "127.0.0.1", "--tablePort", strconv.Itoa(port),
 		}, dir, os.Environ(), &logger{w: log})
 		if err != nil {
 			os.RemoveAll(dir)

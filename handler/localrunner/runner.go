@@ -216,6 +216,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		_ = srv.Shutdown(shutdownCtx)
 		if handler != nil {
 			handler.stop(35 * time.Second)
+			r.log.printf("runner", "handler %s", handler.exited())
 		}
 	}()
 
@@ -245,6 +246,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	case <-ctx.Done():
 		return nil
 	case <-exited:
+		if ctx.Err() != nil {
+			return nil // stopped by the same signal as the runner
+		}
 		return fmt.Errorf("the handler stopped unexpectedly: %s", handler.exited())
 	case err := <-srvErr:
 		return fmt.Errorf("HTTP front: %w", err)
