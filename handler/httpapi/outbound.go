@@ -1,0 +1,262 @@
+package httpapi
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"switchboard/handler/outbound"
+	"switchboard/handler/switchboard"
+)
+
+// OutboundAPI serves the outbound tasks (SPEC section 6) that Power
+// Automate schedules through the custom connector in connector/.
+type OutboundAPI struct {
+	Tasks *outbound.Service
+}
+
+// Register adds the outbound routes to r.
+func (a *OutboundAPI) Register(r *Router) {
+	r.Tenant("POST /api/tenants/{t}/services/{s}/outbound-tasks", a.schedule)
+	r.Tenant("GET /api/tenants/{t}/services/{s}/outbound-tasks", a.list)
+	r.Tenant("GET /api/tenants/{t}/services/{s}/outbound-tasks/{id}", a.get)
+	r.Tenant("DELETE /api/tenants/{t}/services/{s}/outbound-tasks/{id}", a.cancel)
+	r.Tenant("POST /api/tenants/{t}/services/{s}/outbound-tasks/{id}/complete", a.complete)
+}
+
+// OutboundTaskRequest is the POST body. Optional fields may be absent or
+// null; the connector's schema is checked against this type.
+type OutboundTaskRequest struct {
+	Destination         string            `json:"destination"`
+	DueDateTimeUTC      *string           `json:"dueDateTimeUtc"`
+	ReferenceID         *string           `json:"referenceId"`
+	Priority            *int              `json:"priority"`
+	MaxAttempts         *int              `json:"maxAttempts"`
+	MaxQueueTimeSeconds *int              `json:"maxQueueTimeSeconds"`
+	PreferredUsers      []string          `json:"preferredUsers"`
+	Context             map[string]string `json:"context"`
+}
+
+// OutboundTaskAgent is the agent of a task.
+type OutboundTaskAgent struct {
+	UserID string `json:"userId"`
+}
+
+// OutboundTask is a task as the API returns it (SPEC section 6). agent is
+// set from the first assignment on (after the task ends it names the agent
+// who had it last); referenceId is null when none was given.
+type OutboundTask struct {
+	ID                  string             `json:"id"`
+	ServiceID           string             `json:"serviceId"`
+	State               string             `json:"state"`
+	ReferenceID         *string            `json:"referenceId"`
+	Destination         string             `json:"destination"`
+	DueDateTimeUTC      time.Time          `json:"dueDateTimeUtc"`
+	Priority            int                `json:"priority"`
+	MaxAttempts         int                `json:"maxAttempts"`
+	MaxQueueTimeSeconds int                `json:"maxQueueTimeSeconds"`
+	PreferredUsers      []string           `json:"preferredUsers"`
+	Context             map[string]string  `json:"context"`
+	Agent               *OutboundTaskAgent `json:"agent"`
+	Attempts            int                `json:"attempts"`
+	CreatedAt           time.Time          `json:"createdAt"`
+	UpdatedAt           time.Time          `json:"updatedAt"`
+}
+
+// OutboundTaskList is a page of the list. continuationToken (and nextLink,
+// the absolute URL of the next page, which Power Automate's pagination
+// follows) are null on the last page.
+type OutboundTaskList struct {
+	Value             []OutboundTask `json:"value"`
+	ContinuationToken *string        `json:"continuationToken"`
+	NextLink          *string        `json:"nextLink"`
+}
+
+// OutboundTaskCompletion is the body of complete; it may be empty.
+type OutboundTaskCompletion struct {
+	Outcome string `json:"outcome"`
+	Note    string `json:"note"`
+}
+
+func renderTask(t outbound.Task) OutboundTask {
+	out := OutboundTask{
+		ID:                  t.ID,
+		ServiceID:           t.ServiceID,
+		State:               t.State,
+		Destination:         t.Destination,
+		DueDateTimeUTC:      t.DueAt,
+		Priority:            t.Priority,
+		MaxAttempts:         t.MaxAttempts,
+		MaxQueueTimeSeconds: t.MaxQueueTimeSeconds,
+		PreferredUsers:      t.PreferredUsers,
+		Context:             t.Context,
+		Attempts:            t.Attempts,
+		CreatedAt:           t.CreatedAt,
+		UpdatedAt:           t.UpdatedAt,
+	}
+	if t.ReferenceID != "" {
+		out.ReferenceID = &t.ReferenceID
+	}
+	if t.Agent != "" {
+		out.Agent = &OutboundTaskAgent{UserID: t.Agent}
+	}
+	if out.PreferredUsers == nil {
+		out.PreferredUsers = []string{}
+	}
+	if out.Context == nil {
+		out.Context = map[string]string{}
+	}
+	return out
+}
+
+func (a *OutboundAPI) schedule(w http.ResponseWriter, r *http.Request) error {
+	t, s, err := tenantAndService(r)
+	if err != nil {
+		return err
+	}
+	var body OutboundTaskRequest
+	if err := DecodeJSON(r, &body); err != nil {
+		return err
+	}
+	n := outbound.NewTask{
+		Destination:         body.Destination,
+		Priority:            body.Priority,
+		MaxAttempts:         body.MaxAttempts,
+		MaxQueueTimeSeconds: body.MaxQueueTimeSeconds,
+		PreferredUsers:      body.PreferredUsers,
+		Context:             body.Context,
+	}
+	if body.DueDateTimeUTC != nil {
+		n.DueDateTimeUTC = *body.DueDateTimeUTC
+	}
+	if body.ReferenceID != nil {
+		n.ReferenceID = *body.ReferenceID
+	}
+	task, created, err := a.Tasks.Schedule(r.Context(), t, s, n)
+	if err != nil {
+		return err
+	}
+	status := http.StatusAccepted
+	if !created {
+		status = http.StatusOK
+	}
+	return WriteJSON(w, status, renderTask(task))
+}
+
+func (a *OutboundAPI) list(w http.ResponseWriter, r *http.Request) error {
+	t, s, err := tenantAndService(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	o := outbound.ListOptions{State: q.Get("state"), Continuation: q.Get("continuationToken")}
+	if v := q.Get("top"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return switchboard.FieldError("http.list", "top", "top must be an integer between 1 and %d", outbound.MaxListTop)
+		}
+		o.Top = n
+	}
+	page, err := a.Tasks.List(r.Context(), t, s, o)
+	if err != nil {
+		return err
+	}
+	out := OutboundTaskList{Value: make([]OutboundTask, len(page.Tasks))}
+	for i, task := range page.Tasks {
+		out.Value[i] = renderTask(task)
+	}
+	if page.Continuation != "" {
+		out.ContinuationToken = &page.Continuation
+		next := nextLink(r, page.Continuation)
+		out.NextLink = &next
+	}
+	return WriteJSON(w, http.StatusOK, out)
+}
+
+// nextLink is the absolute URL of the next page: the request's URL with the
+// new continuation token. Behind the Functions host the original scheme is
+// in X-Forwarded-Proto.
+func nextLink(r *http.Request, token string) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+		scheme = p
+	}
+	q := r.URL.Query()
+	q.Set("continuationToken", token)
+	q.Del("code") // the function key travels in the header, never in a link
+	u := url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawQuery: q.Encode()}
+	return u.String()
+}
+
+func taskRoute(r *http.Request) (tenant, service, id string, err error) {
+	if tenant, service, err = tenantAndService(r); err != nil {
+		return "", "", "", err
+	}
+	id = r.PathValue("id")
+	if !ValidID(id) {
+		return "", "", "", &switchboard.Error{Code: switchboard.ENOTFOUND, Op: "http", Field: "id", Message: "no outbound task " + strconv.Quote(truncateID(id))}
+	}
+	return tenant, service, id, nil
+}
+
+func truncateID(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+func (a *OutboundAPI) get(w http.ResponseWriter, r *http.Request) error {
+	t, s, id, err := taskRoute(r)
+	if err != nil {
+		return err
+	}
+	task, err := a.Tasks.Get(r.Context(), t, s, id)
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, renderTask(task))
+}
+
+func (a *OutboundAPI) cancel(w http.ResponseWriter, r *http.Request) error {
+	t, s, id, err := taskRoute(r)
+	if err != nil {
+		return err
+	}
+	task, err := a.Tasks.Cancel(r.Context(), t, s, id)
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, renderTask(task))
+}
+
+func (a *OutboundAPI) complete(w http.ResponseWriter, r *http.Request) error {
+	t, s, id, err := taskRoute(r)
+	if err != nil {
+		return err
+	}
+	var body OutboundTaskCompletion
+	// An empty body means {"outcome": "Completed"}.
+	br := bufio.NewReader(r.Body)
+	if _, err := br.Peek(1); err == nil {
+		r.Body = io.NopCloser(br)
+		if err := DecodeJSON(r, &body); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, io.EOF) {
+		return jsonError("http.DecodeJSON", err)
+	}
+	task, err := a.Tasks.Complete(r.Context(), t, s, id, strings.TrimSpace(body.Outcome), body.Note)
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, renderTask(task))
+}

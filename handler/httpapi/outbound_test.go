@@ -1,0 +1,354 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"switchboard/handler/outbound"
+	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
+)
+
+const outboundTenant = "6a1d2c3b-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+// outboundQueue keeps the messages sent, for the test to deliver.
+type outboundQueue struct {
+	mu      sync.Mutex
+	seq     int64
+	bodies  [][]byte
+	cancels []int64
+}
+
+func (q *outboundQueue) Send(ctx context.Context, name string, m switchboard.Message) (int64, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.seq++
+	q.bodies = append(q.bodies, m.Body)
+	if m.ScheduledAt.IsZero() {
+		return 0, nil
+	}
+	return q.seq, nil
+}
+
+func (q *outboundQueue) Cancel(ctx context.Context, name string, seq int64) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.cancels = append(q.cancels, seq)
+	return nil
+}
+
+// outboundRouter gives every conversation the one agent while it is free.
+type outboundRouter struct {
+	mu   sync.Mutex
+	conv string
+}
+
+const outboundAgent = "00000000-0000-4000-8000-0000000000aa"
+
+func (r *outboundRouter) Route(ctx context.Context, tenantID, serviceID string, req switchboard.RouteRequest) (switchboard.RouteDecision, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := switchboard.RouteDecision{ConversationID: req.ConversationID}
+	if r.conv == "" || r.conv == req.ConversationID {
+		r.conv = req.ConversationID
+		d.Agents = []switchboard.Assignment{{UserID: outboundAgent}}
+	}
+	return d, nil
+}
+
+func (r *outboundRouter) Release(ctx context.Context, tenantID, conv string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conv == conv {
+		r.conv = ""
+	}
+	return nil
+}
+
+type outboundLimit int
+
+func (l outboundLimit) MaxScheduledTasksPerService(ctx context.Context, tenantID string) (int, error) {
+	return int(l), nil
+}
+
+type outboundEnv struct {
+	t     *testing.T
+	srv   *httptest.Server
+	svc   *outbound.Service
+	queue *outboundQueue
+	now   time.Time
+}
+
+func newOutboundEnv(t *testing.T, limit int) *outboundEnv {
+	t.Helper()
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	q := &outboundQueue{}
+	svc, err := outbound.New(context.Background(), outbound.Options{
+		Tables: store.NewMemoryTables(), Queue: q, QueueName: "outbound-tasks", Router: &outboundRouter{},
+		Limits: outboundLimit(limit), Now: func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := NewRouter(slog.New(slog.DiscardHandler), nil)
+	(&OutboundAPI{Tasks: svc}).Register(rt)
+	srv := httptest.NewServer(rt)
+	t.Cleanup(srv.Close)
+	return &outboundEnv{t: t, srv: srv, svc: svc, queue: q, now: now}
+}
+
+func (e *outboundEnv) path(suffix string) string {
+	return "/api/tenants/" + outboundTenant + "/services/support/outbound-tasks" + suffix
+}
+
+// do sends a request and decodes a JSON reply into out (when not nil).
+func (e *outboundEnv) do(method, path, body string, out any) (*http.Response, []byte) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(b, out); err != nil {
+			e.t.Fatalf("%s %s: reply %s: %v", method, path, b, err)
+		}
+	}
+	return resp, b
+}
+
+func (e *outboundEnv) post(body string) (int, OutboundTask, []byte) {
+	e.t.Helper()
+	var task OutboundTask
+	resp, b := e.do(http.MethodPost, e.path(""), body, &task)
+	return resp.StatusCode, task, b
+}
+
+// deliverAll hands every message sent so far to the worker.
+func (e *outboundEnv) deliverAll() {
+	e.t.Helper()
+	e.queue.mu.Lock()
+	bodies := slices.Clone(e.queue.bodies)
+	e.queue.mu.Unlock()
+	for _, b := range bodies {
+		if _, err := e.svc.Handle(context.Background(), b); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+func outboundProblem(t *testing.T, b []byte) problem {
+	t.Helper()
+	var p problem
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatalf("problem %s: %v", b, err)
+	}
+	return p
+}
+
+func TestOutboundScheduleReply(t *testing.T) {
+	e := newOutboundEnv(t, 20)
+	resp, b := e.do(http.MethodPost, e.path(""), `{"destination": "+41 44 000 00 00", "dueDateTimeUtc": "2026-11-22T13:00:00Z", "referenceId": "run-1", "context": {"case": "42"}}`, nil)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST = %d %s, want 202", resp.StatusCode, b)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	want := []string{"agent", "attempts", "context", "createdAt", "destination", "dueDateTimeUtc", "id", "maxAttempts", "maxQueueTimeSeconds", "preferredUsers", "priority", "referenceId", "serviceId", "state", "updatedAt"}
+	if !slices.Equal(keys, want) {
+		t.Errorf("task fields = %v, want exactly %v (SPEC section 6)", keys, want)
+	}
+	var task OutboundTask
+	_ = json.Unmarshal(b, &task)
+	if task.State != "Scheduled" || task.ServiceID != "support" || task.Destination != "+41440000000" || task.Priority != 50 ||
+		task.MaxAttempts != 1 || task.MaxQueueTimeSeconds != 300 || task.Agent != nil || task.Attempts != 0 ||
+		task.ReferenceID == nil || *task.ReferenceID != "run-1" || task.Context["case"] != "42" || len(task.PreferredUsers) != 0 {
+		t.Errorf("task = %s", b)
+	}
+	if !task.DueDateTimeUTC.Equal(e.now.Add(time.Hour)) {
+		t.Errorf("due = %v, want %v", task.DueDateTimeUTC, e.now.Add(time.Hour))
+	}
+	status, again, _ := e.post(`{"destination": "+41440000001", "referenceId": "run-1"}`)
+	if status != http.StatusOK || again.ID != task.ID {
+		t.Errorf("same referenceId: %d id %s, want 200 and %s", status, again.ID, task.ID)
+	}
+	_, none, b := e.post(`{"destination": "agent@contoso.com", "referenceId": null, "priority": null}`)
+	if none.ReferenceID != nil || !strings.Contains(string(b), `"referenceId":null`) || !strings.Contains(string(b), `"agent":null`) {
+		t.Errorf("task without referenceId: %s, want referenceId and agent null", b)
+	}
+}
+
+func TestOutboundScheduleValidation(t *testing.T) {
+	e := newOutboundEnv(t, 20)
+	for _, tc := range []struct {
+		name, body, field string
+	}{
+		{"no destination", `{}`, "destination"},
+		{"bad destination", `{"destination": "call me"}`, "destination"},
+		{"bad due", `{"destination": "+41440000000", "dueDateTimeUtc": "soon"}`, "dueDateTimeUtc"},
+		{"priority as text", `{"destination": "+41440000000", "priority": "high"}`, "priority"},
+		{"priority out of range", `{"destination": "+41440000000", "priority": 100}`, "priority"},
+		{"maxAttempts out of range", `{"destination": "+41440000000", "maxAttempts": 11}`, "maxAttempts"},
+		{"queue time out of range", `{"destination": "+41440000000", "maxQueueTimeSeconds": 1}`, "maxQueueTimeSeconds"},
+		{"preferred user", `{"destination": "+41440000000", "preferredUsers": ["x"]}`, "preferredUsers[0]"},
+		{"context not strings", `{"destination": "+41440000000", "context": {"a": 1}}`, "context"},
+		{"unknown field", `{"destination": "+41440000000", "queue": "x"}`, "queue"},
+		{"not json", `destination=+41440000000`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, _, b := e.post(tc.body)
+			if status != http.StatusBadRequest {
+				t.Fatalf("POST = %d %s, want 400", status, b)
+			}
+			if p := outboundProblem(t, b); p.Field != tc.field || p.Type != "validation-error" {
+				t.Errorf("problem = %+v, want field %q, type validation-error", p, tc.field)
+			}
+		})
+	}
+}
+
+// 200 concurrent requests through HTTP against a cap of 20: exactly 20
+// accepted, 180 refused with 409 outbound-task-limit-reached.
+func TestOutboundCapOverHTTP(t *testing.T) {
+	e := newOutboundEnv(t, 20)
+	statuses := map[int]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, b := e.do(http.MethodPost, e.path(""), `{"destination": "+41440000000"}`, nil)
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[resp.StatusCode]++
+			if resp.StatusCode == http.StatusConflict {
+				if p := outboundProblem(t, b); p.Type != "outbound-task-limit-reached" || resp.Header.Get("Content-Type") != "application/problem+json" {
+					t.Errorf("409 reply: %s %s", resp.Header.Get("Content-Type"), b)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if statuses[http.StatusAccepted] != 20 || statuses[http.StatusConflict] != 180 || len(statuses) != 2 {
+		t.Errorf("statuses = %v, want 20 × 202 and 180 × 409", statuses)
+	}
+}
+
+func TestOutboundGetCancelComplete(t *testing.T) {
+	e := newOutboundEnv(t, 20)
+	_, first, _ := e.post(`{"destination": "+41440000000"}`)
+	_, second, _ := e.post(`{"destination": "+41440000001", "dueDateTimeUtc": "2026-11-23T12:00:00Z"}`)
+	e.deliverAll() // the first is due: assigned to the one agent
+
+	var got OutboundTask
+	if resp, b := e.do(http.MethodGet, e.path("/"+first.ID), "", &got); resp.StatusCode != http.StatusOK || got.State != "InProgress" || got.Agent == nil || got.Agent.UserID != outboundAgent || got.Attempts != 1 {
+		t.Fatalf("GET first = %d %s, want InProgress with the agent", resp.StatusCode, b)
+	}
+	for _, p := range []string{"/00000000-0000-7000-8000-000000000000", "/not-an-id", "/" + strings.Repeat("x", 200)} {
+		if resp, b := e.do(http.MethodGet, e.path(p), "", nil); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s = %d %s, want 404", p, resp.StatusCode, b)
+		}
+	}
+	resp, b := e.do(http.MethodDelete, e.path("/"+first.ID), "", nil)
+	if resp.StatusCode != http.StatusConflict || outboundProblem(t, b).Type != "outbound-task-in-progress" {
+		t.Errorf("DELETE in progress = %d %s, want 409 outbound-task-in-progress", resp.StatusCode, b)
+	}
+	if resp, b := e.do(http.MethodDelete, e.path("/"+second.ID), "", &got); resp.StatusCode != http.StatusOK || got.State != "Cancelled" {
+		t.Errorf("DELETE scheduled = %d %s, want 200 Cancelled", resp.StatusCode, b)
+	}
+	if len(e.queue.cancels) != 1 {
+		t.Errorf("cancelled messages %v, want the second task's", e.queue.cancels)
+	}
+	if resp, b := e.do(http.MethodPost, e.path("/"+first.ID+"/complete"), `{"outcome": "Done"}`, nil); resp.StatusCode != http.StatusBadRequest || outboundProblem(t, b).Field != "outcome" {
+		t.Errorf("complete with a bad outcome = %d %s, want 400 naming outcome", resp.StatusCode, b)
+	}
+	if resp, b := e.do(http.MethodPost, e.path("/"+first.ID+"/complete"), "", &got); resp.StatusCode != http.StatusOK || got.State != "Completed" || got.Agent == nil {
+		t.Errorf("complete without a body = %d %s, want 200 Completed", resp.StatusCode, b)
+	}
+	if resp, b := e.do(http.MethodPost, e.path("/"+second.ID+"/complete"), `{"outcome": "Failed", "note": "x"}`, nil); resp.StatusCode != http.StatusConflict {
+		t.Errorf("complete a cancelled task = %d %s, want 409", resp.StatusCode, b)
+	}
+}
+
+func TestOutboundList(t *testing.T) {
+	e := newOutboundEnv(t, 20)
+	var ids []string
+	for range 5 {
+		_, task, _ := e.post(`{"destination": "+41440000000", "dueDateTimeUtc": "2026-11-23T12:00:00Z"}`)
+		ids = append(ids, task.ID)
+	}
+	if resp, b := e.do(http.MethodDelete, e.path("/"+ids[2]), "", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE = %d %s", resp.StatusCode, b)
+	}
+	var seen []string
+	next := e.path("?top=2")
+	for pages := 0; next != "" && pages < 5; pages++ {
+		var page OutboundTaskList
+		resp, b := e.do(http.MethodGet, next, "", &page)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET list = %d %s", resp.StatusCode, b)
+		}
+		for _, task := range page.Value {
+			seen = append(seen, task.ID)
+		}
+		next = ""
+		if page.NextLink != nil {
+			u, err := url.Parse(*page.NextLink)
+			if err != nil || u.Query().Get("continuationToken") != *page.ContinuationToken || u.Query().Get("top") != "2" {
+				t.Fatalf("nextLink %q does not carry the token and top", *page.NextLink)
+			}
+			next = u.RequestURI()
+		} else if page.ContinuationToken != nil {
+			t.Fatal("a continuation token without a nextLink")
+		}
+	}
+	if !slices.Equal(seen, ids) {
+		t.Errorf("paged through %v, want %v", seen, ids)
+	}
+	var page OutboundTaskList
+	if resp, b := e.do(http.MethodGet, e.path("?state=Cancelled"), "", &page); resp.StatusCode != http.StatusOK || len(page.Value) != 1 || page.Value[0].ID != ids[2] || page.ContinuationToken != nil {
+		t.Errorf("GET ?state=Cancelled = %d %s, want the one cancelled task", resp.StatusCode, b)
+	}
+	if _, b := e.do(http.MethodGet, e.path("?state=Cancelled"), "", nil); !strings.Contains(string(b), `"continuationToken":null`) {
+		t.Errorf("last page %s, want continuationToken null", b)
+	}
+	for _, q := range []string{"?state=Running", "?top=0", "?top=x", "?top=101", "?continuationToken=%21"} {
+		if resp, b := e.do(http.MethodGet, e.path(q), "", nil); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET %s = %d %s, want 400", q, resp.StatusCode, b)
+		}
+	}
+}
