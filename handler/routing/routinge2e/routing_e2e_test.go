@@ -84,6 +84,7 @@ func (h *harness) release(conversation string) {
 // of service "support"; their presence is polled once.
 func start(t *testing.T, n int) (*harness, []string) {
 	t.Helper()
+	skipShort(t)
 	sim, err := graphsim.Start(graphsim.Options{Seed: 11})
 	if err != nil {
 		t.Fatal(err)
@@ -256,4 +257,13 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// skipShort skips end-to-end tests under -short (make test-short: unit
+// tests only).
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end to end: needs the local runner and Azurite")
+	}
 }

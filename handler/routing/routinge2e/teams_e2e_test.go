@@ -96,6 +96,7 @@ func (s serviceReply) flags() map[string]bool {
 // on POST .../sync, keeps the active flags across syncs, and its members
 // are polled for presence and routed like listed ones.
 func TestTeamServiceEndToEnd(t *testing.T) {
+	skipShort(t)
 	sim, err := graphsim.Start(graphsim.Options{Seed: 12})
 	if err != nil {
 		t.Fatal(err)
