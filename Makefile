@@ -31,8 +31,14 @@ test: tools vet
 test-short: 
 	$(GO) test -short -count=1 ./...
 
+# The app on this machine without Functions Core Tools: Azurite (tables, in
+# memory, a free loopback port) and the local runner, which builds and starts
+# the handler and serves http://127.0.0.1:7071 (functions under /api/, the
+# admin API under /admin/). Ctrl-C stops all of it. Flags for the runner go
+# in RUN_ARGS, e.g. make run RUN_ARGS='-port 8080 -no-timers'.
 run: tools
-	$(GO) run ./handler/cmd/localrunner
+	$(GO) build -o bin/localrunner ./handler/cmd/localrunner
+	bin/localrunner -azurite $(RUN_ARGS)
 
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./handler/...

@@ -37,6 +37,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Environ(), os.Stderr); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(os.Stderr, "localrunner: interrupted")
+			os.Exit(130)
+		}
 		fmt.Fprintln(os.Stderr, "localrunner:", err)
 		os.Exit(1)
 	}
