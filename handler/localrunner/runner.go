@@ -198,6 +198,16 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		}
 	}
 	frontURL := "http://" + ln.Addr().String()
+	// The handler's address is fixed before the front serves anything.
+	port := 0
+	if r.opts.HandlerURL != "" {
+		r.handlerURL = r.opts.HandlerURL
+	} else {
+		if port, err = freePort(); err != nil {
+			return err
+		}
+		r.handlerURL = "http://127.0.0.1:" + strconv.Itoa(port)
+	}
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	r.workCtx = workCtx
 	var workers sync.WaitGroup
@@ -220,10 +230,8 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		}
 	}()
 
-	if r.opts.HandlerURL != "" {
-		r.handlerURL = r.opts.HandlerURL
-	} else {
-		if handler, err = r.startHandler(frontURL); err != nil {
+	if r.opts.HandlerURL == "" {
+		if handler, err = r.startHandler(frontURL, port); err != nil {
 			return err
 		}
 		if err := waitHTTP(ctx, r.handlerURL+"/", r.opts.StartTimeout, handler); err != nil {
@@ -259,7 +267,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 // working directory, with the app settings as environment and the port in
 // FUNCTIONS_CUSTOMHANDLER_PORT. Without a Service Bus, LOCAL_QUEUE_URL
 // tells the handler where the in-process queues are.
-func (r *Runner) startHandler(frontURL string) (*child, error) {
+func (r *Runner) startHandler(frontURL string, port int) (*child, error) {
 	path := r.opts.HandlerPath
 	if path == "" {
 		path = r.app.Host.ExecutablePath
@@ -269,10 +277,6 @@ func (r *Runner) startHandler(frontURL string) (*child, error) {
 	}
 	if !isExecutableFile(path) {
 		return nil, fmt.Errorf("handler executable %s not found (host.json defaultExecutablePath %q): build it or name it with HandlerPath", path, r.app.Host.ExecutablePath)
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
 	}
 	env := Settings{}
 	for k, v := range r.settings {
@@ -285,7 +289,6 @@ func (r *Runner) startHandler(frontURL string) (*child, error) {
 	if !r.serviceBus {
 		env["LOCAL_QUEUE_URL"] = frontURL + "/admin/queues"
 	}
-	r.handlerURL = "http://127.0.0.1:" + strconv.Itoa(port)
 	r.log.printf("runner", "starting %s on port %d", path, port)
 	return startChild("handler", path, r.app.Host.Arguments, r.app.Host.WorkingDirectory, env.Environ(), r.log)
 }
