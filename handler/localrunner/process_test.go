@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"switchboard/handler/internal/testenv"
 )
 
 // The test binary doubles as a custom handler process when
@@ -22,7 +24,9 @@ func TestMain(m *testing.M) {
 		fakeHandlerProcess()
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	testenv.StopAll()
+	os.Exit(code)
 }
 
 // fakeHandlerProcess serves GET / (ready), GET /api/env (a few environment
