@@ -117,8 +117,33 @@ func shardOf(userID string, s int) int {
 	return int(h.Sum64() >> (64 - bits.TrailingZeros(uint(s))))
 }
 
-func partitionKey(tenant string, gen int64, shard int) string {
-	return fmt.Sprintf("%s.%d.%04x", tenant, gen, shard)
+// shardsPerPartition is how many shards share a partition of the presence
+// table. A partition of about 1,600 users takes a poll's changes at the
+// usual churn (a few percent) in one batch of at most 100 operations, so
+// a steady cycle of 100,000 agents writes some 64 batches rather than 256,
+// while no partition holds more than a few thousand rows (Table Storage
+// serves about 2,000 entities per second per partition).
+const shardsPerPartition = 4
+
+// partitionOf returns the partition of shard in a layout of s shards.
+func partitionOf(shard int) int { return shard / shardsPerPartition }
+
+// partitionsFor returns the number of partitions of a layout of s shards.
+func partitionsFor(s int) int { return (s + shardsPerPartition - 1) / shardsPerPartition }
+
+// shardsOfPartition returns the shards of partition p in a layout of s
+// shards.
+func shardsOfPartition(p, s int) []int {
+	var out []int
+	for sh := p * shardsPerPartition; sh < min((p+1)*shardsPerPartition, s); sh++ {
+		out = append(out, sh)
+	}
+	return out
+}
+
+// partitionKey returns the presence table partition of partition p.
+func partitionKey(tenant string, gen int64, p int) string {
+	return fmt.Sprintf("%s.%d.%04x", tenant, gen, p)
 }
 
 func shardRowKey(gen int64, shard int) string {

@@ -37,7 +37,7 @@ type PollerOptions struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	Log   *slog.Logger
 
-	ParallelCalls     int           // Graph calls in flight per tenant (default 8)
+	ParallelCalls     int           // Graph calls in flight per tenant (default 16)
 	ParallelTenants   int           // tenants polled at once (default 4)
 	MaxCallsPerTenant int           // Graph calls per tenant per poll, retries included (default 1,000)
 	MaxThrottleWaits  int           // 429/503 answers one call may wait out (default 4)
@@ -46,7 +46,7 @@ type PollerOptions struct {
 	SourceCooldown    time.Duration // pause after a source's own failure, doubling up to 8x (default 5 min)
 	TargetShardUsers  int           // users per shard a layout aims at (default 400)
 	FanOutFor         time.Duration // how long a fanned-out shard is left to its message (default 2 min)
-	WaveShards        int           // shards committed together while calls go on (default 32)
+	WavePartitions    int           // partitions committed together while calls go on (default 8)
 }
 
 // Poller reads presence from Graph into the Store.
@@ -81,12 +81,12 @@ func NewPoller(o PollerOptions) (*Poller, error) {
 			*v = d
 		}
 	}
-	def(&o.ParallelCalls, 8)
+	def(&o.ParallelCalls, 16)
 	def(&o.ParallelTenants, 4)
 	def(&o.MaxCallsPerTenant, 1000)
 	def(&o.MaxThrottleWaits, 4)
 	def(&o.TargetShardUsers, 400)
-	def(&o.WaveShards, 32)
+	def(&o.WavePartitions, 8)
 	defd(&o.MaxRetryAfter, 30*time.Second)
 	defd(&o.Margin, 3*time.Second)
 	defd(&o.SourceCooldown, 5*time.Minute)
@@ -290,7 +290,9 @@ func (p *Poller) pollTenant(ctx context.Context, tenant string, deadline time.Ti
 	if msg != nil {
 		only = []int{msg.Shard}
 	}
+	phase := p.o.Now()
 	lay, err := p.o.Store.prepare(ctx, tenant, len(users), p.o.TargetShardUsers, only, msg == nil)
+	log.Debug("presence poll: state read", "took", p.o.Now().Sub(phase))
 	if err != nil {
 		fig.Error = "reading the presence state failed: " + err.Error()
 		fig.Errors++
@@ -328,7 +330,22 @@ func (p *Poller) pollTenant(ctx context.Context, tenant string, deadline time.Ti
 		}
 		order = append(order, sh)
 	}
-	sort.SliceStable(order, func(i, j int) bool { return states[order[i]].ConfirmedAt.Before(states[order[j]].ConfirmedAt) })
+	// Partitions by their oldest shard, and the shards of a partition
+	// together, so that a partition's changes are written in one go.
+	oldest := map[int]time.Time{}
+	for _, sh := range order {
+		p, at := partitionOf(sh), states[sh].ConfirmedAt
+		if cur, ok := oldest[p]; !ok || at.Before(cur) {
+			oldest[p] = at
+		}
+	}
+	sort.SliceStable(order, func(i, j int) bool {
+		pi, pj := partitionOf(order[i]), partitionOf(order[j])
+		if pi != pj {
+			return oldest[pi].Before(oldest[pj]) || (oldest[pi].Equal(oldest[pj]) && pi < pj)
+		}
+		return order[i] < order[j]
+	})
 	for _, sh := range order {
 		fig.Users += len(byShard[sh])
 	}
@@ -347,7 +364,9 @@ func (p *Poller) pollTenant(ctx context.Context, tenant string, deadline time.Ti
 		log.Warn("presence: tenant settings unreadable; presence accounts not used this poll", "err", err)
 	}
 
+	phase = p.o.Now()
 	res := t.run(ctx, gen, order, byShard)
+	log.Debug("presence poll: read and written", "took", p.o.Now().Sub(phase), "lastCallDone", res.readDone.Sub(phase))
 	fig.Changed, fig.ShardsConfirmed = res.changed, res.confirmed
 	fig.Errors += t.errors + res.writeErrors
 	fig.Calls, fig.Throttled = t.calls, t.throttled
@@ -429,6 +448,7 @@ func (p *Poller) candidates(ctx context.Context, tenant string, statuses map[Sou
 type runResult struct {
 	changed, confirmed, writeErrors int
 	left                            []int // shards not confirmed
+	readDone                        time.Time
 	notStarted                      []int // shards none of whose calls started (deadline, budget)
 	err                             error
 }
@@ -536,10 +556,19 @@ func (t *tenantPoll) run(ctx context.Context, gen int64, order []int, byShard []
 			}()
 		}
 		wg.Wait()
+		mu.Lock()
+		res.readDone = t.p.o.Now()
+		mu.Unlock()
 		close(ready)
 	}()
 
-	// Commit in waves as shards finish.
+	// Commit in waves of whole partitions as their shards finish.
+	inPartition := map[int]int{}
+	for _, sh := range order {
+		inPartition[partitionOf(sh)]++
+	}
+	waiting := map[int][]shardWrite{}
+	partitionsInWave := 0
 	var wave []shardWrite
 	flush := func() {
 		if len(wave) == 0 {
@@ -553,7 +582,7 @@ func (t *tenantPoll) run(ctx context.Context, gen int64, order []int, byShard []
 			res.writeErrors++
 			res.err = fmt.Errorf("writing readings failed: %w", err)
 		}
-		wave = wave[:0]
+		wave, partitionsInWave = wave[:0], 0
 	}
 	for w := range ready {
 		mu.Lock()
@@ -565,12 +594,17 @@ func (t *tenantPoll) run(ctx context.Context, gen int64, order []int, byShard []
 				res.notStarted = append(res.notStarted, sw.shard)
 			}
 			res.left = append(res.left, sw.shard)
-			if len(sw.readings) == 0 {
-				continue
-			}
 		}
-		wave = append(wave, sw)
-		if len(wave) >= t.p.o.WaveShards {
+		p := partitionOf(sw.shard)
+		if sw.complete || len(sw.readings) > 0 {
+			waiting[p] = append(waiting[p], sw)
+		}
+		if inPartition[p]--; inPartition[p] > 0 {
+			continue
+		}
+		wave = append(wave, waiting[p]...)
+		delete(waiting, p)
+		if partitionsInWave++; partitionsInWave >= t.p.o.WavePartitions {
 			flush()
 		}
 	}

@@ -8,9 +8,10 @@
 //
 // Storage layout. A tenant's users are hashed into S shards (S a power of
 // two, about 400 users each, so one Graph call of at most 650 ids covers a
-// shard). Each shard is one partition of the presence table
-// ("{tenant}.{gen}.{shard}"), so a 100,000-agent tenant spreads over 256
-// partitions and a change touches few rows per partition. Per tenant, one
+// shard); four consecutive shards share a partition of the presence table
+// ("{tenant}.{gen}.{partition}"), so a 100,000-agent tenant spreads over 64
+// partitions of some 1,600 rows and a poll's changes take about one batch
+// per partition. Per tenant, one
 // partition of the state table holds the layout (generation and S), one
 // row per shard (last confirmation, version of its readings), the status of
 // each source and the figures of the last poll. A poll that finds a reading

@@ -337,17 +337,22 @@ func (s *Store) syncState(ctx context.Context, tenant string, tc *tenantCache) e
 }
 
 // loadShards makes the given shards of generation gen current: a shard not
-// loaded, mid-write, or at another version than its row is read again.
-// Callers hold tc.load and have just synced the state.
+// loaded, mid-write, or at another version than its row is read again,
+// with the partition it lives in. Every shard of a partition read takes
+// what was read (the state was read first, so the rows are at least as new
+// as the versions and confirmations it holds). Callers hold tc.load and
+// have just synced the state.
 func (s *Store) loadShards(ctx context.Context, tenant string, tc *tenantCache, gen int64, shards []int) error {
 	tc.mu.RLock()
 	g, ok := tc.gens[gen]
-	var reload []int
+	var partitions []int
 	if ok {
+		seen := map[int]bool{}
 		for _, i := range shards {
 			sc, st := g.shards[i], g.states[i]
-			if !sc.loaded || st.Pending != "" || sc.version != st.Version {
-				reload = append(reload, i)
+			if p := partitionOf(i); !seen[p] && (!sc.loaded || st.Pending != "" || sc.version != st.Version) {
+				seen[p] = true
+				partitions = append(partitions, p)
 			}
 		}
 	}
@@ -355,10 +360,16 @@ func (s *Store) loadShards(ctx context.Context, tenant string, tc *tenantCache, 
 	if !ok {
 		return fmt.Errorf("presence: generation %d of tenant %s is not in the layout", gen, tenant)
 	}
-	return s.forEach(ctx, reload, func(ctx context.Context, i int) error {
-		readings := map[string]stored{}
-		err := store.QueryAll(ctx, s.presence, store.Query{PartitionKey: partitionKey(tenant, gen, i)}, func(e store.Entity) error {
-			readings[e.RowKey] = storedFromEntity(e)
+	n := len(g.shards)
+	return s.forEach(ctx, partitions, func(ctx context.Context, p int) error {
+		byShard := map[int]map[string]stored{}
+		for _, sh := range shardsOfPartition(p, n) {
+			byShard[sh] = map[string]stored{}
+		}
+		err := store.QueryAll(ctx, s.presence, store.Query{PartitionKey: partitionKey(tenant, gen, p)}, func(e store.Entity) error {
+			if m, ok := byShard[shardOf(e.RowKey, n)]; ok {
+				m[e.RowKey] = storedFromEntity(e)
+			}
 			return nil
 		})
 		if err != nil {
@@ -366,14 +377,16 @@ func (s *Store) loadShards(ctx context.Context, tenant string, tc *tenantCache, 
 		}
 		tc.mu.Lock()
 		defer tc.mu.Unlock()
-		st := g.states[i]
-		sc := g.shards[i]
-		sc.loaded, sc.readings = true, readings
-		sc.version = st.Version
-		if st.Pending != "" {
-			sc.version = "" // mid-write: read it again next time
+		for sh, readings := range byShard {
+			st := g.states[sh]
+			sc := g.shards[sh]
+			sc.loaded, sc.readings = true, readings
+			sc.version = st.Version
+			if st.Pending != "" {
+				sc.version = "" // mid-write: read it again next time
+			}
+			sc.confirmedAt, sc.source = st.ConfirmedAt, st.Source
 		}
-		sc.confirmedAt, sc.source = st.ConfirmedAt, st.Source
 		return nil
 	})
 }
