@@ -664,6 +664,9 @@ func (t *tenantPoll) read(ctx context.Context, ids []string) ([]Reading, Source,
 			return readings, src, at, nil
 		}
 		se := AsSourceError(src, err)
+		if !se.ReachedGraph() {
+			t.refund() // the sign-in failed: no Graph request was made
+		}
 		t.failed(src, se)
 		switch {
 		case se.Reason == ReasonThrottled:
@@ -730,6 +733,13 @@ func (t *tenantPoll) spend() bool {
 	}
 	t.calls++
 	return true
+}
+
+// refund gives back a call that never reached Graph.
+func (t *tenantPoll) refund() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.calls--
 }
 
 // throttle holds every call of the tenant back for d (Graph's

@@ -153,6 +153,13 @@ func (e *SourceError) Disqualifies() bool {
 	return true
 }
 
+// ReachedGraph reports whether the failure was Graph's answer (or a
+// failed exchange with Graph) rather than a sign-in that failed before any
+// Graph request.
+func (e *SourceError) ReachedGraph() bool {
+	return e.Status != 0 || e.Reason == ReasonGraphError || e.Reason == ReasonThrottled
+}
+
 // AsSourceError returns err as a *SourceError of src: a SourceError keeps
 // its reason, a context error becomes a Graph error, anything else too.
 func AsSourceError(src Source, err error) *SourceError {
