@@ -3,11 +3,11 @@ package outbound
 import (
 	"context"
 	"encoding/json"
-	"hash/fnv"
 	"log/slog"
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -81,7 +81,7 @@ type Options struct {
 type Service struct {
 	table store.Table
 	o     Options
-	locks [64]sync.Mutex
+	parts sync.Map // partition key → *partitionLock
 	known sync.Map // partition keys already in the registry
 }
 
@@ -129,15 +129,37 @@ func New(ctx context.Context, o Options) (*Service, error) {
 // Table Storage keeps), so that what is returned equals what is stored.
 func (s *Service) now() time.Time { return s.o.Now().UTC().Truncate(time.Millisecond) }
 
-// lock serializes this instance's writes to a partition's counter: ETags
-// make the cap exact across instances, the lock keeps this instance's own
-// requests from retrying against each other.
+// partitionLock serializes this instance's writes to a partition's
+// counter: ETags make the cap exact across instances, the lock keeps this
+// instance's own requests from retrying against each other. It also
+// remembers when a holder last saw the counter at or over some count, so
+// that the requests queued behind it can be refused without each reading
+// the counter in turn.
+type partitionLock struct {
+	mu       sync.Mutex
+	fullSeen atomic.Uint64 // incremented by every holder that sees count >= limit
+	fullAt   atomic.Int64  // the count it saw
+}
+
+func (s *Service) partition(pk string) *partitionLock {
+	if p, ok := s.parts.Load(pk); ok {
+		return p.(*partitionLock)
+	}
+	p, _ := s.parts.LoadOrStore(pk, &partitionLock{})
+	return p.(*partitionLock)
+}
+
+// lock locks the partition's counter for this instance.
 func (s *Service) lock(pk string) func() {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(pk))
-	m := &s.locks[h.Sum32()%uint32(len(s.locks))]
-	m.Lock()
-	return m.Unlock
+	p := s.partition(pk)
+	p.mu.Lock()
+	return p.mu.Unlock
+}
+
+// seenFull records, under the lock, that the counter was count.
+func (p *partitionLock) seenFull(count int) {
+	p.fullAt.Store(int64(count))
+	p.fullSeen.Add(1)
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
@@ -217,10 +239,20 @@ func (s *Service) Schedule(ctx context.Context, tenant, service string, n NewTas
 	t.CreatedAt, t.UpdatedAt = now, now
 	t.QueuedAt = t.DueAt
 	t.Deadline = t.DueAt.Add(time.Duration(t.MaxQueueTimeSeconds) * time.Second)
-	t.Try, t.NextTryAt, t.SendPending = 1, t.DueAt, true
+	t.Try, t.NextTryAt = 1, t.DueAt
 
-	if existing, ok, err := s.admit(ctx, pk, t, limit); err != nil || ok {
-		return existing, false, err
+	// A task due later has its message scheduled before the task is
+	// written (the message cannot arrive before the row exists, and the row
+	// then holds its sequence number); a task due now is written first and
+	// its message sent after, or the worker could look for it too early.
+	later := t.DueAt.After(now.Add(sendFirstAhead))
+	t.SendPending = !later
+	t, existing, err := s.admit(ctx, pk, t, limit, later)
+	if err != nil || existing {
+		return t, false, err
+	}
+	if later {
+		return t, true, nil
 	}
 	seq, err := s.send(ctx, t, now)
 	if err != nil {
@@ -230,13 +262,18 @@ func (s *Service) Schedule(ctx context.Context, tenant, service string, n NewTas
 		}
 		return Task{}, false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
+	// Unless the worker has taken the message already (it clears the
+	// mark itself).
 	if sent, ok := s.markSent(ctx, t, seq); ok {
-		t = sent
-	} else {
-		t.SendPending = false
+		return sent, true, nil
 	}
+	t.SendPending = false
 	return t, true, nil
 }
+
+// sendFirstAhead is how far in the future a due time must be for the
+// message to be scheduled before the task is written.
+const sendFirstAhead = 2 * time.Second
 
 func limitError(op, service string, limit int) error {
 	return &switchboard.Error{Code: switchboard.ELIMIT, Op: op, Type: "outbound-task-limit-reached",
@@ -244,19 +281,49 @@ func limitError(op, service string, limit int) error {
 }
 
 // admit writes the task with its slot: counter+1, task, open row and
-// reference row in one batch guarded by the counter's ETag. existing is set
-// (ok true) when a concurrent request took the referenceId first.
-func (s *Service) admit(ctx context.Context, pk string, t Task, limit int) (existing Task, ok bool, err error) {
+// reference row in one batch guarded by the counter's ETag. With sendFirst
+// the task's message is scheduled once a slot is seen free, before the
+// batch, and cancelled again if the task is not admitted after all. It
+// returns the stored task, or with existing the task a concurrent request
+// created with the same referenceId.
+func (s *Service) admit(ctx context.Context, pk string, t Task, limit int, sendFirst bool) (_ Task, existing bool, err error) {
 	const op = "outbound.Schedule"
-	unlock := s.lock(pk)
-	defer unlock()
+	p := s.partition(pk)
+	seen := p.fullSeen.Load()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// A holder saw the counter at the cap while this request waited: the
+	// cap was reached during the request, so refusing it is correct (and
+	// spares a read of the counter per queued request).
+	if p.fullSeen.Load() != seen && int(p.fullAt.Load()) >= limit {
+		return Task{}, false, limitError(op, t.ServiceID, limit)
+	}
+	sent, admitted := false, false
+	defer func() {
+		if sent && !admitted && t.SequenceNumber > 0 {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if cerr := s.o.Queue.Cancel(cctx, s.o.QueueName, t.SequenceNumber); cerr != nil {
+				// It is dropped when delivered: its task does not exist.
+				s.o.Log.Warn("outbound: message of a task not admitted was not cancelled", "task", t.ID, "err", cerr)
+			}
+		}
+	}()
 	for range maxWriteRetries {
 		c, err := s.readCounter(ctx, pk)
 		if err != nil {
 			return Task{}, false, err
 		}
 		if c.count >= limit {
+			p.seenFull(c.count)
 			return Task{}, false, limitError(op, t.ServiceID, limit)
+		}
+		if sendFirst && !sent {
+			seq, err := s.send(ctx, t, s.now())
+			if err != nil {
+				return Task{}, false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+			}
+			sent, t.SequenceNumber = true, seq
 		}
 		ops := []store.Op{
 			c.op(pk, c.count+1),
@@ -269,15 +336,19 @@ func (s *Service) admit(ctx context.Context, pk string, t Task, limit int) (exis
 		err = s.table.Batch(ctx, ops)
 		switch switchboard.ErrorCode(err) {
 		case "":
-			return Task{}, false, nil
+			admitted = true
+			if c.count+1 >= limit {
+				p.seenFull(c.count + 1)
+			}
+			return t, false, nil
 		case switchboard.EPRECONDITION:
 			continue // another instance moved the counter
 		case switchboard.ECONFLICT:
 			// The counter was created concurrently, or the referenceId
 			// was taken concurrently.
 			if t.ReferenceID != "" {
-				if existing, ok, err := s.byReference(ctx, pk, t.ReferenceID); err != nil || ok {
-					return existing, ok, err
+				if other, ok, err := s.byReference(ctx, pk, t.ReferenceID); err != nil || ok {
+					return other, ok, err
 				}
 			}
 			continue
