@@ -62,10 +62,18 @@ type fakeQueue struct {
 	msgs     []*sent
 	cancels  []int64
 	failSend error
+	// beforeSend, when set, runs once before the next send.
+	beforeSend func()
 }
 
 func (q *fakeQueue) Send(ctx context.Context, name string, m switchboard.Message) (int64, error) {
 	q.mu.Lock()
+	if hook := q.beforeSend; hook != nil {
+		q.beforeSend = nil
+		q.mu.Unlock()
+		hook()
+		q.mu.Lock()
+	}
 	defer q.mu.Unlock()
 	if q.failSend != nil {
 		return 0, q.failSend

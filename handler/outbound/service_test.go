@@ -384,6 +384,34 @@ func TestReferenceIDIsIdempotent(t *testing.T) {
 	})
 }
 
+// A task due later has its message scheduled before it is written; when
+// another instance takes the last slot in between, the task is refused and
+// its message cancelled.
+func TestSlotTakenWhileSendingFirst(t *testing.T) {
+	backends(t, func(t *testing.T, tables store.Tables) {
+		f := newFixture(t, tables)
+		f.limits.limit = 2
+		later := f.clock.Now().Add(time.Hour).Format(time.RFC3339)
+		f.schedule(NewTask{Destination: "+41440000002", DueDateTimeUTC: later})
+		other := f.newService()
+		f.queue.beforeSend = func() {
+			if _, _, err := other.Schedule(ctx, tenant, service, NewTask{Destination: "+41440000001", DueDateTimeUTC: later}); err != nil {
+				t.Errorf("the other instance's Schedule: %v", err)
+			}
+		}
+		_, _, err := f.svc.Schedule(ctx, tenant, service, NewTask{Destination: "+41440000000", DueDateTimeUTC: later})
+		if !switchboard.IsCode(err, switchboard.ELIMIT) {
+			t.Fatalf("Schedule that lost the last slot: %v, want ELIMIT", err)
+		}
+		if got := f.counter(); got != 2 {
+			t.Errorf("counter = %d, want 2", got)
+		}
+		if got := f.queue.live(); got != 2 {
+			t.Errorf("live messages = %d, want 2: the refused task's message is cancelled", got)
+		}
+	})
+}
+
 func TestSendFailureSchedulesNothing(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
 	f.queue.failSend = switchboard.Errorf(switchboard.EUNAVAILABLE, "queue", "broker down")
