@@ -179,8 +179,9 @@ func (p *Poller) PollShard(ctx context.Context, body []byte, deadline time.Time)
 		return nil
 	}
 	fig := p.pollTenant(ctx, m.Tenant, deadline, &m)
-	if fig.Error != "" && fig.ShardsConfirmed == 0 && fig.Calls == 0 {
-		// Nothing was tried (storage down): worth a redelivery.
+	if fig.storageFailed {
+		// Nothing was tried (storage unreachable): worth a redelivery,
+		// which the message's notAfter bounds.
 		return switchboard.Errorf(switchboard.EUNAVAILABLE, "presence.PollShard", "%s", fig.Error)
 	}
 	return nil
@@ -295,6 +296,7 @@ func (p *Poller) pollTenant(ctx context.Context, tenant string, deadline time.Ti
 	log.Debug("presence poll: state read", "took", p.o.Now().Sub(phase))
 	if err != nil {
 		fig.Error = "reading the presence state failed: " + err.Error()
+		fig.storageFailed = true
 		fig.Errors++
 		return fig
 	}

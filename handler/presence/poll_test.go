@@ -568,3 +568,51 @@ func TestSourceErrorDisqualifies(t *testing.T) {
 		t.Errorf("a plain error becomes %+v, want a Graph error of account2", wrapped)
 	}
 }
+
+// brokenState fails every read of the state table once broken is set.
+type brokenState struct {
+	store.Tables
+	broken *bool
+}
+
+func (b brokenState) Table(ctx context.Context, name string) (store.Table, error) {
+	t, err := b.Tables.Table(ctx, name)
+	if err != nil || name != stateTableName {
+		return t, err
+	}
+	return brokenTable{t, b.broken}, nil
+}
+
+type brokenTable struct {
+	store.Table
+	broken *bool
+}
+
+func (t brokenTable) Query(ctx context.Context, q store.Query) (store.Page, error) {
+	if *t.broken {
+		return store.Page{}, switchboard.Errorf(switchboard.EUNAVAILABLE, "test", "storage is down")
+	}
+	return t.Table.Query(ctx, q)
+}
+
+func TestPollShardRedeliveryOnlyForStorage(t *testing.T) {
+	broken := false
+	e := newEnv(t, brokenState{store.NewMemoryTables(), &broken}, true)
+	ids := userIDs(10)
+	e.tracked.set(tenantA, ids)
+	for _, id := range ids {
+		e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+	}
+	e.poll(t)
+	body, _ := json.Marshal(ShardMessage{Tenant: tenantA, Gen: 1, Shard: 0, Users: ids, NotAfter: e.clock.Now().Add(time.Minute)})
+
+	e.graph.fail = map[Source]*SourceError{Account1: errMFA, Account2: errNotInvited, Application: errNoConsent}
+	if err := e.poller.PollShard(context.Background(), body, e.clock.Now().Add(time.Minute)); err != nil {
+		t.Errorf("every source failing: got %v, want nil (a redelivery would fail the same way)", err)
+	}
+	e.graph.fail = nil
+	broken = true
+	if err := e.poller.PollShard(context.Background(), body, e.clock.Now().Add(time.Minute)); !switchboard.IsCode(err, switchboard.EUNAVAILABLE) {
+		t.Errorf("storage down: got %v, want EUNAVAILABLE (worth a redelivery)", err)
+	}
+}

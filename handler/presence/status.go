@@ -149,6 +149,8 @@ type PollFigures struct {
 	ShardsFannedOut int      `json:"shardsFannedOut"`
 	Sources         []Source `json:"sources"` // sources that read something, in order
 	Error           string   `json:"error,omitempty"`
+
+	storageFailed bool // the poll could not read its state: nothing was tried
 }
 
 func (f PollFigures) entity(tenant string) store.Entity {
