@@ -284,7 +284,7 @@ type env struct {
 
 type envOption func(*PollerOptions)
 
-func newEnv(t *testing.T, tables store.Tables, guest bool, opts ...envOption) *env {
+func newEnv(t testing.TB, tables store.Tables, guest bool, opts ...envOption) *env {
 	t.Helper()
 	e := &env{clock: newClock(), graph: newFakeGraph(), tracked: &fakeTracked{}, tables: newCountingTables(tables)}
 	e.graph.clock = e.clock
@@ -311,7 +311,7 @@ func newEnv(t *testing.T, tables store.Tables, guest bool, opts ...envOption) *e
 	return e
 }
 
-func (e *env) poll(t *testing.T) Summary {
+func (e *env) poll(t testing.TB) Summary {
 	t.Helper()
 	sum, err := e.poller.Poll(context.Background(), e.clock.Now().Add(25*time.Second))
 	if err != nil {
