@@ -1,12 +1,16 @@
 package outbound
 
 import (
+	"context"
 	"encoding/base64"
+	"encoding/json"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"switchboard/handler/functions"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -365,4 +369,45 @@ func TestHousekeepingResendsAndDeletes(t *testing.T) {
 	if _, c, err := f.svc.Schedule(ctx, tenant, service, NewTask{Destination: "+41440000000", ReferenceID: "r"}); err != nil || !c {
 		t.Errorf("the referenceId after retention: created %v, %v; want a new task", c, err)
 	}
+}
+
+// The worker behind the Service Bus trigger takes the body in each form
+// the host may pass it: an object, a JSON string, base64.
+func TestWorkerThroughTheTrigger(t *testing.T) {
+	f := newFixture(t, store.NewMemoryTables())
+	f.router.setAgents(agentA, agentB, agentC)
+	var got []Work
+	fn := functions.ServiceBusFunc("message", func(ctx context.Context, inv *functions.Invocation, m functions.Message) error {
+		w, err := f.svc.Handle(ctx, m.Body)
+		got = append(got, w)
+		return err
+	})
+	for _, form := range []string{"object", "string", "base64"} {
+		task := f.schedule(NewTask{Destination: "+41440000000"})
+		body := messageBody(task.ID)
+		var data string
+		switch form {
+		case "object":
+			data = body
+		case "string":
+			b, _ := json.Marshal(body)
+			data = string(b)
+		case "base64":
+			data = `"` + base64.StdEncoding.EncodeToString([]byte(body)) + `"`
+		}
+		inv, err := functions.Decode(strings.NewReader(`{"Data": {"message": ` + data + `}, "Metadata": {"DeliveryCount": "1"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fn(ctx, inv); err != nil {
+			t.Fatalf("%s: %v", form, err)
+		}
+		if w := got[len(got)-1]; w.Action != ActionAssigned || w.TaskID != task.ID {
+			t.Errorf("%s: %v, want the task assigned", form, w)
+		}
+	}
+}
+
+func messageBody(taskID string) string {
+	return `{"tenantId":"` + tenant + `","serviceId":"` + service + `","taskId":"` + taskID + `","try":1}`
 }
