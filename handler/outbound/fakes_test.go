@@ -166,8 +166,8 @@ func (r *fakeRouter) Route(ctx context.Context, tenantID, serviceID string, req 
 	if r.err != nil {
 		return switchboard.RouteDecision{}, r.err
 	}
-	if !req.Reserve || !req.UntilReleased {
-		return switchboard.RouteDecision{}, errors.New("fakeRouter: outbound tasks must reserve until released")
+	if !req.Reserve || !req.UntilReleased || req.MaxAgents != 1 {
+		return switchboard.RouteDecision{}, errors.New("fakeRouter: outbound tasks must reserve exactly one agent until released")
 	}
 	out := switchboard.RouteDecision{ConversationID: req.ConversationID}
 	if a, ok := r.holds[req.ConversationID]; ok {

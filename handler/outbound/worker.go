@@ -224,6 +224,7 @@ func (s *Service) assign(ctx context.Context, t Task) (string, error) {
 		Reserve:        true,
 		UntilReleased:  true,
 		PreferredUsers: t.PreferredUsers,
+		MaxAgents:      1, // a task is one call, even on a Broadcast service
 	})
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 		// The service was deleted: nobody can take the task until it

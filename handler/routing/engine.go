@@ -203,6 +203,9 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 			return switchboard.RouteDecision{}, err
 		}
 	}
+	if req.MaxAgents < 0 {
+		return switchboard.RouteDecision{}, switchboard.FieldError(op, "maxAgents", "maxAgents cannot be negative")
+	}
 	if req.Hold < 0 {
 		return switchboard.RouteDecision{}, switchboard.FieldError(op, "holdSeconds", "the hold time cannot be negative")
 	}
@@ -248,6 +251,9 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 		holdFor = req.Hold
 	}
 	want := in.svc.Distribution.Want()
+	if req.MaxAgents > 0 && req.MaxAgents < want {
+		want = req.MaxAgents
+	}
 	var taken []hold
 	for _, r := range d.Eligible {
 		if len(out.Agents) == want {

@@ -303,6 +303,20 @@ func TestRouteBroadcast(t *testing.T) {
 	if got := len(d.Agents); got != 3 {
 		t.Errorf("after releasing c1: %d agents, want 3", got)
 	}
+	f.release("c3")
+	// An outbound task needs one agent, even on a Broadcast service: the
+	// others stay free and are ranked as candidates.
+	d = f.route(f.engine, "bc", sb.RouteRequest{ConversationID: "task:1:1", Reserve: true, UntilReleased: true, MaxAgents: 1})
+	if got := len(d.Agents); got != 1 {
+		t.Fatalf("with MaxAgents 1: %d agents held, want 1", got)
+	}
+	if got := len(d.Candidates); got != 2 {
+		t.Errorf("with MaxAgents 1: %d candidates, want the 2 others", got)
+	}
+	d = f.route(f.engine, "bc", sb.RouteRequest{ConversationID: "c4", Reserve: true})
+	if got := len(d.Agents); got != 2 {
+		t.Errorf("after a one-agent task: %d agents free for a broadcast, want 2", got)
+	}
 }
 
 func TestRouteUntilReleased(t *testing.T) {

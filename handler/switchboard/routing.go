@@ -32,6 +32,10 @@ type RouteRequest struct {
 	UntilReleased bool
 	// PreferredUsers are tried first, in order, when eligible.
 	PreferredUsers []string
+	// MaxAgents caps how many agents are chosen, below what the service's
+	// order would offer (a Broadcast service offers several); 0 means no
+	// cap. An outbound task needs exactly one agent.
+	MaxAgents int
 }
 
 // Assignment is an agent chosen for a conversation.
