@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"switchboard/handler/internal/fakeclock"
 	"sync"
 	"testing"
 	"time"
@@ -270,27 +271,11 @@ func TestPollSurvivesA429Storm(t *testing.T) {
 	}
 }
 
-// clock is a settable clock for staleness.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+type clock = fakeclock.Clock
 
 func TestStaleReadingsReportedByTheAPI(t *testing.T) {
-	c := &clock{t: time.Now()}
-	e := newPollEnv(t, fullyConsented, 20, c.now)
+	c := fakeclock.New(time.Now())
+	e := newPollEnv(t, fullyConsented, 20, c.Now)
 	e.poll(t)
 	r := httpapi.NewRouter(slog.New(slog.DiscardHandler), nil)
 	(&httpapi.PresenceAPI{Service: e.svc}).Register(r)
@@ -316,7 +301,7 @@ func TestStaleReadingsReportedByTheAPI(t *testing.T) {
 	// Every source breaks; polls go on failing for three minutes.
 	e.sim.AddTenant(tenantID, graphsim.TenantOptions{})
 	for i := 0; i < 6; i++ {
-		c.advance(30 * time.Second)
+		c.Advance(30 * time.Second)
 		e.poll(t)
 	}
 	if m := get(); m["stale"] != true || m["ageSeconds"] != 180.0 {

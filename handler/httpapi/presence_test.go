@@ -9,7 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
+	"switchboard/handler/internal/fakeclock"
 	"testing"
 	"time"
 
@@ -20,22 +20,7 @@ import (
 
 const presenceTenant = "22222222-2222-2222-2222-222222222222"
 
-type presenceClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *presenceClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *presenceClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+type presenceClock = fakeclock.Clock
 
 // stubGraph answers every user as Available, except through failing
 // sources.
@@ -91,7 +76,7 @@ type presenceEnv struct {
 
 func newPresenceEnv(t *testing.T, users []string) *presenceEnv {
 	t.Helper()
-	e := &presenceEnv{clock: &presenceClock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}, graph: &stubGraph{fail: map[presence.Source]*presence.SourceError{}}}
+	e := &presenceEnv{clock: fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)), graph: &stubGraph{fail: map[presence.Source]*presence.SourceError{}}}
 	ctx := context.Background()
 	st, err := presence.NewStore(ctx, presence.StoreOptions{Tables: store.NewMemoryTables(), Now: e.clock.Now})
 	if err != nil {

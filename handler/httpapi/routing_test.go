@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"switchboard/handler/internal/fakeclock"
 	"sync"
 	"testing"
 	"time"
@@ -49,22 +50,7 @@ func (p *routingPresence) Readings(ctx context.Context, tenantID string, userIDs
 	return out, nil
 }
 
-type routingClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *routingClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *routingClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+type routingClock = fakeclock.Clock
 
 type routingEnv struct {
 	t        *testing.T
@@ -75,7 +61,7 @@ type routingEnv struct {
 
 func newRoutingEnv(t *testing.T) *routingEnv {
 	t.Helper()
-	clock := &routingClock{t: routingT0}
+	clock := fakeclock.New(routingT0)
 	presence := &routingPresence{now: clock.Now, readings: map[string]switchboard.Presence{}}
 	engine, err := routing.New(context.Background(), routing.Options{Tables: store.NewMemoryTables(), Presence: presence, StaleAfter: 120 * time.Second, Now: clock.Now})
 	if err != nil {
@@ -146,7 +132,7 @@ func TestServiceAPI(t *testing.T) {
 	}
 
 	// What GET returned can be PUT back (read-only fields ignored).
-	e.clock.advance(time.Minute)
+	e.clock.Advance(time.Minute)
 	got["name"] = "Support 2"
 	rec = e.call("PUT", servicePath, mustJSON(t, got), nil, "If-Match", etag)
 	if rec.Code != http.StatusOK {
@@ -258,7 +244,7 @@ func TestRouteAPI(t *testing.T) {
 
 	// Asked again: the same hold.
 	var again routeJSON
-	e.clock.advance(5 * time.Second)
+	e.clock.Advance(5 * time.Second)
 	e.call("POST", servicePath+"/route", `{"conversationId": "c-1", "reserve": true}`, &again)
 	if len(again.Agents) != 1 || again.Agents[0].UserID != u1 || !again.Agents[0].HoldExpiresAt.Equal(routingT0.Add(30*time.Second)) {
 		t.Errorf("asked again: agents %+v, want %s until 12:00:30", again.Agents, u1)

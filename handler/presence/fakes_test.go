@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"switchboard/handler/internal/fakeclock"
 	"sync"
 	"testing"
 	"time"
@@ -16,30 +17,9 @@ import (
 
 const tenantA = "11111111-1111-1111-1111-111111111111"
 
-// clock is a fake clock; Sleep advances it.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock = fakeclock.Clock
 
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func (c *clock) Sleep(ctx context.Context, d time.Duration) error {
-	c.Advance(d)
-	return ctx.Err()
-}
+func newClock() *clock { return fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)) }
 
 // fakeGraph is an in-memory Graph.
 type fakeGraph struct {

@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"fmt"
+	"switchboard/handler/internal/fakeclock"
 	"sync"
 	"testing"
 	"time"
@@ -13,25 +14,9 @@ import (
 
 const tenant = "7c1c4f4e-0000-4000-8000-000000000001"
 
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock = fakeclock.Clock
 
-func newClock(t time.Time) *clock { return &clock{t: t} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock(t time.Time) *clock { return fakeclock.New(t) }
 
 // fakePresence is a PresenceStore over a map, confirming every reading at
 // the clock's current time unless a reading sets its own ConfirmedAt.
