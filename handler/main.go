@@ -13,11 +13,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"switchboard/handler/config"
 	"switchboard/handler/functions"
+	"switchboard/handler/graph"
 	"switchboard/handler/httpapi"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
@@ -50,6 +52,17 @@ type app struct {
 	presence switchboard.PresenceStore // wirePresence
 	tracked  switchboard.TrackedUsers  // wireRouting (the members of the services)
 	routing  switchboard.Router        // wireRouting
+	graph    *graph.Client             // wirePresence: the one Graph client (presence, Teams sync)
+
+	// housekeeping is the Housekeeping timer's work, one job per
+	// capability that has some.
+	housekeeping []housekeepingJob
+}
+
+// housekeepingJob is one capability's share of the Housekeeping timer.
+type housekeepingJob struct {
+	name string
+	run  func(ctx context.Context, inv *functions.Invocation) error
 }
 
 // trackedUsers returns a TrackedUsers that forwards to a.tracked, which
@@ -94,7 +107,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return fmt.Errorf("API authentication: %w", err)
 	}
 	a.router = httpapi.NewRouter(log, verifier)
-	for _, wire := range []func(context.Context, *app) error{wireHealth, wireQueue, wireSettings, wirePresence, wireRouting, wireOutbound} {
+	for _, wire := range []func(context.Context, *app) error{wireHealth, wireQueue, wireSettings, wirePresence, wireRouting, wireOutbound, wireHousekeeping} {
 		if err := wire(ctx, a); err != nil {
 			return err
 		}
@@ -143,5 +156,39 @@ func wireHealth(ctx context.Context, a *app) error {
 		}
 		return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"status": "healthy", "storage": "ok"})
 	})
+	return nil
+}
+
+// housekeepingBudget is how long one Housekeeping run may work: well inside
+// the Functions timeout, and before the next tick a minute later.
+const housekeepingBudget = 45 * time.Second
+
+// wireHousekeeping registers the Housekeeping timer: the capabilities' jobs
+// run side by side under one deadline, and one failing does not stop the
+// others.
+func wireHousekeeping(ctx context.Context, a *app) error {
+	jobs := a.housekeeping
+	a.dispatcher.Handle("Housekeeping", functions.TimerFunc("timer", func(ctx context.Context, inv *functions.Invocation, _ functions.Timer) error {
+		ctx, cancel := context.WithTimeout(ctx, housekeepingBudget)
+		defer cancel()
+		errs := make([]error, len(jobs))
+		logs := make([]*functions.Invocation, len(jobs))
+		var wg sync.WaitGroup
+		for i, j := range jobs {
+			logs[i] = &functions.Invocation{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := j.run(ctx, logs[i]); err != nil {
+					errs[i] = fmt.Errorf("%s: %w", j.name, err)
+				}
+			}()
+		}
+		wg.Wait()
+		for _, l := range logs {
+			inv.AppendLogs(l)
+		}
+		return errors.Join(errs...)
+	}))
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"switchboard/handler/functions"
 	"switchboard/handler/httpapi"
@@ -12,19 +11,12 @@ import (
 	"switchboard/handler/routing"
 )
 
-// housekeepingBudget is how long one Housekeeping run may work: well
-// inside the Functions timeout, and before the next tick a minute later.
-const housekeepingBudget = 45 * time.Second
-
 // wireOutbound registers the outbound capability: the OutboundTasks,
 // OutboundTask and OutboundTaskComplete routes, the OutboundWorker
-// (Service Bus trigger on OUTBOUND_QUEUE) and the Housekeeping timer.
+// (Service Bus trigger on OUTBOUND_QUEUE) and its Housekeeping job.
 func wireOutbound(ctx context.Context, a *app) error {
 	if a.routing == nil || a.settings == nil {
-		// Only until routing and settings are wired: tasks are routed by
-		// the one and capped by the other.
-		a.log.Error("outbound tasks are not available: routing or settings were not wired")
-		return nil
+		return errors.New("outbound: wired before routing or settings")
 	}
 	o := outbound.Options{
 		Tables:    a.tables,
@@ -56,29 +48,11 @@ func wireOutbound(ctx context.Context, a *app) error {
 		return nil
 	}))
 
-	// Housekeeping is a list of jobs, each with its share of the run;
-	// one failing does not stop the others.
-	jobs := []struct {
-		name string
-		run  func(ctx context.Context, inv *functions.Invocation) error
-	}{
-		{"outbound", func(ctx context.Context, inv *functions.Invocation) error {
-			rep, err := svc.Housekeep(ctx)
-			inv.Logf("outbound housekeeping: %s", rep)
-			return err
-		}},
-	}
-	a.dispatcher.Handle("Housekeeping", functions.TimerFunc("timer", func(ctx context.Context, inv *functions.Invocation, _ functions.Timer) error {
-		ctx, cancel := context.WithTimeout(ctx, housekeepingBudget)
-		defer cancel()
-		var errs []error
-		for _, j := range jobs {
-			if err := j.run(ctx, inv); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", j.name, err))
-			}
-		}
-		return errors.Join(errs...)
-	}))
+	a.housekeeping = append(a.housekeeping, housekeepingJob{"outbound", func(ctx context.Context, inv *functions.Invocation) error {
+		rep, err := svc.Housekeep(ctx)
+		inv.Logf("outbound housekeeping: %s", rep)
+		return err
+	}})
 	return nil
 }
 

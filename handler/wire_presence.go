@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -53,10 +54,10 @@ func wirePresence(ctx context.Context, a *app) error {
 	if account1 == "" && account2 == "" && !appConfigured {
 		a.log.Warn("presence: no presence account and no application secret configured; presence is not polled (PRESENCE_APP_CLIENT_ID, PRESENCE_ACCOUNT1_UPN/PASSWORD, PRESENCE_APP_CLIENT_SECRET)")
 	}
-	var tenantSettings presence.Settings
-	if a.settings != nil {
-		tenantSettings = a.settings
+	if a.settings == nil {
+		return errors.New("presence: wired before settings")
 	}
+	tenantSettings := a.settings
 
 	poller, err := presence.NewPoller(presence.PollerOptions{
 		Store: st, Graph: g, Tracked: a.trackedUsers(), Settings: tenantSettings,
@@ -101,10 +102,9 @@ func wirePresence(ctx context.Context, a *app) error {
 		defer cancel()
 		return poller.PollShard(ctx, m.Body, deadline)
 	}))
-	if a.settings != nil {
-		a.settings.UseAccountStatus(accountStatus{svc})
-	}
+	a.settings.UseAccountStatus(accountStatus{svc})
 	a.presence = st
+	a.graph = g
 	return nil
 }
 

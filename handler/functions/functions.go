@@ -43,6 +43,12 @@ func (inv *Invocation) Logf(format string, args ...any) {
 	inv.logs = append(inv.logs, fmt.Sprintf(format, args...))
 }
 
+// AppendLogs adds other's log lines to inv's, in order: work done for an
+// invocation on several goroutines logs to one Invocation each.
+func (inv *Invocation) AppendLogs(other *Invocation) {
+	inv.logs = append(inv.logs, other.logs...)
+}
+
 // Result is what a Func returns besides an error.
 type Result struct {
 	Outputs     map[string]any
