@@ -205,12 +205,20 @@ func (r *fakeRouter) setAgents(agents ...string) {
 type fakeLimits struct {
 	mu    sync.Mutex
 	limit int
+	// onRead, when set, runs on every read (time passing while a request
+	// waits on its way to admission).
+	onRead func()
 }
 
 func (l *fakeLimits) MaxScheduledTasksPerService(ctx context.Context, tenantID string) (int, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.limit, nil
+	hook := l.onRead
+	limit := l.limit
+	l.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return limit, nil
 }
 
 type fakeServices map[string]bool

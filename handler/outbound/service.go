@@ -251,7 +251,7 @@ func (s *Service) Schedule(ctx context.Context, tenant, service string, n NewTas
 	if err != nil || existing {
 		return t, false, err
 	}
-	if later {
+	if !t.SendPending { // its message was scheduled before it was written
 		return t, true, nil
 	}
 	seq, err := s.send(ctx, t, now)
@@ -283,8 +283,9 @@ func limitError(op, service string, limit int) error {
 // admit writes the task with its slot: counter+1, task, open row and
 // reference row in one batch guarded by the counter's ETag. With sendFirst
 // the task's message is scheduled once a slot is seen free, before the
-// batch, and cancelled again if the task is not admitted after all. It
-// returns the stored task, or with existing the task a concurrent request
+// batch, and cancelled again if the task is not admitted after all; when
+// the due time has come near by then, the task is written with its send
+// pending instead, for the caller to send. It returns the stored task, or with existing the task a concurrent request
 // created with the same referenceId.
 func (s *Service) admit(ctx context.Context, pk string, t Task, limit int, sendFirst bool) (_ Task, existing bool, err error) {
 	const op = "outbound.Schedule"
@@ -317,6 +318,12 @@ func (s *Service) admit(ctx context.Context, pk string, t Task, limit int, sendF
 		if c.count >= limit {
 			p.seenFull(c.count)
 			return Task{}, false, limitError(op, t.ServiceID, limit)
+		}
+		if sendFirst && !sent && !t.DueAt.After(s.now().Add(sendFirstAhead)) {
+			// The due time came near while this request waited (storage,
+			// the lock): a message sent now would be delivered before the
+			// task is written, and dropped. Write first, send after.
+			sendFirst, t.SendPending = false, true
 		}
 		if sendFirst && !sent {
 			seq, err := s.send(ctx, t, s.now())

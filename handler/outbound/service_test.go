@@ -412,6 +412,57 @@ func TestSlotTakenWhileSendingFirst(t *testing.T) {
 	})
 }
 
+// eagerQueue hands a message sent for immediate delivery to the worker at
+// once, as a fast Service Bus may.
+type eagerQueue struct {
+	*fakeQueue
+	worker *Service
+	works  []Work
+}
+
+func (q *eagerQueue) Send(ctx context.Context, name string, m switchboard.Message) (int64, error) {
+	seq, err := q.fakeQueue.Send(ctx, name, m)
+	if err == nil && m.ScheduledAt.IsZero() {
+		w, herr := q.worker.Handle(ctx, m.Body)
+		if herr != nil {
+			return 0, herr
+		}
+		q.works = append(q.works, w)
+	}
+	return seq, err
+}
+
+// A task due a few seconds ahead whose due time has come by the time its
+// message is sent (the request waited for storage or for the partition
+// lock) is sent for immediate delivery: it must not be sent before its task
+// is written, or the worker drops the message as one for an unknown task
+// and the accepted task is never offered to an agent.
+func TestDueTimeReachedWhileSchedulingIsNotLost(t *testing.T) {
+	f := newFixture(t, store.NewMemoryTables())
+	f.router.setAgents(agentA)
+	q := &eagerQueue{fakeQueue: f.queue}
+	s, err := New(ctx, Options{
+		Tables: f.tables, Queue: q, QueueName: queue, Router: f.router, Limits: f.limits,
+		Services: fakeServices{service: true}, Now: f.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.worker = s
+	f.limits.onRead = func() { f.clock.Advance(5 * time.Second) }
+	due := f.clock.Now().Add(3 * time.Second).Format(time.RFC3339)
+	task, created, err := s.Schedule(ctx, tenant, service, NewTask{Destination: "+41440000000", DueDateTimeUTC: due})
+	if err != nil || !created {
+		t.Fatalf("Schedule: created %v, %v; want a new task", created, err)
+	}
+	if got, want := actions(q.works), []string{ActionAssigned}; !slices.Equal(got, want) {
+		t.Errorf("worker actions on the immediate message = %v (%v), want %v", got, q.works, want)
+	}
+	if got, want := f.get(task.ID).State, StateInProgress; got != want {
+		t.Errorf("state = %s, want %s", got, want)
+	}
+}
+
 func TestSendFailureSchedulesNothing(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
 	f.queue.failSend = switchboard.Errorf(switchboard.EUNAVAILABLE, "queue", "broker down")
