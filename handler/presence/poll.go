@@ -55,6 +55,7 @@ type Poller struct {
 
 	mu       sync.Mutex
 	lastPoll map[string]time.Time // when each tenant was last polled by this process
+	gates    map[string]time.Time // per tenant: no Graph call before (Retry-After), in this process
 }
 
 // NewPoller returns a Poller.
@@ -91,7 +92,7 @@ func NewPoller(o PollerOptions) (*Poller, error) {
 	defd(&o.Margin, 3*time.Second)
 	defd(&o.SourceCooldown, 5*time.Minute)
 	defd(&o.FanOutFor, 2*time.Minute)
-	return &Poller{o: o, lastPoll: map[string]time.Time{}}, nil
+	return &Poller{o: o, lastPoll: map[string]time.Time{}, gates: map[string]time.Time{}}, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -355,6 +356,10 @@ func (p *Poller) pollTenant(ctx context.Context, tenant string, deadline time.Ti
 
 	t := &tenantPoll{p: p, tenant: tenant, readUntil: deadline.Add(-p.o.Margin), statuses: p.o.Store.sourceStatuses(tenant),
 		touched: map[Source]bool{}, dead: map[Source]*SourceError{}, used: map[Source]bool{}, lastErr: map[Source]*SourceError{}}
+	// A Retry-After that outlived an earlier poll of the tenant still holds.
+	p.mu.Lock()
+	t.gate = p.gates[tenant]
+	p.mu.Unlock()
 	for _, src := range Sources {
 		if st, ok := t.statuses[src]; !ok || st.Source == "" {
 			t.statuses[src] = SourceStatus{Source: src}
@@ -368,6 +373,16 @@ func (p *Poller) pollTenant(ctx context.Context, tenant string, deadline time.Ti
 
 	phase = p.o.Now()
 	res := t.run(ctx, gen, order, byShard)
+	t.mu.Lock()
+	gate := t.gate
+	t.mu.Unlock()
+	p.mu.Lock()
+	if gate.After(p.o.Now()) {
+		p.gates[tenant] = gate
+	} else {
+		delete(p.gates, tenant)
+	}
+	p.mu.Unlock()
 	log.Debug("presence poll: read and written", "took", p.o.Now().Sub(phase), "lastCallDone", res.readDone.Sub(phase))
 	fig.Changed, fig.ShardsConfirmed = res.changed, res.confirmed
 	fig.Errors += t.errors + res.writeErrors
@@ -379,7 +394,7 @@ func (p *Poller) pollTenant(ctx context.Context, tenant string, deadline time.Ti
 	}
 	fig.ShardsLeft = len(res.left)
 	if len(res.left) > 0 && msg == nil && p.o.Queue != nil && len(res.notStarted) > 0 {
-		n, err := p.fanOut(ctx, tenant, gen, res.notStarted, byShard)
+		n, err := p.fanOut(ctx, tenant, gen, res.notStarted, byShard, gate)
 		fig.ShardsFannedOut = n
 		if err != nil {
 			fig.Errors++
@@ -744,13 +759,19 @@ func (t *tenantPoll) refund() {
 	t.calls--
 }
 
+// maxHonouredRetryAfter bounds a Retry-After taken from Graph, against a
+// malformed or absurd value.
+const maxHonouredRetryAfter = 10 * time.Minute
+
 // throttle holds every call of the tenant back for d (Graph's
-// Retry-After; a second when it gave none).
+// Retry-After; a second when it gave none). The whole Retry-After holds,
+// also past this poll; waitGate gives up on waits longer than
+// MaxRetryAfter instead of calling early.
 func (t *tenantPoll) throttle(d time.Duration) {
 	if d <= 0 {
 		d = time.Second
 	}
-	d = min(d, t.p.o.MaxRetryAfter)
+	d = min(d, maxHonouredRetryAfter)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.throttled++
@@ -769,6 +790,9 @@ func (t *tenantPoll) waitGate(ctx context.Context) error {
 		now := t.p.o.Now()
 		if !now.Before(t.readUntil) || gate.After(t.readUntil) {
 			return &notStartedError{"the poll's deadline came first"}
+		}
+		if gate.Sub(now) > t.p.o.MaxRetryAfter {
+			return &notStartedError{"Graph asked to wait longer than MaxRetryAfter"}
 		}
 		if !gate.After(now) {
 			return nil
@@ -807,8 +831,15 @@ func (t *tenantPoll) failed(src Source, se *SourceError) {
 }
 
 // fanOut sends one message per shard and marks the shards as handed over.
-func (p *Poller) fanOut(ctx context.Context, tenant string, gen int64, shards []int, byShard [][]string) (int, error) {
-	until := p.o.Now().Add(p.o.FanOutFor)
+// While Graph asked the tenant to wait (notBefore, its Retry-After), the
+// messages are scheduled for then.
+func (p *Poller) fanOut(ctx context.Context, tenant string, gen int64, shards []int, byShard [][]string, notBefore time.Time) (int, error) {
+	now := p.o.Now()
+	var at time.Time
+	if notBefore.After(now) {
+		at, now = notBefore, notBefore
+	}
+	until := now.Add(p.o.FanOutFor)
 	var sent []int
 	var firstErr error
 	for _, sh := range shards {
@@ -819,7 +850,7 @@ func (p *Poller) fanOut(ctx context.Context, tenant string, gen int64, shards []
 		if err != nil {
 			return len(sent), err
 		}
-		msg := switchboard.Message{Body: body, MessageID: fmt.Sprintf("presence.%s.%d.%d.%d", tenant, gen, sh, until.Unix()), ContentType: "application/json"}
+		msg := switchboard.Message{Body: body, MessageID: fmt.Sprintf("presence.%s.%d.%d.%d", tenant, gen, sh, until.Unix()), ContentType: "application/json", ScheduledAt: at}
 		if _, err := p.o.Queue.Send(ctx, p.o.QueueName, msg); err != nil {
 			firstErr = err
 			break

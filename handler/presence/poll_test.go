@@ -616,3 +616,54 @@ func TestPollShardRedeliveryOnlyForStorage(t *testing.T) {
 		t.Errorf("storage down: got %v, want EUNAVAILABLE (worth a redelivery)", err)
 	}
 }
+
+func TestPollHonoursRetryAfterBeyondThePoll(t *testing.T) {
+	const retryAfter = 60 * time.Second
+	cases := []struct {
+		name  string
+		queue bool
+	}{
+		{"the next poll waits out a Retry-After longer than the poll", false},
+		{"shards a Retry-After leaves over are fanned out no earlier than it", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var opts []envOption
+			if tc.queue {
+				opts = append(opts, func(o *PollerOptions) { o.Queue, o.QueueName = &fakeQueue{}, "presence-poll" })
+			}
+			e := newEnv(t, store.NewMemoryTables(), true, opts...)
+			ids := userIDs(10)
+			e.tracked.set(tenantA, ids)
+			for _, id := range ids {
+				e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+			}
+			e.graph.throttle, e.graph.retryAfter = 1, retryAfter
+			throttledAt := e.clock.Now()
+			fig := e.poll(t).Tenants[tenantA]
+			if fig.ShardsConfirmed != 0 {
+				t.Fatalf("confirmed %d shards through a 429 with Retry-After %v, want 0", fig.ShardsConfirmed, retryAfter)
+			}
+			allowed := throttledAt.Add(retryAfter)
+			if tc.queue {
+				for _, m := range e.queue.sent {
+					if got := m.ScheduledAt; got.Before(allowed) {
+						t.Errorf("fan-out message scheduled at %v, want not before %v (Retry-After)", got, allowed)
+					}
+				}
+				return
+			}
+			e.graph.resetCalls()
+			e.clock.Set(throttledAt.Add(30 * time.Second))
+			e.poll(t)
+			if got, want := len(e.graph.callLog()), 0; got != want {
+				t.Errorf("Graph calls %v after a %v Retry-After: %d, want %d", 30*time.Second, retryAfter, got, want)
+			}
+			e.clock.Set(allowed.Add(time.Second))
+			fig = e.poll(t).Tenants[tenantA]
+			if got, want := fig.ShardsConfirmed, fig.Shards; got != want || want == 0 {
+				t.Errorf("after the Retry-After: %d shards confirmed, want %d", got, want)
+			}
+		})
+	}
+}
