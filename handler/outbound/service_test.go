@@ -412,8 +412,9 @@ func TestSlotTakenWhileSendingFirst(t *testing.T) {
 	})
 }
 
-// eagerQueue hands a message sent for immediate delivery to the worker at
-// once, as a fast Service Bus may.
+// eagerQueue hands a message that is due when sent (unscheduled, or
+// scheduled for a time already past) to the worker at once, as a fast
+// Service Bus may.
 type eagerQueue struct {
 	*fakeQueue
 	worker *Service
@@ -422,7 +423,7 @@ type eagerQueue struct {
 
 func (q *eagerQueue) Send(ctx context.Context, name string, m switchboard.Message) (int64, error) {
 	seq, err := q.fakeQueue.Send(ctx, name, m)
-	if err == nil && m.ScheduledAt.IsZero() {
+	if err == nil && !m.ScheduledAt.After(q.now()) {
 		w, herr := q.worker.Handle(ctx, m.Body)
 		if herr != nil {
 			return 0, herr
