@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/google/uuid"
+
 	"switchboard/handler/presence"
 )
 
@@ -221,6 +223,11 @@ func (a *PresenceAPI) userPresence(w http.ResponseWriter, r *http.Request) error
 	user, err := PathID(r, "u")
 	if err != nil {
 		return err
+	}
+	// An Entra object id is a GUID, stored (as services hold their
+	// members) in its canonical lower-case form: any case finds it.
+	if u, err := uuid.Parse(user); err == nil && len(user) == 36 {
+		user = u.String()
 	}
 	p, err := a.Service.Reading(r.Context(), tenant, user)
 	if err != nil {

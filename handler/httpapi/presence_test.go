@@ -300,3 +300,24 @@ func TestPresenceTrackingTest(t *testing.T) {
 		t.Errorf("account1 after a not-invited test: %v", a1)
 	}
 }
+
+func TestUserPresenceObjectIDAnyCase(t *testing.T) {
+	const id = "3f2504e0-4f89-11d3-9a0c-0305e82c3301" // as routing stores members: lower case
+	e := newPresenceEnv(t, []string{id})
+	e.poll(t)
+	cases := []struct{ name, user string }{
+		{"lower case", id},
+		{"upper case", strings.ToUpper(id)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := e.do(t, "GET", "/api/tenants/"+presenceTenant+"/users/"+tc.user+"/presence", "")
+			if got, want := status, http.StatusOK; got != want {
+				t.Fatalf("status %d, want %d (%v)", got, want, body)
+			}
+			if got, want := body["userId"], id; got != want {
+				t.Errorf("userId %v, want %v", got, want)
+			}
+		})
+	}
+}
