@@ -107,7 +107,7 @@ func classify(src presence.Source, err error) *presence.SourceError {
 // "error_codes": [50076]}.
 func signInError(src presence.Source, afe *azidentity.AuthenticationFailedError) *presence.SourceError {
 	if afe.RawResponse == nil {
-		return &presence.SourceError{Source: src, Reason: presence.ReasonSignInError, Message: "Microsoft Entra ID could not be reached for the sign-in", Err: afe}
+		return &presence.SourceError{Source: src, Reason: presence.ReasonSignInError, Message: "Microsoft Entra ID could not be reached for the sign-in", Transient: true, Err: afe}
 	}
 	body, _ := runtime.Payload(afe.RawResponse)
 	var reply struct {
@@ -136,7 +136,10 @@ func signInError(src presence.Source, afe *azidentity.AuthenticationFailedError)
 	if len(codes) > 0 {
 		code = fmt.Sprintf("AADSTS%d", codes[0])
 	}
-	return &presence.SourceError{Source: src, Reason: presence.ReasonSignInError, Message: "the sign-in failed: " + msg, Code: code, Err: afe}
+	// Entra failing (5xx) or busy (429) is not the source's fault.
+	st := afe.RawResponse.StatusCode
+	transient := st >= 500 || st == http.StatusTooManyRequests
+	return &presence.SourceError{Source: src, Reason: presence.ReasonSignInError, Message: "the sign-in failed: " + msg, Code: code, Transient: transient, Err: afe}
 }
 
 // httpError classifies a Graph error reply.

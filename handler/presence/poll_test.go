@@ -667,3 +667,32 @@ func TestPollHonoursRetryAfterBeyondThePoll(t *testing.T) {
 		})
 	}
 }
+
+func TestTransientSignInFailureDoesNotPauseTheSource(t *testing.T) {
+	e := newEnv(t, store.NewMemoryTables(), true)
+	ids := userIDs(10)
+	e.tracked.set(tenantA, ids)
+	for _, id := range ids {
+		e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+	}
+	e.graph.fail[Account1] = &SourceError{Reason: ReasonSignInError, Message: "Microsoft Entra ID could not be reached for the sign-in", Transient: true}
+	e.poll(t)
+	snap, err := e.store.Status(context.Background(), tenantA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := snap.Sources[Account1]
+	if got, want := st.LastReason, ReasonSignInError; got != want {
+		t.Errorf("account 1 last reason %q, want %q", got, want)
+	}
+	if !st.RetryAt.IsZero() {
+		t.Errorf("account 1 paused until %v by an Entra outage, want not paused", st.RetryAt)
+	}
+	delete(e.graph.fail, Account1)
+	e.graph.resetCalls()
+	e.clock.Advance(30 * time.Second)
+	e.poll(t)
+	if got, want := sourcesOf(e.graph.callLog()), string(Account1); got != want {
+		t.Errorf("next poll read through %q, want %q", got, want)
+	}
+}

@@ -128,7 +128,10 @@ type SourceError struct {
 	Code       string        // AADSTS code or Graph error code, when known
 	Status     int           // Graph's HTTP status; 0 when the sign-in failed
 	RetryAfter time.Duration // for ReasonThrottled: what Graph asked for
-	Err        error
+	// Transient: the failure says nothing about the source in this tenant
+	// (Entra could not be reached or failed): it does not disqualify it.
+	Transient bool
+	Err       error
 }
 
 func (e *SourceError) Error() string {
@@ -146,6 +149,9 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // stops using it and falls back to the next one. Throttling and Graph
 // errors are transient: only the failing call falls back.
 func (e *SourceError) Disqualifies() bool {
+	if e.Transient {
+		return false
+	}
 	switch e.Reason {
 	case ReasonThrottled, ReasonGraphError, ReasonUserNotFound:
 		return false
