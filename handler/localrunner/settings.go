@@ -94,7 +94,8 @@ func ReadSettingsFile(path string) (Settings, error) {
 	for k, v := range file.Values {
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
-			return nil, fmt.Errorf("%s: Values.%s must be a string, not %s", path, k, v)
+			// The value itself may be a secret: name its JSON type only.
+			return nil, fmt.Errorf("%s: Values.%s must be a string, not %s", path, k, jsonKind(v))
 		}
 		values[k] = s
 	}
@@ -117,4 +118,25 @@ func MergeEnvironment(file Settings, environ []string) Settings {
 		merged[k] = v
 	}
 	return merged
+}
+
+// jsonKind names the JSON type of raw ("a number", "an object", ...).
+func jsonKind(raw json.RawMessage) string {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 {
+		return "empty"
+	}
+	switch t[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	case '"':
+		return "a string"
+	}
+	return "a number"
 }

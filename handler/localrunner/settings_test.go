@@ -117,3 +117,27 @@ func TestExampleSettingsFile(t *testing.T) {
 		}
 	}
 }
+
+func TestReadSettingsFileKeepsValuesOutOfErrors(t *testing.T) {
+	cases := []struct {
+		name, content, secret, wantErr string
+	}{
+		{"a password written as a number", `{"Values": {"PRESENCE_ACCOUNT1_PASSWORD": 918273645}}`, "918273645", "Values.PRESENCE_ACCOUNT1_PASSWORD must be a string, not a number"},
+		{"a secret inside an object", `{"Values": {"PRESENCE_APP_CLIENT_SECRET": {"v": "s3cr3t-value"}}}`, "s3cr3t-value", "Values.PRESENCE_APP_CLIENT_SECRET must be a string, not an object"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "local.settings.json")
+			if err := os.WriteFile(path, []byte(c.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := ReadSettingsFile(path)
+			if err == nil {
+				t.Fatal("got no error, want one")
+			}
+			if got := err.Error(); strings.Contains(got, c.secret) || !strings.Contains(got, c.wantErr) {
+				t.Errorf("got %q, want one containing %q and not the value", got, c.wantErr)
+			}
+		})
+	}
+}
