@@ -51,8 +51,11 @@ type Member struct {
 // MaxUntilReleased bounds a hold taken until released (an outbound task in
 // progress): one that was never released after this long is treated as
 // leaked and expires, so that a lost release cannot take an agent out of
-// distribution for good.
-const MaxUntilReleased = 12 * time.Hour
+// distribution for good. It is an hour past the outbound in-progress limit
+// (12 h, after which housekeeping fails the task and releases its agent),
+// so an agent is never offered a call while its task still counts as in
+// progress.
+const MaxUntilReleased = 13 * time.Hour
 
 // AgentState is what Switchboard itself knows of an agent: the conversation
 // it holds, if any, and when its last routed conversation ended.
