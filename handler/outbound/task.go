@@ -65,6 +65,7 @@ var Outcomes = []string{OutcomeCompleted, OutcomeFailed}
 // Bounds of the request fields: the validator enforces them and the
 // connector's schema states them (a test checks that the two agree).
 const (
+	MaxScheduleAhead           = 365 * 24 * time.Hour
 	MinPriority                = 1
 	MaxPriority                = 99
 	DefaultPriority            = 50
@@ -239,6 +240,11 @@ func (n NewTask) validate(now time.Time) (Task, error) {
 		due, err := time.Parse(time.RFC3339Nano, n.DueDateTimeUTC)
 		if err != nil {
 			return t, switchboard.FieldError(op, "dueDateTimeUtc", "dueDateTimeUtc %q is not an RFC 3339 date-time such as 2026-11-22T12:00:00Z", truncate(n.DueDateTimeUTC, 64))
+		}
+		if due.After(now.Add(MaxScheduleAhead)) {
+			// A task holds a slot of the cap until it ends: one due in
+			// years would hold it for years.
+			return t, switchboard.FieldError(op, "dueDateTimeUtc", "dueDateTimeUtc may be at most %d days ahead", int(MaxScheduleAhead/(24*time.Hour)))
 		}
 		if due.After(now) {
 			t.DueAt = due
