@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"switchboard/handler/outbound"
 	"switchboard/handler/routing"
 	"switchboard/handler/switchboard"
 )
@@ -247,6 +248,9 @@ func (a *RoutingAPI) route(w http.ResponseWriter, r *http.Request) error {
 	if err := DecodeJSON(r, &body); err != nil {
 		return err
 	}
+	if err := notTaskConversation(op, "conversationId", body.ConversationID); err != nil {
+		return err
+	}
 	req := switchboard.RouteRequest{ConversationID: body.ConversationID, Reserve: body.Reserve, PreferredUsers: body.PreferredUsers}
 	if body.HoldSeconds != nil {
 		if err := routing.CheckHoldSeconds(op, "holdSeconds", *body.HoldSeconds); err != nil {
@@ -290,9 +294,22 @@ func (a *RoutingAPI) deleteConversation(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return err
 	}
+	if err := notTaskConversation("http.ReleaseConversation", "c", c); err != nil {
+		return err
+	}
 	if err := a.Engine.Release(r.Context(), t, c); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// notTaskConversation refuses the conversation ids of outbound task
+// attempts: their agents are held and released by the outbound worker and
+// the task's complete or cancel, never directly.
+func notTaskConversation(op, field, id string) error {
+	if len(id) >= len(outbound.ConversationPrefix) && strings.EqualFold(id[:len(outbound.ConversationPrefix)], outbound.ConversationPrefix) {
+		return switchboard.FieldError(op, field, "conversation ids starting with %q belong to outbound tasks: complete or cancel the task instead", outbound.ConversationPrefix)
+	}
 	return nil
 }

@@ -324,3 +324,29 @@ func TestSyncWithoutTeam(t *testing.T) {
 		t.Errorf("team service without Graph: %d %+v, want 503 on teamId", rec.Code, p)
 	}
 }
+
+func TestOutboundTaskConversationsAreNotReachable(t *testing.T) {
+	e := newRoutingEnv(t)
+	body := fmt.Sprintf(`{"name": "Support", "members": [{"userId": %q, "active": true}]}`, agentUser(1))
+	if rec := e.call("PUT", servicePath, body, nil); rec.Code != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", rec.Code, rec.Body)
+	}
+	for _, c := range []struct{ name, method, path, body, field string }{
+		{"route", "POST", servicePath + "/route", `{"conversationId": "task:abc:1", "reserve": true}`, "conversationId"},
+		{"route, upper case", "POST", servicePath + "/route", `{"conversationId": "TASK:abc:1", "reserve": true}`, "conversationId"},
+		{"release", "DELETE", "/api/tenants/" + routingTenant + "/conversations/task:abc:1", "", "c"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var p struct {
+				Type, Field string
+			}
+			rec := e.call(c.method, c.path, c.body, &p)
+			if rec.Code != http.StatusBadRequest || p.Field != c.field {
+				t.Errorf("%s %s: %d field %q, want 400 naming %q: %s", c.method, c.path, rec.Code, p.Field, c.field, rec.Body)
+			}
+		})
+	}
+	if rec := e.call("DELETE", "/api/tenants/"+routingTenant+"/conversations/tasks-review-1", "", nil); rec.Code != http.StatusNoContent {
+		t.Errorf("an ordinary conversation id that merely starts with 'task': %d, want 204", rec.Code)
+	}
+}

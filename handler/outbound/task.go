@@ -168,8 +168,13 @@ func (t Task) Slot() bool { return Counted(t.State) }
 // worker releasing its own reservation can never free the hold of a later
 // attempt.
 func conversationID(taskID string, attempt int) string {
-	return "task:" + taskID + ":" + strconv.Itoa(attempt)
+	return ConversationPrefix + taskID + ":" + strconv.Itoa(attempt)
 }
+
+// ConversationPrefix starts the routing conversation id of every outbound
+// task attempt. The route API refuses such ids, so that a flow cannot
+// release a task's agent in the middle of its call.
+const ConversationPrefix = "task:"
 
 // NewTask is a schedule request, as the API receives it. Nil pointers take
 // the defaults.
