@@ -185,6 +185,14 @@ func (p *Poller) PollShard(ctx context.Context, body []byte, deadline time.Time)
 		// which the message's notAfter bounds.
 		return switchboard.Errorf(switchboard.EUNAVAILABLE, "presence.PollShard", "%s", fig.Error)
 	}
+	if fig.Shards > 0 {
+		// The message did its part: the shard is the timer's again (left
+		// out for all of FanOutFor, it would go stale before the next
+		// message).
+		if err := p.o.Store.markFannedOut(ctx, m.Tenant, m.Gen, []int{m.Shard}, p.o.Now()); err != nil {
+			p.o.Log.Warn("presence shard: handing the shard back to the timer failed", "tenant", m.Tenant, "shard", m.Shard, "err", err)
+		}
+	}
 	return nil
 }
 
@@ -840,15 +848,24 @@ func (p *Poller) fanOut(ctx context.Context, tenant string, gen int64, shards []
 		at, now = notBefore, notBefore
 	}
 	until := now.Add(p.o.FanOutFor)
+	var planned []int
+	for _, sh := range shards {
+		if len(byShard[sh]) > 0 {
+			planned = append(planned, sh)
+		}
+	}
+	// Marked before the messages go out, so that a message handled at once
+	// hands its shard back (PollShard) after the mark, not before it.
+	if err := p.o.Store.markFannedOut(ctx, tenant, gen, planned, until); err != nil {
+		return 0, err
+	}
 	var sent []int
 	var firstErr error
-	for _, sh := range shards {
-		if len(byShard[sh]) == 0 {
-			continue
-		}
+	for _, sh := range planned {
 		body, err := json.Marshal(ShardMessage{Tenant: tenant, Gen: gen, Shard: sh, Users: byShard[sh], NotAfter: until})
 		if err != nil {
-			return len(sent), err
+			firstErr = err
+			break
 		}
 		msg := switchboard.Message{Body: body, MessageID: fmt.Sprintf("presence.%s.%d.%d.%d", tenant, gen, sh, until.Unix()), ContentType: "application/json", ScheduledAt: at}
 		if _, err := p.o.Queue.Send(ctx, p.o.QueueName, msg); err != nil {
@@ -857,8 +874,11 @@ func (p *Poller) fanOut(ctx context.Context, tenant string, gen int64, shards []
 		}
 		sent = append(sent, sh)
 	}
-	if err := p.o.Store.markFannedOut(ctx, tenant, gen, sent, until); err != nil && firstErr == nil {
-		firstErr = err
+	if unsent := planned[len(sent):]; len(unsent) > 0 {
+		// Not handed over after all: the next poll takes them.
+		if err := p.o.Store.markFannedOut(ctx, tenant, gen, unsent, p.o.Now()); err != nil {
+			p.o.Log.Warn("presence fan-out: handing unsent shards back failed", "tenant", tenant, "err", err)
+		}
 	}
 	return len(sent), firstErr
 }

@@ -696,3 +696,82 @@ func TestTransientSignInFailureDoesNotPauseTheSource(t *testing.T) {
 		t.Errorf("next poll read through %q, want %q", got, want)
 	}
 }
+
+// A fanned-out shard is the timer's again once its message ran: left out
+// of timer polls for all of FanOutFor (2 minutes, more than the 120 s
+// staleness limit), it went stale between messages.
+func TestFannedOutShardReturnsToTheTimerOnceItsMessageRan(t *testing.T) {
+	q := &fakeQueue{}
+	e := newEnv(t, store.NewMemoryTables(), true, func(o *PollerOptions) {
+		o.Queue, o.QueueName, o.ParallelCalls, o.Margin = q, "presence-poll", 1, 3*time.Second
+	})
+	e.graph.latency = 10 * time.Second // a slow Graph: two calls fit before the deadline
+	ids := userIDs(3000)
+	e.tracked.set(tenantA, ids)
+	for _, id := range ids {
+		e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+	}
+	e.poll(t)
+	if len(q.sent) == 0 {
+		t.Fatal("nothing fanned out")
+	}
+	e.graph.latency = 0
+	handed := map[string]bool{}
+	for _, m := range q.sent {
+		var sm ShardMessage
+		if err := json.Unmarshal(m.Body, &sm); err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range sm.Users {
+			handed[u] = true
+		}
+		if err := e.poller.PollShard(context.Background(), m.Body, e.clock.Now().Add(25*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.graph.resetCalls()
+	e.clock.Advance(30 * time.Second)
+	e.poll(t)
+	read := 0
+	for _, c := range e.graph.callLog() {
+		for _, id := range c.set {
+			if handed[id] {
+				read++
+			}
+		}
+	}
+	if got, want := read, len(handed); got != want {
+		t.Errorf("the next timer poll read %d users of the shards whose messages ran, want %d", got, want)
+	}
+}
+
+// brokenQueue fails every send.
+type brokenQueue struct{}
+
+func (brokenQueue) Send(context.Context, string, switchboard.Message) (int64, error) {
+	return 0, switchboard.Errorf(switchboard.EUNAVAILABLE, "test", "service bus is down")
+}
+
+func (brokenQueue) Cancel(context.Context, string, int64) error { return nil }
+
+func TestUnsentFanOutShardsStayWithTheTimer(t *testing.T) {
+	e := newEnv(t, store.NewMemoryTables(), true, func(o *PollerOptions) {
+		o.Queue, o.QueueName, o.ParallelCalls, o.Margin = brokenQueue{}, "presence-poll", 1, 3*time.Second
+	})
+	e.graph.latency = 10 * time.Second
+	ids := userIDs(3000)
+	e.tracked.set(tenantA, ids)
+	for _, id := range ids {
+		e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
+	}
+	fig := e.poll(t).Tenants[tenantA]
+	if got, want := fig.ShardsFannedOut, 0; got != want || fig.ShardsLeft == 0 {
+		t.Fatalf("fanned out %d shards (left %d) through a broken queue, want %d and some left", got, fig.ShardsLeft, want)
+	}
+	e.graph.latency = 0
+	e.clock.Advance(30 * time.Second)
+	e.poll(t)
+	if got, want := len(e.readings(t, ids)), len(ids); got != want {
+		t.Errorf("%d readings after the next poll, want %d: shards whose message was never sent were left out", got, want)
+	}
+}
