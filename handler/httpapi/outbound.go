@@ -201,7 +201,7 @@ func taskRoute(r *http.Request) (tenant, service, id string, err error) {
 		return "", "", "", err
 	}
 	id = r.PathValue("id")
-	if !ValidID(id) {
+	if !switchboard.ValidID(id) {
 		return "", "", "", &switchboard.Error{Code: switchboard.ENOTFOUND, Op: "http", Field: "id", Message: "no outbound task " + strconv.Quote(truncateID(id))}
 	}
 	return tenant, service, id, nil

@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"runtime/debug"
 	"strings"
 
@@ -313,17 +312,12 @@ func TenantID(r *http.Request) (string, error) {
 	return u.String(), nil
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
-
 // PathID returns the route's {name} when it is a usable identifier: 1 to 128
 // letters, digits and . _ : @ -, starting with a letter or digit.
 func PathID(r *http.Request, name string) (string, error) {
 	v := r.PathValue(name)
-	if !idPattern.MatchString(v) {
+	if !switchboard.ValidID(v) {
 		return "", &switchboard.Error{Code: switchboard.EINVALID, Op: "http", Field: name, Message: fmt.Sprintf("%s %q is not a valid id: 1-128 letters, digits and . _ : @ -", name, v)}
 	}
 	return v, nil
 }
-
-// ValidID reports whether s is a usable identifier (see PathID).
-func ValidID(s string) bool { return idPattern.MatchString(s) }

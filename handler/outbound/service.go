@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -162,13 +161,11 @@ func (p *partitionLock) seenFull(count int) {
 	p.fullSeen.Add(1)
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
-
 func checkIDs(op, tenant, service string) error {
 	if _, err := uuid.Parse(tenant); err != nil || len(tenant) != 36 {
 		return switchboard.FieldError(op, "t", "tenant id %q is not a GUID", tenant)
 	}
-	if !idPattern.MatchString(service) {
+	if !switchboard.ValidID(service) {
 		return switchboard.FieldError(op, "s", "service id %q is not a valid id", service)
 	}
 	return nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -107,15 +106,8 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	}, nil
 }
 
-// idPattern is the shape of service and conversation ids (the API's path
-// ids): safe as Table Storage keys.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
-
-// ValidID reports whether s can be a service or conversation id.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
-
 func checkID(op, field, id string) error {
-	if !ValidID(id) {
+	if !switchboard.ValidID(id) {
 		return switchboard.FieldError(op, field, "%s %q is not a valid id: 1-128 letters, digits and . _ : @ -, starting with a letter or digit", field, id)
 	}
 	return nil
