@@ -5,9 +5,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/google/uuid"
-
 	"switchboard/handler/presence"
+	"switchboard/handler/switchboard"
 )
 
 // PresenceService is what the presence routes need.
@@ -226,8 +225,8 @@ func (a *PresenceAPI) userPresence(w http.ResponseWriter, r *http.Request) error
 	}
 	// An Entra object id is a GUID, stored (as services hold their
 	// members) in its canonical lower-case form: any case finds it.
-	if u, err := uuid.Parse(user); err == nil && len(user) == 36 {
-		user = u.String()
+	if id, ok := switchboard.NormalizeGUID(user); ok {
+		user = id
 	}
 	p, err := a.Service.Reading(r.Context(), tenant, user)
 	if err != nil {

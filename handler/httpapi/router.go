@@ -16,8 +16,6 @@ import (
 	"runtime/debug"
 	"strings"
 
-	"github.com/google/uuid"
-
 	"switchboard/handler/switchboard"
 )
 
@@ -305,11 +303,11 @@ func jsonTypeName(kind string) string {
 // TenantID returns the route's {t}: an Entra tenant id (a GUID), lower case.
 func TenantID(r *http.Request) (string, error) {
 	t := r.PathValue("t")
-	u, err := uuid.Parse(t)
-	if err != nil || len(t) != 36 {
+	id, ok := switchboard.NormalizeGUID(t)
+	if !ok {
 		return "", &switchboard.Error{Code: switchboard.EINVALID, Op: "http", Field: "t", Message: fmt.Sprintf("tenant id %q is not a GUID", t)}
 	}
-	return u.String(), nil
+	return id, nil
 }
 
 // PathID returns the route's {name} when it is a usable identifier: 1 to 128

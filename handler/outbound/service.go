@@ -162,7 +162,7 @@ func (p *partitionLock) seenFull(count int) {
 }
 
 func checkIDs(op, tenant, service string) error {
-	if _, err := uuid.Parse(tenant); err != nil || len(tenant) != 36 {
+	if _, ok := switchboard.NormalizeGUID(tenant); !ok {
 		return switchboard.FieldError(op, "t", "tenant id %q is not a GUID", tenant)
 	}
 	if !switchboard.ValidID(service) {
@@ -172,7 +172,7 @@ func checkIDs(op, tenant, service string) error {
 }
 
 func checkTaskID(op, id string) error {
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+	if _, ok := switchboard.NormalizeGUID(id); !ok {
 		return &switchboard.Error{Code: switchboard.ENOTFOUND, Op: op, Field: "id", Message: "no outbound task " + truncate(id, 40)}
 	}
 	return nil

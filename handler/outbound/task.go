@@ -34,8 +34,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
 	"switchboard/handler/switchboard"
 )
 
@@ -217,15 +215,6 @@ func NormalizeDestination(d string) (string, bool) {
 	return strings.ToLower(d), true
 }
 
-// normalizeUserID returns an Entra object id in canonical form.
-func normalizeUserID(u string) (string, bool) {
-	id, err := uuid.Parse(u)
-	if err != nil || len(u) != 36 {
-		return "", false
-	}
-	return id.String(), true
-}
-
 // validate checks n against SPEC section 6 and returns the task it
 // defines, defaults applied and the due time no earlier than now. Errors
 // are EINVALID and name the JSON field.
@@ -286,7 +275,7 @@ func (n NewTask) validate(now time.Time) (Task, error) {
 	t.PreferredUsers = []string{}
 	seen := map[string]bool{}
 	for i, u := range n.PreferredUsers {
-		id, ok := normalizeUserID(u)
+		id, ok := switchboard.NormalizeGUID(u)
 		if !ok {
 			return t, switchboard.FieldError(op, fmt.Sprintf("preferredUsers[%d]", i), "preferred user %q is not an Entra object id (a GUID)", truncate(u, 64))
 		}

@@ -7,8 +7,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
 	"switchboard/handler/switchboard"
 )
 
@@ -87,13 +85,7 @@ type DistributionInput struct {
 
 // NormalizeUserID returns an Entra object id in its canonical lower-case
 // form, or false when u is not one.
-func NormalizeUserID(u string) (string, bool) {
-	id, err := uuid.Parse(u)
-	if err != nil || len(u) != 36 {
-		return "", false
-	}
-	return id.String(), true
-}
+func NormalizeUserID(u string) (string, bool) { return switchboard.NormalizeGUID(u) }
 
 // validate checks in and returns the service it defines, members sorted by
 // user id, every default applied. Errors are EINVALID and name the JSON

@@ -31,3 +31,24 @@ func TestValidID(t *testing.T) {
 		}
 	}
 }
+
+func TestNormalizeGUID(t *testing.T) {
+	cases := []struct {
+		name, in, want string
+		ok             bool
+	}{
+		{"canonical", "72f988bf-86f1-41af-91ab-2d7cd011db47", "72f988bf-86f1-41af-91ab-2d7cd011db47", true},
+		{"upper case", "72F988BF-86F1-41AF-91AB-2D7CD011DB47", "72f988bf-86f1-41af-91ab-2d7cd011db47", true},
+		{"braces", "{72f988bf-86f1-41af-91ab-2d7cd011db47}", "", false},
+		{"no dashes", "72f988bf86f141af91ab2d7cd011db47", "", false},
+		{"urn form", "urn:uuid:72f988bf-86f1-41af-91ab-2d7cd011db47", "", false},
+		{"not hex", "72f988bf-86f1-41af-91ab-2d7cd011db4z", "", false},
+		{"empty", "", "", false},
+	}
+	for _, c := range cases {
+		got, ok := NormalizeGUID(c.in)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%s: NormalizeGUID(%q) = %q, %v; want %q, %v", c.name, c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
