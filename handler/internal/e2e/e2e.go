@@ -352,7 +352,7 @@ func copyApp(repo, dst string, extra map[string]string) error {
 // handler it started).
 type process struct {
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *testenv.OutputBuffer
 	done    chan struct{}
 	baseURL string
 }
@@ -362,7 +362,7 @@ type process struct {
 func startRunner(bin string, args, environ []string, port int) (*process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = environ
-	out := &syncBuffer{}
+	out := &testenv.OutputBuffer{Max: 4 << 20}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -410,22 +410,3 @@ func (p *process) stop() {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 4<<20 { // keep the output bounded
-		b.buf.Reset()
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}

@@ -138,7 +138,7 @@ func FreePort(t testing.TB) int {
 // Process is a server started by StartProcess.
 type Process struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *OutputBuffer
 	done chan struct{}
 }
 
@@ -160,7 +160,7 @@ func (p *Process) Stop() {
 func StartProcess(t testing.TB, addr string, wait time.Duration, name string, args ...string) *Process {
 	t.Helper()
 	cmd := exec.Command(name, args...)
-	out := &syncBuffer{}
+	out := &OutputBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// Servers that write files next to themselves write them here.
@@ -311,21 +311,30 @@ func UniqueName(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
-type syncBuffer struct {
+// OutputBuffer collects a server's output for failure messages; safe for
+// concurrent writes. Past Max bytes (default 1 MiB) it starts over, so a
+// chatty server cannot grow it without bound.
+type OutputBuffer struct {
+	Max int
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *OutputBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.buf.Len() > 1<<20 { // keep the last MiB at most
+	limit := b.Max
+	if limit <= 0 {
+		limit = 1 << 20
+	}
+	if b.buf.Len() > limit {
 		b.buf.Reset()
 	}
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+// String returns what was written since the last reset.
+func (b *OutputBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
