@@ -409,4 +409,3 @@ func (p *process) stop() {
 		<-p.done
 	}
 }
-
