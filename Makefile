@@ -34,13 +34,13 @@ test-short:
 # The app on this machine without Functions Core Tools: Azurite (tables, in
 # memory, a free loopback port) and the local runner, which builds and starts
 # the handler and serves http://127.0.0.1:7071 (functions under /api/, the
-# admin API under /admin/), with the Graph/Entra simulator (handler/cmd/graphsim)
+# admin API under /admin/), with the Graph/Entra simulator (handler/dev/cmd/graphsim)
 # and its demo tenant: 50 agents in two services whose presence changes over
 # time. Ctrl-C stops all of it. Flags for the runner go
 # in RUN_ARGS, e.g. make run RUN_ARGS='-port 8080 -no-timers'.
 run: tools
-	$(GO) build -o bin/localrunner ./handler/cmd/localrunner
-	$(GO) build -o bin/graphsim ./handler/cmd/graphsim
+	$(GO) build -o bin/localrunner ./handler/dev/cmd/localrunner
+	$(GO) build -o bin/graphsim ./handler/dev/cmd/graphsim
 	bin/graphsim -demo -- bin/localrunner -azurite $(RUN_ARGS)
 
 bench: tools

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"switchboard/handler/acs"
-	"switchboard/handler/acs/acstest"
+	"switchboard/handler/dev/acstest"
 	"switchboard/handler/switchboard"
 )
 

@@ -14,7 +14,7 @@ import (
 	abs "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 
-	"switchboard/handler/graphsim"
+	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/internal/testenv"
 	"switchboard/handler/presence"
 	"switchboard/handler/store"

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/graph"
-	"switchboard/handler/graphsim"
 	"switchboard/handler/internal/testenv"
 	"switchboard/handler/presence"
 )

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"switchboard/handler/graphsim"
+	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/httpapi"
 	"switchboard/handler/internal/testenv"
 	"switchboard/handler/presence"

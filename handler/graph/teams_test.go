@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/graph"
-	"switchboard/handler/graphsim"
 	"switchboard/handler/routing"
 	"switchboard/handler/switchboard"
 )

@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"switchboard/handler/acs"
-	"switchboard/handler/acs/acstest"
+	"switchboard/handler/dev/acstest"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 )

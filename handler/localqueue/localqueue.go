@@ -1,5 +1,5 @@
 // Package localqueue implements switchboard.Queue on the local runner's
-// in-process queues (handler/localrunner), for local development without a
+// in-process queues (handler/dev/localrunner), for local development without a
 // Service Bus. The runner passes their base URL to the handler in
 // LOCAL_QUEUE_URL (http://127.0.0.1:<port>/admin/queues); messages travel
 // as in the Service Bus REST API: the body as is, the properties in the

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/dev/localrunner"
 	"switchboard/handler/localqueue"
-	"switchboard/handler/localrunner"
 	"switchboard/handler/switchboard"
 )
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"switchboard/handler/acs"
-	"switchboard/handler/acs/acstest"
+	"switchboard/handler/dev/acstest"
 	"switchboard/handler/internal/testenv"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"

@@ -113,10 +113,10 @@ func TestPackage(t *testing.T) {
 
 	t.Run("local runner starts from the folder", func(t *testing.T) {
 		runner := filepath.Join(t.TempDir(), "localrunner")
-		build := exec.Command("go", "build", "-o", runner, "./handler/cmd/localrunner")
+		build := exec.Command("go", "build", "-o", runner, "./handler/dev/cmd/localrunner")
 		build.Dir = root
 		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("go build ./handler/cmd/localrunner: %v\n%s", err, out)
+			t.Fatalf("go build ./handler/dev/cmd/localrunner: %v\n%s", err, out)
 		}
 		port := testenv.FreePort(t)
 		addr := fmt.Sprintf("127.0.0.1:%d", port)

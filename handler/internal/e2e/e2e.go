@@ -38,8 +38,8 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/dev/localrunner"
 	"switchboard/handler/internal/testenv"
-	"switchboard/handler/localrunner"
 )
 
 // Options configure an Env.
@@ -284,7 +284,7 @@ func buildOnce(t testing.TB) binaries {
 	removeStale(parent)
 	dir := filepath.Join(parent, strconv.Itoa(os.Getpid()))
 	b := binaries{handler: filepath.Join(dir, "handler"), runner: filepath.Join(dir, "localrunner")}
-	for out, pkg := range map[string]string{b.handler: "./handler", b.runner: "./handler/cmd/localrunner"} {
+	for out, pkg := range map[string]string{b.handler: "./handler", b.runner: "./handler/dev/cmd/localrunner"} {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
 		cmd.Dir = root
 		if raw, err := cmd.CombinedOutput(); err != nil {

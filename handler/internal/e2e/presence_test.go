@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"testing"
 
-	"switchboard/handler/graphsim"
+	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/internal/e2e"
 )
 

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"testing"
 
-	"switchboard/handler/acs/acstest"
+	"switchboard/handler/dev/acstest"
 	"switchboard/handler/internal/e2e"
 )
 

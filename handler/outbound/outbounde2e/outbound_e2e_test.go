@@ -22,7 +22,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
-	"switchboard/handler/graphsim"
+	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/internal/e2e"
 	"switchboard/handler/internal/testenv"
 )

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"switchboard/handler/graphsim"
+	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/internal/e2e"
 	"switchboard/handler/internal/testenv"
 )

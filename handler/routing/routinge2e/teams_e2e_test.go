@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"switchboard/handler/graphsim"
+	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/internal/e2e"
 )
 

@@ -31,7 +31,7 @@ import (
 	"syscall"
 	"time"
 
-	"switchboard/handler/graphsim"
+	"switchboard/handler/dev/graphsim"
 )
 
 // The demo deployment: one presence app, two presence accounts, one

@@ -30,7 +30,7 @@ import (
 	"syscall"
 	"time"
 
-	"switchboard/handler/localrunner"
+	"switchboard/handler/dev/localrunner"
 )
 
 func main() {

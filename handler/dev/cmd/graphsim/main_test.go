@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"switchboard/handler/graphsim"
+	"switchboard/handler/dev/graphsim"
 )
 
 func TestCommandGetsTheSettings(t *testing.T) {
