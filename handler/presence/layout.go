@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"switchboard/handler/store"
+
+	"switchboard/handler/switchboard"
 )
 
 // Table names.
@@ -171,7 +173,7 @@ func parseShardRowKey(rk string) (gen int64, shard int, ok bool) {
 	return gen, int(sh), true
 }
 
-func sourceRowKey(src Source) string { return sourceRowPref + string(src) }
+func sourceRowKey(src switchboard.PresenceSource) string { return sourceRowPref + string(src) }
 
 func newVersion() string {
 	b := make([]byte, 8)
@@ -184,14 +186,14 @@ type stored struct {
 	Availability string
 	Activity     string
 	OutOfOffice  bool
-	Source       Source
+	Source       switchboard.PresenceSource
 	ChangedAt    time.Time
 }
 
 // differs reports whether a new reading through src is a change worth
 // writing: other values, or a switch between extended and basic (which
 // changes what routing may conclude from the same values).
-func (s stored) differs(r Reading, src Source) bool {
+func (s stored) differs(r switchboard.PresenceReading, src switchboard.PresenceSource) bool {
 	return s.Availability != r.Availability || s.Activity != r.Activity || s.OutOfOffice != r.OutOfOffice ||
 		s.Source.Extended() != src.Extended()
 }
@@ -211,7 +213,7 @@ func storedFromEntity(e store.Entity) stored {
 		Availability: e.String("Availability"),
 		Activity:     e.String("Activity"),
 		OutOfOffice:  e.Bool("OutOfOffice"),
-		Source:       Source(e.String("Source")),
+		Source:       switchboard.PresenceSource(e.String("Source")),
 		ChangedAt:    e.Time("ChangedAt"),
 	}
 }
@@ -226,7 +228,7 @@ type shardState struct {
 	// it and pollers do not trust what they hold.
 	Pending        string
 	ConfirmedAt    time.Time
-	Source         Source
+	Source         switchboard.PresenceSource
 	Users          int
 	FannedOutUntil time.Time
 }
@@ -236,7 +238,7 @@ func shardStateFromEntity(e store.Entity) shardState {
 		Version:        e.String("Version"),
 		Pending:        e.String("Pending"),
 		ConfirmedAt:    e.Time("ConfirmedAt"),
-		Source:         Source(e.String("Source")),
+		Source:         switchboard.PresenceSource(e.String("Source")),
 		Users:          int(e.Int64("Users")),
 		FannedOutUntil: e.Time("FannedOutUntil"),
 	}

@@ -203,8 +203,8 @@ func (m ShardMessage) validate() error {
 	if m.Gen <= 0 || m.Shard < 0 || m.Shard >= maxShards {
 		return fmt.Errorf("gen %d / shard %d out of range", m.Gen, m.Shard)
 	}
-	if len(m.Users) == 0 || len(m.Users) > 4*MaxIDsPerCall {
-		return fmt.Errorf("%d users: 1 to %d expected", len(m.Users), 4*MaxIDsPerCall)
+	if len(m.Users) == 0 || len(m.Users) > 4*switchboard.MaxPresenceIDsPerCall {
+		return fmt.Errorf("%d users: 1 to %d expected", len(m.Users), 4*switchboard.MaxPresenceIDsPerCall)
 	}
 	for _, u := range m.Users {
 		if !validUserID(u) {
@@ -221,7 +221,7 @@ func validUserID(id string) bool {
 	return id != "" && len(id) <= 128 && store.CheckKey("user id", id) == nil
 }
 
-// call is one getPresencesByUserId request: up to MaxIDsPerCall users,
+// call is one getPresencesByUserId request: up to MaxPresenceIDsPerCall users,
 // from one or more consecutive shards.
 type call struct {
 	ids    []string
@@ -234,18 +234,18 @@ type tenantPoll struct {
 	p         *Poller
 	tenant    string
 	readUntil time.Time
-	sources   []Source
+	sources   []switchboard.PresenceSource
 
 	mu        sync.Mutex
-	statuses  map[Source]SourceStatus
-	touched   map[Source]bool
-	dead      map[Source]*SourceError
-	used      map[Source]bool
+	statuses  map[switchboard.PresenceSource]SourceStatus
+	touched   map[switchboard.PresenceSource]bool
+	dead      map[switchboard.PresenceSource]*switchboard.SourceError
+	used      map[switchboard.PresenceSource]bool
 	calls     int
 	errors    int
 	throttled int
 	gate      time.Time // no call starts before: Graph asked us to wait
-	lastErr   map[Source]*SourceError
+	lastErr   map[switchboard.PresenceSource]*switchboard.SourceError
 }
 
 // pollTenant polls one tenant (all its shards, or the one of a fan-out
@@ -363,12 +363,12 @@ func (p *Poller) pollTenant(ctx context.Context, tenant string, deadline time.Ti
 	fig.Shards = len(order)
 
 	t := &tenantPoll{p: p, tenant: tenant, readUntil: deadline.Add(-p.o.Margin), statuses: p.o.Store.sourceStatuses(tenant),
-		touched: map[Source]bool{}, dead: map[Source]*SourceError{}, used: map[Source]bool{}, lastErr: map[Source]*SourceError{}}
+		touched: map[switchboard.PresenceSource]bool{}, dead: map[switchboard.PresenceSource]*switchboard.SourceError{}, used: map[switchboard.PresenceSource]bool{}, lastErr: map[switchboard.PresenceSource]*switchboard.SourceError{}}
 	// A Retry-After that outlived an earlier poll of the tenant still holds.
 	p.mu.Lock()
 	t.gate = p.gates[tenant]
 	p.mu.Unlock()
-	for _, src := range Sources {
+	for _, src := range switchboard.PresenceSources {
 		if st, ok := t.statuses[src]; !ok || st.Source == "" {
 			t.statuses[src] = SourceStatus{Source: src}
 		}
@@ -395,7 +395,7 @@ func (p *Poller) pollTenant(ctx context.Context, tenant string, deadline time.Ti
 	fig.Changed, fig.ShardsConfirmed = res.changed, res.confirmed
 	fig.Errors += t.errors + res.writeErrors
 	fig.Calls, fig.Throttled = t.calls, t.throttled
-	for _, src := range Sources {
+	for _, src := range switchboard.PresenceSources {
 		if t.used[src] {
 			fig.Sources = append(fig.Sources, src)
 		}
@@ -444,8 +444,8 @@ func (p *Poller) pollTenant(ctx context.Context, tenant string, deadline time.Ti
 // candidates returns the sources to try, in order: the presence accounts
 // when the tenant tracks over guest accounts, then the application, each
 // only when configured and not cooling down after a failure of its own.
-func (p *Poller) candidates(ctx context.Context, tenant string, statuses map[Source]SourceStatus, now time.Time) ([]Source, error) {
-	var out []Source
+func (p *Poller) candidates(ctx context.Context, tenant string, statuses map[switchboard.PresenceSource]SourceStatus, now time.Time) ([]switchboard.PresenceSource, error) {
+	var out []switchboard.PresenceSource
 	var settingsErr error
 	guest := false
 	if p.o.Settings != nil {
@@ -454,17 +454,17 @@ func (p *Poller) candidates(ctx context.Context, tenant string, statuses map[Sou
 			guest = false
 		}
 	}
-	cool := func(src Source) bool { return statuses[src].RetryAt.After(now) }
+	cool := func(src switchboard.PresenceSource) bool { return statuses[src].RetryAt.After(now) }
 	if guest {
-		if p.o.Account1UPN != "" && !cool(Account1) {
-			out = append(out, Account1)
+		if p.o.Account1UPN != "" && !cool(switchboard.SourceAccount1) {
+			out = append(out, switchboard.SourceAccount1)
 		}
-		if p.o.Account2UPN != "" && !cool(Account2) {
-			out = append(out, Account2)
+		if p.o.Account2UPN != "" && !cool(switchboard.SourceAccount2) {
+			out = append(out, switchboard.SourceAccount2)
 		}
 	}
-	if p.o.ApplicationConfigured && !cool(Application) {
-		out = append(out, Application)
+	if p.o.ApplicationConfigured && !cool(switchboard.SourceApplication) {
+		out = append(out, switchboard.SourceApplication)
 	}
 	return out, settingsErr
 }
@@ -478,7 +478,7 @@ type runResult struct {
 	err                             error
 }
 
-// run reads the shards in order with calls packed to MaxIDsPerCall ids,
+// run reads the shards in order with calls packed to switchboard.MaxPresenceIDsPerCall ids,
 // ParallelCalls at once, and commits finished shards in waves while
 // further calls are under way.
 func (t *tenantPoll) run(ctx context.Context, gen int64, order []int, byShard [][]string) runResult {
@@ -493,14 +493,14 @@ func (t *tenantPoll) run(ctx context.Context, gen int64, order []int, byShard []
 			continue
 		}
 		for len(ids) > 0 {
-			room := MaxIDsPerCall - len(cur.ids)
+			room := switchboard.MaxPresenceIDsPerCall - len(cur.ids)
 			n := min(room, len(ids))
 			cur.ids = append(cur.ids, ids[:n]...)
 			cur.shards = append(cur.shards, sh)
 			cur.counts = append(cur.counts, n)
 			pendingCalls[sh]++
 			ids = ids[n:]
-			if len(cur.ids) == MaxIDsPerCall {
+			if len(cur.ids) == switchboard.MaxPresenceIDsPerCall {
 				calls = append(calls, cur)
 				cur = &call{}
 			}
@@ -540,7 +540,7 @@ func (t *tenantPoll) run(ctx context.Context, gen int64, order []int, byShard []
 				readings, src, at, err := t.read(ctx, c.ids)
 				mu.Lock()
 				defer mu.Unlock()
-				byID := make(map[string]Reading, len(readings))
+				byID := make(map[string]switchboard.PresenceReading, len(readings))
 				for _, r := range readings {
 					byID[r.UserID] = r
 				}
@@ -557,9 +557,9 @@ func (t *tenantPoll) run(ctx context.Context, gen int64, order []int, byShard []
 							if !ok {
 								// Graph did not report the user: nothing
 								// is known of its presence.
-								r = Reading{UserID: id, Availability: switchboard.PresenceUnknown, Activity: switchboard.ActivityPresenceUnknown}
+								r = switchboard.PresenceReading{UserID: id, Availability: switchboard.PresenceUnknown, Activity: switchboard.ActivityPresenceUnknown}
 							}
-							w.readings[id] = sourcedReading{Reading: r, Source: src, At: at}
+							w.readings[id] = sourcedReading{PresenceReading: r, Source: src, At: at}
 						}
 						if w.readAt.IsZero() || at.Before(w.readAt) {
 							w.readAt = at
@@ -639,9 +639,11 @@ func (t *tenantPoll) run(ctx context.Context, gen int64, order []int, byShard []
 	return res
 }
 
-func sourceRank(s Source) int { return slices.Index(Sources, s) }
+func sourceRank(s switchboard.PresenceSource) int {
+	return slices.Index(switchboard.PresenceSources, s)
+}
 
-func (t *tenantPoll) firstSource() Source {
+func (t *tenantPoll) firstSource() switchboard.PresenceSource {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, s := range t.sources {
@@ -668,8 +670,8 @@ func isNotStarted(err error) bool {
 // next source takes the call over), a throttled call waits as Graph asks
 // and tries again, a Graph error moves the call to the next source (each
 // source gets two attempts).
-func (t *tenantPoll) read(ctx context.Context, ids []string) ([]Reading, Source, time.Time, error) {
-	attempts := map[Source]int{}
+func (t *tenantPoll) read(ctx context.Context, ids []string) ([]switchboard.PresenceReading, switchboard.PresenceSource, time.Time, error) {
+	attempts := map[switchboard.PresenceSource]int{}
 	waits := 0
 	for {
 		src := t.pick(attempts)
@@ -688,13 +690,13 @@ func (t *tenantPoll) read(ctx context.Context, ids []string) ([]Reading, Source,
 			t.succeeded(src, at)
 			return readings, src, at, nil
 		}
-		se := AsSourceError(src, err)
+		se := switchboard.AsSourceError(src, err)
 		if !se.ReachedGraph() {
 			t.refund() // the sign-in failed: no Graph request was made
 		}
 		t.failed(src, se)
 		switch {
-		case se.Reason == ReasonThrottled:
+		case se.Reason == switchboard.SourceThrottled:
 			waits++
 			if waits > t.p.o.MaxThrottleWaits {
 				return nil, "", time.Time{}, se
@@ -710,7 +712,7 @@ func (t *tenantPoll) read(ctx context.Context, ids []string) ([]Reading, Source,
 	}
 }
 
-func (t *tenantPoll) pick(attempts map[Source]int) Source {
+func (t *tenantPoll) pick(attempts map[switchboard.PresenceSource]int) switchboard.PresenceSource {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, s := range t.sources {
@@ -725,7 +727,7 @@ func (t *tenantPoll) noSourceError() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.sources) == 0 {
-		return &SourceError{Reason: ReasonNotConfigured, Message: "no source is configured and enabled for this tenant (or all are pausing after failures)"}
+		return &switchboard.SourceError{Reason: switchboard.SourceNotConfigured, Message: "no source is configured and enabled for this tenant (or all are pausing after failures)"}
 	}
 	return fmt.Errorf("every source failed: %s", t.failureSummaryLocked())
 }
@@ -811,7 +813,7 @@ func (t *tenantPoll) waitGate(ctx context.Context) error {
 	}
 }
 
-func (t *tenantPoll) succeeded(src Source, at time.Time) {
+func (t *tenantPoll) succeeded(src switchboard.PresenceSource, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.used[src] = true
@@ -819,7 +821,7 @@ func (t *tenantPoll) succeeded(src Source, at time.Time) {
 	t.statuses[src] = t.statuses[src].succeeded(at)
 }
 
-func (t *tenantPoll) failed(src Source, se *SourceError) {
+func (t *tenantPoll) failed(src switchboard.PresenceSource, se *switchboard.SourceError) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.errors++
@@ -832,7 +834,7 @@ func (t *tenantPoll) failed(src Source, se *SourceError) {
 		}
 		return
 	}
-	if se.Reason == ReasonThrottled {
+	if se.Reason == switchboard.SourceThrottled {
 		return // the figures count it; the source itself is fine
 	}
 	t.statuses[src] = t.statuses[src].failed(t.p.o.Now(), se, 0)

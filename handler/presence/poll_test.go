@@ -15,11 +15,11 @@ import (
 func TestMain(m *testing.M) { mainWithTestenv(m) }
 
 var (
-	errMFA         = &SourceError{Reason: ReasonMFARequired, Message: "the tenant requires MFA", Code: "AADSTS50076"}
-	errNotInvited  = &SourceError{Reason: ReasonNotInvited, Message: "not a guest", Code: "AADSTS50020"}
-	errPassword    = &SourceError{Reason: ReasonWrongPassword, Message: "wrong password", Code: "AADSTS50126"}
-	errNoConsent   = &SourceError{Reason: ReasonPermissionNotGranted, Message: "no consent", Status: 403}
-	errGraphFailed = &SourceError{Reason: ReasonGraphError, Message: "Graph answered 503", Status: 503}
+	errMFA         = &switchboard.SourceError{Reason: switchboard.SourceMFARequired, Message: "the tenant requires MFA", Code: "AADSTS50076"}
+	errNotInvited  = &switchboard.SourceError{Reason: switchboard.SourceNotInvited, Message: "not a guest", Code: "AADSTS50020"}
+	errPassword    = &switchboard.SourceError{Reason: switchboard.SourceWrongPassword, Message: "wrong password", Code: "AADSTS50126"}
+	errNoConsent   = &switchboard.SourceError{Reason: switchboard.SourcePermissionNotGranted, Message: "no consent", Status: 403}
+	errGraphFailed = &switchboard.SourceError{Reason: switchboard.SourceGraphError, Message: "Graph answered 503", Status: 503}
 )
 
 func TestPollSources(t *testing.T) {
@@ -27,31 +27,31 @@ func TestPollSources(t *testing.T) {
 		name         string
 		guest        bool
 		noApp        bool
-		fail         map[Source]*SourceError
+		fail         map[switchboard.PresenceSource]*switchboard.SourceError
 		wantCalls    string
-		wantSource   Source // of every reading; "" when nothing may be written
-		wantStatus   map[Source]Reason
-		wantInvited  map[Source]bool
+		wantSource   switchboard.PresenceSource // of every reading; "" when nothing may be written
+		wantStatus   map[switchboard.PresenceSource]switchboard.SourceReason
+		wantInvited  map[switchboard.PresenceSource]bool
 		wantUsedNone bool
 	}{
 		{name: "account 1 works", guest: true,
-			wantCalls: "account1", wantSource: Account1,
-			wantStatus: map[Source]Reason{Account1: ""}, wantInvited: map[Source]bool{Account1: true}},
+			wantCalls: "account1", wantSource: switchboard.SourceAccount1,
+			wantStatus: map[switchboard.PresenceSource]switchboard.SourceReason{switchboard.SourceAccount1: ""}, wantInvited: map[switchboard.PresenceSource]bool{switchboard.SourceAccount1: true}},
 		{name: "account 1 needs MFA, account 2 takes over in the same poll", guest: true,
-			fail:      map[Source]*SourceError{Account1: errMFA},
-			wantCalls: "account1,account2", wantSource: Account2,
-			wantStatus: map[Source]Reason{Account1: ReasonMFARequired, Account2: ""}, wantInvited: map[Source]bool{Account1: true, Account2: true}},
+			fail:      map[switchboard.PresenceSource]*switchboard.SourceError{switchboard.SourceAccount1: errMFA},
+			wantCalls: "account1,account2", wantSource: switchboard.SourceAccount2,
+			wantStatus: map[switchboard.PresenceSource]switchboard.SourceReason{switchboard.SourceAccount1: switchboard.SourceMFARequired, switchboard.SourceAccount2: ""}, wantInvited: map[switchboard.PresenceSource]bool{switchboard.SourceAccount1: true, switchboard.SourceAccount2: true}},
 		{name: "both accounts fail, application permission takes over", guest: true,
-			fail:      map[Source]*SourceError{Account1: errNotInvited, Account2: errPassword},
-			wantCalls: "account1,account2,application", wantSource: Application,
-			wantStatus: map[Source]Reason{Account1: ReasonNotInvited, Account2: ReasonWrongPassword, Application: ""}, wantInvited: map[Source]bool{Account1: false}},
+			fail:      map[switchboard.PresenceSource]*switchboard.SourceError{switchboard.SourceAccount1: errNotInvited, switchboard.SourceAccount2: errPassword},
+			wantCalls: "account1,account2,application", wantSource: switchboard.SourceApplication,
+			wantStatus: map[switchboard.PresenceSource]switchboard.SourceReason{switchboard.SourceAccount1: switchboard.SourceNotInvited, switchboard.SourceAccount2: switchboard.SourceWrongPassword, switchboard.SourceApplication: ""}, wantInvited: map[switchboard.PresenceSource]bool{switchboard.SourceAccount1: false}},
 		{name: "everything fails: statuses recorded, nothing written", guest: true,
-			fail:       map[Source]*SourceError{Account1: errMFA, Account2: errNotInvited, Application: errNoConsent},
+			fail:       map[switchboard.PresenceSource]*switchboard.SourceError{switchboard.SourceAccount1: errMFA, switchboard.SourceAccount2: errNotInvited, switchboard.SourceApplication: errNoConsent},
 			wantCalls:  "account1,account2,application",
-			wantStatus: map[Source]Reason{Account1: ReasonMFARequired, Account2: ReasonNotInvited, Application: ReasonPermissionNotGranted}, wantUsedNone: true},
+			wantStatus: map[switchboard.PresenceSource]switchboard.SourceReason{switchboard.SourceAccount1: switchboard.SourceMFARequired, switchboard.SourceAccount2: switchboard.SourceNotInvited, switchboard.SourceApplication: switchboard.SourcePermissionNotGranted}, wantUsedNone: true},
 		{name: "tracking over guest accounts off: application only", guest: false,
-			wantCalls: "application", wantSource: Application,
-			wantStatus: map[Source]Reason{Application: ""}},
+			wantCalls: "application", wantSource: switchboard.SourceApplication,
+			wantStatus: map[switchboard.PresenceSource]switchboard.SourceReason{switchboard.SourceApplication: ""}},
 		{name: "no source enabled: nothing tried, nothing written", guest: false, noApp: true,
 			wantCalls: "", wantUsedNone: true},
 	}
@@ -83,7 +83,7 @@ func TestPollSources(t *testing.T) {
 					t.Fatalf("%d readings, want %d", len(got), len(ids))
 				}
 				for _, p := range got {
-					if Source(p.Source) != tc.wantSource || p.Extended != tc.wantSource.Extended() {
+					if switchboard.PresenceSource(p.Source) != tc.wantSource || p.Extended != tc.wantSource.Extended() {
 						t.Fatalf("reading %+v: source %q extended %v, want %q %v", p, p.Source, p.Extended, tc.wantSource, tc.wantSource.Extended())
 					}
 				}
@@ -239,7 +239,7 @@ func TestPollSurvivesThrottling(t *testing.T) {
 				}
 			}
 			snap, _ := e.store.Status(context.Background(), tenantA)
-			if st := snap.Sources[Account1]; !st.RetryAt.IsZero() {
+			if st := snap.Sources[switchboard.SourceAccount1]; !st.RetryAt.IsZero() {
 				t.Errorf("throttling paused account 1 (%+v): it is not the account's fault", st)
 			}
 		})
@@ -255,7 +255,7 @@ func TestPollFailingCallKeepsTheRest(t *testing.T) {
 			e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
 		}
 		bad := ids[7]
-		e.graph.failIf = func(src Source, call []string) error {
+		e.graph.failIf = func(src switchboard.PresenceSource, call []string) error {
 			if slices.Contains(call, bad) {
 				return errGraphFailed
 			}
@@ -275,7 +275,7 @@ func TestPollFailingCallKeepsTheRest(t *testing.T) {
 		}
 		// Each source got two tries at the failing call; none was dropped for it.
 		snap, _ := e.store.Status(context.Background(), tenantA)
-		if st := snap.Sources[Account1]; !st.RetryAt.IsZero() {
+		if st := snap.Sources[switchboard.SourceAccount1]; !st.RetryAt.IsZero() {
 			t.Errorf("a Graph error paused account 1: %+v", st)
 		}
 	})
@@ -327,7 +327,7 @@ func TestReadingsGoStaleWhenPollsFail(t *testing.T) {
 		}
 		e.poll(t)
 		polled := e.clock.Now()
-		e.graph.fail = map[Source]*SourceError{Account1: errGraphFailed, Account2: errGraphFailed, Application: errGraphFailed}
+		e.graph.fail = map[switchboard.PresenceSource]*switchboard.SourceError{switchboard.SourceAccount1: errGraphFailed, switchboard.SourceAccount2: errGraphFailed, switchboard.SourceApplication: errGraphFailed}
 		for i := 0; i < 5; i++ {
 			e.clock.Advance(30 * time.Second)
 			e.poll(t)
@@ -441,7 +441,7 @@ func TestSourcePausesAfterItsOwnFailure(t *testing.T) {
 	for _, id := range ids {
 		e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
 	}
-	e.graph.fail = map[Source]*SourceError{Account1: errPassword}
+	e.graph.fail = map[switchboard.PresenceSource]*switchboard.SourceError{switchboard.SourceAccount1: errPassword}
 	e.poll(t)
 	e.graph.resetCalls()
 	e.clock.Advance(30 * time.Second)
@@ -549,22 +549,22 @@ func mustReadings(t *testing.T, s *Store, ids []string) map[string]switchboard.P
 
 func TestSourceErrorDisqualifies(t *testing.T) {
 	cases := []struct {
-		reason Reason
+		reason switchboard.SourceReason
 		want   bool
 	}{
-		{ReasonThrottled, false}, {ReasonGraphError, false}, {ReasonUserNotFound, false},
-		{ReasonMFARequired, true}, {ReasonNotInvited, true}, {ReasonWrongPassword, true},
-		{ReasonPermissionNotGranted, true}, {ReasonSignInBlocked, true}, {ReasonAppMisconfigured, true},
+		{switchboard.SourceThrottled, false}, {switchboard.SourceGraphError, false}, {switchboard.SourceUserNotFound, false},
+		{switchboard.SourceMFARequired, true}, {switchboard.SourceNotInvited, true}, {switchboard.SourceWrongPassword, true},
+		{switchboard.SourcePermissionNotGranted, true}, {switchboard.SourceSignInBlocked, true}, {switchboard.SourceAppMisconfigured, true},
 	}
 	for _, tc := range cases {
 		t.Run(string(tc.reason), func(t *testing.T) {
-			if got := (&SourceError{Reason: tc.reason}).Disqualifies(); got != tc.want {
+			if got := (&switchboard.SourceError{Reason: tc.reason}).Disqualifies(); got != tc.want {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
 	}
-	wrapped := AsSourceError(Account2, errors.New("connection reset"))
-	if wrapped.Source != Account2 || wrapped.Reason != ReasonGraphError {
+	wrapped := switchboard.AsSourceError(switchboard.SourceAccount2, errors.New("connection reset"))
+	if wrapped.Source != switchboard.SourceAccount2 || wrapped.Reason != switchboard.SourceGraphError {
 		t.Errorf("a plain error becomes %+v, want a Graph error of account2", wrapped)
 	}
 }
@@ -606,7 +606,7 @@ func TestPollShardRedeliveryOnlyForStorage(t *testing.T) {
 	e.poll(t)
 	body, _ := json.Marshal(ShardMessage{Tenant: tenantA, Gen: 1, Shard: 0, Users: ids, NotAfter: e.clock.Now().Add(time.Minute)})
 
-	e.graph.fail = map[Source]*SourceError{Account1: errMFA, Account2: errNotInvited, Application: errNoConsent}
+	e.graph.fail = map[switchboard.PresenceSource]*switchboard.SourceError{switchboard.SourceAccount1: errMFA, switchboard.SourceAccount2: errNotInvited, switchboard.SourceApplication: errNoConsent}
 	if err := e.poller.PollShard(context.Background(), body, e.clock.Now().Add(time.Minute)); err != nil {
 		t.Errorf("every source failing: got %v, want nil (a redelivery would fail the same way)", err)
 	}
@@ -675,24 +675,24 @@ func TestTransientSignInFailureDoesNotPauseTheSource(t *testing.T) {
 	for _, id := range ids {
 		e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
 	}
-	e.graph.fail[Account1] = &SourceError{Reason: ReasonSignInError, Message: "Microsoft Entra ID could not be reached for the sign-in", Transient: true}
+	e.graph.fail[switchboard.SourceAccount1] = &switchboard.SourceError{Reason: switchboard.SourceSignInError, Message: "Microsoft Entra ID could not be reached for the sign-in", Transient: true}
 	e.poll(t)
 	snap, err := e.store.Status(context.Background(), tenantA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := snap.Sources[Account1]
-	if got, want := st.LastReason, ReasonSignInError; got != want {
+	st := snap.Sources[switchboard.SourceAccount1]
+	if got, want := st.LastReason, switchboard.SourceSignInError; got != want {
 		t.Errorf("account 1 last reason %q, want %q", got, want)
 	}
 	if !st.RetryAt.IsZero() {
 		t.Errorf("account 1 paused until %v by an Entra outage, want not paused", st.RetryAt)
 	}
-	delete(e.graph.fail, Account1)
+	delete(e.graph.fail, switchboard.SourceAccount1)
 	e.graph.resetCalls()
 	e.clock.Advance(30 * time.Second)
 	e.poll(t)
-	if got, want := sourcesOf(e.graph.callLog()), string(Account1); got != want {
+	if got, want := sourcesOf(e.graph.callLog()), string(switchboard.SourceAccount1); got != want {
 		t.Errorf("next poll read through %q, want %q", got, want)
 	}
 }

@@ -5,14 +5,16 @@ import (
 	"time"
 
 	"switchboard/handler/store"
+
+	"switchboard/handler/switchboard"
 )
 
 // SourceStatus is how one source fares in one tenant.
 type SourceStatus struct {
-	Source        Source
+	Source        switchboard.PresenceSource
 	LastSuccessAt time.Time
 	LastErrorAt   time.Time
-	LastReason    Reason
+	LastReason    switchboard.SourceReason
 	LastMessage   string
 	LastCode      string
 	// Invited is whether the presence account signed into the tenant as a
@@ -47,23 +49,23 @@ func (st SourceStatus) succeeded(now time.Time) SourceStatus {
 // failed returns st after se at now; a failure that disqualifies the
 // source backs it off for cooldown, doubling with each consecutive
 // failure up to eight times that.
-func (st SourceStatus) failed(now time.Time, se *SourceError, cooldown time.Duration) SourceStatus {
+func (st SourceStatus) failed(now time.Time, se *switchboard.SourceError, cooldown time.Duration) SourceStatus {
 	yes, no := true, false
 	st.LastErrorAt = now
 	st.LastReason, st.LastMessage, st.LastCode = se.Reason, se.Message, se.Code
 	st.ConsecutiveFailures++
 	account := st.Source.Account() != 0
 	switch se.Reason {
-	case ReasonNotInvited:
+	case switchboard.SourceNotInvited:
 		if account {
 			st.Invited = &no
 		}
-	case ReasonPermissionNotGranted:
+	case switchboard.SourcePermissionNotGranted:
 		if account {
 			st.Invited = &yes // it signed in: consent is what is missing
 		}
 		st.PermissionGranted = &no
-	case ReasonMFARequired:
+	case switchboard.SourceMFARequired:
 		if account {
 			st.Invited = &yes // the tenant knows the account: it wants a second factor
 		}
@@ -75,12 +77,12 @@ func (st SourceStatus) failed(now time.Time, se *SourceError, cooldown time.Dura
 	return st
 }
 
-func sourceStatusFromEntity(src Source, e store.Entity) SourceStatus {
+func sourceStatusFromEntity(src switchboard.PresenceSource, e store.Entity) SourceStatus {
 	st := SourceStatus{
 		Source:              src,
 		LastSuccessAt:       e.Time("LastSuccessAt"),
 		LastErrorAt:         e.Time("LastErrorAt"),
-		LastReason:          Reason(e.String("LastReason")),
+		LastReason:          switchboard.SourceReason(e.String("LastReason")),
 		LastMessage:         e.String("LastMessage"),
 		LastCode:            e.String("LastCode"),
 		Invited:             triState(e.String("Invited")),
@@ -143,12 +145,12 @@ type PollFigures struct {
 	Errors    int           `json:"errors"`  // failed Graph requests and failed writes
 	Throttled int           `json:"throttled"`
 	// Shards polled, confirmed (every user read), left over, fanned out.
-	Shards          int      `json:"shards"`
-	ShardsConfirmed int      `json:"shardsConfirmed"`
-	ShardsLeft      int      `json:"shardsLeft"`
-	ShardsFannedOut int      `json:"shardsFannedOut"`
-	Sources         []Source `json:"sources"` // sources that read something, in order
-	Error           string   `json:"error,omitempty"`
+	Shards          int                          `json:"shards"`
+	ShardsConfirmed int                          `json:"shardsConfirmed"`
+	ShardsLeft      int                          `json:"shardsLeft"`
+	ShardsFannedOut int                          `json:"shardsFannedOut"`
+	Sources         []switchboard.PresenceSource `json:"sources"` // sources that read something, in order
+	Error           string                       `json:"error,omitempty"`
 
 	storageFailed bool // the poll could not read its state: nothing was tried
 }

@@ -96,7 +96,7 @@ type tenantCache struct {
 	known   bool // the state partition was read at least once
 	lay     layout
 	gens    map[int64]*genCache // the readers' generation and the one a relayout fills
-	sources map[Source]SourceStatus
+	sources map[switchboard.PresenceSource]SourceStatus
 	figures PollFigures
 	// shardFigures are those of the last fanned-out shard.
 	shardFigures PollFigures
@@ -114,7 +114,7 @@ type shardCache struct {
 	// version of the readings held; "" forces a reload.
 	version     string
 	confirmedAt time.Time
-	source      Source
+	source      switchboard.PresenceSource
 	readings    map[string]stored
 }
 
@@ -131,7 +131,7 @@ func (s *Store) cache(tenant string) *tenantCache {
 	defer s.mu.Unlock()
 	tc, ok := s.tenants[tenant]
 	if !ok {
-		tc = &tenantCache{gens: map[int64]*genCache{}, sources: map[Source]SourceStatus{}}
+		tc = &tenantCache{gens: map[int64]*genCache{}, sources: map[switchboard.PresenceSource]SourceStatus{}}
 		s.tenants[tenant] = tc
 	}
 	return tc
@@ -202,7 +202,7 @@ func (tc *tenantCache) holds(userIDs []string) bool {
 	return true
 }
 
-func (st stored) presence(id string, shardConfirmedAt time.Time, shardSource Source) switchboard.Presence {
+func (st stored) presence(id string, shardConfirmedAt time.Time, shardSource switchboard.PresenceSource) switchboard.Presence {
 	p := switchboard.Presence{
 		UserID:       id,
 		Availability: st.Availability,
@@ -282,7 +282,7 @@ func (s *Store) syncState(ctx context.Context, tenant string, tc *tenantCache) e
 		return err
 	}
 	states := map[int64]map[int]shardState{lay.Gen: {}, lay.NextGen: {}}
-	sources := map[Source]SourceStatus{}
+	sources := map[switchboard.PresenceSource]SourceStatus{}
 	var figures, shardFigures PollFigures
 	for _, e := range rows {
 		if gen, shard, ok := parseShardRowKey(e.RowKey); ok {
@@ -299,7 +299,7 @@ func (s *Store) syncState(ctx context.Context, tenant string, tc *tenantCache) e
 			shardFigures, _ = pollFiguresFromEntity(e)
 			continue
 		}
-		for _, src := range Sources {
+		for _, src := range switchboard.PresenceSources {
 			if e.RowKey == sourceRowKey(src) {
 				sources[src] = sourceStatusFromEntity(src, e)
 			}
@@ -417,7 +417,7 @@ func (s *Store) forEach(ctx context.Context, items []int, fn func(context.Contex
 
 // Snapshot is what the API shows of a tenant's presence tracking state.
 type Snapshot struct {
-	Sources map[Source]SourceStatus
+	Sources map[switchboard.PresenceSource]SourceStatus
 	// Figures are the last timer poll's, ShardFigures the last fanned-out
 	// shard's.
 	Figures      PollFigures
@@ -437,7 +437,7 @@ func (s *Store) Status(ctx context.Context, tenant string) (Snapshot, error) {
 	}
 	tc.mu.RLock()
 	defer tc.mu.RUnlock()
-	snap := Snapshot{Sources: make(map[Source]SourceStatus, len(tc.sources)), Figures: tc.figures, ShardFigures: tc.shardFigures, Shards: tc.lay.Shards}
+	snap := Snapshot{Sources: make(map[switchboard.PresenceSource]SourceStatus, len(tc.sources)), Figures: tc.figures, ShardFigures: tc.shardFigures, Shards: tc.lay.Shards}
 	for k, v := range tc.sources {
 		snap.Sources[k] = v
 	}
@@ -476,7 +476,7 @@ func (s *Store) saveState(ctx context.Context, tenant string, ops []store.Op) er
 		case rowLastShardPoll:
 			tc.shardFigures, _ = pollFiguresFromEntity(o.Entity)
 		}
-		for _, src := range Sources {
+		for _, src := range switchboard.PresenceSources {
 			if o.Entity.RowKey == sourceRowKey(src) {
 				tc.sources[src] = sourceStatusFromEntity(src, o.Entity)
 			}

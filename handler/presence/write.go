@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"switchboard/handler/store"
+
+	"switchboard/handler/switchboard"
 )
 
 // sourcedReading is a reading with the source and time it was taken.
 type sourcedReading struct {
-	Reading
-	Source Source
+	switchboard.PresenceReading
+	Source switchboard.PresenceSource
 	At     time.Time
 }
 
@@ -28,7 +30,7 @@ type shardWrite struct {
 	// through source, and stored users no longer tracked are removed.
 	complete bool
 	readAt   time.Time
-	source   Source
+	source   switchboard.PresenceSource
 }
 
 // commitStats counts what a commit wrote.
@@ -108,11 +110,11 @@ func (s *Store) shardStates(tenant string, gen int64) map[int]shardState {
 }
 
 // sourceStatuses returns the source statuses as last synced.
-func (s *Store) sourceStatuses(tenant string) map[Source]SourceStatus {
+func (s *Store) sourceStatuses(tenant string) map[switchboard.PresenceSource]SourceStatus {
 	tc := s.cache(tenant)
 	tc.mu.RLock()
 	defer tc.mu.RUnlock()
-	out := make(map[Source]SourceStatus, len(tc.sources))
+	out := make(map[switchboard.PresenceSource]SourceStatus, len(tc.sources))
 	for k, v := range tc.sources {
 		out[k] = v
 	}
@@ -155,7 +157,7 @@ func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []s
 		slices.Sort(ids)
 		for _, id := range ids {
 			r := sw.readings[id]
-			if old, ok := sc.readings[id]; ok && !old.differs(r.Reading, r.Source) {
+			if old, ok := sc.readings[id]; ok && !old.differs(r.PresenceReading, r.Source) {
 				continue
 			}
 			st := stored{Availability: r.Availability, Activity: r.Activity, OutOfOffice: r.OutOfOffice, Source: r.Source, ChangedAt: r.At}
