@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -11,7 +12,6 @@ import (
 	"time"
 
 	"switchboard/handler/store"
-
 	"switchboard/handler/switchboard"
 )
 
@@ -276,4 +276,81 @@ func (l layout) entity(tenant string) store.Entity {
 		"MaxGen":     l.MaxGen,
 		"Garbage":    garbage,
 	}}
+}
+
+// collectGarbage deletes the rows of retired and abandoned generations
+// until done or until the deadline, and records what is left.
+func (s *Store) collectGarbage(ctx context.Context, tenant string, deadline time.Time) error {
+	tc := s.cache(tenant)
+	tc.load.Lock()
+	defer tc.load.Unlock()
+	tc.mu.RLock()
+	lay := tc.lay
+	tc.mu.RUnlock()
+	if len(lay.Garbage) == 0 {
+		return nil
+	}
+	var left []genShards
+	for _, gs := range lay.Garbage {
+		if gs.Gen == lay.Gen || gs.Gen == lay.NextGen {
+			continue // never delete what is in use
+		}
+		if !s.now().Before(deadline) {
+			left = append(left, gs)
+			continue
+		}
+		if err := s.deleteGeneration(ctx, tenant, gs, deadline); err != nil {
+			s.log.Warn("presence: deleting a retired generation failed", "tenant", tenant, "gen", gs.Gen, "err", err)
+			left = append(left, gs)
+		}
+	}
+	e, err := s.state.Get(ctx, tenant, rowLayout)
+	if err != nil {
+		return err
+	}
+	cur := layoutFromEntity(e)
+	if cur.Gen != lay.Gen || cur.NextGen != lay.NextGen {
+		return nil // someone relaid out meanwhile: their Garbage wins
+	}
+	cur.Garbage = left
+	if _, err := s.state.Update(ctx, cur.entity(tenant), e.ETag); err != nil {
+		return err
+	}
+	tc.mu.Lock()
+	tc.lay.Garbage = left
+	tc.mu.Unlock()
+	return nil
+}
+
+func (s *Store) deleteGeneration(ctx context.Context, tenant string, gs genShards, deadline time.Time) error {
+	for i := 0; i < partitionsFor(gs.Shards); i++ {
+		if !s.now().Before(deadline) {
+			return fmt.Errorf("deadline reached at partition %d of %d", i, partitionsFor(gs.Shards))
+		}
+		var ops []store.Op
+		err := store.QueryAll(ctx, s.presence, store.Query{PartitionKey: partitionKey(tenant, gs.Gen, i)}, func(e store.Entity) error {
+			ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: e.PartitionKey, RowKey: e.RowKey}, IfMatch: "*"})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(ops) > 0 {
+			if _, err := store.WriteBatched(ctx, s.presence, ops); err != nil {
+				return err
+			}
+		}
+	}
+	var ops []store.Op
+	err := store.QueryAll(ctx, s.state, store.Query{PartitionKey: tenant, Prefix: fmt.Sprintf("%s%d.", shardRowPrefix, gs.Gen)}, func(e store.Entity) error {
+		ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: e.PartitionKey, RowKey: e.RowKey}, IfMatch: "*"})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(ops) > 0 {
+		_, err = store.WriteBatched(ctx, s.state, ops)
+	}
+	return err
 }

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -394,25 +396,12 @@ func (s *Store) loadShards(ctx context.Context, tenant string, tc *tenantCache, 
 // forEach runs fn for every item with at most s.parallel at once and
 // returns the first error (after all have finished).
 func (s *Store) forEach(ctx context.Context, items []int, fn func(context.Context, int) error) error {
-	if len(items) == 0 {
-		return nil
-	}
-	sem := make(chan struct{}, s.parallel)
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
+	var g errgroup.Group
+	g.SetLimit(s.parallel)
 	for _, it := range items {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := fn(ctx, it); err != nil {
-				once.Do(func() { first = err })
-			}
-		}()
+		g.Go(func() error { return fn(ctx, it) })
 	}
-	wg.Wait()
-	return first
+	return g.Wait()
 }
 
 // Snapshot is what the API shows of a tenant's presence tracking state.
