@@ -245,7 +245,8 @@ func shardStateFromEntity(e store.Entity) shardState {
 }
 
 func layoutFromEntity(e store.Entity) layout {
-	l := layout{Gen: e.Int64("Gen"), Shards: int(e.Int64("Shards")), NextGen: e.Int64("NextGen"), NextShards: int(e.Int64("NextShards")), MaxGen: e.Int64("MaxGen")}
+	l := layout{Gen: e.Int64("Gen"), Shards: int(e.Int64("Shards")), NextGen: e.Int64("NextGen"), NextShards: int(e.Int64("NextShards")),
+		MaxGen: e.Int64("MaxGen")}
 	if g := e.String("Garbage"); g != "" {
 		_ = json.Unmarshal([]byte(g), &l.Garbage)
 	}

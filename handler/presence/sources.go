@@ -31,7 +31,8 @@ import (
 // only when configured and not cooling down after a failure of its own.
 // An unreadable setting counts as "not over guest accounts" and is
 // returned as the error.
-func (p *Poller) candidates(ctx context.Context, tenant string, statuses map[switchboard.PresenceSource]SourceStatus, now time.Time) ([]switchboard.PresenceSource, error) {
+func (p *Poller) candidates(ctx context.Context, tenant string, statuses map[switchboard.PresenceSource]SourceStatus,
+	now time.Time) ([]switchboard.PresenceSource, error) {
 	var out []switchboard.PresenceSource
 	var settingsErr error
 	guest := false

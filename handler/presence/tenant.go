@@ -52,7 +52,8 @@ func (p *Poller) pollTenant(ctx context.Context, pl pollPlan, deadline time.Time
 			lvl = slog.LevelWarn
 		}
 		log.Log(ctx, lvl, "presence poll", "users", fig.Users, "changed", fig.Changed, "calls", fig.Calls, "errors", fig.Errors,
-			"shards", fig.Shards, "confirmed", fig.ShardsConfirmed, "left", fig.ShardsLeft, "fannedOut", fig.ShardsFannedOut, "duration", fig.Duration, "error", fig.Error)
+			"shards", fig.Shards, "confirmed", fig.ShardsConfirmed, "left", fig.ShardsLeft, "fannedOut", fig.ShardsFannedOut,
+			"duration", fig.Duration, "error", fig.Error)
 	}()
 	if store.CheckKey("tenant", pl.tenant) != nil || pl.tenant == "" {
 		fig.Error = "tenant id is not usable as a key"
@@ -281,7 +282,8 @@ func (p *Poller) fanOut(ctx context.Context, tenant string, gen int64, shards []
 			firstErr = err
 			break
 		}
-		msg := switchboard.Message{Body: body, MessageID: fmt.Sprintf("presence.%s.%d.%d.%d", tenant, gen, sh, until.Unix()), ContentType: "application/json", ScheduledAt: at}
+		id := fmt.Sprintf("presence.%s.%d.%d.%d", tenant, gen, sh, until.Unix())
+		msg := switchboard.Message{Body: body, MessageID: id, ContentType: "application/json", ScheduledAt: at}
 		if _, err := p.o.Queue.Send(ctx, p.o.QueueName, msg); err != nil {
 			firstErr = err
 			break
