@@ -1,11 +1,11 @@
 package presence
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
 	"switchboard/handler/store"
-
 	"switchboard/handler/switchboard"
 )
 
@@ -166,4 +166,74 @@ func pollFiguresFromEntity(e store.Entity) (PollFigures, bool) {
 		return PollFigures{}, false
 	}
 	return f, true
+}
+
+// Snapshot is what the API shows of a tenant's presence tracking state.
+type Snapshot struct {
+	Sources map[switchboard.PresenceSource]SourceStatus
+	// Figures are the last timer poll's, ShardFigures the last fanned-out
+	// shard's.
+	Figures      PollFigures
+	ShardFigures PollFigures
+	Shards       int
+}
+
+// Status reads the tenant's source statuses and last poll figures from
+// storage (not from the cache: an admin asking wants what is stored).
+func (s *Store) Status(ctx context.Context, tenant string) (Snapshot, error) {
+	tc := s.cache(tenant)
+	tc.load.Lock()
+	err := s.syncState(ctx, tenant, tc)
+	tc.load.Unlock()
+	if err != nil {
+		return Snapshot{}, switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.Status", err)
+	}
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	snap := Snapshot{Sources: make(map[switchboard.PresenceSource]SourceStatus, len(tc.sources)), Figures: tc.figures, ShardFigures: tc.shardFigures, Shards: tc.lay.Shards}
+	for k, v := range tc.sources {
+		snap.Sources[k] = v
+	}
+	return snap, nil
+}
+
+// SaveSourceStatus writes one source's status (Test UPN).
+func (s *Store) SaveSourceStatus(ctx context.Context, tenant string, st SourceStatus) error {
+	_, err := s.state.Upsert(ctx, st.entity(tenant))
+	if err != nil {
+		return switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.SaveSourceStatus", err)
+	}
+	tc := s.cache(tenant)
+	tc.mu.Lock()
+	tc.sources[st.Source] = st
+	tc.mu.Unlock()
+	return nil
+}
+
+// saveState writes rows of the tenant's state partition (source statuses,
+// figures) and keeps the cache in step.
+func (s *Store) saveState(ctx context.Context, tenant string, ops []store.Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	if _, err := store.WriteBatched(ctx, s.state, ops); err != nil {
+		return err
+	}
+	tc := s.cache(tenant)
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	for _, o := range ops {
+		switch o.Entity.RowKey {
+		case rowLastPoll:
+			tc.figures, _ = pollFiguresFromEntity(o.Entity)
+		case rowLastShardPoll:
+			tc.shardFigures, _ = pollFiguresFromEntity(o.Entity)
+		}
+		for _, src := range switchboard.PresenceSources {
+			if o.Entity.RowKey == sourceRowKey(src) {
+				tc.sources[src] = sourceStatusFromEntity(src, o.Entity)
+			}
+		}
+	}
+	return nil
 }
