@@ -175,6 +175,7 @@ var codeStatus = map[string]struct {
 	switchboard.ENOTFOUND:     {http.StatusNotFound, "not-found"},
 	switchboard.ECONFLICT:     {http.StatusConflict, "conflict"},
 	switchboard.EPRECONDITION: {http.StatusPreconditionFailed, "precondition-failed"},
+	switchboard.EGONE:         {http.StatusGone, "gone"},
 	switchboard.ELIMIT:        {http.StatusConflict, "limit-reached"},
 	switchboard.EUNAUTHORIZED: {http.StatusUnauthorized, "unauthorized"},
 	switchboard.EFORBIDDEN:    {http.StatusForbidden, "forbidden"},

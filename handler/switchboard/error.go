@@ -16,6 +16,7 @@ const (
 	ENOTFOUND     = "not_found"     // the thing asked for does not exist
 	ECONFLICT     = "conflict"      // the thing exists already, or its state forbids the operation
 	EPRECONDITION = "precondition"  // an ETag (If-Match) no longer matches
+	EGONE         = "gone"          // the thing existed but has ended for good (an Interact session)
 	ELIMIT        = "limit_reached" // a configured cap would be exceeded
 	EUNAUTHORIZED = "unauthorized"  // no valid credentials
 	EFORBIDDEN    = "forbidden"     // valid credentials, but not for this

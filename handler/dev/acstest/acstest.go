@@ -2,7 +2,9 @@
 // resource's Identity API, for tests: it serves TLS on loopback and checks
 // every request's HMAC-SHA256 access-key signature the way ACS does,
 // answering 401 to a wrong key, as ACS does. Request bodies are validated
-// as ACS validates them: an unknown field or scope is a 400.
+// as ACS validates them: an unknown field or scope is a 400. It serves
+// identity creation (with a token), a new token for an existing identity
+// (:issueAccessToken) and identity deletion.
 package acstest
 
 import (
@@ -34,6 +36,7 @@ type Server struct {
 	mu         sync.Mutex
 	identities map[string]bool
 	created    int
+	issued     int
 	refused    int
 	// Status, when set, is answered to every identity request after the
 	// signature was checked (403 to simulate missing permissions, 500 ...).
@@ -82,6 +85,28 @@ func (s *Server) Counts() (created, live, refused int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.created, len(s.identities), s.refused
+}
+
+// Issued returns how many tokens were issued (with a new identity or for
+// an existing one).
+func (s *Server) Issued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.issued
+}
+
+// Exists reports whether an identity exists.
+func (s *Server) Exists(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.identities[id]
+}
+
+// newToken returns a token that differs on every issue, like ACS's.
+func (s *Server) newToken(id string) string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return "fake-token-" + id + "-" + base64.RawURLEncoding.EncodeToString(b)
 }
 
 func writeError(w http.ResponseWriter, status int, code, message string) {
@@ -143,11 +168,43 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.identities[id] = true
 		reply := map[string]any{"identity": map[string]string{"id": id}}
 		if len(req.CreateTokenWithScopes) > 0 {
-			reply["accessToken"] = map[string]string{"token": "fake-token-" + id, "expiresOn": time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)}
+			s.issued++
+			reply["accessToken"] = map[string]string{"token": s.newToken(id), "expiresOn": time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		_ = json.NewEncoder(w).Encode(reply)
+	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/identities/") && strings.HasSuffix(r.URL.Path, "/:issueAccessToken"):
+		// The Identity API's CommunicationIdentityAccessTokenRequest.
+		id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/identities/"), "/:issueAccessToken")
+		var req struct {
+			Scopes           []string `json:"scopes"`
+			ExpiresInMinutes *int     `json:"expiresInMinutes"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, "InvalidRequestBody", "the request body is not a CommunicationIdentityAccessTokenRequest: "+err.Error())
+			return
+		}
+		if len(req.Scopes) == 0 {
+			writeError(w, http.StatusBadRequest, "InvalidScope", "scopes are required")
+			return
+		}
+		for _, scope := range req.Scopes {
+			if !tokenScopes[scope] {
+				writeError(w, http.StatusBadRequest, "InvalidScope", "unknown token scope "+scope)
+				return
+			}
+		}
+		if !s.identities[id] {
+			writeError(w, http.StatusNotFound, "IdentityNotFound", "no such identity")
+			return
+		}
+		s.issued++
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_ = json.NewEncoder(w).Encode(map[string]string{"token": s.newToken(id), "expiresOn": time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)})
 	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/identities/"):
 		id := strings.TrimPrefix(r.URL.Path, "/identities/")
 		if !s.identities[id] {
