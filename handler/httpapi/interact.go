@@ -1,0 +1,207 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"switchboard/handler/interact"
+	"switchboard/handler/settings"
+	"switchboard/handler/switchboard"
+)
+
+// Roles of the Interact and Assistant tenant routes (SPEC section 12), for
+// the routes' roles table: "own" means an Agent may call it only for a
+// session whose agent it is.
+var InteractRouteRoles = map[string][]string{
+	"POST /api/tenants/{t}/interact/sessions/{id}/agent-left":     {"Switchboard.Flow", "Switchboard.Agent (own)"},
+	"POST /api/tenants/{t}/interact/sessions/{id}/agent-rejoined": {"Switchboard.Flow", "Switchboard.Agent (own)"},
+	"POST /api/tenants/{t}/interact/sessions/{id}/end":            {"Switchboard.Flow", "Switchboard.Agent (own)"},
+	"POST /api/tenants/{t}/assistant/token":                       {"Switchboard.Agent"},
+}
+
+// InteractAPI serves the Interact widget's public routes and the agent
+// side's and Assistant's tenant routes.
+type InteractAPI struct {
+	Sessions *interact.Service
+	// Verifier checks the widget's bearer tokens in the VerifyToken modes:
+	// the same JWKS verifier the API uses. Nil when the deployment has no
+	// API_AUDIENCE: then no token passes.
+	Verifier Verifier
+	// AgentOnly, when set, tells whether the caller of an agent-side route
+	// is an agent restricted to its own sessions (role Agent without Flow)
+	// and its object id. Nil: every caller may act on every session.
+	AgentOnly func(r *http.Request) (oid string, restricted bool)
+}
+
+// Register adds the routes to rt.
+func (a *InteractAPI) Register(rt *Router) {
+	rt.Anonymous("POST /api/interact/{t}/sessions", a.widget(a.create))
+	rt.Anonymous("GET /api/interact/{t}/sessions/{id}", a.widget(a.customer(a.Sessions.Get)))
+	rt.Anonymous("POST /api/interact/{t}/sessions/{id}/leave", a.widget(a.customer(a.Sessions.Leave)))
+	rt.Anonymous("POST /api/interact/{t}/sessions/{id}/rejoin", a.widget(a.customer(a.Sessions.Rejoin)))
+	rt.Tenant("POST /api/tenants/{t}/interact/sessions/{id}/agent-left", a.agent(a.Sessions.AgentLeft))
+	rt.Tenant("POST /api/tenants/{t}/interact/sessions/{id}/agent-rejoined", a.agent(a.Sessions.AgentRejoined))
+	rt.Tenant("POST /api/tenants/{t}/interact/sessions/{id}/end", a.agent(a.Sessions.End))
+	rt.Tenant("POST /api/tenants/{t}/assistant/token", a.assistantToken)
+}
+
+func widgetError(code, typ, msg string) error {
+	return &switchboard.Error{Code: code, Op: "interact.check", Type: typ, Message: msg}
+}
+
+// widget runs the widget's three checks, in this order: Interact enabled,
+// the widget key, the tenant's authorization mode.
+func (a *InteractAPI) widget(h func(w http.ResponseWriter, r *http.Request, tenant string) error) HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		tenant, err := TenantID(r)
+		if err != nil {
+			return err
+		}
+		g, err := a.Sessions.Gate(r.Context(), tenant)
+		if err != nil {
+			return err
+		}
+		if !g.Enabled {
+			return widgetError(switchboard.EFORBIDDEN, interact.TypeDisabled, "Interact is not enabled for this tenant")
+		}
+		if !interact.CheckWidgetKey(r.Header.Get("X-Widget-Key"), g.WidgetKey) {
+			return widgetError(switchboard.EUNAUTHORIZED, interact.TypeInvalidWidgetKey, "the X-Widget-Key header is missing or not this tenant's widget key")
+		}
+		if err := a.checkToken(r.Context(), r, tenant, g.Authorization); err != nil {
+			return err
+		}
+		return h(w, r, tenant)
+	}
+}
+
+func (a *InteractAPI) checkToken(ctx context.Context, r *http.Request, tenant, mode string) error {
+	if mode != settings.AuthorizationVerifyToken && mode != settings.AuthorizationVerifyTokenAndTenant {
+		return nil
+	}
+	token, ok := bearer(r)
+	if !ok {
+		return widgetError(switchboard.EUNAUTHORIZED, interact.TypeInvalidToken, "this tenant's widget needs Authorization: Bearer with an Entra access token")
+	}
+	if a.Verifier == nil {
+		return widgetError(switchboard.EUNAUTHORIZED, interact.TypeInvalidToken, "this deployment cannot verify tokens: API_AUDIENCE is not configured")
+	}
+	p, err := a.Verifier.Verify(ctx, token)
+	if err != nil {
+		return widgetError(switchboard.EUNAUTHORIZED, interact.TypeInvalidToken, switchboard.ErrorMessage(err))
+	}
+	if mode == settings.AuthorizationVerifyTokenAndTenant && !strings.EqualFold(p.TenantID, tenant) {
+		return widgetError(switchboard.EFORBIDDEN, interact.TypeTenantMismatch, "the token was issued by another tenant")
+	}
+	return nil
+}
+
+// ClientAddress is the caller's address: X-Forwarded-For's first (the
+// Functions front end sets it), else the peer.
+func ClientAddress(r *http.Request) string {
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+		first, _, _ := strings.Cut(xff, ",")
+		if first = strings.TrimSpace(first); first != "" {
+			if host, _, err := net.SplitHostPort(first); err == nil {
+				return host
+			}
+			return first
+		}
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+// tooMany answers a refused new session: 429 with Retry-After.
+func tooMany(w http.ResponseWriter, r *http.Request, rl *interact.RateLimited) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(rl.RetryAfter.Seconds()))))
+	writeProblem(w, http.StatusTooManyRequests, problem{Type: interact.TypeTooManySessions, Title: rl.Message, Status: http.StatusTooManyRequests, Instance: r.URL.Path})
+}
+
+func (a *InteractAPI) create(w http.ResponseWriter, r *http.Request, tenant string) error {
+	var in interact.CreateInput
+	if err := DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	in.ClientAddress = ClientAddress(r)
+	v, err := a.Sessions.Create(r.Context(), tenant, in)
+	var rl *interact.RateLimited
+	if errors.As(err, &rl) {
+		tooMany(w, r, rl)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/interact/"+tenant+"/sessions/"+v.SessionID)
+	return WriteJSON(w, http.StatusCreated, v)
+}
+
+// customer serves a route of the session's customer: X-Resume-Token.
+func (a *InteractAPI) customer(op func(ctx context.Context, tenant, id, resumeToken string) (interact.View, error)) func(w http.ResponseWriter, r *http.Request, tenant string) error {
+	return func(w http.ResponseWriter, r *http.Request, tenant string) error {
+		v, err := op(r.Context(), tenant, r.PathValue("id"), strings.TrimSpace(r.Header.Get("X-Resume-Token")))
+		if err != nil {
+			return err
+		}
+		return WriteJSON(w, http.StatusOK, v)
+	}
+}
+
+func (a *InteractAPI) agent(op func(ctx context.Context, c interact.AgentCall) (interact.View, error)) HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		tenant, err := TenantID(r)
+		if err != nil {
+			return err
+		}
+		c := interact.AgentCall{Tenant: tenant, Session: r.PathValue("id")}
+		if a.AgentOnly != nil {
+			if oid, restricted := a.AgentOnly(r); restricted {
+				c.AsAgent = oid
+			}
+		}
+		v, err := op(r.Context(), c)
+		if err != nil {
+			return err
+		}
+		return WriteJSON(w, http.StatusOK, v)
+	}
+}
+
+// caller is the route's user: the token's oid, or with API_AUTH=none
+// ?asUser=<object id>.
+func caller(r *http.Request) (string, error) {
+	if p, ok := PrincipalFrom(r.Context()); ok {
+		if p.ObjectID == "" {
+			return "", &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: "http", Message: "the token names no user (oid)"}
+		}
+		return p.ObjectID, nil
+	}
+	u := r.URL.Query().Get("asUser")
+	if u == "" {
+		return "", switchboard.FieldError("http", "asUser", "without API authentication the caller is given as ?asUser=<object id>")
+	}
+	return u, nil
+}
+
+func (a *InteractAPI) assistantToken(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := TenantID(r)
+	if err != nil {
+		return err
+	}
+	user, err := caller(r)
+	if err != nil {
+		return err
+	}
+	v, err := a.Sessions.AssistantToken(r.Context(), tenant, user)
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, map[string]any{"acs": v})
+}
