@@ -45,7 +45,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Report, error) {
 	if err := json.Unmarshal(body, &k); err != nil || k.Tenant == "" || k.Sub == "" || k.Subject == "" {
 		return Report{Skipped: "a message that is not an event delivery"}, nil
 	}
-	sub, sealed, err := s.get(ctx, k.Tenant, k.Sub)
+	sub, sealed, _, err := s.get(ctx, k.Tenant, k.Sub)
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 		s.deletePartition(ctx, lanePartition(k.Tenant, k.Sub))
 		return Report{Skipped: "the subscription was deleted"}, nil
@@ -367,7 +367,7 @@ func (s *Service) failed(ctx context.Context, sub Subscription, k kick, row stor
 // concurrent update (other lanes of the same subscription).
 func (s *Service) updateSub(ctx context.Context, sub Subscription, change func(*Subscription)) error {
 	for range 10 {
-		cur, sealed, err := s.get(ctx, sub.TenantID, sub.ID)
+		cur, sealed, etag, err := s.get(ctx, sub.TenantID, sub.ID)
 		if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			return nil
 		}
@@ -375,7 +375,7 @@ func (s *Service) updateSub(ctx context.Context, sub Subscription, change func(*
 			return err
 		}
 		change(&cur)
-		_, err = s.table.Update(ctx, subEntity(cur, sealed), cur.etag)
+		_, err = s.table.Update(ctx, subEntity(cur, sealed), etag)
 		if switchboard.IsCode(err, switchboard.EPRECONDITION) {
 			continue
 		}

@@ -476,8 +476,10 @@ func TestCrashBeforeFlushLosesNothing(t *testing.T) {
 		t.Fatal("delivered without a flush?")
 	}
 	// Another process, after a restart, sweeps the index.
-	other := *f.svc
-	other.prepared = map[string]time.Time{}
+	other, err := New(context.Background(), f.svc.o)
+	if err != nil {
+		t.Fatal(err)
+	}
 	n, err := other.SweepOutbox(context.Background(), func() bool { return false })
 	if err != nil || n != 1 {
 		t.Fatalf("SweepOutbox = %d, %v; want 1 event handed over", n, err)

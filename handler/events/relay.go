@@ -97,7 +97,7 @@ func (s *Service) fanOut(ctx context.Context, ev switchboard.Event, subs map[str
 	}
 	var body []byte
 	for _, sub := range list {
-		if !sub.Matches(ev) {
+		if !matches(sub, ev) {
 			continue
 		}
 		if body == nil {

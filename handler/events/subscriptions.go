@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -28,46 +27,20 @@ var Types = []string{
 	"switchboard.interactSession.ended",
 }
 
-// Subscription states.
-const (
-	StateActive   = "active"
-	StateFailing  = "failing"
-	StateDisabled = "disabled"
-)
-
-// Subscription is a receiver of a tenant's events.
-type Subscription struct {
-	ID       string   `json:"id"`
-	TenantID string   `json:"tenantId"`
-	URL      string   `json:"url"`
-	Events   []string `json:"events"`
-	// Services limits the subscription to events of these services;
-	// empty: every service, and events of the whole tenant.
-	Services    []string  `json:"services,omitempty"`
-	Description string    `json:"description,omitempty"`
-	State       string    `json:"state"`
-	CreatedAt   time.Time `json:"createdAt"`
-	// LastDeliveryAt is the last attempt, successful or not.
-	LastDeliveryAt   *time.Time `json:"lastDeliveryAt"`
-	LastSuccessAt    *time.Time `json:"lastSuccessAt"`
-	LastError        string     `json:"lastError,omitempty"`
-	FailedDeliveries int64      `json:"failedDeliveries"`
-	// Secret is returned once, by Create.
-	Secret string `json:"secret,omitempty"`
-
-	etag string
-}
+// Subscription is a stored subscription.
+type Subscription = switchboard.EventSubscription
 
 // NewSubscription is what a caller asks to subscribe.
-type NewSubscription struct {
-	URL         string   `json:"url"`
-	Events      []string `json:"events"`
-	Services    []string `json:"services,omitempty"`
-	Description string   `json:"description,omitempty"`
-}
+type NewSubscription = switchboard.EventSubscriptionRequest
 
-// Matches reports whether the subscription takes ev.
-func (s Subscription) Matches(ev switchboard.Event) bool {
+const (
+	StateActive   = switchboard.SubscriptionActive
+	StateFailing  = switchboard.SubscriptionFailing
+	StateDisabled = switchboard.SubscriptionDisabled
+)
+
+// matches reports whether the subscription takes ev.
+func matches(s Subscription, ev switchboard.Event) bool {
 	if s.State == StateDisabled {
 		return false
 	}
@@ -83,7 +56,7 @@ func (s Subscription) Matches(ev switchboard.Event) bool {
 }
 
 // validate checks a new subscription's fields other than the URL.
-func (n *NewSubscription) validate(op string) error {
+func validate(op string, n NewSubscription) error {
 	if len(n.Events) == 0 {
 		return switchboard.FieldError(op, "events", "events is required: a list of event types, or [\"*\"] for all")
 	}
@@ -130,7 +103,7 @@ func secretAAD(tenant, id string) string { return "events|" + tenant + "|" + id 
 // or a host on a private address), ELIMIT at MaxSubscriptions, EUNAVAILABLE.
 func (s *Service) Create(ctx context.Context, tenant string, n NewSubscription) (Subscription, error) {
 	const op = "events.Create"
-	if err := n.validate(op); err != nil {
+	if err := validate(op, n); err != nil {
 		return Subscription{}, err
 	}
 	if n.URL == "" {
@@ -212,7 +185,7 @@ func subEntity(sub Subscription, sealedSecret string) store.Entity {
 func subFrom(tenant string, e store.Entity) Subscription {
 	s := Subscription{ID: e.RowKey, TenantID: tenant, URL: e.String("Url"), Description: e.String("Description"),
 		State: e.String("State"), CreatedAt: e.Time("CreatedAt"), LastError: e.String("LastError"),
-		FailedDeliveries: e.Int64("FailedDeliveries"), etag: e.ETag}
+		FailedDeliveries: e.Int64("FailedDeliveries")}
 	_ = json.Unmarshal([]byte(e.String("Events")), &s.Events)
 	_ = json.Unmarshal([]byte(e.String("Services")), &s.Services)
 	if t := e.Time("LastDeliveryAt"); !t.IsZero() {
@@ -244,24 +217,24 @@ func (s *Service) List(ctx context.Context, tenant string) ([]Subscription, erro
 
 // Get returns one subscription, without its secret. Returns ENOTFOUND.
 func (s *Service) Get(ctx context.Context, tenant, id string) (Subscription, error) {
-	sub, _, err := s.get(ctx, tenant, id)
+	sub, _, _, err := s.get(ctx, tenant, id)
 	return sub, err
 }
 
-// get returns the subscription and its stored (sealed) secret.
-func (s *Service) get(ctx context.Context, tenant, id string) (Subscription, string, error) {
+// get returns the subscription, its stored (sealed) secret and its ETag.
+func (s *Service) get(ctx context.Context, tenant, id string) (Subscription, string, string, error) {
 	const op = "events.Get"
 	e, err := s.table.Get(ctx, subPartition(tenant), id)
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
-		return Subscription{}, "", &switchboard.Error{Code: switchboard.ENOTFOUND, Op: op, Message: fmt.Sprintf("no event subscription %q in this tenant", id)}
+		return Subscription{}, "", "", &switchboard.Error{Code: switchboard.ENOTFOUND, Op: op, Message: fmt.Sprintf("no event subscription %q in this tenant", id)}
 	}
 	if err != nil {
-		return Subscription{}, "", switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+		return Subscription{}, "", "", switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
 	if id == countKey {
-		return Subscription{}, "", &switchboard.Error{Code: switchboard.ENOTFOUND, Op: op, Message: fmt.Sprintf("no event subscription %q in this tenant", id)}
+		return Subscription{}, "", "", &switchboard.Error{Code: switchboard.ENOTFOUND, Op: op, Message: fmt.Sprintf("no event subscription %q in this tenant", id)}
 	}
-	return subFrom(tenant, e), e.String("Secret"), nil
+	return subFrom(tenant, e), e.String("Secret"), e.ETag, nil
 }
 
 // Delete removes a subscription, its waiting events and its delivery log.
@@ -313,26 +286,13 @@ func (s *Service) deletePartition(ctx context.Context, pk string) {
 	}
 }
 
-// Delivery is one event's delivery to one subscription, as the deliveries
-// route shows it.
-type Delivery struct {
-	EventID    string     `json:"eventId"`
-	Type       string     `json:"type"`
-	Subject    string     `json:"subject"`
-	State      string     `json:"state"` // pending, delivered, deadLettered
-	StatusCode int        `json:"statusCode,omitempty"`
-	Attempts   int        `json:"attempts"`
-	FirstTryAt time.Time  `json:"firstTryAt"`
-	LastTryAt  time.Time  `json:"lastTryAt"`
-	NextTryAt  *time.Time `json:"nextTryAt"`
-	LastError  string     `json:"lastError,omitempty"`
-}
+// Delivery is one event's delivery to one subscription.
+type Delivery = switchboard.EventDelivery
 
-// Delivery states.
 const (
-	DeliveryPending      = "pending"
-	DeliveryDelivered    = "delivered"
-	DeliveryDeadLettered = "deadLettered"
+	DeliveryPending      = switchboard.DeliveryPending
+	DeliveryDelivered    = switchboard.DeliveryDelivered
+	DeliveryDeadLettered = switchboard.DeliveryDeadLettered
 )
 
 // Deliveries returns the subscription's last KeptDeliveries deliveries,

@@ -49,3 +49,75 @@ type EventOutbox interface {
 	// hand over now, housekeeping hands over later.
 	Flush(ctx context.Context, table, pk string)
 }
+
+// Event subscription states.
+const (
+	SubscriptionActive   = "active"
+	SubscriptionFailing  = "failing"
+	SubscriptionDisabled = "disabled"
+)
+
+// EventSubscription is a receiver of a tenant's events (SPEC section 11).
+type EventSubscription struct {
+	ID       string   `json:"id"`
+	TenantID string   `json:"tenantId"`
+	URL      string   `json:"url"`
+	Events   []string `json:"events"`
+	// Services limits the subscription to events of these services;
+	// empty: every service, and the events of the whole tenant.
+	Services    []string  `json:"services,omitempty"`
+	Description string    `json:"description,omitempty"`
+	State       string    `json:"state"`
+	CreatedAt   time.Time `json:"createdAt"`
+	// LastDeliveryAt is the last attempt, successful or not.
+	LastDeliveryAt   *time.Time `json:"lastDeliveryAt"`
+	LastSuccessAt    *time.Time `json:"lastSuccessAt"`
+	LastError        string     `json:"lastError,omitempty"`
+	FailedDeliveries int64      `json:"failedDeliveries"`
+	// Secret is set once, in the reply to its creation.
+	Secret string `json:"secret,omitempty"`
+}
+
+// EventSubscriptionRequest is what a caller asks to subscribe.
+type EventSubscriptionRequest struct {
+	URL         string   `json:"url"`
+	Events      []string `json:"events"`
+	Services    []string `json:"services,omitempty"`
+	Description string   `json:"description,omitempty"`
+}
+
+// Event delivery states.
+const (
+	DeliveryPending      = "pending"
+	DeliveryDelivered    = "delivered"
+	DeliveryDeadLettered = "deadLettered"
+)
+
+// EventDelivery is one event's delivery to one subscription.
+type EventDelivery struct {
+	EventID    string     `json:"eventId"`
+	Type       string     `json:"type"`
+	Subject    string     `json:"subject"`
+	State      string     `json:"state"`
+	StatusCode int        `json:"statusCode,omitempty"`
+	Attempts   int        `json:"attempts"`
+	FirstTryAt time.Time  `json:"firstTryAt"`
+	LastTryAt  time.Time  `json:"lastTryAt"`
+	NextTryAt  *time.Time `json:"nextTryAt"`
+	LastError  string     `json:"lastError,omitempty"`
+}
+
+// EventSubscriptions manages a tenant's subscriptions.
+type EventSubscriptions interface {
+	// Create returns the subscription with its secret, shown this once.
+	// Returns EINVALID naming the field (url refused: not https, or a host
+	// on a private address), ELIMIT at 50 per tenant, EUNAVAILABLE.
+	Create(ctx context.Context, tenantID string, req EventSubscriptionRequest) (EventSubscription, error)
+	// List and Get never return the secret. Get returns ENOTFOUND.
+	List(ctx context.Context, tenantID string) ([]EventSubscription, error)
+	Get(ctx context.Context, tenantID, id string) (EventSubscription, error)
+	// Delete returns ENOTFOUND when there is no such subscription.
+	Delete(ctx context.Context, tenantID, id string) error
+	// Deliveries returns the last 100, newest first. Returns ENOTFOUND.
+	Deliveries(ctx context.Context, tenantID, id string) ([]EventDelivery, error)
+}
