@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"switchboard/handler/graph"
 	"switchboard/handler/httpapi"
 	"switchboard/handler/secrets"
+	"switchboard/handler/job"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -167,39 +167,23 @@ func wireHealth(ctx context.Context, a *app) error {
 // the Functions timeout, and before the next tick a minute later.
 const housekeepingBudget = 45 * time.Second
 
-// deadlineNear reports whether ctx ends within a few seconds: time for a
-// housekeeping job to stop taking new work.
-func deadlineNear(ctx context.Context) bool {
-	d, ok := ctx.Deadline()
-	return ok && time.Until(d) < 5*time.Second
-}
-
 // wireHousekeeping registers the Housekeeping timer: the capabilities' jobs
 // run side by side under one deadline, and one failing does not stop the
 // others.
 func wireHousekeeping(ctx context.Context, a *app) error {
 	jobs := a.housekeeping
 	a.dispatcher.Handle("Housekeeping", functions.TimerFunc("timer", func(ctx context.Context, inv *functions.Invocation, _ functions.Timer) error {
-		ctx, cancel := context.WithTimeout(ctx, housekeepingBudget)
-		defer cancel()
-		errs := make([]error, len(jobs))
+		ctx, run := job.Start(ctx, job.Options{Name: "Housekeeping", Budget: housekeepingBudget, Log: a.log})
 		logs := make([]*functions.Invocation, len(jobs))
-		var wg sync.WaitGroup
 		for i, j := range jobs {
 			logs[i] = &functions.Invocation{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := j.run(ctx, logs[i]); err != nil {
-					errs[i] = fmt.Errorf("%s: %w", j.name, err)
-				}
-			}()
+			run.Go(ctx, j.name, func(ctx context.Context) error { return j.run(ctx, logs[i]) })
 		}
-		wg.Wait()
+		err := run.Finish()
 		for _, l := range logs {
 			inv.AppendLogs(l)
 		}
-		return errors.Join(errs...)
+		return err
 	}))
 	return nil
 }

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"switchboard/handler/egress"
 	"switchboard/handler/events"
 	"switchboard/handler/functions"
 	"switchboard/handler/httpapi"
+	"switchboard/handler/job"
 	"switchboard/handler/secrets"
 )
 
@@ -57,7 +59,7 @@ func wireEvents(ctx context.Context, a *app) error {
 		return err
 	}))
 	a.housekeeping = append(a.housekeeping, housekeepingJob{"events", func(ctx context.Context, inv *functions.Invocation) error {
-		n, err := svc.SweepOutbox(ctx, func() bool { return deadlineNear(ctx) })
+		n, err := svc.SweepOutbox(ctx, func() bool { return job.Near(ctx, 5*time.Second) })
 		inv.Logf("events housekeeping: %d events handed over from the outbox", n)
 		return err
 	}})

@@ -64,6 +64,9 @@ func TestOverridesAndErrors(t *testing.T) {
 			"ALLOW_PRIVATE_ENDPOINTS": "true", "WEBSITE_INSTANCE_ID": "abc", "SECRETS_KEY": "k"}, "refused in Azure"},
 		{"no secrets key in Azure", map[string]string{"TABLES_CONNECTION_STRING": "x", "API_AUTH": "entra", "API_AUDIENCE": "a",
 			"WEBSITE_INSTANCE_ID": "abc"}, "SECRETS_KEY must be set in Azure"},
+		{"bad poll schedule", with("PRESENCE_POLL_SCHEDULE", "every 30 seconds"), "PRESENCE_POLL_SCHEDULE"},
+		{"poll schedule out of range", with("PRESENCE_POLL_SCHEDULE", "*/30 * 25 * * *"), "PRESENCE_POLL_SCHEDULE"},
+		{"five-field poll schedule", with("PRESENCE_POLL_SCHEDULE", "*/2 * * * *"), ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
