@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"switchboard/handler/outbound"
 	"switchboard/handler/routing"
 	"switchboard/handler/switchboard"
 )
@@ -308,8 +307,8 @@ func (a *RoutingAPI) deleteConversation(w http.ResponseWriter, r *http.Request) 
 // attempts: their agents are held and released by the outbound worker and
 // the task's complete or cancel, never directly.
 func notTaskConversation(op, field, id string) error {
-	if len(id) >= len(outbound.ConversationPrefix) && strings.EqualFold(id[:len(outbound.ConversationPrefix)], outbound.ConversationPrefix) {
-		return switchboard.FieldError(op, field, "conversation ids starting with %q belong to outbound tasks: complete or cancel the task instead", outbound.ConversationPrefix)
+	if switchboard.IsTaskConversation(id) {
+		return switchboard.FieldError(op, field, "conversation ids starting with %q belong to outbound tasks: complete or cancel the task instead", switchboard.TaskConversationPrefix)
 	}
 	return nil
 }

@@ -170,9 +170,8 @@ func conversationID(taskID string, attempt int) string {
 }
 
 // ConversationPrefix starts the routing conversation id of every outbound
-// task attempt. The route API refuses such ids, so that a flow cannot
-// release a task's agent in the middle of its call.
-const ConversationPrefix = "task:"
+// task attempt (switchboard.IsTaskConversation tells them).
+const ConversationPrefix = switchboard.TaskConversationPrefix
 
 // NewTask is a schedule request, as the API receives it. Nil pointers take
 // the defaults.
