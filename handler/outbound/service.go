@@ -196,7 +196,7 @@ func (s *Service) Schedule(ctx context.Context, tenant, service string, n NewTas
 		return Task{}, false, err
 	}
 	now := s.now()
-	t, err := n.validate(now)
+	t, err := validateNewTask(n, now)
 	if err != nil {
 		return Task{}, false, err
 	}
@@ -383,7 +383,7 @@ func (s *Service) undoAdmission(ctx context.Context, t Task) error {
 		}
 		ops := []store.Op{
 			c.op(pk, c.count-1),
-			{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: taskKey(t.ID)}, IfMatch: cur.etag},
+			{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: taskKey(t.ID)}, IfMatch: cur.ETag},
 			{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: openKey(t.ID)}, IfMatch: "*"},
 		}
 		if t.ReferenceID != "" {
@@ -495,9 +495,9 @@ func (s *Service) markSent(ctx context.Context, t Task, seq int64) (Task, bool) 
 		}
 		cur.SendPending = false
 		cur.SequenceNumber = seq
-		etag, err := s.table.Update(ctx, taskEntity(cur), cur.etag)
+		etag, err := s.table.Update(ctx, taskEntity(cur), cur.ETag)
 		if err == nil {
-			cur.etag = etag
+			cur.ETag = etag
 			return cur, true
 		}
 		if !switchboard.IsCode(err, switchboard.EPRECONDITION) {
@@ -520,8 +520,8 @@ func (s *Service) finish(ctx context.Context, cur Task, state, note string) (Tas
 		now := s.now()
 		next := cur
 		next.State, next.Note, next.UpdatedAt, next.EndedAt, next.SendPending = state, note, now, now, false
-		ops := []store.Op{{Kind: store.OpUpdate, Entity: taskEntity(next), IfMatch: cur.etag}}
-		if cur.Slot() {
+		ops := []store.Op{{Kind: store.OpUpdate, Entity: taskEntity(next), IfMatch: cur.ETag}}
+		if Counted(cur.State) {
 			c, err := s.readCounter(ctx, pk)
 			if err != nil {
 				return Task{}, err
@@ -549,7 +549,7 @@ func (s *Service) finish(ctx context.Context, cur Task, state, note string) (Tas
 		if gerr != nil {
 			return Task{}, gerr
 		}
-		if again.etag != cur.etag {
+		if again.ETag != cur.ETag {
 			return again, switchboard.Errorf(switchboard.EPRECONDITION, op, "task %s changed meanwhile", cur.ID)
 		}
 	}
@@ -561,7 +561,7 @@ func (s *Service) finish(ctx context.Context, cur Task, state, note string) (Tas
 // EPRECONDITION when the task changed since cur was read.
 func (s *Service) update(ctx context.Context, cur, next Task) (Task, error) {
 	err := s.table.Batch(ctx, []store.Op{
-		{Kind: store.OpUpdate, Entity: taskEntity(next), IfMatch: cur.etag},
+		{Kind: store.OpUpdate, Entity: taskEntity(next), IfMatch: cur.ETag},
 		{Kind: store.OpUpsert, Entity: openEntity(next)},
 	})
 	if err == nil {

@@ -66,7 +66,7 @@ func TestValidate(t *testing.T) {
 		{"empty context key", NewTask{Destination: "+41440000000", Context: map[string]string{"": "v"}}, "context"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := tc.in.validate(now)
+			_, err := validateNewTask(tc.in, now)
 			if tc.field == "" {
 				if err != nil {
 					t.Fatalf("validate: %v, want no error", err)
@@ -85,7 +85,7 @@ func TestValidate(t *testing.T) {
 
 func TestValidateDefaultsAndNormalization(t *testing.T) {
 	now := newClock().Now()
-	got, err := NewTask{Destination: "+41 (44) 000-00-00", DueDateTimeUTC: "2020-01-01T00:00:00Z", PreferredUsers: []string{strings.ToUpper(agentA), agentA}}.validate(now)
+	got, err := validateNewTask(NewTask{Destination: "+41 (44) 000-00-00", DueDateTimeUTC: "2020-01-01T00:00:00Z", PreferredUsers: []string{strings.ToUpper(agentA), agentA}}, now)
 	if err != nil {
 		t.Fatal(err)
 	}

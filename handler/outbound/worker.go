@@ -88,7 +88,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 	if err != nil {
 		return w, err
 	}
-	if !t.waiting() {
+	if !waiting(t) {
 		w.Action, w.Detail = ActionStale, "task is "+t.State
 		return w, nil
 	}
@@ -125,7 +125,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 			break
 		}
 		other, err := s.getTask(ctx, pk, id)
-		if err != nil || !other.waiting() || now.After(other.Deadline) {
+		if err != nil || !waiting(other) || now.After(other.Deadline) {
 			continue // its own message deals with it
 		}
 		agent, err := s.assign(ctx, other)
@@ -163,7 +163,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 		if t, err = s.getTask(ctx, pk, m.TaskID); err != nil {
 			return w, err
 		}
-		if !t.waiting() || t.Try != m.Try {
+		if !waiting(t) || t.Try != m.Try {
 			w.Action, w.Detail = ActionStale, "task changed meanwhile ("+t.State+")"
 			return w, nil
 		}
@@ -173,7 +173,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 
 // waiting reports whether the task waits for an agent (or for its due
 // time).
-func (t Task) waiting() bool { return t.State == StateScheduled || t.State == StateQueued }
+func waiting(t Task) bool { return t.State == StateScheduled || t.State == StateQueued }
 
 // ahead returns the ids of the service's waiting tasks that come before t:
 // higher priority first, then the one waiting longest.
@@ -262,7 +262,7 @@ func (s *Service) assign(ctx context.Context, t Task) (string, error) {
 			// again with its hold): nothing to undo.
 			return cur.Agent, nil
 		}
-		if !cur.waiting() || cur.Attempts+1 != attempt {
+		if !waiting(cur) || cur.Attempts+1 != attempt {
 			break // cancelled, expired or moved on: give the agent back
 		}
 	}

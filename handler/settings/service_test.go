@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"switchboard/handler/acs"
 	"switchboard/handler/dev/acstest"
@@ -54,6 +53,15 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// unexpectedACS is the ACS checker of tests that check no connection
+// string with ACS.
+type unexpectedACS struct{ t *testing.T }
+
+func (u unexpectedACS) Check(context.Context, string) error {
+	u.t.Error("ACS was asked to check a connection string")
+	return errors.New("unexpected ACS check")
+}
+
 type fixture struct {
 	svc  *settings.Service
 	logs *syncBuffer
@@ -63,6 +71,9 @@ func newService(t *testing.T, tables store.Tables, o settings.Options) fixture {
 	t.Helper()
 	logs := &syncBuffer{}
 	o.Tables = tables
+	if o.ACS == nil {
+		o.ACS = unexpectedACS{t}
+	}
 	o.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	svc, err := settings.New(ctx, o)
 	if err != nil {
@@ -323,41 +334,24 @@ func TestConnectionStringsAreWriteOnly(t *testing.T) {
 	})
 }
 
-type fakeAccounts struct {
-	status [2]settings.AccountStatus
-	err    error
-}
-
-func (f fakeAccounts) AccountStatus(ctx context.Context, tenantID string) ([2]settings.AccountStatus, error) {
-	return f.status, f.err
-}
-
-func TestAccountStatusIsShown(t *testing.T) {
-	yes := true
-	at := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	f := newService(t, store.NewMemoryTables(), settings.Options{Account1UPN: "p1@switchboard.example", Account2UPN: "p2@switchboard.example"})
-	f.svc.UseAccountStatus(fakeAccounts{status: [2]settings.AccountStatus{
-		{State: settings.AccountOK, InvitedAsGuest: &yes, PermissionGranted: &yes, LastSuccessAt: at},
-		{State: settings.AccountFailing, LastErrorAt: at, LastErrorReason: "not-invited", LastError: "the account is not a guest of the tenant"},
-	}})
+// TestAccountStatusIsTheHTTPLayers: the service knows which presence
+// accounts the deployment has, not how they fare (the presence capability
+// reports that, and the HTTP layer shows it: httpapi's
+// TestSettingsShowPresenceAccountStatus).
+func TestAccountStatusIsTheHTTPLayers(t *testing.T) {
+	f := newService(t, store.NewMemoryTables(), settings.Options{Account1UPN: "p1@switchboard.example"})
 	v, _, err := f.svc.Get(ctx, tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a1, a2 := v.PresenceTracking.Account1Status, v.PresenceTracking.Account2Status
-	if a1.State != "ok" || a1.InvitedAsGuest == nil || !*a1.InvitedAsGuest || a1.LastSuccessAt == nil || !a1.LastSuccessAt.Equal(at) || a1.LastError != nil {
-		t.Errorf("account 1 = %+v", a1)
+	if got, want := v.PresenceTracking.Account1Status.State, settings.AccountUnknown; got != want {
+		t.Errorf("configured account's state = %q, want %q", got, want)
 	}
-	if a2.State != "failing" || a2.LastErrorReason == nil || *a2.LastErrorReason != "not-invited" || a2.LastErrorAt == nil {
-		t.Errorf("account 2 = %+v", a2)
+	if got, want := v.PresenceTracking.Account2Status.State, settings.AccountNotConfigured; got != want {
+		t.Errorf("missing account's state = %q, want %q", got, want)
 	}
-	f.svc.UseAccountStatus(fakeAccounts{err: errors.New("status table unreachable")})
-	v, _, err = f.svc.Get(ctx, tenant)
-	if err != nil {
-		t.Fatalf("Get with a failing status source: %v", err)
-	}
-	if v.PresenceTracking.Account1Status.State != settings.AccountUnknown {
-		t.Errorf("state with a failing source = %q, want unknown", v.PresenceTracking.Account1Status.State)
+	if v.PresenceTracking.Account2UPN != nil {
+		t.Errorf("account2Upn = %q, want null", *v.PresenceTracking.Account2UPN)
 	}
 }
 
@@ -429,5 +423,14 @@ func TestCheckACS(t *testing.T) {
 	}
 	if created, live, _ := fake.Counts(); created != 2 || live != 0 {
 		t.Errorf("fake ACS: %d identities created, %d left; want 2 and 0", created, live)
+	}
+}
+
+func TestNewRefusesMissingDependencies(t *testing.T) {
+	if _, err := settings.New(ctx, settings.Options{ACS: unexpectedACS{t}}); err == nil {
+		t.Error("New without tables: no error")
+	}
+	if _, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables()}); err == nil {
+		t.Error("New without an ACS checker: no error")
 	}
 }
