@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"switchboard/handler/internal/fakeclock"
 	"sync"
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/fakeclock"
 	"switchboard/handler/internal/testenv"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -266,18 +266,6 @@ func (f *fixture) newService() *Service {
 		f.t.Fatal(err)
 	}
 	return s
-}
-
-// backends runs fn against the in-memory tables and against Azurite.
-func backends(t *testing.T, fn func(t *testing.T, tables store.Tables)) {
-	t.Helper()
-	t.Run("memory", func(t *testing.T) { fn(t, store.NewMemoryTables()) })
-	t.Run("azurite", func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("needs Azurite")
-		}
-		fn(t, testenv.Tables(t))
-	})
 }
 
 func (f *fixture) schedule(n NewTask) Task {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/testenv"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -104,7 +105,7 @@ func TestValidateDefaultsAndNormalization(t *testing.T) {
 }
 
 func TestSchedule(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		due := f.clock.Now().Add(time.Hour)
 		task := f.schedule(NewTask{Destination: "+41440000000", DueDateTimeUTC: due.Format(time.RFC3339), ReferenceID: "crm/42?x", Context: map[string]string{"case": "42"}})
@@ -132,7 +133,7 @@ func TestSchedule(t *testing.T) {
 // requests spread over three instances against a cap of 20 admit exactly
 // 20.
 func TestConcurrentScheduleExactCap(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		instances := []*Service{f.svc, f.newService(), f.newService()}
 		var accepted, limited, other int
@@ -186,7 +187,7 @@ func fill(t *testing.T, f *fixture, n int) []Task {
 }
 
 func TestCancelFreesExactlyOneSlot(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 3
 		tasks := fill(t, f, 3)
@@ -252,7 +253,7 @@ func TestCancelInProgressConflicts(t *testing.T) {
 }
 
 func TestCompleteFreesSlotAndAgent(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 1
 		f.router.setAgents(agentA)
@@ -345,7 +346,7 @@ func TestFailedAttemptRequeues(t *testing.T) {
 }
 
 func TestReferenceIDIsIdempotent(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 5
 		instances := []*Service{f.svc, f.newService()}
@@ -391,7 +392,7 @@ func TestReferenceIDIsIdempotent(t *testing.T) {
 // another instance takes the last slot in between, the task is refused and
 // its message cancelled.
 func TestSlotTakenWhileSendingFirst(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 2
 		later := f.clock.Now().Add(time.Hour).Format(time.RFC3339)
@@ -498,7 +499,7 @@ func TestNoQueueConfigured(t *testing.T) {
 }
 
 func TestList(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.router.setAgents(agentA)
 		var all []string

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"switchboard/handler/functions"
+	"switchboard/handler/internal/testenv"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -48,7 +49,7 @@ func TestWorkerDropsMalformedMessages(t *testing.T) {
 // A redelivered message, even delivered concurrently many times, assigns
 // the task once.
 func TestRedeliveryNeverAssignsTwice(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.router.setAgents(agentA, agentB, agentC)
 		task := f.schedule(NewTask{Destination: "+41440000000"})
@@ -101,7 +102,7 @@ func TestRedeliveryNeverAssignsTwice(t *testing.T) {
 }
 
 func TestWorkerRetriesThenExpires(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		task := f.schedule(NewTask{Destination: "+41440000000", MaxQueueTimeSeconds: ptr(15)})
 		if got := actions(f.deliver()); !slices.Equal(got, []string{ActionWaiting}) {
@@ -176,7 +177,7 @@ func TestWorkerPrefersPreferredUsers(t *testing.T) {
 // A message of a lower-priority task that finds an agent free gives it to
 // the higher-priority task waiting longer first.
 func TestWorkerHonoursPriority(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		low := f.schedule(NewTask{Destination: "+41440000000", Priority: ptr(10)})
 		high := f.schedule(NewTask{Destination: "+41440000001", Priority: ptr(90)})
@@ -209,7 +210,7 @@ func TestWorkerHonoursPriority(t *testing.T) {
 // A message that keeps failing is dead-lettered by Service Bus; the task
 // it carried waits until housekeeping expires it and frees its slot.
 func TestPoisonedMessageSlotReleasedByHousekeeping(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 1
 		task := f.schedule(NewTask{Destination: "+41440000000", MaxQueueTimeSeconds: ptr(60)})
@@ -267,7 +268,7 @@ func TestWorkerSendFailureRecoveredOnRedelivery(t *testing.T) {
 }
 
 func TestHousekeepingRepairs(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.router.setAgents(agentA)
 		inProgress := f.schedule(NewTask{Destination: "+41440000000"})

@@ -3,11 +3,11 @@ package routing
 import (
 	"context"
 	"fmt"
-	"switchboard/handler/internal/fakeclock"
 	"sync"
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/fakeclock"
 	"switchboard/handler/store"
 	sb "switchboard/handler/switchboard"
 )

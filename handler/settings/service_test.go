@@ -22,19 +22,6 @@ const tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
 var ctx = context.Background()
 
-// backends runs fn against the in-memory tables and, unless -short,
-// against Azurite.
-func backends(t *testing.T, fn func(t *testing.T, tables store.Tables)) {
-	t.Helper()
-	t.Run("memory", func(t *testing.T) { fn(t, store.NewMemoryTables()) })
-	t.Run("azurite", func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("Azurite tests run without -short")
-		}
-		fn(t, testenv.Tables(t))
-	})
-}
-
 // syncBuffer is a log sink safe for concurrent writers.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -88,7 +75,7 @@ func newService(t *testing.T, tables store.Tables, o settings.Options) fixture {
 }
 
 func TestGetStoresDefaultsOnFirstRead(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{Account1UPN: "presence1@switchboard.example"})
 		if _, err := f.svc.Lookup(ctx, tenant); err != nil {
 			t.Fatal(err)
@@ -126,7 +113,7 @@ func TestGetStoresDefaultsOnFirstRead(t *testing.T) {
 }
 
 func TestConcurrentFirstReadsAgree(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		const n = 8
 		keys := make([]string, n)
@@ -148,7 +135,7 @@ func TestConcurrentFirstReadsAgree(t *testing.T) {
 }
 
 func TestPatchWithETags(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		_, etag, err := f.svc.Get(ctx, tenant)
 		if err != nil {
@@ -193,7 +180,7 @@ func TestPatchWithETags(t *testing.T) {
 }
 
 func TestPatchBeforeFirstRead(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		if _, _, err := f.svc.Patch(ctx, tenant, []byte(`{}`), `"made-up"`); !switchboard.IsCode(err, switchboard.EPRECONDITION) {
 			t.Errorf("conditional patch of unstored settings: %v, want EPRECONDITION", err)
@@ -214,7 +201,7 @@ func TestPatchBeforeFirstRead(t *testing.T) {
 // Of concurrent patches with the same ETag exactly one wins; the others
 // get EPRECONDITION.
 func TestConcurrentPatchesSameETag(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		_, etag, err := f.svc.Get(ctx, tenant)
 		if err != nil {
@@ -257,7 +244,7 @@ func TestConcurrentPatchesSameETag(t *testing.T) {
 // Unconditional concurrent patches of different settings all land: none
 // is lost to another's read-modify-write.
 func TestConcurrentUnconditionalPatchesLoseNothing(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		patches := []string{
 			`{"outbound":{"maxScheduledTasksPerService":33}}`,
@@ -287,7 +274,7 @@ func TestConcurrentUnconditionalPatchesLoseNothing(t *testing.T) {
 }
 
 func TestRefreshWidgetKey(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		v, etag, err := f.svc.Get(ctx, tenant)
 		if err != nil {
@@ -311,7 +298,7 @@ func TestRefreshWidgetKey(t *testing.T) {
 }
 
 func TestConnectionStringsAreWriteOnly(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		v, _, err := f.svc.Patch(ctx, tenant, []byte(`{"interact":{"enabled":true,"acsConnectionString":"`+connString()+`"}}`), "")
 		if err != nil {
