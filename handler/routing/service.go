@@ -50,7 +50,7 @@ func validateService(in ServiceInput) (name, teamID string, members []Member, d 
 	if in.TeamID != nil {
 		teamID = strings.TrimSpace(*in.TeamID)
 		if teamID != "" {
-			id, ok := NormalizeUserID(teamID) // a team id is the group's object id: a GUID
+			id, ok := switchboard.NormalizeTeamID(teamID)
 			if !ok {
 				return "", "", nil, d, switchboard.FieldError(op, "teamId", "teamId %q is not a Microsoft Teams team id (a GUID)", teamID)
 			}
