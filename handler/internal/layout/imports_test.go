@@ -24,7 +24,8 @@ const (
 	command kind = "command"
 	// vocabulary: the domain types, errors and interfaces every package
 	// shares (switchboard), the table layer's interface and in-memory
-	// table (store), the configuration (config).
+	// table (store), the configuration (config), sealing secrets at rest
+	// (secrets: standard library only).
 	vocabulary kind = "vocabulary"
 	// capability: what Switchboard does; it knows the others only through
 	// the vocabulary's interfaces.
@@ -51,6 +52,7 @@ var packages = map[string]kind{
 	"switchboard": vocabulary,
 	"store":       vocabulary,
 	"config":      vocabulary,
+	"secrets":     vocabulary,
 
 	"presence": capability,
 	"routing":  capability,
