@@ -77,6 +77,7 @@ var packages = map[string]kind{
 	"internal/e2e":         harness,
 	"internal/fakeclock":   harness,
 	"internal/layout":      harness,
+	"internal/queuetest":   harness,
 	"store/storetest":      harness,
 	"outbound/outbounde2e": harness,
 	"routing/routinge2e":   harness,
