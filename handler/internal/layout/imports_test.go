@@ -76,6 +76,7 @@ var packages = map[string]kind{
 	"internal/deploytest":  harness,
 	"internal/e2e":         harness,
 	"internal/fakeclock":   harness,
+	"internal/fakes":       harness,
 	"internal/layout":      harness,
 	"internal/queuetest":   harness,
 	"store/storetest":      harness,
