@@ -60,6 +60,9 @@ func (q *Queue) Send(ctx context.Context, queue string, m switchboard.Message) (
 			return 0, err
 		}
 	}
+	if m.ContentType == "" {
+		m.ContentType = "application/json" // as the real queues send it
+	}
 	q.seq++
 	q.msgs = append(q.msgs, &Sent{Queue: queue, Seq: q.seq, Msg: m, EnqueuedAt: q.now()})
 	if m.ScheduledAt.IsZero() {
@@ -70,7 +73,11 @@ func (q *Queue) Send(ctx context.Context, queue string, m switchboard.Message) (
 
 // Cancel marks the scheduled message seq cancelled unless it was
 // delivered; an unknown or cancelled one is no error, as on Service Bus.
+// Returns EINVALID for a sequence number that is not positive.
 func (q *Queue) Cancel(ctx context.Context, queue string, seq int64) error {
+	if seq <= 0 {
+		return switchboard.Errorf(switchboard.EINVALID, "fakes.Queue.Cancel", "sequence number %d is not positive", seq)
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.cancels = append(q.cancels, seq)
