@@ -25,7 +25,8 @@ const (
 	// vocabulary: the domain types, errors and interfaces every package
 	// shares (switchboard), the table layer's interface and in-memory
 	// table (store), the configuration (config), sealing secrets at rest
-	// (secrets: standard library only).
+	// (secrets: standard library only), and small shared types
+	// (internal/follow).
 	vocabulary kind = "vocabulary"
 	// capability: what Switchboard does; it knows the others only through
 	// the vocabulary's interfaces.
@@ -53,6 +54,9 @@ var packages = map[string]kind{
 	"store":       vocabulary,
 	"config":      vocabulary,
 	"secrets":     vocabulary,
+	// follow is a small shared type that ships (the cache that follows
+	// storage), not test tooling, though it sits under internal/.
+	"internal/follow": vocabulary,
 
 	"presence": capability,
 	"routing":  capability,
