@@ -18,18 +18,20 @@ import (
 // Service).
 type OutboundTasks interface {
 	// Schedule admits a task; created is false when referenceId names one
-	// that exists. Returns EINVALID naming the field, ENOTFOUND for an
-	// unknown service, ELIMIT at the service's cap, EUNAVAILABLE when no
-	// queue is configured or storage fails.
+	// that exists. Returns EINVALID for a bad request, ENOTFOUND for an
+	// unknown service, ELIMIT at the service's cap, EUNAVAILABLE when
+	// storage or the queue failed.
 	Schedule(ctx context.Context, tenant, service string, n switchboard.NewOutboundTask) (switchboard.OutboundTask, bool, error)
 	// List returns a page of the service's tasks. Returns EINVALID.
 	List(ctx context.Context, tenant, service string, o switchboard.OutboundListOptions) (switchboard.OutboundListPage, error)
 	// Get returns a task. Returns ENOTFOUND.
 	Get(ctx context.Context, tenant, service, id string) (switchboard.OutboundTask, error)
-	// Cancel cancels a task. Returns ENOTFOUND, ECONFLICT in a final state.
+	// Cancel cancels a task that is not in progress. Returns ENOTFOUND,
+	// and ECONFLICT while it is InProgress or once it has ended otherwise.
 	Cancel(ctx context.Context, tenant, service, id string) (switchboard.OutboundTask, error)
-	// Complete ends an InProgress task with outcome. Returns ENOTFOUND,
-	// EINVALID, ECONFLICT.
+	// Complete ends an InProgress task with outcome. Returns EINVALID for
+	// a bad outcome or note, ENOTFOUND, ECONFLICT when it is not in
+	// progress.
 	Complete(ctx context.Context, tenant, service, id, outcome, note string) (switchboard.OutboundTask, error)
 }
 

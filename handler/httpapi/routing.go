@@ -16,13 +16,14 @@ type RoutingService interface {
 	// GetService returns a service. Returns ENOTFOUND when there is none.
 	GetService(ctx context.Context, tenant, id string) (switchboard.Service, error)
 	// PutService creates or replaces a service; created says which.
-	// Returns EINVALID naming the field, EPRECONDITION when ifMatch does
-	// not match.
+	// Returns EINVALID naming the field, EPRECONDITION when ifMatch is
+	// stale, EUNAVAILABLE when the team cannot be read now.
 	PutService(ctx context.Context, tenant, id string, in switchboard.ServiceInput, ifMatch string) (switchboard.Service, bool, error)
 	// DeleteService deletes a service. Returns ENOTFOUND, EPRECONDITION.
 	DeleteService(ctx context.Context, tenant, id, ifMatch string) error
-	// SyncTeam reads the members of the service's team now. Returns
-	// ENOTFOUND, and EUNAVAILABLE when Graph cannot be asked.
+	// SyncTeam re-reads the members of the service's team now. Returns
+	// ENOTFOUND, EINVALID for a service without a team, and the team's
+	// read error.
 	SyncTeam(ctx context.Context, tenant, id string) (switchboard.Service, error)
 }
 
