@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"switchboard/handler/functions"
 	"switchboard/handler/graph"
 	"switchboard/handler/httpapi"
+	"switchboard/handler/job"
 	"switchboard/handler/outbound"
 	"switchboard/handler/presence"
 	"switchboard/handler/routing"
@@ -58,6 +58,7 @@ type app struct {
 	presenceStore *presence.Store
 	routing       *routing.Engine
 	poller        *presence.Poller
+	pollBudget    time.Duration // how long one presence poll works
 	presence      *presence.Service
 	outbound      *outbound.Service
 }
@@ -180,25 +181,16 @@ const housekeepingBudget = 45 * time.Second
 // others.
 func wireHousekeeping(a *app, jobs []housekeepingJob) {
 	a.dispatcher.Handle("Housekeeping", functions.TimerFunc("timer", func(ctx context.Context, inv *functions.Invocation, _ functions.Timer) error {
-		ctx, cancel := context.WithTimeout(ctx, housekeepingBudget)
-		defer cancel()
-		errs := make([]error, len(jobs))
+		ctx, run := job.Start(ctx, job.Options{Name: "Housekeeping", Budget: housekeepingBudget, Log: a.log})
 		logs := make([]*functions.Invocation, len(jobs))
-		var wg sync.WaitGroup
 		for i, j := range jobs {
 			logs[i] = &functions.Invocation{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := j.run(ctx, logs[i]); err != nil {
-					errs[i] = fmt.Errorf("%s: %w", j.name, err)
-				}
-			}()
+			run.Go(ctx, j.name, func(ctx context.Context) error { return j.run(ctx, logs[i]) })
 		}
-		wg.Wait()
+		err := run.Finish()
 		for _, l := range logs {
 			inv.AppendLogs(l)
 		}
-		return errors.Join(errs...)
+		return err
 	}))
 }
