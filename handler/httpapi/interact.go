@@ -31,7 +31,7 @@ type InteractAPI struct {
 	// Verifier checks the widget's bearer tokens in the VerifyToken modes:
 	// the same JWKS verifier the API uses. Nil when the deployment has no
 	// API_AUDIENCE: then no token passes.
-	Verifier Verifier
+	Verifier switchboard.Verifier
 	// AgentOnly, when set, tells whether the caller of an agent-side route
 	// is an agent restricted to its own sessions (role Agent without Flow)
 	// and its object id. Nil: every caller may act on every session.

@@ -53,6 +53,7 @@ type env struct {
 	meetings *fakeMeetings
 	dist     *fakeDistribution
 	timers   *fakeTimers
+	events   *fakeOutbox
 	svc      *interact.Service
 	router   *httpapi.Router
 	idp      *idp
@@ -72,9 +73,12 @@ func newEnv(t *testing.T) *env {
 		s.Interact.WidgetKey = widgetKey
 	})
 	log := slog.New(slog.NewJSONHandler(&lockedBuffer{b: e.logs}, nil))
+	tables := store.NewMemoryTables()
+	e.events = &fakeOutbox{tables: tables}
 	svc, err := interact.New(context.Background(), interact.Options{
-		Tables: store.NewMemoryTables(), Settings: e.settings, ACS: e.acs, Meetings: e.meetings,
+		Tables: tables, Settings: e.settings, ACS: e.acs, Meetings: e.meetings,
 		Conversations: e.dist, Timers: e.timers, Now: clock.Now, Log: log, DeploymentACS: deployACS,
+		Events: e.events,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,9 @@ import (
 	"switchboard/handler/acs"
 	"switchboard/handler/interact"
 	"switchboard/handler/internal/fakeclock"
+	"switchboard/handler/outbox"
 	"switchboard/handler/settings"
+	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
 
@@ -270,4 +272,47 @@ func (f *fakeDistribution) log() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return strings.Join(f.events, "\n")
+}
+
+// fakeOutbox hands over outbox rows as the events capability does: on
+// Flush it reads them, records them and deletes them.
+type fakeOutbox struct {
+	tables   store.Tables
+	mu       sync.Mutex
+	prepared int
+	events   []switchboard.Event
+}
+
+func (f *fakeOutbox) Prepare(ctx context.Context, table, pk string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.prepared++
+	return nil
+}
+
+func (f *fakeOutbox) Flush(ctx context.Context, table, pk string) {
+	t, _ := f.tables.Table(ctx, table)
+	rows, err := outbox.Read(ctx, t, pk)
+	if err != nil {
+		panic(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range rows {
+		f.events = append(f.events, r.Event)
+		_ = t.Delete(ctx, pk, r.RowKey, "")
+	}
+}
+
+// types returns the types of the events of one subject, in order.
+func (f *fakeOutbox) types(subject string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, e := range f.events {
+		if e.Subject == subject {
+			out = append(out, strings.TrimPrefix(e.Type, "switchboard.interactSession.")+"/"+fmt.Sprint(e.Sequence))
+		}
+	}
+	return out
 }

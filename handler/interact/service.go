@@ -31,6 +31,7 @@ type Options struct {
 	Meetings      Meetings // nil: sessions answer 503 (no presence app configured)
 	Conversations Conversations
 	Timers        Timers
+	Events        switchboard.EventOutbox // nil: no events
 	Now           func() time.Time
 	Log           *slog.Logger
 	// Grace is how long past a due time housekeeping waits for the
@@ -317,6 +318,10 @@ func (s *Service) admit(ctx context.Context, tenant, addr string, now time.Time)
 // insert stores a new session with the open count and the address's rate
 // in one batch, the limits checked again under their ETags.
 func (s *Service) insert(ctx context.Context, sess Session, addr string, now time.Time) error {
+	events, err := s.eventOps(nil, &sess)
+	if err != nil {
+		return err
+	}
 	e, err := sess.entity()
 	if err != nil {
 		return switchboard.Wrap(switchboard.EINTERNAL, "interact.insert", err)
@@ -326,11 +331,11 @@ func (s *Service) insert(ctx context.Context, sess Session, addr string, now tim
 		if err != nil {
 			return err
 		}
-		err = s.sessions.t.Batch(ctx, []store.Op{
+		err = s.batch(ctx, sess.TenantID, []store.Op{
 			{Kind: store.OpInsert, Entity: e},
 			counterOp(sess.TenantID, openRow, open, open.n+1, nil),
 			counterOp(sess.TenantID, rateRow(addr, now), rate, rate.n+1, map[string]any{"At": now}),
-		})
+		}, events)
 		if retrying(err) && attempt < maxAttempts {
 			continue
 		}
@@ -499,34 +504,42 @@ func (s Session) equal(o Session) bool {
 // ends gives its place in the open count back in the same batch. It
 // schedules the recovery timer when next has a new due time.
 func (s *Service) save(ctx context.Context, cur, next Session) (Session, error) {
+	events, err := s.eventOps(&cur, &next)
+	if err != nil {
+		return cur, err
+	}
 	e, err := next.entity()
 	if err != nil {
 		return cur, switchboard.Wrap(switchboard.EINTERNAL, "interact.save", err)
 	}
-	if cur.Phase != StateEnded && next.Phase == StateEnded {
+	ops := []store.Op{{Kind: store.OpUpdate, Entity: e, IfMatch: cur.etag}}
+	ended := cur.Phase != StateEnded && next.Phase == StateEnded
+	if ended {
 		open, err := s.sessions.counter(ctx, cur.TenantID, openRow)
 		if err != nil {
 			return cur, err
 		}
-		err = s.sessions.t.Batch(ctx, []store.Op{
-			{Kind: store.OpUpdate, Entity: e, IfMatch: cur.etag},
-			counterOp(cur.TenantID, openRow, open, max(open.n-1, 0), nil),
-		})
-		if err != nil {
+		ops = append(ops, counterOp(cur.TenantID, openRow, open, max(open.n-1, 0), nil))
+	}
+	if len(ops) == 1 && len(events) == 0 {
+		if next.etag, err = s.sessions.t.Update(ctx, e, cur.etag); err != nil {
 			return cur, err
 		}
+	} else {
+		if err := s.batch(ctx, cur.TenantID, ops, events); err != nil {
+			return cur, err
+		}
+		// A batch does not return ETags: read the row back.
 		got, err := s.sessions.get(ctx, cur.TenantID, cur.ID)
 		if err != nil {
 			return cur, err
 		}
+		next = got
+	}
+	if ended {
 		s.o.Log.Info("interact session ended", "tenant", cur.TenantID, "session", cur.ID, "outcome", next.Outcome)
-		return got, nil
+		return next, nil
 	}
-	etag, err := s.sessions.t.Update(ctx, e, cur.etag)
-	if err != nil {
-		return cur, err
-	}
-	next.etag = etag
 	if due := next.nextDue(); !due.IsZero() && !due.Equal(cur.nextDue()) {
 		s.schedule(ctx, next, due)
 	}

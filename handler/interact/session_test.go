@@ -192,6 +192,14 @@ func TestServiceSessionLifecycle(t *testing.T) {
 	if got, want := e.dist.log(), "released "+agentA+" interact:"+s.id+" acw=true"; got != want {
 		t.Errorf("distribution saw %q, want %q", got, want)
 	}
+	if got, want := strings.Join(e.events.types("interact-sessions/"+s.id), " "), "started/1 suspended/2 resumed/3 suspended/4 ended/5"; got != want {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	for _, ev := range e.events.events {
+		if strings.Contains(string(ev.Data), s.resume) || strings.Contains(string(ev.Data), s.token) {
+			t.Errorf("an event carries a token: %s", ev.Data)
+		}
+	}
 	if r := e.customer("POST", s, "rejoin"); r.status != http.StatusGone || r.str("type") != "session-ended" {
 		t.Errorf("rejoin after the time: %d %s, want 410 session-ended", r.status, r.body)
 	}

@@ -55,6 +55,8 @@ type Session struct {
 	// not yet made in distribution (end, requeue): whoever reads the
 	// session next finishes it.
 	Pending string `json:"pending,omitempty"`
+	// Sequence numbers the session's events.
+	Sequence int64 `json:"sequence,omitempty"`
 
 	etag string
 }
