@@ -21,6 +21,7 @@ import (
 	"switchboard/handler/functions"
 	"switchboard/handler/graph"
 	"switchboard/handler/httpapi"
+	"switchboard/handler/interact"
 	"switchboard/handler/job"
 	"switchboard/handler/outbound"
 	"switchboard/handler/presence"
@@ -65,6 +66,7 @@ type app struct {
 	pollBudget    time.Duration // how long one presence poll works
 	presence      *presence.Service
 	outbound      *outbound.Service
+	interact      *interact.Service
 }
 
 // build makes the capabilities in the order they depend on each other:
@@ -104,6 +106,9 @@ func (a *app) build(ctx context.Context) error {
 	if a.outbound, err = newOutbound(ctx, a); err != nil {
 		return err
 	}
+	if a.interact, err = newInteract(ctx, a); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -137,7 +142,10 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	wireRouting(a)
 	wireOutbound(a)
 	wireEvents(a)
-	wireHousekeeping(a, []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a)})
+	if err := wireInteract(ctx, a); err != nil {
+		return err
+	}
+	wireHousekeeping(a, []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a), interactHousekeeping(a)})
 
 	mux := http.NewServeMux()
 	// The host polls GET / until the handler answers: readiness.

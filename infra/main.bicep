@@ -53,6 +53,10 @@ param secretsKey string
 @description('The key before secretsKey, while values sealed under it are re-encrypted (key rotation); empty otherwise. Stored in Key Vault.')
 param secretsKeyPrevious string = ''
 
+@secure()
+@description('Connection string of the deployment\'s own Azure Communication Services resource, for Assistant tokens of tenants without their own ACS. Stored in Key Vault; empty: such tenants get 409 assistant-not-configured.')
+param acsConnectionString string = ''
+
 @description('Redirect URI put in the admin-consent URLs (one of the app registration\'s redirect URIs); empty: Entra uses the app\'s default.')
 param presenceConsentRedirectUri string = ''
 
@@ -130,6 +134,16 @@ var serviceBusQueues = [
     maxDeliveryCount: 10
     defaultMessageTimeToLive: 'P2D'
   }
+  {
+    // Interact sessions' recovery timers, each scheduled for the end of a
+    // recovery time (5-60 s). A message is worthless after a few minutes
+    // (housekeeping acts on late ones itself).
+    name: 'interact'
+    setting: 'INTERACT_QUEUE'
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 10
+    defaultMessageTimeToLive: 'PT1H'
+  }
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -195,6 +209,7 @@ module keyVault 'modules/keyvault.bicep' = {
       'presence-account2-password': presenceAccount2Password
       'secrets-key': secretsKey
       'secrets-key-previous': secretsKeyPrevious
+      'acs-connection-string': acsConnectionString
     }
   }
 }
@@ -237,6 +252,7 @@ module functionApp 'modules/functionapp.bicep' = {
       presenceAccount1Password: !empty(presenceAccount1Password)
       presenceAccount2Password: !empty(presenceAccount2Password)
       secretsKeyPrevious: !empty(secretsKeyPrevious)
+      acsConnectionString: !empty(acsConnectionString)
     }
     presenceAppClientId: presenceAppClientId
     presenceAccount1Upn: presenceAccount1Upn

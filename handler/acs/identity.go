@@ -21,7 +21,9 @@ type AccessToken struct {
 }
 
 // String keeps a token printed by mistake from showing.
-func (t AccessToken) String() string { return "<acs token until " + t.ExpiresOn.UTC().Format(time.RFC3339) + ">" }
+func (t AccessToken) String() string {
+	return "<acs token until " + t.ExpiresOn.UTC().Format(time.RFC3339) + ">"
+}
 
 // GoString keeps %#v from printing the token too.
 func (t AccessToken) GoString() string { return t.String() }

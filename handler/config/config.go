@@ -52,6 +52,11 @@ type Config struct {
 	APIAudience string // API_AUDIENCE
 
 	EventsQueue string // EVENTS_QUEUE, default events: deliveries of events to subscriptions
+	// InteractQueue carries the Interact sessions' recovery timers.
+	InteractQueue string // INTERACT_QUEUE, default interact
+	// ACSConnectionString is the deployment's own Azure Communication
+	// Services resource, for Assistant tokens of tenants without their own.
+	ACSConnectionString string // ACS_CONNECTION_STRING (secret; a Key Vault reference)
 	// AllowPrivateEndpoints (local development and tests only; refused in
 	// Azure) lets tenant-chosen URLs use http and loopback or private hosts.
 	AllowPrivateEndpoints bool // ALLOW_PRIVATE_ENDPOINTS
@@ -98,6 +103,8 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	c.PresenceConsentRedirectURI = get("PRESENCE_CONSENT_REDIRECT_URI", "")
 	c.EventsQueue = get("EVENTS_QUEUE", "events")
+	c.InteractQueue = get("INTERACT_QUEUE", "interact")
+	c.ACSConnectionString = get("ACS_CONNECTION_STRING", "")
 	c.SecretsKey = get("SECRETS_KEY", "")
 	c.SecretsKeyPrevious = get("SECRETS_KEY_PREVIOUS", "")
 	c.InAzure = get("WEBSITE_INSTANCE_ID", "") != ""

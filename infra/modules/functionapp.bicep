@@ -19,7 +19,7 @@ param keyVaultName string
 @description('App setting name to queue name, e.g. {OUTBOUND_QUEUE: \'outbound-tasks\'}.')
 param queueSettings object
 
-@description('Which secrets main.bicep stored in Key Vault: {presenceAppClientSecret, presenceAccount1Password, presenceAccount2Password, secretsKeyPrevious} as booleans.')
+@description('Which secrets main.bicep stored in Key Vault: {presenceAppClientSecret, presenceAccount1Password, presenceAccount2Password, secretsKeyPrevious, acsConnectionString} as booleans.')
 param storedSecrets object
 
 param presenceAppClientId string
@@ -104,6 +104,7 @@ var appSettings = {
   // Tenant secrets at rest (always stored: main.bicep requires the key).
   SECRETS_KEY: secretRef(keyVaultName, 'secrets-key')
   SECRETS_KEY_PREVIOUS: storedSecrets.secretsKeyPrevious ? secretRef(keyVaultName, 'secrets-key-previous') : ''
+  ACS_CONNECTION_STRING: storedSecrets.acsConnectionString ? secretRef(keyVaultName, 'acs-connection-string') : ''
 
   // Tenant-chosen URLs (event subscriptions, ACS) must be public https
   // hosts in Azure; the handler refuses to start otherwise.
