@@ -19,6 +19,7 @@ func (s *Sim) graphHandler() http.Handler {
 	mux.HandleFunc("POST /v1.0/communications/getPresencesByUserId", s.getPresences)
 	mux.HandleFunc("GET /v1.0/users/{id}", s.getUser)
 	mux.HandleFunc("GET /v1.0/users/{id}/presence", s.getUserPresence)
+	mux.HandleFunc("POST /v1.0/users/{id}/onlineMeetings", s.createMeeting)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource not found for the segment '"+r.URL.Path+"'.")
 	})
@@ -238,4 +239,49 @@ func (s *Sim) count(f func(*Stats)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f(&s.stats)
+}
+
+// createMeeting serves POST /users/{id}/onlineMeetings with an application
+// token, as Graph does: OnlineMeetings.ReadWrite.All must be granted, the
+// organizer must exist and have an application access policy for the app.
+func (s *Sim) createMeeting(w http.ResponseWriter, r *http.Request) {
+	ti, t, ok := s.admit(w, r)
+	if !ok {
+		return
+	}
+	var body struct {
+		Subject       string    `json:"subject"`
+		StartDateTime time.Time `json:"startDateTime"`
+		EndDateTime   time.Time `json:"endDateTime"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&body); err != nil {
+		s.count(func(st *Stats) { st.BadRequests++ })
+		graphError(w, http.StatusBadRequest, "BadRequest", "Unable to read JSON request payload: "+err.Error())
+		return
+	}
+	key := lower(r.PathValue("id"))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch u := t.users[key]; {
+	case ti.upn != "" || !t.meetingsConsent:
+		s.stats.Forbidden++
+		graphError(w, http.StatusForbidden, "Forbidden", "Insufficient privileges to complete the operation.")
+	case u == nil:
+		graphError(w, http.StatusNotFound, "NotFound", "The requested user '"+r.PathValue("id")+"' is invalid.")
+	case !t.meetingPolicy[key]:
+		s.stats.Forbidden++
+		graphError(w, http.StatusForbidden, "Forbidden", "No application access policy found for this app.")
+	case !body.EndDateTime.IsZero() && !body.EndDateTime.After(body.StartDateTime):
+		graphError(w, http.StatusBadRequest, "BadRequest", "endDateTime must be after startDateTime.")
+	default:
+		t.meetings[key]++
+		id := s.newID()
+		writeJSON(w, http.StatusCreated, map[string]any{
+			"@odata.context": s.graphURL + "/$metadata#users('" + u.id + "')/onlineMeetings/$entity",
+			"id":             "MSo" + id, "subject": body.Subject,
+			"startDateTime": body.StartDateTime.UTC().Format(time.RFC3339), "endDateTime": body.EndDateTime.UTC().Format(time.RFC3339),
+			"joinWebUrl":   "https://teams.microsoft.com/l/meetup-join/19%3ameeting_" + id + "%40thread.v2/0",
+			"participants": map[string]any{"organizer": map[string]any{"identity": map[string]any{"user": map[string]any{"id": u.id}}}},
+		})
+	}
 }

@@ -3,7 +3,7 @@
 // realm, token endpoint for the password and client-credentials grants) and
 // the Microsoft Graph endpoints Switchboard calls
 // (POST /communications/getPresencesByUserId, GET /users/{id-or-upn},
-// GET /users/{id}/presence). Both listen on loopback over TLS with a
+// GET /users/{id}/presence, POST /users/{id}/onlineMeetings). Both listen on loopback over TLS with a
 // certificate the simulator generates, so the real azidentity and
 // msgraph-sdk-go clients talk to it unchanged: only base URLs and trust
 // differ from production.
@@ -101,6 +101,9 @@ type tenant struct {
 	byUPN            map[string]*user
 	order            []*user // for random choice
 	faults           []Fault
+	meetingsConsent  bool
+	meetingPolicy    map[string]bool // lower-case user id -> application access policy granted
+	meetings         map[string]int  // organizer id -> meetings created
 }
 
 type user struct {
@@ -290,6 +293,11 @@ type TenantOptions struct {
 	DelegatedConsent bool     // granted Presence.Read.All etc. (delegated)
 	AppConsent       bool     // granted Presence.Read.All (application)
 	Guests           []string // presence accounts invited as guests
+	// MeetingsConsent: granted OnlineMeetings.ReadWrite.All (application).
+	MeetingsConsent bool
+	// MeetingPolicyUsers have an application access policy that lets the
+	// app create meetings on their behalf (Grant-CsApplicationAccessPolicy).
+	MeetingPolicyUsers []string
 }
 
 // AddTenant adds (or reconfigures) a customer tenant.
@@ -298,7 +306,7 @@ func (s *Sim) AddTenant(id string, o TenantOptions) {
 	defer s.mu.Unlock()
 	t := s.tenants[id]
 	if t == nil {
-		t = &tenant{id: id, users: map[string]*user{}, byUPN: map[string]*user{}}
+		t = &tenant{id: id, users: map[string]*user{}, byUPN: map[string]*user{}, meetings: map[string]int{}}
 		s.tenants[id] = t
 	}
 	t.delegatedConsent, t.appConsent = o.DelegatedConsent, o.AppConsent
@@ -306,6 +314,34 @@ func (s *Sim) AddTenant(id string, o TenantOptions) {
 	for _, g := range o.Guests {
 		t.guests[lower(g)] = true
 	}
+	t.meetingsConsent = o.MeetingsConsent
+	t.meetingPolicy = map[string]bool{}
+	for _, u := range o.MeetingPolicyUsers {
+		t.meetingPolicy[lower(u)] = true
+	}
+}
+
+// GrantMeetingPolicy grants (or revokes) the application access policy for
+// a user of a tenant.
+func (s *Sim) GrantMeetingPolicy(tenantID, userID string, granted bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.tenants[tenantID]; t != nil {
+		t.meetingPolicy[lower(userID)] = granted
+	}
+}
+
+// Meetings returns the meetings created in a tenant, by organizer id.
+func (s *Sim) Meetings(tenantID string) map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	if t := s.tenants[tenantID]; t != nil {
+		for k, v := range t.meetings {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // User is a user of a simulated tenant.
