@@ -15,6 +15,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
@@ -47,9 +48,20 @@ type Server struct {
 // when the test ends.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
+	s, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Start starts a fake ACS resource with a random access key on a loopback
+// port (make run's demo); Close stops it.
+func Start() (*Server, error) {
 	key := make([]byte, 64)
 	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	s := &Server{Key: key, identities: map[string]bool{}}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
@@ -57,8 +69,13 @@ func NewServer(t testing.TB) *Server {
 	// part of the tests, not news.
 	s.Server.Config.ErrorLog = log.New(io.Discard, "", 0)
 	s.Server.StartTLS()
-	t.Cleanup(s.Close)
-	return s
+	return s, nil
+}
+
+// CertificatePEM returns the server's certificate in PEM, to be added to
+// an SSL_CERT_FILE.
+func (s *Server) CertificatePEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})
 }
 
 // ConnectionString returns the resource's connection string.

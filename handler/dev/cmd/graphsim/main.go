@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"switchboard/handler/dev/acstest"
 	"switchboard/handler/dev/graphsim"
 )
 
@@ -87,15 +88,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sim.AddApp(demoApp, demoSecret, true)
 	sim.AddAccount(demoAccount1, demoPassword1, false)
 	sim.AddAccount(demoAccount2, demoPassword2, false)
-	sim.AddTenant(demoTenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, Guests: []string{demoAccount1, demoAccount2}})
+	sim.AddTenant(demoTenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, Guests: []string{demoAccount1, demoAccount2}, MeetingsConsent: true})
 	users := sim.AddUsers(demoTenant, "contoso-demo.example", *agents)
+	// The user Interact's meetings are organised for, with the
+	// application access policy a Teams admin would grant.
+	organizer := sim.AddUsers(demoTenant, "contoso-demo.example", 1)[0]
+	sim.GrantMeetingPolicy(demoTenant, organizer.ID, true)
+	// A fake ACS resource for Interact and the Assistant, trusted beside
+	// the simulator's certificate.
+	fakeACS, err := acstest.Start()
+	if err != nil {
+		return err
+	}
+	defer fakeACS.Close()
+	certFile, err := withCert(sim.CertFile(), fakeACS.CertificatePEM())
+	if err != nil {
+		return err
+	}
 	sim.Change(demoTenant, 0.6)
 	go sim.RandomWalk(ctx, *every, *change)
 
 	env := map[string]string{
 		"GRAPH_BASE_URL":             sim.GraphURL(),
 		"AZURE_AUTHORITY_HOST":       sim.AuthorityURL(),
-		"SSL_CERT_FILE":              sim.CertFile(),
+		"SSL_CERT_FILE":              certFile,
+		"ACS_CONNECTION_STRING":      fakeACS.ConnectionString(),
 		"PRESENCE_APP_CLIENT_ID":     demoApp,
 		"PRESENCE_APP_CLIENT_SECRET": demoSecret,
 		"PRESENCE_ACCOUNT1_UPN":      demoAccount1,
@@ -127,7 +144,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	go func() { done <- cmd.Wait() }()
 	if *demo {
 		go func() {
-			if err := setUpDemo(ctx, *api, users); err != nil {
+			widgetKey, err := setUpDemo(ctx, *api, users, organizer.ID, fakeACS.ConnectionString())
+			if err != nil {
 				fmt.Fprintln(stderr, "graphsim: demo set-up:", err)
 				return
 			}
@@ -136,7 +154,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
   curl -s %[1]s/api/tenants/%[2]s/services/support
   curl -s -X POST %[1]s/api/tenants/%[2]s/services/support/route -H 'Content-Type: application/json' -d '{"conversationId":"c-1","reserve":true}'
   curl -s %[1]s/api/tenants/%[2]s/users/%[3]s/presence
-`, *api, demoTenant, users[0].ID)
+  curl -s -X POST %[1]s/api/interact/%[2]s/sessions -H 'X-Widget-Key: %[4]s' -H 'Content-Type: application/json' -d '{"serviceId":"support","customer":{"displayName":"Ada"}}'
+  curl -s -X POST '%[1]s/api/tenants/%[2]s/assistant/token?asUser=%[3]s'
+`, *api, demoTenant, users[0].ID, widgetKey)
 		}()
 	}
 	select {
@@ -158,8 +178,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // setUpDemo waits for the app, then creates two services over the demo
 // agents (overlapping: some agents serve both), switches the tenant to
-// tracking over guest accounts and fires a presence poll.
-func setUpDemo(ctx context.Context, api string, users []graphsim.User) error {
+// tracking over guest accounts, enables Interact (the fake ACS, meetings for
+// organizer) and fires a presence poll. It returns the widget key.
+func setUpDemo(ctx context.Context, api string, users []graphsim.User, organizer, acsConnectionString string) (string, error) {
 	client := &http.Client{Timeout: 30 * time.Second}
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
@@ -171,15 +192,15 @@ func setUpDemo(ctx context.Context, api string, users []graphsim.User) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the app did not answer on %s within 5 minutes", api)
+			return "", fmt.Errorf("the app did not answer on %s within 5 minutes", api)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return "", ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	call := func(method, path, contentType string, body any) error {
+	call := func(method, path, contentType string, body any, out ...any) error {
 		b, _ := json.Marshal(body)
 		req, err := http.NewRequestWithContext(ctx, method, api+path, bytes.NewReader(b))
 		if err != nil {
@@ -194,6 +215,9 @@ func setUpDemo(ctx context.Context, api string, users []graphsim.User) error {
 		if resp.StatusCode >= 300 {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 500))
 			return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(msg)))
+		}
+		if len(out) > 0 {
+			return json.NewDecoder(resp.Body).Decode(out[0])
 		}
 		return nil
 	}
@@ -216,14 +240,34 @@ func setUpDemo(ctx context.Context, api string, users []graphsim.User) error {
 	}
 	for _, s := range services {
 		if err := call(http.MethodPut, "/api/tenants/"+demoTenant+"/services/"+s.id, "application/json", s.body); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if err := call(http.MethodPatch, "/api/tenants/"+demoTenant+"/settings", "application/merge-patch+json",
 		map[string]any{"presenceTracking": map[string]any{"trackOverGuestAccounts": true}}); err != nil {
 		fmt.Fprintln(os.Stderr, "graphsim: demo: enabling tracking over guest accounts failed (presence is read with application permission):", err)
 	}
-	return call(http.MethodPost, "/admin/functions/PresencePoll", "application/json", map[string]any{"input": ""})
+	var st struct {
+		Interact struct {
+			WidgetKey string `json:"widgetKey"`
+		} `json:"interact"`
+	}
+	if err := call(http.MethodPatch, "/api/tenants/"+demoTenant+"/settings", "application/merge-patch+json",
+		map[string]any{"interact": map[string]any{"enabled": true, "acsConnectionString": acsConnectionString, "o365UserId": organizer}}, &st); err != nil {
+		return "", fmt.Errorf("enabling Interact: %w", err)
+	}
+	return st.Interact.WidgetKey, call(http.MethodPost, "/admin/functions/PresencePoll", "application/json", map[string]any{"input": ""})
+}
+
+// withCert writes a certificate file holding certFile's certificates and
+// pemBytes, for SSL_CERT_FILE.
+func withCert(certFile string, pemBytes []byte) (string, error) {
+	raw, err := os.ReadFile(certFile)
+	if err != nil {
+		return "", err
+	}
+	out := strings.TrimSuffix(certFile, ".pem") + "-with-acs.pem"
+	return out, os.WriteFile(out, append(append(raw, '\n'), pemBytes...), 0o600)
 }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

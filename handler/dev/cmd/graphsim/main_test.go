@@ -38,9 +38,16 @@ func TestDemoSetUp(t *testing.T) {
 		b, _ := io.ReadAll(r.Body)
 		var m map[string]any
 		_ = json.Unmarshal(b, &m)
-		bodies[r.Method+" "+r.URL.Path] = m
-		if r.Method == http.MethodPut {
+		key := r.Method + " " + r.URL.Path
+		if _, ok := m["interact"]; ok {
+			key += " interact"
+		}
+		bodies[key] = m
+		switch r.Method {
+		case http.MethodPut:
 			w.WriteHeader(http.StatusCreated)
+		case http.MethodPatch:
+			_, _ = io.WriteString(w, `{"interact":{"widgetKey":"key-1"}}`)
 		}
 	}))
 	defer srv.Close()
@@ -48,16 +55,24 @@ func TestDemoSetUp(t *testing.T) {
 	for i := range users {
 		users[i] = graphsim.User{ID: string(rune('a' + i))}
 	}
-	if err := setUpDemo(context.Background(), srv.URL, users); err != nil {
+	key, err := setUpDemo(context.Background(), srv.URL, users, "organizer-id", "endpoint=https://127.0.0.1:1/;accesskey=a2V5")
+	if err != nil {
 		t.Fatal(err)
 	}
+	if key != "key-1" {
+		t.Errorf("widget key %q, want the settings' key-1", key)
+	}
 	prefix := "/api/tenants/" + demoTenant
-	want := []string{"GET /api/health", "PUT " + prefix + "/services/support", "PUT " + prefix + "/services/sales", "PATCH " + prefix + "/settings", "POST /admin/functions/PresencePoll"}
+	want := []string{"GET /api/health", "PUT " + prefix + "/services/support", "PUT " + prefix + "/services/sales", "PATCH " + prefix + "/settings", "PATCH " + prefix + "/settings", "POST /admin/functions/PresencePoll"}
 	if strings.Join(calls, ",") != strings.Join(want, ",") {
 		t.Errorf("calls %v, want %v", calls, want)
 	}
 	support, _ := bodies["PUT "+prefix+"/services/support"]["members"].([]any)
 	sales, _ := bodies["PUT "+prefix+"/services/sales"]["members"].([]any)
+	ia, _ := bodies["PATCH "+prefix+"/settings interact"]["interact"].(map[string]any)
+	if ia["enabled"] != true || ia["o365UserId"] != "organizer-id" || ia["acsConnectionString"] == nil {
+		t.Errorf("Interact patch %v, want enabled with the organizer and the fake ACS", ia)
+	}
 	if len(support) != 7 || len(sales) != 6 {
 		t.Errorf("support has %d members, sales %d; want 7 and 6 (three shared)", len(support), len(sales))
 	}
