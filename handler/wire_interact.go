@@ -12,6 +12,7 @@ import (
 	"switchboard/handler/graph"
 	"switchboard/handler/httpapi"
 	"switchboard/handler/interact"
+	"switchboard/handler/settings"
 	"switchboard/handler/switchboard"
 )
 
@@ -32,7 +33,7 @@ func newInteract(ctx context.Context, a *app) (*interact.Service, error) {
 		t = queueTimers{a.queue, a.cfg.InteractQueue}
 	}
 	svc, err := interact.New(ctx, interact.Options{
-		Tables: a.tables, Settings: a.settings, ACS: acs.NewClient(nil, nil), Meetings: meetings,
+		Tables: a.tables, Settings: interactSettings{a.settings}, ACS: acs.NewClient(nil, nil), Meetings: meetings,
 		Conversations: newConversations(a), Timers: t, Events: a.events,
 		Now: a.now, Log: a.log, DeploymentACS: a.cfg.ACSConnectionString,
 	})
@@ -88,6 +89,23 @@ func interactHousekeeping(a *app) housekeepingJob {
 		inv.Logf("interact housekeeping: %s", rep)
 		return err
 	}}
+}
+
+// interactSettings gives sessions the tenant's interact.* and assistant.*
+// settings.
+type interactSettings struct{ s *settings.Service }
+
+func (i interactSettings) Config(ctx context.Context, tenant string) (interact.TenantConfig, error) {
+	st, err := i.s.Lookup(ctx, tenant)
+	if err != nil {
+		return interact.TenantConfig{}, err
+	}
+	return interact.TenantConfig{
+		Enabled: st.Interact.Enabled, ACSConnectionString: st.Interact.ACSConnectionString.Reveal(),
+		O365UserID: st.Interact.O365UserID, WidgetKey: st.Interact.WidgetKey,
+		RecoverySeconds: st.Interact.SessionRecoveryTimeoutSeconds, Authorization: st.Interact.Authorization,
+		AssistantOwnACS: st.Assistant.UseOwnACSInstance, AssistantACSConnectionString: st.Assistant.ACSConnectionString.Reveal(),
+	}, nil
 }
 
 // graphMeetings creates the sessions' Teams meetings through the one Graph

@@ -5,28 +5,16 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"time"
 
 	"switchboard/handler/switchboard"
 )
 
-// Token scopes of an Interact or Assistant token: chat and VoIP calls.
+// SessionScopes are the scopes of an Interact or Assistant token: chat and
+// VoIP calls.
 var SessionScopes = []string{"chat", "voip"}
 
-// AccessToken is an ACS user access token. Token is a secret: it is
-// returned to the one client it was issued for and never logged.
-type AccessToken struct {
-	Token     string    `json:"token"`
-	ExpiresOn time.Time `json:"expiresOn"`
-}
-
-// String keeps a token printed by mistake from showing.
-func (t AccessToken) String() string {
-	return "<acs token until " + t.ExpiresOn.UTC().Format(time.RFC3339) + ">"
-}
-
-// GoString keeps %#v from printing the token too.
-func (t AccessToken) GoString() string { return t.String() }
+// AccessToken is an ACS user access token (domain vocabulary).
+type AccessToken = switchboard.ACSAccessToken
 
 // CreateIdentity creates an ACS identity with a token for scopes
 // (POST {endpoint}/identities, createTokenWithScopes), signed with the

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"math"
 	"net"
@@ -9,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"switchboard/handler/interact"
-	"switchboard/handler/settings"
 	"switchboard/handler/switchboard"
 )
 
@@ -27,7 +27,7 @@ var InteractRouteRoles = map[string][]string{
 // InteractAPI serves the Interact widget's public routes and the agent
 // side's and Assistant's tenant routes.
 type InteractAPI struct {
-	Sessions *interact.Service
+	Sessions switchboard.InteractSessions
 	// Verifier checks the widget's bearer tokens in the VerifyToken modes:
 	// the same JWKS verifier the API uses. Nil when the deployment has no
 	// API_AUDIENCE: then no token passes.
@@ -67,10 +67,10 @@ func (a *InteractAPI) widget(h func(w http.ResponseWriter, r *http.Request, tena
 			return err
 		}
 		if !g.Enabled {
-			return widgetError(switchboard.EFORBIDDEN, interact.TypeDisabled, "Interact is not enabled for this tenant")
+			return widgetError(switchboard.EFORBIDDEN, switchboard.InteractTypeDisabled, "Interact is not enabled for this tenant")
 		}
-		if !interact.CheckWidgetKey(r.Header.Get("X-Widget-Key"), g.WidgetKey) {
-			return widgetError(switchboard.EUNAUTHORIZED, interact.TypeInvalidWidgetKey, "the X-Widget-Key header is missing or not this tenant's widget key")
+		if !checkWidgetKey(r.Header.Get("X-Widget-Key"), g.WidgetKey) {
+			return widgetError(switchboard.EUNAUTHORIZED, switchboard.InteractTypeInvalidWidgetKey, "the X-Widget-Key header is missing or not this tenant's widget key")
 		}
 		if err := a.checkToken(r.Context(), r, tenant, g.Authorization); err != nil {
 			return err
@@ -80,24 +80,34 @@ func (a *InteractAPI) widget(h func(w http.ResponseWriter, r *http.Request, tena
 }
 
 func (a *InteractAPI) checkToken(ctx context.Context, r *http.Request, tenant, mode string) error {
-	if mode != settings.AuthorizationVerifyToken && mode != settings.AuthorizationVerifyTokenAndTenant {
+	if mode != switchboard.InteractAuthorizationVerifyToken && mode != switchboard.InteractAuthorizationVerifyTokenAndTenant {
 		return nil
 	}
 	token, ok := bearer(r)
 	if !ok {
-		return widgetError(switchboard.EUNAUTHORIZED, interact.TypeInvalidToken, "this tenant's widget needs Authorization: Bearer with an Entra access token")
+		return widgetError(switchboard.EUNAUTHORIZED, switchboard.InteractTypeInvalidToken, "this tenant's widget needs Authorization: Bearer with an Entra access token")
 	}
 	if a.Verifier == nil {
-		return widgetError(switchboard.EUNAUTHORIZED, interact.TypeInvalidToken, "this deployment cannot verify tokens: API_AUDIENCE is not configured")
+		return widgetError(switchboard.EUNAUTHORIZED, switchboard.InteractTypeInvalidToken, "this deployment cannot verify tokens: API_AUDIENCE is not configured")
 	}
 	p, err := a.Verifier.Verify(ctx, token)
 	if err != nil {
-		return widgetError(switchboard.EUNAUTHORIZED, interact.TypeInvalidToken, switchboard.ErrorMessage(err))
+		return widgetError(switchboard.EUNAUTHORIZED, switchboard.InteractTypeInvalidToken, switchboard.ErrorMessage(err))
 	}
-	if mode == settings.AuthorizationVerifyTokenAndTenant && !strings.EqualFold(p.TenantID, tenant) {
-		return widgetError(switchboard.EFORBIDDEN, interact.TypeTenantMismatch, "the token was issued by another tenant")
+	if mode == switchboard.InteractAuthorizationVerifyTokenAndTenant && !strings.EqualFold(p.TenantID, tenant) {
+		return widgetError(switchboard.EFORBIDDEN, switchboard.InteractTypeTenantMismatch, "the token was issued by another tenant")
 	}
 	return nil
+}
+
+// checkWidgetKey compares in constant time (of the keys' hashes, so the
+// length does not tell either); a GUID in any case.
+func checkWidgetKey(got, want string) bool {
+	if want == "" {
+		return false
+	}
+	g, w := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(got)))), sha256.Sum256([]byte(strings.ToLower(want)))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
 // ClientAddress is the caller's address: X-Forwarded-For's first (the
@@ -119,19 +129,19 @@ func ClientAddress(r *http.Request) string {
 }
 
 // tooMany answers a refused new session: 429 with Retry-After.
-func tooMany(w http.ResponseWriter, r *http.Request, rl *interact.RateLimited) {
+func tooMany(w http.ResponseWriter, r *http.Request, rl *switchboard.InteractRateLimited) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(rl.RetryAfter.Seconds()))))
-	writeProblem(w, http.StatusTooManyRequests, problem{Type: interact.TypeTooManySessions, Title: rl.Message, Status: http.StatusTooManyRequests, Instance: r.URL.Path})
+	writeProblem(w, http.StatusTooManyRequests, problem{Type: switchboard.InteractTypeTooManySessions, Title: rl.Message, Status: http.StatusTooManyRequests, Instance: r.URL.Path})
 }
 
 func (a *InteractAPI) create(w http.ResponseWriter, r *http.Request, tenant string) error {
-	var in interact.CreateInput
+	var in switchboard.InteractCreateRequest
 	if err := DecodeJSON(r, &in); err != nil {
 		return err
 	}
 	in.ClientAddress = ClientAddress(r)
 	v, err := a.Sessions.Create(r.Context(), tenant, in)
-	var rl *interact.RateLimited
+	var rl *switchboard.InteractRateLimited
 	if errors.As(err, &rl) {
 		tooMany(w, r, rl)
 		return nil
@@ -144,7 +154,7 @@ func (a *InteractAPI) create(w http.ResponseWriter, r *http.Request, tenant stri
 }
 
 // customer serves a route of the session's customer: X-Resume-Token.
-func (a *InteractAPI) customer(op func(ctx context.Context, tenant, id, resumeToken string) (interact.View, error)) func(w http.ResponseWriter, r *http.Request, tenant string) error {
+func (a *InteractAPI) customer(op func(ctx context.Context, tenant, id, resumeToken string) (switchboard.InteractSessionView, error)) func(w http.ResponseWriter, r *http.Request, tenant string) error {
 	return func(w http.ResponseWriter, r *http.Request, tenant string) error {
 		v, err := op(r.Context(), tenant, r.PathValue("id"), strings.TrimSpace(r.Header.Get("X-Resume-Token")))
 		if err != nil {
@@ -154,13 +164,13 @@ func (a *InteractAPI) customer(op func(ctx context.Context, tenant, id, resumeTo
 	}
 }
 
-func (a *InteractAPI) agent(op func(ctx context.Context, c interact.AgentCall) (interact.View, error)) HandlerFunc {
+func (a *InteractAPI) agent(op func(ctx context.Context, c switchboard.InteractAgentCall) (switchboard.InteractSessionView, error)) HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		tenant, err := TenantID(r)
 		if err != nil {
 			return err
 		}
-		c := interact.AgentCall{Tenant: tenant, Session: r.PathValue("id")}
+		c := switchboard.InteractAgentCall{Tenant: tenant, Session: r.PathValue("id")}
 		if a.AgentOnly != nil {
 			if oid, restricted := a.AgentOnly(r); restricted {
 				c.AsAgent = oid

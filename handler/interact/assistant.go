@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"switchboard/handler/acs"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -29,13 +28,13 @@ func (s *Service) AssistantToken(ctx context.Context, tenant, user string) (ACSV
 	if !ok {
 		return ACSView{}, switchboard.Errorf(switchboard.EINVALID, op, "the caller's object id (oid) %q is not a GUID", clip(user))
 	}
-	st, err := s.o.Settings.Lookup(ctx, tenant)
+	st, err := s.o.Settings.Config(ctx, tenant)
 	if err != nil {
 		return ACSView{}, err
 	}
 	raw, field := s.o.DeploymentACS, ""
-	if st.Assistant.UseOwnACSInstance {
-		raw, field = st.Assistant.ACSConnectionString.Reveal(), "assistant.acsConnectionString"
+	if st.AssistantOwnACS {
+		raw, field = st.AssistantACSConnectionString, "assistant.acsConnectionString"
 	}
 	if raw == "" {
 		msg := "this deployment has no ACS of its own (ACS_CONNECTION_STRING): set assistant.useOwnAcsInstance with assistant.acsConnectionString, or ask the operator to configure one"
@@ -44,7 +43,7 @@ func (s *Service) AssistantToken(ctx context.Context, tenant, user string) (ACSV
 		}
 		return ACSView{}, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: TypeAssistantNotConfig, Field: field, Message: msg}
 	}
-	cs, err := acs.ParseConnectionString(raw)
+	cs, err := switchboard.ParseACSConnectionString(raw)
 	if err != nil {
 		return ACSView{}, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: TypeAssistantNotConfig, Field: field, Message: "the ACS connection string is not usable"}
 	}
@@ -55,7 +54,7 @@ func (s *Service) AssistantToken(ctx context.Context, tenant, user string) (ACSV
 		switch {
 		case err == nil:
 			acsUser := e.String("Identity")
-			tok, err := s.o.ACS.IssueToken(ctx, cs, acsUser, acs.SessionScopes)
+			tok, err := s.o.ACS.IssueToken(ctx, cs, acsUser, SessionScopes)
 			if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 				// The identity was deleted in ACS: the user gets a new one.
 				if err := s.assistant.Delete(ctx, tenant, row, e.ETag); err != nil && !retrying(err) && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
@@ -70,7 +69,7 @@ func (s *Service) AssistantToken(ctx context.Context, tenant, user string) (ACSV
 		case !switchboard.IsCode(err, switchboard.ENOTFOUND):
 			return ACSView{}, err
 		}
-		acsUser, tok, err := s.o.ACS.CreateIdentity(ctx, cs, acs.SessionScopes)
+		acsUser, tok, err := s.o.ACS.CreateIdentity(ctx, cs, SessionScopes)
 		if err != nil {
 			return ACSView{}, err
 		}

@@ -23,7 +23,6 @@ import (
 	"switchboard/handler/httpapi"
 	"switchboard/handler/interact"
 	"switchboard/handler/internal/fakeclock"
-	"switchboard/handler/settings"
 	"switchboard/handler/store"
 )
 
@@ -63,14 +62,14 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	clock := fakeclock.New(t0)
-	e := &env{t: t, clock: clock, settings: &fakeSettings{m: map[string]settings.Settings{}},
+	e := &env{t: t, clock: clock, settings: &fakeSettings{m: map[string]interact.TenantConfig{}},
 		acs: &fakeACS{identities: map[string]string{}}, meetings: &fakeMeetings{},
 		dist: newFakeDistribution(clock), timers: &fakeTimers{}, logs: &bytes.Buffer{}}
-	e.settings.set(tenant, func(s *settings.Settings) {
-		s.Interact.Enabled = true
-		s.Interact.ACSConnectionString = settings.Secret(acsString)
-		s.Interact.O365UserID = organizer
-		s.Interact.WidgetKey = widgetKey
+	e.settings.set(tenant, func(s *interact.TenantConfig) {
+		s.Enabled = true
+		s.ACSConnectionString = acsString
+		s.O365UserID = organizer
+		s.WidgetKey = widgetKey
 	})
 	log := slog.New(slog.NewJSONHandler(&lockedBuffer{b: e.logs}, nil))
 	tables := store.NewMemoryTables()

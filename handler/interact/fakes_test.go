@@ -9,11 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"switchboard/handler/acs"
 	"switchboard/handler/interact"
 	"switchboard/handler/internal/fakeclock"
 	"switchboard/handler/outbox"
-	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -21,24 +19,28 @@ import (
 // fakeSettings are tenants' settings in memory.
 type fakeSettings struct {
 	mu sync.Mutex
-	m  map[string]settings.Settings
+	m  map[string]interact.TenantConfig
 }
 
-func (f *fakeSettings) Lookup(ctx context.Context, tenant string) (settings.Settings, error) {
+func defaults() interact.TenantConfig {
+	return interact.TenantConfig{RecoverySeconds: 20, Authorization: switchboard.InteractAuthorizationNone}
+}
+
+func (f *fakeSettings) Config(ctx context.Context, tenant string) (interact.TenantConfig, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if s, ok := f.m[tenant]; ok {
 		return s, nil
 	}
-	return settings.Defaults(), nil
+	return defaults(), nil
 }
 
-func (f *fakeSettings) set(tenant string, fn func(*settings.Settings)) {
+func (f *fakeSettings) set(tenant string, fn func(*interact.TenantConfig)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, ok := f.m[tenant]
 	if !ok {
-		s = settings.Defaults()
+		s = defaults()
 	}
 	fn(&s)
 	f.m[tenant] = s
@@ -52,29 +54,29 @@ type fakeACS struct {
 	fail       error
 }
 
-func (f *fakeACS) CreateIdentity(ctx context.Context, cs acs.ConnectionString, scopes []string) (string, acs.AccessToken, error) {
+func (f *fakeACS) CreateIdentity(ctx context.Context, cs switchboard.ACSConnectionString, scopes []string) (string, interact.AccessToken, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
-		return "", acs.AccessToken{}, f.fail
+		return "", interact.AccessToken{}, f.fail
 	}
 	if !slices.Equal(scopes, []string{"chat", "voip"}) {
-		return "", acs.AccessToken{}, fmt.Errorf("scopes %v", scopes)
+		return "", interact.AccessToken{}, fmt.Errorf("scopes %v", scopes)
 	}
 	id := fmt.Sprintf("8:acs:%d", len(f.identities)+1)
 	f.identities[id] = cs.Endpoint
 	f.tokens++
-	return id, acs.AccessToken{Token: fmt.Sprintf("token-%d", f.tokens), ExpiresOn: time.Now().Add(24 * time.Hour)}, nil
+	return id, interact.AccessToken{Token: fmt.Sprintf("token-%d", f.tokens), ExpiresOn: time.Now().Add(24 * time.Hour)}, nil
 }
 
-func (f *fakeACS) IssueToken(ctx context.Context, cs acs.ConnectionString, id string, scopes []string) (acs.AccessToken, error) {
+func (f *fakeACS) IssueToken(ctx context.Context, cs switchboard.ACSConnectionString, id string, scopes []string) (interact.AccessToken, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if ep, ok := f.identities[id]; !ok || ep != cs.Endpoint {
-		return acs.AccessToken{}, switchboard.Errorf(switchboard.ENOTFOUND, "fake", "no identity %s at %s", id, cs.Endpoint)
+		return interact.AccessToken{}, switchboard.Errorf(switchboard.ENOTFOUND, "fake", "no identity %s at %s", id, cs.Endpoint)
 	}
 	f.tokens++
-	return acs.AccessToken{Token: fmt.Sprintf("token-%d", f.tokens), ExpiresOn: time.Now().Add(24 * time.Hour)}, nil
+	return interact.AccessToken{Token: fmt.Sprintf("token-%d", f.tokens), ExpiresOn: time.Now().Add(24 * time.Hour)}, nil
 }
 
 // fakeMeetings creates meetings, or fails as told.

@@ -22,8 +22,7 @@ import (
 	"context"
 	"time"
 
-	"switchboard/handler/acs"
-	"switchboard/handler/settings"
+	"switchboard/handler/switchboard"
 )
 
 // Session states (the public ones; Suspended is a Waiting or Connected
@@ -60,35 +59,60 @@ const (
 
 // Problem types, stable.
 const (
-	TypeDisabled           = "interact-disabled"
-	TypeInvalidWidgetKey   = "invalid-widget-key"
-	TypeInvalidToken       = "invalid-token"
-	TypeTenantMismatch     = "token-tenant-mismatch"
-	TypeNotConfigured      = "interact-not-configured"
-	TypeInvalidResume      = "invalid-resume-token"
-	TypeSessionEnded       = "session-ended"
-	TypeTooManySessions    = "too-many-sessions"
-	TypeNoAgent            = "no-agent"
-	TypeAssistantNotConfig = "assistant-not-configured"
+	TypeDisabled           = switchboard.InteractTypeDisabled
+	TypeInvalidWidgetKey   = switchboard.InteractTypeInvalidWidgetKey
+	TypeInvalidToken       = switchboard.InteractTypeInvalidToken
+	TypeTenantMismatch     = switchboard.InteractTypeTenantMismatch
+	TypeNotConfigured      = switchboard.InteractTypeNotConfigured
+	TypeInvalidResume      = switchboard.InteractTypeInvalidResume
+	TypeSessionEnded       = switchboard.InteractTypeSessionEnded
+	TypeTooManySessions    = switchboard.InteractTypeTooManySessions
+	TypeNoAgent            = switchboard.InteractTypeNoAgent
+	TypeAssistantNotConfig = switchboard.AssistantTypeNotConfigured
 )
 
-// Settings is what sessions need of the tenant settings; *settings.Service
-// is one. Lookup returns the defaults for a tenant without settings.
+// The API's types, domain vocabulary.
+type (
+	View        = switchboard.InteractSessionView
+	ACSView     = switchboard.ACSIdentityView
+	AgentView   = switchboard.InteractAgentView
+	Meeting     = switchboard.InteractMeeting
+	Customer    = switchboard.InteractCustomer
+	CreateInput = switchboard.InteractCreateRequest
+	AgentCall   = switchboard.InteractAgentCall
+	RateLimited = switchboard.InteractRateLimited
+	Gate        = switchboard.InteractGate
+	AccessToken = switchboard.ACSAccessToken
+)
+
+// SessionScopes are the scopes of the widget's and the Assistant's ACS
+// tokens: chat and VoIP calls.
+var SessionScopes = []string{"chat", "voip"}
+
+// TenantConfig is what sessions and the Assistant read of a tenant's
+// settings (interact.*, assistant.*); connection strings as stored (secret).
+type TenantConfig struct {
+	Enabled                      bool
+	ACSConnectionString          string
+	O365UserID                   string
+	WidgetKey                    string
+	RecoverySeconds              int
+	Authorization                string
+	AssistantOwnACS              bool
+	AssistantACSConnectionString string
+}
+
+// Settings is what sessions need of the tenant settings (main adapts the
+// settings service). A tenant without settings has the defaults.
 type Settings interface {
-	Lookup(ctx context.Context, tenant string) (settings.Settings, error)
+	Config(ctx context.Context, tenant string) (TenantConfig, error)
 }
 
 // ACS issues identities and tokens; *acs.Client is one. Errors carry
 // switchboard codes (ENOTFOUND for an identity that no longer exists).
 type ACS interface {
-	CreateIdentity(ctx context.Context, cs acs.ConnectionString, scopes []string) (string, acs.AccessToken, error)
-	IssueToken(ctx context.Context, cs acs.ConnectionString, identity string, scopes []string) (acs.AccessToken, error)
-}
-
-// Meeting is a Teams online meeting.
-type Meeting struct {
-	ID      string `json:"id"`
-	JoinURL string `json:"joinUrl"`
+	CreateIdentity(ctx context.Context, cs switchboard.ACSConnectionString, scopes []string) (string, AccessToken, error)
+	IssueToken(ctx context.Context, cs switchboard.ACSConnectionString, identity string, scopes []string) (AccessToken, error)
 }
 
 // Meetings creates Teams meetings on behalf of a user (Graph, through the
@@ -96,12 +120,6 @@ type Meeting struct {
 // admin can act on.
 type Meetings interface {
 	CreateMeeting(ctx context.Context, tenant, organizer, subject string, start time.Time, d time.Duration) (Meeting, error)
-}
-
-// Customer is who the widget is used by.
-type Customer struct {
-	DisplayName string `json:"displayName,omitempty"`
-	Email       string `json:"email,omitempty"`
 }
 
 // NewConversation is a session's conversation as it enters distribution.

@@ -18,7 +18,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"switchboard/handler/acs"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -64,7 +63,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		o.Grace = 5 * time.Second
 	}
 	if o.DeploymentACS != "" {
-		if _, err := acs.ParseConnectionString(o.DeploymentACS); err != nil {
+		if _, err := switchboard.ParseACSConnectionString(o.DeploymentACS); err != nil {
 			return nil, fmt.Errorf("interact: ACS_CONNECTION_STRING: %s", switchboard.ErrorMessage(err))
 		}
 	}
@@ -81,44 +80,17 @@ func New(ctx context.Context, o Options) (*Service, error) {
 
 func (s *Service) now() time.Time { return s.o.Now().UTC().Round(0).Truncate(time.Millisecond) }
 
-// Gate is what the widget's checks need of a tenant's settings.
-type Gate struct {
-	Enabled       bool
-	WidgetKey     string
-	Authorization string
-}
-
 // Gate returns the tenant's Interact switch, widget key and authorization
 // mode (a tenant without settings is not enabled).
 func (s *Service) Gate(ctx context.Context, tenant string) (Gate, error) {
-	st, err := s.o.Settings.Lookup(ctx, tenant)
+	st, err := s.o.Settings.Config(ctx, tenant)
 	if err != nil {
 		return Gate{}, err
 	}
-	return Gate{Enabled: st.Interact.Enabled, WidgetKey: st.Interact.WidgetKey, Authorization: st.Interact.Authorization}, nil
+	return Gate{Enabled: st.Enabled, WidgetKey: st.WidgetKey, Authorization: st.Authorization}, nil
 }
 
-// CheckWidgetKey compares in constant time.
-func CheckWidgetKey(got, want string) bool {
-	if want == "" {
-		return false
-	}
-	g, w := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(got)))), sha256.Sum256([]byte(strings.ToLower(want)))
-	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
-}
-
-// CreateInput is a new session as the widget asks for it.
-type CreateInput struct {
-	ServiceID string            `json:"serviceId"`
-	UserID    string            `json:"userId"`
-	Customer  Customer          `json:"customer"`
-	Context   map[string]string `json:"context"`
-	// ClientAddress is the caller's address (X-Forwarded-For's first, else
-	// the peer), for the per-address rate.
-	ClientAddress string `json:"-"`
-}
-
-func (in *CreateInput) validate() error {
+func validate(in *CreateInput) error {
 	const op = "interact.Create"
 	switch {
 	case in.ServiceID == "" && in.UserID == "":
@@ -157,35 +129,6 @@ func (in *CreateInput) validate() error {
 	return nil
 }
 
-// ACSView is an ACS identity with its token, for the widget.
-type ACSView struct {
-	Endpoint  string    `json:"endpoint"`
-	UserID    string    `json:"userId"`
-	Token     string    `json:"token"`
-	ExpiresOn time.Time `json:"expiresOn"`
-}
-
-// AgentView names a session's agent.
-type AgentView struct {
-	UserID string `json:"userId"`
-}
-
-// View is a session as the widget sees it.
-type View struct {
-	SessionID              string     `json:"sessionId"`
-	State                  string     `json:"state"`
-	ResumeToken            string     `json:"resumeToken,omitempty"` // only when created
-	ConversationID         string     `json:"conversationId"`
-	RecoveryTimeoutSeconds int        `json:"recoveryTimeoutSeconds"`
-	Position               *int       `json:"position"`
-	Agent                  *AgentView `json:"agent"`
-	SuspendedParty         *string    `json:"suspendedParty"`
-	SuspendedUntil         *time.Time `json:"suspendedUntil"`
-	Outcome                string     `json:"outcome,omitempty"`
-	ACS                    *ACSView   `json:"acs,omitempty"` // on create and rejoin
-	Meeting                *Meeting   `json:"meeting,omitempty"`
-}
-
 func view(s Session, conv ConversationState) View {
 	v := View{SessionID: s.ID, State: s.State(), ConversationID: s.ConversationID(), RecoveryTimeoutSeconds: s.RecoverySeconds, Outcome: s.Outcome}
 	if s.Phase == StateWaiting && conv.Position > 0 {
@@ -205,16 +148,6 @@ func view(s Session, conv ConversationState) View {
 	return v
 }
 
-// RateLimited is a refused new session: too many open in the tenant, or
-// too many new from one address. The HTTP layer answers 429 with
-// Retry-After.
-type RateLimited struct {
-	RetryAfter time.Duration
-	Message    string
-}
-
-func (e *RateLimited) Error() string { return e.Message }
-
 func notConfigured(field, why string) error {
 	return &switchboard.Error{Code: switchboard.ECONFLICT, Op: "interact.Create", Type: TypeNotConfigured, Field: field, Message: why}
 }
@@ -227,23 +160,23 @@ func notConfigured(field, why string) error {
 // the ACS and Graph errors (with their problem types).
 func (s *Service) Create(ctx context.Context, tenant string, in CreateInput) (View, error) {
 	const op = "interact.Create"
-	if err := in.validate(); err != nil {
+	if err := validate(&in); err != nil {
 		return View{}, err
 	}
-	st, err := s.o.Settings.Lookup(ctx, tenant)
+	st, err := s.o.Settings.Config(ctx, tenant)
 	if err != nil {
 		return View{}, err
 	}
-	if !st.Interact.ACSConnectionString.IsSet() {
+	if st.ACSConnectionString == "" {
 		return View{}, notConfigured("interact.acsConnectionString", "Interact needs an ACS connection string: set interact.acsConnectionString")
 	}
-	if st.Interact.O365UserID == "" {
+	if st.O365UserID == "" {
 		return View{}, notConfigured("interact.o365UserId", "Interact needs the user meetings are created for: set interact.o365UserId")
 	}
 	if s.o.Meetings == nil {
 		return View{}, switchboard.Errorf(switchboard.EUNAVAILABLE, op, "this deployment has no presence app (PRESENCE_APP_CLIENT_ID, PRESENCE_APP_CLIENT_SECRET) to create Teams meetings with")
 	}
-	cs, err := acs.ParseConnectionString(st.Interact.ACSConnectionString.Reveal())
+	cs, err := switchboard.ParseACSConnectionString(st.ACSConnectionString)
 	if err != nil {
 		return View{}, notConfigured("interact.acsConnectionString", "the stored interact.acsConnectionString is not usable: set it again")
 	}
@@ -251,7 +184,7 @@ func (s *Service) Create(ctx context.Context, tenant string, in CreateInput) (Vi
 	if _, _, err := s.admit(ctx, tenant, in.ClientAddress, now); err != nil {
 		return View{}, err
 	}
-	acsUser, tok, err := s.o.ACS.CreateIdentity(ctx, cs, acs.SessionScopes)
+	acsUser, tok, err := s.o.ACS.CreateIdentity(ctx, cs, SessionScopes)
 	if err != nil {
 		return View{}, err
 	}
@@ -259,7 +192,7 @@ func (s *Service) Create(ctx context.Context, tenant string, in CreateInput) (Vi
 	if in.Customer.DisplayName != "" {
 		subject += ": " + in.Customer.DisplayName
 	}
-	meeting, err := s.o.Meetings.CreateMeeting(ctx, tenant, st.Interact.O365UserID, subject, now, MeetingLength)
+	meeting, err := s.o.Meetings.CreateMeeting(ctx, tenant, st.O365UserID, subject, now, MeetingLength)
 	if err != nil {
 		return View{}, err
 	}
@@ -267,7 +200,7 @@ func (s *Service) Create(ctx context.Context, tenant string, in CreateInput) (Vi
 	sess := Session{
 		TenantID: tenant, ID: uuid.NewString(), ServiceID: in.ServiceID, Direct: in.UserID,
 		Customer: in.Customer, Context: in.Context, Phase: StateWaiting,
-		RecoverySeconds: st.Interact.SessionRecoveryTimeoutSeconds, ACSEndpoint: cs.Endpoint, ACSUser: acsUser,
+		RecoverySeconds: st.RecoverySeconds, ACSEndpoint: cs.Endpoint, ACSUser: acsUser,
 		Meeting: meeting, ResumeHash: hashToken(resume), CreatedAt: now,
 	}
 	if err := s.insert(ctx, sess, in.ClientAddress, now); err != nil {
@@ -721,22 +654,16 @@ func (s *Service) Rejoin(ctx context.Context, tenant, id, resumeToken string) (V
 
 // token issues a fresh token for the session's ACS identity, with the
 // tenant's current connection string for the session's endpoint.
-func (s *Service) token(ctx context.Context, tenant string, sess Session) (acs.AccessToken, error) {
-	st, err := s.o.Settings.Lookup(ctx, tenant)
+func (s *Service) token(ctx context.Context, tenant string, sess Session) (AccessToken, error) {
+	st, err := s.o.Settings.Config(ctx, tenant)
 	if err != nil {
-		return acs.AccessToken{}, err
+		return AccessToken{}, err
 	}
-	cs, err := acs.ParseConnectionString(st.Interact.ACSConnectionString.Reveal())
+	cs, err := switchboard.ParseACSConnectionString(st.ACSConnectionString)
 	if err != nil || cs.Endpoint != sess.ACSEndpoint {
-		return acs.AccessToken{}, notConfigured("interact.acsConnectionString", "interact.acsConnectionString no longer names the ACS resource this session's identity belongs to")
+		return AccessToken{}, notConfigured("interact.acsConnectionString", "interact.acsConnectionString no longer names the ACS resource this session's identity belongs to")
 	}
-	return s.o.ACS.IssueToken(ctx, cs, sess.ACSUser, acs.SessionScopes)
-}
-
-// AgentCall is an agent-side call: asAgent, when set, is the caller, who
-// must be the session's agent (role Agent, own); empty for a flow.
-type AgentCall struct {
-	Tenant, Session, AsAgent string
+	return s.o.ACS.IssueToken(ctx, cs, sess.ACSUser, SessionScopes)
 }
 
 func (s *Service) agent(ctx context.Context, c AgentCall, fn func(sess *Session, now time.Time) error) (View, error) {

@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"switchboard/handler/settings"
+	"switchboard/handler/interact"
+	"switchboard/handler/switchboard"
 )
 
 var service = map[string]any{"serviceId": "support", "customer": map[string]any{"displayName": "Ada", "email": "ada@example.com"}}
@@ -18,7 +19,7 @@ var service = map[string]any{"serviceId": "support", "customer": map[string]any{
 func TestWidgetChecks(t *testing.T) {
 	t.Run("disabled first, whatever the key", func(t *testing.T) {
 		e := newEnv(t)
-		e.settings.set(tenant, func(s *settings.Settings) { s.Interact.Enabled = false })
+		e.settings.set(tenant, func(s *interact.TenantConfig) { s.Enabled = false })
 		for _, key := range []string{widgetKey, "wrong", ""} {
 			r := e.do("POST", "/api/interact/"+tenant+"/sessions", service, "X-Widget-Key", key)
 			if r.status != http.StatusForbidden || r.str("type") != "interact-disabled" {
@@ -45,14 +46,14 @@ func TestWidgetChecks(t *testing.T) {
 			t.Errorf("right key in upper case (a GUID): %d %s", r.status, r.body)
 		}
 	})
-	for _, mode := range []string{settings.AuthorizationVerifyToken, settings.AuthorizationVerifyTokenAndTenant} {
+	for _, mode := range []string{switchboard.InteractAuthorizationVerifyToken, switchboard.InteractAuthorizationVerifyTokenAndTenant} {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t)
-			e.settings.set(tenant, func(s *settings.Settings) { s.Interact.Authorization = mode })
+			e.settings.set(tenant, func(s *interact.TenantConfig) { s.Authorization = mode })
 			now := e.clock.Now()
 			otherTenant := http.StatusCreated
 			otherType := ""
-			if mode == settings.AuthorizationVerifyTokenAndTenant {
+			if mode == switchboard.InteractAuthorizationVerifyTokenAndTenant {
 				otherTenant, otherType = http.StatusForbidden, "token-tenant-mismatch"
 			}
 			cases := []struct {
@@ -421,15 +422,15 @@ func TestLimits(t *testing.T) {
 // a bad body names its field.
 func TestNotConfiguredAndBadInput(t *testing.T) {
 	e := newEnv(t)
-	e.settings.set(tenant, func(s *settings.Settings) { s.Interact.O365UserID = "" })
+	e.settings.set(tenant, func(s *interact.TenantConfig) { s.O365UserID = "" })
 	if r := e.create(service); r.status != http.StatusConflict || r.str("type") != "interact-not-configured" || r.str("field") != "interact.o365UserId" {
 		t.Errorf("no o365UserId: %d %s", r.status, r.body)
 	}
-	e.settings.set(tenant, func(s *settings.Settings) { s.Interact.O365UserID = organizer; s.Interact.ACSConnectionString = "" })
+	e.settings.set(tenant, func(s *interact.TenantConfig) { s.O365UserID = organizer; s.ACSConnectionString = "" })
 	if r := e.create(service); r.status != http.StatusConflict || r.str("field") != "interact.acsConnectionString" {
 		t.Errorf("no connection string: %d %s", r.status, r.body)
 	}
-	e.settings.set(tenant, func(s *settings.Settings) { s.Interact.ACSConnectionString = acsString })
+	e.settings.set(tenant, func(s *interact.TenantConfig) { s.ACSConnectionString = acsString })
 	for name, c := range map[string]struct {
 		body  map[string]any
 		field string
@@ -475,9 +476,9 @@ func TestAssistantToken(t *testing.T) {
 		t.Errorf("another user got the same identity")
 	}
 
-	e.settings.set(tenant, func(s *settings.Settings) {
-		s.Assistant.UseOwnACSInstance = true
-		s.Assistant.ACSConnectionString = settings.Secret(acsString)
+	e.settings.set(tenant, func(s *interact.TenantConfig) {
+		s.AssistantOwnACS = true
+		s.AssistantACSConnectionString = acsString
 	})
 	own := e.do("POST", path, nil)
 	if got, want := own.str("acs", "endpoint"), "https://contoso.communication.azure.com/"; own.status != 200 || got != want {

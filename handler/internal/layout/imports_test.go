@@ -70,6 +70,7 @@ var packages = map[string]kind{
 	"outbound": capability,
 	"settings": capability,
 	"events":   capability,
+	"interact": capability,
 
 	"graph":      adapter,
 	"auth":       adapter,
