@@ -44,10 +44,32 @@ func (a *InteractAPI) Register(rt *Router) {
 	rt.Anonymous("GET /api/interact/{t}/sessions/{id}", a.widget(a.customer(a.Sessions.Get)))
 	rt.Anonymous("POST /api/interact/{t}/sessions/{id}/leave", a.widget(a.customer(a.Sessions.Leave)))
 	rt.Anonymous("POST /api/interact/{t}/sessions/{id}/rejoin", a.widget(a.customer(a.Sessions.Rejoin)))
+	for _, p := range []string{"/api/interact/{t}/sessions", "/api/interact/{t}/sessions/{id}", "/api/interact/{t}/sessions/{id}/leave", "/api/interact/{t}/sessions/{id}/rejoin"} {
+		rt.Anonymous("OPTIONS "+p, preflight)
+	}
 	rt.Tenant("POST /api/tenants/{t}/interact/sessions/{id}/agent-left", a.agent(a.Sessions.AgentLeft))
 	rt.Tenant("POST /api/tenants/{t}/interact/sessions/{id}/agent-rejoined", a.agent(a.Sessions.AgentRejoined))
 	rt.Tenant("POST /api/tenants/{t}/interact/sessions/{id}/end", a.agent(a.Sessions.End))
 	rt.Tenant("POST /api/tenants/{t}/assistant/token", a.assistantToken)
+}
+
+// The widget runs on the customer's own web site, so its routes answer
+// cross-origin requests from any origin: they carry no cookies (the widget
+// key and resume token are headers), so an origin gains nothing it could
+// not do without a browser.
+func allowCrossOrigin(h http.Header) {
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Expose-Headers", "Location, Retry-After")
+}
+
+// preflight answers a browser's CORS preflight of a widget route.
+func preflight(w http.ResponseWriter, r *http.Request) error {
+	allowCrossOrigin(w.Header())
+	w.Header().Set("Access-Control-Allow-Methods", "GET, POST")
+	w.Header().Set("Access-Control-Allow-Headers", "Content-Type, X-Widget-Key, X-Resume-Token, Authorization")
+	w.Header().Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 func widgetError(code, typ, msg string) error {
@@ -58,6 +80,7 @@ func widgetError(code, typ, msg string) error {
 // the widget key, the tenant's authorization mode.
 func (a *InteractAPI) widget(h func(w http.ResponseWriter, r *http.Request, tenant string) error) HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
+		allowCrossOrigin(w.Header())
 		tenant, err := TenantID(r)
 		if err != nil {
 			return err

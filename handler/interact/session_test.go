@@ -502,3 +502,18 @@ func TestAssistantNotConfigured(t *testing.T) {
 		t.Errorf("no deployment ACS: %d %s, want 409 assistant-not-configured", r.status, r.body)
 	}
 }
+
+// The widget's routes answer browsers on the customer's site: a preflight,
+// and the CORS headers on every reply, refusals included.
+func TestCrossOrigin(t *testing.T) {
+	e := newEnv(t)
+	r := e.do("OPTIONS", "/api/interact/"+tenant+"/sessions", nil, "Origin", "https://shop.example", "Access-Control-Request-Method", "POST")
+	if r.status != http.StatusNoContent || r.header.Get("Access-Control-Allow-Origin") != "*" || !strings.Contains(r.header.Get("Access-Control-Allow-Headers"), "X-Widget-Key") {
+		t.Errorf("preflight: %d %v", r.status, r.header)
+	}
+	for _, r := range []reply{e.create(service), e.do("POST", "/api/interact/"+tenant+"/sessions", service, "X-Widget-Key", "wrong")} {
+		if r.header.Get("Access-Control-Allow-Origin") != "*" || !strings.Contains(r.header.Get("Access-Control-Expose-Headers"), "Retry-After") {
+			t.Errorf("%d reply without CORS headers: %v", r.status, r.header)
+		}
+	}
+}
