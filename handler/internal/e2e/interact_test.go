@@ -124,6 +124,11 @@ func TestInteractEndToEnd(t *testing.T) {
 	st := patch(`{"interact": {"enabled": true, "acsConnectionString": "` + tenantACS.ConnectionString() + `"}}`)
 	key := st["interact"].(map[string]any)["widgetKey"].(string)
 
+	// A browser's preflight reaches the handler through the host's route.
+	if status, h, raw := env.Do(t, "OPTIONS", sessions, nil, "Origin", "https://shop.example", "Access-Control-Request-Method", "POST"); status != 204 || h.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("preflight: %d %v %s", status, h, raw)
+	}
+
 	// 2. The widget key.
 	for _, k := range []string{"", "1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b"} {
 		if status, v := create("X-Widget-Key", k); status != 401 || v["type"] != "invalid-widget-key" {
