@@ -590,6 +590,15 @@ func validSessionID(id string) bool {
 	return err == nil && len(id) == 36
 }
 
+// customerChange is a change by the session's customer, once the resume
+// token matched.
+func (s *Service) customerChange(ctx context.Context, tenant, id, resumeToken string, fn func(sess *Session, now time.Time) error) (loaded, error) {
+	if _, err := s.customer(ctx, tenant, id, resumeToken); err != nil {
+		return loaded{}, err
+	}
+	return s.mutate(ctx, tenant, id, fn)
+}
+
 // Get returns the session for its customer. Returns EUNAUTHORIZED
 // (TypeInvalidResume) for an unknown session or a wrong resume token,
 // without saying which.
@@ -604,10 +613,7 @@ func (s *Service) Get(ctx context.Context, tenant, id, resumeToken string) (View
 // Leave records that the customer left: the session is Suspended for the
 // recovery time. Returns EGONE (TypeSessionEnded) for an ended session.
 func (s *Service) Leave(ctx context.Context, tenant, id, resumeToken string) (View, error) {
-	if _, err := s.customer(ctx, tenant, id, resumeToken); err != nil {
-		return View{}, err
-	}
-	l, err := s.mutate(ctx, tenant, id, func(sess *Session, now time.Time) error {
+	l, err := s.customerChange(ctx, tenant, id, resumeToken, func(sess *Session, now time.Time) error {
 		switch {
 		case sess.Phase == StateEnded:
 			return sessionEnded(*sess)
@@ -627,10 +633,7 @@ func (s *Service) Leave(ctx context.Context, tenant, id, resumeToken string) (Vi
 // session, agent and meeting, with a fresh token for the same ACS
 // identity. Returns EGONE (TypeSessionEnded) once the time has run out.
 func (s *Service) Rejoin(ctx context.Context, tenant, id, resumeToken string) (View, error) {
-	if _, err := s.customer(ctx, tenant, id, resumeToken); err != nil {
-		return View{}, err
-	}
-	l, err := s.mutate(ctx, tenant, id, func(sess *Session, now time.Time) error {
+	l, err := s.customerChange(ctx, tenant, id, resumeToken, func(sess *Session, now time.Time) error {
 		switch {
 		case sess.Phase == StateEnded:
 			return sessionEnded(*sess)
