@@ -61,6 +61,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvOn(t, store.NewMemoryTables())
+}
+
+// newEnvOn is newEnv over the given tables (memory or Azurite).
+func newEnvOn(t *testing.T, tables store.Tables) *env {
+	t.Helper()
 	clock := fakeclock.New(t0)
 	e := &env{t: t, clock: clock, settings: &fakeSettings{m: map[string]interact.TenantConfig{}},
 		acs: &fakeACS{identities: map[string]string{}}, meetings: &fakeMeetings{},
@@ -72,7 +78,6 @@ func newEnv(t *testing.T) *env {
 		s.WidgetKey = widgetKey
 	})
 	log := slog.New(slog.NewJSONHandler(&lockedBuffer{b: e.logs}, nil))
-	tables := store.NewMemoryTables()
 	e.events = &fakeOutbox{tables: tables}
 	svc, err := interact.New(context.Background(), interact.Options{
 		Tables: tables, Settings: e.settings, ACS: e.acs, Meetings: e.meetings,

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	mrand "math/rand/v2"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -269,10 +270,40 @@ func (s *Service) insert(ctx context.Context, sess Session, addr string, now tim
 			counterOp(sess.TenantID, openRow, open, open.n+1, nil),
 			counterOp(sess.TenantID, rateRow(addr, now), rate, rate.n+1, map[string]any{"At": now}),
 		}, events)
-		if retrying(err) && attempt < maxAttempts {
-			continue
+		if !retrying(err) {
+			return err
 		}
-		return err
+		// Sessions started at once race for the tenant's count: each
+		// loser reads it again after a random pause, so they spread out.
+		if attempt == maxInsertAttempts {
+			return switchboard.Errorf(switchboard.EUNAVAILABLE, "interact.Create", "too many sessions are being started at once in this tenant; try again")
+		}
+		if err := sleep(ctx, time.Duration(mrand.Int64N(int64(min(attempt+1, 20))*int64(5*time.Millisecond)))); err != nil {
+			return err
+		}
+	}
+}
+
+// backoff pauses a writer that lost a race (at random, longer with each
+// attempt) and gives up with EUNAVAILABLE after maxInsertAttempts.
+func (s *Service) backoff(ctx context.Context, attempt int) error {
+	if attempt >= maxInsertAttempts {
+		return switchboard.Errorf(switchboard.EUNAVAILABLE, "interact", "the session keeps changing under concurrent writers; try again")
+	}
+	return sleep(ctx, time.Duration(mrand.Int64N(int64(min(attempt+1, 20))*int64(5*time.Millisecond))))
+}
+
+// maxInsertAttempts bounds the retries of a new session's batch.
+const maxInsertAttempts = 40
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -357,7 +388,10 @@ func (s *Service) load(ctx context.Context, tenant, id string) (loaded, error) {
 			return loaded{cur, conv}, nil
 		}
 		saved, err := s.save(ctx, cur, next)
-		if retrying(err) && attempt < maxAttempts {
+		if retrying(err) {
+			if err := s.backoff(ctx, attempt); err != nil {
+				return loaded{}, err
+			}
 			continue
 		}
 		if err != nil {
@@ -546,7 +580,10 @@ func (s *Service) mutate(ctx context.Context, tenant, id string, fn func(s *Sess
 			return cur, err
 		}
 		saved, err := s.save(ctx, cur.s, next)
-		if retrying(err) && attempt < maxAttempts {
+		if retrying(err) {
+			if err := s.backoff(ctx, attempt); err != nil {
+				return loaded{}, err
+			}
 			continue
 		}
 		if err != nil {

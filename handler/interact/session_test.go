@@ -4,10 +4,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"switchboard/handler/interact"
+	"switchboard/handler/internal/testenv"
+	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
 
@@ -144,7 +147,11 @@ func TestCreate(t *testing.T) {
 // the same ACS identity); then leaves for good: Ended when the time runs
 // out, the agent released into after-call work.
 func TestServiceSessionLifecycle(t *testing.T) {
-	e := newEnv(t)
+	testenv.Backends(t, testServiceSessionLifecycle)
+}
+
+func testServiceSessionLifecycle(t *testing.T, tables store.Tables) {
+	e := newEnvOn(t, tables)
 	s := e.newSession(service)
 	e.wantState(s, "Waiting")
 	if err := e.dist.accept("interact:"+s.id, agentA); err != nil {
@@ -236,7 +243,11 @@ func TestRecoveryWithoutTimerMessage(t *testing.T) {
 // another agent (not the one who left), and the customer's session id and
 // resume token still work.
 func TestAgentLeavesServiceSession(t *testing.T) {
-	e := newEnv(t)
+	testenv.Backends(t, testAgentLeavesServiceSession)
+}
+
+func testAgentLeavesServiceSession(t *testing.T, tables store.Tables) {
+	e := newEnvOn(t, tables)
 	first := e.newSession(service)
 	e.clock.Advance(time.Second)
 	second := e.newSession(service)
@@ -377,7 +388,11 @@ func TestWrongResumeToken(t *testing.T) {
 // 200 open sessions per tenant; the 201st is 429 with Retry-After; an
 // ended session gives its place back. 20 new per minute per address.
 func TestLimits(t *testing.T) {
-	e := newEnv(t)
+	testenv.Backends(t, testLimits)
+}
+
+func testLimits(t *testing.T, tables store.Tables) {
+	e := newEnvOn(t, tables)
 	var first session
 	for i := range 200 {
 		r := e.create(service, "X-Forwarded-For", "203.0.113."+strconv.Itoa(i/20)+", 10.0.0.1")
@@ -397,14 +412,22 @@ func TestLimits(t *testing.T) {
 	if r := e.create(service, "X-Forwarded-For", "198.51.100.1"); r.status != http.StatusCreated {
 		t.Errorf("after one ended: %d %s, want 201", r.status, r.body)
 	}
+}
 
-	e2 := newEnv(t)
+// 20 new sessions per minute per client address, then 429 with a
+// Retry-After that ends the minute.
+func TestRatePerAddress(t *testing.T) {
+	testenv.Backends(t, testRatePerAddress)
+}
+
+func testRatePerAddress(t *testing.T, tables store.Tables) {
+	e2 := newEnvOn(t, tables)
 	for i := range 20 {
 		if r := e2.create(service, "X-Forwarded-For", "203.0.113.7"); r.status != http.StatusCreated {
 			t.Fatalf("session %d from one address: %d %s", i+1, r.status, r.body)
 		}
 	}
-	r = e2.create(service, "X-Forwarded-For", "203.0.113.7")
+	r := e2.create(service, "X-Forwarded-For", "203.0.113.7")
 	retry, _ := strconv.Atoi(r.header.Get("Retry-After"))
 	if r.status != http.StatusTooManyRequests || retry < 1 || retry > 60 {
 		t.Fatalf("21st from one address: %d %s (Retry-After %q), want 429 within a minute", r.status, r.body, r.header.Get("Retry-After"))
@@ -516,4 +539,29 @@ func TestCrossOrigin(t *testing.T) {
 			t.Errorf("%d reply without CORS headers: %v", r.status, r.header)
 		}
 	}
+}
+
+// The per-address rate holds under concurrency, on both table layers: of
+// 40 sessions asked for at once from one address, exactly 20 are created.
+func TestRateUnderConcurrency(t *testing.T) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
+		e := newEnvOn(t, tables)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		counts := map[int]int{}
+		for range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := e.create(service, "X-Forwarded-For", "192.0.2.55")
+				mu.Lock()
+				counts[r.status]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if counts[http.StatusCreated] != 20 || counts[http.StatusTooManyRequests] != 20 {
+			t.Errorf("replies %v, want 20 created and 20 refused with 429", counts)
+		}
+	})
 }

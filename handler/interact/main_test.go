@@ -1,0 +1,9 @@
+package interact_test
+
+import (
+	"testing"
+
+	"switchboard/handler/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
