@@ -565,3 +565,29 @@ func TestRateUnderConcurrency(t *testing.T) {
 		}
 	})
 }
+
+// A user's first Assistant calls at once still end with one identity.
+func TestAssistantIdentityUnderConcurrency(t *testing.T) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
+		e := newEnvOn(t, tables)
+		var wg sync.WaitGroup
+		ids := make([]string, 8)
+		for i := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := e.do("POST", "/api/tenants/"+tenant+"/assistant/token?asUser="+agentA, nil)
+				ids[i] = r.str("acs", "userId")
+			}()
+		}
+		wg.Wait()
+		for _, id := range ids {
+			if id == "" || id != ids[0] {
+				t.Fatalf("identities %v, want one", ids)
+			}
+		}
+		if r := e.do("POST", "/api/tenants/"+tenant+"/assistant/token?asUser="+agentA, nil); r.str("acs", "userId") != ids[0] {
+			t.Errorf("a later call got %q, want %q", r.str("acs", "userId"), ids[0])
+		}
+	})
+}
