@@ -45,7 +45,7 @@ var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 // widget's tokens checked by the real JWKS verifier against a local key
 // publication, on a fake clock.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	clock    *fakeclock.Clock
 	settings *fakeSettings
 	acs      *fakeACS
@@ -59,13 +59,13 @@ type env struct {
 	logs     *bytes.Buffer
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	return newEnvOn(t, store.NewMemoryTables())
 }
 
 // newEnvOn is newEnv over the given tables (memory or Azurite).
-func newEnvOn(t *testing.T, tables store.Tables) *env {
+func newEnvOn(t testing.TB, tables store.Tables) *env {
 	t.Helper()
 	clock := fakeclock.New(t0)
 	e := &env{t: t, clock: clock, settings: &fakeSettings{m: map[string]interact.TenantConfig{}},
@@ -216,7 +216,7 @@ var (
 	keys    [2]*rsa.PrivateKey
 )
 
-func newIDP(t *testing.T) *idp {
+func newIDP(t testing.TB) *idp {
 	t.Helper()
 	keyOnce.Do(func() {
 		for i := range keys {

@@ -14,6 +14,7 @@ import (
 	"maps"
 	mrand "math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -47,6 +48,18 @@ type Service struct {
 	o         Options
 	sessions  sessions
 	assistant store.Table
+	// counting serialises this process's writes of a tenant's open count
+	// (new and ending sessions): they would only lose races to each other;
+	// other instances' writes are still caught by the count's ETag.
+	counting sync.Map // tenant -> *sync.Mutex
+}
+
+// lockCount takes the tenant's count lock; call the returned func to let go.
+func (s *Service) lockCount(tenant string) func() {
+	m, _ := s.counting.LoadOrStore(tenant, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 // New returns a Service.
@@ -260,6 +273,7 @@ func (s *Service) insert(ctx context.Context, sess Session, addr string, now tim
 	if err != nil {
 		return switchboard.Wrap(switchboard.EINTERNAL, "interact.insert", err)
 	}
+	defer s.lockCount(sess.TenantID)()
 	for attempt := 0; ; attempt++ {
 		open, rate, err := s.admit(ctx, sess.TenantID, addr, now)
 		if err != nil {
@@ -309,6 +323,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // remove undoes insert when the conversation could not be started.
 func (s *Service) remove(ctx context.Context, sess Session) {
+	defer s.lockCount(sess.TenantID)()
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		open, err := s.sessions.counter(ctx, sess.TenantID, openRow)
 		if err != nil {
@@ -482,6 +497,7 @@ func (s *Service) save(ctx context.Context, cur, next Session) (Session, error) 
 	ops := []store.Op{{Kind: store.OpUpdate, Entity: e, IfMatch: cur.etag}}
 	ended := cur.Phase != StateEnded && next.Phase == StateEnded
 	if ended {
+		defer s.lockCount(cur.TenantID)()
 		open, err := s.sessions.counter(ctx, cur.TenantID, openRow)
 		if err != nil {
 			return cur, err
