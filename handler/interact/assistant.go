@@ -88,8 +88,10 @@ func (s *Service) AssistantToken(ctx context.Context, tenant, user string) (ACSV
 }
 
 // Housekeep acts on recovery times whose message is late by more than the
-// grace, finishes pending conversation changes, and deletes ended sessions
-// past their retention and old rate rows. It works until ctx ends.
+// grace, finishes pending conversation changes, brings every open session
+// up to date with its conversation (one that ended elsewhere ends the
+// session), and deletes ended sessions past their retention and old rate
+// rows. It works until ctx ends.
 func (s *Service) Housekeep(ctx context.Context) (string, error) {
 	now := s.now()
 	var acted, deleted, errs int
@@ -125,6 +127,14 @@ func (s *Service) Housekeep(ctx context.Context) (string, error) {
 					}
 				case sess.Pending != "" || !due.IsZero() && now.Sub(due) > s.o.Grace:
 					if _, err = s.load(ctx, sess.TenantID, sess.ID); err == nil {
+						acted++
+					}
+				case sess.Phase != StateEnded:
+					// A widget closed without a leave: its session follows
+					// its conversation (timed out, released elsewhere), so
+					// it does not hold a place in the tenant's limit.
+					var l loaded
+					if l, err = s.load(ctx, sess.TenantID, sess.ID); err == nil && l.s.Phase == StateEnded {
 						acted++
 					}
 				}

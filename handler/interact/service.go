@@ -220,6 +220,9 @@ func (s *Service) Create(ctx context.Context, tenant string, in CreateInput) (Vi
 	if err := s.insert(ctx, sess, in.ClientAddress, now); err != nil {
 		return View{}, err
 	}
+	// Stored: a caller gone now must not leave a session without its
+	// conversation (it would count against the tenant's limit).
+	ctx = context.WithoutCancel(ctx)
 	nc := NewConversation{ID: sess.ConversationID(), Customer: in.Customer, Context: in.Context}
 	var conv ConversationState
 	if in.ServiceID != "" {
@@ -231,7 +234,6 @@ func (s *Service) Create(ctx context.Context, tenant string, in CreateInput) (Vi
 		s.remove(ctx, sess)
 		return View{}, err
 	}
-	sess.etag = ""
 	if cur, err := s.load(ctx, tenant, sess.ID); err == nil {
 		sess, conv = cur.s, cur.conv
 	}

@@ -591,3 +591,24 @@ func TestAssistantIdentityUnderConcurrency(t *testing.T) {
 		}
 	})
 }
+
+// A widget that never says goodbye: when its conversation ends elsewhere
+// (timed out in the queue, released by a supervisor), housekeeping ends
+// the session and its place in the tenant's limit comes back.
+func TestHousekeepingFollowsConversations(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession(service)
+	if err := e.dist.End(t.Context(), tenant, "interact:"+s.id); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := e.svc.Housekeep(t.Context()); err != nil || !strings.Contains(rep, "acted on 1") {
+		t.Fatalf("housekeeping: %q, %v", rep, err)
+	}
+	r := e.wantState(s, "Ended")
+	if r.str("outcome") != "Abandoned" {
+		t.Errorf("outcome %q, want the conversation's Abandoned", r.str("outcome"))
+	}
+	if rep, _ := e.svc.Housekeep(t.Context()); !strings.Contains(rep, "acted on 0") {
+		t.Errorf("second housekeeping: %q, want nothing to do", rep)
+	}
+}
