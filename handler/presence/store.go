@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,11 @@ type StoreOptions struct {
 	MaxLag time.Duration
 	// Parallel bounds concurrent partition reads and writes (default 16).
 	Parallel int
+	// PollMargin is how long after a subscription stopped vouching for
+	// its users a poll's shard confirmation is still not taken for theirs:
+	// a poll that read the state before then skipped them (default 1 min,
+	// longer than a poll runs).
+	PollMargin time.Duration
 }
 
 // Store keeps presence readings in Table Storage and serves them from an
@@ -41,6 +47,7 @@ type Store struct {
 	refreshEvery time.Duration
 	maxLag       time.Duration
 	parallel     int
+	pollMargin   time.Duration
 
 	mu      sync.Mutex
 	tenants map[string]*tenantCache
@@ -81,6 +88,10 @@ func NewStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 	if s.parallel <= 0 {
 		s.parallel = 16
 	}
+	s.pollMargin = opts.PollMargin
+	if s.pollMargin <= 0 {
+		s.pollMargin = time.Minute
+	}
 	return s, nil
 }
 
@@ -100,7 +111,9 @@ type tenantCache struct {
 	figures PollFigures
 	// shardFigures are those of the last fanned-out shard.
 	shardFigures PollFigures
-	checkedAt    time.Time
+	// cov: the subscription rows (notifications), by account and user.
+	cov       coverage
+	checkedAt time.Time
 }
 
 // genCache is one generation of a tenant's shards.
@@ -131,7 +144,7 @@ func (s *Store) cache(tenant string) *tenantCache {
 	defer s.mu.Unlock()
 	tc, ok := s.tenants[tenant]
 	if !ok {
-		tc = &tenantCache{gens: map[int64]*genCache{}, sources: map[Source]SourceStatus{}}
+		tc = &tenantCache{gens: map[int64]*genCache{}, sources: map[Source]SourceStatus{}, cov: newCoverage(nil)}
 		s.tenants[tenant] = tc
 	}
 	return tc
@@ -181,7 +194,7 @@ func (s *Store) Readings(ctx context.Context, tenantID string, userIDs []string)
 	for _, id := range userIDs {
 		sc := g.shards[shardOf(id, len(g.shards))]
 		if st, ok := sc.readings[id]; ok {
-			out[id] = st.presence(id, sc.confirmedAt, sc.source)
+			out[id] = s.confirmCovered(tc.cov, st.presence(id, sc.confirmedAt, sc.source), st, sc.confirmedAt, now)
 		}
 	}
 	return out, nil
@@ -284,7 +297,14 @@ func (s *Store) syncState(ctx context.Context, tenant string, tc *tenantCache) e
 	states := map[int64]map[int]shardState{lay.Gen: {}, lay.NextGen: {}}
 	sources := map[Source]SourceStatus{}
 	var figures, shardFigures PollFigures
+	subs := map[Source]subState{}
 	for _, e := range rows {
+		if src, ok := strings.CutPrefix(e.RowKey, subRowPrefix); ok {
+			if Source(src).Account() != 0 {
+				subs[Source(src)] = subStateFromEntity(Source(src), e)
+			}
+			continue
+		}
 		if gen, shard, ok := parseShardRowKey(e.RowKey); ok {
 			if m, known := states[gen]; known && shard < lay.shardsOf(gen) {
 				m[shard] = shardStateFromEntity(e)
@@ -308,6 +328,7 @@ func (s *Store) syncState(ctx context.Context, tenant string, tc *tenantCache) e
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	tc.lay, tc.sources, tc.figures, tc.shardFigures = lay, sources, figures, shardFigures
+	tc.cov = newCoverage(subs)
 	for gen := range tc.gens {
 		if n := lay.shardsOf(gen); n == 0 || len(tc.gens[gen].shards) != n {
 			delete(tc.gens, gen)

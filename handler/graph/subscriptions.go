@@ -1,0 +1,121 @@
+package graph
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/microsoftgraph/msgraph-sdk-go/models"
+	"github.com/microsoftgraph/msgraph-sdk-go/subscriptions"
+
+	"switchboard/handler/presence"
+)
+
+var _ presence.Subscriptions = (*Client)(nil)
+
+// delegated refuses the application source: Graph accepts presence
+// subscriptions with delegated permission only.
+func delegated(src presence.Source) error {
+	if src.Account() == 0 {
+		return &presence.SourceError{Source: src, Reason: presence.ReasonNotConfigured, Message: "presence subscriptions need a presence account (delegated permission); application permission cannot subscribe"}
+	}
+	return nil
+}
+
+// CreateSubscription implements presence.Subscriptions: POST /subscriptions.
+func (c *Client) CreateSubscription(ctx context.Context, tenant string, src presence.Source, req presence.SubscriptionRequest) (presence.GraphSubscription, error) {
+	if err := delegated(src); err != nil {
+		return presence.GraphSubscription{}, err
+	}
+	a, err := c.adapter(tenant, src)
+	if err != nil {
+		return presence.GraphSubscription{}, classify(src, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	body := models.NewSubscription()
+	changeType, include := "updated", true
+	exp := req.ExpiresAt.UTC()
+	body.SetChangeType(&changeType)
+	body.SetResource(&req.Resource)
+	body.SetNotificationUrl(&req.NotificationURL)
+	body.SetLifecycleNotificationUrl(&req.NotificationURL)
+	body.SetClientState(&req.ClientState)
+	body.SetExpirationDateTime(&exp)
+	body.SetIncludeResourceData(&include)
+	body.SetEncryptionCertificate(&req.Certificate)
+	body.SetEncryptionCertificateId(&req.CertificateID)
+	rb := subscriptions.NewSubscriptionsRequestBuilder(c.base+"/subscriptions", a)
+	got, err := rb.Post(ctx, body, nil)
+	if err != nil {
+		return presence.GraphSubscription{}, classify(src, err)
+	}
+	if got == nil || got.GetId() == nil || got.GetExpirationDateTime() == nil {
+		return presence.GraphSubscription{}, &presence.SourceError{Source: src, Reason: presence.ReasonGraphError, Message: "Graph created the subscription but answered without its id or expiry"}
+	}
+	return presence.GraphSubscription{ID: *got.GetId(), ExpiresAt: *got.GetExpirationDateTime()}, nil
+}
+
+// RenewSubscription implements presence.Subscriptions: PATCH
+// /subscriptions/{id} with a new expirationDateTime.
+func (c *Client) RenewSubscription(ctx context.Context, tenant string, src presence.Source, id string, expiresAt time.Time) (time.Time, error) {
+	if err := delegated(src); err != nil {
+		return time.Time{}, err
+	}
+	a, err := c.adapter(tenant, src)
+	if err != nil {
+		return time.Time{}, classify(src, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	body := models.NewSubscription()
+	exp := expiresAt.UTC()
+	body.SetExpirationDateTime(&exp)
+	rb := subscriptions.NewSubscriptionItemRequestBuilder(c.base+"/subscriptions/"+id, a)
+	got, err := rb.Patch(ctx, body, nil)
+	if err != nil {
+		return time.Time{}, classify(src, err)
+	}
+	if got == nil || got.GetExpirationDateTime() == nil {
+		return time.Time{}, &presence.SourceError{Source: src, Reason: presence.ReasonGraphError, Message: "Graph renewed the subscription but answered without its expiry"}
+	}
+	return *got.GetExpirationDateTime(), nil
+}
+
+// ReauthorizeSubscription implements presence.Subscriptions: POST
+// /subscriptions/{id}/reauthorize.
+func (c *Client) ReauthorizeSubscription(ctx context.Context, tenant string, src presence.Source, id string) error {
+	if err := delegated(src); err != nil {
+		return err
+	}
+	a, err := c.adapter(tenant, src)
+	if err != nil {
+		return classify(src, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	rb := subscriptions.NewItemReauthorizeRequestBuilder(fmt.Sprintf("%s/subscriptions/%s/reauthorize", c.base, id), a)
+	if err := rb.Post(ctx, nil); err != nil {
+		return classify(src, err)
+	}
+	return nil
+}
+
+// DeleteSubscription implements presence.Subscriptions: DELETE
+// /subscriptions/{id}.
+func (c *Client) DeleteSubscription(ctx context.Context, tenant string, src presence.Source, id string) error {
+	if err := delegated(src); err != nil {
+		return err
+	}
+	a, err := c.adapter(tenant, src)
+	if err != nil {
+		return classify(src, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	rb := subscriptions.NewSubscriptionItemRequestBuilder(c.base+"/subscriptions/"+id, a)
+	if err := rb.Delete(ctx, nil); err != nil {
+		return classify(src, err)
+	}
+	return nil
+}

@@ -1,0 +1,178 @@
+package presence
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
+)
+
+// subscriptions returns the tenant's subscription rows as last synced
+// (syncFirst reads the state partition before answering).
+func (s *Store) subscriptions(ctx context.Context, tenant string, syncFirst bool) (map[Source]subState, error) {
+	tc := s.cache(tenant)
+	if syncFirst {
+		tc.load.Lock()
+		err := s.syncState(ctx, tenant, tc)
+		tc.load.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	out := make(map[Source]subState, len(tc.cov.subs))
+	for k, v := range tc.cov.subs {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// saveSubscription writes a subscription row whole.
+func (s *Store) saveSubscription(ctx context.Context, tenant string, sub subState) error {
+	e := sub.entity(tenant)
+	e.ETag = ""
+	etag, err := s.state.Upsert(ctx, e)
+	if err != nil {
+		return err
+	}
+	sub.ETag = etag
+	s.putSubscription(tenant, sub)
+	return nil
+}
+
+// mergeSubscription changes some properties of a subscription row (so
+// that a notification and housekeeping do not overwrite each other's
+// fields), and applies apply to the cached row.
+func (s *Store) mergeSubscription(ctx context.Context, tenant string, src Source, props map[string]any, apply func(*subState)) error {
+	if _, err := store.WriteBatched(ctx, s.state, []store.Op{mergeOp(tenant, subRowKey(src), props)}); err != nil {
+		return err
+	}
+	tc := s.cache(tenant)
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if sub, ok := tc.cov.subs[src]; ok {
+		apply(&sub)
+		subs := make(map[Source]subState, len(tc.cov.subs))
+		for k, v := range tc.cov.subs {
+			subs[k] = v
+		}
+		subs[src] = sub
+		tc.cov = newCoverage(subs)
+	}
+	return nil
+}
+
+// deleteSubscription removes a subscription row.
+func (s *Store) deleteSubscription(ctx context.Context, tenant string, src Source) error {
+	err := s.state.Delete(ctx, tenant, subRowKey(src), "*")
+	if err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		return err
+	}
+	tc := s.cache(tenant)
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	subs := map[Source]subState{}
+	for k, v := range tc.cov.subs {
+		if k != src {
+			subs[k] = v
+		}
+	}
+	tc.cov = newCoverage(subs)
+	return nil
+}
+
+func (s *Store) putSubscription(tenant string, sub subState) {
+	tc := s.cache(tenant)
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	subs := map[Source]subState{}
+	for k, v := range tc.cov.subs {
+		subs[k] = v
+	}
+	subs[sub.Source] = sub
+	tc.cov = newCoverage(subs)
+}
+
+// NotifiedReading is a reading Graph pushed, with the time it arrived.
+type NotifiedReading struct {
+	Reading
+	Source Source    `json:"source"`
+	At     time.Time `json:"at"`
+}
+
+// writeNotified writes changed readings of one tenant at once, in every
+// generation readers or a relayout use, so routing sees them at once. A
+// reading older than the stored one (a queued notification arriving after
+// a newer one or a poll) is dropped. Returns how many were written.
+func (s *Store) writeNotified(ctx context.Context, tenant string, readings []NotifiedReading) (int, error) {
+	tc := s.cache(tenant)
+	tc.load.Lock()
+	err := s.syncState(ctx, tenant, tc)
+	var gens []int64
+	if err == nil {
+		tc.mu.RLock()
+		lay := tc.lay
+		tc.mu.RUnlock()
+		for _, gen := range []int64{lay.Gen, lay.NextGen} {
+			n := lay.shardsOf(gen)
+			if gen == 0 || n == 0 {
+				continue
+			}
+			var shards []int
+			for _, r := range readings {
+				shards = append(shards, shardOf(r.UserID, n))
+			}
+			if err = s.loadShards(ctx, tenant, tc, gen, shards); err != nil {
+				break
+			}
+			gens = append(gens, gen)
+		}
+	}
+	tc.load.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if len(gens) == 0 {
+		return 0, nil // never polled: the first poll reads everyone
+	}
+	written := 0
+	for _, gen := range gens {
+		tc.mu.RLock()
+		g := tc.gens[gen]
+		byShard := map[int]*shardWrite{}
+		for _, r := range readings {
+			sh := shardOf(r.UserID, len(g.shards))
+			if old, ok := g.shards[sh].readings[r.UserID]; ok && old.ChangedAt.After(r.At) {
+				continue
+			}
+			w := byShard[sh]
+			if w == nil {
+				w = &shardWrite{shard: sh, readings: map[string]sourcedReading{}}
+				byShard[sh] = w
+			}
+			w.readings[r.UserID] = sourcedReading{Reading: r.Reading, Source: r.Source, At: r.At}
+		}
+		tc.mu.RUnlock()
+		var writes []shardWrite
+		for _, w := range byShard {
+			writes = append(writes, *w)
+		}
+		if len(writes) == 0 {
+			continue
+		}
+		stats, err := s.commit(ctx, tenant, gen, writes)
+		if err != nil {
+			return written, err
+		}
+		if stats.Failed > 0 {
+			return written, fmt.Errorf("presence: %d shard writes failed", stats.Failed)
+		}
+		if gen == gens[0] {
+			written += stats.Changed
+		}
+	}
+	return written, nil
+}

@@ -1,0 +1,570 @@
+package presence
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"switchboard/handler/graph/richnotify"
+	"switchboard/handler/switchboard"
+)
+
+// SubscriptionRequest is what a presence subscription is created with.
+type SubscriptionRequest struct {
+	Resource        string // /communications/presences?$filter=id in ('...',...)
+	NotificationURL string // also the lifecycleNotificationUrl
+	ClientState     string
+	Certificate     string // base64 DER (encryptionCertificate)
+	CertificateID   string // encryptionCertificateId
+	ExpiresAt       time.Time
+}
+
+// GraphSubscription is a subscription as Graph granted it.
+type GraphSubscription struct {
+	ID        string
+	ExpiresAt time.Time
+}
+
+// Subscriptions manages Graph change subscriptions through a presence
+// account (delegated tokens only: Graph refuses presence subscriptions
+// with application permission). Every error is a *SourceError; Status
+// carries Graph's HTTP status (404: no such subscription; 409: the user
+// already has a presence subscription of this application).
+type Subscriptions interface {
+	CreateSubscription(ctx context.Context, tenant string, src Source, req SubscriptionRequest) (GraphSubscription, error)
+	// RenewSubscription asks for a new expiry and returns the granted one.
+	RenewSubscription(ctx context.Context, tenant string, src Source, id string, expiresAt time.Time) (time.Time, error)
+	ReauthorizeSubscription(ctx context.Context, tenant string, src Source, id string) error
+	DeleteSubscription(ctx context.Context, tenant string, src Source, id string) error
+}
+
+// RoutingActivity tells which agents were most recently given a
+// conversation (routing's holds and idle ledger know it).
+type RoutingActivity interface {
+	// LastRouted returns, per user, when the user was last given (or
+	// last finished) a conversation; users never routed are absent.
+	LastRouted(ctx context.Context, tenantID string) (map[string]time.Time, error)
+}
+
+// MaxSubscriptionUsers is the most ids one presence subscription covers.
+const MaxSubscriptionUsers = 650
+
+// SubscriberOptions configures a Subscriber. Store, Graph, Subs, Tracked,
+// NotificationURL and Certificate are required.
+type SubscriberOptions struct {
+	Store    *Store
+	Graph    Graph
+	Subs     Subscriptions
+	Tracked  switchboard.TrackedUsers
+	Settings Settings
+	Recent   RoutingActivity // nil: by user id only
+
+	NotificationURL string
+	Certificate     *richnotify.Certificate
+	// Account1UPN, Account2UPN: "" when the account is not configured.
+	Account1UPN, Account2UPN string
+
+	Now func() time.Time
+	Log *slog.Logger
+
+	Lifetime       time.Duration // expiry asked for (default and at most 60 min)
+	RenewBefore    time.Duration // renew when the granted expiry is this close (default 15 min)
+	ChooseEvery    time.Duration // the covered set is re-chosen at most this often (default 15 min)
+	ReconcileEvery time.Duration // covered users are read this often (PRESENCE_RECONCILE_EVERY, default 5 min)
+	RetryFailedAfter time.Duration // a failed account's subscription is tried again after (default 5 min)
+	// MaxUsers per subscription (default 650; tests lower it).
+	MaxUsers int
+	// Async runs lifecycle work (nil: a goroutine).
+	Async func(func(context.Context))
+}
+
+// Subscriber keeps one presence subscription per working presence account
+// in every tenant that tracks over guest accounts (SPEC section 14).
+type Subscriber struct {
+	o SubscriberOptions
+
+	locks sync.Map // tenant -> *sync.Mutex: one maintenance at a time per tenant in this process
+}
+
+// NewSubscriber returns a Subscriber.
+func NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
+	if o.Store == nil || o.Graph == nil || o.Subs == nil || o.Tracked == nil || o.NotificationURL == "" || o.Certificate == nil {
+		return nil, switchboard.Errorf(switchboard.EINTERNAL, "presence.NewSubscriber", "store, graph, subscriptions, tracked users, notification URL and certificate are required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd(&o.Lifetime, 60*time.Minute)
+	o.Lifetime = min(o.Lifetime, 60*time.Minute)
+	defd(&o.RenewBefore, 15*time.Minute)
+	defd(&o.ChooseEvery, 15*time.Minute)
+	defd(&o.ReconcileEvery, 5*time.Minute)
+	defd(&o.RetryFailedAfter, 5*time.Minute)
+	if o.MaxUsers <= 0 || o.MaxUsers > MaxSubscriptionUsers {
+		o.MaxUsers = MaxSubscriptionUsers
+	}
+	if o.Async == nil {
+		o.Async = func(f func(context.Context)) {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				f(ctx)
+			}()
+		}
+	}
+	return &Subscriber{o: o}, nil
+}
+
+func (s *Subscriber) lock(tenant string) func() {
+	m, _ := s.locks.LoadOrStore(tenant, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// accounts returns the configured presence accounts, in order.
+func (s *Subscriber) accounts() []Source {
+	var out []Source
+	if s.o.Account1UPN != "" {
+		out = append(out, Account1)
+	}
+	if s.o.Account2UPN != "" {
+		out = append(out, Account2)
+	}
+	return out
+}
+
+// HousekeepingReport says what Housekeep did.
+type HousekeepingReport struct {
+	Tenants, Created, Renewed, Deleted, Reconciled, Failed int
+}
+
+// Housekeep maintains every tenant's subscriptions until ctx ends; one
+// tenant failing does not stop the others.
+func (s *Subscriber) Housekeep(ctx context.Context) (HousekeepingReport, error) {
+	var rep HousekeepingReport
+	tenants, err := s.o.Tracked.Tenants(ctx)
+	if err != nil {
+		return rep, switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.Housekeep", err)
+	}
+	var errs []error
+	for _, t := range tenants {
+		if ctx.Err() != nil {
+			break
+		}
+		r, err := s.Maintain(ctx, t)
+		rep.Tenants++
+		rep.Created += r.Created
+		rep.Renewed += r.Renewed
+		rep.Deleted += r.Deleted
+		rep.Reconciled += r.Reconciled
+		rep.Failed += r.Failed
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s: %w", t, err))
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+// Maintain brings one tenant's subscriptions to what section 14 asks:
+// none unless the tenant tracks over guest accounts; else one per working
+// account over the chosen users, renewed before expiry, re-created after a
+// failure or a new choice, and its users read every ReconcileEvery.
+func (s *Subscriber) Maintain(ctx context.Context, tenant string) (HousekeepingReport, error) {
+	defer s.lock(tenant)()
+	var rep HousekeepingReport
+	now := s.o.Now()
+	subs, err := s.o.Store.subscriptions(ctx, tenant, true)
+	if err != nil {
+		return rep, err
+	}
+	guest := false
+	if s.o.Settings != nil {
+		if guest, err = s.o.Settings.TrackOverGuestAccounts(ctx, tenant); err != nil {
+			return rep, err
+		}
+	}
+	if !guest {
+		for _, sub := range subs {
+			s.remove(ctx, tenant, sub)
+			rep.Deleted++
+		}
+		return rep, nil
+	}
+
+	statuses := s.o.Store.sourceStatuses(tenant)
+	working := func(src Source) bool {
+		if statuses[src].RetryAt.After(now) {
+			return false // the poll found the account broken: it pauses
+		}
+		sub, ok := subs[src]
+		return !ok || sub.State != SubFailing || sub.ID != "" || now.Sub(sub.LastErrorAt) >= s.o.RetryFailedAfter
+	}
+	var live []Source
+	for _, src := range s.accounts() {
+		if working(src) {
+			live = append(live, src)
+		}
+	}
+	for src, sub := range subs {
+		if !slices.Contains(s.accounts(), src) {
+			s.remove(ctx, tenant, sub)
+			delete(subs, src)
+			rep.Deleted++
+		}
+	}
+
+	targets, chosenAt, err := s.targets(ctx, tenant, subs, live, now)
+	if err != nil {
+		return rep, err
+	}
+	var errs []error
+	for _, src := range s.accounts() {
+		sub, exists := subs[src]
+		users, want := targets[src]
+		if !want || len(users) == 0 {
+			if exists && slices.Contains(live, src) {
+				// Nothing to cover any more (fewer agents).
+				s.remove(ctx, tenant, sub)
+				rep.Deleted++
+			} else if exists && sub.State != SubFailing {
+				s.markFailing(ctx, tenant, sub, "the presence account is failing in this tenant; its agents are polled", now)
+			}
+			continue
+		}
+		switch {
+		case exists && sub.ID != "" && sub.State == SubActive && sameUsers(sub.Users, users) && now.Before(sub.ExpiresAt):
+			if sub.ExpiresAt.Sub(now) <= s.o.RenewBefore {
+				if err := s.renew(ctx, tenant, sub, now); err != nil {
+					errs = append(errs, err)
+					rep.Failed++
+					continue
+				}
+				rep.Renewed++
+			}
+		default:
+			if exists && sub.ID != "" {
+				s.deleteRemote(ctx, tenant, sub)
+			}
+			if err := s.create(ctx, tenant, src, users, chosenAt, now); err != nil {
+				errs = append(errs, err)
+				rep.Failed++
+				continue
+			}
+			rep.Created++
+		}
+	}
+	// Reconciliation: the covered users are read every ReconcileEvery,
+	// and at once after missed notifications.
+	subs, err = s.o.Store.subscriptions(ctx, tenant, false)
+	if err != nil {
+		return rep, err
+	}
+	for _, sub := range subs {
+		if sub.ID == "" || sub.State != SubActive {
+			continue
+		}
+		if sub.NeedsRead || now.Sub(sub.ReadAt) >= s.o.ReconcileEvery {
+			if err := s.readUsers(ctx, tenant, sub); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			rep.Reconciled++
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+// targets returns the users each live account's subscription covers. A
+// new choice is made at most every ChooseEvery; in between, the sets stay
+// as they are, and a set whose account stopped working moves to a live
+// account that has none (or its users go back to polling).
+func (s *Subscriber) targets(ctx context.Context, tenant string, subs map[Source]subState, live []Source, now time.Time) (map[Source][]string, time.Time, error) {
+	var lastChosen time.Time
+	for _, sub := range subs {
+		if sub.ChosenAt.After(lastChosen) && len(sub.Users) > 0 {
+			lastChosen = sub.ChosenAt
+		}
+	}
+	out := map[Source][]string{}
+	if !lastChosen.IsZero() && now.Sub(lastChosen) < s.o.ChooseEvery {
+		var orphans [][]string
+		for _, src := range s.accounts() {
+			sub, ok := subs[src]
+			if !ok || len(sub.Users) == 0 {
+				continue
+			}
+			if slices.Contains(live, src) {
+				out[src] = sub.Users
+			} else {
+				orphans = append(orphans, sub.Users)
+			}
+		}
+		for _, src := range live {
+			if _, has := out[src]; !has && len(orphans) > 0 {
+				out[src], orphans = orphans[0], orphans[1:]
+			}
+		}
+		return out, lastChosen, nil
+	}
+	users, err := s.o.Tracked.TrackedUsers(ctx, tenant)
+	if err != nil {
+		return nil, time.Time{}, switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.Subscriber", err)
+	}
+	var last map[string]time.Time
+	if s.o.Recent != nil {
+		if last, err = s.o.Recent.LastRouted(ctx, tenant); err != nil {
+			s.o.Log.Warn("presence subscriptions: routing activity unreadable; choosing by user id", "tenant", tenant, "err", err)
+			last = nil
+		}
+	}
+	ordered := ChooseCovered(users, last, len(live)*s.o.MaxUsers)
+	for i, src := range live {
+		lo := i * s.o.MaxUsers
+		if lo >= len(ordered) {
+			break
+		}
+		set := slices.Clone(ordered[lo:min(lo+s.o.MaxUsers, len(ordered))])
+		slices.Sort(set)
+		out[src] = set
+	}
+	return out, now, nil
+}
+
+// ChooseCovered returns the n users a tenant's subscriptions cover: those
+// most recently given a conversation first, then by user id ascending.
+func ChooseCovered(users []string, lastRouted map[string]time.Time, n int) []string {
+	valid := make([]string, 0, len(users))
+	for _, u := range users {
+		if validUserID(u) {
+			valid = append(valid, u)
+		}
+	}
+	slices.Sort(valid)
+	valid = slices.Compact(valid)
+	sort.SliceStable(valid, func(i, j int) bool {
+		a, b := lastRouted[valid[i]], lastRouted[valid[j]]
+		return a.After(b)
+	})
+	return valid[:min(n, len(valid))]
+}
+
+// Resource returns the subscription resource of users.
+func Resource(users []string) string {
+	quoted := make([]string, len(users))
+	for i, u := range users {
+		quoted[i] = "'" + u + "'"
+	}
+	return "/communications/presences?$filter=id in (" + strings.Join(quoted, ",") + ")"
+}
+
+func newClientState() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *Subscriber) create(ctx context.Context, tenant string, src Source, users []string, chosenAt, now time.Time) error {
+	req := SubscriptionRequest{
+		Resource: Resource(users), NotificationURL: s.o.NotificationURL, ClientState: newClientState(),
+		Certificate: s.o.Certificate.PublicBase64(), CertificateID: s.o.Certificate.ID(), ExpiresAt: now.Add(s.o.Lifetime),
+	}
+	gs, err := s.o.Subs.CreateSubscription(ctx, tenant, src, req)
+	if err != nil {
+		se := AsSourceError(src, err)
+		msg := fmt.Sprintf("creating the subscription failed: %s (%s)", se.Message, se.Reason)
+		if se.Status == http.StatusConflict {
+			msg = "Graph refused a second presence subscription of the account (409): one made earlier is still active; it lapses within 60 minutes"
+		}
+		sub := subState{Source: src, Users: users, ChosenAt: chosenAt, State: SubFailing, UntrustedAt: now, LastError: msg, LastErrorAt: now}
+		if serr := s.o.Store.saveSubscription(ctx, tenant, sub); serr != nil {
+			return errors.Join(se, serr)
+		}
+		s.o.Log.Warn("presence subscription: creation failed; its agents are polled", "tenant", tenant, "account", src, "reason", se.Reason, "status", se.Status)
+		return se
+	}
+	// Trusted only once its users were read after it started: a change
+	// between the last poll and the subscription would be missed.
+	sub := subState{Source: src, ID: gs.ID, ClientState: req.ClientState, Users: users, ExpiresAt: gs.ExpiresAt, ChosenAt: chosenAt,
+		State: SubActive, NeedsRead: true, UntrustedAt: now}
+	if err := s.o.Store.saveSubscription(ctx, tenant, sub); err != nil {
+		_ = s.o.Subs.DeleteSubscription(ctx, tenant, src, gs.ID)
+		return err
+	}
+	s.o.Log.Info("presence subscription created", "tenant", tenant, "account", src, "users", len(users), "expiresAt", gs.ExpiresAt)
+	return s.readUsers(ctx, tenant, sub)
+}
+
+func (s *Subscriber) renew(ctx context.Context, tenant string, sub subState, now time.Time) error {
+	granted, err := s.o.Subs.RenewSubscription(ctx, tenant, sub.Source, sub.ID, now.Add(s.o.Lifetime))
+	if err != nil {
+		se := AsSourceError(sub.Source, err)
+		s.markFailing(ctx, tenant, sub, fmt.Sprintf("renewing the subscription failed: %s (%s)", se.Message, se.Reason), now)
+		return se
+	}
+	return s.o.Store.mergeSubscription(ctx, tenant, sub.Source, map[string]any{"ExpiresAt": granted.UTC()}, func(x *subState) { x.ExpiresAt = granted })
+}
+
+// markFailing makes the subscription stop vouching for its users: the
+// poll reads them again from its next tick.
+func (s *Subscriber) markFailing(ctx context.Context, tenant string, sub subState, msg string, now time.Time) {
+	sub.State, sub.LastError, sub.LastErrorAt = SubFailing, msg, now
+	if sub.UntrustedAt.IsZero() || sub.trusted(now) {
+		sub.UntrustedAt = now
+	}
+	if err := s.o.Store.saveSubscription(ctx, tenant, sub); err != nil {
+		s.o.Log.Warn("presence subscription: recording the failure failed", "tenant", tenant, "account", sub.Source, "err", err)
+	}
+}
+
+func (s *Subscriber) deleteRemote(ctx context.Context, tenant string, sub subState) {
+	if err := s.o.Subs.DeleteSubscription(ctx, tenant, sub.Source, sub.ID); err != nil {
+		if se := AsSourceError(sub.Source, err); se.Status != http.StatusNotFound {
+			s.o.Log.Warn("presence subscription: deleting it in Graph failed; it lapses at its expiry", "tenant", tenant, "account", sub.Source, "reason", se.Reason)
+		}
+	}
+}
+
+func (s *Subscriber) remove(ctx context.Context, tenant string, sub subState) {
+	if sub.ID != "" {
+		s.deleteRemote(ctx, tenant, sub)
+	}
+	if err := s.o.Store.deleteSubscription(ctx, tenant, sub.Source); err != nil {
+		s.o.Log.Warn("presence subscription: deleting its row failed", "tenant", tenant, "account", sub.Source, "err", err)
+	}
+	s.o.Log.Info("presence subscription removed", "tenant", tenant, "account", sub.Source)
+}
+
+// readUsers reads every user of sub through its account and writes what
+// changed; the subscription then vouches for them again (ReadAt, and a
+// pending missed cleared).
+func (s *Subscriber) readUsers(ctx context.Context, tenant string, sub subState) error {
+	at := s.o.Now()
+	var all []NotifiedReading
+	for lo := 0; lo < len(sub.Users); lo += MaxIDsPerCall {
+		ids := sub.Users[lo:min(lo+MaxIDsPerCall, len(sub.Users))]
+		readings, err := s.o.Graph.Presences(ctx, tenant, sub.Source, ids)
+		if err != nil {
+			se := AsSourceError(sub.Source, err)
+			s.o.Log.Warn("presence subscription: reading its users failed; the poll reads them", "tenant", tenant, "account", sub.Source, "reason", se.Reason)
+			return se
+		}
+		got := map[string]Reading{}
+		for _, r := range readings {
+			got[r.UserID] = r
+		}
+		for _, id := range ids {
+			r, ok := got[id]
+			if !ok {
+				r = Reading{UserID: id, Availability: switchboard.PresenceUnknown, Activity: switchboard.ActivityPresenceUnknown}
+			}
+			all = append(all, NotifiedReading{Reading: r, Source: sub.Source, At: at})
+		}
+	}
+	if _, err := s.o.Store.writeNotified(ctx, tenant, all); err != nil {
+		return switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.readUsers", err)
+	}
+	props := map[string]any{"ReadAt": at.UTC()}
+	clear := sub.NeedsRead
+	if clear {
+		props["NeedsRead"] = false
+		props["UntrustedAt"] = time.Time{}.UTC()
+	}
+	return s.o.Store.mergeSubscription(ctx, tenant, sub.Source, props, func(x *subState) {
+		x.ReadAt = at
+		if clear && x.ID == sub.ID {
+			x.NeedsRead, x.UntrustedAt = false, time.Time{}
+		}
+	})
+}
+
+// Lifecycle implements LifecycleHandler. A missed or removed subscription
+// stops vouching for its users at once (one write); the Graph work
+// (reauthorize, re-create, read its users) runs asynchronously so that
+// the notification is answered in time.
+func (s *Subscriber) Lifecycle(ctx context.Context, tenant string, src Source, event string) error {
+	now := s.o.Now()
+	switch event {
+	case LifecycleMissed:
+		if err := s.o.Store.mergeSubscription(ctx, tenant, src, map[string]any{"NeedsRead": true, "UntrustedAt": now.UTC()},
+			func(x *subState) { x.NeedsRead, x.UntrustedAt = true, now }); err != nil {
+			return err
+		}
+	case LifecycleSubscriptionRemoved:
+		if err := s.o.Store.mergeSubscription(ctx, tenant, src, map[string]any{"State": SubFailing, "NeedsRead": true, "UntrustedAt": now.UTC(),
+			"LastError": "Graph removed the subscription", "LastErrorAt": now.UTC()},
+			func(x *subState) {
+				x.State, x.NeedsRead, x.UntrustedAt, x.LastError, x.LastErrorAt = SubFailing, true, now, "Graph removed the subscription", now
+			}); err != nil {
+			return err
+		}
+	case LifecycleReauthorizationRequired:
+	default:
+		s.o.Log.Info("presence subscription: unknown lifecycle event ignored", "tenant", tenant, "event", event)
+		return nil
+	}
+	s.o.Async(func(ctx context.Context) {
+		if err := s.Act(ctx, tenant, src, event); err != nil {
+			s.o.Log.Warn("presence subscription: lifecycle work failed; housekeeping retries", "tenant", tenant, "account", src, "event", event, "err", err)
+		}
+	})
+	return nil
+}
+
+// Act does a lifecycle event's Graph work: reauthorize (renew when
+// reauthorizing fails), re-create a removed subscription, or read the
+// users of one that missed notifications.
+func (s *Subscriber) Act(ctx context.Context, tenant string, src Source, event string) error {
+	switch event {
+	case LifecycleReauthorizationRequired:
+		unlock := s.lock(tenant)
+		subs, err := s.o.Store.subscriptions(ctx, tenant, true)
+		if err != nil {
+			unlock()
+			return err
+		}
+		sub, ok := subs[src]
+		if !ok || sub.ID == "" {
+			unlock()
+			return nil
+		}
+		// Reauthorizing keeps the subscription with a fresh token; the
+		// renewal after it (or instead of it, when Graph refuses it)
+		// pushes the expiry out again.
+		if rerr := s.o.Subs.ReauthorizeSubscription(ctx, tenant, src, sub.ID); rerr != nil {
+			s.o.Log.Info("presence subscription: reauthorizing failed; renewing instead", "tenant", tenant, "account", src, "reason", AsSourceError(src, rerr).Reason)
+		}
+		err = s.renew(ctx, tenant, sub, s.o.Now())
+		unlock()
+		return err
+	case LifecycleSubscriptionRemoved, LifecycleMissed:
+		_, err := s.Maintain(ctx, tenant)
+		return err
+	}
+	return nil
+}
+
+// ActQueued runs a queued lifecycle message.
+func (s *Subscriber) ActQueued(ctx context.Context, m NotifyMessage) error {
+	if m.Tenant == "" || m.Source.Account() == 0 {
+		return nil
+	}
+	return s.Act(ctx, m.Tenant, m.Source, m.Event)
+}

@@ -1,0 +1,186 @@
+package presence
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
+)
+
+// Row keys of the subscription rows in the state partition: one per
+// presence account, since Graph allows one presence subscription per user
+// and application.
+const subRowPrefix = "notify."
+
+func subRowKey(src Source) string { return subRowPrefix + string(src) }
+
+// Subscription states.
+const (
+	SubActive  = "active"  // created or renewed, notifications flowing
+	SubFailing = "failing" // creation, renewal or reauthorization failed, or Graph removed it
+)
+
+// subState is a presence account's subscription in a tenant, as the
+// state partition holds it.
+type subState struct {
+	Source      Source
+	ID          string // Graph's subscription id; "" while none exists
+	ClientState string // secret: compared with every notification, never shown
+	Users       []string
+	ExpiresAt   time.Time // as Graph granted it
+	ChosenAt    time.Time // when Users was chosen (re-chosen at most every 15 min)
+	State       string
+	// UntrustedAt is when the subscription stopped vouching for its users
+	// (a failure, missed or removed notifications); zero while trusted.
+	UntrustedAt time.Time
+	// NeedsRead: notifications were missed or the subscription was
+	// removed, so its users' stored readings may be wrong until they are
+	// read again; it vouches for nothing before then.
+	NeedsRead bool
+	// ReadAt is when every one of its users was last read from Graph
+	// (reconciliation).
+	ReadAt             time.Time
+	LastNotificationAt time.Time
+	LastError          string
+	LastErrorAt        time.Time
+	ETag               string
+}
+
+// trusted reports whether the subscription vouches for its users at now:
+// active, not expired, nothing missed.
+func (s subState) trusted(now time.Time) bool {
+	return s.State == SubActive && s.ID != "" && !s.NeedsRead && now.Before(s.ExpiresAt)
+}
+
+func (s subState) entity(tenant string) store.Entity {
+	props := map[string]any{
+		"SubscriptionId": s.ID,
+		"ClientState":    s.ClientState,
+		"Users":          strings.Join(s.Users, ","),
+		"State":          s.State,
+		"NeedsRead":      s.NeedsRead,
+		"LastError":      s.LastError,
+	}
+	for name, t := range map[string]time.Time{"ExpiresAt": s.ExpiresAt, "ChosenAt": s.ChosenAt, "UntrustedAt": s.UntrustedAt,
+		"ReadAt": s.ReadAt, "LastNotificationAt": s.LastNotificationAt, "LastErrorAt": s.LastErrorAt} {
+		if !t.IsZero() {
+			props[name] = t.UTC()
+		}
+	}
+	return store.Entity{PartitionKey: tenant, RowKey: subRowKey(s.Source), Props: props, ETag: s.ETag}
+}
+
+func subStateFromEntity(src Source, e store.Entity) subState {
+	s := subState{
+		Source:             src,
+		ID:                 e.String("SubscriptionId"),
+		ClientState:        e.String("ClientState"),
+		State:              e.String("State"),
+		NeedsRead:          e.Bool("NeedsRead"),
+		LastError:          e.String("LastError"),
+		ExpiresAt:          e.Time("ExpiresAt"),
+		ChosenAt:           e.Time("ChosenAt"),
+		UntrustedAt:        e.Time("UntrustedAt"),
+		ReadAt:             e.Time("ReadAt"),
+		LastNotificationAt: e.Time("LastNotificationAt"),
+		LastErrorAt:        e.Time("LastErrorAt"),
+		ETag:               e.ETag,
+	}
+	if u := e.String("Users"); u != "" {
+		s.Users = strings.Split(u, ",")
+	}
+	return s
+}
+
+// coverage is what the subscription rows say about each covered user.
+type coverage struct {
+	subs   map[Source]subState
+	byUser map[string]Source
+}
+
+func newCoverage(subs map[Source]subState) coverage {
+	c := coverage{subs: subs, byUser: map[string]Source{}}
+	for src, s := range subs {
+		if s.ID == "" && s.State != SubFailing {
+			continue
+		}
+		for _, u := range s.Users {
+			c.byUser[u] = src
+		}
+	}
+	return c
+}
+
+// confirm returns the confirmation of a covered user's reading: now while
+// its subscription is trusted, else its last full read (the poll's
+// confirmations are added by the caller).
+func (c coverage) confirm(user string, now time.Time) (at time.Time, covered, trusted bool) {
+	src, ok := c.byUser[user]
+	if !ok {
+		return time.Time{}, false, false
+	}
+	s := c.subs[src]
+	if s.trusted(now) {
+		return now, true, true
+	}
+	return s.ReadAt, true, false
+}
+
+// coveredUsers returns the users of trusted subscriptions at now.
+func (c coverage) trustedUsers(now time.Time) map[string]bool {
+	out := map[string]bool{}
+	for _, s := range c.subs {
+		if s.trusted(now) {
+			for _, u := range s.Users {
+				out[u] = true
+			}
+		}
+	}
+	return out
+}
+
+func sameUsers(a, b []string) bool {
+	return slices.Equal(a, b)
+}
+
+// confirmCovered applies a subscription's word to a stored reading p: a
+// user covered by a trusted subscription is confirmed now; one whose
+// subscription stopped vouching is confirmed by its last full read, and
+// by the shard's poll only when that poll came late enough to have read
+// the user (polls skip users of trusted subscriptions).
+func (s *Store) confirmCovered(cov coverage, p switchboard.Presence, st stored, shardConfirmedAt time.Time, now time.Time) switchboard.Presence {
+	at, covered, trusted := cov.confirm(p.UserID, now)
+	if !covered {
+		return p
+	}
+	if trusted {
+		p.ConfirmedAt = now
+		return p
+	}
+	sub := cov.subs[cov.byUser[p.UserID]]
+	confirmed := st.ChangedAt
+	if at.After(confirmed) {
+		confirmed = at
+	}
+	untrustedAt := sub.UntrustedAt
+	if untrustedAt.IsZero() && sub.State == SubActive && sub.ID != "" && !sub.NeedsRead {
+		// Lapsed without renewal: notifications flowed until it expired.
+		untrustedAt = sub.ExpiresAt
+		if untrustedAt.After(confirmed) {
+			confirmed = untrustedAt
+		}
+	}
+	switch {
+	case untrustedAt.IsZero():
+		// Never trusted (its creation failed): polls read the user.
+		if shardConfirmedAt.After(confirmed) {
+			confirmed = shardConfirmedAt
+		}
+	case shardConfirmedAt.After(untrustedAt.Add(s.pollMargin)) && shardConfirmedAt.After(confirmed):
+		confirmed = shardConfirmedAt
+	}
+	p.ConfirmedAt = confirmed
+	return p
+}
