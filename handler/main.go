@@ -21,6 +21,7 @@ import (
 	"switchboard/handler/functions"
 	"switchboard/handler/graph"
 	"switchboard/handler/httpapi"
+	"switchboard/handler/presence"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -53,6 +54,7 @@ type app struct {
 	tracked  switchboard.TrackedUsers  // wireRouting (the members of the services)
 	routing  switchboard.Router        // wireRouting
 	graph    *graph.Client             // wirePresence: the one Graph client (presence, Teams sync)
+	recent   presence.RoutingActivity  // wireRouting: who was routed last (presence subscriptions)
 
 	// housekeeping is the Housekeeping timer's work, one job per
 	// capability that has some.

@@ -68,10 +68,15 @@ func wirePresence(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
+	notifications, err := wireNotifications(a, st, g, account1, account2)
+	if err != nil {
+		return err
+	}
 	svc, err := presence.NewService(presence.ServiceOptions{
 		Store: st, Graph: g, Settings: tenantSettings, Now: a.now, StaleAfter: cfg.PresenceStaleAfter,
 		AuthorityHost: cfg.AuthorityHost, ClientID: cfg.PresenceAppClientID, ConsentRedirectURI: cfg.PresenceConsentRedirectURI,
 		Account1UPN: account1, Account2UPN: account2, ApplicationConfigured: appConfigured,
+		NotificationsConfigured: notifications != nil,
 	})
 	if err != nil {
 		return err
@@ -100,6 +105,13 @@ func wirePresence(ctx context.Context, a *app) error {
 		deadline := a.now().Add(budget)
 		ctx, cancel := context.WithDeadline(ctx, deadline.Add(budget))
 		defer cancel()
+		if presence.IsNotifyMessage(m.Body) {
+			if notifications == nil {
+				a.log.Warn("presence notify message dropped: notifications are not configured")
+				return nil
+			}
+			return notifications.handleQueued(ctx, m.Body)
+		}
 		return poller.PollShard(ctx, m.Body, deadline)
 	}))
 	a.settings.UseAccountStatus(accountStatus{svc})

@@ -44,5 +44,6 @@ func wireRouting(ctx context.Context, a *app) error {
 	}})
 	a.routing = engine
 	a.tracked = engine
+	a.recent = engine
 	return nil
 }

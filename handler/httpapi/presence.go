@@ -69,14 +69,41 @@ type pollJSON struct {
 }
 
 type trackingJSON struct {
-	TrackOverGuestAccounts bool         `json:"trackOverGuestAccounts"`
-	Sources                []sourceJSON `json:"sources"`
-	AdminConsentURL        string       `json:"adminConsentUrl"`
-	ApplicationConsentURL  string       `json:"applicationConsentUrl"`
-	StaleAfterSeconds      int          `json:"staleAfterSeconds"`
-	Shards                 int          `json:"shards"`
-	LastPoll               *pollJSON    `json:"lastPoll"`
-	LastShardPoll          *pollJSON    `json:"lastShardPoll"`
+	TrackOverGuestAccounts bool              `json:"trackOverGuestAccounts"`
+	Sources                []sourceJSON      `json:"sources"`
+	AdminConsentURL        string            `json:"adminConsentUrl"`
+	ApplicationConsentURL  string            `json:"applicationConsentUrl"`
+	StaleAfterSeconds      int               `json:"staleAfterSeconds"`
+	Shards                 int               `json:"shards"`
+	LastPoll               *pollJSON         `json:"lastPoll"`
+	LastShardPoll          *pollJSON         `json:"lastShardPoll"`
+	Notifications          notificationsJSON `json:"notifications"`
+}
+
+type subscriptionViewJSON struct {
+	Account   int       `json:"account"`
+	Users     int       `json:"users"`
+	State     string    `json:"state"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+type notificationsJSON struct {
+	State              string                 `json:"state"`
+	Subscriptions      []subscriptionViewJSON `json:"subscriptions"`
+	Covered            int                    `json:"covered"`
+	LastNotificationAt *time.Time             `json:"lastNotificationAt"`
+	LastError          *sourceErrorJSON       `json:"lastError"`
+}
+
+func renderNotifications(v presence.NotificationsView) notificationsJSON {
+	out := notificationsJSON{State: v.State, Subscriptions: []subscriptionViewJSON{}, Covered: v.Covered, LastNotificationAt: timePtr(v.LastNotificationAt)}
+	for _, s := range v.Subscriptions {
+		out.Subscriptions = append(out.Subscriptions, subscriptionViewJSON{Account: s.Account, Users: s.Users, State: s.State, ExpiresAt: s.ExpiresAt})
+	}
+	if v.LastError != "" {
+		out.LastError = &sourceErrorJSON{At: timePtr(v.LastErrorAt), Reason: "subscription", Message: v.LastError}
+	}
+	return out
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -138,6 +165,7 @@ func (a *PresenceAPI) tracking(w http.ResponseWriter, r *http.Request) error {
 		Shards:                 tr.Shards,
 		LastPoll:               renderPoll(tr.LastPoll),
 		LastShardPoll:          renderPoll(tr.LastShardPoll),
+		Notifications:          renderNotifications(tr.Notifications),
 	}
 	for _, v := range tr.Sources {
 		out.Sources = append(out.Sources, renderSource(v))
