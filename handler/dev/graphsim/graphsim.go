@@ -34,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -85,6 +86,7 @@ type Sim struct {
 	maxGrant           time.Duration
 	notifyLo, notifyHi time.Duration
 	renewFaults        int
+	now                atomic.Pointer[func() time.Time] // nil: the wall clock
 	notifyClient       *http.Client
 }
 

@@ -44,6 +44,7 @@ type subscription struct {
 // SubscriptionInfo is what tests see of a subscription.
 type SubscriptionInfo struct {
 	ID, Tenant, UPN string
+	ClientState     string
 	Users           []string
 	ExpiresAt       time.Time
 }
@@ -140,7 +141,7 @@ func (s *Sim) createSubscription(w http.ResponseWriter, r *http.Request) {
 		s.bad(w, "encryptionCertificate must hold an RSA key.")
 		return
 	}
-	now := time.Now()
+	now := s.clock()
 	if !in.ExpirationDateTime.After(now) || in.ExpirationDateTime.After(now.Add(MaxSubscriptionLifetime+time.Minute)) {
 		s.bad(w, fmt.Sprintf("Subscription expiration can only be %v in the future.", MaxSubscriptionLifetime))
 		return
@@ -253,7 +254,7 @@ func (s *Sim) renewSubscription(w http.ResponseWriter, r *http.Request) {
 		s.bad(w, "Unable to read JSON request payload: "+err.Error())
 		return
 	}
-	now := time.Now()
+	now := s.clock()
 	if !in.ExpirationDateTime.After(now) || in.ExpirationDateTime.After(now.Add(MaxSubscriptionLifetime+time.Minute)) {
 		s.bad(w, fmt.Sprintf("Subscription expiration can only be %v in the future.", MaxSubscriptionLifetime))
 		return
@@ -301,12 +302,12 @@ func (s *Sim) Subscriptions(tenantID string) []SubscriptionInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []SubscriptionInfo
-	now := time.Now()
+	now := s.clock()
 	for _, sub := range s.subs {
 		if sub.tenant != tenantID || !sub.expires.After(now) {
 			continue
 		}
-		info := SubscriptionInfo{ID: sub.id, Tenant: sub.tenant, UPN: sub.upn, ExpiresAt: sub.expires}
+		info := SubscriptionInfo{ID: sub.id, Tenant: sub.tenant, UPN: sub.upn, ClientState: sub.clientState, ExpiresAt: sub.expires}
 		for u := range sub.users {
 			info.Users = append(info.Users, u)
 		}
@@ -341,7 +342,7 @@ func (s *Sim) FailRenewals(n int) {
 // notifyChanged schedules a change notification of u for every live
 // subscription covering it. Callers hold s.mu.
 func (s *Sim) notifyChanged(t *tenant, u *user) {
-	now := time.Now()
+	now := s.clock()
 	for _, sub := range s.subs {
 		if sub.tenant != t.id || !sub.users[lower(u.id)] || !sub.expires.After(now) {
 			continue
@@ -422,6 +423,19 @@ func (s *Sim) post(target string, item map[string]any, ok func(*Stats)) bool {
 	}
 	s.count(ok)
 	return true
+}
+
+// SetClock makes the subscription rules (expiry limits, grants) follow
+// now instead of the wall clock, for tests with a fake clock.
+func (s *Sim) SetClock(now func() time.Time) {
+	s.now.Store(&now)
+}
+
+func (s *Sim) clock() time.Time {
+	if f := s.now.Load(); f != nil {
+		return (*f)()
+	}
+	return time.Now()
 }
 
 func (s *Sim) newIDLocked() string {
