@@ -76,10 +76,10 @@ type SubscriberOptions struct {
 	Now func() time.Time
 	Log *slog.Logger
 
-	Lifetime       time.Duration // expiry asked for (default and at most 60 min)
-	RenewBefore    time.Duration // renew when the granted expiry is this close (default 15 min)
-	ChooseEvery    time.Duration // the covered set is re-chosen at most this often (default 15 min)
-	ReconcileEvery time.Duration // covered users are read this often (PRESENCE_RECONCILE_EVERY, default 5 min)
+	Lifetime         time.Duration // expiry asked for (default and at most 60 min)
+	RenewBefore      time.Duration // renew when the granted expiry is this close (default 15 min)
+	ChooseEvery      time.Duration // the covered set is re-chosen at most this often (default 15 min)
+	ReconcileEvery   time.Duration // covered users are read this often (PRESENCE_RECONCILE_EVERY, default 5 min)
 	RetryFailedAfter time.Duration // a failed account's subscription is tried again after (default 5 min)
 	// MaxUsers per subscription (default 650; tests lower it).
 	MaxUsers int
