@@ -263,7 +263,7 @@ func (s *Subscriber) Maintain(ctx context.Context, tenant string) (HousekeepingR
 			if exists && sub.ID != "" {
 				s.deleteRemote(ctx, tenant, sub)
 			}
-			if err := s.create(ctx, tenant, src, users, chosenAt, now); err != nil {
+			if err := s.create(ctx, tenant, src, users, chosenAt, now, untrustedSince(subs, users, now)); err != nil {
 				errs = append(errs, err)
 				rep.Failed++
 				continue
@@ -381,7 +381,30 @@ func newClientState() string {
 	return hex.EncodeToString(b)
 }
 
-func (s *Subscriber) create(ctx context.Context, tenant string, src Source, users []string, chosenAt, now time.Time) error {
+// untrustedSince returns since when users have gone without a trusted
+// subscription: zero when none vouched for any of them (polls read them
+// all along), now when one did (polls skipped them until now).
+func untrustedSince(subs map[Source]subState, users []string, now time.Time) time.Time {
+	var since time.Time
+	for _, sub := range subs {
+		if !slices.ContainsFunc(users, func(u string) bool { return slices.Contains(sub.Users, u) }) {
+			continue
+		}
+		at := sub.UntrustedAt
+		if sub.trusted(now) || (at.IsZero() && sub.ID != "" && sub.State == SubActive) {
+			at = now
+		}
+		if at.After(since) {
+			since = at
+		}
+	}
+	return since
+}
+
+// create makes a subscription of src over users. untrusted is since when
+// they have gone without a trusted subscription (zero: polls read them
+// all along).
+func (s *Subscriber) create(ctx context.Context, tenant string, src Source, users []string, chosenAt, now, untrusted time.Time) error {
 	req := SubscriptionRequest{
 		Resource: Resource(users), NotificationURL: s.o.NotificationURL, ClientState: newClientState(),
 		Certificate: s.o.Certificate.PublicBase64(), CertificateID: s.o.Certificate.ID(), ExpiresAt: now.Add(s.o.Lifetime),
@@ -393,7 +416,7 @@ func (s *Subscriber) create(ctx context.Context, tenant string, src Source, user
 		if se.Status == http.StatusConflict {
 			msg = "Graph refused a second presence subscription of the account (409): one made earlier is still active; it lapses within 60 minutes"
 		}
-		sub := subState{Source: src, Users: users, ChosenAt: chosenAt, State: SubFailing, UntrustedAt: now, LastError: msg, LastErrorAt: now}
+		sub := subState{Source: src, Users: users, ChosenAt: chosenAt, State: SubFailing, UntrustedAt: untrusted, LastError: msg, LastErrorAt: now}
 		if serr := s.o.Store.saveSubscription(ctx, tenant, sub); serr != nil {
 			return errors.Join(se, serr)
 		}
@@ -403,7 +426,7 @@ func (s *Subscriber) create(ctx context.Context, tenant string, src Source, user
 	// Trusted only once its users were read after it started: a change
 	// between the last poll and the subscription would be missed.
 	sub := subState{Source: src, ID: gs.ID, ClientState: req.ClientState, Users: users, ExpiresAt: gs.ExpiresAt, ChosenAt: chosenAt,
-		State: SubActive, NeedsRead: true, UntrustedAt: now}
+		State: SubActive, NeedsRead: true, UntrustedAt: untrusted}
 	if err := s.o.Store.saveSubscription(ctx, tenant, sub); err != nil {
 		_ = s.o.Subs.DeleteSubscription(ctx, tenant, src, gs.ID)
 		return err
@@ -425,10 +448,13 @@ func (s *Subscriber) renew(ctx context.Context, tenant string, sub subState, now
 // markFailing makes the subscription stop vouching for its users: the
 // poll reads them again from its next tick.
 func (s *Subscriber) markFailing(ctx context.Context, tenant string, sub subState, msg string, now time.Time) {
-	sub.State, sub.LastError, sub.LastErrorAt = SubFailing, msg, now
-	if sub.UntrustedAt.IsZero() || sub.trusted(now) {
-		sub.UntrustedAt = now
+	switch {
+	case sub.trusted(now):
+		sub.UntrustedAt = now // polls skipped its users until now
+	case sub.UntrustedAt.IsZero() && sub.ID != "" && sub.State == SubActive && !sub.NeedsRead:
+		sub.UntrustedAt = sub.ExpiresAt // lapsed: trusted until it expired
 	}
+	sub.State, sub.LastError, sub.LastErrorAt = SubFailing, msg, now
 	if err := s.o.Store.saveSubscription(ctx, tenant, sub); err != nil {
 		s.o.Log.Warn("presence subscription: recording the failure failed", "tenant", tenant, "account", sub.Source, "err", err)
 	}
