@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/robfig/cron/v3"
 )
 
 // Config is every setting the handler reads. Names in comments are the
@@ -113,6 +115,9 @@ func Load(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("PRESENCE_NOTIFICATIONS_CERTIFICATE must be set with PRESENCE_NOTIFICATIONS_URL: presence notifications carry encrypted resource data")
 		}
 	}
+	if _, err := ParseSchedule(c.PresenceSchedule); err != nil {
+		return c, fmt.Errorf("PRESENCE_POLL_SCHEDULE: %w", err)
+	}
 	if p, err := strconv.Atoi(c.Port); err != nil || p < 0 || p > 65535 {
 		return c, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: %q is not a port number", c.Port)
 	}
@@ -146,6 +151,18 @@ func (c Config) PublicAuthority() bool {
 func isLoopbackHost(h string) bool {
 	ip := net.ParseIP(h)
 	return h == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+// ParseSchedule parses a timer schedule as the Functions host reads it:
+// NCRONTAB with six fields (seconds first), or five without seconds, or
+// a descriptor such as @every 30s.
+func ParseSchedule(schedule string) (cron.Schedule, error) {
+	p := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	sched, err := p.Parse(schedule)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a schedule: %w", schedule, err)
+	}
+	return sched, nil
 }
 
 // parseDuration accepts Go durations ("120s", "2m") and plain seconds ("120").

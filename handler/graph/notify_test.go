@@ -188,7 +188,7 @@ func TestCoveredChangeIsStoredWithoutAPoll(t *testing.T) {
 	e.sim.SetPresence(tenantID, user, "Busy", "InACall", false)
 	waitFor(t, "the notified reading", func() bool { return e.reading(t, user).Activity == "InACall" })
 	p := e.reading(t, user)
-	if p.Source != string(presence.Account1) || !p.Extended || p.Availability != "Busy" {
+	if p.Source != string(switchboard.SourceAccount1) || !p.Extended || p.Availability != "Busy" {
 		t.Fatalf("reading %+v, want Busy/InACall, extended, through account1", p)
 	}
 	if st := e.sim.Stats(); st.PresenceCalls != 0 || st.NotificationsSent == 0 {

@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"fmt"
+	"switchboard/handler/switchboard"
 	"time"
 
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
@@ -15,15 +16,15 @@ var _ presence.Subscriptions = (*Client)(nil)
 
 // delegated refuses the application source: Graph accepts presence
 // subscriptions with delegated permission only.
-func delegated(src presence.Source) error {
+func delegated(src switchboard.PresenceSource) error {
 	if src.Account() == 0 {
-		return &presence.SourceError{Source: src, Reason: presence.ReasonNotConfigured, Message: "presence subscriptions need a presence account (delegated permission); application permission cannot subscribe"}
+		return &switchboard.SourceError{Source: src, Reason: switchboard.SourceNotConfigured, Message: "presence subscriptions need a presence account (delegated permission); application permission cannot subscribe"}
 	}
 	return nil
 }
 
 // CreateSubscription implements presence.Subscriptions: POST /subscriptions.
-func (c *Client) CreateSubscription(ctx context.Context, tenant string, src presence.Source, req presence.SubscriptionRequest) (presence.GraphSubscription, error) {
+func (c *Client) CreateSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, req presence.SubscriptionRequest) (presence.GraphSubscription, error) {
 	if err := delegated(src); err != nil {
 		return presence.GraphSubscription{}, err
 	}
@@ -51,14 +52,14 @@ func (c *Client) CreateSubscription(ctx context.Context, tenant string, src pres
 		return presence.GraphSubscription{}, classify(src, err)
 	}
 	if got == nil || got.GetId() == nil || got.GetExpirationDateTime() == nil {
-		return presence.GraphSubscription{}, &presence.SourceError{Source: src, Reason: presence.ReasonGraphError, Message: "Graph created the subscription but answered without its id or expiry"}
+		return presence.GraphSubscription{}, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError, Message: "Graph created the subscription but answered without its id or expiry"}
 	}
 	return presence.GraphSubscription{ID: *got.GetId(), ExpiresAt: *got.GetExpirationDateTime()}, nil
 }
 
 // RenewSubscription implements presence.Subscriptions: PATCH
 // /subscriptions/{id} with a new expirationDateTime.
-func (c *Client) RenewSubscription(ctx context.Context, tenant string, src presence.Source, id string, expiresAt time.Time) (time.Time, error) {
+func (c *Client) RenewSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string, expiresAt time.Time) (time.Time, error) {
 	if err := delegated(src); err != nil {
 		return time.Time{}, err
 	}
@@ -77,14 +78,14 @@ func (c *Client) RenewSubscription(ctx context.Context, tenant string, src prese
 		return time.Time{}, classify(src, err)
 	}
 	if got == nil || got.GetExpirationDateTime() == nil {
-		return time.Time{}, &presence.SourceError{Source: src, Reason: presence.ReasonGraphError, Message: "Graph renewed the subscription but answered without its expiry"}
+		return time.Time{}, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError, Message: "Graph renewed the subscription but answered without its expiry"}
 	}
 	return *got.GetExpirationDateTime(), nil
 }
 
 // ReauthorizeSubscription implements presence.Subscriptions: POST
 // /subscriptions/{id}/reauthorize.
-func (c *Client) ReauthorizeSubscription(ctx context.Context, tenant string, src presence.Source, id string) error {
+func (c *Client) ReauthorizeSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string) error {
 	if err := delegated(src); err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func (c *Client) ReauthorizeSubscription(ctx context.Context, tenant string, src
 
 // DeleteSubscription implements presence.Subscriptions: DELETE
 // /subscriptions/{id}.
-func (c *Client) DeleteSubscription(ctx context.Context, tenant string, src presence.Source, id string) error {
+func (c *Client) DeleteSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string) error {
 	if err := delegated(src); err != nil {
 		return err
 	}

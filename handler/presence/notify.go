@@ -46,7 +46,7 @@ type LifecycleHandler interface {
 	// Lifecycle records event for the tenant's subscription of src at
 	// once (a missed or removed subscription stops vouching for its users)
 	// and does, or queues, what it calls for.
-	Lifecycle(ctx context.Context, tenant string, src Source, event string) error
+	Lifecycle(ctx context.Context, tenant string, src switchboard.PresenceSource, event string) error
 }
 
 // Notifications receives Graph's presence change notifications
@@ -189,7 +189,7 @@ func (n *Notifications) Handle(ctx context.Context, body []byte) error {
 			log.Warn("presence notification ignored: a user the subscription does not cover")
 			continue
 		}
-		r := Reading{UserID: p.ID, Availability: p.Availability, Activity: p.Activity}
+		r := switchboard.PresenceReading{UserID: p.ID, Availability: p.Availability, Activity: p.Activity}
 		if r.Activity == "" {
 			r.Activity = switchboard.ActivityPresenceUnknown
 		}
@@ -197,7 +197,7 @@ func (n *Notifications) Handle(ctx context.Context, body []byte) error {
 			r.OutOfOffice = *p.OutOfOfficeSettings.IsOutOfOffice
 		}
 		n.count(func(c *NotificationCounts) { c.Accepted++ })
-		byTenant[m.TenantID] = append(byTenant[m.TenantID], NotifiedReading{Reading: r, Source: sub.Source, At: now})
+		byTenant[m.TenantID] = append(byTenant[m.TenantID], NotifiedReading{PresenceReading: r, Source: sub.Source, At: now})
 		n.seen(ctx, m.TenantID, sub, now)
 	}
 	for tenant, readings := range byTenant {
@@ -282,11 +282,11 @@ func (n *Notifications) write(ctx context.Context, tenant string, readings []Not
 // NotifyMessage is a PRESENCE_QUEUE message of the notifications: readings
 // not written in time, or a lifecycle event's Graph work.
 type NotifyMessage struct {
-	Kind     string            `json:"kind"`
-	Tenant   string            `json:"tenant"`
-	Source   Source            `json:"source,omitempty"`
-	Event    string            `json:"event,omitempty"`
-	Readings []NotifiedReading `json:"readings,omitempty"`
+	Kind     string                     `json:"kind"`
+	Tenant   string                     `json:"tenant"`
+	Source   switchboard.PresenceSource `json:"source,omitempty"`
+	Event    string                     `json:"event,omitempty"`
+	Readings []NotifiedReading          `json:"readings,omitempty"`
 }
 
 const (
@@ -306,7 +306,7 @@ func IsNotifyMessage(body []byte) bool {
 // HandleQueued writes queued readings. A malformed message is logged and
 // dropped; a failed write is returned (the message comes back).
 func (n *Notifications) HandleQueued(ctx context.Context, m NotifyMessage) error {
-	if m.Tenant == "" || store.CheckKey("tenant", m.Tenant) != nil || len(m.Readings) == 0 || len(m.Readings) > 10*MaxIDsPerCall {
+	if m.Tenant == "" || store.CheckKey("tenant", m.Tenant) != nil || len(m.Readings) == 0 || len(m.Readings) > 10*switchboard.MaxPresenceIDsPerCall {
 		n.o.Log.Error("presence notify message dropped: invalid", "tenant", m.Tenant)
 		return nil
 	}

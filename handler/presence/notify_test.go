@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"encoding/json"
+	"switchboard/handler/switchboard"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,7 +60,7 @@ func TestNotificationsOverflowThroughTheQueue(t *testing.T) {
 	if _, err := poller.Poll(ctx, clk.Now().Add(25*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.saveSubscription(ctx, tenant, subState{Source: Account1, ID: "sub-1", ClientState: "state-1", Users: []string{user},
+	if err := st.saveSubscription(ctx, tenant, subState{Source: switchboard.SourceAccount1, ID: "sub-1", ClientState: "state-1", Users: []string{user},
 		State: SubActive, ExpiresAt: clk.Now().Add(time.Hour), ReadAt: clk.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestNotificationsOverflowThroughTheQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := got[user]; p.Activity != "InACall" || p.Source != string(Account1) {
+	if p := got[user]; p.Activity != "InACall" || p.Source != string(switchboard.SourceAccount1) {
 		t.Fatalf("reading %+v, want the queued Busy/InACall through account1", p)
 	}
 	// The same message again (a redelivery) changes nothing more.

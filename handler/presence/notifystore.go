@@ -11,7 +11,7 @@ import (
 
 // subscriptions returns the tenant's subscription rows as last synced
 // (syncFirst reads the state partition before answering).
-func (s *Store) subscriptions(ctx context.Context, tenant string, syncFirst bool) (map[Source]subState, error) {
+func (s *Store) subscriptions(ctx context.Context, tenant string, syncFirst bool) (map[switchboard.PresenceSource]subState, error) {
 	tc := s.cache(tenant)
 	if syncFirst {
 		tc.load.Lock()
@@ -23,7 +23,7 @@ func (s *Store) subscriptions(ctx context.Context, tenant string, syncFirst bool
 	}
 	tc.mu.RLock()
 	defer tc.mu.RUnlock()
-	out := make(map[Source]subState, len(tc.cov.subs))
+	out := make(map[switchboard.PresenceSource]subState, len(tc.cov.subs))
 	for k, v := range tc.cov.subs {
 		out[k] = v
 	}
@@ -46,7 +46,7 @@ func (s *Store) saveSubscription(ctx context.Context, tenant string, sub subStat
 // mergeSubscription changes some properties of a subscription row (so
 // that a notification and housekeeping do not overwrite each other's
 // fields), and applies apply to the cached row.
-func (s *Store) mergeSubscription(ctx context.Context, tenant string, src Source, props map[string]any, apply func(*subState)) error {
+func (s *Store) mergeSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, props map[string]any, apply func(*subState)) error {
 	if _, err := store.WriteBatched(ctx, s.state, []store.Op{mergeOp(tenant, subRowKey(src), props)}); err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func (s *Store) mergeSubscription(ctx context.Context, tenant string, src Source
 	defer tc.mu.Unlock()
 	if sub, ok := tc.cov.subs[src]; ok {
 		apply(&sub)
-		subs := make(map[Source]subState, len(tc.cov.subs))
+		subs := make(map[switchboard.PresenceSource]subState, len(tc.cov.subs))
 		for k, v := range tc.cov.subs {
 			subs[k] = v
 		}
@@ -66,7 +66,7 @@ func (s *Store) mergeSubscription(ctx context.Context, tenant string, src Source
 }
 
 // deleteSubscription removes a subscription row.
-func (s *Store) deleteSubscription(ctx context.Context, tenant string, src Source) error {
+func (s *Store) deleteSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource) error {
 	err := s.state.Delete(ctx, tenant, subRowKey(src), "*")
 	if err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 		return err
@@ -74,7 +74,7 @@ func (s *Store) deleteSubscription(ctx context.Context, tenant string, src Sourc
 	tc := s.cache(tenant)
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
-	subs := map[Source]subState{}
+	subs := map[switchboard.PresenceSource]subState{}
 	for k, v := range tc.cov.subs {
 		if k != src {
 			subs[k] = v
@@ -88,7 +88,7 @@ func (s *Store) putSubscription(tenant string, sub subState) {
 	tc := s.cache(tenant)
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
-	subs := map[Source]subState{}
+	subs := map[switchboard.PresenceSource]subState{}
 	for k, v := range tc.cov.subs {
 		subs[k] = v
 	}
@@ -98,9 +98,9 @@ func (s *Store) putSubscription(tenant string, sub subState) {
 
 // NotifiedReading is a reading Graph pushed, with the time it arrived.
 type NotifiedReading struct {
-	Reading
-	Source Source    `json:"source"`
-	At     time.Time `json:"at"`
+	switchboard.PresenceReading
+	Source switchboard.PresenceSource `json:"source"`
+	At     time.Time                  `json:"at"`
 }
 
 // writeNotified writes changed readings of one tenant at once, in every
@@ -153,7 +153,7 @@ func (s *Store) writeNotified(ctx context.Context, tenant string, readings []Not
 				w = &shardWrite{shard: sh, readings: map[string]sourcedReading{}}
 				byShard[sh] = w
 			}
-			w.readings[r.UserID] = sourcedReading{Reading: r.Reading, Source: r.Source, At: r.At}
+			w.readings[r.UserID] = sourcedReading{PresenceReading: r.PresenceReading, Source: r.Source, At: r.At}
 		}
 		tc.mu.RUnlock()
 		var writes []shardWrite

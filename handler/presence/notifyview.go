@@ -17,7 +17,7 @@ const (
 // SubscriptionView is one subscription as a tenant admin sees it.
 type SubscriptionView struct {
 	Account   int
-	Source    Source
+	Source    switchboard.PresenceSource
 	Users     int
 	State     string
 	ExpiresAt time.Time
@@ -44,7 +44,7 @@ func (s *Service) notifications(ctx context.Context, tenant string, guest bool) 
 	}
 	now := s.o.Now()
 	failing := false
-	for _, src := range []Source{Account1, Account2} {
+	for _, src := range []switchboard.PresenceSource{switchboard.SourceAccount1, switchboard.SourceAccount2} {
 		sub, ok := subs[src]
 		if !ok {
 			continue

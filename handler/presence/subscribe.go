@@ -36,15 +36,15 @@ type GraphSubscription struct {
 
 // Subscriptions manages Graph change subscriptions through a presence
 // account (delegated tokens only: Graph refuses presence subscriptions
-// with application permission). Every error is a *SourceError; Status
+// with application permission). Every error is a *switchboard.SourceError; Status
 // carries Graph's HTTP status (404: no such subscription; 409: the user
 // already has a presence subscription of this application).
 type Subscriptions interface {
-	CreateSubscription(ctx context.Context, tenant string, src Source, req SubscriptionRequest) (GraphSubscription, error)
+	CreateSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, req SubscriptionRequest) (GraphSubscription, error)
 	// RenewSubscription asks for a new expiry and returns the granted one.
-	RenewSubscription(ctx context.Context, tenant string, src Source, id string, expiresAt time.Time) (time.Time, error)
-	ReauthorizeSubscription(ctx context.Context, tenant string, src Source, id string) error
-	DeleteSubscription(ctx context.Context, tenant string, src Source, id string) error
+	RenewSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string, expiresAt time.Time) (time.Time, error)
+	ReauthorizeSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string) error
+	DeleteSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string) error
 }
 
 // RoutingActivity tells which agents were most recently given a
@@ -140,13 +140,13 @@ func (s *Subscriber) lock(tenant string) func() {
 }
 
 // accounts returns the configured presence accounts, in order.
-func (s *Subscriber) accounts() []Source {
-	var out []Source
+func (s *Subscriber) accounts() []switchboard.PresenceSource {
+	var out []switchboard.PresenceSource
 	if s.o.Account1UPN != "" {
-		out = append(out, Account1)
+		out = append(out, switchboard.SourceAccount1)
 	}
 	if s.o.Account2UPN != "" {
-		out = append(out, Account2)
+		out = append(out, switchboard.SourceAccount2)
 	}
 	return out
 }
@@ -210,14 +210,14 @@ func (s *Subscriber) Maintain(ctx context.Context, tenant string) (HousekeepingR
 	}
 
 	statuses := s.o.Store.sourceStatuses(tenant)
-	working := func(src Source) bool {
+	working := func(src switchboard.PresenceSource) bool {
 		if statuses[src].RetryAt.After(now) {
 			return false // the poll found the account broken: it pauses
 		}
 		sub, ok := subs[src]
 		return !ok || sub.State != SubFailing || sub.ID != "" || now.Sub(sub.LastErrorAt) >= s.o.RetryFailedAfter
 	}
-	var live []Source
+	var live []switchboard.PresenceSource
 	for _, src := range s.accounts() {
 		if working(src) {
 			live = append(live, src)
@@ -296,14 +296,14 @@ func (s *Subscriber) Maintain(ctx context.Context, tenant string) (HousekeepingR
 // new choice is made at most every ChooseEvery; in between, the sets stay
 // as they are, and a set whose account stopped working moves to a live
 // account that has none (or its users go back to polling).
-func (s *Subscriber) targets(ctx context.Context, tenant string, subs map[Source]subState, live []Source, now time.Time) (map[Source][]string, time.Time, error) {
+func (s *Subscriber) targets(ctx context.Context, tenant string, subs map[switchboard.PresenceSource]subState, live []switchboard.PresenceSource, now time.Time) (map[switchboard.PresenceSource][]string, time.Time, error) {
 	var lastChosen time.Time
 	for _, sub := range subs {
 		if sub.ChosenAt.After(lastChosen) && len(sub.Users) > 0 {
 			lastChosen = sub.ChosenAt
 		}
 	}
-	out := map[Source][]string{}
+	out := map[switchboard.PresenceSource][]string{}
 	if !lastChosen.IsZero() && now.Sub(lastChosen) < s.o.ChooseEvery {
 		var orphans [][]string
 		for _, src := range s.accounts() {
@@ -384,7 +384,7 @@ func newClientState() string {
 // untrustedSince returns since when users have gone without a trusted
 // subscription: zero when none vouched for any of them (polls read them
 // all along), now when one did (polls skipped them until now).
-func untrustedSince(subs map[Source]subState, users []string, now time.Time) time.Time {
+func untrustedSince(subs map[switchboard.PresenceSource]subState, users []string, now time.Time) time.Time {
 	var since time.Time
 	for _, sub := range subs {
 		if !slices.ContainsFunc(users, func(u string) bool { return slices.Contains(sub.Users, u) }) {
@@ -404,14 +404,14 @@ func untrustedSince(subs map[Source]subState, users []string, now time.Time) tim
 // create makes a subscription of src over users. untrusted is since when
 // they have gone without a trusted subscription (zero: polls read them
 // all along).
-func (s *Subscriber) create(ctx context.Context, tenant string, src Source, users []string, chosenAt, now, untrusted time.Time) error {
+func (s *Subscriber) create(ctx context.Context, tenant string, src switchboard.PresenceSource, users []string, chosenAt, now, untrusted time.Time) error {
 	req := SubscriptionRequest{
 		Resource: Resource(users), NotificationURL: s.o.NotificationURL, ClientState: newClientState(),
 		Certificate: s.o.Certificate.PublicBase64(), CertificateID: s.o.Certificate.ID(), ExpiresAt: now.Add(s.o.Lifetime),
 	}
 	gs, err := s.o.Subs.CreateSubscription(ctx, tenant, src, req)
 	if err != nil {
-		se := AsSourceError(src, err)
+		se := switchboard.AsSourceError(src, err)
 		msg := fmt.Sprintf("creating the subscription failed: %s (%s)", se.Message, se.Reason)
 		if se.Status == http.StatusConflict {
 			msg = "Graph refused a second presence subscription of the account (409): one made earlier is still active; it lapses within 60 minutes"
@@ -438,7 +438,7 @@ func (s *Subscriber) create(ctx context.Context, tenant string, src Source, user
 func (s *Subscriber) renew(ctx context.Context, tenant string, sub subState, now time.Time) error {
 	granted, err := s.o.Subs.RenewSubscription(ctx, tenant, sub.Source, sub.ID, now.Add(s.o.Lifetime))
 	if err != nil {
-		se := AsSourceError(sub.Source, err)
+		se := switchboard.AsSourceError(sub.Source, err)
 		s.markFailing(ctx, tenant, sub, fmt.Sprintf("renewing the subscription failed: %s (%s)", se.Message, se.Reason), now)
 		return se
 	}
@@ -462,7 +462,7 @@ func (s *Subscriber) markFailing(ctx context.Context, tenant string, sub subStat
 
 func (s *Subscriber) deleteRemote(ctx context.Context, tenant string, sub subState) {
 	if err := s.o.Subs.DeleteSubscription(ctx, tenant, sub.Source, sub.ID); err != nil {
-		if se := AsSourceError(sub.Source, err); se.Status != http.StatusNotFound {
+		if se := switchboard.AsSourceError(sub.Source, err); se.Status != http.StatusNotFound {
 			s.o.Log.Warn("presence subscription: deleting it in Graph failed; it lapses at its expiry", "tenant", tenant, "account", sub.Source, "reason", se.Reason)
 		}
 	}
@@ -484,24 +484,24 @@ func (s *Subscriber) remove(ctx context.Context, tenant string, sub subState) {
 func (s *Subscriber) readUsers(ctx context.Context, tenant string, sub subState) error {
 	at := s.o.Now()
 	var all []NotifiedReading
-	for lo := 0; lo < len(sub.Users); lo += MaxIDsPerCall {
-		ids := sub.Users[lo:min(lo+MaxIDsPerCall, len(sub.Users))]
+	for lo := 0; lo < len(sub.Users); lo += switchboard.MaxPresenceIDsPerCall {
+		ids := sub.Users[lo:min(lo+switchboard.MaxPresenceIDsPerCall, len(sub.Users))]
 		readings, err := s.o.Graph.Presences(ctx, tenant, sub.Source, ids)
 		if err != nil {
-			se := AsSourceError(sub.Source, err)
+			se := switchboard.AsSourceError(sub.Source, err)
 			s.o.Log.Warn("presence subscription: reading its users failed; the poll reads them", "tenant", tenant, "account", sub.Source, "reason", se.Reason)
 			return se
 		}
-		got := map[string]Reading{}
+		got := map[string]switchboard.PresenceReading{}
 		for _, r := range readings {
 			got[r.UserID] = r
 		}
 		for _, id := range ids {
 			r, ok := got[id]
 			if !ok {
-				r = Reading{UserID: id, Availability: switchboard.PresenceUnknown, Activity: switchboard.ActivityPresenceUnknown}
+				r = switchboard.PresenceReading{UserID: id, Availability: switchboard.PresenceUnknown, Activity: switchboard.ActivityPresenceUnknown}
 			}
-			all = append(all, NotifiedReading{Reading: r, Source: sub.Source, At: at})
+			all = append(all, NotifiedReading{PresenceReading: r, Source: sub.Source, At: at})
 		}
 	}
 	if _, err := s.o.Store.writeNotified(ctx, tenant, all); err != nil {
@@ -525,7 +525,7 @@ func (s *Subscriber) readUsers(ctx context.Context, tenant string, sub subState)
 // stops vouching for its users at once (one write); the Graph work
 // (reauthorize, re-create, read its users) runs asynchronously so that
 // the notification is answered in time.
-func (s *Subscriber) Lifecycle(ctx context.Context, tenant string, src Source, event string) error {
+func (s *Subscriber) Lifecycle(ctx context.Context, tenant string, src switchboard.PresenceSource, event string) error {
 	now := s.o.Now()
 	switch event {
 	case LifecycleMissed:
@@ -557,7 +557,7 @@ func (s *Subscriber) Lifecycle(ctx context.Context, tenant string, src Source, e
 // Act does a lifecycle event's Graph work: reauthorize (renew when
 // reauthorizing fails), re-create a removed subscription, or read the
 // users of one that missed notifications.
-func (s *Subscriber) Act(ctx context.Context, tenant string, src Source, event string) error {
+func (s *Subscriber) Act(ctx context.Context, tenant string, src switchboard.PresenceSource, event string) error {
 	switch event {
 	case LifecycleReauthorizationRequired:
 		unlock := s.lock(tenant)
@@ -575,7 +575,7 @@ func (s *Subscriber) Act(ctx context.Context, tenant string, src Source, event s
 		// renewal after it (or instead of it, when Graph refuses it)
 		// pushes the expiry out again.
 		if rerr := s.o.Subs.ReauthorizeSubscription(ctx, tenant, src, sub.ID); rerr != nil {
-			s.o.Log.Info("presence subscription: reauthorizing failed; renewing instead", "tenant", tenant, "account", src, "reason", AsSourceError(src, rerr).Reason)
+			s.o.Log.Info("presence subscription: reauthorizing failed; renewing instead", "tenant", tenant, "account", src, "reason", switchboard.AsSourceError(src, rerr).Reason)
 		}
 		err = s.renew(ctx, tenant, sub, s.o.Now())
 		unlock()

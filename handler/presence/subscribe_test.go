@@ -3,6 +3,7 @@ package presence
 import (
 	"slices"
 	"strings"
+	"switchboard/handler/switchboard"
 	"testing"
 	"time"
 )
@@ -44,8 +45,8 @@ func TestResource(t *testing.T) {
 func TestConfirmCovered(t *testing.T) {
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	s := &Store{pollMargin: time.Minute}
-	reading := stored{Availability: "Busy", Activity: "InACall", Source: Account1, ChangedAt: now.Add(-20 * time.Minute)}
-	active := subState{Source: Account1, ID: "s1", State: SubActive, Users: []string{"u"}, ExpiresAt: now.Add(30 * time.Minute), ReadAt: now.Add(-4 * time.Minute)}
+	reading := stored{Availability: "Busy", Activity: "InACall", Source: switchboard.SourceAccount1, ChangedAt: now.Add(-20 * time.Minute)}
+	active := subState{Source: switchboard.SourceAccount1, ID: "s1", State: SubActive, Users: []string{"u"}, ExpiresAt: now.Add(30 * time.Minute), ReadAt: now.Add(-4 * time.Minute)}
 	cases := []struct {
 		name  string
 		sub   *subState
@@ -77,12 +78,12 @@ func TestConfirmCovered(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			subs := map[Source]subState{}
+			subs := map[switchboard.PresenceSource]subState{}
 			if tc.sub != nil {
-				subs[Account1] = *tc.sub
+				subs[switchboard.SourceAccount1] = *tc.sub
 			}
 			cov := newCoverage(subs)
-			p := reading.presence("u", tc.shard, Account1)
+			p := reading.presence("u", tc.shard, switchboard.SourceAccount1)
 			got := s.confirmCovered(cov, p, reading, tc.shard, now)
 			if !got.ConfirmedAt.Equal(tc.want) {
 				t.Fatalf("confirmed %v, want %v", got.ConfirmedAt, tc.want)

@@ -14,7 +14,7 @@ import (
 // and application.
 const subRowPrefix = "notify."
 
-func subRowKey(src Source) string { return subRowPrefix + string(src) }
+func subRowKey(src switchboard.PresenceSource) string { return subRowPrefix + string(src) }
 
 // Subscription states.
 const (
@@ -25,7 +25,7 @@ const (
 // subState is a presence account's subscription in a tenant, as the
 // state partition holds it.
 type subState struct {
-	Source      Source
+	Source      switchboard.PresenceSource
 	ID          string // Graph's subscription id; "" while none exists
 	ClientState string // secret: compared with every notification, never shown
 	Users       []string
@@ -72,7 +72,7 @@ func (s subState) entity(tenant string) store.Entity {
 	return store.Entity{PartitionKey: tenant, RowKey: subRowKey(s.Source), Props: props, ETag: s.ETag}
 }
 
-func subStateFromEntity(src Source, e store.Entity) subState {
+func subStateFromEntity(src switchboard.PresenceSource, e store.Entity) subState {
 	s := subState{
 		Source:             src,
 		ID:                 e.String("SubscriptionId"),
@@ -96,12 +96,12 @@ func subStateFromEntity(src Source, e store.Entity) subState {
 
 // coverage is what the subscription rows say about each covered user.
 type coverage struct {
-	subs   map[Source]subState
-	byUser map[string]Source
+	subs   map[switchboard.PresenceSource]subState
+	byUser map[string]switchboard.PresenceSource
 }
 
-func newCoverage(subs map[Source]subState) coverage {
-	c := coverage{subs: subs, byUser: map[string]Source{}}
+func newCoverage(subs map[switchboard.PresenceSource]subState) coverage {
+	c := coverage{subs: subs, byUser: map[string]switchboard.PresenceSource{}}
 	for src, s := range subs {
 		if s.ID == "" && s.State != SubFailing {
 			continue
