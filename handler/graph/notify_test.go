@@ -36,8 +36,10 @@ type notifyEnv struct {
 
 type notifyConfig struct {
 	maxUsers int
-	url      func(base string) string // the notification URL given to Graph
-	now      func() time.Time
+	// reconcileEvery 1ns reads the covered agents at every Maintain.
+	reconcileEvery time.Duration
+	url            func(base string) string // the notification URL given to Graph
+	now            func() time.Time
 }
 
 func newNotifyEnv(t *testing.T, users int, c notifyConfig) *notifyEnv {
@@ -65,7 +67,7 @@ func newNotifyEnv(t *testing.T, users int, c notifyConfig) *notifyEnv {
 	e.sub, err = presence.NewSubscriber(presence.SubscriberOptions{
 		Store: e.store, Graph: e.client, Subs: e.client, Tracked: tracked{tenantID: e.ids()}, Settings: guestSetting(true),
 		NotificationURL: notifyURL, Certificate: e.cert, Account1UPN: account1, Account2UPN: account2,
-		Now: c.now, MaxUsers: c.maxUsers,
+		Now: c.now, MaxUsers: c.maxUsers, ReconcileEvery: c.reconcileEvery,
 		// Lifecycle work runs when the test says, so it can look in between.
 		Async: func(f func(context.Context)) { e.async <- f },
 	})
@@ -366,10 +368,18 @@ func TestCoveredAgentsNeverGoStaleWhileActive(t *testing.T) {
 			}
 		}
 	}
-	// Once the subscription fails, they go stale truthfully.
+	// Once the subscription fails, its agents are polled at once...
+	if fig := e.poll(t); fig.Users != 0 || fig.Covered != 5 {
+		t.Fatalf("poll while covered: %+v, want nothing read", fig)
+	}
 	e.sim.FailRenewals(100)
 	clock.t = clock.t.Add(50 * time.Minute)
 	e.maintain(t)
+	if fig := e.poll(t); fig.Users != 5 || fig.Covered != 0 {
+		t.Fatalf("poll after the failure: %+v, want the 5 read", fig)
+	}
+	// ...and without polls they go stale truthfully.
+	e.sim.SetPresence(tenantID, e.users[0].ID, "Away", "Away", false)
 	clock.t = clock.t.Add(10 * time.Minute)
 	if p := e.reading(t, e.users[0].ID); !p.Stale(clock.t, 120*time.Second) {
 		t.Fatalf("reading %+v confirmed %v after the subscription failed", p, clock.t.Sub(p.ConfirmedAt))
@@ -378,16 +388,17 @@ func TestCoveredAgentsNeverGoStaleWhileActive(t *testing.T) {
 
 func TestFailingAccountMovesItsSubscription(t *testing.T) {
 	t.Run("to account 2 when it has none", func(t *testing.T) {
-		e := newNotifyEnv(t, 4, notifyConfig{maxUsers: 5})
+		e := newNotifyEnv(t, 4, notifyConfig{maxUsers: 5, reconcileEvery: time.Nanosecond})
 		e.poll(t)
 		e.maintain(t)
 		if subs := e.sim.Subscriptions(tenantID); len(subs) != 1 || subs[0].UPN != account1 {
 			t.Fatalf("subscriptions %+v, want one through account 1", subs)
 		}
-		// Account 1 is no longer a guest: the poll finds it failing.
+		// Account 1 is no longer a guest: the reconciliation read finds it
+		// failing (the poll no longer reads its covered agents).
 		e.sim.AddTenant(tenantID, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, Guests: []string{account2}})
-		e.poll(t)
-		e.maintain(t)
+		e.maintain(t) // the read fails: the subscription fails, the account pauses
+		e.maintain(t) // its agents move to account 2
 		v := e.view(t)
 		var a2 *presence.SubscriptionView
 		for i := range v.Subscriptions {
@@ -400,7 +411,7 @@ func TestFailingAccountMovesItsSubscription(t *testing.T) {
 		}
 	})
 	t.Run("else back to polling", func(t *testing.T) {
-		e := newNotifyEnv(t, 8, notifyConfig{maxUsers: 5})
+		e := newNotifyEnv(t, 8, notifyConfig{maxUsers: 5, reconcileEvery: time.Nanosecond})
 		e.poll(t)
 		e.maintain(t)
 		v := e.view(t)
@@ -408,9 +419,12 @@ func TestFailingAccountMovesItsSubscription(t *testing.T) {
 			t.Fatalf("view %+v, want two subscriptions over 8", v)
 		}
 		e.sim.AddTenant(tenantID, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, Guests: []string{account2}})
-		e.poll(t)
+		e.maintain(t)
 		e.maintain(t)
 		v = e.view(t)
+		if fig := e.poll(t); fig.Users != 5 || fig.Covered != 3 {
+			t.Fatalf("poll %+v, want account 1's 5 agents read and account 2's 3 covered", fig)
+		}
 		if v.Covered != 3 || v.State != presence.NotifyFailing {
 			t.Fatalf("view %+v, want account 2 keeping its 3 and account 1's 5 polled", v)
 		}
@@ -441,6 +455,19 @@ func TestTwoThousandAgentsBothAccounts(t *testing.T) {
 	}
 	if v := e.view(t); v.Covered != 1300 {
 		t.Fatalf("covered %d, want 1300", v.Covered)
+	}
+	// The poll reads the 700 others, every tick, and keeps the covered
+	// agents' readings.
+	e.sim.ResetStats()
+	fig := e.poll(t)
+	if fig.Users != 700 || fig.Covered != 1300 || fig.Calls != 2 {
+		t.Fatalf("poll figures %+v, want 700 read in 2 calls, 1300 covered", fig)
+	}
+	if st := e.sim.Stats(); st.PresenceIDs != 700 {
+		t.Fatalf("the poll asked for %d ids, want 700", st.PresenceIDs)
+	}
+	if got := e.readings(t); len(got) != 2000 {
+		t.Fatalf("%d readings after the poll, want all 2000 kept", len(got))
 	}
 	// With no routing history the set is the lowest user ids.
 	ids := e.ids()

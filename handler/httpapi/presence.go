@@ -56,6 +56,7 @@ type pollJSON struct {
 	StartedAt       time.Time `json:"startedAt"`
 	DurationMs      int64     `json:"durationMs"`
 	Users           int       `json:"users"`
+	Covered         int       `json:"covered"`
 	Changed         int       `json:"changed"`
 	Calls           int       `json:"calls"`
 	Errors          int       `json:"errors"`
@@ -134,7 +135,7 @@ func renderPoll(f *presence.PollFigures) *pollJSON {
 	if f == nil {
 		return nil
 	}
-	out := &pollJSON{Kind: f.Kind, StartedAt: f.StartedAt, DurationMs: f.Duration.Milliseconds(), Users: f.Users, Changed: f.Changed,
+	out := &pollJSON{Kind: f.Kind, StartedAt: f.StartedAt, DurationMs: f.Duration.Milliseconds(), Users: f.Users, Covered: f.Covered, Changed: f.Changed,
 		Calls: f.Calls, Errors: f.Errors, Throttled: f.Throttled, Shards: f.Shards, ShardsConfirmed: f.ShardsConfirmed,
 		ShardsLeft: f.ShardsLeft, ShardsFannedOut: f.ShardsFannedOut, Sources: []string{}}
 	for _, s := range f.Sources {

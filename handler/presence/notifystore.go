@@ -176,3 +176,12 @@ func (s *Store) writeNotified(ctx context.Context, tenant string, readings []Not
 	}
 	return written, nil
 }
+
+// trustedUsers returns the users a trusted subscription vouches for at
+// now, as last synced (prepare syncs the state first).
+func (s *Store) trustedUsers(tenant string, now time.Time) map[string]bool {
+	tc := s.cache(tenant)
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	return tc.cov.trustedUsers(now)
+}

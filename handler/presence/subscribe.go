@@ -421,6 +421,13 @@ func (s *Subscriber) create(ctx context.Context, tenant string, src switchboard.
 			return errors.Join(se, serr)
 		}
 		s.o.Log.Warn("presence subscription: creation failed; its agents are polled", "tenant", tenant, "account", src, "reason", se.Reason, "status", se.Status)
+		if se.Disqualifies() {
+			st := s.o.Store.sourceStatuses(tenant)[src]
+			st.Source = src
+			if err := s.o.Store.SaveSourceStatus(ctx, tenant, st.failed(now, se, s.o.RetryFailedAfter)); err != nil {
+				s.o.Log.Warn("presence subscription: recording the account's failure failed", "tenant", tenant, "account", src, "err", err)
+			}
+		}
 		return se
 	}
 	// Trusted only once its users were read after it started: a change
@@ -490,6 +497,12 @@ func (s *Subscriber) readUsers(ctx context.Context, tenant string, sub subState)
 		if err != nil {
 			se := switchboard.AsSourceError(sub.Source, err)
 			s.o.Log.Warn("presence subscription: reading its users failed; the poll reads them", "tenant", tenant, "account", sub.Source, "reason", se.Reason)
+			if se.Disqualifies() {
+				// The account itself fails in this tenant (no longer a
+				// guest, consent revoked, ...): its subscription vouches
+				// for nothing, and the account pauses as after a poll.
+				s.accountFailed(ctx, tenant, sub, se)
+			}
 			return se
 		}
 		got := map[string]switchboard.PresenceReading{}
@@ -510,15 +523,31 @@ func (s *Subscriber) readUsers(ctx context.Context, tenant string, sub subState)
 	props := map[string]any{"ReadAt": at.UTC()}
 	clear := sub.NeedsRead
 	if clear {
+		// Table Storage has no null (and no year 1): "trusted again at"
+		// cancels the earlier UntrustedAt.
 		props["NeedsRead"] = false
-		props["UntrustedAt"] = time.Time{}.UTC()
+		props["TrustedAt"] = at.UTC()
 	}
 	return s.o.Store.mergeSubscription(ctx, tenant, sub.Source, props, func(x *subState) {
 		x.ReadAt = at
 		if clear && x.ID == sub.ID {
-			x.NeedsRead, x.UntrustedAt = false, time.Time{}
+			x.NeedsRead, x.UntrustedAt, x.TrustedAt = false, time.Time{}, at
 		}
 	})
+}
+
+// accountFailed records a failure of the account itself: its
+// subscription fails (its agents go back to polling) and the account's
+// status pauses it, so that Maintain moves its agents to the other
+// account when that one has none.
+func (s *Subscriber) accountFailed(ctx context.Context, tenant string, sub subState, se *switchboard.SourceError) {
+	now := s.o.Now()
+	s.markFailing(ctx, tenant, sub, fmt.Sprintf("the presence account failed: %s (%s)", se.Message, se.Reason), now)
+	st := s.o.Store.sourceStatuses(tenant)[sub.Source]
+	st.Source = sub.Source
+	if err := s.o.Store.SaveSourceStatus(ctx, tenant, st.failed(now, se, s.o.RetryFailedAfter)); err != nil {
+		s.o.Log.Warn("presence subscription: recording the account's failure failed", "tenant", tenant, "account", sub.Source, "err", err)
+	}
 }
 
 // Lifecycle implements LifecycleHandler. A missed or removed subscription

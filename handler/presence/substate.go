@@ -41,7 +41,10 @@ type subState struct {
 	NeedsRead bool
 	// ReadAt is when every one of its users was last read from Graph
 	// (reconciliation).
-	ReadAt             time.Time
+	ReadAt time.Time
+	// TrustedAt is when it last began vouching again after a missed or
+	// removed notice; an UntrustedAt not after it no longer counts.
+	TrustedAt          time.Time
 	LastNotificationAt time.Time
 	LastError          string
 	LastErrorAt        time.Time
@@ -64,7 +67,7 @@ func (s subState) entity(tenant string) store.Entity {
 		"LastError":      s.LastError,
 	}
 	for name, t := range map[string]time.Time{"ExpiresAt": s.ExpiresAt, "ChosenAt": s.ChosenAt, "UntrustedAt": s.UntrustedAt,
-		"ReadAt": s.ReadAt, "LastNotificationAt": s.LastNotificationAt, "LastErrorAt": s.LastErrorAt} {
+		"ReadAt": s.ReadAt, "TrustedAt": s.TrustedAt, "LastNotificationAt": s.LastNotificationAt, "LastErrorAt": s.LastErrorAt} {
 		if !t.IsZero() {
 			props[name] = t.UTC()
 		}
@@ -84,6 +87,7 @@ func subStateFromEntity(src switchboard.PresenceSource, e store.Entity) subState
 		ChosenAt:           e.Time("ChosenAt"),
 		UntrustedAt:        e.Time("UntrustedAt"),
 		ReadAt:             e.Time("ReadAt"),
+		TrustedAt:          e.Time("TrustedAt"),
 		LastNotificationAt: e.Time("LastNotificationAt"),
 		LastErrorAt:        e.Time("LastErrorAt"),
 		ETag:               e.ETag,
@@ -91,41 +95,62 @@ func subStateFromEntity(src switchboard.PresenceSource, e store.Entity) subState
 	if u := e.String("Users"); u != "" {
 		s.Users = strings.Split(u, ",")
 	}
+	if !s.UntrustedAt.After(s.TrustedAt) {
+		s.UntrustedAt = time.Time{}
+	}
 	return s
 }
 
 // coverage is what the subscription rows say about each covered user.
+// A user can be in two rows for a while: a failing account's, whose users
+// moved to the other account's new subscription.
 type coverage struct {
 	subs   map[switchboard.PresenceSource]subState
-	byUser map[string]switchboard.PresenceSource
+	byUser map[string][]switchboard.PresenceSource
 }
 
 func newCoverage(subs map[switchboard.PresenceSource]subState) coverage {
-	c := coverage{subs: subs, byUser: map[string]switchboard.PresenceSource{}}
-	for src, s := range subs {
-		if s.ID == "" && s.State != SubFailing {
+	c := coverage{subs: subs, byUser: map[string][]switchboard.PresenceSource{}}
+	for _, src := range []switchboard.PresenceSource{switchboard.SourceAccount1, switchboard.SourceAccount2} {
+		s, ok := subs[src]
+		if !ok || (s.ID == "" && s.State != SubFailing) {
 			continue
 		}
 		for _, u := range s.Users {
-			c.byUser[u] = src
+			c.byUser[u] = append(c.byUser[u], src)
 		}
 	}
 	return c
 }
 
-// confirm returns the confirmation of a covered user's reading: now while
-// its subscription is trusted, else its last full read (the poll's
-// confirmations are added by the caller).
-func (c coverage) confirm(user string, now time.Time) (at time.Time, covered, trusted bool) {
-	src, ok := c.byUser[user]
-	if !ok {
-		return time.Time{}, false, false
+// untrustedSince is when s stopped vouching for its users: UntrustedAt,
+// or its expiry when it lapsed without renewal; zero when it never did.
+func (s subState) untrustedSince() time.Time {
+	if s.UntrustedAt.IsZero() && s.State == SubActive && s.ID != "" && !s.NeedsRead {
+		return s.ExpiresAt
 	}
-	s := c.subs[src]
-	if s.trusted(now) {
-		return now, true, true
+	return s.UntrustedAt
+}
+
+// confirm returns the subscription row that speaks for user: a trusted
+// one if any, else the one that stopped vouching last (the cautious
+// choice for which polls count).
+func (c coverage) confirm(user string, now time.Time) (sub subState, covered, trusted bool) {
+	srcs := c.byUser[user]
+	if len(srcs) == 0 {
+		return subState{}, false, false
 	}
-	return s.ReadAt, true, false
+	best := c.subs[srcs[0]]
+	for _, src := range srcs {
+		s := c.subs[src]
+		if s.trusted(now) {
+			return s, true, true
+		}
+		if s.untrustedSince().After(best.untrustedSince()) {
+			best = s
+		}
+	}
+	return best, true, false
 }
 
 // coveredUsers returns the users of trusted subscriptions at now.
@@ -151,7 +176,7 @@ func sameUsers(a, b []string) bool {
 // by the shard's poll only when that poll came late enough to have read
 // the user (polls skip users of trusted subscriptions).
 func (s *Store) confirmCovered(cov coverage, p switchboard.Presence, st stored, shardConfirmedAt time.Time, now time.Time) switchboard.Presence {
-	at, covered, trusted := cov.confirm(p.UserID, now)
+	sub, covered, trusted := cov.confirm(p.UserID, now)
 	if !covered {
 		return p
 	}
@@ -159,18 +184,14 @@ func (s *Store) confirmCovered(cov coverage, p switchboard.Presence, st stored, 
 		p.ConfirmedAt = now
 		return p
 	}
-	sub := cov.subs[cov.byUser[p.UserID]]
 	confirmed := st.ChangedAt
-	if at.After(confirmed) {
-		confirmed = at
+	if sub.ReadAt.After(confirmed) {
+		confirmed = sub.ReadAt
 	}
-	untrustedAt := sub.UntrustedAt
-	if untrustedAt.IsZero() && sub.State == SubActive && sub.ID != "" && !sub.NeedsRead {
+	untrustedAt := sub.untrustedSince()
+	if untrustedAt.Equal(sub.ExpiresAt) && sub.UntrustedAt.IsZero() && untrustedAt.After(confirmed) {
 		// Lapsed without renewal: notifications flowed until it expired.
-		untrustedAt = sub.ExpiresAt
-		if untrustedAt.After(confirmed) {
-			confirmed = untrustedAt
-		}
+		confirmed = untrustedAt
 	}
 	switch {
 	case untrustedAt.IsZero():
