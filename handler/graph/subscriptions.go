@@ -6,6 +6,7 @@ import (
 	"switchboard/handler/switchboard"
 	"time"
 
+	core "github.com/microsoftgraph/msgraph-sdk-go-core"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/subscriptions"
 
@@ -23,16 +24,26 @@ func delegated(src switchboard.PresenceSource) error {
 	return nil
 }
 
-// CreateSubscription implements presence.Subscriptions: POST /subscriptions.
-func (c *Client) CreateSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, req presence.SubscriptionRequest) (presence.GraphSubscription, error) {
+// subscriptionAdapter returns the request adapter of a presence account
+// and a context bounded by the request timeout. Errors are SourceErrors.
+func (c *Client) subscriptionAdapter(ctx context.Context, tenant string, src switchboard.PresenceSource) (*core.GraphRequestAdapterBase, context.Context, context.CancelFunc, error) {
 	if err := delegated(src); err != nil {
-		return presence.GraphSubscription{}, err
+		return nil, ctx, func() {}, err
 	}
 	a, err := c.adapter(tenant, src)
 	if err != nil {
-		return presence.GraphSubscription{}, classify(src, err)
+		return nil, ctx, func() {}, classify(src, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	return a, ctx, cancel, nil
+}
+
+// CreateSubscription implements presence.Subscriptions: POST /subscriptions.
+func (c *Client) CreateSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, req presence.SubscriptionRequest) (presence.GraphSubscription, error) {
+	a, ctx, cancel, err := c.subscriptionAdapter(ctx, tenant, src)
+	if err != nil {
+		return presence.GraphSubscription{}, err
+	}
 	defer cancel()
 	body := models.NewSubscription()
 	changeType, include := "updated", true
@@ -60,14 +71,10 @@ func (c *Client) CreateSubscription(ctx context.Context, tenant string, src swit
 // RenewSubscription implements presence.Subscriptions: PATCH
 // /subscriptions/{id} with a new expirationDateTime.
 func (c *Client) RenewSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string, expiresAt time.Time) (time.Time, error) {
-	if err := delegated(src); err != nil {
+	a, ctx, cancel, err := c.subscriptionAdapter(ctx, tenant, src)
+	if err != nil {
 		return time.Time{}, err
 	}
-	a, err := c.adapter(tenant, src)
-	if err != nil {
-		return time.Time{}, classify(src, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	body := models.NewSubscription()
 	exp := expiresAt.UTC()
@@ -86,14 +93,10 @@ func (c *Client) RenewSubscription(ctx context.Context, tenant string, src switc
 // ReauthorizeSubscription implements presence.Subscriptions: POST
 // /subscriptions/{id}/reauthorize.
 func (c *Client) ReauthorizeSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string) error {
-	if err := delegated(src); err != nil {
+	a, ctx, cancel, err := c.subscriptionAdapter(ctx, tenant, src)
+	if err != nil {
 		return err
 	}
-	a, err := c.adapter(tenant, src)
-	if err != nil {
-		return classify(src, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	rb := subscriptions.NewItemReauthorizeRequestBuilder(fmt.Sprintf("%s/subscriptions/%s/reauthorize", c.base, id), a)
 	if err := rb.Post(ctx, nil); err != nil {
@@ -105,14 +108,10 @@ func (c *Client) ReauthorizeSubscription(ctx context.Context, tenant string, src
 // DeleteSubscription implements presence.Subscriptions: DELETE
 // /subscriptions/{id}.
 func (c *Client) DeleteSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string) error {
-	if err := delegated(src); err != nil {
+	a, ctx, cancel, err := c.subscriptionAdapter(ctx, tenant, src)
+	if err != nil {
 		return err
 	}
-	a, err := c.adapter(tenant, src)
-	if err != nil {
-		return classify(src, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	rb := subscriptions.NewSubscriptionItemRequestBuilder(c.base+"/subscriptions/"+id, a)
 	if err := rb.Delete(ctx, nil); err != nil {

@@ -40,12 +40,13 @@ func (t slowTable) Batch(ctx context.Context, ops []store.Op) error {
 	return t.Table.Batch(ctx, ops)
 }
 
-func TestNotificationsOverflowThroughTheQueue(t *testing.T) {
+// polledStore returns a store over tables in which one poll read user of
+// tenant (Available), and its clock.
+func polledStore(t *testing.T, tables store.Tables, tenant, user string) (*Store, *clock) {
+	t.Helper()
 	ctx := context.Background()
-	const tenant, user = "t1", "00000000-0000-4000-8000-000000000001"
 	clk := newClock()
-	var slow atomic.Bool
-	st, err := NewStore(ctx, StoreOptions{Tables: slowTables{store.NewMemoryTables(), &slow}, Now: clk.Now})
+	st, err := NewStore(ctx, StoreOptions{Tables: tables, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +61,14 @@ func TestNotificationsOverflowThroughTheQueue(t *testing.T) {
 	if _, err := poller.Poll(ctx, clk.Now().Add(25*time.Second)); err != nil {
 		t.Fatal(err)
 	}
+	return st, clk
+}
+
+func TestNotificationsOverflowThroughTheQueue(t *testing.T) {
+	ctx := context.Background()
+	const tenant, user = "t1", "00000000-0000-4000-8000-000000000001"
+	var slow atomic.Bool
+	st, clk := polledStore(t, slowTables{store.NewMemoryTables(), &slow}, tenant, user)
 	if err := st.saveSubscription(ctx, tenant, subState{Source: switchboard.SourceAccount1, ID: "sub-1", ClientState: "state-1", Users: []string{user},
 		State: SubActive, ExpiresAt: clk.Now().Add(time.Hour), ReadAt: clk.Now()}); err != nil {
 		t.Fatal(err)

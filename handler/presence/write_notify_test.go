@@ -14,22 +14,7 @@ import (
 func TestPollDoesNotOverwriteANewerNotification(t *testing.T) {
 	ctx := context.Background()
 	const tenant, user = "t1", "00000000-0000-4000-8000-000000000002"
-	clk := newClock()
-	st, err := NewStore(ctx, StoreOptions{Tables: store.NewMemoryTables(), Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := newFakeGraph()
-	g.set(user, "Available", "Available")
-	tr := &fakeTracked{}
-	tr.set(tenant, []string{user})
-	poller, err := NewPoller(PollerOptions{Store: st, Graph: g, Tracked: tr, Settings: fakeSettings{true}, Account1UPN: "a1@x", Now: clk.Now, Sleep: clk.Sleep})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := poller.Poll(ctx, clk.Now().Add(25*time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	st, clk := polledStore(t, store.NewMemoryTables(), tenant, user)
 	readAt := clk.Now() // the poll's call went out here and saw Busy...
 	clk.Advance(time.Second)
 	// ...then the user became Available again and Graph notified it.
