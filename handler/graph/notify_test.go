@@ -478,3 +478,33 @@ func TestTwoThousandAgentsBothAccounts(t *testing.T) {
 		}
 	}
 }
+
+func TestLostSubscriptionIsClearedAfterA409(t *testing.T) {
+	e := newNotifyEnv(t, 3, notifyConfig{})
+	e.poll(t)
+	e.maintain(t)
+	old := e.sim.Subscriptions(tenantID)
+	if len(old) != 1 {
+		t.Fatalf("%d subscriptions", len(old))
+	}
+	// The deployment loses its row (an instance died between creating
+	// the subscription and saving it): Graph refuses a second one (409).
+	state, err := e.tables.Table(context.Background(), "presencestate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := state.Delete(context.Background(), tenantID, "notify.account1", "*"); err != nil {
+		t.Fatal(err)
+	}
+	e.maintain(t)
+	subs := e.sim.Subscriptions(tenantID)
+	if len(subs) != 1 || subs[0].ID == old[0].ID {
+		t.Fatalf("subscriptions %+v, want the lost one replaced (was %s)", subs, old[0].ID)
+	}
+	if st := e.sim.Stats(); st.Conflicts != 1 {
+		t.Fatalf("conflicts %d, want the one 409 that led to the clean-up", st.Conflicts)
+	}
+	if v := e.view(t); v.State != presence.NotifyActive || v.Covered != 3 {
+		t.Fatalf("view %+v", v)
+	}
+}

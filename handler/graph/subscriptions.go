@@ -119,3 +119,34 @@ func (c *Client) DeleteSubscription(ctx context.Context, tenant string, src swit
 	}
 	return nil
 }
+
+// ListSubscriptions implements presence.Subscriptions: GET /subscriptions
+// (with a delegated token, the subscriptions the user created with this
+// application).
+func (c *Client) ListSubscriptions(ctx context.Context, tenant string, src switchboard.PresenceSource) ([]presence.GraphSubscription, error) {
+	a, ctx, cancel, err := c.subscriptionAdapter(ctx, tenant, src)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	rb := subscriptions.NewSubscriptionsRequestBuilder(c.base+"/subscriptions", a)
+	got, err := rb.Get(ctx, nil)
+	if err != nil {
+		return nil, classify(src, err)
+	}
+	var out []presence.GraphSubscription
+	if got == nil {
+		return out, nil
+	}
+	for _, s := range got.GetValue() {
+		if s == nil || s.GetId() == nil {
+			continue
+		}
+		g := presence.GraphSubscription{ID: *s.GetId(), Resource: deref(s.GetResource())}
+		if e := s.GetExpirationDateTime(); e != nil {
+			g.ExpiresAt = *e
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}

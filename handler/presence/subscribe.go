@@ -32,6 +32,7 @@ type SubscriptionRequest struct {
 type GraphSubscription struct {
 	ID        string
 	ExpiresAt time.Time
+	Resource  string
 }
 
 // Subscriptions manages Graph change subscriptions through a presence
@@ -45,6 +46,9 @@ type Subscriptions interface {
 	RenewSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string, expiresAt time.Time) (time.Time, error)
 	ReauthorizeSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string) error
 	DeleteSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string) error
+	// ListSubscriptions returns the subscriptions the account holds with
+	// this application (to clear one this deployment lost track of).
+	ListSubscriptions(ctx context.Context, tenant string, src switchboard.PresenceSource) ([]GraphSubscription, error)
 }
 
 // RoutingActivity tells which agents were most recently given a
@@ -410,6 +414,12 @@ func (s *Subscriber) create(ctx context.Context, tenant string, src switchboard.
 		Certificate: s.o.Certificate.PublicBase64(), CertificateID: s.o.Certificate.ID(), ExpiresAt: now.Add(s.o.Lifetime),
 	}
 	gs, err := s.o.Subs.CreateSubscription(ctx, tenant, src, req)
+	if err != nil && switchboard.AsSourceError(src, err).Status == http.StatusConflict && s.clearLost(ctx, tenant, src) {
+		// A presence subscription this deployment lost track of (its row
+		// lost, or an instance that died between creating and saving it)
+		// blocked the account: it is gone now, try once more.
+		gs, err = s.o.Subs.CreateSubscription(ctx, tenant, src, req)
+	}
 	if err != nil {
 		se := switchboard.AsSourceError(src, err)
 		msg := fmt.Sprintf("creating the subscription failed: %s (%s)", se.Message, se.Reason)
@@ -440,6 +450,28 @@ func (s *Subscriber) create(ctx context.Context, tenant string, src switchboard.
 	}
 	s.o.Log.Info("presence subscription created", "tenant", tenant, "account", src, "users", len(users), "expiresAt", gs.ExpiresAt)
 	return s.readUsers(ctx, tenant, sub)
+}
+
+// clearLost deletes the account's presence subscriptions in Graph that no
+// row of this tenant names, and reports whether it deleted any.
+func (s *Subscriber) clearLost(ctx context.Context, tenant string, src switchboard.PresenceSource) bool {
+	held, err := s.o.Subs.ListSubscriptions(ctx, tenant, src)
+	if err != nil {
+		s.o.Log.Warn("presence subscription: listing the account's subscriptions failed", "tenant", tenant, "account", src, "err", err)
+		return false
+	}
+	subs, _ := s.o.Store.subscriptions(ctx, tenant, false)
+	deleted := false
+	for _, g := range held {
+		if !strings.HasPrefix(strings.TrimPrefix(g.Resource, "/"), "communications/presences") || g.ID == subs[src].ID {
+			continue
+		}
+		if err := s.o.Subs.DeleteSubscription(ctx, tenant, src, g.ID); err == nil {
+			s.o.Log.Info("presence subscription: deleted one this deployment had lost track of", "tenant", tenant, "account", src)
+			deleted = true
+		}
+	}
+	return deleted
 }
 
 func (s *Subscriber) renew(ctx context.Context, tenant string, sub subState, now time.Time) error {

@@ -53,6 +53,7 @@ var presenceResource = regexp.MustCompile(`^/?communications/presences\?\$filter
 
 func (s *Sim) registerSubscriptions(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1.0/subscriptions", s.createSubscription)
+	mux.HandleFunc("GET /v1.0/subscriptions", s.listSubscriptions)
 	mux.HandleFunc("PATCH /v1.0/subscriptions/{id}", s.renewSubscription)
 	mux.HandleFunc("DELETE /v1.0/subscriptions/{id}", s.deleteSubscription)
 	mux.HandleFunc("POST /v1.0/subscriptions/{id}/reauthorize", s.reauthorizeSubscription)
@@ -184,6 +185,27 @@ func (s *Sim) createSubscription(w http.ResponseWriter, r *http.Request) {
 	out := sub.json()
 	s.mu.Unlock()
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// listSubscriptions answers the caller's subscriptions: with a delegated
+// token, those the user created with this application.
+func (s *Sim) listSubscriptions(w http.ResponseWriter, r *http.Request) {
+	ti, t, ok := s.admit(w, r)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	out := []subscriptionJSON{}
+	now := s.clock()
+	for _, sub := range s.subs {
+		if sub.tenant == t.id && sub.clientID == ti.clientID && lower(sub.upn) == lower(ti.upn) && sub.expires.After(now) {
+			j := sub.json()
+			j.ClientState = "" // Graph never returns it
+			out = append(out, j)
+		}
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"@odata.context": s.graphURL + "/$metadata#subscriptions", "value": out})
 }
 
 func (sub *subscription) json() subscriptionJSON {
