@@ -25,9 +25,6 @@ func (n *notificationsWiring) handleQueued(ctx context.Context, body []byte) err
 	if err != nil {
 		return nil // malformed: dropped, it would fail the same way again
 	}
-	if m.Event != "" {
-		return n.subscriber.ActQueued(ctx, m)
-	}
 	return n.receiver.HandleQueued(ctx, m)
 }
 

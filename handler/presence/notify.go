@@ -279,20 +279,15 @@ func (n *Notifications) write(ctx context.Context, tenant string, readings []Not
 	n.o.Log.Info("presence notification: written late through the queue", "tenant", tenant, "readings", len(readings), "err", err)
 }
 
-// NotifyMessage is a PRESENCE_QUEUE message of the notifications: readings
-// not written in time, or a lifecycle event's Graph work.
+// NotifyMessage is a PRESENCE_QUEUE message of the notifications:
+// readings not written in time.
 type NotifyMessage struct {
-	Kind     string                     `json:"kind"`
-	Tenant   string                     `json:"tenant"`
-	Source   switchboard.PresenceSource `json:"source,omitempty"`
-	Event    string                     `json:"event,omitempty"`
-	Readings []NotifiedReading          `json:"readings,omitempty"`
+	Kind     string            `json:"kind"`
+	Tenant   string            `json:"tenant"`
+	Readings []NotifiedReading `json:"readings"`
 }
 
-const (
-	notifyKindReadings  = "notified-readings"
-	notifyKindLifecycle = "lifecycle"
-)
+const notifyKindReadings = "notified-readings"
 
 // IsNotifyMessage reports whether a PRESENCE_QUEUE message body is a
 // NotifyMessage (the others are the poll's shard messages).
@@ -300,7 +295,7 @@ func IsNotifyMessage(body []byte) bool {
 	var probe struct {
 		Kind string `json:"kind"`
 	}
-	return json.Unmarshal(body, &probe) == nil && (probe.Kind == notifyKindReadings || probe.Kind == notifyKindLifecycle)
+	return json.Unmarshal(body, &probe) == nil && probe.Kind == notifyKindReadings
 }
 
 // HandleQueued writes queued readings. A malformed message is logged and
@@ -330,7 +325,7 @@ func DecodeNotifyMessage(body []byte) (NotifyMessage, error) {
 	if err := json.Unmarshal(body, &m); err != nil {
 		return m, fmt.Errorf("presence notify message: %w", err)
 	}
-	if m.Kind != notifyKindReadings && m.Kind != notifyKindLifecycle {
+	if m.Kind != notifyKindReadings {
 		return m, errors.New("presence notify message: unknown kind")
 	}
 	return m, nil

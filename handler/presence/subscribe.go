@@ -647,11 +647,3 @@ func (s *Subscriber) Act(ctx context.Context, tenant string, src switchboard.Pre
 	}
 	return nil
 }
-
-// ActQueued runs a queued lifecycle message.
-func (s *Subscriber) ActQueued(ctx context.Context, m NotifyMessage) error {
-	if m.Tenant == "" || m.Source.Account() == 0 {
-		return nil
-	}
-	return s.Act(ctx, m.Tenant, m.Source, m.Event)
-}
