@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"switchboard/handler/graph/richnotify"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -59,6 +61,7 @@ type Notifications struct {
 	counts NotificationCounts
 	// lastSeen throttles the LastNotificationAt writes per subscription.
 	lastSeen map[string]time.Time
+	reread   map[string]time.Time // per tenant: last state read for an unknown subscription
 }
 
 // NotificationCounts counts what this process received, by outcome.
@@ -89,7 +92,7 @@ func NewNotifications(o NotificationsOptions) (*Notifications, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Notifications{o: o, lastSeen: map[string]time.Time{}}, nil
+	return &Notifications{o: o, lastSeen: map[string]time.Time{}, reread: map[string]time.Time{}}, nil
 }
 
 // Counts returns the counters.
@@ -210,22 +213,36 @@ func (n *Notifications) Handle(ctx context.Context, body []byte) error {
 // partition again when this process does not know it (another instance
 // created it).
 func (n *Notifications) find(ctx context.Context, tenant, id string) (subState, bool) {
-	if store.CheckKey("tenant", tenant) != nil || len(tenant) > 64 {
+	if _, err := uuid.Parse(tenant); err != nil || store.CheckKey("tenant", tenant) != nil {
 		return subState{}, false
 	}
-	for _, sync := range []bool{false, true} {
-		subs, err := n.o.Store.subscriptions(ctx, tenant, sync)
-		if err != nil {
-			n.o.Log.Warn("presence notification: reading the subscriptions failed", "tenant", tenant, "err", err)
-			return subState{}, false
-		}
-		for _, s := range subs {
-			if s.ID != "" && s.ID == id {
-				return s, true
-			}
-		}
+	if sub, ok := n.o.Store.cachedSubscription(tenant, id); ok {
+		return sub, true
 	}
-	return subState{}, false
+	if !n.mayReread(tenant) {
+		return subState{}, false
+	}
+	sub, ok, err := n.o.Store.storedSubscription(ctx, tenant, id)
+	if err != nil {
+		n.o.Log.Warn("presence notification: reading the subscriptions failed", "tenant", tenant, "err", err)
+	}
+	return sub, ok
+}
+
+// mayReread limits the state reads an unknown subscription id causes (the
+// endpoint is public): at most one per tenant every 5 s.
+func (n *Notifications) mayReread(tenant string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now := n.o.Now()
+	if len(n.reread) > 10000 {
+		n.reread = map[string]time.Time{}
+	}
+	if last, ok := n.reread[tenant]; ok && now.Sub(last) < 5*time.Second {
+		return false
+	}
+	n.reread[tenant] = now
+	return true
 }
 
 func covers(sub subState, user string) bool {

@@ -66,7 +66,7 @@ func polledStore(t *testing.T, tables store.Tables, tenant, user string) (*Store
 
 func TestNotificationsOverflowThroughTheQueue(t *testing.T) {
 	ctx := context.Background()
-	const tenant, user = "t1", "00000000-0000-4000-8000-000000000001"
+	const tenant, user = "11111111-2222-4333-8444-555555555555", "00000000-0000-4000-8000-000000000001"
 	var slow atomic.Bool
 	st, clk := polledStore(t, slowTables{store.NewMemoryTables(), &slow}, tenant, user)
 	if err := st.saveSubscription(ctx, tenant, subState{Source: switchboard.SourceAccount1, ID: "sub-1", ClientState: "state-1", Users: []string{user},

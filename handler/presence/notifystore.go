@@ -185,3 +185,45 @@ func (s *Store) trustedUsers(tenant string, now time.Time) map[string]bool {
 	defer tc.mu.RUnlock()
 	return tc.cov.trustedUsers(now)
 }
+
+// cachedSubscription returns the subscription id names if this process
+// knows the tenant and the subscription, without creating anything (the
+// notification endpoint is public: unknown tenants must cost nothing).
+func (s *Store) cachedSubscription(tenant, id string) (subState, bool) {
+	s.mu.Lock()
+	tc, ok := s.tenants[tenant]
+	s.mu.Unlock()
+	if !ok || id == "" {
+		return subState{}, false
+	}
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	for _, sub := range tc.cov.subs {
+		if sub.ID == id {
+			return sub, true
+		}
+	}
+	return subState{}, false
+}
+
+// storedSubscription reads the tenant's two subscription rows from
+// storage (another instance may have made the subscription) and, when one
+// is id's, syncs the tenant's state into the cache.
+func (s *Store) storedSubscription(ctx context.Context, tenant, id string) (subState, bool, error) {
+	for _, src := range []switchboard.PresenceSource{switchboard.SourceAccount1, switchboard.SourceAccount2} {
+		e, err := s.state.Get(ctx, tenant, subRowKey(src))
+		if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+			continue
+		}
+		if err != nil {
+			return subState{}, false, err
+		}
+		if sub := subStateFromEntity(src, e); sub.ID != "" && sub.ID == id {
+			if _, err := s.subscriptions(ctx, tenant, true); err != nil {
+				return subState{}, false, err
+			}
+			return sub, true, nil
+		}
+	}
+	return subState{}, false, nil
+}
