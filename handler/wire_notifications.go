@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"switchboard/handler/functions"
-	"switchboard/handler/graph"
 	"switchboard/handler/graph/richnotify"
-	"switchboard/handler/httpapi"
 	"switchboard/handler/presence"
 )
 
@@ -28,10 +26,10 @@ func (n *notificationsWiring) handleQueued(ctx context.Context, body []byte) err
 	return n.receiver.HandleQueued(ctx, m)
 }
 
-// wireNotifications registers PresenceNotifications and the subscriptions'
-// Housekeeping job when PRESENCE_NOTIFICATIONS_URL is set (SPEC section
-// 14); it returns nil when it is not (polling only).
-func wireNotifications(a *app, st *presence.Store, g *graph.Client, account1, account2 string) (*notificationsWiring, error) {
+// newNotifications makes the presence subscriptions and the receiver of
+// their notifications when PRESENCE_NOTIFICATIONS_URL is set (SPEC section
+// 14); nil when it is not (polling only).
+func newNotifications(a *app) (*notificationsWiring, error) {
 	cfg := a.cfg
 	if cfg.PresenceNotificationsURL == "" {
 		a.log.Info("presence notifications: off (PRESENCE_NOTIFICATIONS_URL not set); presence is polled only")
@@ -52,8 +50,9 @@ func wireNotifications(a *app, st *presence.Store, g *graph.Client, account1, ac
 	if time.Until(cert.X509().NotAfter) < 30*24*time.Hour {
 		a.log.Warn("presence notifications: the certificate expires soon; renew it in Key Vault", "notAfter", cert.X509().NotAfter)
 	}
+	account1, account2, _ := presenceSources(cfg)
 	sub, err := presence.NewSubscriber(presence.SubscriberOptions{
-		Store: st, Graph: g, Subs: g, Tracked: a.trackedUsers(), Settings: a.settings, Recent: lateRecent{a},
+		Store: a.presenceStore, Graph: a.graph, Subs: a.graph, Tracked: a.routing, Settings: a.settings, Recent: a.routing,
 		NotificationURL: cfg.PresenceNotificationsURL, Certificate: cert,
 		Account1UPN: account1, Account2UPN: account2,
 		ReconcileEvery: cfg.PresenceReconcileEvery, Now: a.now, Log: a.log,
@@ -62,30 +61,25 @@ func wireNotifications(a *app, st *presence.Store, g *graph.Client, account1, ac
 		return nil, err
 	}
 	recv, err := presence.NewNotifications(presence.NotificationsOptions{
-		Store: st, Certificate: cert, Lifecycle: sub, Queue: a.queue, QueueName: cfg.PresenceQueue, Now: a.now, Log: a.log,
+		Store: a.presenceStore, Certificate: cert, Lifecycle: sub, Queue: a.queue, QueueName: cfg.PresenceQueue, Now: a.now, Log: a.log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	(&httpapi.NotificationsAPI{Receiver: recv}).Register(a.router)
-	a.housekeeping = append(a.housekeeping, housekeepingJob{"presence subscriptions", func(ctx context.Context, inv *functions.Invocation) error {
+	a.log.Info("presence notifications: on", "url", cfg.PresenceNotificationsURL, "certificate", cert.Thumbprint(), "reconcileEvery", cfg.PresenceReconcileEvery)
+	return &notificationsWiring{receiver: recv, subscriber: sub}, nil
+}
+
+// notificationsHousekeeping is the subscriptions' share of Housekeeping:
+// create, renew, re-create, reconcile, delete.
+func notificationsHousekeeping(a *app) housekeepingJob {
+	sub, recv := a.notifications.subscriber, a.notifications.receiver
+	return housekeepingJob{"presence subscriptions", func(ctx context.Context, inv *functions.Invocation) error {
 		rep, err := sub.Housekeep(ctx)
 		c := recv.Counts()
 		inv.Logf("presence subscriptions: %d tenants, %d created, %d renewed, %d deleted, %d reconciled, %d failed; notifications so far: %d accepted, %d written, %d queued, %d lifecycle, rejected: %d malformed, %d unknown subscription, %d wrong client state, %d bad signature",
 			rep.Tenants, rep.Created, rep.Renewed, rep.Deleted, rep.Reconciled, rep.Failed, c.Accepted, c.Written, c.Queued, c.Lifecycle,
 			c.Malformed+c.MalformedBodies+c.NotCovered, c.UnknownSubscription, c.WrongClientState, c.BadSignature)
 		return err
-	}})
-	a.log.Info("presence notifications: on", "url", cfg.PresenceNotificationsURL, "certificate", cert.Thumbprint(), "reconcileEvery", cfg.PresenceReconcileEvery)
-	return &notificationsWiring{receiver: recv, subscriber: sub}, nil
-}
-
-// lateRecent forwards to the routing engine, wired after presence.
-type lateRecent struct{ a *app }
-
-func (l lateRecent) LastRouted(ctx context.Context, tenant string) (map[string]time.Time, error) {
-	if l.a.recent == nil {
-		return nil, nil
-	}
-	return l.a.recent.LastRouted(ctx, tenant)
+	}}
 }

@@ -33,6 +33,9 @@ type StoreOptions struct {
 	// a poll that read the state before then skipped them (default 1 min,
 	// longer than a poll runs).
 	PollMargin time.Duration
+	// Events, when set, receives switchboard.presenceSource.stateChanged
+	// when a source turns ok or failing, in the same batch as the status.
+	Events switchboard.EventOutbox
 }
 
 // Store keeps presence readings in Table Storage and serves them from an
@@ -48,6 +51,7 @@ type Store struct {
 	log        *slog.Logger
 	parallel   int
 	pollMargin time.Duration
+	events     switchboard.EventOutbox // nil: no events
 	// fresh decides, per tenant, when the cache is read again from
 	// storage; what it holds is the tenant's *tenantCache, which refresh
 	// fills in place.
@@ -73,7 +77,7 @@ func NewStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
-	s := &Store{presence: p, state: st, now: opts.Now, log: opts.Log, parallel: opts.Parallel, tenants: map[string]*tenantCache{}}
+	s := &Store{presence: p, state: st, now: opts.Now, log: opts.Log, parallel: opts.Parallel, events: opts.Events, tenants: map[string]*tenantCache{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
