@@ -203,9 +203,19 @@ func (n *Notifications) Handle(ctx context.Context, body []byte) error {
 		byTenant[m.TenantID] = append(byTenant[m.TenantID], NotifiedReading{PresenceReading: r, Source: sub.Source, At: now})
 		n.seen(ctx, m.TenantID, sub, now)
 	}
+	// One deadline for all: Graph batches notifications of many
+	// subscriptions (tenants) into one POST, and the reply is due in 3 s.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.o.WriteWithin)
+	defer cancel()
+	var wg sync.WaitGroup
 	for tenant, readings := range byTenant {
-		n.write(ctx, tenant, readings)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.write(wctx, ctx, tenant, readings)
+		}()
 	}
+	wg.Wait()
 	return nil
 }
 
@@ -271,12 +281,10 @@ func (n *Notifications) seen(ctx context.Context, tenant string, sub subState, n
 	}
 }
 
-// write writes readings within WriteWithin; what is not written by then
-// goes through the queue.
-func (n *Notifications) write(ctx context.Context, tenant string, readings []NotifiedReading) {
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.o.WriteWithin)
+// write writes readings until wctx ends (WriteWithin); what is not
+// written by then goes through the queue.
+func (n *Notifications) write(wctx, ctx context.Context, tenant string, readings []NotifiedReading) {
 	written, err := n.o.Store.writeNotified(wctx, tenant, readings)
-	cancel()
 	n.count(func(c *NotificationCounts) { c.Written += written })
 	if err == nil {
 		return
