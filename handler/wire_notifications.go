@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"switchboard/handler/functions"
-	"switchboard/handler/graph/richnotify"
+	"switchboard/handler/richnotify"
 	"switchboard/handler/presence"
 )
 

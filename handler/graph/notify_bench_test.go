@@ -12,7 +12,7 @@ import (
 
 	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/graph"
-	"switchboard/handler/graph/richnotify"
+	"switchboard/handler/richnotify"
 	"switchboard/handler/httpapi"
 	"switchboard/handler/internal/testenv"
 	"switchboard/handler/presence"

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"switchboard/handler/dev/graphsim"
-	"switchboard/handler/graph/richnotify"
+	"switchboard/handler/richnotify"
 	"switchboard/handler/httpapi"
 	"switchboard/handler/presence"
 	"switchboard/handler/switchboard"

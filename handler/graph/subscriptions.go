@@ -9,11 +9,7 @@ import (
 	core "github.com/microsoftgraph/msgraph-sdk-go-core"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/subscriptions"
-
-	"switchboard/handler/presence"
 )
-
-var _ presence.Subscriptions = (*Client)(nil)
 
 // delegated refuses the application source: Graph accepts presence
 // subscriptions with delegated permission only.
@@ -39,10 +35,10 @@ func (c *Client) subscriptionAdapter(ctx context.Context, tenant string, src swi
 }
 
 // CreateSubscription implements presence.Subscriptions: POST /subscriptions.
-func (c *Client) CreateSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, req presence.SubscriptionRequest) (presence.GraphSubscription, error) {
+func (c *Client) CreateSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, req switchboard.PresenceSubscriptionRequest) (switchboard.PresenceSubscription, error) {
 	a, ctx, cancel, err := c.subscriptionAdapter(ctx, tenant, src)
 	if err != nil {
-		return presence.GraphSubscription{}, err
+		return switchboard.PresenceSubscription{}, err
 	}
 	defer cancel()
 	body := models.NewSubscription()
@@ -60,12 +56,12 @@ func (c *Client) CreateSubscription(ctx context.Context, tenant string, src swit
 	rb := subscriptions.NewSubscriptionsRequestBuilder(c.base+"/subscriptions", a)
 	got, err := rb.Post(ctx, body, nil)
 	if err != nil {
-		return presence.GraphSubscription{}, classify(src, err)
+		return switchboard.PresenceSubscription{}, classify(src, err)
 	}
 	if got == nil || got.GetId() == nil || got.GetExpirationDateTime() == nil {
-		return presence.GraphSubscription{}, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError, Message: "Graph created the subscription but answered without its id or expiry"}
+		return switchboard.PresenceSubscription{}, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError, Message: "Graph created the subscription but answered without its id or expiry"}
 	}
-	return presence.GraphSubscription{ID: *got.GetId(), ExpiresAt: *got.GetExpirationDateTime()}, nil
+	return switchboard.PresenceSubscription{ID: *got.GetId(), ExpiresAt: *got.GetExpirationDateTime()}, nil
 }
 
 // RenewSubscription implements presence.Subscriptions: PATCH
@@ -123,7 +119,7 @@ func (c *Client) DeleteSubscription(ctx context.Context, tenant string, src swit
 // ListSubscriptions implements presence.Subscriptions: GET /subscriptions
 // (with a delegated token, the subscriptions the user created with this
 // application).
-func (c *Client) ListSubscriptions(ctx context.Context, tenant string, src switchboard.PresenceSource) ([]presence.GraphSubscription, error) {
+func (c *Client) ListSubscriptions(ctx context.Context, tenant string, src switchboard.PresenceSource) ([]switchboard.PresenceSubscription, error) {
 	a, ctx, cancel, err := c.subscriptionAdapter(ctx, tenant, src)
 	if err != nil {
 		return nil, err
@@ -134,7 +130,7 @@ func (c *Client) ListSubscriptions(ctx context.Context, tenant string, src switc
 	if err != nil {
 		return nil, classify(src, err)
 	}
-	var out []presence.GraphSubscription
+	var out []switchboard.PresenceSubscription
 	if got == nil {
 		return out, nil
 	}
@@ -142,7 +138,7 @@ func (c *Client) ListSubscriptions(ctx context.Context, tenant string, src switc
 		if s == nil || s.GetId() == nil {
 			continue
 		}
-		g := presence.GraphSubscription{ID: *s.GetId(), Resource: deref(s.GetResource())}
+		g := switchboard.PresenceSubscription{ID: *s.GetId(), Resource: deref(s.GetResource())}
 		if e := s.GetExpirationDateTime(); e != nil {
 			g.ExpiresAt = *e
 		}

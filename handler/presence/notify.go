@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"switchboard/handler/graph/richnotify"
+	"switchboard/handler/richnotify"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )

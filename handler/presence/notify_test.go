@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"switchboard/handler/graph/richnotify"
+	"switchboard/handler/richnotify"
 	"switchboard/handler/store"
 )
 

@@ -14,26 +14,9 @@ import (
 	"sync"
 	"time"
 
-	"switchboard/handler/graph/richnotify"
+	"switchboard/handler/richnotify"
 	"switchboard/handler/switchboard"
 )
-
-// SubscriptionRequest is what a presence subscription is created with.
-type SubscriptionRequest struct {
-	Resource        string // /communications/presences?$filter=id in ('...',...)
-	NotificationURL string // also the lifecycleNotificationUrl
-	ClientState     string
-	Certificate     string // base64 DER (encryptionCertificate)
-	CertificateID   string // encryptionCertificateId
-	ExpiresAt       time.Time
-}
-
-// GraphSubscription is a subscription as Graph granted it.
-type GraphSubscription struct {
-	ID        string
-	ExpiresAt time.Time
-	Resource  string
-}
 
 // Subscriptions manages Graph change subscriptions through a presence
 // account (delegated tokens only: Graph refuses presence subscriptions
@@ -41,14 +24,14 @@ type GraphSubscription struct {
 // carries Graph's HTTP status (404: no such subscription; 409: the user
 // already has a presence subscription of this application).
 type Subscriptions interface {
-	CreateSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, req SubscriptionRequest) (GraphSubscription, error)
+	CreateSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, req switchboard.PresenceSubscriptionRequest) (switchboard.PresenceSubscription, error)
 	// RenewSubscription asks for a new expiry and returns the granted one.
 	RenewSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string, expiresAt time.Time) (time.Time, error)
 	ReauthorizeSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string) error
 	DeleteSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string) error
 	// ListSubscriptions returns the subscriptions the account holds with
 	// this application (to clear one this deployment lost track of).
-	ListSubscriptions(ctx context.Context, tenant string, src switchboard.PresenceSource) ([]GraphSubscription, error)
+	ListSubscriptions(ctx context.Context, tenant string, src switchboard.PresenceSource) ([]switchboard.PresenceSubscription, error)
 }
 
 // RoutingActivity tells which agents were most recently given a
@@ -409,7 +392,7 @@ func untrustedSince(subs map[switchboard.PresenceSource]subState, users []string
 // they have gone without a trusted subscription (zero: polls read them
 // all along).
 func (s *Subscriber) create(ctx context.Context, tenant string, src switchboard.PresenceSource, users []string, chosenAt, now, untrusted time.Time) error {
-	req := SubscriptionRequest{
+	req := switchboard.PresenceSubscriptionRequest{
 		Resource: Resource(users), NotificationURL: s.o.NotificationURL, ClientState: newClientState(),
 		Certificate: s.o.Certificate.PublicBase64(), CertificateID: s.o.Certificate.ID(), ExpiresAt: now.Add(s.o.Lifetime),
 	}

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"switchboard/handler/graph/richnotify"
+	"switchboard/handler/richnotify"
 )
 
 // Subscription rules as Graph applies them to presence.

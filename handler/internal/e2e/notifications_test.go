@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"switchboard/handler/dev/graphsim"
-	"switchboard/handler/graph/richnotify"
+	"switchboard/handler/richnotify"
 	"switchboard/handler/internal/e2e"
 )
 

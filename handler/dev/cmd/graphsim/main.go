@@ -33,7 +33,7 @@ import (
 	"time"
 
 	"switchboard/handler/dev/graphsim"
-	"switchboard/handler/graph/richnotify"
+	"switchboard/handler/richnotify"
 )
 
 // The demo deployment: one presence app, two presence accounts, one
