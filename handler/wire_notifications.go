@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"switchboard/handler/functions"
-	"switchboard/handler/richnotify"
 	"switchboard/handler/presence"
+	"switchboard/handler/richnotify"
 )
 
 // notificationsWiring is what wirePresence keeps of the notifications.

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"switchboard/handler/dev/graphsim"
-	"switchboard/handler/richnotify"
 	"switchboard/handler/httpapi"
 	"switchboard/handler/presence"
+	"switchboard/handler/richnotify"
 	"switchboard/handler/switchboard"
 )
 

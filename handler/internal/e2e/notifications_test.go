@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"switchboard/handler/dev/graphsim"
-	"switchboard/handler/richnotify"
 	"switchboard/handler/internal/e2e"
+	"switchboard/handler/richnotify"
 )
 
 // Presence change notifications through the local runner and the real
