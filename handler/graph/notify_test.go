@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,8 +25,16 @@ import (
 // and encrypted notifications, the real Graph adapter, PresenceNotifications
 // on a loopback HTTP server, readings in Azurite.
 
+// switchableGuest is a tenant setting a test turns off.
+type switchableGuest struct{ on *atomic.Bool }
+
+func (g switchableGuest) TrackOverGuestAccounts(context.Context, string) (bool, error) {
+	return g.on.Load(), nil
+}
+
 type notifyEnv struct {
 	*pollEnv
+	guest    *atomic.Bool
 	cert     *richnotify.Certificate
 	recv     *presence.Notifications
 	sub      *presence.Subscriber
@@ -47,7 +56,8 @@ func newNotifyEnv(t *testing.T, users int, c notifyConfig) *notifyEnv {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	e := &notifyEnv{pollEnv: newPollEnv(t, fullyConsented, users, c.now), async: make(chan func(context.Context), 16)}
+	e := &notifyEnv{pollEnv: newPollEnv(t, fullyConsented, users, c.now), async: make(chan func(context.Context), 16), guest: &atomic.Bool{}}
+	e.guest.Store(true)
 	e.sim.SetClock(c.now)
 	pemBytes, err := richnotify.GenerateCertificate("switchboard test")
 	if err != nil {
@@ -65,7 +75,7 @@ func newNotifyEnv(t *testing.T, users int, c notifyConfig) *notifyEnv {
 		notifyURL = c.url(srv.URL)
 	}
 	e.sub, err = presence.NewSubscriber(presence.SubscriberOptions{
-		Store: e.store, Graph: e.client, Subs: e.client, Tracked: tracked{tenantID: e.ids()}, Settings: guestSetting(true),
+		Store: e.store, Graph: e.client, Subs: e.client, Tracked: tracked{tenantID: e.ids()}, Settings: switchableGuest{e.guest},
 		NotificationURL: notifyURL, Certificate: e.cert, Account1UPN: account1, Account2UPN: account2,
 		Now: c.now, MaxUsers: c.maxUsers, ReconcileEvery: c.reconcileEvery,
 		// Lifecycle work runs when the test says, so it can look in between.
@@ -79,7 +89,7 @@ func newNotifyEnv(t *testing.T, users int, c notifyConfig) *notifyEnv {
 		t.Fatal(err)
 	}
 	(&httpapi.NotificationsAPI{Receiver: e.recv}).Register(router)
-	e.svc, err = presence.NewService(presence.ServiceOptions{Store: e.store, Graph: e.client, Settings: guestSetting(true), Now: c.now,
+	e.svc, err = presence.NewService(presence.ServiceOptions{Store: e.store, Graph: e.client, Settings: switchableGuest{e.guest}, Now: c.now,
 		Account1UPN: account1, Account2UPN: account2, ApplicationConfigured: true, NotificationsConfigured: true})
 	if err != nil {
 		t.Fatal(err)
@@ -506,5 +516,44 @@ func TestLostSubscriptionIsClearedAfterA409(t *testing.T) {
 	}
 	if v := e.view(t); v.State != presence.NotifyActive || v.Covered != 3 {
 		t.Fatalf("view %+v", v)
+	}
+}
+
+func TestSubscriptionsDeletedWhenTheTenantStopsTrackingOverGuests(t *testing.T) {
+	e := newNotifyEnv(t, 3, notifyConfig{})
+	e.poll(t)
+	e.maintain(t)
+	if n := len(e.sim.Subscriptions(tenantID)); n != 1 {
+		t.Fatalf("%d subscriptions", n)
+	}
+	e.guest.Store(false)
+	if rep := e.maintain(t); rep.Deleted != 1 {
+		t.Fatalf("report %+v, want one deleted", rep)
+	}
+	if n := len(e.sim.Subscriptions(tenantID)); n != 0 {
+		t.Fatalf("%d subscriptions left in Graph", n)
+	}
+	e.guest.Store(true) // the view reads the rows: none left
+	if v := e.view(t); v.State != presence.NotifyOff || len(v.Subscriptions) != 0 {
+		t.Fatalf("view %+v, want off with no subscription", v)
+	}
+}
+
+func TestReauthorizationRequiredReauthorizesAndRenews(t *testing.T) {
+	e := newNotifyEnv(t, 3, notifyConfig{})
+	e.sim.SetSubscriptionGrant(30 * time.Minute)
+	e.poll(t)
+	e.maintain(t)
+	sub := e.sim.Subscriptions(tenantID)[0]
+	e.sim.ResetStats()
+	if err := e.sim.SendLifecycle(sub.ID, "reauthorizationRequired"); err != nil {
+		t.Fatal(err)
+	}
+	e.runAsync(t)
+	if st := e.sim.Stats(); st.Reauthorized != 1 || st.SubscriptionsRenewed != 1 {
+		t.Fatalf("stats %+v, want one reauthorization and one renewal", st)
+	}
+	if after := e.sim.Subscriptions(tenantID)[0]; after.ID != sub.ID || after.ExpiresAt.Before(sub.ExpiresAt) {
+		t.Fatalf("after %+v, before %+v", after, sub)
 	}
 }
