@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,6 +49,7 @@ type notifyConfig struct {
 	maxUsers int
 	// reconcileEvery 1ns reads the covered agents at every Maintain.
 	reconcileEvery time.Duration
+	recent         presence.RoutingActivity
 	url            func(base string) string // the notification URL given to Graph
 	now            func() time.Time
 }
@@ -77,7 +80,7 @@ func newNotifyEnv(t *testing.T, users int, c notifyConfig) *notifyEnv {
 	e.sub, err = presence.NewSubscriber(presence.SubscriberOptions{
 		Store: e.store, Graph: e.client, Subs: e.client, Tracked: tracked{tenantID: e.ids()}, Settings: switchableGuest{e.guest},
 		NotificationURL: notifyURL, Certificate: e.cert, Account1UPN: account1, Account2UPN: account2,
-		Now: c.now, MaxUsers: c.maxUsers, ReconcileEvery: c.reconcileEvery,
+		Now: c.now, MaxUsers: c.maxUsers, ReconcileEvery: c.reconcileEvery, Recent: c.recent,
 		// Lifecycle work runs when the test says, so it can look in between.
 		Async: func(f func(context.Context)) { e.async <- f },
 	})
@@ -555,5 +558,53 @@ func TestReauthorizationRequiredReauthorizesAndRenews(t *testing.T) {
 	}
 	if after := e.sim.Subscriptions(tenantID)[0]; after.ID != sub.ID || after.ExpiresAt.Before(sub.ExpiresAt) {
 		t.Fatalf("after %+v, before %+v", after, sub)
+	}
+}
+
+// lastRouted is routing's word on who was routed when.
+type lastRouted struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (l *lastRouted) LastRouted(context.Context, string) (map[string]time.Time, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.at), nil
+}
+
+func TestCoveredSetIsRechosenAtMostEvery15Minutes(t *testing.T) {
+	clock := &testClock{t: time.Now()}
+	recent := &lastRouted{at: map[string]time.Time{}}
+	e := newNotifyEnv(t, 3, notifyConfig{now: clock.now, maxUsers: 1, recent: recent})
+	ids := e.ids()
+	slices.Sort(ids)
+	recent.at[ids[2]] = clock.t // the most recently routed agent comes first
+	e.poll(t)
+	e.maintain(t)
+	covered := func() []string {
+		var out []string
+		for _, s := range e.sim.Subscriptions(tenantID) {
+			out = append(out, s.Users...)
+		}
+		slices.Sort(out)
+		return out
+	}
+	// One user per subscription (maxUsers 1), two accounts: the recent
+	// agent and the lowest id.
+	if got, want := covered(), []string{ids[0], ids[2]}; !slices.Equal(got, want) {
+		t.Fatalf("covered %v, want %v", got, want)
+	}
+	clock.t = clock.t.Add(5 * time.Minute)
+	recent.at[ids[1]] = clock.t
+	if rep := e.maintain(t); rep.Created != 0 {
+		t.Fatalf("re-chosen after 5 min: %+v", rep)
+	}
+	clock.t = clock.t.Add(11 * time.Minute) // 16 min since the choice
+	if rep := e.maintain(t); rep.Created != 1 {
+		t.Fatalf("report %+v, want the changed subscription re-created (the other only kept)", rep)
+	}
+	if got, want := covered(), []string{ids[1], ids[2]}; !slices.Equal(got, want) {
+		t.Fatalf("covered %v, want %v", got, want)
 	}
 }

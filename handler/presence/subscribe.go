@@ -322,17 +322,45 @@ func (s *Subscriber) targets(ctx context.Context, tenant string, subs map[switch
 			last = nil
 		}
 	}
-	ordered := ChooseCovered(users, last, len(live)*s.o.MaxUsers)
-	for i, src := range live {
-		lo := i * s.o.MaxUsers
-		if lo >= len(ordered) {
-			break
-		}
-		set := slices.Clone(ordered[lo:min(lo+s.o.MaxUsers, len(ordered))])
-		slices.Sort(set)
-		out[src] = set
+	chosen := ChooseCovered(users, last, len(live)*s.o.MaxUsers)
+	return splitCovered(chosen, live, subs, s.o.MaxUsers), now, nil
+}
+
+// splitCovered spreads the chosen users over the live accounts, at most
+// max each: an account keeps those of its current users that are still
+// chosen (so that an unchanged set is only renewed, not re-created), and
+// the rest fill the accounts in order.
+func splitCovered(chosen []string, live []switchboard.PresenceSource, subs map[switchboard.PresenceSource]subState, maxUsers int) map[switchboard.PresenceSource][]string {
+	out := map[switchboard.PresenceSource][]string{}
+	placed := map[string]bool{}
+	in := map[string]bool{}
+	for _, u := range chosen {
+		in[u] = true
 	}
-	return out, now, nil
+	for _, src := range live {
+		for _, u := range subs[src].Users {
+			if in[u] && !placed[u] && len(out[src]) < maxUsers {
+				out[src] = append(out[src], u)
+				placed[u] = true
+			}
+		}
+	}
+	for _, u := range chosen {
+		if placed[u] {
+			continue
+		}
+		for _, src := range live {
+			if len(out[src]) < maxUsers {
+				out[src] = append(out[src], u)
+				placed[u] = true
+				break
+			}
+		}
+	}
+	for src := range out {
+		slices.Sort(out[src])
+	}
+	return out
 }
 
 // ChooseCovered returns the n users a tenant's subscriptions cover: those
@@ -443,7 +471,11 @@ func (s *Subscriber) clearLost(ctx context.Context, tenant string, src switchboa
 		s.o.Log.Warn("presence subscription: listing the account's subscriptions failed", "tenant", tenant, "account", src, "err", err)
 		return false
 	}
-	subs, _ := s.o.Store.subscriptions(ctx, tenant, false)
+	// Read again: another instance may have just saved the one it made.
+	subs, err := s.o.Store.subscriptions(ctx, tenant, true)
+	if err != nil {
+		return false
+	}
 	deleted := false
 	for _, g := range held {
 		if !strings.HasPrefix(strings.TrimPrefix(g.Resource, "/"), "communications/presences") || g.ID == subs[src].ID {
