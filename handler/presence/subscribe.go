@@ -292,16 +292,31 @@ func (s *Subscriber) targets(ctx context.Context, tenant string, subs map[switch
 	}
 	out := map[switchboard.PresenceSource][]string{}
 	if !lastChosen.IsZero() && now.Sub(lastChosen) < s.o.ChooseEvery {
+		// Trusted rows first, so that users a returning account still
+		// lists, but which moved to the other account meanwhile, stay
+		// where they are (a user is covered once).
+		order := slices.Clone(s.accounts())
+		sort.SliceStable(order, func(i, j int) bool { return subs[order[i]].trusted(now) && !subs[order[j]].trusted(now) })
+		placed := map[string]bool{}
 		var orphans [][]string
-		for _, src := range s.accounts() {
+		for _, src := range order {
 			sub, ok := subs[src]
 			if !ok || len(sub.Users) == 0 {
 				continue
 			}
-			if slices.Contains(live, src) {
-				out[src] = sub.Users
-			} else {
-				orphans = append(orphans, sub.Users)
+			var keep []string
+			for _, u := range sub.Users {
+				if !placed[u] {
+					keep = append(keep, u)
+					placed[u] = true
+				}
+			}
+			switch {
+			case len(keep) == 0:
+			case slices.Contains(live, src):
+				out[src] = keep
+			default:
+				orphans = append(orphans, keep)
 			}
 		}
 		for _, src := range live {
