@@ -149,6 +149,7 @@ type fakeDistribution struct {
 }
 
 type fakeConv struct {
+	context             map[string]string
 	id, service, direct string
 	state, agent        string
 	queuedAt            time.Time
@@ -165,7 +166,7 @@ func (f *fakeDistribution) Enqueue(ctx context.Context, tenant, service string, 
 	if service == "no-such-service" {
 		return interact.ConversationState{}, switchboard.Errorf(switchboard.ENOTFOUND, "fake", "no service %s", service)
 	}
-	f.convs[c.ID] = &fakeConv{id: c.ID, service: service, state: interact.ConvQueued, queuedAt: f.clock.Now()}
+	f.convs[c.ID] = &fakeConv{id: c.ID, service: service, state: interact.ConvQueued, queuedAt: f.clock.Now(), context: c.Context}
 	return f.stateLocked(c.ID), nil
 }
 
@@ -262,6 +263,12 @@ func (f *fakeDistribution) accept(id, agent string) error {
 	}
 	c.state, c.agent = interact.ConvConnected, agent
 	return nil
+}
+
+func (f *fakeDistribution) contextOf(id string) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.convs[id].context
 }
 
 func (f *fakeDistribution) line(service string) []string {

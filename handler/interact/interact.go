@@ -49,9 +49,11 @@ const (
 	EndedRetention = 24 * time.Hour
 	// MaxCustomerField bounds customer.displayName and customer.email.
 	MaxCustomerField = 200
-	MaxContext       = 32
-	MaxContextKey    = 64
-	MaxContextValue  = 1024
+	// MaxContext leaves room for the keys sessions add to the
+	// conversation's context (distribution takes 32).
+	MaxContext      = 29
+	MaxContextKey   = 64
+	MaxContextValue = 1024
 	// MeetingLength is how long the Teams meetings are scheduled for; a
 	// meeting stays joinable past its end time.
 	MeetingLength = time.Hour
@@ -121,6 +123,14 @@ type ACS interface {
 type Meetings interface {
 	CreateMeeting(ctx context.Context, tenant, organizer, subject string, start time.Time, d time.Duration) (Meeting, error)
 }
+
+// Keys a session adds to its conversation's context, so that whoever the
+// conversation is offered to (an agent's client, a flow) knows what to join.
+const (
+	ContextSessionID   = "interact.sessionId"
+	ContextMeetingJoin = "interact.meetingJoinUrl"
+	ContextACSUser     = "interact.acsUserId"
+)
 
 // NewConversation is a session's conversation as it enters distribution.
 type NewConversation struct {

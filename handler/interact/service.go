@@ -136,6 +136,9 @@ func validate(in *CreateInput) error {
 		if k == "" || len(k) > MaxContextKey {
 			return switchboard.FieldError(op, "context", "context keys are 1-%d characters", MaxContextKey)
 		}
+		if strings.HasPrefix(k, "interact.") {
+			return switchboard.FieldError(op, "context."+k, "context keys starting with interact. are Switchboard's")
+		}
 		if len(v) > MaxContextValue {
 			return switchboard.FieldError(op, "context."+k, "context values are at most %d characters", MaxContextValue)
 		}
@@ -223,7 +226,12 @@ func (s *Service) Create(ctx context.Context, tenant string, in CreateInput) (Vi
 	// Stored: a caller gone now must not leave a session without its
 	// conversation (it would count against the tenant's limit).
 	ctx = context.WithoutCancel(ctx)
-	nc := NewConversation{ID: sess.ConversationID(), Customer: in.Customer, Context: in.Context}
+	convContext := maps.Clone(in.Context)
+	if convContext == nil {
+		convContext = map[string]string{}
+	}
+	convContext[ContextSessionID], convContext[ContextMeetingJoin], convContext[ContextACSUser] = sess.ID, meeting.JoinURL, acsUser
+	nc := NewConversation{ID: sess.ConversationID(), Customer: in.Customer, Context: convContext}
 	var conv ConversationState
 	if in.ServiceID != "" {
 		conv, err = s.o.Conversations.Enqueue(ctx, tenant, in.ServiceID, nc)

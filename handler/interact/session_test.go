@@ -134,6 +134,10 @@ func TestCreate(t *testing.T) {
 	if got, want := r.header.Get("Location"), "/api/interact/"+tenant+"/sessions/"+id; got != want {
 		t.Errorf("Location = %q, want %q", got, want)
 	}
+	ctxt := e.dist.contextOf("interact:" + id)
+	if ctxt["interact.sessionId"] != id || ctxt["interact.meetingJoinUrl"] != r.str("meeting", "joinUrl") || ctxt["interact.acsUserId"] != r.str("acs", "userId") {
+		t.Errorf("conversation context %v lacks the session, meeting and ACS user", ctxt)
+	}
 	if got := e.meetings.organizers; len(got) != 1 || got[0] != organizer {
 		t.Errorf("meetings organised by %v, want [%s]", got, organizer)
 	}
@@ -465,6 +469,7 @@ func TestNotConfiguredAndBadInput(t *testing.T) {
 		"bad email":    {map[string]any{"serviceId": "support", "customer": map[string]any{"email": "nope"}}, "customer.email"},
 		"unknown":      {map[string]any{"serviceId": "support", "color": "red"}, "color"},
 		"context type": {map[string]any{"serviceId": "support", "context": map[string]any{"a": 1}}, "context"},
+		"our key":      {map[string]any{"serviceId": "support", "context": map[string]any{"interact.sessionId": "x"}}, "context.interact.sessionId"},
 	} {
 		if r := e.create(c.body); r.status != http.StatusBadRequest || r.str("field") != c.field {
 			t.Errorf("%s: %d %s, want 400 naming %s", name, r.status, r.body, c.field)
