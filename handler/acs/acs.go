@@ -210,7 +210,7 @@ func (c *Client) Check(ctx context.Context, connString string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	body := []byte(`{"createTokenFor":["voip"]}`)
+	body := []byte(`{"createTokenWithScopes":["voip"]}`)
 	status, reply, err := c.do(ctx, cs, http.MethodPost, "identities", body)
 	if err != nil {
 		return checkError(switchboard.EUNAVAILABLE, op, TypeUnreachable, "could not reach %s: %v", cs.Endpoint, transportReason(err))
