@@ -18,7 +18,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -93,7 +92,7 @@ func ParseConnectionString(s string) (ConnectionString, error) {
 			}
 			key, haveKey = strings.TrimSpace(value), true
 		default:
-			return ConnectionString{}, bad("unknown part %q; an ACS connection string has only endpoint and accesskey", safeName(name))
+			return ConnectionString{}, bad("segment %d is %s; an ACS connection string has only endpoint and accesskey", i+1, knownPart(name))
 		}
 	}
 	if !haveEndpoint || endpoint == "" {
@@ -122,18 +121,28 @@ func ParseConnectionString(s string) (ConnectionString, error) {
 	return ConnectionString{Endpoint: "https://" + strings.ToLower(u.Host) + "/", AccessKey: k}, nil
 }
 
-// safeName returns a connection string part's name for an error message
-// when it looks like a setting name; anything else (a value pasted without
-// its "name=") is not repeated.
-func safeName(name string) string {
+// knownPart describes a connection-string part that is not an ACS one for
+// an error message. Only names from a fixed list of other Azure connection
+// strings are repeated: anything else may be a piece of a pasted key (a key
+// holding "=" splits into name=value), so it is never echoed.
+func knownPart(name string) string {
 	name = strings.TrimSpace(name)
-	if !partName.MatchString(name) {
-		return "(not a name)"
+	for _, known := range otherParts {
+		if strings.EqualFold(name, known) {
+			return fmt.Sprintf("%q, a part of another kind of connection string", known)
+		}
 	}
-	return name
+	return "not endpoint or accesskey"
 }
 
-var partName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,31}$`)
+// otherParts are the part names of the connection strings an admin may
+// paste by mistake (Storage, Service Bus, Event Hubs, Application Insights).
+var otherParts = []string{
+	"DefaultEndpointsProtocol", "AccountName", "AccountKey", "EndpointSuffix", "SharedAccessSignature",
+	"BlobEndpoint", "QueueEndpoint", "TableEndpoint", "FileEndpoint", "UseDevelopmentStorage",
+	"SharedAccessKeyName", "SharedAccessKey", "EntityPath", "InstrumentationKey", "IngestionEndpoint",
+	"LiveEndpoint", "ApplicationId",
+}
 
 // Sign adds the access-key authentication headers to req for body: x-ms-date,
 // x-ms-content-sha256 and Authorization, as ACS documents ("Sign an HTTP

@@ -36,7 +36,7 @@ func TestParseConnectionString(t *testing.T) {
 		{name: "relative endpoint", in: "endpoint=contoso;accesskey=" + testKey, wantErr: "absolute URL"},
 		{name: "endpoint with path", in: "endpoint=https://contoso.communication.azure.com/identities;accesskey=" + testKey, wantErr: "without a path"},
 		{name: "twice", in: "endpoint=https://a.communication.azure.com/;endpoint=https://b.communication.azure.com/;accesskey=" + testKey, wantErr: "twice"},
-		{name: "storage string", in: "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=" + testKey, wantErr: `unknown part "DefaultEndpointsProtocol"`},
+		{name: "storage string", in: "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=" + testKey, wantErr: `"DefaultEndpointsProtocol", a part of another kind`},
 		{name: "segment without =", in: "endpoint=https://contoso.communication.azure.com/;" + strings.TrimSuffix(testKey, "=="), wantErr: "not name=value"},
 	}
 	for _, tt := range tests {
@@ -67,6 +67,26 @@ func TestParseConnectionString(t *testing.T) {
 				t.Errorf("error %q repeats the access key", err)
 			}
 		})
+	}
+}
+
+// A key whose base64 holds "=" splits into name=value pieces: neither
+// piece may come back in the parser's error.
+func TestParseConnectionStringNeverEchoesAKeyPiece(t *testing.T) {
+	for _, in := range []string{
+		"endpoint=https://contoso.communication.azure.com/;accesskey=" + testKey + ";QWxhZGRpbjpvcGVuIHNlc2FtZQ=x",
+		"endpoint=https://contoso.communication.azure.com/;QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
+		"endpoint=https://contoso.communication.azure.com/;Zm9vYmFy=;accesskey=" + testKey,
+	} {
+		_, err := acs.ParseConnectionString(in)
+		if err == nil {
+			t.Fatalf("ParseConnectionString(%q) = nil, want an error", in)
+		}
+		for _, piece := range []string{"QWxhZGRpbjpvcGVu", "Zm9vYmFy"} {
+			if strings.Contains(err.Error(), piece) {
+				t.Errorf("error %q repeats %q from the input", err, piece)
+			}
+		}
 	}
 }
 
