@@ -16,8 +16,10 @@ func wireSettings(ctx context.Context, a *app) error {
 		Tables:      a.tables,
 		Account1UPN: a.cfg.PresenceAccount1UPN,
 		Account2UPN: a.cfg.PresenceAccount2UPN,
-		Now:         a.now,
-		Log:         a.log,
+		// The ACS check's endpoint rules (acs.Client), lifted locally.
+		AllowPrivateEndpoints: a.cfg.AllowPrivateEndpoints,
+		Now:                   a.now,
+		Log:                   a.log,
 	})
 	if err != nil {
 		return err

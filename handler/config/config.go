@@ -48,6 +48,14 @@ type Config struct {
 
 	APIAuth     string // API_AUTH: entra (default) or none
 	APIAudience string // API_AUDIENCE
+
+	// AllowPrivateEndpoints lifts the host, port and address rules on
+	// endpoints tenants name (ACS connection strings): local development and
+	// tests only, where the fakes are on loopback.
+	AllowPrivateEndpoints bool // ALLOW_PRIVATE_ENDPOINTS, default false
+	// InAzure: the Functions host in Azure sets WEBSITE_INSTANCE_ID, where
+	// the local-only settings above are refused.
+	InAzure bool // WEBSITE_INSTANCE_ID set
 }
 
 // Load reads the configuration through getenv and checks it.
@@ -99,6 +107,20 @@ func Load(getenv func(string) string) (Config, error) {
 		if p, err := url.Parse(u); err != nil || p.Scheme == "" || p.Host == "" {
 			return c, fmt.Errorf("%s: %q is not an absolute URL", name, u)
 		}
+	}
+	c.InAzure = get("WEBSITE_INSTANCE_ID", "") != ""
+	if v := get("ALLOW_PRIVATE_ENDPOINTS", "false"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("ALLOW_PRIVATE_ENDPOINTS: %q is neither true nor false", v)
+		}
+		c.AllowPrivateEndpoints = b
+	}
+	if c.InAzure && c.AllowPrivateEndpoints {
+		return c, fmt.Errorf("ALLOW_PRIVATE_ENDPOINTS=true is for local development and tests only and is refused in Azure (WEBSITE_INSTANCE_ID is set): remove the setting")
+	}
+	if c.InAzure && c.APIAuth == "none" {
+		return c, fmt.Errorf("API_AUTH=none is for local development only and is refused in Azure (WEBSITE_INSTANCE_ID is set): set API_AUTH=entra and API_AUDIENCE")
 	}
 	switch c.APIAuth {
 	case "entra":

@@ -57,6 +57,11 @@ func TestOverridesAndErrors(t *testing.T) {
 		{"bad port", with("FUNCTIONS_CUSTOMHANDLER_PORT", "http"), "FUNCTIONS_CUSTOMHANDLER_PORT"},
 		{"relative Graph URL", with("GRAPH_BASE_URL", "graph/v1.0"), "GRAPH_BASE_URL"},
 		{"seconds as a number", with("PRESENCE_STALE_AFTER", "90"), ""},
+		{"private endpoints locally", with("ALLOW_PRIVATE_ENDPOINTS", "true"), ""},
+		{"private endpoints not a bool", with("ALLOW_PRIVATE_ENDPOINTS", "yes please"), "ALLOW_PRIVATE_ENDPOINTS"},
+		{"private endpoints in Azure", map[string]string{"TABLES_CONNECTION_STRING": "x", "API_AUTH": "entra", "API_AUDIENCE": "api://sb", "WEBSITE_INSTANCE_ID": "abc123", "ALLOW_PRIVATE_ENDPOINTS": "true"}, "ALLOW_PRIVATE_ENDPOINTS"},
+		{"no auth in Azure", with("WEBSITE_INSTANCE_ID", "abc123"), "API_AUTH=none"},
+		{"entra in Azure", map[string]string{"TABLES_CONNECTION_STRING": "x", "API_AUTH": "entra", "API_AUDIENCE": "api://sb", "WEBSITE_INSTANCE_ID": "abc123", "ALLOW_PRIVATE_ENDPOINTS": "false"}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -52,8 +52,13 @@ type Options struct {
 	Account1UPN, Account2UPN string
 	// Accounts reports their status (nil: "unknown" until UseAccountStatus).
 	Accounts AccountStatusSource
-	// ACS checks connection strings (nil: an acs.Client of its own).
+	// ACS checks connection strings (nil: an acs.Client of its own, with
+	// AllowPrivateEndpoints).
 	ACS ACSChecker
+	// AllowPrivateEndpoints (ALLOW_PRIVATE_ENDPOINTS, local development and
+	// tests only) lets ACS connection strings name any https or http
+	// endpoint; otherwise a patch may only store an ACS host on port 443.
+	AllowPrivateEndpoints bool
 	Now func() time.Time
 	Log *slog.Logger
 	// NewWidgetKey makes widget keys (nil: random GUIDs).
@@ -79,7 +84,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	if o.ACS == nil {
-		o.ACS = acs.NewClient(nil, nil)
+		o.ACS = acs.New(acs.Options{AllowPrivate: o.AllowPrivateEndpoints})
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -270,12 +275,41 @@ func (s *Service) Patch(ctx context.Context, tenant string, patch []byte, ifMatc
 	if err != nil {
 		return View{}, "", err
 	}
-	rec, err := s.update(ctx, op, tenant, ifMatch, p.Apply)
+	rec, err := s.update(ctx, op, tenant, ifMatch, func(cur Settings) (Settings, error) {
+		next, err := p.Apply(cur)
+		if err != nil {
+			return next, err
+		}
+		return next, s.checkEndpoints(op, p, next)
+	})
 	if err != nil {
 		return View{}, "", err
 	}
 	s.o.Log.Info("settings changed", "tenant", tenant, "fields", sortedKeys(p.touched), "etag", rec.ETag())
 	return s.view(ctx, tenant, rec.settings), rec.ETag(), nil
+}
+
+// checkEndpoints refuses a connection string the patch sets whose endpoint
+// the ACS endpoint rules refuse (acs.ConnectionString.CheckEndpoint).
+func (s *Service) checkEndpoints(op string, p *Patch, next Settings) error {
+	for field, cs := range map[string]Secret{
+		"interact.acsConnectionString":  next.Interact.ACSConnectionString,
+		"assistant.acsConnectionString": next.Assistant.ACSConnectionString,
+	} {
+		if !p.Touches(field) || !cs.IsSet() {
+			continue
+		}
+		parsed, err := acs.ParseConnectionString(cs.Reveal())
+		if err == nil {
+			err = parsed.CheckEndpoint(s.o.AllowPrivateEndpoints)
+		}
+		if err != nil {
+			e := switchboard.FieldError(op, field, "%s is not a valid ACS connection string: %s", field, switchboard.ErrorMessage(err))
+			e.Type = switchboard.ErrorType(err)
+			return e
+		}
+	}
+	return nil
 }
 
 // RefreshWidgetKey replaces the tenant's widget key with a new random one
@@ -364,7 +398,7 @@ type ACSCheckRequest struct {
 
 // ACSCheckResult is the outcome of a check. Reason is empty when OK, else
 // one of unreachable, access-key-refused, insufficient-permissions,
-// endpoint-not-acs, unexpected-response.
+// endpoint-not-acs, endpoint-not-allowed, unexpected-response.
 type ACSCheckResult struct {
 	OK       bool   `json:"ok"`
 	Target   string `json:"target,omitempty"`
