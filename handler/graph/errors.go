@@ -17,6 +17,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
 	"switchboard/handler/presence"
+	"switchboard/handler/switchboard"
 )
 
 func ioNopCloser(r io.Reader) io.ReadCloser { return io.NopCloser(r) }
@@ -90,7 +91,7 @@ func classify(src presence.Source, err error) *presence.SourceError {
 	}
 	// A credential that could not even ask (Entra unreachable, bad
 	// authority) fails before any HTTP status.
-	msg := err.Error()
+	msg := switchboard.RedactURLs(err.Error())
 	if m := aadsts.FindStringSubmatch(msg); m != nil {
 		code, _ := strconv.Atoi(m[1])
 		if r, ok := signInReasons[code]; ok {
