@@ -59,8 +59,8 @@ type Options struct {
 	// tests only) lets ACS connection strings name any https or http
 	// endpoint; otherwise a patch may only store an ACS host on port 443.
 	AllowPrivateEndpoints bool
-	Now func() time.Time
-	Log *slog.Logger
+	Now                   func() time.Time
+	Log                   *slog.Logger
 	// NewWidgetKey makes widget keys (nil: random GUIDs).
 	NewWidgetKey func() string
 }
