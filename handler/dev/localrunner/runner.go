@@ -19,6 +19,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"os"
 	"path/filepath"
 	"sort"
@@ -84,7 +85,8 @@ type Runner struct {
 
 	state      atomic.Int32
 	handlerURL string
-	workCtx    context.Context // the runner's lifetime: background invocations
+	proxy      *httputil.ReverseProxy // forward's, to handlerURL
+	workCtx    context.Context        // the runner's lifetime: background invocations
 	background sync.WaitGroup
 }
 
@@ -208,6 +210,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		}
 		r.handlerURL = "http://127.0.0.1:" + strconv.Itoa(port)
 	}
+	r.proxy = r.newProxy()
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	r.workCtx = workCtx
 	var workers sync.WaitGroup
