@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -122,7 +121,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	mux.Handle("/api/", a.router)
 	mux.Handle("POST /{name}", a.dispatcher)
 
-	ln, err := net.Listen("tcp", ":"+cfg.Port)
+	ln, err := listen(cfg.Port)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
