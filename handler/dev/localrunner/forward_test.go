@@ -108,3 +108,17 @@ func TestForwardedRepliesAreWholeUnderConcurrency(t *testing.T) {
 		t.Errorf("%d of %d replies not whole, e.g. %s", len(failed), clients*requests, strings.Join(failed[:min(5, len(failed))], "; "))
 	}
 }
+
+// The front refuses an oversized header block (431) instead of buffering
+// up to net/http's default megabyte.
+func TestFrontBoundsHeaderSize(t *testing.T) {
+	root := writeApp(t, testHost, map[string]string{"Items": httpFunction("items", "get")})
+	echo := echoHandler(t)
+	base, _ := startRunner(t, Options{ScriptRoot: root, Settings: baseSettings(), HandlerURL: echo.URL, NoTimers: true, Log: io.Discard})
+	for size, want := range map[int]int{8 << 10: http.StatusOK, 256 << 10: http.StatusRequestHeaderFieldsTooLarge} {
+		status, _ := do(t, http.MethodGet, base+"/api/items", "", map[string]string{"X-Padding": strings.Repeat("a", size)})
+		if status != want {
+			t.Errorf("%d bytes of headers: %d, want %d", size, status, want)
+		}
+	}
+}

@@ -215,7 +215,10 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	r.workCtx = workCtx
 	var workers sync.WaitGroup
 	var handler *child
-	srv := &http.Server{Handler: r.front(), ReadHeaderTimeout: 10 * time.Second}
+	// Bounded like a real front end: a client that sends slowly or never
+	// stops sending headers does not hold a connection or memory forever.
+	// No write timeout: a function may run up to functionTimeout.
+	srv := &http.Server{Handler: r.front(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
 	defer func() {
