@@ -43,16 +43,11 @@ func TestForwardedRepliesAreWholeUnderConcurrency(t *testing.T) {
 	body := func(id string) string {
 		return strings.Repeat(id+":0123456789abcdefghijklmnopqrstuvwxyz;", 6<<10/(len(id)+38)) + "end"
 	}
-	var mu sync.Mutex
-	hosts := map[string]int{}
 	h := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" {
 			_, _ = io.WriteString(w, "ready")
 			return
 		}
-		mu.Lock()
-		hosts[r.Host+" "+r.Header.Get("X-Forwarded-Host")+" "+r.Header.Get("X-Forwarded-Proto")]++
-		mu.Unlock()
 		// Answer first, read after: an HTTP/1.1 server may (full duplex).
 		_ = http.NewResponseController(w).EnableFullDuplex()
 		w.Header().Set("Content-Type", "text/plain")
@@ -120,5 +115,28 @@ func TestFrontBoundsHeaderSize(t *testing.T) {
 		if status != want {
 			t.Errorf("%d bytes of headers: %d, want %d", size, status, want)
 		}
+	}
+}
+
+// The handler sees the Host the caller used and the X-Forwarded-* headers
+// the Functions host sets, so the links it builds point at the front.
+func TestForwardPreservesHostAndSetsForwardedHeaders(t *testing.T) {
+	type seen struct{ Host, ForwardedHost, ForwardedProto, ForwardedFor string }
+	got := make(chan seen, 1)
+	h := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			got <- seen{r.Host, r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-For")}
+		}
+	}))
+	t.Cleanup(h.Close)
+	root := writeApp(t, testHost, map[string]string{"Items": httpFunction("items", "get")})
+	base, _ := startRunner(t, Options{ScriptRoot: root, Settings: baseSettings(), HandlerURL: h.URL, NoTimers: true, Log: io.Discard})
+	front := strings.TrimPrefix(base, "http://")
+	if status, _ := get(t, base+"/api/items"); status != http.StatusOK {
+		t.Fatalf("status %d", status)
+	}
+	s := <-got
+	if s.Host != front || s.ForwardedHost != front || s.ForwardedProto != "http" || s.ForwardedFor != "127.0.0.1" {
+		t.Errorf("handler saw %+v; want Host and X-Forwarded-Host %s, X-Forwarded-Proto http, X-Forwarded-For 127.0.0.1", s, front)
 	}
 }

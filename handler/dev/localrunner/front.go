@@ -166,6 +166,11 @@ func (r *Runner) newProxy() *httputil.ReverseProxy {
 		},
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
+			// As the Functions host: the caller's Host stays, and the
+			// caller's host, scheme and address are in X-Forwarded-*, so
+			// the handler builds links the caller can follow.
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
 			setHostHeaders(pr.Out.Header, uuid.NewString())
 			pr.Out.Header.Set("User-Agent", pr.In.Header.Get("User-Agent"))
 		},
