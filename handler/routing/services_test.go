@@ -1,9 +1,11 @@
 package routing
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -302,5 +304,73 @@ func TestLedgerDropsOldestWhenFull(t *testing.T) {
 	}
 	if _, ok := got[oldest]; ok {
 		t.Error("the oldest entry was kept")
+	}
+}
+
+// racingTables runs race once, just before the first update of a service
+// definition: a concurrent writer that gets in between read and write.
+type racingTables struct {
+	store.Tables
+	raced atomic.Bool
+	race  func()
+}
+
+func (r *racingTables) Table(ctx context.Context, name string) (store.Table, error) {
+	t, err := r.Tables.Table(ctx, name)
+	if err != nil || name != ServicesTable {
+		return t, err
+	}
+	return racingTable{t, r}, nil
+}
+
+type racingTable struct {
+	store.Table
+	r *racingTables
+}
+
+func (t racingTable) Update(ctx context.Context, e store.Entity, ifMatch string) (string, error) {
+	if t.r.race != nil && t.r.raced.CompareAndSwap(false, true) {
+		t.r.race()
+	}
+	return t.Table.Update(ctx, e, ifMatch)
+}
+
+// A PUT without If-Match that loses a race to another writer is retried
+// and wins (last writer wins), never 412; with If-Match it is 412.
+func TestPutWithoutIfMatchNeverPreconditions(t *testing.T) {
+	for _, withIfMatch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("If-Match %v", withIfMatch), func(t *testing.T) {
+			mem := store.NewMemoryTables()
+			racing := &racingTables{Tables: mem}
+			f := newFixture(t, racing)
+			svc, _, err := f.newEngine().PutService(ctx, tenant, "support", ServiceInput{Name: ptr("first"), Members: []MemberInput{{UserID: user(1)}}}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			other := f.newEngine()
+			racing.race = func() {
+				if _, _, err := other.PutService(ctx, tenant, "support", ServiceInput{Name: ptr("other"), Members: []MemberInput{{UserID: user(2)}}}, ""); err != nil {
+					t.Errorf("the racing PUT: %v", err)
+				}
+			}
+			ifMatch := ""
+			if withIfMatch {
+				ifMatch = svc.ETag
+			}
+			_, _, err = f.engine.PutService(ctx, tenant, "support", ServiceInput{Name: ptr("last"), Members: []MemberInput{{UserID: user(3)}}}, ifMatch)
+			if withIfMatch {
+				if !sb.IsCode(err, sb.EPRECONDITION) {
+					t.Errorf("PUT with a stale If-Match after the race: %v, want precondition", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("PUT without If-Match: %v, want success", err)
+			}
+			got, err := f.newEngine().GetService(ctx, tenant, "support")
+			if err != nil || got.Name != "last" || !slices.Equal(got.Members, []Member{{user(3), true}}) {
+				t.Errorf("stored %+v (%v), want the last writer's service", got, err)
+			}
+		})
 	}
 }
