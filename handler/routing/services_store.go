@@ -41,6 +41,7 @@ type serviceStore struct {
 	refreshEvery time.Duration // < 0: routes read storage every time
 	maxLag       time.Duration
 	clock        func() time.Time // monotonic time of the process
+	wall         func() time.Time // the engine's clock: when member sets are retired
 	log          *slog.Logger
 
 	mu      sync.Mutex
@@ -77,7 +78,7 @@ func newServiceStore(ctx context.Context, tables store.Tables, refreshEvery, max
 	if maxLag < refreshEvery {
 		maxLag = max(10*time.Second, refreshEvery)
 	}
-	return &serviceStore{defs: defs, members: members, refreshEvery: refreshEvery, maxLag: maxLag, clock: time.Now, log: log,
+	return &serviceStore{defs: defs, members: members, refreshEvery: refreshEvery, maxLag: maxLag, clock: time.Now, wall: time.Now, log: log,
 		cache: map[string][]Member{}, defined: map[string]*defEntry{}}, nil
 }
 
@@ -371,7 +372,7 @@ func (s *serviceStore) put(ctx context.Context, svc Service, ifMatch string) (Se
 	}
 	s.wrote(serviceRow{Service: svc, version: version, count: len(svc.Members)})
 	if exists && cur.version != "" && cur.version != version {
-		s.dropMembers(ctx, svc.TenantID, svc.ID, cur.version)
+		s.retireMembers(ctx, svc.TenantID, svc.ID, cur.version, svc.UpdatedAt)
 	}
 	return svc, !exists, nil
 }
@@ -433,7 +434,7 @@ func (s *serviceStore) delete(ctx context.Context, tenant, id, ifMatch string) e
 		return err
 	}
 	if cur.version != "" {
-		s.dropMembers(ctx, tenant, id, cur.version)
+		s.retireMembers(ctx, tenant, id, cur.version, s.wall())
 	}
 	return nil
 }
