@@ -257,7 +257,6 @@ func TestPutWithoutIfMatchNeverPreconditions(t *testing.T) {
 	}
 }
 
-
 func countRows(t *testing.T, tables store.Tables, name string) int {
 	t.Helper()
 	tb, err := tables.Table(ctx, name)
