@@ -5,7 +5,8 @@ import (
 	"encoding/base64"
 	"slices"
 	"strings"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -13,27 +14,20 @@ import (
 
 // Page sizes of List.
 const (
-	DefaultListTop = 50
-	MaxListTop     = 100
+	DefaultListTop = switchboard.DefaultOutboundListTop
+	MaxListTop     = switchboard.MaxOutboundListTop
 	// listScanLimit bounds the rows one List call reads while it looks for
 	// tasks in a final state: a page may then come back short (even empty)
 	// with a continuation token, as Table Storage's own pages do.
 	listScanLimit = 1000
 )
 
-// ListOptions selects a page of a service's tasks.
-type ListOptions struct {
-	State        string // "" for every state
-	Top          int    // 0 for DefaultListTop
-	Continuation string // from the previous page
-}
-
-// ListPage is a page of tasks in creation order.
-type ListPage struct {
-	Tasks []Task
-	// Continuation fetches the next page; "" on the last one.
-	Continuation string
-}
+// ListOptions and ListPage are List's question and answer (domain
+// vocabulary).
+type (
+	ListOptions = switchboard.OutboundListOptions
+	ListPage    = switchboard.OutboundListPage
+)
 
 // List returns a page of the service's tasks, oldest first. Returns
 // EINVALID for an unknown state, a top out of 1..MaxListTop or a malformed
@@ -140,17 +134,17 @@ func (s *Service) listOpen(ctx context.Context, pk string, o ListOptions, after 
 	}
 	tasks := make([]Task, len(ids))
 	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
+	// Each read keeps its own error: a task deleted meanwhile (ENOTFOUND)
+	// is skipped below, not a failure of the page.
+	var g errgroup.Group
+	g.SetLimit(8)
 	for i, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			tasks[i], errs[i] = s.getTask(ctx, pk, id)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	for i, t := range tasks {
 		if switchboard.IsCode(errs[i], switchboard.ENOTFOUND) {
 			continue

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"switchboard/handler/job"
 	"switchboard/handler/store"
 )
 
@@ -45,7 +46,7 @@ func (s *serviceStore) dropRetired(ctx context.Context, cutoff time.Time) (int, 
 	}
 	n := 0
 	for _, e := range due {
-		if deadlineNear(ctx) {
+		if job.Near(ctx, stopBefore) {
 			break
 		}
 		parts := strings.Split(e.RowKey, "|")

@@ -64,7 +64,7 @@ func TestPutServiceDefaultsAndReplace(t *testing.T) {
 	if svc.Distribution != want {
 		t.Errorf("distribution = %+v, want the defaults %+v", svc.Distribution, want)
 	}
-	if got, want := svc.Members, []Member{{user(1), false}, {user(2), true}}; !slices.Equal(got, want) {
+	if got, want := svc.Members, []Member{{UserID: user(1), Active: false}, {UserID: user(2), Active: true}}; !slices.Equal(got, want) {
 		t.Errorf("members = %v, want %v (sorted, ids lower case, active by default)", got, want)
 	}
 	if svc.Name != "Support" || !svc.CreatedAt.Equal(t0) || svc.ETag == "" {
@@ -89,7 +89,7 @@ func TestPutServiceDefaultsAndReplace(t *testing.T) {
 		t.Errorf("createdAt %v updatedAt %v, want %v and a minute later", svc2.CreatedAt, svc2.UpdatedAt, t0)
 	}
 	got, _ = f.newEngine().GetService(ctx, tenant, "support")
-	if !slices.Equal(got.Members, []Member{{user(3), true}}) || got.Distribution.BroadcastSize != 5 || !got.Distribution.DeliverWhileBusy {
+	if !slices.Equal(got.Members, []Member{{UserID: user(3), Active: true}}) || got.Distribution.BroadcastSize != 5 || !got.Distribution.DeliverWhileBusy {
 		t.Errorf("after replace: %+v", got)
 	}
 	if n := countMemberRows(t, f.tables); n != 3 {
@@ -250,7 +250,7 @@ func TestPutWithoutIfMatchNeverPreconditions(t *testing.T) {
 				t.Fatalf("PUT without If-Match: %v, want success", err)
 			}
 			got, err := f.newEngine().GetService(ctx, tenant, "support")
-			if err != nil || got.Name != "last" || !slices.Equal(got.Members, []Member{{user(3), true}}) {
+			if err != nil || got.Name != "last" || !slices.Equal(got.Members, []Member{{UserID: user(3), Active: true}}) {
 				t.Errorf("stored %+v (%v), want the last writer's service", got, err)
 			}
 		})
@@ -279,7 +279,7 @@ func TestActiveFlagToggle(t *testing.T) {
 	f.available(user(1))
 	other := f.newEngine()
 	mono := newClock(time.Unix(1000, 0))
-	other.services.clock = mono.Now
+	other.services.routes.Clock = mono.Now
 	if d := f.route(other, "support", sb.RouteRequest{}); len(d.Agents) != 1 {
 		t.Fatalf("agents = %v, want user 1", agentIDs(d))
 	}
@@ -297,7 +297,7 @@ func TestActiveFlagToggle(t *testing.T) {
 	if optedOut(other) {
 		t.Error("the other instance saw the change before its copy was refreshed (the test's premise is wrong)")
 	}
-	mono.Advance(other.services.maxLag + time.Millisecond)
+	mono.Advance(other.services.routes.MaxLag + time.Millisecond)
 	if !optedOut(other) {
 		t.Error("the other instance still routes to the member who opted out past the maximum lag")
 	}
@@ -312,7 +312,7 @@ func TestTeamService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []Member{{user(1), true}, {user(2), false}}; !slices.Equal(svc.Members, want) {
+	if want := []Member{{UserID: user(1), Active: true}, {UserID: user(2), Active: false}}; !slices.Equal(svc.Members, want) {
 		t.Errorf("members = %v, want %v (from the team; the flag given kept, a non-team user ignored)", svc.Members, want)
 	}
 	if !svc.LastTeamSync.Equal(t0) || svc.TeamID != team {
@@ -326,7 +326,7 @@ func TestTeamService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []Member{{user(2), false}, {user(3), true}}; !slices.Equal(svc.Members, want) {
+	if want := []Member{{UserID: user(2), Active: false}, {UserID: user(3), Active: true}}; !slices.Equal(svc.Members, want) {
 		t.Errorf("after sync: members = %v, want %v", svc.Members, want)
 	}
 
