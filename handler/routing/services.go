@@ -15,7 +15,8 @@ func (e *Engine) GetService(ctx context.Context, tenant, id string) (Service, er
 	if err := checkID("routing.GetService", "s", id); err != nil {
 		return Service{}, err
 	}
-	return e.services.get(ctx, tenant, id)
+	svc, err := e.services.get(ctx, tenant, id)
+	return publicService(svc), err
 }
 
 // maxPutAttempts bounds the retries of a PUT without If-Match that keeps
@@ -68,7 +69,7 @@ func (e *Engine) PutService(ctx context.Context, tenant, id string, in ServiceIn
 		if err != nil {
 			return Service{}, false, err
 		}
-		return stored, created, nil
+		return publicService(stored), created, nil
 	}
 }
 
@@ -119,11 +120,11 @@ func (e *Engine) SyncTeam(ctx context.Context, tenant, id string) (Service, erro
 		if !slices.Equal(next.Members, svc.Members) {
 			next.UpdatedAt = now
 		}
-		stored, _, err := e.services.put(ctx, next, svc.ETag)
+		stored, _, err := e.services.put(ctx, next, publicETag(svc.ETag))
 		if switchboard.IsCode(err, switchboard.EPRECONDITION) && attempt < 2 {
 			continue // changed meanwhile: sync again on the new definition
 		}
-		return stored, err
+		return publicService(stored), err
 	}
 }
 

@@ -249,7 +249,7 @@ func (s *serviceStore) put(ctx context.Context, svc Service, ifMatch string) (Se
 	if err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 		return Service{}, false, err
 	}
-	if ifMatch != "" && ifMatch != "*" && (!exists || cur.ETag != ifMatch) {
+	if ifMatch != "" && ifMatch != "*" && (!exists || !ifMatchHolds(ifMatch, cur.ETag)) {
 		return Service{}, false, switchboard.Errorf(switchboard.EPRECONDITION, op, "the service was changed since it was read (If-Match does not match)")
 	}
 	if ifMatch == "*" && !exists {
@@ -349,7 +349,7 @@ func (s *serviceStore) delete(ctx context.Context, tenant, id, ifMatch string) e
 	if err != nil {
 		return err
 	}
-	if ifMatch != "" && ifMatch != "*" && ifMatch != cur.ETag {
+	if ifMatch != "" && ifMatch != "*" && !ifMatchHolds(ifMatch, cur.ETag) {
 		return switchboard.Errorf(switchboard.EPRECONDITION, "routing.DeleteService", "the service was changed since it was read (If-Match does not match)")
 	}
 	s.forget(tenant, id)

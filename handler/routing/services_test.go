@@ -445,3 +445,36 @@ func TestLedgerDropsOldestWhenFull(t *testing.T) {
 		t.Error("the oldest entry was kept")
 	}
 }
+
+// If-Match on services is compared strongly (RFC 9110 section 13.1.1): the
+// ETag given out is a strong tag, a weak tag never matches, and a list
+// matches when one of its strong tags is current.
+func TestServiceIfMatchIsStrong(t *testing.T) {
+	f := newFixture(t, nil)
+	in := ServiceInput{Name: ptr("S"), Members: []MemberInput{{UserID: user(1)}}}
+	svc, _, err := f.engine.PutService(ctx, tenant, "support", in, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(svc.ETag, "W/") || !strings.HasPrefix(svc.ETag, `"`) {
+		t.Fatalf("ETag %s, want a strong entity tag", svc.ETag)
+	}
+	if got, err := f.newEngine().GetService(ctx, tenant, "support"); err != nil || got.ETag != svc.ETag {
+		t.Fatalf("GetService ETag %q (%v), want %s", got.ETag, err, svc.ETag)
+	}
+	for _, weak := range []string{"W/" + svc.ETag, `"other", W/` + svc.ETag} {
+		if _, _, err := f.engine.PutService(ctx, tenant, "support", in, weak); !sb.IsCode(err, sb.EPRECONDITION) {
+			t.Errorf("PUT with If-Match %s: %v, want precondition (a weak tag never matches)", weak, err)
+		}
+		if err := f.engine.DeleteService(ctx, tenant, "support", weak); !sb.IsCode(err, sb.EPRECONDITION) {
+			t.Errorf("DELETE with If-Match %s: %v, want precondition", weak, err)
+		}
+	}
+	next, _, err := f.engine.PutService(ctx, tenant, "support", in, `"other", `+svc.ETag)
+	if err != nil {
+		t.Fatalf("PUT with a list holding the current tag: %v", err)
+	}
+	if err := f.engine.DeleteService(ctx, tenant, "support", strings.Trim(next.ETag, `"`)); err != nil {
+		t.Errorf("DELETE with the current tag unquoted: %v", err)
+	}
+}
