@@ -200,21 +200,44 @@ func (a *OutboundAPI) list(w http.ResponseWriter, r *http.Request) error {
 }
 
 // nextLink is the absolute URL of the next page: the request's URL with the
-// new continuation token. Behind the Functions host the original scheme is
-// in X-Forwarded-Proto.
+// new continuation token. Behind the Functions host the caller's host and
+// scheme are in X-Forwarded-Host and X-Forwarded-Proto (first value of
+// each, as proxies append theirs); without them, the Host header.
 func nextLink(r *http.Request, token string) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+	if p := strings.ToLower(firstForwarded(r.Header.Get("X-Forwarded-Proto"))); p == "https" || p == "http" {
 		scheme = p
+	}
+	host := r.Host
+	if h := firstForwarded(r.Header.Get("X-Forwarded-Host")); h != "" && validHost(h) {
+		host = h
 	}
 	q := r.URL.Query()
 	q.Set("continuationToken", token)
-	q.Del("code") // the function key travels in the header, never in a link
-	u := url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawQuery: q.Encode()}
+	// The function key travels in the header, never in a link; the host
+	// reads "code" in any case, so every spelling goes.
+	for k := range q {
+		if strings.EqualFold(k, "code") {
+			q.Del(k)
+		}
+	}
+	u := url.URL{Scheme: scheme, Host: host, Path: r.URL.Path, RawQuery: q.Encode()}
 	return u.String()
+}
+
+func firstForwarded(v string) string {
+	first, _, _ := strings.Cut(v, ",")
+	return strings.TrimSpace(first)
+}
+
+// validHost reports whether h is a bare host[:port], so that a forwarded
+// value cannot add a path, query or userinfo to the link.
+func validHost(h string) bool {
+	u, err := url.Parse("http://" + h)
+	return err == nil && u.Host == h && u.User == nil && u.Path == "" && u.RawQuery == "" && !strings.ContainsAny(h, "/?#@\\ ")
 }
 
 func taskRoute(r *http.Request) (tenant, service, id string, err error) {
