@@ -199,11 +199,27 @@ func (a *OutboundAPI) list(w http.ResponseWriter, r *http.Request) error {
 	return WriteJSON(w, http.StatusOK, out)
 }
 
-// nextLink is the absolute URL of the next page: the request's URL with the
-// new continuation token. Behind the Functions host the caller's host and
-// scheme are in X-Forwarded-Host and X-Forwarded-Proto (first value of
-// each, as proxies append theirs); without them, the Host header.
+// nextLink is the absolute URL of the next page: the request's URL, on
+// the caller's scheme and host (BaseURL), with the new continuation token.
 func nextLink(r *http.Request, token string) string {
+	q := r.URL.Query()
+	q.Set("continuationToken", token)
+	// The function key travels in the header, never in a link; the host
+	// reads "code" in any case, so every spelling goes.
+	for k := range q {
+		if strings.EqualFold(k, "code") {
+			q.Del(k)
+		}
+	}
+	return BaseURL(r) + (&url.URL{Path: r.URL.Path, RawQuery: q.Encode()}).String()
+}
+
+// BaseURL is the scheme and host the caller used. Behind the Functions
+// host they are in X-Forwarded-Proto and X-Forwarded-Host (first value of
+// each, as proxies append theirs; a host only when it is a bare
+// host[:port], so a forwarded value cannot add a path, query or userinfo);
+// without them, the request's own TLS state and Host header.
+func BaseURL(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -215,17 +231,7 @@ func nextLink(r *http.Request, token string) string {
 	if h := firstForwarded(r.Header.Get("X-Forwarded-Host")); h != "" && validHost(h) {
 		host = h
 	}
-	q := r.URL.Query()
-	q.Set("continuationToken", token)
-	// The function key travels in the header, never in a link; the host
-	// reads "code" in any case, so every spelling goes.
-	for k := range q {
-		if strings.EqualFold(k, "code") {
-			q.Del(k)
-		}
-	}
-	u := url.URL{Scheme: scheme, Host: host, Path: r.URL.Path, RawQuery: q.Encode()}
-	return u.String()
+	return scheme + "://" + host
 }
 
 func firstForwarded(v string) string {
