@@ -33,7 +33,7 @@ func newInteract(ctx context.Context, a *app) (*interact.Service, error) {
 		t = queueTimers{a.queue, a.cfg.InteractQueue}
 	}
 	svc, err := interact.New(ctx, interact.Options{
-		Tables: a.tables, Settings: interactSettings{a.settings}, ACS: acs.NewClient(nil, nil), Meetings: meetings,
+		Tables: a.tables, Settings: interactSettings{a.settings}, ACS: acs.New(acs.Options{AllowPrivate: a.cfg.AllowPrivateEndpoints}), Meetings: meetings,
 		Conversations: newConversations(a), Timers: t, Events: a.events,
 		Now: a.now, Log: a.log, DeploymentACS: a.cfg.ACSConnectionString,
 	})

@@ -3,6 +3,7 @@ package acs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 
@@ -64,9 +65,17 @@ func (c *Client) IssueToken(ctx context.Context, cs ConnectionString, identity s
 
 // call POSTs body to path and decodes a 200/201 reply into out.
 func (c *Client) call(ctx context.Context, op string, cs ConnectionString, path string, body []byte, out any) error {
+	// The same rules as the check: an ACS host on 443, public addresses
+	// only (ALLOW_PRIVATE_ENDPOINTS lifts them locally).
+	if err := cs.CheckEndpoint(c.allowPrivate); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	status, reply, err := c.do(ctx, cs, http.MethodPost, path, body)
+	if errors.Is(err, errAddressRefused) {
+		return identityError(op, TypeNotAllowed, switchboard.EINVALID, "the ACS endpoint resolves to a loopback, private or link-local address; it was not contacted")
+	}
 	if err != nil {
 		return identityError(op, TypeUnreachable, switchboard.EUNAVAILABLE, "Azure Communication Services could not be reached; try again later")
 	}

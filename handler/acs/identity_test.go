@@ -14,7 +14,7 @@ import (
 // are told apart, and no error holds the key.
 func TestCreateIdentityAndIssueToken(t *testing.T) {
 	fake := acstest.NewServer(t)
-	c := acs.NewClient(fake.Client(), nil)
+	c := acs.New(acs.Options{AllowPrivate: true, RootCAs: fake.CertPool()})
 	cs, err := acs.ParseConnectionString(fake.ConnectionString())
 	if err != nil {
 		t.Fatal(err)
@@ -46,5 +46,15 @@ func TestCreateIdentityAndIssueToken(t *testing.T) {
 	}
 	if s := tok.String(); s == tok.Token || len(s) == 0 {
 		t.Errorf("a token prints as %q", s)
+	}
+	// Without ALLOW_PRIVATE_ENDPOINTS the loopback fake is refused before
+	// any connection, as the check refuses it.
+	strict := acs.New(acs.Options{RootCAs: fake.CertPool()})
+	before, _, _ := fake.Counts()
+	if _, _, err := strict.CreateIdentity(context.Background(), cs, acs.SessionScopes); switchboard.ErrorType(err) != acs.TypeNotAllowed {
+		t.Errorf("loopback endpoint without ALLOW_PRIVATE_ENDPOINTS: %v, want %s", err, acs.TypeNotAllowed)
+	}
+	if after, _, _ := fake.Counts(); after != before {
+		t.Errorf("the refused endpoint was contacted")
 	}
 }
