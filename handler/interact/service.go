@@ -450,6 +450,9 @@ func (s *Service) sync(ctx context.Context, cur Session) (Session, ConversationS
 		next.end(s.now(), conv.State, "")
 	case conv.State == ConvConnected && (cur.Phase == StateWaiting || conv.Agent != cur.Agent):
 		next.Phase, next.Agent, next.AgentAwayUntil = StateConnected, conv.Agent, time.Time{}
+	case conv.Waiting() && cur.Phase == StateConnected:
+		// Put back in the queue by distribution itself.
+		next.Phase, next.Agent, next.AgentAwayUntil = StateWaiting, "", time.Time{}
 	}
 	expire(&next, s.now())
 	return next, conv, nil
