@@ -21,6 +21,9 @@ func (noDistribution) unavailable() error {
 	return switchboard.Errorf(switchboard.EUNAVAILABLE, "interact", "this build has no waiting lines (distribution, SPEC section 10): Interact sessions cannot reach an agent")
 }
 
+// Available tells sessions before they create anything.
+func (d noDistribution) Available() error { return d.unavailable() }
+
 func (d noDistribution) Enqueue(context.Context, string, string, interact.NewConversation) (interact.ConversationState, error) {
 	return interact.ConversationState{}, d.unavailable()
 }

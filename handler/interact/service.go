@@ -197,6 +197,13 @@ func (s *Service) Create(ctx context.Context, tenant string, in CreateInput) (Vi
 	if err != nil {
 		return View{}, notConfigured("interact.acsConnectionString", "the stored interact.acsConnectionString is not usable: set it again")
 	}
+	// A build without waiting lines says so before an identity and a
+	// meeting are made for nothing.
+	if a, ok := s.o.Conversations.(interface{ Available() error }); ok {
+		if err := a.Available(); err != nil {
+			return View{}, err
+		}
+	}
 	now := s.now()
 	if _, _, err := s.admit(ctx, tenant, in.ClientAddress, now); err != nil {
 		return View{}, err
