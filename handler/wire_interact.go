@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"switchboard/handler/acs"
@@ -132,7 +131,6 @@ func (t queueTimers) Schedule(ctx context.Context, at time.Time, body []byte) er
 // configured (housekeeping covers a restart).
 type processTimers struct {
 	log    interface{ Error(string, ...any) }
-	mu     sync.Mutex
 	handle func(ctx context.Context, body []byte) (string, error)
 }
 
