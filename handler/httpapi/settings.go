@@ -22,6 +22,30 @@ func (a *SettingsAPI) Register(r *Router) {
 	r.Tenant("PATCH /api/tenants/{t}/settings", a.patch)
 	r.Tenant("POST /api/tenants/{t}/settings/widget-key/refresh", a.refreshWidgetKey)
 	r.Tenant("POST /api/tenants/{t}/settings/acs-check", a.checkACS)
+	r.Tenant("POST /api/tenants/{t}/settings/attendant-filter-check", a.checkFilter) // roles: Switchboard.Admin
+}
+
+type filterCheckBody struct {
+	Filter string `json:"filter"`
+}
+
+// checkFilter runs {"filter": "..."} against Graph without saving it and
+// answers 200 with the outcome: ok, invalid (Graph's message) or
+// unverified.
+func (a *SettingsAPI) checkFilter(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := TenantID(r)
+	if err != nil {
+		return err
+	}
+	var body filterCheckBody
+	if err := DecodeJSON(r, &body); err != nil {
+		return err
+	}
+	res, err := a.Service.CheckFilter(r.Context(), tenant, strings.TrimSpace(body.Filter))
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, res)
 }
 
 // get answers the settings with their ETag; If-None-Match with the current

@@ -54,8 +54,11 @@ type Options struct {
 	Accounts AccountStatusSource
 	// ACS checks connection strings (nil: an acs.Client of its own).
 	ACS ACSChecker
-	Now func() time.Time
-	Log *slog.Logger
+	// Filters checks contact search filters against Graph (nil: saved as
+	// unverified until UseFilterChecker).
+	Filters FilterChecker
+	Now     func() time.Time
+	Log     *slog.Logger
 	// NewWidgetKey makes widget keys (nil: random GUIDs).
 	NewWidgetKey func() string
 }
@@ -67,6 +70,7 @@ type Service struct {
 
 	mu       sync.RWMutex
 	accounts AccountStatusSource
+	filters  FilterChecker
 }
 
 // New returns a Service over o.Tables.
@@ -90,7 +94,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if o.NewWidgetKey == nil {
 		o.NewWidgetKey = uuid.NewString
 	}
-	return &Service{table: t, o: o, accounts: o.Accounts}, nil
+	return &Service{table: t, o: o, accounts: o.Accounts, filters: o.Filters}, nil
 }
 
 // UseAccountStatus sets the source of the presence accounts' status; the
@@ -137,6 +141,11 @@ func (s *Service) read(ctx context.Context, tenant string) (record, error) {
 	st.Interact.ACSConnectionString = Secret(e.String("InteractAcsConnectionString"))
 	st.Assistant.ACSConnectionString = Secret(e.String("AssistantAcsConnectionString"))
 	st.Interact.WidgetKey = e.String("WidgetKey")
+	if raw := e.String("AttendantFilterCheck"); raw != "" {
+		if err := json.Unmarshal([]byte(raw), &st.AttendantConsole.ContactSearchFilterCheck); err != nil {
+			s.o.Log.Warn("settings: stored contact search filter check unreadable", "tenant", tenant)
+		}
+	}
 	return record{settings: st, exists: true, storageETag: e.ETag, version: e.String("Version"), updatedAt: e.Time("UpdatedAt")}, nil
 }
 
@@ -150,12 +159,18 @@ func (s *Service) write(ctx context.Context, tenant string, rec record, next Set
 	if err != nil {
 		return record{}, switchboard.Wrap(switchboard.EINTERNAL, "settings.write", err)
 	}
+	check := ""
+	if c := next.AttendantConsole.ContactSearchFilterCheck; c.State != "" {
+		b, _ := json.Marshal(c)
+		check = string(b)
+	}
 	out := record{settings: next, exists: true, version: newVersion(), updatedAt: s.o.Now().UTC()}
 	e := store.Entity{PartitionKey: tenant, RowKey: rowKey, Props: map[string]any{
 		"Settings":                     string(raw),
 		"InteractAcsConnectionString":  next.Interact.ACSConnectionString.Reveal(),
 		"AssistantAcsConnectionString": next.Assistant.ACSConnectionString.Reveal(),
 		"WidgetKey":                    next.Interact.WidgetKey,
+		"AttendantFilterCheck":         check,
 		"Version":                      out.version,
 		"UpdatedAt":                    out.updatedAt,
 	}}
@@ -270,7 +285,26 @@ func (s *Service) Patch(ctx context.Context, tenant string, patch []byte, ifMatc
 	if err != nil {
 		return View{}, "", err
 	}
-	rec, err := s.update(ctx, op, tenant, ifMatch, p.Apply)
+	// A new contact search filter is first run against Graph: refused
+	// there, it is refused here; Graph out of reach, it is saved as
+	// unverified. The check runs before the read-modify-write so that a
+	// slow Graph does not hold it.
+	var check FilterCheck
+	if f, ok := p.filter(); ok && f != "" {
+		if check, err = s.runFilterCheck(ctx, tenant, f); err != nil {
+			return View{}, "", err
+		}
+		if check.State == FilterInvalid {
+			return View{}, "", refusal(check)
+		}
+	}
+	rec, err := s.update(ctx, op, tenant, ifMatch, func(cur Settings) (Settings, error) {
+		next, err := p.Apply(cur)
+		if err == nil && p.Touches(filterField) {
+			next.AttendantConsole.ContactSearchFilterCheck = check // none for an empty filter
+		}
+		return next, err
+	})
 	if err != nil {
 		return View{}, "", err
 	}

@@ -45,6 +45,9 @@ type AssistantView struct {
 type AttendantConsoleView struct {
 	ContactSearchFilter string `json:"contactSearchFilter"`
 	TeamVisibility      string `json:"teamVisibility"`
+	// ContactSearchFilterCheck is null without a filter (or for one saved
+	// before filters were checked).
+	ContactSearchFilterCheck *FilterCheck `json:"contactSearchFilterCheck"`
 }
 
 // PresenceTrackingView is presenceTracking.*.
@@ -68,6 +71,10 @@ type AccountStatusView struct {
 }
 
 func render(s Settings, upns [2]string, status [2]AccountStatus) View {
+	var check *FilterCheck
+	if c := s.AttendantConsole.ContactSearchFilterCheck; c.State != "" && s.AttendantConsole.ContactSearchFilter != "" {
+		check = &c
+	}
 	return View{
 		Outbound: OutboundView{MaxScheduledTasksPerService: s.Outbound.MaxScheduledTasksPerService},
 		Interact: InteractView{
@@ -85,8 +92,9 @@ func render(s Settings, upns [2]string, status [2]AccountStatus) View {
 			ACSEndpoint:            endpointOf(s.Assistant.ACSConnectionString),
 		},
 		AttendantConsole: AttendantConsoleView{
-			ContactSearchFilter: s.AttendantConsole.ContactSearchFilter,
-			TeamVisibility:      s.AttendantConsole.TeamVisibility,
+			ContactSearchFilter:      s.AttendantConsole.ContactSearchFilter,
+			TeamVisibility:           s.AttendantConsole.TeamVisibility,
+			ContactSearchFilterCheck: check,
 		},
 		PresenceTracking: PresenceTrackingView{
 			TrackOverGuestAccounts: s.PresenceTracking.TrackOverGuestAccounts,

@@ -1,0 +1,149 @@
+package settings
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"switchboard/handler/switchboard"
+)
+
+// FilterChecker asks Microsoft Graph whether it accepts a contact search
+// filter. The Graph adapter implements it; main wires it in.
+type FilterChecker interface {
+	// CheckUserFilter runs the filter alone against the tenant's
+	// directory. Returns nil when Graph accepts it, EINVALID with Graph's
+	// message when Graph refuses it, EFORBIDDEN when the app lacks the
+	// permission to read users, anything else when Graph cannot tell now.
+	CheckUserFilter(ctx context.Context, tenantID, filter string) error
+}
+
+// States of a contact search filter check.
+const (
+	FilterOK         = "ok"         // Graph accepted the filter
+	FilterUnverified = "unverified" // Graph could not be asked (unreachable, 5xx, 429): saved unchecked
+	FilterInvalid    = "invalid"    // Graph refused it (the check route only: PATCH refuses such a filter)
+)
+
+// Reasons of an invalid check.
+const (
+	FilterReasonInvalid           = "filter-invalid"
+	FilterReasonPermissionMissing = "permission-missing"
+)
+
+// UserReadPermission is the application permission the contact search and
+// its filter check need.
+const UserReadPermission = "User.Read.All"
+
+// filterCheckTimeout bounds one check: a PATCH waits for it.
+const filterCheckTimeout = 10 * time.Second
+
+// FilterCheck is the outcome of checking a contact search filter.
+type FilterCheck struct {
+	State   string    `json:"state"`
+	At      time.Time `json:"at"`
+	Reason  string    `json:"reason,omitempty"`
+	Message string    `json:"message,omitempty"`
+}
+
+// UseFilterChecker sets what checks contact search filters (Graph, wired
+// after settings).
+func (s *Service) UseFilterChecker(fc FilterChecker) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.filters = fc
+}
+
+// runFilterCheck asks Graph about filter. A refusal is a FilterCheck in
+// state invalid with its reason and Graph's message.
+func (s *Service) runFilterCheck(ctx context.Context, tenant, filter string) (FilterCheck, error) {
+	s.mu.RLock()
+	fc := s.filters
+	s.mu.RUnlock()
+	at := s.o.Now().UTC().Round(time.Second)
+	if fc == nil {
+		return FilterCheck{State: FilterUnverified, At: at, Message: "not checked: this deployment has no Microsoft Graph access configured (PRESENCE_APP_CLIENT_ID, PRESENCE_APP_CLIENT_SECRET)"}, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, filterCheckTimeout)
+	defer cancel()
+	err := fc.CheckUserFilter(cctx, tenant, filter)
+	switch {
+	case err == nil:
+		return FilterCheck{State: FilterOK, At: at}, nil
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		return FilterCheck{}, switchboard.Wrap(switchboard.EUNAVAILABLE, "settings.CheckFilter", err)
+	case switchboard.IsCode(err, switchboard.EINVALID):
+		return FilterCheck{State: FilterInvalid, At: at, Reason: FilterReasonInvalid, Message: switchboard.ErrorMessage(err)}, nil
+	case switchboard.IsCode(err, switchboard.EFORBIDDEN):
+		return FilterCheck{State: FilterInvalid, At: at, Reason: FilterReasonPermissionMissing,
+			Message: "Microsoft Graph refused to read the directory: a tenant admin must grant the application permission " + UserReadPermission + " to the presence app"}, nil
+	}
+	s.o.Log.Warn("settings: contact search filter not verified", "tenant", tenant, "err", err)
+	return FilterCheck{State: FilterUnverified, At: at, Message: "Microsoft Graph could not be asked now; the filter is saved unchecked: " + switchboard.ErrorMessage(err)}, nil
+}
+
+const filterField = "attendantConsole.contactSearchFilter"
+
+// refusal is the PATCH error for a filter whose check found it invalid.
+func refusal(c FilterCheck) error {
+	if c.Reason == FilterReasonPermissionMissing {
+		return &switchboard.Error{Code: switchboard.EINVALID, Op: "settings.Patch", Field: filterField, Type: "graph-permission-missing",
+			Message: filterField + " cannot be checked: " + c.Message}
+	}
+	return &switchboard.Error{Code: switchboard.EINVALID, Op: "settings.Patch", Field: filterField, Type: "contact-search-filter-invalid",
+		Message: "Microsoft Graph refused " + filterField, Detail: c.Message}
+}
+
+// CheckFilter checks a contact search filter against Graph without saving
+// it. Returns EINVALID (field filter) for an empty or malformed filter
+// (too long, several lines, unbalanced quotes or parentheses); a check
+// that ran returns its outcome, whatever it is.
+func (s *Service) CheckFilter(ctx context.Context, tenant, filter string) (FilterCheck, error) {
+	const op = "settings.CheckFilter"
+	if filter == "" {
+		return FilterCheck{}, switchboard.FieldError(op, "filter", "filter is required: the Graph $filter expression to check")
+	}
+	if err := checkFilter(op, "filter", filter); err != nil {
+		return FilterCheck{}, err
+	}
+	c, err := s.runFilterCheck(ctx, tenant, filter)
+	if err == nil {
+		s.o.Log.Info("contact search filter checked", "tenant", tenant, "state", c.State, "reason", c.Reason)
+	}
+	return c, err
+}
+
+// ContactSearch returns attendantConsole.contactSearchFilter and
+// attendantConsole.teamVisibility (the defaults when never set). It
+// implements attendant.Settings.
+func (s *Service) ContactSearch(ctx context.Context, tenant string) (string, string, error) {
+	st, err := s.Lookup(ctx, tenant)
+	return st.AttendantConsole.ContactSearchFilter, st.AttendantConsole.TeamVisibility, err
+}
+
+// balanced reports whether a filter's string literals end and its
+// parentheses pair up outside them: an admin's filter is put in
+// parentheses before the search is ANDed to it, and must not close them.
+func balanced(f string) bool {
+	depth, inLiteral := 0, false
+	for i := 0; i < len(f); i++ {
+		switch c := f[i]; {
+		case inLiteral && c == '\'':
+			if i+1 < len(f) && f[i+1] == '\'' {
+				i++
+				continue
+			}
+			inLiteral = false
+		case inLiteral:
+		case c == '\'':
+			inLiteral = true
+		case c == '(':
+			depth++
+		case c == ')':
+			if depth--; depth < 0 {
+				return false
+			}
+		}
+	}
+	return depth == 0 && !inLiteral
+}
