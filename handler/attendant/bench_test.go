@@ -124,6 +124,23 @@ func BenchmarkAttendantSearchHTTP(b *testing.B) {
 		search()
 	}
 	const n = 200
+	if os.Getenv("BENCH_PARTS") != "" {
+		parts := map[string]func(){
+			"graph":    func() { _, _ = client.FindUsers(ctx, benchTenant, attendant.Filter("department ne 'Reception'", "agent"), 25) },
+			"services": func() { _, _ = engine.ServicesAvailability(ctx, benchTenant) },
+			"settings": func() { _, _, _ = set.ContactSearch(ctx, benchTenant) },
+		}
+		for name, f := range parts {
+			lat := make([]time.Duration, n)
+			for i := range lat {
+				start := time.Now()
+				f()
+				lat[i] = time.Since(start)
+			}
+			slices.Sort(lat)
+			fmt.Printf("  %s alone: p50 %.1f ms, p99 %.1f ms\n", name, ms(lat[n/2]), ms(lat[n*99/100]))
+		}
+	}
 	b.ResetTimer()
 	for range b.N {
 		lat := make([]time.Duration, n)

@@ -71,6 +71,7 @@ type Service struct {
 	mu       sync.RWMutex
 	accounts AccountStatusSource
 	filters  FilterChecker
+	search   map[string]*searchEntry // ContactSearch's copies, by tenant
 }
 
 // New returns a Service over o.Tables.
@@ -94,7 +95,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if o.NewWidgetKey == nil {
 		o.NewWidgetKey = uuid.NewString
 	}
-	return &Service{table: t, o: o, accounts: o.Accounts, filters: o.Filters}, nil
+	return &Service{table: t, o: o, accounts: o.Accounts, filters: o.Filters, search: map[string]*searchEntry{}}, nil
 }
 
 // UseAccountStatus sets the source of the presence accounts' status; the
@@ -188,6 +189,7 @@ func (s *Service) write(ctx context.Context, tenant string, rec record, next Set
 	if err != nil {
 		return record{}, err
 	}
+	s.remember(tenant, next.AttendantConsole, time.Now())
 	return out, nil
 }
 
