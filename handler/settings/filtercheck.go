@@ -116,70 +116,24 @@ func (s *Service) CheckFilter(ctx context.Context, tenant, filter string) (Filte
 // ContactSearch returns attendantConsole.contactSearchFilter and
 // attendantConsole.teamVisibility (the defaults when never set). It
 // implements attendant.Settings. It is on every search's path, before the
-// Graph call: it answers from an in-process copy that this process's
-// writes update at once and that is read again in the background once it
-// is a second old (another instance's change shows within about a second);
-// a copy older than 10 s is read again before answering.
+// Graph call, so it answers from an in-process copy (follow.Cache): this
+// process's writes at once, another instance's within about a second (the
+// copy is read again in the background once it is a second old, in line
+// once it is 10 s old).
 func (s *Service) ContactSearch(ctx context.Context, tenant string) (string, string, error) {
-	now := time.Now()
-	s.mu.Lock()
-	e, ok := s.search[tenant]
-	if ok && now.Sub(e.loadedAt) <= searchMaxAge {
-		ac := e.ac
-		if now.Sub(e.loadedAt) > searchRefresh && !e.refreshing {
-			e.refreshing = true
-			go s.refreshSearch(tenant)
-		}
-		s.mu.Unlock()
-		return ac.ContactSearchFilter, ac.TeamVisibility, nil
-	}
-	s.mu.Unlock()
-	st, err := s.Lookup(ctx, tenant)
-	if err != nil {
-		return "", "", err
-	}
-	s.remember(tenant, st.AttendantConsole, now)
-	return st.AttendantConsole.ContactSearchFilter, st.AttendantConsole.TeamVisibility, nil
+	ac, err := s.search.Get(ctx, tenant)
+	return ac.ContactSearchFilter, ac.TeamVisibility, err
 }
 
 // How fresh ContactSearch's copies are kept.
 const (
 	searchRefresh = time.Second
-	searchMaxAge  = 10 * time.Second
+	searchMaxLag  = 10 * time.Second
 )
 
-type searchEntry struct {
-	ac         AttendantConsole
-	loadedAt   time.Time
-	refreshing bool
-}
-
-// remember keeps ac as the tenant's copy, read (or written) at readAt,
-// unless a newer one is kept already.
-func (s *Service) remember(tenant string, ac AttendantConsole, readAt time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.search[tenant]; ok && e.loadedAt.After(readAt) {
-		return
-	}
-	s.search[tenant] = &searchEntry{ac: ac, loadedAt: readAt}
-}
-
-func (s *Service) refreshSearch(tenant string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	start := time.Now()
+func (s *Service) loadSearch(ctx context.Context, tenant string, _ AttendantConsole) (AttendantConsole, error) {
 	st, err := s.Lookup(ctx, tenant)
-	if err != nil {
-		s.mu.Lock()
-		if e, ok := s.search[tenant]; ok {
-			e.refreshing = false
-		}
-		s.mu.Unlock()
-		s.o.Log.Warn("settings: contact search settings not refreshed", "tenant", tenant, "err", err)
-		return
-	}
-	s.remember(tenant, st.AttendantConsole, start)
+	return st.AttendantConsole, err
 }
 
 // balanced reports whether a filter's string literals end and its

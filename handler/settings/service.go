@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"switchboard/handler/acs"
+	"switchboard/handler/internal/follow"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -71,7 +72,7 @@ type Service struct {
 	mu       sync.RWMutex
 	accounts AccountStatusSource
 	filters  FilterChecker
-	search   map[string]*searchEntry // ContactSearch's copies, by tenant
+	search   *follow.Cache[string, AttendantConsole] // ContactSearch's copies, by tenant
 }
 
 // New returns a Service over o.Tables.
@@ -95,7 +96,12 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if o.NewWidgetKey == nil {
 		o.NewWidgetKey = uuid.NewString
 	}
-	return &Service{table: t, o: o, accounts: o.Accounts, filters: o.Filters, search: map[string]*searchEntry{}}, nil
+	svc := &Service{table: t, o: o, accounts: o.Accounts, filters: o.Filters}
+	svc.search = follow.New(follow.Options[string, AttendantConsole]{Load: svc.loadSearch, RefreshEvery: searchRefresh, MaxLag: searchMaxLag,
+		RefreshFailed: func(tenant string, err error) {
+			o.Log.Warn("settings: contact search settings not refreshed", "tenant", tenant, "err", err)
+		}})
+	return svc, nil
 }
 
 // UseAccountStatus sets the source of the presence accounts' status; the
@@ -189,7 +195,7 @@ func (s *Service) write(ctx context.Context, tenant string, rec record, next Set
 	if err != nil {
 		return record{}, err
 	}
-	s.remember(tenant, next.AttendantConsole, time.Now())
+	s.search.Wrote(tenant, next.AttendantConsole)
 	return out, nil
 }
 
