@@ -58,7 +58,9 @@ func (f fakeSettings) ContactSearch(ctx context.Context, tenantID string) (strin
 
 type fakeWaiting map[string]int
 
-func (f fakeWaiting) Waiting(ctx context.Context, tenantID string) (map[string]int, error) { return f, nil }
+func (f fakeWaiting) Waiting(ctx context.Context, tenantID string) (map[string]int, error) {
+	return f, nil
+}
 
 var twoServices = fakeServices{
 	{ServiceID: "support", Name: "Support", Members: []switchboard.MemberAvailability{

@@ -31,7 +31,9 @@ const (
 
 type applicationOnly struct{}
 
-func (applicationOnly) TrackOverGuestAccounts(context.Context, string) (bool, error) { return false, nil }
+func (applicationOnly) TrackOverGuestAccounts(context.Context, string) (bool, error) {
+	return false, nil
+}
 
 // BenchmarkAttendantSearchHTTP measures the contact search through HTTP
 // (the real router on a loopback server): Graph is the simulator with
@@ -126,7 +128,9 @@ func BenchmarkAttendantSearchHTTP(b *testing.B) {
 	const n = 200
 	if os.Getenv("BENCH_PARTS") != "" {
 		parts := map[string]func(){
-			"graph":    func() { _, _ = client.FindUsers(ctx, benchTenant, attendant.Filter("department ne 'Reception'", "agent"), 25) },
+			"graph": func() {
+				_, _ = client.FindUsers(ctx, benchTenant, attendant.Filter("department ne 'Reception'", "agent"), 25)
+			},
 			"services": func() { _, _ = engine.ServicesAvailability(ctx, benchTenant) },
 			"settings": func() { _, _, _ = set.ContactSearch(ctx, benchTenant) },
 		}

@@ -23,7 +23,9 @@ const (
 
 type fakeChecker struct{ err error }
 
-func (f *fakeChecker) CheckUserFilter(ctx context.Context, tenantID, filter string) error { return f.err }
+func (f *fakeChecker) CheckUserFilter(ctx context.Context, tenantID, filter string) error {
+	return f.err
+}
 
 type oidVerifier struct{}
 
