@@ -3,8 +3,13 @@ package graph_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,5 +234,66 @@ func TestSettingsCheckFiltersThroughGraph(t *testing.T) {
 	c := view.AttendantConsole.ContactSearchFilterCheck
 	if view.AttendantConsole.ContactSearchFilter != seed || c == nil || c.State != settings.FilterUnverified || c.Message == "" || c.At.IsZero() {
 		t.Errorf("unreachable Graph: filter %q, check %+v; want it saved as unverified with a message", view.AttendantConsole.ContactSearchFilter, c)
+	}
+}
+
+// pagingGraph answers GET /v1.0/users two users a page, always with a next
+// page (at next, when set, else its own).
+type pagingGraph struct {
+	mu       sync.Mutex
+	requests int
+	url      string
+	next     string
+}
+
+func (g *pagingGraph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	g.requests++
+	n := g.requests
+	g.mu.Unlock()
+	next := g.next
+	if next == "" {
+		next = g.url + "/v1.0/users?$skiptoken=" + strconv.Itoa(n)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"@odata.nextLink": next, "value": []any{
+		map[string]any{"id": fmt.Sprintf("11111111-0000-4000-8000-%012d", 2*n), "displayName": "A"},
+		map[string]any{"id": fmt.Sprintf("11111111-0000-4000-8000-%012d", 2*n+1), "displayName": "B"},
+	}})
+}
+
+func TestFindUsersPagingIsBounded(t *testing.T) {
+	newClient := func(t *testing.T, g *pagingGraph) *graph.Client {
+		sim, err := graphsim.Start(graphsim.Options{Seed: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(sim.Close)
+		sim.AddApp(appID, appSecret, true)
+		sim.AddTenant(tenantID, directoryTenant)
+		srv := httptest.NewServer(g)
+		t.Cleanup(srv.Close)
+		g.url = srv.URL
+		c, err := graph.New(graph.Options{BaseURL: srv.URL + "/v1.0", AuthorityHost: sim.AuthorityURL(), ClientID: appID, ClientSecret: appSecret, HTTPClient: sim.HTTPClient(), Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	g := &pagingGraph{}
+	got, err := newClient(t, g).FindUsers(context.Background(), tenantID, "startswith(displayName,'a')", 50)
+	if err != nil || len(got) != 6 || g.requests != 3 {
+		t.Errorf("found %d (%v) in %d requests; want 6 in 3 pages, no more", len(got), err, g.requests)
+	}
+	g = &pagingGraph{}
+	got, err = newClient(t, g).FindUsers(context.Background(), tenantID, "startswith(displayName,'a')", 3)
+	if err != nil || len(got) != 3 || g.requests != 2 {
+		t.Errorf("top 3: found %d (%v) in %d requests; want 3 in 2 pages", len(got), err, g.requests)
+	}
+	// A next link to another host is not followed: the token would go
+	// with it.
+	g = &pagingGraph{next: "https://" + closedPort(t) + "/v1.0/users?$skiptoken=x"}
+	if _, err := newClient(t, g).FindUsers(context.Background(), tenantID, "startswith(displayName,'a')", 50); !switchboard.IsCode(err, switchboard.EUNAVAILABLE) || g.requests != 1 {
+		t.Errorf("foreign next link: %v after %d requests; want EUNAVAILABLE after 1", err, g.requests)
 	}
 }
