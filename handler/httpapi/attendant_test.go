@@ -192,12 +192,26 @@ func TestFilterCheckRoute(t *testing.T) {
 		}
 	}
 	if rec, p := do(t, e.router, http.MethodPost, path, `{}`, "Content-Type", "application/json"); rec.Code != 400 || p.Field != "filter" {
-		t.Errorf("no filter: %d %+v, want 400 naming filter", rec.Code, p)
+		t.Errorf("no filter, none stored: %d %+v, want 400 naming filter", rec.Code, p)
 	}
 	// Nothing is saved.
 	rec, _ := do(t, e.router, http.MethodGet, settingsPath, "")
 	if strings.Contains(rec.Body.String(), "Sales") {
 		t.Errorf("the check saved its filter: %s", rec.Body)
+	}
+
+	// A filter saved unverified is verified later by checking the stored
+	// one (empty body): the outcome is recorded.
+	e.checker.err = &switchboard.Error{Code: switchboard.EUNAVAILABLE, Message: "unreachable"}
+	if rec, _ := do(t, e.router, http.MethodPatch, settingsPath, `{"attendantConsole":{"contactSearchFilter":"department eq 'Support'"}}`, "Content-Type", "application/json"); !strings.Contains(rec.Body.String(), `"state":"unverified"`) {
+		t.Fatalf("PATCH with Graph down: %s", rec.Body)
+	}
+	e.checker.err = nil
+	if rec, _ := do(t, e.router, http.MethodPost, path, ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"state":"ok"`) {
+		t.Errorf("stored filter check: %d %s, want ok", rec.Code, rec.Body)
+	}
+	if rec, _ := do(t, e.router, http.MethodGet, settingsPath, ""); !strings.Contains(rec.Body.String(), `"contactSearchFilterCheck":{"state":"ok"`) {
+		t.Errorf("after the stored check: %s, want the check ok recorded", rec.Body)
 	}
 }
 

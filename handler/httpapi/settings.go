@@ -29,7 +29,8 @@ type filterCheckBody struct {
 	Filter string `json:"filter"`
 }
 
-// checkFilter runs {"filter": "..."} against Graph without saving it and
+// checkFilter runs {"filter": "..."} against Graph without saving it, or
+// with an empty body (or {}) the stored filter, recording the outcome; it
 // answers 200 with the outcome: ok, invalid (Graph's message) or
 // unverified.
 func (a *SettingsAPI) checkFilter(w http.ResponseWriter, r *http.Request) error {
@@ -38,8 +39,15 @@ func (a *SettingsAPI) checkFilter(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	var body filterCheckBody
-	if err := DecodeJSON(r, &body); err != nil {
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
 		return err
+	}
+	if len(bytes.TrimSpace(raw)) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(raw))
+		if err := DecodeJSON(r, &body); err != nil {
+			return err
+		}
 	}
 	res, err := a.Service.CheckFilter(r.Context(), tenant, strings.TrimSpace(body.Filter))
 	if err != nil {

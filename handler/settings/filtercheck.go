@@ -84,6 +84,9 @@ func (s *Service) runFilterCheck(ctx context.Context, tenant, filter string) (Fi
 
 const filterField = "attendantConsole.contactSearchFilter"
 
+// errFilterChanged stops recording a check of a filter replaced meanwhile.
+var errFilterChanged = errors.New("the contact search filter changed during its check")
+
 // refusal is the PATCH error for a filter whose check found it invalid.
 func refusal(c FilterCheck) error {
 	if c.Reason == FilterReasonPermissionMissing {
@@ -95,22 +98,45 @@ func refusal(c FilterCheck) error {
 }
 
 // CheckFilter checks a contact search filter against Graph without saving
-// it. Returns EINVALID (field filter) for an empty or malformed filter
-// (too long, several lines, unbalanced quotes or parentheses); a check
-// that ran returns its outcome, whatever it is.
+// it. Without a filter it checks the stored one and records the outcome as
+// its attendantConsole.contactSearchFilterCheck (so a filter saved
+// unverified can be verified later; one Graph now refuses shows as
+// invalid). Returns EINVALID (field filter) for a malformed filter (too
+// long, several lines, unbalanced quotes or parentheses) or for none given
+// with none stored; a check that ran returns its outcome, whatever it is.
 func (s *Service) CheckFilter(ctx context.Context, tenant, filter string) (FilterCheck, error) {
 	const op = "settings.CheckFilter"
-	if filter == "" {
-		return FilterCheck{}, switchboard.FieldError(op, "filter", "filter is required: the Graph $filter expression to check")
-	}
-	if err := checkFilter(op, "filter", filter); err != nil {
+	stored := filter == ""
+	if stored {
+		st, err := s.Lookup(ctx, tenant)
+		if err != nil {
+			return FilterCheck{}, err
+		}
+		if filter = st.AttendantConsole.ContactSearchFilter; filter == "" {
+			return FilterCheck{}, switchboard.FieldError(op, "filter", "filter is required: no %s is stored to check", filterField)
+		}
+	} else if err := checkFilter(op, "filter", filter); err != nil {
 		return FilterCheck{}, err
 	}
 	c, err := s.runFilterCheck(ctx, tenant, filter)
-	if err == nil {
-		s.o.Log.Info("contact search filter checked", "tenant", tenant, "state", c.State, "reason", c.Reason)
+	if err != nil {
+		return c, err
 	}
-	return c, err
+	s.o.Log.Info("contact search filter checked", "tenant", tenant, "stored", stored, "state", c.State, "reason", c.Reason)
+	if stored {
+		// Recorded only if the filter is still the one checked.
+		_, err := s.update(ctx, op, tenant, "", func(cur Settings) (Settings, error) {
+			if cur.AttendantConsole.ContactSearchFilter != filter {
+				return cur, errFilterChanged
+			}
+			cur.AttendantConsole.ContactSearchFilterCheck = c
+			return cur, nil
+		})
+		if err != nil && !errors.Is(err, errFilterChanged) {
+			return c, err
+		}
+	}
+	return c, nil
 }
 
 // ContactSearch returns attendantConsole.contactSearchFilter and
