@@ -25,11 +25,11 @@ import (
 
 // Bounds of a search.
 const (
-	MinQueryLength = 1
-	MaxQueryLength = 100
-	MinTop         = 1
-	MaxTop         = 50
-	DefaultTop     = 25
+	MinQueryLength = switchboard.AttendantMinQueryLength
+	MaxQueryLength = switchboard.AttendantMaxQueryLength
+	MinTop         = switchboard.AttendantMinTop
+	MaxTop         = switchboard.AttendantMaxTop
+	DefaultTop     = switchboard.AttendantDefaultTop
 )
 
 // Team visibilities (attendantConsole.teamVisibility).
@@ -41,23 +41,20 @@ const (
 
 // Reasons of a ContactsError.
 const (
-	ReasonFilterInvalid     = "filter-invalid"     // Graph refused the filter (400)
-	ReasonPermissionMissing = "permission-missing" // the app may not read users (403): User.Read.All
-	ReasonUnavailable       = "unavailable"        // Graph unreachable, failing or throttled past the request's time
+	ReasonFilterInvalid     = switchboard.ContactsFilterInvalid
+	ReasonPermissionMissing = switchboard.ContactsPermissionMissing
+	ReasonUnavailable       = switchboard.ContactsUnavailable
 )
 
-// ContactFields are the user properties a search asks Graph for ($select).
-var ContactFields = []string{"id", "displayName", "userPrincipalName", "mail", "jobTitle", "department"}
-
-// Contact is a directory user.
-type Contact struct {
-	ID                string
-	DisplayName       string
-	UserPrincipalName string
-	Mail              string
-	JobTitle          string
-	Department        string
-}
+// The search's domain types are the shared vocabulary's.
+type (
+	Contact       = switchboard.Contact
+	Query         = switchboard.AttendantQuery
+	Result        = switchboard.AttendantResult
+	ContactResult = switchboard.ContactResult
+	ServiceResult = switchboard.ServiceMatch
+	ContactsError = switchboard.ContactsError
+)
 
 // Directory finds users in a tenant's directory: Microsoft Graph
 // GET /users with $filter, $count=true, $top, $select and ConsistencyLevel:
@@ -125,50 +122,6 @@ func New(o Options) (*Service, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{o: o}, nil
-}
-
-// Query is one search.
-type Query struct {
-	// Text is what the attendant typed: 1–100 characters.
-	Text string
-	// Top is how many contacts at most: 1–50; 0 takes 25.
-	Top int
-	// Attendant is the caller's Entra object id ("" when unknown: then
-	// OwnMembers shows no member list).
-	Attendant string
-}
-
-// Result is a search's answer.
-type Result struct {
-	Contacts []ContactResult
-	Services []ServiceResult
-	// ContactsError says why Contacts is empty when Graph did not answer
-	// the search; nil otherwise.
-	ContactsError *ContactsError
-}
-
-// ContactResult is a contact with its stored presence (nil when the user
-// was never read: only services' members are tracked).
-type ContactResult struct {
-	Contact
-	Presence *switchboard.Presence
-}
-
-// ServiceResult is a matching service.
-type ServiceResult struct {
-	ServiceID string
-	Name      string
-	Members   int // how many members
-	Available int // how many could be offered a conversation now
-	Waiting   int // conversations waiting in its queue
-	// MemberList is nil when the team visibility hides it.
-	MemberList []switchboard.MemberAvailability
-}
-
-// ContactsError is a Graph failure of the contact search.
-type ContactsError struct {
-	Reason  string // ReasonFilterInvalid, ReasonPermissionMissing, ReasonUnavailable
-	Message string
 }
 
 // Literal returns s as an OData string literal: quoted, every ' doubled,

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/acs"
 	"switchboard/handler/attendant"
 	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/graph"
@@ -83,7 +84,7 @@ func BenchmarkAttendantSearchHTTP(b *testing.B) {
 	if _, err := poller.Poll(ctx, time.Now().Add(time.Minute)); err != nil {
 		b.Fatal(err)
 	}
-	set, err := settings.New(ctx, settings.Options{Tables: tables, Filters: client, Log: log})
+	set, err := settings.New(ctx, settings.Options{Tables: tables, ACS: acs.NewClient(nil, nil), Filters: client, Log: log})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,8 +14,6 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
-	"switchboard/handler/attendant"
-	"switchboard/handler/presence"
 	"switchboard/handler/switchboard"
 )
 
@@ -27,17 +25,15 @@ const maxUserPages = 3
 // UserReadPermission is the application permission GET /users needs.
 const UserReadPermission = "User.Read.All"
 
-var _ attendant.Directory = (*Client)(nil)
-
-// FindUsers implements attendant.Directory: GET /users?$filter=...
+// FindUsers implements the attendant capability's Directory: GET /users?$filter=...
 // &$count=true&$top=...&$select=... with ConsistencyLevel: eventual (the
 // advanced query parameters endsWith and its kind need), with the presence
 // app's application permission (User.Read.All). A 429 or 503 with a
 // Retry-After that ends before ctx's deadline is waited out once.
-func (c *Client) FindUsers(ctx context.Context, tenant, filter string, top int) ([]attendant.Contact, error) {
+func (c *Client) FindUsers(ctx context.Context, tenant, filter string, top int) ([]switchboard.Contact, error) {
 	const op = "graph.FindUsers"
-	var out []attendant.Contact
-	next := c.usersURL(filter, top, attendant.ContactFields)
+	var out []switchboard.Contact
+	next := c.usersURL(filter, top, switchboard.ContactFields)
 	for page := 0; next != "" && len(out) < top && page < maxUserPages; page++ {
 		coll, err := c.usersPage(ctx, op, tenant, next)
 		if err != nil {
@@ -47,7 +43,7 @@ func (c *Client) FindUsers(ctx context.Context, tenant, filter string, top int) 
 			if u == nil || u.GetId() == nil {
 				continue
 			}
-			out = append(out, attendant.Contact{
+			out = append(out, switchboard.Contact{
 				ID: strings.ToLower(*u.GetId()), DisplayName: deref(u.GetDisplayName()), UserPrincipalName: deref(u.GetUserPrincipalName()),
 				Mail: deref(u.GetMail()), JobTitle: deref(u.GetJobTitle()), Department: deref(u.GetDepartment()),
 			})
@@ -81,7 +77,7 @@ func (c *Client) usersURL(filter string, top int, fields []string) string {
 // usersPage reads one page of users, waiting out one Retry-After when it
 // fits in ctx's time.
 func (c *Client) usersPage(ctx context.Context, op, tenant, link string) (models.UserCollectionResponseable, error) {
-	src := presence.Application
+	src := switchboard.PresenceSource(switchboard.SourceApplication)
 	u, err := url.Parse(link)
 	if err != nil || !strings.EqualFold(u.Host, hostOf(c.base)) {
 		// A next link elsewhere would carry the token away from Graph.
@@ -108,7 +104,7 @@ func (c *Client) usersPage(ctx context.Context, op, tenant, link string) (models
 			return coll, nil
 		}
 		se := classify(src, err)
-		if attempt == 0 && se.Reason == presence.ReasonThrottled && fitsBefore(ctx, se.RetryAfter) {
+		if attempt == 0 && se.Reason == switchboard.SourceThrottled && fitsBefore(ctx, se.RetryAfter) {
 			t := time.NewTimer(se.RetryAfter)
 			select {
 			case <-ctx.Done():
@@ -141,7 +137,7 @@ func hostOf(base string) string {
 
 // usersError turns a failed user read into a domain error: Graph's own
 // message for a refused filter, the missing permission for a 403.
-func usersError(op string, se *presence.SourceError, err error) error {
+func usersError(op string, se *switchboard.SourceError, err error) error {
 	switch {
 	case se.Status == http.StatusBadRequest:
 		msg := graphMessage(err)
@@ -149,7 +145,7 @@ func usersError(op string, se *presence.SourceError, err error) error {
 			msg = se.Message
 		}
 		return &switchboard.Error{Code: switchboard.EINVALID, Op: op, Message: msg, Err: se}
-	case se.Status == http.StatusForbidden || se.Reason == presence.ReasonPermissionNotGranted:
+	case se.Status == http.StatusForbidden || se.Reason == switchboard.SourcePermissionNotGranted:
 		return &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: op, Err: se,
 			Message: fmt.Sprintf("Microsoft Graph refused to read the directory: a tenant admin must grant the application permission %s to the presence app", UserReadPermission)}
 	}

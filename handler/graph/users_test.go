@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/acs"
 	"switchboard/handler/attendant"
 	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/graph"
@@ -188,11 +189,10 @@ func closedPort(t *testing.T) string {
 func TestSettingsCheckFiltersThroughGraph(t *testing.T) {
 	ctx := context.Background()
 	newSettings := func(t *testing.T, c *graph.Client) *settings.Service {
-		s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables()})
+		s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), ACS: acs.NewClient(nil, nil), Filters: c})
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.UseFilterChecker(c)
 		return s
 	}
 	patch := func(f string) []byte {

@@ -6,15 +6,17 @@ import (
 	"strconv"
 	"time"
 
-	"switchboard/handler/attendant"
 	"switchboard/handler/switchboard"
 )
 
-// AttendantService is what the Attendant Console routes need;
-// *attendant.Service is one.
+// AttendantService is what the Attendant Console routes need (package
+// attendant).
 type AttendantService interface {
-	// Search returns EINVALID naming q or top for a query out of bounds.
-	Search(ctx context.Context, tenantID string, q attendant.Query) (attendant.Result, error)
+	// Search finds contacts and services; a Graph failure is the result's
+	// ContactsError, not an error. Returns EINVALID naming q or top for a
+	// query out of bounds, EUNAVAILABLE when settings or services cannot
+	// be read.
+	Search(ctx context.Context, tenantID string, q switchboard.AttendantQuery) (switchboard.AttendantResult, error)
 }
 
 // AttendantAPI serves the Attendant Console's contact search (SPEC
@@ -92,11 +94,11 @@ func (a *AttendantAPI) search(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q := attendant.Query{Text: r.URL.Query().Get("q")}
+	q := switchboard.AttendantQuery{Text: r.URL.Query().Get("q")}
 	if v := r.URL.Query().Get("top"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n == 0 {
-			return switchboard.FieldError(op, "top", "top must be an integer from %d to %d; got %q", attendant.MinTop, attendant.MaxTop, clipText(v, 20))
+			return switchboard.FieldError(op, "top", "top must be an integer from %d to %d; got %q", switchboard.AttendantMinTop, switchboard.AttendantMaxTop, clipText(v, 20))
 		}
 		q.Top = n
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/acs"
 	"switchboard/handler/attendant"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
@@ -29,8 +30,8 @@ func (f *fakeChecker) CheckUserFilter(ctx context.Context, tenantID, filter stri
 
 type oidVerifier struct{}
 
-func (oidVerifier) Verify(ctx context.Context, token string) (Principal, error) {
-	return Principal{TenantID: tenant, ObjectID: token}, nil
+func (oidVerifier) Verify(ctx context.Context, token string) (switchboard.Principal, error) {
+	return switchboard.Principal{TenantID: tenant, ObjectID: token}, nil
 }
 
 type stubDirectory struct{ err error }
@@ -65,11 +66,11 @@ type attendantEnv struct {
 	checker *fakeChecker
 }
 
-func newAttendantEnv(t *testing.T, v Verifier, dir attendant.Directory) *attendantEnv {
+func newAttendantEnv(t *testing.T, v switchboard.Verifier, dir attendant.Directory) *attendantEnv {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	checker := &fakeChecker{}
-	set, err := settings.New(context.Background(), settings.Options{Tables: store.NewMemoryTables(), Filters: checker, Log: log})
+	set, err := settings.New(context.Background(), settings.Options{Tables: store.NewMemoryTables(), ACS: acs.NewClient(nil, nil), Filters: checker, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

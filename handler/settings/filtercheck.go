@@ -18,17 +18,13 @@ type FilterChecker interface {
 	CheckUserFilter(ctx context.Context, tenantID, filter string) error
 }
 
-// States of a contact search filter check.
+// States and reasons of a contact search filter check.
 const (
-	FilterOK         = "ok"         // Graph accepted the filter
-	FilterUnverified = "unverified" // Graph could not be asked (unreachable, 5xx, 429): saved unchecked
-	FilterInvalid    = "invalid"    // Graph refused it (the check route only: PATCH refuses such a filter)
-)
-
-// Reasons of an invalid check.
-const (
-	FilterReasonInvalid           = "filter-invalid"
-	FilterReasonPermissionMissing = "permission-missing"
+	FilterOK                      = switchboard.FilterOK
+	FilterUnverified              = switchboard.FilterUnverified
+	FilterInvalid                 = switchboard.FilterInvalid
+	FilterReasonInvalid           = switchboard.FilterReasonInvalid
+	FilterReasonPermissionMissing = switchboard.FilterReasonPermissionMissing
 )
 
 // UserReadPermission is the application permission the contact search and
@@ -39,27 +35,12 @@ const UserReadPermission = "User.Read.All"
 const filterCheckTimeout = 10 * time.Second
 
 // FilterCheck is the outcome of checking a contact search filter.
-type FilterCheck struct {
-	State   string    `json:"state"`
-	At      time.Time `json:"at"`
-	Reason  string    `json:"reason,omitempty"`
-	Message string    `json:"message,omitempty"`
-}
-
-// UseFilterChecker sets what checks contact search filters (Graph, wired
-// after settings).
-func (s *Service) UseFilterChecker(fc FilterChecker) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.filters = fc
-}
+type FilterCheck = switchboard.FilterCheck
 
 // runFilterCheck asks Graph about filter. A refusal is a FilterCheck in
 // state invalid with its reason and Graph's message.
 func (s *Service) runFilterCheck(ctx context.Context, tenant, filter string) (FilterCheck, error) {
-	s.mu.RLock()
-	fc := s.filters
-	s.mu.RUnlock()
+	fc := s.o.Filters
 	at := s.o.Now().UTC().Round(time.Second)
 	if fc == nil {
 		return FilterCheck{State: FilterUnverified, At: at, Message: "not checked: this deployment has no Microsoft Graph access configured (PRESENCE_APP_CLIENT_ID, PRESENCE_APP_CLIENT_SECRET)"}, nil
