@@ -65,6 +65,7 @@ type app struct {
 	poller        *presence.Poller
 	pollBudget    time.Duration // how long one presence poll works
 	presence      *presence.Service
+	notifications *notificationsWiring // nil without PRESENCE_NOTIFICATIONS_URL
 	outbound      *outbound.Service
 	attendant     *attendant.Service
 }
@@ -74,7 +75,8 @@ type app struct {
 // events through), the Graph client (settings check contact search
 // filters with it), settings, the presence store, the routing engine
 // (reads presence), the poller (polls the routing services' members) and
-// the presence service, outbound (routes through the engine), the
+// the presence service, the presence subscriptions (cover the most
+// recently routed first), outbound (routes through the engine), the
 // Attendant Console's search (reads settings, services and presence).
 func (a *app) build(ctx context.Context) error {
 	var err error
@@ -106,6 +108,9 @@ func (a *app) build(ctx context.Context) error {
 		return err
 	}
 	if err := newPresencePoll(a); err != nil {
+		return err
+	}
+	if a.notifications, err = newNotifications(a); err != nil {
 		return err
 	}
 	if a.outbound, err = newOutbound(ctx, a); err != nil {
@@ -148,7 +153,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	wireOutbound(a)
 	wireEvents(a)
 	wireAttendant(a)
-	wireHousekeeping(a, []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a)})
+	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a)}
+	if a.notifications != nil {
+		jobs = append(jobs, notificationsHousekeeping(a))
+	}
+	wireHousekeeping(a, jobs)
 
 	mux := http.NewServeMux()
 	// The host polls GET / until the handler answers: readiness.

@@ -20,6 +20,7 @@ func (s *Sim) graphHandler() http.Handler {
 	mux.HandleFunc("GET /v1.0/users", s.listUsers)
 	mux.HandleFunc("GET /v1.0/users/{id}", s.getUser)
 	mux.HandleFunc("GET /v1.0/users/{id}/presence", s.getUserPresence)
+	s.registerSubscriptions(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource not found for the segment '"+r.URL.Path+"'.")
 	})
