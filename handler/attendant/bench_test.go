@@ -84,7 +84,7 @@ func BenchmarkAttendantSearchHTTP(b *testing.B) {
 	if _, err := poller.Poll(ctx, time.Now().Add(time.Minute)); err != nil {
 		b.Fatal(err)
 	}
-	set, err := settings.New(ctx, settings.Options{Tables: tables, ACS: acs.NewClient(nil, nil), Filters: client, Log: log})
+	set, err := settings.New(ctx, settings.Options{Tables: tables, ACS: acs.New(acs.Options{}), Filters: client, Log: log})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -189,7 +189,7 @@ func closedPort(t *testing.T) string {
 func TestSettingsCheckFiltersThroughGraph(t *testing.T) {
 	ctx := context.Background()
 	newSettings := func(t *testing.T, c *graph.Client) *settings.Service {
-		s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), ACS: acs.NewClient(nil, nil), Filters: c})
+		s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), ACS: acs.New(acs.Options{}), Filters: c})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -70,7 +70,7 @@ func newAttendantEnv(t *testing.T, v switchboard.Verifier, dir attendant.Directo
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	checker := &fakeChecker{}
-	set, err := settings.New(context.Background(), settings.Options{Tables: store.NewMemoryTables(), ACS: acs.NewClient(nil, nil), Filters: checker, Log: log})
+	set, err := settings.New(context.Background(), settings.Options{Tables: store.NewMemoryTables(), ACS: acs.New(acs.Options{}), Filters: checker, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ func (c stubChecker) CheckUserFilter(context.Context, string, string) error { re
 // ContactSearch answers from its copy and follows this process's writes at
 // once.
 func TestContactSearchFollowsWrites(t *testing.T) {
-	s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), ACS: acs.NewClient(nil, nil), Filters: stubChecker{}})
+	s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), ACS: acs.New(acs.Options{}), Filters: stubChecker{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestPatchFilterCheckOutcomes(t *testing.T) {
 		{"unreachable", errors.New("dial tcp 127.0.0.1:1: connection refused"), "", settings.FilterUnverified},
 		{"ok", nil, "", settings.FilterOK},
 	} {
-		s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), ACS: acs.NewClient(nil, nil), Filters: stubChecker{c.err}})
+		s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), ACS: acs.New(acs.Options{}), Filters: stubChecker{c.err}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -88,6 +88,7 @@ var packages = map[string]kind{
 	"dev/acstest":     tool,
 	"dev/graphsim":    tool,
 	"dev/localrunner": tool,
+	"dev/procnet":     tool,
 
 	"internal/testenv":     harness,
 	"internal/deploytest":  harness,
