@@ -69,12 +69,13 @@ var packages = map[string]kind{
 	// simulator encrypts with it.
 	"richnotify": vocabulary,
 
-	"presence": capability,
-	"routing":  capability,
-	"outbound": capability,
-	"settings": capability,
-	"events":   capability,
-	"interact": capability,
+	"presence":  capability,
+	"routing":   capability,
+	"outbound":  capability,
+	"settings":  capability,
+	"events":    capability,
+	"attendant": capability,
+	"interact":  capability,
 
 	"graph":      adapter,
 	"auth":       adapter,
