@@ -62,7 +62,9 @@ func TestSinkSubscribesVerifiesAndUnsubscribes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-api", api.URL, "-tenant", "t-1", "-events", "switchboard.conversation.*"}, out) }()
+	go func() {
+		done <- run(ctx, []string{"-api", api.URL, "-tenant", "t-1", "-events", "switchboard.conversation.*"}, out)
+	}()
 
 	url := waitFor(t, out, regexp.MustCompile(`listening on (\S+)`))
 	waitFor(t, out, regexp.MustCompile(`subscribed`))
