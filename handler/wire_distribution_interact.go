@@ -18,7 +18,11 @@ func newConversations(a *app) interact.Conversations { return noDistribution{} }
 type noDistribution struct{}
 
 func (noDistribution) unavailable() error {
-	return switchboard.Errorf(switchboard.EUNAVAILABLE, "interact", "this build has no waiting lines (distribution, SPEC section 10): Interact sessions cannot reach an agent")
+	return switchboard.Errorf(
+		switchboard.EUNAVAILABLE,
+		"interact",
+		"this build has no waiting lines (distribution, SPEC section 10): Interact sessions cannot reach an agent",
+	)
 }
 
 // Available tells sessions before they create anything.

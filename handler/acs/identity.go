@@ -36,7 +36,12 @@ func (c *Client) CreateIdentity(ctx context.Context, cs ConnectionString, scopes
 		return "", AccessToken{}, err
 	}
 	if reply.Identity.ID == "" || reply.AccessToken.Token == "" {
-		return "", AccessToken{}, identityError(op, TypeUnexpected, switchboard.EUNAVAILABLE, "Azure Communication Services answered without an identity and token")
+		return "", AccessToken{}, identityError(
+			op,
+			TypeUnexpected,
+			switchboard.EUNAVAILABLE,
+			"Azure Communication Services answered without an identity and token",
+		)
 	}
 	return reply.Identity.ID, reply.AccessToken, nil
 }
@@ -74,7 +79,12 @@ func (c *Client) call(ctx context.Context, op string, cs ConnectionString, path 
 	defer cancel()
 	status, reply, err := c.do(ctx, cs, http.MethodPost, path, body)
 	if errors.Is(err, errAddressRefused) {
-		return identityError(op, TypeNotAllowed, switchboard.EINVALID, "the ACS endpoint resolves to a loopback, private or link-local address; it was not contacted")
+		return identityError(
+			op,
+			TypeNotAllowed,
+			switchboard.EINVALID,
+			"the ACS endpoint resolves to a loopback, private or link-local address; it was not contacted",
+		)
 	}
 	if err != nil {
 		return identityError(op, TypeUnreachable, switchboard.EUNAVAILABLE, "Azure Communication Services could not be reached; try again later")
@@ -82,7 +92,12 @@ func (c *Client) call(ctx context.Context, op string, cs ConnectionString, path 
 	switch {
 	case status == http.StatusOK || status == http.StatusCreated:
 	case status == http.StatusUnauthorized:
-		return identityError(op, TypeKeyRefused, switchboard.EUNAUTHORIZED, "Azure Communication Services refused the access key (401): the connection string's key is wrong or was regenerated; check it with acs-check")
+		return identityError(
+			op,
+			TypeKeyRefused,
+			switchboard.EUNAUTHORIZED,
+			"Azure Communication Services refused the access key (401): the connection string's key is wrong or was regenerated; check it with acs-check",
+		)
 	case status == http.StatusForbidden:
 		return identityError(op, TypeInsufficientRights, switchboard.EFORBIDDEN, "Azure Communication Services refused to issue a token (403)")
 	case status == http.StatusNotFound:

@@ -70,7 +70,12 @@ func (c *Client) CreateMeeting(ctx context.Context, tenant, organizer, subject s
 	}
 	m, ok := res.(models.OnlineMeetingable)
 	if !ok || deref(m.GetId()) == "" || deref(m.GetJoinWebUrl()) == "" {
-		return Meeting{}, &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Type: TypeMeetingFailed, Message: "Microsoft Graph created no meeting with an id and a join URL"}
+		return Meeting{}, &switchboard.Error{
+			Code:    switchboard.EUNAVAILABLE,
+			Op:      op,
+			Type:    TypeMeetingFailed,
+			Message: "Microsoft Graph created no meeting with an id and a join URL",
+		}
 	}
 	return Meeting{ID: deref(m.GetId()), JoinURL: deref(m.GetJoinWebUrl())}, nil
 }
@@ -86,13 +91,25 @@ func meetingError(op, organizer string, se *switchboard.SourceError) error {
 	switch {
 	case se.Status == http.StatusNotFound:
 		return &switchboard.Error{Code: switchboard.ENOTFOUND, Op: op, Type: TypeMeetingUserNotFound, Field: "interact.o365UserId", Err: se,
-			Message: fmt.Sprintf("interact.o365UserId %s is not a user of this tenant (Graph answered 404): set it to the object id of the user meetings are created for", organizer)}
+			Message: fmt.Sprintf(
+				"interact.o365UserId %s is not a user of this tenant (Graph answered 404): set it to the object id of the user meetings are created for",
+				organizer,
+			)}
 	case se.Status == http.StatusForbidden && strings.Contains(graphMsg, "application access policy"):
 		return &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: op, Type: TypeMeetingPolicyMissing, Field: "interact.o365UserId", Err: se,
-			Message: fmt.Sprintf("no application access policy lets the presence app create meetings for user %s: a Teams admin must run New-CsApplicationAccessPolicy and Grant-CsApplicationAccessPolicy (see the README)", organizer)}
+			Message: fmt.Sprintf(
+				"no application access policy lets the presence app create meetings for user %s: a Teams admin must run New-CsApplicationAccessPolicy and Grant-CsApplicationAccessPolicy (see the README)",
+				organizer,
+			)}
 	case se.Status == http.StatusForbidden || se.Reason == switchboard.SourcePermissionNotGranted:
 		return &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: op, Type: TypeMeetingPermissionMissing, Err: se,
 			Message: "Microsoft Graph refused to create the meeting: a tenant admin must grant the application permission OnlineMeetings.ReadWrite.All to the presence app"}
 	}
-	return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Type: TypeMeetingFailed, Err: se, Message: "the Teams meeting could not be created: " + se.Message}
+	return &switchboard.Error{
+		Code:    switchboard.EUNAVAILABLE,
+		Op:      op,
+		Type:    TypeMeetingFailed,
+		Err:     se,
+		Message: "the Teams meeting could not be created: " + se.Message,
+	}
 }

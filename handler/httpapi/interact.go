@@ -93,7 +93,11 @@ func (a *InteractAPI) widget(h func(w http.ResponseWriter, r *http.Request, tena
 			return widgetError(switchboard.EFORBIDDEN, switchboard.InteractTypeDisabled, "Interact is not enabled for this tenant")
 		}
 		if !checkWidgetKey(r.Header.Get("X-Widget-Key"), g.WidgetKey) {
-			return widgetError(switchboard.EUNAUTHORIZED, switchboard.InteractTypeInvalidWidgetKey, "the X-Widget-Key header is missing or not this tenant's widget key")
+			return widgetError(
+				switchboard.EUNAUTHORIZED,
+				switchboard.InteractTypeInvalidWidgetKey,
+				"the X-Widget-Key header is missing or not this tenant's widget key",
+			)
 		}
 		if err := a.checkToken(r.Context(), r, tenant, g.Authorization); err != nil {
 			return err
@@ -108,10 +112,18 @@ func (a *InteractAPI) checkToken(ctx context.Context, r *http.Request, tenant, m
 	}
 	token, ok := bearer(r)
 	if !ok {
-		return widgetError(switchboard.EUNAUTHORIZED, switchboard.InteractTypeInvalidToken, "this tenant's widget needs Authorization: Bearer with an Entra access token")
+		return widgetError(
+			switchboard.EUNAUTHORIZED,
+			switchboard.InteractTypeInvalidToken,
+			"this tenant's widget needs Authorization: Bearer with an Entra access token",
+		)
 	}
 	if a.Verifier == nil {
-		return widgetError(switchboard.EUNAUTHORIZED, switchboard.InteractTypeInvalidToken, "this deployment cannot verify tokens: API_AUDIENCE is not configured")
+		return widgetError(
+			switchboard.EUNAUTHORIZED,
+			switchboard.InteractTypeInvalidToken,
+			"this deployment cannot verify tokens: API_AUDIENCE is not configured",
+		)
 	}
 	p, err := a.Verifier.Verify(ctx, token)
 	if err != nil {
@@ -154,7 +166,11 @@ func ClientAddress(r *http.Request) string {
 // tooMany answers a refused new session: 429 with Retry-After.
 func tooMany(w http.ResponseWriter, r *http.Request, rl *switchboard.InteractRateLimited) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(rl.RetryAfter.Seconds()))))
-	writeProblem(w, http.StatusTooManyRequests, problem{Type: switchboard.InteractTypeTooManySessions, Title: rl.Message, Status: http.StatusTooManyRequests, Instance: r.URL.Path})
+	writeProblem(
+		w,
+		http.StatusTooManyRequests,
+		problem{Type: switchboard.InteractTypeTooManySessions, Title: rl.Message, Status: http.StatusTooManyRequests, Instance: r.URL.Path},
+	)
 }
 
 func (a *InteractAPI) create(w http.ResponseWriter, r *http.Request, tenant string) error {
@@ -177,7 +193,9 @@ func (a *InteractAPI) create(w http.ResponseWriter, r *http.Request, tenant stri
 }
 
 // customer serves a route of the session's customer: X-Resume-Token.
-func (a *InteractAPI) customer(op func(ctx context.Context, tenant, id, resumeToken string) (switchboard.InteractSessionView, error)) func(w http.ResponseWriter, r *http.Request, tenant string) error {
+func (a *InteractAPI) customer(
+	op func(ctx context.Context, tenant, id, resumeToken string) (switchboard.InteractSessionView, error),
+) func(w http.ResponseWriter, r *http.Request, tenant string) error {
 	return func(w http.ResponseWriter, r *http.Request, tenant string) error {
 		v, err := op(r.Context(), tenant, r.PathValue("id"), strings.TrimSpace(r.Header.Get("X-Resume-Token")))
 		if err != nil {

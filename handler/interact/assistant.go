@@ -45,7 +45,13 @@ func (s *Service) AssistantToken(ctx context.Context, tenant, user string) (ACSV
 	}
 	cs, err := switchboard.ParseACSConnectionString(raw)
 	if err != nil {
-		return ACSView{}, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: TypeAssistantNotConfig, Field: field, Message: "the ACS connection string is not usable"}
+		return ACSView{}, &switchboard.Error{
+			Code:    switchboard.ECONFLICT,
+			Op:      op,
+			Type:    TypeAssistantNotConfig,
+			Field:   field,
+			Message: "the ACS connection string is not usable",
+		}
 	}
 	sum := sha256.Sum256([]byte(cs.Endpoint))
 	row := id + "|" + hex.EncodeToString(sum[:12])

@@ -191,7 +191,11 @@ func (s *Service) Create(ctx context.Context, tenant string, in CreateInput) (Vi
 		return View{}, notConfigured("interact.o365UserId", "Interact needs the user meetings are created for: set interact.o365UserId")
 	}
 	if s.o.Meetings == nil {
-		return View{}, switchboard.Errorf(switchboard.EUNAVAILABLE, op, "this deployment has no presence app (PRESENCE_APP_CLIENT_ID, PRESENCE_APP_CLIENT_SECRET) to create Teams meetings with")
+		return View{}, switchboard.Errorf(
+			switchboard.EUNAVAILABLE,
+			op,
+			"this deployment has no presence app (PRESENCE_APP_CLIENT_ID, PRESENCE_APP_CLIENT_SECRET) to create Teams meetings with",
+		)
 	}
 	cs, err := switchboard.ParseACSConnectionString(st.ACSConnectionString)
 	if err != nil {
@@ -267,14 +271,20 @@ func (s *Service) admit(ctx context.Context, tenant, addr string, now time.Time)
 		return
 	}
 	if open.n >= MaxOpenSessions {
-		return open, rate, &RateLimited{RetryAfter: 30 * time.Second, Message: fmt.Sprintf("this tenant has %d open Interact sessions, the most it may have; try again later", MaxOpenSessions)}
+		return open, rate, &RateLimited{
+			RetryAfter: 30 * time.Second,
+			Message:    fmt.Sprintf("this tenant has %d open Interact sessions, the most it may have; try again later", MaxOpenSessions),
+		}
 	}
 	if rate, err = s.sessions.counter(ctx, tenant, rateRow(addr, now)); err != nil {
 		return
 	}
 	if rate.n >= MaxNewPerMinute {
 		next := time.Unix((now.Unix()/60+1)*60, 0)
-		return open, rate, &RateLimited{RetryAfter: max(next.Sub(now), time.Second), Message: fmt.Sprintf("at most %d new sessions per minute from one address; try again later", MaxNewPerMinute)}
+		return open, rate, &RateLimited{
+			RetryAfter: max(next.Sub(now), time.Second),
+			Message:    fmt.Sprintf("at most %d new sessions per minute from one address; try again later", MaxNewPerMinute),
+		}
 	}
 	return open, rate, nil
 }
@@ -384,7 +394,12 @@ func clip(s string) string {
 // invalidResume is the one answer to an unknown session, a wrong token and
 // a session past its retention: it reveals nothing.
 func invalidResume() error {
-	return &switchboard.Error{Code: switchboard.EUNAUTHORIZED, Op: "interact", Type: TypeInvalidResume, Message: "the session id or the resume token is not valid"}
+	return &switchboard.Error{
+		Code:    switchboard.EUNAUTHORIZED,
+		Op:      "interact",
+		Type:    TypeInvalidResume,
+		Message: "the session id or the resume token is not valid",
+	}
 }
 
 func sessionEnded(s Session) error {
@@ -560,7 +575,17 @@ func (s *Service) schedule(ctx context.Context, sess Session, due time.Time) {
 	body, _ := json.Marshal(timerMessage{Tenant: sess.TenantID, Session: sess.ID, Due: due})
 	if err := s.o.Timers.Schedule(ctx, due, body); err != nil {
 		// Housekeeping acts on the due time within a minute.
-		s.o.Log.Error("interact: the recovery timer could not be scheduled; housekeeping will act", "tenant", sess.TenantID, "session", sess.ID, "due", due, "err", err)
+		s.o.Log.Error(
+			"interact: the recovery timer could not be scheduled; housekeeping will act",
+			"tenant",
+			sess.TenantID,
+			"session",
+			sess.ID,
+			"due",
+			due,
+			"err",
+			err,
+		)
 	}
 }
 
@@ -737,7 +762,10 @@ func (s *Service) token(ctx context.Context, tenant string, sess Session) (Acces
 	}
 	cs, err := switchboard.ParseACSConnectionString(st.ACSConnectionString)
 	if err != nil || cs.Endpoint != sess.ACSEndpoint {
-		return AccessToken{}, notConfigured("interact.acsConnectionString", "interact.acsConnectionString no longer names the ACS resource this session's identity belongs to")
+		return AccessToken{}, notConfigured(
+			"interact.acsConnectionString",
+			"interact.acsConnectionString no longer names the ACS resource this session's identity belongs to",
+		)
 	}
 	return s.o.ACS.IssueToken(ctx, cs, sess.ACSUser, SessionScopes)
 }

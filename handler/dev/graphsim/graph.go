@@ -44,9 +44,15 @@ func graphError(w http.ResponseWriter, status int, code, message string) {
 // WWW-Authenticate.
 func caeChallenge(w http.ResponseWriter, loginURL string, revokedAt time.Time) {
 	claims := fmt.Sprintf(`{"access_token":{"nbf":{"essential":true,"value":"%d"}}}`, revokedAt.Unix())
-	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="", authorization_uri="%scommon/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="%s"`,
-		loginURL, base64.StdEncoding.EncodeToString([]byte(claims))))
-	graphError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp")
+	w.Header().
+		Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="", authorization_uri="%scommon/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="%s"`,
+			loginURL, base64.StdEncoding.EncodeToString([]byte(claims))))
+	graphError(
+		w,
+		http.StatusUnauthorized,
+		"InvalidAuthenticationToken",
+		"Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp",
+	)
 }
 
 // admit does what every Graph request goes through: the bearer token, the
@@ -233,13 +239,29 @@ func (s *Sim) getUserPresence(w http.ResponseWriter, r *http.Request) {
 	u := t.users[lower(r.PathValue("id"))]
 	if u == nil {
 		s.mu.Unlock()
-		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+r.PathValue("id")+"' does not exist or one of its queried reference-property objects are not present.")
+		graphError(
+			w,
+			http.StatusNotFound,
+			"Request_ResourceNotFound",
+			"Resource '"+r.PathValue("id")+"' does not exist or one of its queried reference-property objects are not present.",
+		)
 		return
 	}
 	p := u.presence()
 	s.stats.SingleReads++
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"@odata.context": s.graphURL + "/$metadata#users('" + u.id + "')/presence/$entity", "id": p.ID, "availability": p.Availability, "activity": p.Activity, "statusMessage": nil, "outOfOfficeSettings": p.OutOfOfficeSettings})
+	writeJSON(
+		w,
+		http.StatusOK,
+		map[string]any{
+			"@odata.context":      s.graphURL + "/$metadata#users('" + u.id + "')/presence/$entity",
+			"id":                  p.ID,
+			"availability":        p.Availability,
+			"activity":            p.Activity,
+			"statusMessage":       nil,
+			"outOfOfficeSettings": p.OutOfOfficeSettings,
+		},
+	)
 }
 
 func (s *Sim) getUser(w http.ResponseWriter, r *http.Request) {
@@ -255,7 +277,12 @@ func (s *Sim) getUser(w http.ResponseWriter, r *http.Request) {
 	}
 	if u == nil {
 		s.mu.Unlock()
-		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+r.PathValue("id")+"' does not exist or one of its queried reference-property objects are not present.")
+		graphError(
+			w,
+			http.StatusNotFound,
+			"Request_ResourceNotFound",
+			"Resource '"+r.PathValue("id")+"' does not exist or one of its queried reference-property objects are not present.",
+		)
 		return
 	}
 	s.stats.UserReads++
