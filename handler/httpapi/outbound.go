@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"switchboard/handler/switchboard"
 )
@@ -64,30 +63,11 @@ type OutboundTaskRequest struct {
 }
 
 // OutboundTaskAgent is the agent of a task.
-type OutboundTaskAgent struct {
-	UserID string `json:"userId"`
-}
+type OutboundTaskAgent = switchboard.OutboundTaskAgent
 
-// OutboundTask is a task as the API returns it (SPEC section 6). agent is
-// set from the first assignment on (after the task ends it names the agent
-// who had it last); referenceId is null when none was given.
-type OutboundTask struct {
-	ID                  string             `json:"id"`
-	ServiceID           string             `json:"serviceId"`
-	State               string             `json:"state"`
-	ReferenceID         *string            `json:"referenceId"`
-	Destination         string             `json:"destination"`
-	DueDateTimeUTC      time.Time          `json:"dueDateTimeUtc"`
-	Priority            int                `json:"priority"`
-	MaxAttempts         int                `json:"maxAttempts"`
-	MaxQueueTimeSeconds int                `json:"maxQueueTimeSeconds"`
-	PreferredUsers      []string           `json:"preferredUsers"`
-	Context             map[string]string  `json:"context"`
-	Agent               *OutboundTaskAgent `json:"agent"`
-	Attempts            int                `json:"attempts"`
-	CreatedAt           time.Time          `json:"createdAt"`
-	UpdatedAt           time.Time          `json:"updatedAt"`
-}
+// OutboundTask is a task as the API returns it (SPEC section 6), the shape
+// its events carry too.
+type OutboundTask = switchboard.OutboundTaskView
 
 // OutboundTaskList is a page of the list. continuationToken (and nextLink,
 // the absolute URL of the next page, which Power Automate's pagination
@@ -104,36 +84,7 @@ type OutboundTaskCompletion struct {
 	Note    string `json:"note"`
 }
 
-func renderTask(t switchboard.OutboundTask) OutboundTask {
-	out := OutboundTask{
-		ID:                  t.ID,
-		ServiceID:           t.ServiceID,
-		State:               t.State,
-		Destination:         t.Destination,
-		DueDateTimeUTC:      t.DueAt,
-		Priority:            t.Priority,
-		MaxAttempts:         t.MaxAttempts,
-		MaxQueueTimeSeconds: t.MaxQueueTimeSeconds,
-		PreferredUsers:      t.PreferredUsers,
-		Context:             t.Context,
-		Attempts:            t.Attempts,
-		CreatedAt:           t.CreatedAt,
-		UpdatedAt:           t.UpdatedAt,
-	}
-	if t.ReferenceID != "" {
-		out.ReferenceID = &t.ReferenceID
-	}
-	if t.Agent != "" {
-		out.Agent = &OutboundTaskAgent{UserID: t.Agent}
-	}
-	if out.PreferredUsers == nil {
-		out.PreferredUsers = []string{}
-	}
-	if out.Context == nil {
-		out.Context = map[string]string{}
-	}
-	return out
-}
+func renderTask(t switchboard.OutboundTask) OutboundTask { return t.View() }
 
 func (a *OutboundAPI) schedule(w http.ResponseWriter, r *http.Request) error {
 	t, s, err := tenantAndService(r)
