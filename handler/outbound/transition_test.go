@@ -121,7 +121,7 @@ func TestMoveDecidesAgainAfterAConcurrentChange(t *testing.T) {
 			// Another instance writes the task between our read and write.
 			next := cur
 			next.Priority = cur.Priority + 1
-			if _, err := other.update(context.Background(), cur, next); err != nil {
+			if _, err := other.update(context.Background(), cur, next, nil); err != nil {
 				t.Fatalf("concurrent update: %v", err)
 			}
 		}
