@@ -28,6 +28,12 @@ type OutboundTasks interface {
 	// Cancel cancels a task that is not in progress. Returns ENOTFOUND,
 	// and ECONFLICT while it is InProgress or once it has ended otherwise.
 	Cancel(ctx context.Context, tenant, service, id string) (switchboard.OutboundTask, error)
+	// Update changes a Scheduled or Queued task with a JSON merge patch of
+	// its dueDateTimeUtc, priority, maxQueueTimeSeconds, preferredUsers
+	// and context (a new due time reschedules it). Returns EINVALID naming
+	// the field, ENOTFOUND, EPRECONDITION when the If-Match ETag is stale,
+	// ECONFLICT once the task is InProgress or has ended, EUNAVAILABLE.
+	Update(ctx context.Context, tenant, service, id string, p switchboard.OutboundTaskPatch) (switchboard.OutboundTask, error)
 	// Complete ends an InProgress task with outcome. Returns EINVALID for
 	// a bad outcome or note, ENOTFOUND, ECONFLICT when it is not in
 	// progress.
@@ -46,6 +52,7 @@ func (a *OutboundAPI) Register(r *Router) {
 	r.Tenant("GET /api/tenants/{t}/services/{s}/outbound-tasks", a.list)
 	r.Tenant("GET /api/tenants/{t}/services/{s}/outbound-tasks/{id}", a.get)
 	r.Tenant("DELETE /api/tenants/{t}/services/{s}/outbound-tasks/{id}", a.cancel)
+	r.Tenant("PATCH /api/tenants/{t}/services/{s}/outbound-tasks/{id}", a.update)
 	r.Tenant("POST /api/tenants/{t}/services/{s}/outbound-tasks/{id}/complete", a.complete)
 }
 
@@ -195,7 +202,37 @@ func (a *OutboundAPI) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return WriteJSON(w, http.StatusOK, renderTask(task))
+	return writeTask(w, http.StatusOK, task)
+}
+
+// writeTask answers with the task and its ETag, which If-Match on PATCH
+// takes.
+func writeTask(w http.ResponseWriter, status int, task switchboard.OutboundTask) error {
+	if task.ETag != "" {
+		w.Header().Set("ETag", task.ETag)
+	}
+	return WriteJSON(w, status, renderTask(task))
+}
+
+// update applies a JSON merge patch (application/merge-patch+json or
+// application/json), If-Match optional.
+func (a *OutboundAPI) update(w http.ResponseWriter, r *http.Request) error {
+	t, s, id, err := taskRoute(r)
+	if err != nil {
+		return err
+	}
+	if err := mergePatchContentType(r.Header.Get("Content-Type")); err != nil {
+		return err
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return jsonError("http.DecodeJSON", err)
+	}
+	task, err := a.Tasks.Update(r.Context(), t, s, id, switchboard.OutboundTaskPatch{Merge: body, IfMatch: strings.Join(r.Header.Values("If-Match"), ",")})
+	if err != nil {
+		return err
+	}
+	return writeTask(w, http.StatusOK, task)
 }
 
 func (a *OutboundAPI) cancel(w http.ResponseWriter, r *http.Request) error {

@@ -19,9 +19,10 @@ var transitions = map[string][]string{
 	// Due or not: a new try (delivered early, or the sent mark), due and
 	// waiting, assigned at once, cancelled, queue time run out.
 	StateScheduled: {StateScheduled, StateQueued, StateInProgress, StateCancelled, StateExpired},
-	// The next try (nobody free, or the sent mark), assigned, cancelled,
+	// The next try (nobody free, the sent mark, or a changed queue time),
+	// due again later (a new due time by Update), assigned, cancelled,
 	// queue time run out.
-	StateQueued: {StateQueued, StateInProgress, StateCancelled, StateExpired},
+	StateQueued: {StateQueued, StateScheduled, StateInProgress, StateCancelled, StateExpired},
 	// Back in the queue after a failed attempt with attempts left,
 	// completed, failed (by the caller, or not completed in time).
 	StateInProgress: {StateQueued, StateCompleted, StateFailed},
