@@ -19,10 +19,11 @@ import (
 // product's "Update a scheduler entry").
 var Patchable = []string{"dueDateTimeUtc", "priority", "maxQueueTimeSeconds", "preferredUsers", "context"}
 
-// patchDoc is the merge-patch form of a task's changeable fields. A field
+// PatchDoc is the merge-patch form of a task's changeable fields (the
+// connector's schema of the PATCH body is checked against it). A field
 // the patch sets to null takes its default, as if absent when scheduling
 // (a due time of null means now).
-type patchDoc struct {
+type PatchDoc struct {
 	DueDateTimeUTC      *string           `json:"dueDateTimeUtc,omitempty"`
 	Priority            *int              `json:"priority,omitempty"`
 	MaxQueueTimeSeconds *int              `json:"maxQueueTimeSeconds,omitempty"`
@@ -52,9 +53,9 @@ func parsePatch(op string, raw []byte) (map[string]json.RawMessage, error) {
 
 // decodeMerged reads the merged document field by field, so that a value
 // of the wrong type is refused naming its field.
-func decodeMerged(op string, merged []byte) (patchDoc, error) {
+func decodeMerged(op string, merged []byte) (PatchDoc, error) {
 	var fields map[string]json.RawMessage
-	var d patchDoc
+	var d PatchDoc
 	if err := json.Unmarshal(merged, &fields); err != nil {
 		return d, switchboard.Wrap(switchboard.EINTERNAL, op, err)
 	}
@@ -77,9 +78,9 @@ func decodeMerged(op string, merged []byte) (patchDoc, error) {
 	return d, nil
 }
 
-func patchDocOf(t Task) patchDoc {
+func patchDocOf(t Task) PatchDoc {
 	due := t.DueAt.Format(time.RFC3339Nano)
-	return patchDoc{DueDateTimeUTC: &due, Priority: &t.Priority, MaxQueueTimeSeconds: &t.MaxQueueTimeSeconds,
+	return PatchDoc{DueDateTimeUTC: &due, Priority: &t.Priority, MaxQueueTimeSeconds: &t.MaxQueueTimeSeconds,
 		PreferredUsers: t.PreferredUsers, Context: t.Context}
 }
 
