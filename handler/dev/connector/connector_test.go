@@ -52,8 +52,8 @@ func TestBuildFillsInTheDeployment(t *testing.T) {
 		Info struct {
 			Contact struct{ URL, Email string } `json:"contact"`
 		} `json:"info"`
-		Meta []struct{ PropertyName, PropertyValue string } `json:"x-ms-connector-metadata"`
-		Paths map[string]any `json:"paths"`
+		Meta  []struct{ PropertyName, PropertyValue string } `json:"x-ms-connector-metadata"`
+		Paths map[string]any                                 `json:"paths"`
 	}
 	if err := json.Unmarshal(gotDef, &d); err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func TestOutboundTaskEventsSurviveARestart(t *testing.T) {
 		}
 		_ = json.Unmarshal(body, &ce)
 		d := delivery{id: r.Header.Get("webhook-id"), subject: ce.Subject, sequence: ce.Sequence, state: ce.Data.State, previous: "null",
-			valid: err == nil && wh.Verify(body, r.Header) == nil && ce.Type == "switchboard.outboundTask.stateChanged" && ce.ID == r.Header.Get("webhook-id"),
+			valid:  err == nil && wh.Verify(body, r.Header) == nil && ce.Type == "switchboard.outboundTask.stateChanged" && ce.ID == r.Header.Get("webhook-id"),
 			status: http.StatusOK}
 		if ce.Data.PreviousState != nil {
 			d.previous = *ce.Data.PreviousState
