@@ -221,14 +221,11 @@ func (a *OutboundAPI) update(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := mergePatchContentType(r.Header.Get("Content-Type")); err != nil {
+	body, err := readMergePatch(r)
+	if err != nil {
 		return err
 	}
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return jsonError("http.DecodeJSON", err)
-	}
-	task, err := a.Tasks.Update(r.Context(), t, s, id, switchboard.OutboundTaskPatch{Merge: body, IfMatch: strings.Join(r.Header.Values("If-Match"), ",")})
+	task, err := a.Tasks.Update(r.Context(), t, s, id, switchboard.OutboundTaskPatch{Merge: body, IfMatch: ifMatchAll(r)})
 	if err != nil {
 		return err
 	}
