@@ -142,9 +142,13 @@ func (s *Service) Update(ctx context.Context, tenant, service, id string, p swit
 	}
 	seq, err := s.send(ctx, done, s.now())
 	if err != nil {
-		// The new try stays pending: housekeeping sends it (ResendAfter).
-		s.o.Log.Warn("outbound: rescheduled task not sent now; housekeeping will send it", "task", id, "err", err)
-	} else if sent, ok := s.markSent(ctx, done, seq); ok {
+		// The new try stays pending: the old message, when it comes, sends
+		// it (it is the try before), as does housekeeping after
+		// ResendAfter; so the old one is left alone.
+		s.o.Log.Warn("outbound: rescheduled task not sent now; its old message or housekeeping will send it", "task", id, "err", err)
+		return s.getTask(ctx, pk, id)
+	}
+	if sent, ok := s.markSent(ctx, done, seq); ok {
 		done = sent
 	}
 	if cur.SequenceNumber > 0 && s.o.Queue != nil {

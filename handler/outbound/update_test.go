@@ -214,3 +214,29 @@ func TestUpdateShorterQueueTimeBringsTheTryForward(t *testing.T) {
 		t.Errorf("at the new end of the queue time: %v, want expired", got)
 	}
 }
+
+// When the new try's message cannot be sent, the old message is kept: it
+// sends the new try when it comes (or housekeeping does), so the task is
+// never left without a message.
+func TestUpdateSendFailureKeepsTheOldMessage(t *testing.T) {
+	f := newFixture(t, store.NewMemoryTables())
+	task := f.schedule(NewTask{Destination: "+41440000000", DueDateTimeUTC: f.clock.Now().Add(time.Minute).Format(time.RFC3339)})
+	first := f.queue.Last()
+	f.queue.FailSend(switchboard.Errorf(switchboard.EUNAVAILABLE, "queue", "broker down"))
+	due := f.clock.Now().Add(time.Hour)
+	got, err := f.update(task.ID, fmt.Sprintf(`{"dueDateTimeUtc": %q}`, due.Format(time.RFC3339)))
+	if err != nil || !got.SendPending || got.Try != 2 {
+		t.Fatalf("Update: %+v, %v; want the new try written, its send pending", got, err)
+	}
+	if len(f.queue.Cancels()) != 0 {
+		t.Errorf("cancels %v, want the old message kept", f.queue.Cancels())
+	}
+	f.queue.FailSend(nil)
+	f.clock.Advance(time.Minute)
+	if w, err := f.svc.Handle(ctx, first.Msg.Body); err != nil || w.Action != ActionResent {
+		t.Fatalf("the old message: %v, %v; want it to send the new try", w, err)
+	}
+	if m := f.queue.Last(); m == first || !m.Msg.ScheduledAt.Equal(due) || body(m).Try != 2 {
+		t.Errorf("message %+v, want try 2 scheduled for %v", m, due)
+	}
+}
