@@ -24,7 +24,8 @@ import (
 // checklist): contact and connector metadata, one response schema per
 // operation and only on its success response, every parameter and
 // property titled in Title Case and described, unique PascalCase
-// operationIds, path parameters encoded once, tags.
+// operationIds, path parameters encoded once, tags, summaries of at most
+// 80 characters without a final period.
 
 func loadRawSwagger(t *testing.T) map[string]any {
 	t.Helper()
@@ -77,6 +78,9 @@ var pascalCase = regexp.MustCompile(`^[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)*$`)
 func TestConnectorQualityRules(t *testing.T) {
 	doc := loadRawSwagger(t)
 	info, _ := doc["info"].(map[string]any)
+	if d, _ := info["description"].(string); len(d) < 30 || len(d) > 500 {
+		t.Errorf("info.description has %d characters, want 30 to 500", len(d))
+	}
 	contact, _ := info["contact"].(map[string]any)
 	for _, k := range []string{"name", "url", "email"} {
 		if s, _ := contact[k].(string); s == "" {
@@ -122,6 +126,11 @@ func TestConnectorQualityRules(t *testing.T) {
 				t.Errorf("%s: operationId %s also names %s", key, id, other)
 			}
 			ids[id] = key
+			summary, _ := op["summary"].(string)
+			desc, _ := op["description"].(string)
+			if summary == "" || len(summary) > 80 || strings.HasSuffix(summary, ".") || desc == "" || desc == summary {
+				t.Errorf("%s: summary %q (at most 80 characters, no final period) and a description that says more are required", key, summary)
+			}
 			opTags, _ := op["tags"].([]any)
 			if len(opTags) == 0 {
 				t.Errorf("%s: no tags", key)
