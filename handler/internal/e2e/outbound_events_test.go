@@ -12,23 +12,40 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/internal/e2e"
 	"switchboard/handler/internal/testenv"
 	"switchboard/handler/secrets"
 )
 
 // Outbound task events through the real handler, on Azurite and the
-// Service Bus stand-in: a Power Automate trigger subscription gets the
-// task's creation and each change of state, signed so that a Standard
-// Webhooks library verifies them, in sequence order; the handler stopped
-// while an event waits for its retry (the receiver was down) delivers it
-// after the restart, with the same webhook-id.
+// Service Bus stand-in: a Power Automate trigger subscription gets each
+// task's creation and each change of state (Scheduled, Queued, Cancelled
+// for one nobody could take; Scheduled, InProgress, Completed for one an
+// agent took), signed so that a Standard Webhooks library verifies them,
+// in sequence order, each once; the handler stopped while an event waits
+// for its retry (the receiver was down) delivers it after the restart,
+// with the same webhook-id.
 func TestOutboundTaskEventsSurviveARestart(t *testing.T) {
-	const tenant = "6c2d8e3f-4a5b-4c6d-8e7f-8091a2b3c4d5"
-	const member = "6c2d8e3f-0000-4000-8000-00000000000a"
+	const (
+		tenant    = "6c2d8e3f-4a5b-4c6d-8e7f-8091a2b3c4d5"
+		app       = "6c2d8e3f-0000-4000-8000-0000000000a1"
+		appSecret = "e2e-secret"
+	)
+	sim, err := graphsim.Start(graphsim.Options{Seed: 11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	sim.AddApp(app, appSecret, true)
+	sim.AddTenant(tenant, graphsim.TenantOptions{AppConsent: true})
+	member := sim.AddUsers(tenant, "contoso-outbound.example", 1)[0].ID
+	sim.SetPresence(tenant, member, "Available", "Available", false)
 	sb := testenv.NewServiceBus(t, testenv.ServiceBusOptions{})
 	tables := testenv.NewAzurite(t)
-	settings := map[string]string{"ServiceBusConnection": sb, "ALLOW_PRIVATE_ENDPOINTS": "true", "SECRETS_KEY": secrets.GenerateKey()}
+	settings := map[string]string{"ServiceBusConnection": sb, "ALLOW_PRIVATE_ENDPOINTS": "true", "SECRETS_KEY": secrets.GenerateKey(),
+		"GRAPH_BASE_URL": sim.GraphURL(), "AZURE_AUTHORITY_HOST": sim.AuthorityURL(), "SSL_CERT_FILE": sim.CertFile(),
+		"PRESENCE_APP_CLIENT_ID": app, "PRESENCE_APP_CLIENT_SECRET": appSecret}
 	env := e2e.Start(t, e2e.Options{Env: settings, Tables: tables})
 	base := "/api/tenants/" + tenant
 
@@ -87,9 +104,9 @@ func TestOutboundTaskEventsSurviveARestart(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	delivered := func(ds []delivery, state string) *delivery {
+	delivered := func(ds []delivery, task, state string) *delivery {
 		for i := range ds {
-			if ds[i].state == state && ds[i].status == http.StatusOK {
+			if ds[i].subject == "outbound-tasks/"+task && ds[i].state == state && ds[i].status == http.StatusOK {
 				return &ds[i]
 			}
 		}
@@ -117,8 +134,8 @@ func TestOutboundTaskEventsSurviveARestart(t *testing.T) {
 		t.Fatalf("PUT service: %d %s", status, raw)
 	}
 
-	// Created (Scheduled), then Queued by the worker (nobody's presence is
-	// known: nobody can take it).
+	// Created (Scheduled), then Queued by the worker (no presence has been
+	// polled yet: nobody can take it).
 	status, _, raw = env.Do(t, http.MethodPost, base+"/services/support/outbound-tasks", map[string]any{"destination": "+41440000000", "maxQueueTimeSeconds": 600})
 	if status != http.StatusAccepted {
 		t.Fatalf("POST task: %d %s", status, raw)
@@ -126,7 +143,7 @@ func TestOutboundTaskEventsSurviveARestart(t *testing.T) {
 	var task struct{ ID string }
 	_ = json.Unmarshal(raw, &task)
 	waitFor("Scheduled and Queued delivered", 30*time.Second, func(ds []delivery) bool {
-		return delivered(ds, "Scheduled") != nil && delivered(ds, "Queued") != nil
+		return delivered(ds, task.ID, "Scheduled") != nil && delivered(ds, task.ID, "Queued") != nil
 	})
 
 	// The receiver is down for the cancellation's first attempt; the
@@ -167,28 +184,46 @@ func TestOutboundTaskEventsSurviveARestart(t *testing.T) {
 
 	// A new handler on the same tables and Service Bus.
 	env2 := e2e.Start(t, e2e.Options{Env: settings, Tables: tables})
-	ds = waitFor("the cancellation after the restart", 60*time.Second, func(ds []delivery) bool { return delivered(ds, "Cancelled") != nil })
-	if c := delivered(ds, "Cancelled"); c.id != failedID {
+	waitFor("the cancellation after the restart", 60*time.Second, func(ds []delivery) bool { return delivered(ds, task.ID, "Cancelled") != nil })
+	if c := delivered(deliveries(), task.ID, "Cancelled"); c.id != failedID {
 		t.Errorf("the retry's webhook-id %s, want the failed attempt's %s", c.id, failedID)
 	}
 
-	// Every event once (2xx), verified, in order, with previousState.
-	var order []string
+	// The member's presence is polled (Available): a second task is taken
+	// at once and completed.
+	env2.Invoke(t, "PresencePoll")
+	status, _, raw = env2.Do(t, http.MethodPost, base+"/services/support/outbound-tasks", map[string]any{"destination": "+41440000001"})
+	if status != http.StatusAccepted {
+		t.Fatalf("POST second task: %d %s", status, raw)
+	}
+	var second struct{ ID string }
+	_ = json.Unmarshal(raw, &second)
+	waitFor("the second task in progress", 30*time.Second, func(ds []delivery) bool { return delivered(ds, second.ID, "InProgress") != nil })
+	if status, _, raw := env2.Do(t, http.MethodPost, base+"/services/support/outbound-tasks/"+second.ID+"/complete", map[string]any{"outcome": "Completed"}); status != http.StatusOK {
+		t.Fatalf("complete: %d %s", status, raw)
+	}
+	ds = waitFor("the second task completed", 30*time.Second, func(ds []delivery) bool { return delivered(ds, second.ID, "Completed") != nil })
+
+	// Every event once (2xx), verified, in order per task, with
+	// previousState.
+	order := map[string][]string{}
 	seen := map[string]int{}
 	for _, d := range ds {
 		if !d.valid {
 			t.Errorf("delivery %+v does not verify as a signed outboundTask.stateChanged CloudEvent", d)
 		}
-		if d.subject != "outbound-tasks/"+task.ID {
-			t.Errorf("subject %s, want outbound-tasks/%s", d.subject, task.ID)
-		}
 		if d.status == http.StatusOK {
 			seen[d.id]++
-			order = append(order, d.previous+">"+d.state+"#"+strings.TrimLeft(d.sequence, "0"))
+			order[d.subject] = append(order[d.subject], d.previous+">"+d.state+"#"+strings.TrimLeft(d.sequence, "0"))
 		}
 	}
-	if want := "null>Scheduled#1 Scheduled>Queued#2 Queued>Cancelled#3"; strings.Join(order, " ") != want {
-		t.Errorf("delivered %q, want %q", strings.Join(order, " "), want)
+	for id, want := range map[string]string{
+		task.ID:   "null>Scheduled#1 Scheduled>Queued#2 Queued>Cancelled#3",
+		second.ID: "null>Scheduled#1 Scheduled>InProgress#2 InProgress>Completed#3",
+	} {
+		if got := strings.Join(order["outbound-tasks/"+id], " "); got != want {
+			t.Errorf("task %s: delivered %q, want %q", id, got, want)
+		}
 	}
 	for id, n := range seen {
 		if n != 1 {
