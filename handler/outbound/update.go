@@ -226,20 +226,11 @@ func (s *Service) patched(op string, c Task, merge []byte, dueTouched bool) (nex
 }
 
 // etagMatches reports whether an If-Match value admits etag: empty or "*"
-// admit any, otherwise one of its comma-separated ETags (weak or not) must
-// be it.
+// admit any, otherwise one of its entity tags must be the task's under the
+// strong comparison (switchboard.IfMatchHolds).
 func etagMatches(ifMatch, etag string) bool {
 	ifMatch = strings.TrimSpace(ifMatch)
-	if ifMatch == "" {
-		return true
-	}
-	for _, t := range strings.Split(ifMatch, ",") {
-		t = strings.TrimSpace(t)
-		if t == "*" || t == etag || strings.TrimPrefix(t, "W/") == strings.TrimPrefix(etag, "W/") {
-			return true
-		}
-	}
-	return false
+	return ifMatch == "" || ifMatch == "*" || switchboard.IfMatchHolds(ifMatch, etag)
 }
 
 func minTime(a, b time.Time) time.Time {

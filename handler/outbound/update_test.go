@@ -171,8 +171,13 @@ func TestUpdateRefuses(t *testing.T) {
 		t.Errorf("stale If-Match: %v, want EPRECONDITION", err)
 	}
 	fresh := f.get(waitingTask.ID)
-	if got, err := f.svc.Update(ctx, tenant, service, waitingTask.ID, switchboard.OutboundTaskPatch{Merge: []byte(`{"priority": 61}`), IfMatch: fresh.ETag}); err != nil || got.Priority != 61 {
-		t.Errorf("current If-Match: %v, priority %d; want 61", err, got.Priority)
+	weak := "W/" + switchboard.PublicETag(fresh.ETag)
+	if _, err := f.svc.Update(ctx, tenant, service, waitingTask.ID, switchboard.OutboundTaskPatch{Merge: []byte(`{"priority": 61}`), IfMatch: weak}); !switchboard.IsCode(err, switchboard.EPRECONDITION) {
+		t.Errorf("a weak If-Match (RFC 9110: strong comparison): %v, want EPRECONDITION", err)
+	}
+	current := `"x", ` + switchboard.PublicETag(fresh.ETag)
+	if got, err := f.svc.Update(ctx, tenant, service, waitingTask.ID, switchboard.OutboundTaskPatch{Merge: []byte(`{"priority": 61}`), IfMatch: current}); err != nil || got.Priority != 61 {
+		t.Errorf("a list holding the current ETag: %v, priority %d; want 61", err, got.Priority)
 	}
 
 	busy := f.schedule(NewTask{Destination: "+41440000002"})
