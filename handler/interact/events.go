@@ -82,7 +82,7 @@ func (s *Service) eventOps(cur, next *Session) ([]store.Op, error) {
 		return nil, switchboard.Wrap(switchboard.EINTERNAL, "interact.events", err)
 	}
 	return outbox.Ops(next.TenantID, []switchboard.Event{{
-		ID: uuid.NewString(), Type: typ, TenantID: next.TenantID, ServiceID: next.ServiceID,
+		ID: uuid.Must(uuid.NewV7()).String(), Type: typ, TenantID: next.TenantID, ServiceID: next.ServiceID,
 		Subject: "interact-sessions/" + next.ID, Sequence: next.Sequence, Time: s.now(), Data: raw,
 	}})
 }
