@@ -107,7 +107,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return fmt.Errorf("API authentication: %w", err)
 	}
 	a.router = httpapi.NewRouter(log, verifier)
-	for _, wire := range []func(context.Context, *app) error{wireHealth, wireQueue, wireSettings, wirePresence, wireRouting, wireOutbound, wireHousekeeping} {
+	for _, wire := range []func(context.Context, *app) error{wireHealth, wireQueue, wireSettings, wirePresence, wireRouting, wireOutbound, wireUI, wireHousekeeping} {
 		if err := wire(ctx, a); err != nil {
 			return err
 		}

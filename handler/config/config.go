@@ -48,6 +48,10 @@ type Config struct {
 
 	APIAuth     string // API_AUTH: entra (default) or none
 	APIAudience string // API_AUDIENCE
+	// UIClientID is the SPA app registration the web page signs in with
+	// (authorization code with PKCE); empty leaves the page without
+	// sign-in, which it says, unless API_AUTH is none.
+	UIClientID string // UI_CLIENT_ID
 }
 
 // Load reads the configuration through getenv and checks it.
@@ -80,6 +84,7 @@ func Load(getenv func(string) string) (Config, error) {
 		PresenceAccount2Password: get("PRESENCE_ACCOUNT2_PASSWORD", ""),
 		APIAuth:                  strings.ToLower(get("API_AUTH", "entra")),
 		APIAudience:              get("API_AUDIENCE", ""),
+		UIClientID:               get("UI_CLIENT_ID", ""),
 	}
 	c.PresenceConsentRedirectURI = get("PRESENCE_CONSENT_REDIRECT_URI", "")
 	if !strings.HasSuffix(c.AuthorityHost, "/") {

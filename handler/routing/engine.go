@@ -187,6 +187,9 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 	if err := checkID(op, "serviceId", serviceID); err != nil {
 		return switchboard.RouteDecision{}, err
 	}
+	if req.Preview && req.Reserve {
+		return switchboard.RouteDecision{}, switchboard.FieldError(op, "preview", "a preview reserves nothing: preview and reserve cannot both be true")
+	}
 	if req.ConversationID == "" && req.Reserve {
 		return switchboard.RouteDecision{}, switchboard.FieldError(op, "conversationId", "conversationId is required to reserve an agent")
 	}
@@ -308,7 +311,7 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 			return existing(switchboard.RouteDecision{ConversationID: req.ConversationID}, d, won.Agents), nil
 		}
 	}
-	if in.svc.Distribution.Order == OrderRoundRobin && len(out.Agents) > 0 {
+	if in.svc.Distribution.Order == OrderRoundRobin && len(out.Agents) > 0 && !req.Preview {
 		if err := e.state.advanceRoundRobin(ctx, tenant, serviceID, out.Agents[0].UserID, in.rrETag); err != nil {
 			e.log.Warn("round-robin position not advanced", "tenant", tenant, "service", serviceID, "err", err)
 		}

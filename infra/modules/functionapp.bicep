@@ -26,6 +26,9 @@ param presenceAccount1Upn string
 param presenceAccount2Upn string
 param presenceConsentRedirectUri string
 param apiAudience string
+
+@description('Client id of the web page\'s SPA app registration (UI_CLIENT_ID).')
+param uiClientId string
 param graphBaseUrl string
 param authorityHost string
 param presencePollSchedule string
@@ -93,6 +96,8 @@ var appSettings = {
   // The API: tenant routes need an Entra token for this audience.
   API_AUTH: 'entra'
   API_AUDIENCE: apiAudience
+  // The web page (/api/ui/) signs in with this SPA registration.
+  UI_CLIENT_ID: uiClientId
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
