@@ -64,11 +64,11 @@ type Options struct {
 
 // UI serves the page.
 type UI struct {
-	opts       Options
-	version    string
-	files      map[string]*file // by path below static/, e.g. "app/main.js"
-	authority  string           // scheme://host of the authority, for the CSP
-	cspPage    string
+	opts        Options
+	version     string
+	files       map[string]*file // by path below static/, e.g. "app/main.js"
+	authority   string           // scheme://host of the authority, for the CSP
+	cspPage     string
 	cspRedirect string
 }
 
