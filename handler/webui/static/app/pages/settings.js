@@ -219,7 +219,7 @@ function widgetKey(stateRef, canWrite, formAlert, onChange) {
   const input = h("input", { type: "text", readonly: true, dataset: { widgetKey: "" }, value: stateRef.data?.interact?.widgetKey || "", spellcheck: "false" });
   const status = h("p", { class: "field-error", "aria-live": "polite" });
   const refresh = h("button", {
-    type: "button", class: "btn small", disabled: !canWrite,
+    type: "button", class: "btn small", disabled: !canWrite, "aria-label": "Refresh widget key",
     onclick: async () => {
       if (!confirm("Replace the widget key? Websites using the old key stop working until they are given the new one.")) return;
       status.textContent = "";
