@@ -170,7 +170,9 @@ func startSite(t *testing.T) *site {
 			s.report("log (%s): %s %s", e.Source, e.Text, e.URL)
 		case *page.EventJavascriptDialogOpening:
 			// The listener must not send commands itself.
-			go func() { _, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true}) }()
+			go func() {
+				_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+			}()
 		}
 	})
 	if err != nil {
