@@ -56,9 +56,9 @@ test-short:
 # time. Ctrl-C stops all of it. Flags for the runner go
 # in RUN_ARGS, e.g. make run RUN_ARGS='-port 8080 -no-timers'.
 run: tools
-	$(GO) build -o bin/localrunner ./handler/dev/cmd/localrunner
-	$(GO) build -o bin/graphsim ./handler/dev/cmd/graphsim
-	bin/graphsim -demo -- bin/localrunner -azurite $(RUN_ARGS)
+	@$(GO) build -o bin/localrunner ./handler/dev/cmd/localrunner
+	@$(GO) build -o bin/graphsim ./handler/dev/cmd/graphsim
+	@bin/graphsim -demo -- bin/localrunner -azurite $(RUN_ARGS)
 
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./handler/...
