@@ -1,7 +1,9 @@
 package browsertest
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +34,7 @@ func TestWebPage(t *testing.T) {
 	t.Run("TestUPNShowsPresence", func(t *testing.T) { testUPN(t, s) })
 	t.Run("ServicesShowReasonsThatFollowPresence", func(t *testing.T) { serviceReasons(t, s) })
 	t.Run("LiveViewSaysDistributionIsMissing", func(t *testing.T) { liveDegrades(t, s) })
+	t.Run("OutboundTasksByStateAndCancel", func(t *testing.T) { outboundTasks(t, s) })
 	if p := s.takeProblems(); len(p) > 0 {
 		t.Errorf("page problems: %v", p)
 	}
@@ -198,5 +201,34 @@ func liveDegrades(t *testing.T, s *site) {
 	text := eval[string](t, s, textOf(".alert.info"))
 	if !strings.Contains(text, "needs distribution") {
 		t.Errorf("live view says %q", text)
+	}
+}
+
+func outboundTasks(t *testing.T, s *site) {
+	due := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	var task struct{ ID string }
+	if err := json.Unmarshal(s.must(t, http.MethodPost, "/services/support/outbound-tasks", map[string]any{"destination": "+41440000001", "dueDateTimeUtc": due}), &task); err != nil || task.ID == "" {
+		t.Fatalf("scheduling a task: %v", err)
+	}
+	row := fmt.Sprintf(`tr[data-key=%q]`, task.ID)
+	s.open(t, "outbound", row)
+	if got := eval[string](t, s, textOf(row+` td[data-label="State"]`)); got != "Scheduled" {
+		t.Errorf("task state shown %q, want Scheduled", got)
+	}
+	// Filtered by another state, the task is not listed.
+	filter := func(state string) {
+		eval[bool](t, s, fmt.Sprintf(`(() => { const sel = document.querySelector("select[data-filter=state]"); sel.value = %q; return sel.dispatchEvent(new Event("change")); })()`, state))
+	}
+	filter("Completed")
+	s.waitFor(t, "the Completed list", fmt.Sprintf(`document.querySelector(%q) === null && document.querySelector("#tasks-h ~ p.hint")?.textContent === "0 task(s)."`, row))
+	filter("Scheduled")
+	s.waitFor(t, "the Scheduled list", fmt.Sprintf(`document.querySelector(%q) !== null`, row))
+	filter("")
+	s.waitFor(t, "every task", fmt.Sprintf(`document.querySelector(%q) !== null`, row))
+	s.run(t, "cancel", click(fmt.Sprintf(`button[aria-label="Cancel task %s"]`, task.ID)))
+	s.waitFor(t, "Cancelled", fmt.Sprintf(`%s === "Cancelled"`, textOf(row+` td[data-label="State"]`)))
+	status, _, raw := s.env.Do(t, http.MethodGet, "/api/tenants/"+tenant+"/services/support/outbound-tasks/"+task.ID, nil)
+	if status != http.StatusOK || !strings.Contains(string(raw), `"state":"Cancelled"`) {
+		t.Errorf("after Cancel the task is %d %s", status, raw)
 	}
 }

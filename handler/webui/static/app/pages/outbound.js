@@ -27,7 +27,7 @@ function tasksPanel(signal, list) {
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
   const service = h("select", {}, list.services.map((s) => h("option", { value: s.id }, `${s.name || s.id} (${s.id})`)));
   const other = h("input", { type: "text", spellcheck: "false", placeholder: "or type a service id" });
-  const state = h("select", {}, STATES.map((s) => h("option", { value: s }, s || "All states")));
+  const state = h("select", { dataset: { filter: "state" } }, STATES.map((s) => h("option", { value: s }, s || "All states")));
   if (params.get("state")) state.value = params.get("state");
   const fresh = new Freshness(signal);
   const alert = h("div", { class: "alert", "aria-live": "polite" });
@@ -71,7 +71,7 @@ function tasksPanel(signal, list) {
         `${x.attempts}/${x.maxAttempts}`,
         x.agent?.userId || "—",
         fmtTime(x.updatedAt),
-        [open ? `open:${canCancel}` : "closed", () => (open ? cancelButton(canCancel, x, alert) : document.createTextNode(""))],
+        [open ? `open:${canCancel}` : "closed", () => (open ? cancelButton(canCancel, x, alert, () => load().then(() => fresh.ok(), () => {})) : document.createTextNode(""))],
       ]);
     });
   };
@@ -97,7 +97,7 @@ function tasksPanel(signal, list) {
     fresh.el, alert, more, t.el);
 }
 
-function cancelButton(can, task, alert) {
+function cancelButton(can, task, alert, refresh) {
   return h("button", {
     type: "button", class: "btn small danger", disabled: !can, "aria-label": `Cancel task ${task.id}`,
     onclick: async (e) => {
@@ -106,6 +106,7 @@ function cancelButton(can, task, alert) {
       try {
         await call("DELETE", `/services/${encodeURIComponent(task.serviceId)}/outbound-tasks/${encodeURIComponent(task.id)}`);
         say(alert, "ok", `Task ${task.id} cancelled.`);
+        refresh();
       } catch (err) {
         say(alert, "error", `Task ${task.id}: ${describe(err)}`);
         e.target.disabled = false;
