@@ -36,7 +36,7 @@ func TestParametersReachMainBicep(t *testing.T) {
 			t.Errorf("main.parameters.json sets %s, which main.bicep does not declare", name)
 			continue
 		}
-		uses := regexp.MustCompile(`\b` + name + `\b`).FindAll(bicep, -1)
+		uses := regexp.MustCompile(`\b`+name+`\b`).FindAll(bicep, -1)
 		if len(uses) < 2 {
 			t.Errorf("main.bicep declares %s but never uses it", name)
 		}
