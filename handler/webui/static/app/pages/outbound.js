@@ -174,8 +174,13 @@ function subscriptionsPanel(signal) {
 
   const dLabels = ["Event", "Type", "Status", "Attempts", "Next try", "Last error"];
   const dt = table(dLabels, { caption: "The last 100 deliveries" });
+  let shownFor = "";
   async function showDeliveries() {
-    if (!deliveries.contains(dt.el)) clear(deliveries, h("h3", {}, `Deliveries of ${open}`), dt.el);
+    if (shownFor !== open) {
+      shownFor = open;
+      dt.tbody.replaceChildren();
+      clear(deliveries, h("h3", {}, `Deliveries of ${open}`), dt.el);
+    }
     try {
       const r = await call("GET", `/subscriptions/${encodeURIComponent(open)}/deliveries`, { signal });
       const list = Array.isArray(r.data) ? r.data : r.data.value || [];
