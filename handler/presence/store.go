@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"switchboard/handler/internal/follow"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -34,13 +34,15 @@ type StoreOptions struct {
 // together with the readings it confirms, so ConfirmedAt stays truthful
 // however far the cache lags behind storage.
 type Store struct {
-	presence     store.Table
-	state        store.Table
-	now          func() time.Time
-	log          *slog.Logger
-	refreshEvery time.Duration
-	maxLag       time.Duration
-	parallel     int
+	presence store.Table
+	state    store.Table
+	now      func() time.Time
+	log      *slog.Logger
+	parallel int
+	// fresh decides, per tenant, when the cache is read again from
+	// storage; what it holds is the tenant's *tenantCache, which refresh
+	// fills in place.
+	fresh *follow.Cache[string, *tenantCache]
 
 	mu      sync.Mutex
 	tenants map[string]*tenantCache
@@ -62,22 +64,31 @@ func NewStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
-	s := &Store{presence: p, state: st, now: opts.Now, log: opts.Log, refreshEvery: opts.RefreshEvery, maxLag: opts.MaxLag, parallel: opts.Parallel, tenants: map[string]*tenantCache{}}
+	s := &Store{presence: p, state: st, now: opts.Now, log: opts.Log, parallel: opts.Parallel, tenants: map[string]*tenantCache{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if s.refreshEvery <= 0 {
-		s.refreshEvery = time.Second
+	refreshEvery, maxLag := opts.RefreshEvery, opts.MaxLag
+	if refreshEvery <= 0 {
+		refreshEvery = time.Second
 	}
-	if s.maxLag <= 0 {
-		s.maxLag = 10 * time.Second
+	if maxLag <= 0 {
+		maxLag = 10 * time.Second
 	}
-	if s.maxLag < s.refreshEvery {
-		s.maxLag = s.refreshEvery
-	}
+	s.fresh = follow.New(follow.Options[string, *tenantCache]{
+		// A refresh in the background reloads the shards loaded already.
+		Load: func(ctx context.Context, tenant string, _ *tenantCache) (*tenantCache, error) {
+			tc := s.cache(tenant)
+			return tc, s.refresh(ctx, tenant, tc, nil)
+		},
+		RefreshEvery: refreshEvery, MaxLag: maxLag, Clock: s.now, RefreshTimeout: 30 * time.Second,
+		RefreshFailed: func(tenant string, err error) {
+			s.log.Warn("presence cache refresh failed", "tenant", tenant, "err", err)
+		},
+	})
 	if s.parallel <= 0 {
 		s.parallel = 16
 	}
@@ -89,8 +100,7 @@ type tenantCache struct {
 	// load serializes everything that reads storage into the cache or
 	// writes through it, so a slow refresh never publishes over a newer
 	// write.
-	load       sync.Mutex
-	refreshing atomic.Bool
+	load sync.Mutex
 
 	mu      sync.RWMutex
 	known   bool // the state partition was read at least once
@@ -100,7 +110,6 @@ type tenantCache struct {
 	figures PollFigures
 	// shardFigures are those of the last fanned-out shard.
 	shardFigures PollFigures
-	checkedAt    time.Time
 }
 
 // genCache is one generation of a tenant's shards.
@@ -152,24 +161,18 @@ func (s *Store) Readings(ctx context.Context, tenantID string, userIDs []string)
 		return nil, switchboard.Wrap(switchboard.EINVALID, op, err)
 	}
 	tc := s.cache(tenantID)
-	now := s.now()
-	tc.mu.RLock()
-	fresh := tc.known && now.Sub(tc.checkedAt) <= s.maxLag && tc.holds(userIDs)
-	due := now.Sub(tc.checkedAt) > s.refreshEvery
-	tc.mu.RUnlock()
-	if !fresh {
-		if err := s.refresh(ctx, tenantID, tc, userIDs); err != nil {
-			return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
-		}
-	} else if due && tc.refreshing.CompareAndSwap(false, true) {
-		go func() {
-			defer tc.refreshing.Store(false)
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			if err := s.refresh(rctx, tenantID, tc, nil); err != nil {
-				s.log.Warn("presence cache refresh failed", "tenant", tenantID, "err", err)
-			}
-		}()
+	// A copy that lacks the shards of userIDs is loaded in line, with
+	// them.
+	covers := func(*tenantCache) bool {
+		tc.mu.RLock()
+		defer tc.mu.RUnlock()
+		return tc.holds(userIDs)
+	}
+	load := func(ctx context.Context, tenant string, _ *tenantCache) (*tenantCache, error) {
+		return tc, s.refresh(ctx, tenant, tc, userIDs)
+	}
+	if _, err := s.fresh.GetCovering(ctx, tenantID, covers, load); err != nil {
+		return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
 	tc.mu.RLock()
 	defer tc.mu.RUnlock()
@@ -233,7 +236,6 @@ func (st stored) presence(id string, shardConfirmedAt time.Time, shardSource Sou
 func (s *Store) refresh(ctx context.Context, tenant string, tc *tenantCache, want []string) error {
 	tc.load.Lock()
 	defer tc.load.Unlock()
-	checked := s.now()
 	if err := s.syncState(ctx, tenant, tc); err != nil {
 		return err
 	}
@@ -259,7 +261,7 @@ func (s *Store) refresh(ctx context.Context, tenant string, tc *tenantCache, wan
 		}
 	}
 	tc.mu.Lock()
-	tc.known, tc.checkedAt = true, checked
+	tc.known = true
 	tc.mu.Unlock()
 	return nil
 }
