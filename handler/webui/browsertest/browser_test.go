@@ -53,6 +53,15 @@ type site struct {
 	mu       sync.Mutex
 	problems []string // console errors, exceptions, refused requests since the last take
 	refused  []string
+	allowed  map[string]bool // host:port the proxy forwards to
+}
+
+// allow lets the browser reach another app started by a test.
+func (s *site) allow(appURL string) {
+	u, _ := url.Parse(appURL)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.allowed[u.Host] = true
 }
 
 // pageURL is the page for the test tenant, at #/fragment.
@@ -101,7 +110,8 @@ func startSite(t *testing.T) *site {
 		"PRESENCE_ACCOUNT1_UPN": account1, "PRESENCE_ACCOUNT1_PASSWORD": "pw-1",
 		"PRESENCE_ACCOUNT2_UPN": account2, "PRESENCE_ACCOUNT2_PASSWORD": "pw-2",
 	}})
-	s := &site{env: env, sim: sim, users: users}
+	s := &site{env: env, sim: sim, users: users, allowed: map[string]bool{}}
+	s.allow(env.BaseURL)
 	var members []map[string]any
 	for _, u := range users {
 		members = append(members, map[string]any{"userId": u.ID, "active": true})
@@ -111,7 +121,7 @@ func startSite(t *testing.T) *site {
 	s.must(t, http.MethodPatch, "/settings", map[string]any{"presenceTracking": map[string]any{"trackOverGuestAccounts": true}})
 	env.Invoke(t, "PresencePoll")
 
-	proxy := newProxy(t, env.BaseURL, s)
+	proxy := newProxy(t, s)
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium),
 		chromedp.Headless,
@@ -191,21 +201,24 @@ func startSite(t *testing.T) *site {
 	return s
 }
 
-// newProxy is the browser's only way out: it forwards requests for the app
-// and refuses everything else (and every CONNECT) before connecting.
-func newProxy(t *testing.T, appURL string, s *site) string {
+// newProxy is the browser's only way out: it forwards plain-HTTP requests
+// for the app (s.allowed) and refuses everything else, every CONNECT
+// included, before connecting anywhere.
+func newProxy(t *testing.T, s *site) string {
 	t.Helper()
-	target, _ := url.Parse(appURL)
 	forward := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		r.Out.URL.Scheme, r.Out.URL.Host = target.Scheme, target.Host
-		r.Out.Host = target.Host
+		r.Out.URL.Scheme, r.Out.URL.Host = "http", r.In.URL.Host
+		r.Out.Host = r.In.URL.Host
 	}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodConnect || r.URL.Host != target.Host {
-			s.mu.Lock()
+		s.mu.Lock()
+		ok := r.Method != http.MethodConnect && r.URL.Scheme == "http" && s.allowed[r.URL.Host]
+		if !ok {
 			s.refused = append(s.refused, r.Method+" "+r.Host+r.URL.Path)
-			s.mu.Unlock()
-			http.Error(w, "the test proxy allows only "+target.Host, http.StatusForbidden)
+		}
+		s.mu.Unlock()
+		if !ok {
+			http.Error(w, "the test proxy allows only the app", http.StatusForbidden)
 			return
 		}
 		forward.ServeHTTP(w, r)

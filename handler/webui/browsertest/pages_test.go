@@ -35,6 +35,7 @@ func TestWebPage(t *testing.T) {
 	t.Run("ServicesShowReasonsThatFollowPresence", func(t *testing.T) { serviceReasons(t, s) })
 	t.Run("LiveViewSaysDistributionIsMissing", func(t *testing.T) { liveDegrades(t, s) })
 	t.Run("OutboundTasksByStateAndCancel", func(t *testing.T) { outboundTasks(t, s) })
+	t.Run("EntraSignInOffered", func(t *testing.T) { signInOffered(t, s) })
 	if p := s.takeProblems(); len(p) > 0 {
 		t.Errorf("page problems: %v", p)
 	}
@@ -96,6 +97,10 @@ const capInput = `input[data-field="outbound.maxScheduledTasksPerService"]`
 func setValue(sel, value string) chromedp.Action[chromedp.Void] {
 	return chromedp.SetValue(chromedp.CSS(sel), value)
 }
+
+func navigate(u string) chromedp.Action[chromedp.Void] { return chromedp.Navigate(u) }
+
+func waitVisible(sel string) chromedp.Action[chromedp.Void] { return chromedp.WaitVisible(chromedp.CSS(sel)) }
 
 func click(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
 
