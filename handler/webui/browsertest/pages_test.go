@@ -100,7 +100,9 @@ func setValue(sel, value string) chromedp.Action[chromedp.Void] {
 
 func navigate(u string) chromedp.Action[chromedp.Void] { return chromedp.Navigate(u) }
 
-func waitVisible(sel string) chromedp.Action[chromedp.Void] { return chromedp.WaitVisible(chromedp.CSS(sel)) }
+func waitVisible(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.WaitVisible(chromedp.CSS(sel))
+}
 
 func click(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
 
