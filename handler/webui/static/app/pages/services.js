@@ -273,6 +273,11 @@ function editor(loaded, path, sid) {
     clearErrors(form, alert);
     const body = { name: name.value.trim(), teamId: team.value.trim() || null, members: [], distribution: {} };
     for (const tr of members.tbody.rows) {
+      // Rows may have been removed: errors name the index in this body.
+      const i = body.members.length;
+      tr.querySelector("[data-member]").dataset.field = `members[${i}].userId`;
+      tr.querySelector("[data-active]").dataset.field = `members[${i}].active`;
+      tr.querySelector("[data-skills]")?.setAttribute("data-field", `members[${i}].skills`);
       const id = tr.querySelector("[data-member]").value;
       const m = { userId: id, active: tr.querySelector("[data-active]").checked };
       if (extended) {
