@@ -33,6 +33,7 @@ func TestWebPage(t *testing.T) {
 	t.Run("WidgetKeyRefreshAndCopy", func(t *testing.T) { widgetKey(t, s) })
 	t.Run("TestUPNShowsPresence", func(t *testing.T) { testUPN(t, s) })
 	t.Run("ServicesShowReasonsThatFollowPresence", func(t *testing.T) { serviceReasons(t, s) })
+	t.Run("ServiceEditorSavesAndShowsFieldErrors", func(t *testing.T) { serviceEditor(t, s) })
 	t.Run("LiveViewSaysDistributionIsMissing", func(t *testing.T) { liveDegrades(t, s) })
 	t.Run("OutboundTasksByStateAndCancel", func(t *testing.T) { outboundTasks(t, s) })
 	t.Run("EntraSignInOffered", func(t *testing.T) { signInOffered(t, s) })
@@ -237,5 +238,30 @@ func outboundTasks(t *testing.T, s *site) {
 	status, _, raw := s.env.Do(t, http.MethodGet, "/api/tenants/"+tenant+"/services/support/outbound-tasks/"+task.ID, nil)
 	if status != http.StatusOK || !strings.Contains(string(raw), `"state":"Cancelled"`) {
 		t.Errorf("after Cancel the task is %d %s", status, raw)
+	}
+}
+
+func serviceEditor(t *testing.T, s *site) {
+	const hold = `input[data-field="distribution.holdSeconds"]`
+	const name = `input[data-field="name"]`
+	s.open(t, "services/support", hold)
+	s.run(t, "hold 1 s", setValue(hold, "1"), click(`#edit-h ~ .sticky-actions button[type=submit]`))
+	s.waitFor(t, "the error at holdSeconds", fmt.Sprintf(`document.querySelector(%q).getAttribute("aria-invalid") === "true"`, hold))
+	if msg := eval[string](t, s, fmt.Sprintf(`document.getElementById(document.querySelector(%q).id + "-error").textContent`, hold)); !strings.Contains(msg, "3600") {
+		t.Errorf("holdSeconds error %q, want the allowed range", msg)
+	}
+	s.run(t, "rename", setValue(hold, "45"), setValue(name, "Support desk"), click(`#edit-h ~ .sticky-actions button[type=submit]`))
+	s.waitFor(t, "Saved", `[...document.querySelectorAll(".alert.ok")].some(e => e.textContent === "Saved.")`)
+	status, _, raw := s.env.Do(t, http.MethodGet, "/api/tenants/"+tenant+"/services/support", nil)
+	var svc struct {
+		Name         string
+		Members      []any
+		Distribution struct{ HoldSeconds int }
+	}
+	if status != http.StatusOK || json.Unmarshal(raw, &svc) != nil {
+		t.Fatalf("GET service: %d %s", status, raw)
+	}
+	if svc.Name != "Support desk" || svc.Distribution.HoldSeconds != 45 || len(svc.Members) != len(s.users) {
+		t.Errorf("after Save: %+v, want name Support desk, hold 45, %d members kept", svc, len(s.users))
 	}
 }
