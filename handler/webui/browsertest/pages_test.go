@@ -194,9 +194,15 @@ func serviceReasons(t *testing.T, s *site) {
 	}
 	// The simulator changes a presence; after a poll the page shows it by
 	// itself (it refreshes every 5 s).
+	// Refreshes update rows in place (no flicker): the row element seen now
+	// is the one that shows the change.
+	eval[bool](t, s, fmt.Sprintf(`(document.querySelector('tr[data-key=%q]').dataset.marked = "1") === "1"`, s.users[1].ID))
 	s.sim.SetPresence(tenant, s.users[1].ID, "DoNotDisturb", "Presenting", false)
 	s.env.Invoke(t, "PresencePoll")
 	s.waitFor(t, "DoNotDisturb for member 1", reasonOf(s.users[1].ID)+`.startsWith("DoNotDisturb")`)
+	if !eval[bool](t, s, fmt.Sprintf(`document.querySelector('tr[data-key=%q]').dataset.marked === "1"`, s.users[1].ID)) {
+		t.Error("the row was rebuilt by the refresh instead of updated in place")
+	}
 	age := eval[string](t, s, textOf("#who-h ~ .age"))
 	if !strings.HasPrefix(age, "Updated ") || !strings.HasSuffix(age, " s ago") {
 		t.Errorf("freshness line %q, want Updated N s ago", age)
