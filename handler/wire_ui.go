@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
-
 	"switchboard/handler/webui"
 )
 
-// wireUI serves the web page (function AdminUI, /api/ui/...): public static
-// files; the page calls the API with the signed-in user's token. With
-// API_AUTH=none its tenant picker lists the tenants that have services,
-// which is why it is wired after routing.
-func wireUI(ctx context.Context, a *app) error {
+// newUI returns the web page (SPEC section 15). With API_AUTH=none its
+// tenant picker lists the tenants that have services, which routing knows.
+func newUI(a *app) (*webui.UI, error) {
 	opts := webui.Options{
 		AuthNone:      a.cfg.APIAuth == "none",
 		AuthorityHost: a.cfg.AuthorityHost,
@@ -19,13 +15,14 @@ func wireUI(ctx context.Context, a *app) error {
 		Log:           a.log,
 	}
 	if opts.AuthNone {
-		opts.KnownTenants = a.trackedUsers().Tenants
+		opts.KnownTenants = a.routing.Tenants
 	}
-	ui, err := webui.New(opts)
-	if err != nil {
-		return err
-	}
-	a.router.Anonymous("GET /api/ui", ui.Serve)
-	a.router.Anonymous("GET /api/ui/{path...}", ui.Serve)
-	return nil
+	return webui.New(opts)
+}
+
+// wireUI serves the web page (function AdminUI, /api/ui/...): public static
+// files; the page calls the API with the signed-in user's token.
+func wireUI(a *app) {
+	a.router.Anonymous("GET /api/ui", a.ui.Serve)
+	a.router.Anonymous("GET /api/ui/{path...}", a.ui.Serve)
 }
