@@ -123,6 +123,7 @@ function subscriptionsPanel(signal) {
   const deliveries = h("div", { "aria-live": "polite" });
   const can = may("Admin", "Flow");
   let open = "";
+  let shownFor = "";
   const controller = new AbortController();
   signal.addEventListener("abort", () => controller.abort());
   const panel = h("section", { class: "panel", "aria-labelledby": "subs-h" }, h("h2", { id: "subs-h" }, "Event subscriptions"), fresh.el, alert, t.el, deliveries);
@@ -131,7 +132,7 @@ function subscriptionsPanel(signal) {
     fresh.el.hidden = t.el.hidden = true;
     return panel;
   }
-  poll(controller.signal, async () => {
+  const load = async () => {
     let r;
     try {
       r = await call("GET", "/subscriptions", { signal });
@@ -165,16 +166,18 @@ function subscriptionsPanel(signal) {
             try {
               await call("DELETE", `/subscriptions/${encodeURIComponent(s.id)}`);
               say(alert, "ok", `Subscription ${s.id} deleted.`);
+              if (open === s.id) { open = ""; shownFor = ""; deliveries.replaceChildren(); }
+              load().then(() => fresh.ok(), () => {});
             } catch (e) { say(alert, "error", describe(e)); }
           },
         }, "Delete"))],
     ]));
     if (open) await showDeliveries();
-  }, fresh);
+  };
+  poll(controller.signal, load, fresh);
 
-  const dLabels = ["Event", "Type", "Status", "Attempts", "Next try", "Last error"];
+  const dLabels = ["Event", "Type", "Subject", "State", "Status", "Attempts", "Last try", "Next try", "Last error"];
   const dt = table(dLabels, { caption: "The last 100 deliveries" });
-  let shownFor = "";
   async function showDeliveries() {
     if (shownFor !== open) {
       shownFor = open;
@@ -185,7 +188,8 @@ function subscriptionsPanel(signal) {
       const r = await call("GET", `/subscriptions/${encodeURIComponent(open)}/deliveries`, { signal });
       const list = Array.isArray(r.data) ? r.data : r.data.value || [];
       syncRows(dt.tbody, list, (d) => `${d.eventId}|${d.type}`, (tr, d) => setCells(tr, dLabels, [
-        d.eventId, d.type, String(d.statusCode ?? "—"), String(d.attempts ?? "—"), fmtTime(d.nextTryAt || d.nextAttemptAt), d.lastError || "—",
+        d.eventId, d.type, d.subject || "—", d.state || "—", d.statusCode ? String(d.statusCode) : "—", String(d.attempts ?? "—"),
+        fmtTime(d.lastTryAt), fmtTime(d.nextTryAt), d.lastError || "—",
       ]));
     } catch (e) {
       if (e.name !== "AbortError") clear(deliveries, h("p", { class: "alert error" }, describe(e)));
