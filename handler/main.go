@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -65,6 +64,7 @@ type app struct {
 	poller        *presence.Poller
 	pollBudget    time.Duration // how long one presence poll works
 	presence      *presence.Service
+	notifications *notificationsWiring // nil without PRESENCE_NOTIFICATIONS_URL
 	outbound      *outbound.Service
 	ui            *webui.UI
 }
@@ -73,7 +73,8 @@ type app struct {
 // tables, queue, secrets, events (the outbox every capability records its
 // events through), settings, Graph and the presence store, the routing
 // engine (reads presence), the poller (polls the routing services'
-// members) and the presence service, outbound (routes through the engine).
+// members) and the presence service, the presence subscriptions (cover the
+// most recently routed first), outbound (routes through the engine).
 func (a *app) build(ctx context.Context) error {
 	var err error
 	if a.tables, err = openTables(ctx, a.cfg); err != nil {
@@ -101,6 +102,9 @@ func (a *app) build(ctx context.Context) error {
 		return err
 	}
 	if err := newPresencePoll(a); err != nil {
+		return err
+	}
+	if a.notifications, err = newNotifications(a); err != nil {
 		return err
 	}
 	if a.outbound, err = newOutbound(ctx, a); err != nil {
@@ -143,7 +147,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	wireOutbound(a)
 	wireEvents(a)
 	wireUI(a)
-	wireHousekeeping(a, []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a)})
+	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a)}
+	if a.notifications != nil {
+		jobs = append(jobs, notificationsHousekeeping(a))
+	}
+	wireHousekeeping(a, jobs)
 
 	mux := http.NewServeMux()
 	// The host polls GET / until the handler answers: readiness.
@@ -154,11 +162,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	mux.Handle("/api/", a.router)
 	mux.Handle("POST /{name}", a.dispatcher)
 
-	ln, err := net.Listen("tcp", ":"+cfg.Port)
+	ln, err := listen(cfg.Port)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := newServer(mux)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("handler listening", "addr", ln.Addr().String(), "functions", a.dispatcher.Names())

@@ -9,15 +9,17 @@ import (
 )
 
 // newSettings returns the settings service, with the ACS adapter's client
-// to check connection strings.
+// to check connection strings. ALLOW_PRIVATE_ENDPOINTS lifts the ACS
+// endpoint rules (host, port, address) for local development.
 func newSettings(ctx context.Context, a *app) (*settings.Service, error) {
 	return settings.New(ctx, settings.Options{
-		Tables:      a.tables,
-		Account1UPN: a.cfg.PresenceAccount1UPN,
-		Account2UPN: a.cfg.PresenceAccount2UPN,
-		ACS:         acs.NewClient(nil, nil),
-		Now:         a.now,
-		Log:         a.log,
+		Tables:                a.tables,
+		Account1UPN:           a.cfg.PresenceAccount1UPN,
+		Account2UPN:           a.cfg.PresenceAccount2UPN,
+		ACS:                   acs.New(acs.Options{AllowPrivate: a.cfg.AllowPrivateEndpoints}),
+		AllowPrivateEndpoints: a.cfg.AllowPrivateEndpoints,
+		Now:                   a.now,
+		Log:                   a.log,
 	})
 }
 

@@ -34,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -79,6 +80,14 @@ type Sim struct {
 	tokens   map[string]tokenInfo // access token -> grant
 	throttle map[string][]time.Time
 	stats    Stats
+
+	// Change subscriptions (subscriptions.go).
+	subs               map[string]*subscription
+	maxGrant           time.Duration
+	notifyLo, notifyHi time.Duration
+	renewFaults        int
+	now                atomic.Pointer[func() time.Time] // nil: the wall clock
+	notifyClient       *http.Client
 }
 
 type app struct {
@@ -90,6 +99,10 @@ type account struct {
 	upn, password, oid string
 	homeTenant         string
 	mfa                bool
+	// revokedAt is when the account's sessions were revoked (MFA turned
+	// on, password reset, account disabled): Graph challenges tokens
+	// issued before it, as continuous access evaluation does.
+	revokedAt time.Time
 }
 
 type tenant struct {
@@ -114,6 +127,7 @@ type tokenInfo struct {
 	tenant   string
 	clientID string
 	upn      string // "" for an application token
+	issued   time.Time
 	expires  time.Time
 }
 
@@ -133,6 +147,17 @@ type Stats struct {
 	LoginFailures  int
 	IssuedAppToken int
 	IssuedUserTok  int
+
+	SubscriptionsCreated   int
+	SubscriptionsRenewed   int
+	SubscriptionsDeleted   int
+	Reauthorized           int
+	Conflicts              int // a second presence subscription refused (409)
+	ValidationFailures     int
+	NotificationsScheduled int
+	NotificationsSent      int // change notifications answered 2xx
+	LifecycleSent          int
+	NotificationFailures   int
 }
 
 // Start starts the simulator.
@@ -148,7 +173,9 @@ func Start(o Options) (*Sim, error) {
 	}
 	s := &Sim{opts: o, log: o.Log, rng: mrand.New(mrand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)),
 		apps: map[string]*app{}, accounts: map[string]*account{}, tenants: map[string]*tenant{},
-		tokens: map[string]tokenInfo{}, throttle: map[string][]time.Time{}}
+		tokens: map[string]tokenInfo{}, throttle: map[string][]time.Time{},
+		subs: map[string]*subscription{}, notifyLo: 500 * time.Millisecond, notifyHi: 1500 * time.Millisecond,
+		notifyClient: &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -285,6 +312,19 @@ func (s *Sim) SetAccount(upn, password string, mfa bool) {
 	}
 }
 
+// RevokeSessions revokes the presence account's sessions, as Entra ID
+// does on a critical event (MFA turned on, password reset, account
+// disabled): Graph answers every later request with a token issued before
+// now 401 with a continuous access evaluation challenge (WWW-Authenticate
+// error="insufficient_claims" and the claims to ask a new token with).
+func (s *Sim) RevokeSessions(upn string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := s.accounts[lower(upn)]; a != nil {
+		a.revokedAt = time.Now()
+	}
+}
+
 // TenantOptions is what a tenant's admin has done.
 type TenantOptions struct {
 	DelegatedConsent bool     // granted Presence.Read.All etc. (delegated)
@@ -340,7 +380,10 @@ func (s *Sim) SetPresence(tenantID, userID, availability, activity string, outOf
 	defer s.mu.Unlock()
 	if t := s.tenants[tenantID]; t != nil {
 		if u := t.users[userID]; u != nil {
-			u.availability, u.activity, u.outOfOffice = availability, activity, outOfOffice
+			if u.availability != availability || u.activity != activity || u.outOfOffice != outOfOffice {
+				u.availability, u.activity, u.outOfOffice = availability, activity, outOfOffice
+				s.notifyChanged(t, u)
+			}
 		}
 	}
 }
@@ -394,6 +437,7 @@ func (s *Sim) Change(tenantID string, fraction float64) int {
 			st := s.pick()
 			if st.availability != u.availability || st.activity != u.activity {
 				u.availability, u.activity = st.availability, st.activity
+				s.notifyChanged(t, u)
 				changed++
 				break
 			}
