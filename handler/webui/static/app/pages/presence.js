@@ -2,7 +2,7 @@
 // the last poll's (and notifications') figures, refreshed every 5 s; Test
 // UPN through account 1 or 2.
 import { call, describe, may, roleNames } from "../api.js";
-import { h, clear, field, fmtTime, badge, setText, copyButton } from "../dom.js";
+import { h, clear, field, fmtTime, badge, copyButton } from "../dom.js";
 import { clearErrors, showError, say } from "../forms.js";
 import { poll, Freshness, syncRows, setCells, table } from "../live.js";
 
@@ -50,7 +50,7 @@ export async function render(root, { signal }) {
       h("p", { class: "hint" }, `A reading older than ${d.staleAfterSeconds} s is never routed. Shards: ${d.shards}.`),
       pollFigures("Last poll", d.lastPoll),
       pollFigures("Last fanned-out shard", d.lastShardPoll),
-      d.notifications ? objectFigures("Change notifications", d.notifications) : null);
+      d.notifications ? notificationFigures(d.notifications) : null);
     const urls = `${d.adminConsentUrl}|${d.applicationConsentUrl}`;
     if (urls !== consentShown) {
       consentShown = urls;
@@ -79,9 +79,16 @@ function pollFigures(title, p) {
     p.error ? h("p", { class: "field-error" }, p.error) : null);
 }
 
-function objectFigures(title, obj) {
-  return h("div", {}, h("h3", {}, title),
-    h("ul", { class: "figures" }, Object.entries(obj).map(([k, v]) => h("li", {}, `${k}: `, h("b", {}, typeof v === "object" && v !== null ? JSON.stringify(v) : String(v))))));
+// notificationFigures shows the Graph change notifications (SPEC 14):
+// whether they are on, how many agents they cover, each subscription.
+function notificationFigures(n) {
+  const subs = n.subscriptions || [];
+  return h("div", {}, h("h3", {}, "Change notifications"),
+    h("ul", { class: "figures" },
+      [["state", n.state], ["agents covered", n.covered], ["last notification", fmtTime(n.lastNotificationAt)], ["subscriptions", subs.length]]
+        .map(([k, v]) => h("li", {}, `${k}: `, h("b", {}, String(v ?? "—"))))),
+    subs.length ? h("ul", {}, subs.map((x) => h("li", {}, `Account ${x.account}: ${x.users} users, ${x.state}, expires ${fmtTime(x.expiresAt)}`))) : null,
+    n.lastError ? h("p", { class: "field-error" }, `Last error ${fmtTime(n.lastError.at)}: ${n.lastError.message}`) : null);
 }
 
 function testPanel() {
