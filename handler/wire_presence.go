@@ -14,14 +14,10 @@ import (
 	"switchboard/handler/switchboard"
 )
 
-// newPresenceStore makes the Graph client and the presence store, which
-// the routing engine reads.
-func newPresenceStore(ctx context.Context, a *app) error {
+// newGraph makes the one Graph client: presence, Teams sync, the contact
+// search and its filter check.
+func newGraph(a *app) (*graph.Client, error) {
 	cfg := a.cfg
-	st, err := presence.NewStore(ctx, presence.StoreOptions{Tables: a.tables, Now: a.now, Log: a.log, Events: a.events})
-	if err != nil {
-		return fmt.Errorf("presence store: %w", err)
-	}
 	g, err := graph.New(graph.Options{
 		BaseURL:         cfg.GraphBaseURL,
 		AuthorityHost:   cfg.AuthorityHost,
@@ -34,9 +30,19 @@ func newPresenceStore(ctx context.Context, a *app) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("presence: %w", err)
+		return nil, fmt.Errorf("graph: %w", err)
 	}
-	a.presenceStore, a.graph = st, g
+	return g, nil
+}
+
+// newPresenceStore makes the presence store, which the routing engine
+// reads.
+func newPresenceStore(ctx context.Context, a *app) error {
+	st, err := presence.NewStore(ctx, presence.StoreOptions{Tables: a.tables, Now: a.now, Log: a.log, Events: a.events})
+	if err != nil {
+		return fmt.Errorf("presence store: %w", err)
+	}
+	a.presenceStore = st
 	return nil
 }
 
