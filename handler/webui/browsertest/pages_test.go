@@ -33,6 +33,7 @@ func TestWebPage(t *testing.T) {
 	s := startSite(t)
 	t.Run("PagesLoadCleanAccessibleAndScreenshots", func(t *testing.T) { pagesLoad(t, s) })
 	t.Run("OutboundCapRangeErrorAtItsField", func(t *testing.T) { outboundCap(t, s) })
+	t.Run("AttendantFilterCheckAndRefusal", func(t *testing.T) { attendantFilter(t, s) })
 	t.Run("WidgetKeyRefreshAndCopy", func(t *testing.T) { widgetKey(t, s) })
 	t.Run("TestUPNShowsPresence", func(t *testing.T) { testUPN(t, s) })
 	t.Run("ServicesShowReasonsThatFollowPresence", func(t *testing.T) { serviceReasons(t, s) })
@@ -315,4 +316,21 @@ func subscriptions(t *testing.T, s *site) {
 	if status, _, _ := s.env.Do(t, http.MethodGet, "/api/tenants/"+tenant+"/subscriptions/"+sub.ID, nil); status != http.StatusNotFound {
 		t.Errorf("after Delete: GET subscription %d, want 404", status)
 	}
+}
+
+func attendantFilter(t *testing.T, s *site) {
+	const filter = `textarea[data-field="attendantConsole.contactSearchFilter"]`
+	s.open(t, "settings", filter)
+	result := `document.querySelector("button[data-filter-check]").parentNode.nextElementSibling`
+	invalid := fmt.Sprintf(`document.querySelector(%q).getAttribute("aria-invalid") === "true"`, filter)
+	s.run(t, "a malformed filter", setValue(filter, "department eq 'Sales"), click(`button[data-filter-check]`))
+	s.waitFor(t, "the error at the filter", invalid)
+	s.run(t, "save it", click(`button[type=submit]`))
+	s.waitFor(t, "the refusal at the field", invalid)
+	if got := s.settings(t)["attendantConsole"].(map[string]any)["contactSearchFilter"]; got != "" {
+		t.Errorf("after the refused filter the stored filter is %q, want empty", got)
+	}
+	// Well formed, but Graph refuses it: the check says why.
+	s.run(t, "a filter Graph refuses", setValue(filter, "favouriteColour eq 'blue'"), click(`button[data-filter-check]`))
+	s.waitFor(t, "invalid", result+`.textContent.startsWith("invalid")`)
 }

@@ -271,16 +271,26 @@ function filterCheck(input, canWrite) {
   const result = h("p", { class: "hint", role: "status", "aria-live": "polite" });
   const last = h("p", { class: "hint", dataset: { filterCheckState: "" } });
   const btn = h("button", {
-    type: "button", class: "btn small", disabled: !canWrite,
+    type: "button", class: "btn small", disabled: !canWrite, dataset: { filterCheck: "" },
     onclick: async () => {
       setText(result, "Checking…");
       result.className = "hint";
+      input.removeAttribute("aria-invalid");
+      setText(document.getElementById(input.id + "-error"), "");
       try {
         const r = await call("POST", "/settings/attendant-filter-check", { body: { filter: input.value } });
         const d = r.data;
         result.className = d.state === "ok" ? "alert ok" : d.state === "invalid" ? "alert error" : "alert warn";
         setText(result, `${d.state}${d.message ? ": " + d.message : ""}`);
       } catch (e) {
+        if (e instanceof ApiError && e.field === "filter") {
+          // The filter itself is malformed: say so at the filter.
+          result.className = "hint";
+          setText(result, "");
+          input.setAttribute("aria-invalid", "true");
+          setText(document.getElementById(input.id + "-error"), describe(e));
+          return;
+        }
         result.className = "alert error";
         setText(result, describe(e));
       }
