@@ -181,11 +181,9 @@ func (s *Subscriber) Maintain(ctx context.Context, tenant string) (HousekeepingR
 	if err != nil {
 		return rep, err
 	}
-	guest := false
-	if s.o.Settings != nil {
-		if guest, err = s.o.Settings.TrackOverGuestAccounts(ctx, tenant); err != nil {
-			return rep, err
-		}
+	guest, err := s.tracksOverGuestAccounts(ctx, tenant)
+	if err != nil {
+		return rep, err
 	}
 	if !guest {
 		for _, sub := range subs {
@@ -194,7 +192,41 @@ func (s *Subscriber) Maintain(ctx context.Context, tenant string) (HousekeepingR
 		}
 		return rep, nil
 	}
+	live := s.live(tenant, subs, now)
+	rep.Deleted += s.removeUnconfigured(ctx, tenant, subs)
+	targets, chosenAt, err := s.targets(ctx, tenant, subs, live, now)
+	if err != nil {
+		return rep, err
+	}
+	var errs []error
+	for _, src := range s.accounts() {
+		if err := s.maintainAccount(ctx, tenant, src, subs, live, targets[src], chosenAt, now, &rep); err != nil {
+			errs = append(errs, err)
+			rep.Failed++
+		}
+	}
+	// Reconciliation: the covered users are read every ReconcileEvery,
+	// and at once after missed notifications.
+	subs, err = s.o.Store.subscriptions(ctx, tenant, false)
+	if err != nil {
+		return rep, err
+	}
+	errs = append(errs, s.reconcile(ctx, tenant, subs, now, &rep)...)
+	return rep, errors.Join(errs...)
+}
 
+// tracksOverGuestAccounts returns the tenant's
+// presenceTracking.trackOverGuestAccounts (false without settings).
+func (s *Subscriber) tracksOverGuestAccounts(ctx context.Context, tenant string) (bool, error) {
+	if s.o.Settings == nil {
+		return false, nil
+	}
+	return s.o.Settings.TrackOverGuestAccounts(ctx, tenant)
+}
+
+// live returns the configured accounts that may hold a subscription now:
+// not paused by the poll, and not failed less than RetryFailedAfter ago.
+func (s *Subscriber) live(tenant string, subs map[switchboard.PresenceSource]subState, now time.Time) []switchboard.PresenceSource {
 	statuses := s.o.Store.sourceStatuses(tenant)
 	working := func(src switchboard.PresenceSource) bool {
 		if statuses[src].RetryAt.After(now) {
@@ -209,60 +241,64 @@ func (s *Subscriber) Maintain(ctx context.Context, tenant string) (HousekeepingR
 			live = append(live, src)
 		}
 	}
+	return live
+}
+
+// removeUnconfigured removes (and drops from subs) the subscriptions of
+// accounts the deployment no longer has, and returns how many.
+func (s *Subscriber) removeUnconfigured(ctx context.Context, tenant string, subs map[switchboard.PresenceSource]subState) int {
+	n := 0
 	for src, sub := range subs {
 		if !slices.Contains(s.accounts(), src) {
 			s.remove(ctx, tenant, sub)
 			delete(subs, src)
-			rep.Deleted++
+			n++
 		}
 	}
+	return n
+}
 
-	targets, chosenAt, err := s.targets(ctx, tenant, subs, live, now)
-	if err != nil {
-		return rep, err
+// maintainAccount brings src's subscription to cover users: removed when
+// there is nothing left to cover, marked failing when its account is not
+// live, renewed when only its expiry nears, else (re-)created. It returns
+// the error of a renewal or creation that failed.
+func (s *Subscriber) maintainAccount(ctx context.Context, tenant string, src switchboard.PresenceSource, subs map[switchboard.PresenceSource]subState,
+	live []switchboard.PresenceSource, users []string, chosenAt, now time.Time, rep *HousekeepingReport) error {
+	sub, exists := subs[src]
+	if len(users) == 0 {
+		if exists && slices.Contains(live, src) {
+			// Nothing to cover any more (fewer agents).
+			s.remove(ctx, tenant, sub)
+			rep.Deleted++
+		} else if exists && sub.State != SubFailing {
+			s.markFailing(ctx, tenant, sub, "the presence account is failing in this tenant; its agents are polled", now)
+		}
+		return nil
 	}
+	if exists && sub.ID != "" && sub.State == SubActive && sameUsers(sub.Users, users) && now.Before(sub.ExpiresAt) {
+		if sub.ExpiresAt.Sub(now) <= s.o.RenewBefore {
+			if err := s.renew(ctx, tenant, sub, now); err != nil {
+				return err
+			}
+			rep.Renewed++
+		}
+		return nil
+	}
+	if exists && sub.ID != "" {
+		s.deleteRemote(ctx, tenant, sub)
+	}
+	if err := s.create(ctx, tenant, src, users, chosenAt, now, untrustedSince(subs, users, now)); err != nil {
+		return err
+	}
+	rep.Created++
+	return nil
+}
+
+// reconcile reads the users of every active subscription that missed
+// notifications or was last read ReconcileEvery ago, and returns the
+// errors of the reads that failed.
+func (s *Subscriber) reconcile(ctx context.Context, tenant string, subs map[switchboard.PresenceSource]subState, now time.Time, rep *HousekeepingReport) []error {
 	var errs []error
-	for _, src := range s.accounts() {
-		sub, exists := subs[src]
-		users, want := targets[src]
-		if !want || len(users) == 0 {
-			if exists && slices.Contains(live, src) {
-				// Nothing to cover any more (fewer agents).
-				s.remove(ctx, tenant, sub)
-				rep.Deleted++
-			} else if exists && sub.State != SubFailing {
-				s.markFailing(ctx, tenant, sub, "the presence account is failing in this tenant; its agents are polled", now)
-			}
-			continue
-		}
-		switch {
-		case exists && sub.ID != "" && sub.State == SubActive && sameUsers(sub.Users, users) && now.Before(sub.ExpiresAt):
-			if sub.ExpiresAt.Sub(now) <= s.o.RenewBefore {
-				if err := s.renew(ctx, tenant, sub, now); err != nil {
-					errs = append(errs, err)
-					rep.Failed++
-					continue
-				}
-				rep.Renewed++
-			}
-		default:
-			if exists && sub.ID != "" {
-				s.deleteRemote(ctx, tenant, sub)
-			}
-			if err := s.create(ctx, tenant, src, users, chosenAt, now, untrustedSince(subs, users, now)); err != nil {
-				errs = append(errs, err)
-				rep.Failed++
-				continue
-			}
-			rep.Created++
-		}
-	}
-	// Reconciliation: the covered users are read every ReconcileEvery,
-	// and at once after missed notifications.
-	subs, err = s.o.Store.subscriptions(ctx, tenant, false)
-	if err != nil {
-		return rep, err
-	}
 	for _, sub := range subs {
 		if sub.ID == "" || sub.State != SubActive {
 			continue
@@ -275,5 +311,5 @@ func (s *Subscriber) Maintain(ctx context.Context, tenant string) (HousekeepingR
 			rep.Reconciled++
 		}
 	}
-	return rep, errors.Join(errs...)
+	return errs
 }
