@@ -67,7 +67,8 @@ func newPresencePoll(a *app) error {
 	cfg := a.cfg
 	account1, account2, appConfigured := presenceSources(cfg)
 	if account1 == "" && account2 == "" && !appConfigured {
-		a.log.Warn("presence: no presence account and no application secret configured; presence is not polled (PRESENCE_APP_CLIENT_ID, PRESENCE_ACCOUNT1_UPN/PASSWORD, PRESENCE_APP_CLIENT_SECRET)")
+		a.log.Warn("presence: no presence account and no application secret configured; presence is not polled (PRESENCE_APP_CLIENT_ID, " +
+			"PRESENCE_ACCOUNT1_UPN/PASSWORD, PRESENCE_APP_CLIENT_SECRET)")
 	}
 	poller, err := presence.NewPoller(presence.PollerOptions{
 		Store: a.presenceStore, Graph: a.graph, Tracked: a.routing, Settings: a.settings,

@@ -287,7 +287,8 @@ func Matches(svc switchboard.ServiceAvailability, text string) bool {
 // failure into a ContactsError.
 func (s *Service) contacts(ctx context.Context, tenant, filter string, top int) ([]Contact, *ContactsError) {
 	if s.o.Directory == nil {
-		return nil, &ContactsError{Reason: ReasonUnavailable, Message: "contact search is not available: the deployment has no presence app (PRESENCE_APP_CLIENT_ID, PRESENCE_APP_CLIENT_SECRET) to read the directory with"}
+		return nil, &ContactsError{Reason: ReasonUnavailable, Message: "contact search is not available: the deployment has no presence app " +
+			"(PRESENCE_APP_CLIENT_ID, PRESENCE_APP_CLIENT_SECRET) to read the directory with"}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.o.GraphTimeout)
 	defer cancel()

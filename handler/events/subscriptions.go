@@ -14,18 +14,7 @@ import (
 )
 
 // Types is the event catalogue of SPEC section 11.
-var Types = []string{
-	"switchboard.conversation.queued", "switchboard.conversation.offered", "switchboard.conversation.offerDeclined",
-	"switchboard.conversation.offerLapsed", "switchboard.conversation.offerRescinded", "switchboard.conversation.connected",
-	"switchboard.conversation.ended", "switchboard.conversation.abandoned", "switchboard.conversation.timedOut",
-	"switchboard.conversation.rejected", "switchboard.conversation.forwarded", "switchboard.conversation.callbackScheduled",
-	"switchboard.outboundTask.stateChanged",
-	"switchboard.agent.ronaStarted", "switchboard.agent.ronaEnded", "switchboard.agent.afterCallWorkStarted",
-	"switchboard.agent.afterCallWorkEnded",
-	"switchboard.presenceSource.stateChanged",
-	"switchboard.interactSession.started", "switchboard.interactSession.suspended", "switchboard.interactSession.resumed",
-	"switchboard.interactSession.ended",
-}
+var Types = switchboard.EventTypes
 
 // Subscription is a stored subscription.
 type Subscription = switchboard.EventSubscription
@@ -70,7 +59,12 @@ func validate(op string, n NewSubscription) error {
 		if strings.HasSuffix(t, ".*") && slices.ContainsFunc(Types, func(k string) bool { return strings.HasPrefix(k, strings.TrimSuffix(t, "*")) }) {
 			continue
 		}
-		return switchboard.FieldError(op, fmt.Sprintf("events[%d]", i), "unknown event type %q: use one of the catalogue (e.g. switchboard.conversation.offered), a resource with .* (switchboard.conversation.*), or *", t)
+		return switchboard.FieldError(
+			op,
+			fmt.Sprintf("events[%d]", i),
+			"unknown event type %q: use one of the catalogue (e.g. switchboard.conversation.offered), a resource with .* (switchboard.conversation.*), or *",
+			t,
+		)
 	}
 	if len(n.Services) > 100 {
 		return switchboard.FieldError(op, "services", "services lists %d services; at most 100", len(n.Services))
@@ -226,13 +220,21 @@ func (s *Service) get(ctx context.Context, tenant, id string) (Subscription, str
 	const op = "events.Get"
 	e, err := s.table.Get(ctx, subPartition(tenant), id)
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
-		return Subscription{}, "", "", &switchboard.Error{Code: switchboard.ENOTFOUND, Op: op, Message: fmt.Sprintf("no event subscription %q in this tenant", id)}
+		return Subscription{}, "", "", &switchboard.Error{
+			Code:    switchboard.ENOTFOUND,
+			Op:      op,
+			Message: fmt.Sprintf("no event subscription %q in this tenant", id),
+		}
 	}
 	if err != nil {
 		return Subscription{}, "", "", switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
 	if id == countKey {
-		return Subscription{}, "", "", &switchboard.Error{Code: switchboard.ENOTFOUND, Op: op, Message: fmt.Sprintf("no event subscription %q in this tenant", id)}
+		return Subscription{}, "", "", &switchboard.Error{
+			Code:    switchboard.ENOTFOUND,
+			Op:      op,
+			Message: fmt.Sprintf("no event subscription %q in this tenant", id),
+		}
 	}
 	return subFrom(tenant, e), e.String("Secret"), e.ETag, nil
 }

@@ -147,7 +147,8 @@ func usersError(op string, se *switchboard.SourceError, err error) error {
 		return &switchboard.Error{Code: switchboard.EINVALID, Op: op, Message: msg, Err: se}
 	case se.Status == http.StatusForbidden || se.Reason == switchboard.SourcePermissionNotGranted:
 		return &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: op, Err: se,
-			Message: fmt.Sprintf("Microsoft Graph refused to read the directory: a tenant admin must grant the application permission %s to the presence app", UserReadPermission)}
+			Message: fmt.Sprintf("Microsoft Graph refused to read the directory: a tenant admin must grant the application permission %s to the "+
+				"presence app", UserReadPermission)}
 	}
 	return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: "Microsoft Graph could not search the directory now: " + se.Message, Err: se}
 }

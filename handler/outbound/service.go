@@ -45,8 +45,11 @@ type Options struct {
 	Router    switchboard.Router
 	Limits    Limits
 	Services  Services // optional
-	Now       func() time.Time
-	Log       *slog.Logger
+	// Events records each task's stateChanged events in the batch of the
+	// change (nil: no events).
+	Events switchboard.EventOutbox
+	Now    func() time.Time
+	Log    *slog.Logger
 	// NewID makes task ids (nil: UUIDv7, whose text sorts by creation
 	// time).
 	NewID func() string
@@ -199,14 +202,15 @@ func (s *Service) Get(ctx context.Context, tenant, service, id string) (Task, er
 	return s.getTask(ctx, partition(tenant, service), id)
 }
 
-// update writes cur's changes (next) to the task and its open row in one
-// batch guarded by cur's ETag; next must hold a slot. Returns
-// EPRECONDITION when the task changed since cur was read.
-func (s *Service) update(ctx context.Context, cur, next Task) (Task, error) {
-	err := s.table.Batch(ctx, []store.Op{
+// update writes cur's changes (next) to the task and its open row, with
+// the events of the change, in one batch guarded by cur's ETag; next must
+// hold a slot. Returns EPRECONDITION when the task changed since cur was
+// read.
+func (s *Service) update(ctx context.Context, cur, next Task, events []store.Op) (Task, error) {
+	err := s.table.Batch(ctx, append([]store.Op{
 		{Kind: store.OpUpdate, Entity: taskEntity(next), IfMatch: cur.ETag},
 		{Kind: store.OpUpsert, Entity: openEntity(next)},
-	})
+	}, events...))
 	if err == nil {
 		return next, nil
 	}

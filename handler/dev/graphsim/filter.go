@@ -218,7 +218,8 @@ const (
 	maxFilterClauses = 100
 )
 
-var errTooComplex = &filterError{"BadRequest", "Invalid filter clause: The query specified in the URI is not valid. The node count limit of '100' has been exceeded."}
+var errTooComplex = &filterError{"BadRequest", "Invalid filter clause: The query specified in the URI is not valid. The node count limit of '100' " +
+	"has been exceeded."}
 
 func (p *filterParser) peek() ftoken { return p.toks[p.i] }
 func (p *filterParser) next() ftoken { t := p.toks[p.i]; p.i++; return t }
@@ -312,7 +313,8 @@ func (p *filterParser) primary(depth int) (filterNode, error) {
 	if p.peek().kind == tokLParen {
 		fn := strings.ToLower(t.text)
 		if fn != "startswith" && fn != "endswith" {
-			return nil, &filterError{"BadRequest", fmt.Sprintf("Invalid filter clause: An unknown function with name '%s' was found. This may also be a function import or a key lookup on a navigation property, which is not allowed.", t.text)}
+			return nil, &filterError{"BadRequest", fmt.Sprintf("Invalid filter clause: An unknown function with name '%s' was found. This may also "+
+				"be a function import or a key lookup on a navigation property, which is not allowed.", t.text)}
 		}
 		p.i++
 		prop, err := p.property()
@@ -331,7 +333,8 @@ func (p *filterParser) primary(depth int) (filterNode, error) {
 		}
 		s, ok := lit.(string)
 		if !ok || !userProperties[strings.ToLower(prop)].string {
-			return nil, &filterError{"Request_UnsupportedQuery", fmt.Sprintf("Unsupported or invalid query filter clause specified for property '%s' of resource 'User'.", prop)}
+			return nil, &filterError{"Request_UnsupportedQuery", fmt.Sprintf("Unsupported or invalid query filter clause specified for property "+
+				"'%s' of resource 'User'.", prop)}
 		}
 		if fn == "endswith" {
 			p.needAdvanced("endsWith")
@@ -351,7 +354,8 @@ func (p *filterParser) primary(depth int) (filterNode, error) {
 	switch op {
 	case "eq", "ne":
 	case "gt", "ge", "lt", "le", "has", "in":
-		return nil, &filterError{"Request_UnsupportedQuery", fmt.Sprintf("Unsupported or invalid query filter clause specified for property '%s' of resource 'User'.", prop)}
+		return nil, &filterError{"Request_UnsupportedQuery", fmt.Sprintf("Unsupported or invalid query filter clause specified for property '%s' "+
+			"of resource 'User'.", prop)}
 	default:
 		return nil, p.syntax(opTok)
 	}
@@ -363,11 +367,13 @@ func (p *filterParser) primary(depth int) (filterNode, error) {
 	switch lit.(type) {
 	case string:
 		if !spec.string {
-			return nil, &filterError{"BadRequest", fmt.Sprintf("Invalid filter clause: A binary operator with incompatible types was detected. Found operand types 'Edm.Boolean' and 'Edm.String' for operator kind '%s'.", titleOp(op))}
+			return nil, &filterError{"BadRequest", fmt.Sprintf("Invalid filter clause: A binary operator with incompatible types was detected. "+
+				"Found operand types 'Edm.Boolean' and 'Edm.String' for operator kind '%s'.", titleOp(op))}
 		}
 	case bool:
 		if spec.string {
-			return nil, &filterError{"BadRequest", fmt.Sprintf("Invalid filter clause: A binary operator with incompatible types was detected. Found operand types 'Edm.String' and 'Edm.Boolean' for operator kind '%s'.", titleOp(op))}
+			return nil, &filterError{"BadRequest", fmt.Sprintf("Invalid filter clause: A binary operator with incompatible types was detected. "+
+				"Found operand types 'Edm.String' and 'Edm.Boolean' for operator kind '%s'.", titleOp(op))}
 		}
 	}
 	if op == "ne" {
@@ -410,7 +416,8 @@ func (p *filterParser) literal() (any, error) {
 		return false, nil
 	case t.kind == tokIdent:
 		if _, ok := userProperties[strings.ToLower(t.text)]; ok {
-			return nil, &filterError{"Request_UnsupportedQuery", fmt.Sprintf("Unsupported or invalid query filter clause specified for property '%s' of resource 'User'.", t.text)}
+			return nil, &filterError{"Request_UnsupportedQuery", fmt.Sprintf("Unsupported or invalid query filter clause specified for property "+
+				"'%s' of resource 'User'.", t.text)}
 		}
 		return nil, &filterError{"BadRequest", fmt.Sprintf("Invalid filter clause: Could not find a property named '%s' on type 'microsoft.graph.user'.", t.text)}
 	}

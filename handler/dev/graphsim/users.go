@@ -86,7 +86,8 @@ func (s *Sim) listUsers(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("$top"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxUserPage {
-			s.refuseUsers(w, r, rec, http.StatusBadRequest, "Request_BadRequest", fmt.Sprintf("Invalid page size specified: '%s'. Must be between 1 and %d inclusive.", v, maxUserPage))
+			s.refuseUsers(w, r, rec, http.StatusBadRequest, "Request_BadRequest", fmt.Sprintf("Invalid page size specified: '%s'. Must be between "+
+				"1 and %d inclusive.", v, maxUserPage))
 			return
 		}
 		top = n
@@ -97,7 +98,8 @@ func (s *Sim) listUsers(w http.ResponseWriter, r *http.Request) {
 	case "true":
 		count = true
 	default:
-		s.refuseUsers(w, r, rec, http.StatusBadRequest, "BadRequest", fmt.Sprintf("Invalid value '%s' for $count query option found. Valid values are 'true', 'false'.", q.Get("$count")))
+		s.refuseUsers(w, r, rec, http.StatusBadRequest, "BadRequest", fmt.Sprintf("Invalid value '%s' for $count query option found. Valid values "+
+			"are 'true', 'false'.", q.Get("$count")))
 		return
 	}
 	fields := []string{"id", "displayName", "userPrincipalName", "givenName", "surname", "mail", "jobTitle", "preferredLanguage"}
@@ -106,7 +108,8 @@ func (s *Sim) listUsers(w http.ResponseWriter, r *http.Request) {
 		for _, f := range strings.Split(v, ",") {
 			name, known := selectable[strings.ToLower(strings.TrimSpace(f))]
 			if !known {
-				s.refuseUsers(w, r, rec, http.StatusBadRequest, "BadRequest", fmt.Sprintf("Could not find a property named '%s' on type 'microsoft.graph.user'.", strings.TrimSpace(f)))
+				s.refuseUsers(w, r, rec, http.StatusBadRequest, "BadRequest", fmt.Sprintf("Could not find a property named '%s' on type "+
+					"'microsoft.graph.user'.", strings.TrimSpace(f)))
 				return
 			}
 			fields = append(fields, name)
@@ -122,7 +125,8 @@ func (s *Sim) listUsers(w http.ResponseWriter, r *http.Request) {
 		}
 		if f.advanced != "" && (!strings.EqualFold(r.Header.Get("ConsistencyLevel"), "eventual") || !count) {
 			s.refuseUsers(w, r, rec, http.StatusBadRequest, "Request_UnsupportedQuery",
-				fmt.Sprintf("Operator '%s' is not supported because the required parameters might be missing. Try adding $count with a value of true and the ConsistencyLevel header set to eventual.", f.advanced))
+				fmt.Sprintf("Operator '%s' is not supported because the required parameters might be missing. Try adding $count with a value of "+
+					"true and the ConsistencyLevel header set to eventual.", f.advanced))
 			return
 		}
 		filter = f

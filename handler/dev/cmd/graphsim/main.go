@@ -68,7 +68,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loginAddr := fs.String("login", "127.0.0.1:0", "Entra listen address")
 	demo := fs.Bool("demo", false, "after the command's app answers on -api: create the demo services, enable guest tracking, fire a poll")
 	api := fs.String("api", "http://127.0.0.1:7071", "the app's base URL (with -demo; default from the command's -port)")
-	notifications := fs.Bool("notifications", true, "give the app a generated certificate and its own URL for presence change notifications (PRESENCE_NOTIFICATIONS_URL)")
+	notifications := fs.Bool(
+		"notifications",
+		true,
+		"give the app a generated certificate and its own URL for presence change notifications (PRESENCE_NOTIFICATIONS_URL)",
+	)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -90,7 +94,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sim.AddApp(demoApp, demoSecret, true)
 	sim.AddAccount(demoAccount1, demoPassword1, false)
 	sim.AddAccount(demoAccount2, demoPassword2, false)
-	sim.AddTenant(demoTenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, UserReadConsent: true, Guests: []string{demoAccount1, demoAccount2}})
+	sim.AddTenant(
+		demoTenant,
+		graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, UserReadConsent: true, Guests: []string{demoAccount1, demoAccount2}},
+	)
 	// The agents have onmicrosoft.com addresses and, like the rest of the
 	// directory, a department and a preferred language, so that seed 004's
 	// example contact search filter means something.
@@ -166,6 +173,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
   curl -s '%[1]s/api/tenants/%[2]s/attendant/search?q=ag&top=5&asUser=%[3]s'
   curl -s -X PATCH %[1]s/api/tenants/%[2]s/settings -H 'Content-Type: application/merge-patch+json' \
     -d "{\"attendantConsole\":{\"contactSearchFilter\":\"endsWith(userPrincipalName,'onmicrosoft.com') and preferredLanguage eq 'en-GB'\"}}"
+Events to a local webhook (it subscribes itself, verifies each signature and prints the events):
+  go run ./handler/dev/cmd/eventsink -api %[1]s -tenant %[2]s
 `, *api, demoTenant, users[0].ID)
 		}()
 	}
