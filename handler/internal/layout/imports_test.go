@@ -124,12 +124,7 @@ var mayImport = map[kind][]kind{
 // pending are imports that break the rules and are being removed, each
 // with the reason. Remove an entry when its import goes: the test fails
 // for an entry that no longer happens.
-var pending = map[[2]string]string{
-	// The presence API's views (Tracking, SourceView, SourceStatus,
-	// PollFigures, TestResult, UserPresence) are still presence's: once
-	// they are in switchboard, httpapi's PresenceService returns those.
-	{"httpapi", "presence"}: "presence tracking views still in package presence",
-}
+var pending = map[[2]string]string{}
 
 // onlyIn names third-party import paths that only the given packages may
 // import (README: msgraph-sdk-go in handler/graph only).
