@@ -30,6 +30,7 @@ import (
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
+	"switchboard/handler/webui"
 )
 
 func main() {
@@ -69,6 +70,7 @@ type app struct {
 	outbound      *outbound.Service
 	attendant     *attendant.Service
 	interact      *interact.Service
+	ui            *webui.UI
 }
 
 // build makes the capabilities in the order they depend on each other:
@@ -123,6 +125,9 @@ func (a *app) build(ctx context.Context) error {
 	if a.interact, err = newInteract(ctx, a); err != nil {
 		return err
 	}
+	if a.ui, err = newUI(a); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -160,6 +165,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err := wireInteract(ctx, a); err != nil {
 		return err
 	}
+	wireUI(a)
 	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a), interactHousekeeping(a)}
 	if a.notifications != nil {
 		jobs = append(jobs, notificationsHousekeeping(a))

@@ -87,6 +87,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		*api = "http://127.0.0.1:" + port // the local runner's -port
 	}
 
+	if *demo {
+		// The first thing `make run` prints: where to click.
+		fmt.Fprintf(stderr, "Switchboard web page (demo tenant selected): %s\n", pageURL(*api))
+	}
 	sim, err := graphsim.Start(graphsim.Options{Seed: 2026, Latency: *latency, Jitter: *latency, GraphAddr: *graphAddr, LoginAddr: *loginAddr})
 	if err != nil {
 		return err
@@ -183,7 +187,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				fmt.Fprintln(stderr, "graphsim: demo set-up:", err)
 				return
 			}
-			fmt.Fprintf(stderr, `graphsim: demo ready. Try:
+			fmt.Fprintf(stderr, `graphsim: demo ready. The web page: %[4]s
+Or try:
   curl -s %[1]s/api/tenants/%[2]s/presence-tracking
   curl -s %[1]s/api/tenants/%[2]s/services/support
   curl -s -X POST %[1]s/api/tenants/%[2]s/services/support/route -H 'Content-Type: application/json' -d '{"conversationId":"c-1","reserve":true}'
@@ -191,11 +196,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
   curl -s '%[1]s/api/tenants/%[2]s/attendant/search?q=ag&top=5&asUser=%[3]s'
   curl -s -X PATCH %[1]s/api/tenants/%[2]s/settings -H 'Content-Type: application/merge-patch+json' \
     -d "{\"attendantConsole\":{\"contactSearchFilter\":\"endsWith(userPrincipalName,'onmicrosoft.com') and preferredLanguage eq 'en-GB'\"}}"
-  curl -s -X POST %[1]s/api/interact/%[2]s/sessions -H 'X-Widget-Key: %[4]s' -H 'Content-Type: application/json' -d '{"serviceId":"support","customer":{"displayName":"Ada"}}'
+  curl -s -X POST %[1]s/api/interact/%[2]s/sessions -H 'X-Widget-Key: %[5]s' -H 'Content-Type: application/json' -d '{"serviceId":"support","customer":{"displayName":"Ada"}}'
   curl -s -X POST '%[1]s/api/tenants/%[2]s/assistant/token?asUser=%[3]s'
 Events to a local webhook (it subscribes itself, verifies each signature and prints the events):
   go run ./handler/dev/cmd/eventsink -api %[1]s -tenant %[2]s
-`, *api, demoTenant, users[0].ID, widgetKey)
+`, *api, demoTenant, users[0].ID, pageURL(*api), widgetKey)
 		}()
 	}
 	select {
@@ -312,6 +317,11 @@ func withCert(certFile string, pemBytes []byte) (string, error) {
 	}
 	out := strings.TrimSuffix(certFile, ".pem") + "-with-acs.pem"
 	return out, os.WriteFile(out, append(append(raw, '\n'), pemBytes...), 0o600)
+}
+
+// pageURL is the web page (SPEC section 15) with the demo tenant chosen.
+func pageURL(api string) string {
+	return strings.TrimSuffix(api, "/") + "/api/ui/?tenant=" + demoTenant + "#/services/support"
 }
 
 // addDemoDirectory adds people who are not agents: the reception and the
