@@ -77,10 +77,13 @@ type OutboundTaskList struct {
 	NextLink          *string        `json:"nextLink"`
 }
 
-// OutboundTaskCompletion is the body of complete; it may be empty.
+// OutboundTaskCompletion is the body of complete; it may be empty. attempt
+// is the task's attempts as the caller saw it (the connector sends it): a
+// completion for an attempt no longer current changes nothing.
 type OutboundTaskCompletion struct {
 	Outcome string `json:"outcome"`
 	Note    string `json:"note"`
+	Attempt *int   `json:"attempt"`
 }
 
 func renderTask(t outbound.Task) OutboundTask {
@@ -114,6 +117,15 @@ func renderTask(t outbound.Task) OutboundTask {
 	return out
 }
 
+// writeTask writes one task with its ETag, which complete takes in
+// If-Match.
+func writeTask(w http.ResponseWriter, status int, t outbound.Task) error {
+	if etag := t.ETag(); etag != "" {
+		w.Header().Set("ETag", etag)
+	}
+	return WriteJSON(w, status, renderTask(t))
+}
+
 func (a *OutboundAPI) schedule(w http.ResponseWriter, r *http.Request) error {
 	t, s, err := tenantAndService(r)
 	if err != nil {
@@ -145,7 +157,7 @@ func (a *OutboundAPI) schedule(w http.ResponseWriter, r *http.Request) error {
 	if !created {
 		status = http.StatusOK
 	}
-	return WriteJSON(w, status, renderTask(task))
+	return writeTask(w, status, task)
 }
 
 func (a *OutboundAPI) list(w http.ResponseWriter, r *http.Request) error {
@@ -223,7 +235,7 @@ func (a *OutboundAPI) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return WriteJSON(w, http.StatusOK, renderTask(task))
+	return writeTask(w, http.StatusOK, task)
 }
 
 func (a *OutboundAPI) cancel(w http.ResponseWriter, r *http.Request) error {
@@ -235,7 +247,7 @@ func (a *OutboundAPI) cancel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return WriteJSON(w, http.StatusOK, renderTask(task))
+	return writeTask(w, http.StatusOK, task)
 }
 
 func (a *OutboundAPI) complete(w http.ResponseWriter, r *http.Request) error {
@@ -254,9 +266,11 @@ func (a *OutboundAPI) complete(w http.ResponseWriter, r *http.Request) error {
 	} else if !errors.Is(err, io.EOF) {
 		return jsonError("http.DecodeJSON", err)
 	}
-	task, err := a.Tasks.Complete(r.Context(), t, s, id, strings.TrimSpace(body.Outcome), body.Note)
+	task, err := a.Tasks.Complete(r.Context(), t, s, id, outbound.Completion{
+		Outcome: strings.TrimSpace(body.Outcome), Note: body.Note, Attempt: body.Attempt, IfMatch: r.Header.Get("If-Match"),
+	})
 	if err != nil {
 		return err
 	}
-	return WriteJSON(w, http.StatusOK, renderTask(task))
+	return writeTask(w, http.StatusOK, task)
 }

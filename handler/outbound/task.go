@@ -25,6 +25,8 @@
 package outbound
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/mail"
@@ -156,6 +158,33 @@ type Task struct {
 	Note    string
 
 	etag string
+}
+
+// ETag is the task's HTTP ETag: a strong one of our own (quoted), new on
+// every write of the task, "" when the task was not read from storage.
+// Table Storage's own ETag is weak and names its timestamp.
+func (t Task) ETag() string {
+	if t.etag == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(t.etag))
+	return `"` + hex.EncodeToString(sum[:12]) + `"`
+}
+
+// etagMatches reports whether an If-Match header (one ETag, a list of them,
+// or *) names etag, compared strongly (RFC 9110 section 13.1.1): a weak
+// ETag never matches. Quotes may be missing: some clients drop them.
+func etagMatches(header, etag string) bool {
+	if etag == "" {
+		return false
+	}
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || t == etag || `"`+t+`"` == etag {
+			return true
+		}
+	}
+	return false
 }
 
 // Slot reports whether the task holds a slot of the cap.
