@@ -21,6 +21,7 @@ import (
 	"switchboard/handler/functions"
 	"switchboard/handler/graph"
 	"switchboard/handler/httpapi"
+	"switchboard/handler/secrets"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -53,6 +54,7 @@ type app struct {
 	tracked  switchboard.TrackedUsers  // wireRouting (the members of the services)
 	routing  switchboard.Router        // wireRouting
 	graph    *graph.Client             // wirePresence: the one Graph client (presence, Teams sync)
+	secrets  *secrets.Keyring          // wireSecrets: tenant secrets at rest
 
 	// housekeeping is the Housekeeping timer's work, one job per
 	// capability that has some.
@@ -107,7 +109,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return fmt.Errorf("API authentication: %w", err)
 	}
 	a.router = httpapi.NewRouter(log, verifier)
-	for _, wire := range []func(context.Context, *app) error{wireHealth, wireQueue, wireSettings, wirePresence, wireRouting, wireOutbound, wireHousekeeping} {
+	for _, wire := range []func(context.Context, *app) error{wireHealth, wireQueue, wireSecrets, wireSettings, wirePresence, wireRouting, wireOutbound, wireHousekeeping} {
 		if err := wire(ctx, a); err != nil {
 			return err
 		}
@@ -162,6 +164,13 @@ func wireHealth(ctx context.Context, a *app) error {
 // housekeepingBudget is how long one Housekeeping run may work: well inside
 // the Functions timeout, and before the next tick a minute later.
 const housekeepingBudget = 45 * time.Second
+
+// deadlineNear reports whether ctx ends within a few seconds: time for a
+// housekeeping job to stop taking new work.
+func deadlineNear(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) < 5*time.Second
+}
 
 // wireHousekeeping registers the Housekeeping timer: the capabilities' jobs
 // run side by side under one deadline, and one failing does not stop the

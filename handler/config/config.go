@@ -48,6 +48,15 @@ type Config struct {
 
 	APIAuth     string // API_AUTH: entra (default) or none
 	APIAudience string // API_AUDIENCE
+
+	// SecretsKey encrypts tenant secrets at rest (base64 of 32 bytes; a Key
+	// Vault reference in Azure, where it is required); SecretsKeyPrevious
+	// still opens what the key before it sealed.
+	SecretsKey         string // SECRETS_KEY (secret)
+	SecretsKeyPrevious string // SECRETS_KEY_PREVIOUS (secret)
+	// InAzure is set when the handler runs in Azure (WEBSITE_INSTANCE_ID),
+	// where the local-development settings are refused.
+	InAzure bool
 }
 
 // Load reads the configuration through getenv and checks it.
@@ -82,6 +91,12 @@ func Load(getenv func(string) string) (Config, error) {
 		APIAudience:              get("API_AUDIENCE", ""),
 	}
 	c.PresenceConsentRedirectURI = get("PRESENCE_CONSENT_REDIRECT_URI", "")
+	c.SecretsKey = get("SECRETS_KEY", "")
+	c.SecretsKeyPrevious = get("SECRETS_KEY_PREVIOUS", "")
+	c.InAzure = get("WEBSITE_INSTANCE_ID", "") != ""
+	if c.InAzure && c.SecretsKey == "" {
+		return c, fmt.Errorf("SECRETS_KEY must be set in Azure: it encrypts tenant secrets at rest (a Key Vault reference)")
+	}
 	if !strings.HasSuffix(c.AuthorityHost, "/") {
 		c.AuthorityHost += "/"
 	}

@@ -57,6 +57,8 @@ func TestOverridesAndErrors(t *testing.T) {
 		{"bad port", with("FUNCTIONS_CUSTOMHANDLER_PORT", "http"), "FUNCTIONS_CUSTOMHANDLER_PORT"},
 		{"relative Graph URL", with("GRAPH_BASE_URL", "graph/v1.0"), "GRAPH_BASE_URL"},
 		{"seconds as a number", with("PRESENCE_STALE_AFTER", "90"), ""},
+		{"no secrets key in Azure", map[string]string{"TABLES_CONNECTION_STRING": "x", "API_AUTH": "entra", "API_AUDIENCE": "a",
+			"WEBSITE_INSTANCE_ID": "abc"}, "SECRETS_KEY must be set in Azure"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	"switchboard/handler/acs"
 	"switchboard/handler/dev/acstest"
+	"switchboard/handler/secrets"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 )
@@ -40,6 +41,7 @@ func newSettingsEnv(t *testing.T) *settingsEnv {
 	log := slog.New(slog.NewJSONHandler(lockedWriter{&e.mu, &e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	svc, err := settings.New(context.Background(), settings.Options{
 		Tables:      store.NewMemoryTables(),
+		Secrets:     mustKeyring(t),
 		Account1UPN: "presence1@switchboard.example",
 		Account2UPN: "presence2@switchboard.example",
 		ACS:         acs.NewClient(e.acs.Client(), nil),
@@ -413,4 +415,13 @@ func TestSettingsAPINeedsTheTenantsToken(t *testing.T) {
 			t.Errorf("%s %s with another tenant's token: %d, want 403", route.method, other, rec.Code)
 		}
 	}
+}
+
+func mustKeyring(t *testing.T) *secrets.Keyring {
+	t.Helper()
+	k, err := secrets.New(secrets.GenerateKey(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

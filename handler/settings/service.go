@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"switchboard/handler/acs"
+	"switchboard/handler/secrets"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -47,6 +49,8 @@ type ACSChecker interface {
 // Options configures a Service.
 type Options struct {
 	Tables store.Tables
+	// Secrets seals the ACS connection strings at rest (required).
+	Secrets *secrets.Keyring
 	// Account1UPN and Account2UPN are the deployment's presence accounts
 	// (PRESENCE_ACCOUNT1_UPN, PRESENCE_ACCOUNT2_UPN), shown read-only.
 	Account1UPN, Account2UPN string
@@ -73,6 +77,9 @@ type Service struct {
 func New(ctx context.Context, o Options) (*Service, error) {
 	if o.Tables == nil {
 		return nil, switchboard.Errorf(switchboard.EINTERNAL, "settings.New", "tables are required")
+	}
+	if o.Secrets == nil {
+		return nil, switchboard.Errorf(switchboard.EINTERNAL, "settings.New", "a secrets keyring is required")
 	}
 	t, err := o.Tables.Table(ctx, TableName)
 	if err != nil {
@@ -108,7 +115,31 @@ type record struct {
 	storageETag string // Table Storage's ETag: guards the read-modify-write
 	version     string // the public ETag's value, new on every write
 	updatedAt   time.Time
+	// reseal: a secret is stored in plain text (written before secrets were
+	// encrypted) or sealed under SECRETS_KEY_PREVIOUS.
+	reseal bool
+	// unopened holds, by field, why the keyring cannot open a stored
+	// secret (sealed under an unknown key, or altered); openErr is the
+	// first. Such a row is written only by a change that replaces them.
+	unopened map[string]error
+	openErr  error
 }
+
+// secretField is one tenant secret: its dotted name, its property in the
+// row, and where it is in Settings.
+type secretField struct {
+	field, prop string
+	of          func(*Settings) *Secret
+}
+
+var secretFields = []secretField{
+	{"interact.acsConnectionString", "InteractAcsConnectionString", func(s *Settings) *Secret { return &s.Interact.ACSConnectionString }},
+	{"assistant.acsConnectionString", "AssistantAcsConnectionString", func(s *Settings) *Secret { return &s.Assistant.ACSConnectionString }},
+}
+
+// secretAAD binds a sealed secret to its tenant and field: a value copied
+// into another tenant's row, or into the other field, does not open.
+func secretAAD(tenant, field string) string { return "settings|" + tenant + "|" + field }
 
 // ETag returns the record's HTTP ETag (a strong one, quoted).
 func (r record) ETag() string {
@@ -134,10 +165,38 @@ func (s *Service) read(ctx context.Context, tenant string) (record, error) {
 		}
 	}
 	st := fromDoc(d)
-	st.Interact.ACSConnectionString = Secret(e.String("InteractAcsConnectionString"))
-	st.Assistant.ACSConnectionString = Secret(e.String("AssistantAcsConnectionString"))
 	st.Interact.WidgetKey = e.String("WidgetKey")
-	return record{settings: st, exists: true, storageETag: e.ETag, version: e.String("Version"), updatedAt: e.Time("UpdatedAt")}, nil
+	rec := record{exists: true, storageETag: e.ETag, version: e.String("Version"), updatedAt: e.Time("UpdatedAt")}
+	for _, f := range secretFields {
+		stored := e.String(f.prop)
+		plain, reseal, err := s.o.Secrets.Open(stored, secretAAD(tenant, f.field))
+		if err != nil {
+			if rec.unopened == nil {
+				rec.unopened = map[string]error{}
+			}
+			rec.unopened[f.field] = unreadableSecret(op, tenant, f.field, err)
+			if rec.openErr == nil {
+				rec.openErr = rec.unopened[f.field]
+			}
+			continue
+		}
+		*f.of(&st) = Secret(plain)
+		rec.reseal = rec.reseal || reseal
+	}
+	rec.settings = st
+	return rec, nil
+}
+
+// unreadableSecret is the error of a stored secret the keyring cannot open.
+// Nothing is written over it: restoring the key it was sealed under (as
+// SECRETS_KEY_PREVIOUS) brings it back.
+func unreadableSecret(op, tenant, field string, err error) error {
+	why := "does not authenticate (altered, or copied from another tenant or field)"
+	if errors.Is(err, secrets.ErrUnknownKey) {
+		why = "was sealed under a key that is neither SECRETS_KEY nor SECRETS_KEY_PREVIOUS"
+	}
+	return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Type: "secret-unreadable", Field: field,
+		Message: fmt.Sprintf("the stored %s of tenant %s %s: the deployment's operator restores that key as SECRETS_KEY_PREVIOUS, or a tenant admin sets %s again; nothing was changed", field, tenant, why, field)}
 }
 
 // write stores next over rec: an insert when rec was not stored, else an
@@ -152,13 +211,20 @@ func (s *Service) write(ctx context.Context, tenant string, rec record, next Set
 	}
 	out := record{settings: next, exists: true, version: newVersion(), updatedAt: s.o.Now().UTC()}
 	e := store.Entity{PartitionKey: tenant, RowKey: rowKey, Props: map[string]any{
-		"Settings":                     string(raw),
-		"InteractAcsConnectionString":  next.Interact.ACSConnectionString.Reveal(),
-		"AssistantAcsConnectionString": next.Assistant.ACSConnectionString.Reveal(),
-		"WidgetKey":                    next.Interact.WidgetKey,
-		"Version":                      out.version,
-		"UpdatedAt":                    out.updatedAt,
+		"Settings":  string(raw),
+		"WidgetKey": next.Interact.WidgetKey,
+		"Version":   out.version,
+		"UpdatedAt": out.updatedAt,
 	}}
+	for _, f := range secretFields {
+		// Every write seals under the current key: a value that was plain
+		// text or under the previous key is re-sealed here.
+		sealed, err := s.o.Secrets.Seal(f.of(&next).Reveal(), secretAAD(tenant, f.field))
+		if err != nil {
+			return record{}, switchboard.Wrap(switchboard.EINTERNAL, "settings.write", err)
+		}
+		e.Props[f.prop] = sealed
+	}
 	if rec.exists {
 		out.storageETag, err = s.table.Update(ctx, e, rec.storageETag)
 	} else {
@@ -185,7 +251,10 @@ func newVersion() string {
 // update runs a read-modify-write of the tenant's settings. With an If-Match
 // condition (anything but "" and "*") the read must match it and a lost
 // race is EPRECONDITION; without one, a lost race reads again and retries.
-func (s *Service) update(ctx context.Context, op, tenant, ifMatch string, change func(Settings) (Settings, error)) (record, error) {
+// replaces, when not nil, reports whether the change sets or clears a
+// secret field: a row with a secret the keyring cannot open is written only
+// by a change that replaces every such secret (nothing else is lost).
+func (s *Service) update(ctx context.Context, op, tenant, ifMatch string, replaces func(field string) bool, change func(Settings) (Settings, error)) (record, error) {
 	conditional := strings.TrimSpace(ifMatch) != "" && strings.TrimSpace(ifMatch) != "*"
 	for attempt := 1; ; attempt++ {
 		rec, err := s.read(ctx, tenant)
@@ -194,6 +263,11 @@ func (s *Service) update(ctx context.Context, op, tenant, ifMatch string, change
 		}
 		if conditional && !matchesIfMatch(ifMatch, rec.ETag()) {
 			return record{}, switchboard.Errorf(switchboard.EPRECONDITION, op, "the settings changed since they were read (If-Match %s): read them again and reapply the change", clip(strings.TrimSpace(ifMatch), 80))
+		}
+		for _, f := range secretFields {
+			if err := rec.unopened[f.field]; err != nil && (replaces == nil || !replaces(f.field)) {
+				return record{}, err
+			}
 		}
 		next, err := change(rec.settings)
 		if err != nil {
@@ -242,6 +316,9 @@ func (s *Service) Get(ctx context.Context, tenant string) (View, string, error) 
 		if err != nil {
 			return View{}, "", err
 		}
+		if rec.openErr != nil {
+			return View{}, "", rec.openErr
+		}
 		if !rec.exists {
 			st := rec.settings
 			st.Interact.WidgetKey = s.o.NewWidgetKey()
@@ -270,7 +347,7 @@ func (s *Service) Patch(ctx context.Context, tenant string, patch []byte, ifMatc
 	if err != nil {
 		return View{}, "", err
 	}
-	rec, err := s.update(ctx, op, tenant, ifMatch, p.Apply)
+	rec, err := s.update(ctx, op, tenant, ifMatch, p.Touches, p.Apply)
 	if err != nil {
 		return View{}, "", err
 	}
@@ -282,7 +359,7 @@ func (s *Service) Patch(ctx context.Context, tenant string, patch []byte, ifMatc
 // and returns the settings and their new ETag. ifMatch as for Patch.
 func (s *Service) RefreshWidgetKey(ctx context.Context, tenant, ifMatch string) (View, string, error) {
 	const op = "settings.RefreshWidgetKey"
-	rec, err := s.update(ctx, op, tenant, ifMatch, func(cur Settings) (Settings, error) {
+	rec, err := s.update(ctx, op, tenant, ifMatch, nil, func(cur Settings) (Settings, error) {
 		old := cur.Interact.WidgetKey
 		for range 3 {
 			if key := s.o.NewWidgetKey(); key != old {
@@ -301,26 +378,48 @@ func (s *Service) RefreshWidgetKey(ctx context.Context, tenant, ifMatch string) 
 
 // Lookup returns the tenant's settings, or the defaults (without a widget
 // key) when none are stored; it never writes. For the other capabilities:
-// the poll, the outbound cap.
+// the poll, the outbound cap, Interact. Returns EUNAVAILABLE (type
+// secret-unreadable) when a stored secret cannot be opened.
 func (s *Service) Lookup(ctx context.Context, tenant string) (Settings, error) {
 	rec, err := s.read(ctx, tenant)
 	if err != nil {
 		return Settings{}, err
 	}
+	if rec.openErr != nil {
+		return Settings{}, rec.openErr
+	}
 	return rec.settings, nil
+}
+
+// lookupPlain returns the settings without their secrets, for the
+// capabilities that need none: a secret the keyring cannot open does not
+// stop the poll or the outbound cap.
+func (s *Service) lookupPlain(ctx context.Context, tenant string) (Settings, error) {
+	rec, err := s.read(ctx, tenant)
+	if err != nil {
+		return Settings{}, err
+	}
+	if rec.openErr != nil {
+		s.o.Log.Error("settings: a stored secret cannot be opened", "tenant", tenant, "err", rec.openErr)
+	}
+	st := rec.settings
+	for _, f := range secretFields {
+		*f.of(&st) = ""
+	}
+	return st, nil
 }
 
 // TrackOverGuestAccounts returns presenceTracking.trackOverGuestAccounts
 // (false when never set). It implements presence.Settings.
 func (s *Service) TrackOverGuestAccounts(ctx context.Context, tenant string) (bool, error) {
-	st, err := s.Lookup(ctx, tenant)
+	st, err := s.lookupPlain(ctx, tenant)
 	return st.PresenceTracking.TrackOverGuestAccounts, err
 }
 
 // MaxScheduledTasksPerService returns outbound.maxScheduledTasksPerService
 // (20 when never set).
 func (s *Service) MaxScheduledTasksPerService(ctx context.Context, tenant string) (int, error) {
-	st, err := s.Lookup(ctx, tenant)
+	st, err := s.lookupPlain(ctx, tenant)
 	if err != nil {
 		return 0, err
 	}

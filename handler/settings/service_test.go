@@ -14,6 +14,7 @@ import (
 	"switchboard/handler/acs"
 	"switchboard/handler/dev/acstest"
 	"switchboard/handler/internal/testenv"
+	"switchboard/handler/secrets"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -63,6 +64,9 @@ func newService(t *testing.T, tables store.Tables, o settings.Options) fixture {
 	t.Helper()
 	logs := &syncBuffer{}
 	o.Tables = tables
+	if o.Secrets == nil {
+		o.Secrets = testKeyring(t, secrets.GenerateKey(), "")
+	}
 	o.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	svc, err := settings.New(ctx, o)
 	if err != nil {

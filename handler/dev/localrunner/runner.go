@@ -23,9 +23,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"switchboard/handler/secrets"
 )
 
 // Options configure a Runner.
@@ -133,6 +136,17 @@ func New(opts Options) (*Runner, error) {
 		timers: map[string]*timerState{},
 	}
 	r.broker.MaxDeliveryCount, r.broker.RedeliveryDelay = opts.MaxDeliveryCount, opts.RedeliveryDelay
+	if strings.TrimSpace(r.settings["SECRETS_KEY"]) == "" {
+		// One key for every handler process of this run, so that a restarted
+		// handler still opens the secrets the one before it sealed.
+		settings := Settings{}
+		for k, v := range r.settings {
+			settings[k] = v
+		}
+		settings["SECRETS_KEY"] = secrets.GenerateKey()
+		r.settings = settings
+		r.log.printf("runner", "SECRETS_KEY is not set: tenant secrets are sealed under a key made for this run (local development; set SECRETS_KEY to keep them across runs)")
+	}
 	if err := r.chooseQueues(); err != nil {
 		return nil, err
 	}
