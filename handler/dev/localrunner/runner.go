@@ -87,6 +87,7 @@ type Runner struct {
 
 	state      atomic.Int32
 	handlerURL string
+	handlerPID atomic.Int64 // the handler process (0 with Options.HandlerURL)
 	workCtx    context.Context // the runner's lifetime: background invocations
 	background sync.WaitGroup
 }
@@ -248,6 +249,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		if handler, err = r.startHandler(frontURL, port); err != nil {
 			return err
 		}
+		r.setHandlerPID(handler.cmd.Process.Pid)
 		if err := waitHTTP(ctx, r.handlerURL+"/", r.opts.StartTimeout, handler); err != nil {
 			return fmt.Errorf("handler: %w", err)
 		}
@@ -260,22 +262,56 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	var exited <-chan struct{}
-	if handler != nil {
-		exited = handler.done
-	}
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-exited:
-		if ctx.Err() != nil {
-			return nil // stopped by the same signal as the runner
+	var restarts []time.Time
+	for {
+		var exited <-chan struct{}
+		if handler != nil {
+			exited = handler.done
 		}
-		return fmt.Errorf("the handler stopped unexpectedly: %s", handler.exited())
-	case err := <-srvErr:
-		return fmt.Errorf("HTTP front: %w", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-exited:
+			if ctx.Err() != nil {
+				return nil // stopped by the same signal as the runner
+			}
+			// The Functions host starts a worker that died again; one that
+			// keeps dying is given up on.
+			now := time.Now()
+			restarts = append(restarts, now)
+			for len(restarts) > 0 && now.Sub(restarts[0]) > time.Minute {
+				restarts = restarts[1:]
+			}
+			if len(restarts) > maxHandlerRestarts {
+				return fmt.Errorf("the handler stopped unexpectedly %d times within a minute, the last time: %s", len(restarts), handler.exited())
+			}
+			r.state.Store(stateStarting)
+			r.log.printf("runner", "the handler stopped unexpectedly (%s); starting it again, as the Functions host does", handler.exited())
+			next, err := r.startHandler(frontURL, port)
+			if err != nil {
+				return err
+			}
+			handler = next
+			r.setHandlerPID(handler.cmd.Process.Pid)
+			if err := waitHTTP(ctx, r.handlerURL+"/", r.opts.StartTimeout, handler); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("handler: %w", err)
+			}
+			r.state.Store(stateRunning)
+			r.log.printf("runner", "handler ready again at %s", r.handlerURL)
+		case err := <-srvErr:
+			return fmt.Errorf("HTTP front: %w", err)
+		}
 	}
 }
+
+// maxHandlerRestarts bounds how often within a minute the runner starts a
+// handler that stopped unexpectedly.
+const maxHandlerRestarts = 5
+
+func (r *Runner) setHandlerPID(pid int) { r.handlerPID.Store(int64(pid)) }
 
 // startHandler starts the handler executable as the host does: in the
 // working directory, with the app settings as environment and the port in
