@@ -87,7 +87,7 @@ type Runner struct {
 
 	state      atomic.Int32
 	handlerURL string
-	handlerPID atomic.Int64 // the handler process (0 with Options.HandlerURL)
+	handlerPID atomic.Int64    // the handler process (0 with Options.HandlerURL)
 	workCtx    context.Context // the runner's lifetime: background invocations
 	background sync.WaitGroup
 }
