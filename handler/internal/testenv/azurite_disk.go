@@ -53,9 +53,10 @@ func (a *StoppableAzurite) start() error {
 	return nil
 }
 
-// Stop stops Azurite as an orderly shutdown does (SIGTERM: it writes its
-// data out), killing it after 10 s. Connections to its port are refused
-// until Start.
+// Stop stops Azurite as an orderly shutdown does (SIGINT, the signal on
+// which azurite-table writes its data out and closes; SIGTERM would lose
+// what it wrote since its last autosave), killing it after 10 s.
+// Connections to its port are refused until Start.
 func (a *StoppableAzurite) Stop() {
 	a.t.Helper()
 	a.mu.Lock()
@@ -65,11 +66,11 @@ func (a *StoppableAzurite) Stop() {
 	if p == nil {
 		return
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT)
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
-		a.t.Logf("testenv: Azurite did not stop within 10 s of SIGTERM: killed")
+		a.t.Logf("testenv: Azurite did not stop within 10 s of SIGINT: killed")
 		p.Stop()
 	}
 }
