@@ -3,38 +3,46 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
+	"switchboard/handler/acs"
 	"switchboard/handler/functions"
 	"switchboard/handler/httpapi"
+	"switchboard/handler/job"
 	"switchboard/handler/settings"
 )
 
-// wireSettings registers the settings capability's routes (Settings,
-// SettingsWidgetKeyRefresh, SettingsAcsCheck) and sets a.settings. The
-// presence accounts' status shows as "unknown" until wirePresence tells the
-// service where it comes from (UseAccountStatus). Its Housekeeping job
-// re-seals secrets stored in plain text or under the previous key.
-func wireSettings(ctx context.Context, a *app) error {
+// newSettings returns the settings service, with the ACS adapter's client
+// to check connection strings and the keyring that seals them at rest.
+func newSettings(ctx context.Context, a *app) (*settings.Service, error) {
 	if a.secrets == nil {
-		return fmt.Errorf("settings: wired before secrets")
+		return nil, fmt.Errorf("settings: built before secrets")
 	}
-	svc, err := settings.New(ctx, settings.Options{
+	return settings.New(ctx, settings.Options{
 		Tables:      a.tables,
 		Secrets:     a.secrets,
 		Account1UPN: a.cfg.PresenceAccount1UPN,
 		Account2UPN: a.cfg.PresenceAccount2UPN,
+		ACS:         acs.NewClient(nil, nil),
 		Now:         a.now,
 		Log:         a.log,
 	})
-	if err != nil {
-		return err
-	}
-	(&httpapi.SettingsAPI{Service: svc}).Register(a.router)
-	a.housekeeping = append(a.housekeeping, housekeepingJob{"settings", func(ctx context.Context, inv *functions.Invocation) error {
-		rep, err := svc.ResealSecrets(ctx, func() bool { return deadlineNear(ctx) })
+}
+
+// wireSettings registers the settings capability's routes (Settings,
+// SettingsWidgetKeyRefresh, SettingsAcsCheck); their answers show the
+// presence accounts' status as the presence service reports it.
+func wireSettings(a *app) {
+	(&httpapi.SettingsAPI{Service: a.settings, Accounts: accountStatus{a.presence}}).Register(a.router)
+}
+
+// settingsHousekeeping re-seals, under SECRETS_KEY, the tenant secrets
+// stored in plain text (before encryption) or under SECRETS_KEY_PREVIOUS.
+func settingsHousekeeping(a *app) housekeepingJob {
+	svc := a.settings
+	return housekeepingJob{"settings", func(ctx context.Context, inv *functions.Invocation) error {
+		rep, err := svc.ResealSecrets(ctx, func() bool { return job.Near(ctx, 5*time.Second) })
 		inv.Logf("settings housekeeping: %d rows, %d re-sealed under the current key, %d unreadable, %d changed meanwhile", rep.Rows, rep.Resealed, rep.Unreadable, rep.Skipped)
 		return err
-	}})
-	a.settings = svc
-	return nil
+	}}
 }

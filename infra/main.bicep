@@ -119,6 +119,17 @@ var serviceBusQueues = [
     maxDeliveryCount: 3
     defaultMessageTimeToLive: 'PT5M'
   }
+  {
+    // Event deliveries to webhook subscriptions. The app schedules its own
+    // retries (10 s to hourly, for 24 h) as new messages; a message that
+    // fails maxDeliveryCount times (storage down) is dead-lettered. The lock
+    // outlasts one invocation's delivery budget (60 s + a 10 s request).
+    name: 'events'
+    setting: 'EVENTS_QUEUE'
+    lockDuration: 'PT2M'
+    maxDeliveryCount: 10
+    defaultMessageTimeToLive: 'P2D'
+  }
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/robfig/cron/v3"
 )
 
 // Config is every setting the handler reads. Names in comments are the
@@ -49,6 +51,10 @@ type Config struct {
 	APIAuth     string // API_AUTH: entra (default) or none
 	APIAudience string // API_AUDIENCE
 
+	EventsQueue string // EVENTS_QUEUE, default events: deliveries of events to subscriptions
+	// AllowPrivateEndpoints (local development and tests only; refused in
+	// Azure) lets tenant-chosen URLs use http and loopback or private hosts.
+	AllowPrivateEndpoints bool // ALLOW_PRIVATE_ENDPOINTS
 	// SecretsKey encrypts tenant secrets at rest (base64 of 32 bytes; a Key
 	// Vault reference in Azure, where it is required); SecretsKeyPrevious
 	// still opens what the key before it sealed.
@@ -91,9 +97,20 @@ func Load(getenv func(string) string) (Config, error) {
 		APIAudience:              get("API_AUDIENCE", ""),
 	}
 	c.PresenceConsentRedirectURI = get("PRESENCE_CONSENT_REDIRECT_URI", "")
+	c.EventsQueue = get("EVENTS_QUEUE", "events")
 	c.SecretsKey = get("SECRETS_KEY", "")
 	c.SecretsKeyPrevious = get("SECRETS_KEY_PREVIOUS", "")
 	c.InAzure = get("WEBSITE_INSTANCE_ID", "") != ""
+	switch v := strings.ToLower(get("ALLOW_PRIVATE_ENDPOINTS", "false")); v {
+	case "true", "1":
+		c.AllowPrivateEndpoints = true
+	case "false", "0":
+	default:
+		return c, fmt.Errorf("ALLOW_PRIVATE_ENDPOINTS: %q is neither true nor false", v)
+	}
+	if c.InAzure && c.AllowPrivateEndpoints {
+		return c, fmt.Errorf("ALLOW_PRIVATE_ENDPOINTS=true is for local development only and is refused in Azure (WEBSITE_INSTANCE_ID is set)")
+	}
 	if c.InAzure && c.SecretsKey == "" {
 		return c, fmt.Errorf("SECRETS_KEY must be set in Azure: it encrypts tenant secrets at rest (a Key Vault reference)")
 	}
@@ -103,6 +120,9 @@ func Load(getenv func(string) string) (Config, error) {
 	var err error
 	if c.PresenceStaleAfter, err = parseDuration(get("PRESENCE_STALE_AFTER", "120s")); err != nil {
 		return c, fmt.Errorf("PRESENCE_STALE_AFTER: %w", err)
+	}
+	if _, err := ParseSchedule(c.PresenceSchedule); err != nil {
+		return c, fmt.Errorf("PRESENCE_POLL_SCHEDULE: %w", err)
 	}
 	if p, err := strconv.Atoi(c.Port); err != nil || p < 0 || p > 65535 {
 		return c, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: %q is not a port number", c.Port)
@@ -132,6 +152,18 @@ func Load(getenv func(string) string) (Config, error) {
 func (c Config) PublicAuthority() bool {
 	u, err := url.Parse(c.AuthorityHost)
 	return err == nil && strings.EqualFold(u.Host, "login.microsoftonline.com")
+}
+
+// ParseSchedule parses a timer schedule as the Functions host reads it:
+// NCRONTAB with six fields (seconds first), or five without seconds, or
+// a descriptor such as @every 30s.
+func ParseSchedule(schedule string) (cron.Schedule, error) {
+	p := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	sched, err := p.Parse(schedule)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a schedule: %w", schedule, err)
+	}
+	return sched, nil
 }
 
 // parseDuration accepts Go durations ("120s", "2m") and plain seconds ("120").

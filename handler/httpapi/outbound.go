@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -10,14 +11,35 @@ import (
 	"strings"
 	"time"
 
-	"switchboard/handler/outbound"
 	"switchboard/handler/switchboard"
 )
+
+// OutboundTasks is what the outbound routes need (package outbound's
+// Service).
+type OutboundTasks interface {
+	// Schedule admits a task; created is false when referenceId names one
+	// that exists. Returns EINVALID for a bad request, ENOTFOUND for an
+	// unknown service, ELIMIT at the service's cap, EUNAVAILABLE when
+	// storage or the queue failed.
+	Schedule(ctx context.Context, tenant, service string, n switchboard.NewOutboundTask) (switchboard.OutboundTask, bool, error)
+	// List returns a page of the service's tasks. Returns EINVALID.
+	List(ctx context.Context, tenant, service string, o switchboard.OutboundListOptions) (switchboard.OutboundListPage, error)
+	// Get returns a task. Returns ENOTFOUND.
+	Get(ctx context.Context, tenant, service, id string) (switchboard.OutboundTask, error)
+	// Cancel cancels a task that is not in progress. Returns ENOTFOUND,
+	// and ECONFLICT while it is InProgress or once it has ended otherwise.
+	Cancel(ctx context.Context, tenant, service, id string) (switchboard.OutboundTask, error)
+	// Complete ends an InProgress task with c's outcome; a completion for
+	// an attempt no longer current (c.Attempt, c.IfMatch) changes nothing
+	// and returns the task. Returns EINVALID for a bad outcome, note or
+	// attempt, ENOTFOUND, ECONFLICT when it is not in progress.
+	Complete(ctx context.Context, tenant, service, id string, c switchboard.OutboundCompletion) (switchboard.OutboundTask, error)
+}
 
 // OutboundAPI serves the outbound tasks (SPEC section 6) that Power
 // Automate schedules through the custom connector in connector/.
 type OutboundAPI struct {
-	Tasks *outbound.Service
+	Tasks OutboundTasks
 }
 
 // Register adds the outbound routes to r.
@@ -86,7 +108,7 @@ type OutboundTaskCompletion struct {
 	Attempt *int   `json:"attempt"`
 }
 
-func renderTask(t outbound.Task) OutboundTask {
+func renderTask(t switchboard.OutboundTask) OutboundTask {
 	out := OutboundTask{
 		ID:                  t.ID,
 		ServiceID:           t.ServiceID,
@@ -119,8 +141,8 @@ func renderTask(t outbound.Task) OutboundTask {
 
 // writeTask writes one task with its ETag, which complete takes in
 // If-Match.
-func writeTask(w http.ResponseWriter, status int, t outbound.Task) error {
-	if etag := t.ETag(); etag != "" {
+func writeTask(w http.ResponseWriter, status int, t switchboard.OutboundTask) error {
+	if etag := t.PublicETag(); etag != "" {
 		w.Header().Set("ETag", etag)
 	}
 	return WriteJSON(w, status, renderTask(t))
@@ -135,7 +157,7 @@ func (a *OutboundAPI) schedule(w http.ResponseWriter, r *http.Request) error {
 	if err := DecodeJSON(r, &body); err != nil {
 		return err
 	}
-	n := outbound.NewTask{
+	n := switchboard.NewOutboundTask{
 		Destination:         body.Destination,
 		Priority:            body.Priority,
 		MaxAttempts:         body.MaxAttempts,
@@ -166,11 +188,11 @@ func (a *OutboundAPI) list(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	o := outbound.ListOptions{State: q.Get("state"), Continuation: q.Get("continuationToken")}
+	o := switchboard.OutboundListOptions{State: q.Get("state"), Continuation: q.Get("continuationToken")}
 	if v := q.Get("top"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			return switchboard.FieldError("http.list", "top", "top must be an integer between 1 and %d", outbound.MaxListTop)
+			return switchboard.FieldError("http.list", "top", "top must be an integer between 1 and %d", switchboard.MaxOutboundListTop)
 		}
 		o.Top = n
 	}
@@ -266,7 +288,7 @@ func (a *OutboundAPI) complete(w http.ResponseWriter, r *http.Request) error {
 	} else if !errors.Is(err, io.EOF) {
 		return jsonError("http.DecodeJSON", err)
 	}
-	task, err := a.Tasks.Complete(r.Context(), t, s, id, outbound.Completion{
+	task, err := a.Tasks.Complete(r.Context(), t, s, id, switchboard.OutboundCompletion{
 		Outcome: strings.TrimSpace(body.Outcome), Note: body.Note, Attempt: body.Attempt, IfMatch: r.Header.Get("If-Match"),
 	})
 	if err != nil {

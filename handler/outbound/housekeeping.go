@@ -8,6 +8,8 @@ import (
 
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
+
+	"switchboard/handler/job"
 )
 
 // Report says what one housekeeping run did.
@@ -30,15 +32,9 @@ func (r Report) String() string {
 		r.Services, r.FullScans, r.Expired, r.TimedOut, r.Resent, r.IndexRepaired, r.CountersFixed, r.Deleted, r.StoppedAtDeadline)
 }
 
-// deadlineNear reports whether ctx ends within a few seconds: a service is
-// not started then.
-func deadlineNear(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	d, ok := ctx.Deadline()
-	return ok && time.Until(d) < 3*time.Second
-}
+// stopBefore is how close to the housekeeping run's deadline work stops
+// and leaves the rest to the next run: a service is not started then.
+const stopBefore = 3 * time.Second
 
 // Housekeep visits every service that has had tasks and:
 //   - expires waiting tasks whose deadline passed more than ExpiryGrace ago
@@ -57,7 +53,7 @@ func (s *Service) Housekeep(ctx context.Context) (Report, error) {
 	var rep Report
 	var errs []error
 	err := store.QueryAll(ctx, s.table, store.Query{PartitionKey: registryPK}, func(e store.Entity) error {
-		if deadlineNear(ctx) {
+		if job.Near(ctx, stopBefore) {
 			rep.StoppedAtDeadline = true
 			return errStop
 		}
@@ -113,7 +109,7 @@ func (s *Service) housekeepService(ctx context.Context, reg store.Entity, rep *R
 // checkTask repairs one task's index row and deals with it when it is stuck.
 func (s *Service) checkTask(ctx context.Context, pk, id string, hasOpen bool, now time.Time, rep *Report) error {
 	t, err := s.getTask(ctx, pk, id)
-	if switchboard.IsCode(err, switchboard.ENOTFOUND) || (err == nil && !t.Slot()) {
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) || (err == nil && !Counted(t.State)) {
 		if hasOpen {
 			// An index row without a slot-holding task.
 			if err := s.table.Delete(ctx, pk, openKey(id), "*"); err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
@@ -133,7 +129,7 @@ func (s *Service) checkTask(ctx context.Context, pk, id string, hasOpen bool, no
 		rep.IndexRepaired++
 	}
 	switch {
-	case t.waiting() && now.After(t.Deadline.Add(s.o.ExpiryGrace)):
+	case waiting(t) && now.After(t.Deadline.Add(s.o.ExpiryGrace)):
 		if _, err := s.finish(ctx, t, StateExpired, fmt.Sprintf("no agent was free within %d seconds (expired by housekeeping: the task's message was lost or dead-lettered)", t.MaxQueueTimeSeconds)); err != nil && !switchboard.IsCode(err, switchboard.EPRECONDITION) {
 			return err
 		} else if err == nil {
@@ -218,7 +214,7 @@ func (s *Service) fullScan(ctx context.Context, pk string, now time.Time, rep *R
 			return err
 		}
 		switch {
-		case t.Slot():
+		case Counted(t.State):
 			n++
 			if !openIDs[t.ID] {
 				missing = append(missing, t.ID)
@@ -238,7 +234,7 @@ func (s *Service) fullScan(ctx context.Context, pk string, now time.Time, rep *R
 		}
 	}
 	for _, t := range expired {
-		ops := []store.Op{{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: taskKey(t.ID)}, IfMatch: t.etag}}
+		ops := []store.Op{{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: taskKey(t.ID)}, IfMatch: t.ETag}}
 		if t.ReferenceID != "" {
 			if ref, err := s.table.Get(ctx, pk, refKey(t.ReferenceID)); err == nil && ref.String("TaskId") == t.ID {
 				ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: ref.RowKey}, IfMatch: ref.ETag})

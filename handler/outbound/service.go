@@ -198,7 +198,7 @@ func (s *Service) Schedule(ctx context.Context, tenant, service string, n NewTas
 		return Task{}, false, err
 	}
 	now := s.now()
-	t, err := n.validate(now)
+	t, err := validateNewTask(n, now)
 	if err != nil {
 		return Task{}, false, err
 	}
@@ -385,7 +385,7 @@ func (s *Service) undoAdmission(ctx context.Context, t Task) error {
 		}
 		ops := []store.Op{
 			c.op(pk, c.count-1),
-			{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: taskKey(t.ID)}, IfMatch: cur.etag},
+			{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: taskKey(t.ID)}, IfMatch: cur.ETag},
 			{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: openKey(t.ID)}, IfMatch: "*"},
 		}
 		if t.ReferenceID != "" {
@@ -510,7 +510,7 @@ func (s *Service) markSent(ctx context.Context, t Task, seq int64) (Task, bool) 
 // EPRECONDITION when the task changed since cur was read.
 func (s *Service) update(ctx context.Context, cur, next Task) (Task, error) {
 	err := s.table.Batch(ctx, []store.Op{
-		{Kind: store.OpUpdate, Entity: taskEntity(next), IfMatch: cur.etag},
+		{Kind: store.OpUpdate, Entity: taskEntity(next), IfMatch: cur.ETag},
 		{Kind: store.OpUpsert, Entity: openEntity(next)},
 	})
 	if err == nil {
@@ -569,18 +569,8 @@ func (s *Service) Cancel(ctx context.Context, tenant, service, id string) (Task,
 	return done, nil
 }
 
-// Completion is a complete call: the outcome, the caller's note, and which
-// attempt it is for (Attempt, the task's attempts as the caller saw it, or
-// IfMatch, the task's ETag as the caller saw it; either may be unset).
-type Completion struct {
-	Outcome string // Completed (the default) or Failed
-	Note    string
-	// Attempt, when not nil, names the attempt this completion is for.
-	Attempt *int
-	// IfMatch, when not "", is the If-Match header: the task as the caller
-	// saw it.
-	IfMatch string
-}
+// Completion is a complete call (domain vocabulary).
+type Completion = switchboard.OutboundCompletion
 
 // Complete ends an InProgress task with outcome Completed or Failed and
 // frees its agent. A Failed attempt of a task with attempts left puts it
@@ -660,7 +650,7 @@ var errNotCurrent = errors.New("outbound: the completion is for an earlier attem
 // when it names an earlier one (or one that already ended), ECONFLICT for
 // one that has not begun, nil when c names none.
 func completionCurrent(op string, cur Task, c Completion) error {
-	if c.IfMatch != "" && !etagMatches(c.IfMatch, cur.ETag()) {
+	if c.IfMatch != "" && !etagMatches(c.IfMatch, cur.PublicETag()) {
 		return errNotCurrent
 	}
 	if c.Attempt == nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/testenv"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -67,7 +68,7 @@ func TestValidate(t *testing.T) {
 		{"empty context key", NewTask{Destination: "+41440000000", Context: map[string]string{"": "v"}}, "context"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := tc.in.validate(now)
+			_, err := validateNewTask(tc.in, now)
 			if tc.field == "" {
 				if err != nil {
 					t.Fatalf("validate: %v, want no error", err)
@@ -86,7 +87,7 @@ func TestValidate(t *testing.T) {
 
 func TestValidateDefaultsAndNormalization(t *testing.T) {
 	now := newClock().Now()
-	got, err := NewTask{Destination: "+41 (44) 000-00-00", DueDateTimeUTC: "2020-01-01T00:00:00Z", PreferredUsers: []string{strings.ToUpper(agentA), agentA}}.validate(now)
+	got, err := validateNewTask(NewTask{Destination: "+41 (44) 000-00-00", DueDateTimeUTC: "2020-01-01T00:00:00Z", PreferredUsers: []string{strings.ToUpper(agentA), agentA}}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,20 +106,20 @@ func TestValidateDefaultsAndNormalization(t *testing.T) {
 }
 
 func TestSchedule(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		due := f.clock.Now().Add(time.Hour)
 		task := f.schedule(NewTask{Destination: "+41440000000", DueDateTimeUTC: due.Format(time.RFC3339), ReferenceID: "crm/42?x", Context: map[string]string{"case": "42"}})
 		if task.State != StateScheduled || !task.DueAt.Equal(due) || task.ReferenceID != "crm/42?x" || task.Attempts != 0 || task.Agent != "" {
 			t.Errorf("task = %+v, want Scheduled for %v with its referenceId", task, due)
 		}
-		m := f.queue.last()
-		if m == nil || !m.msg.ScheduledAt.Equal(due) || m.body.TaskID != task.ID || m.body.Try != 1 || m.body.TenantID != tenant || m.body.ServiceID != service {
+		m := f.queue.Last()
+		if m == nil || !m.Msg.ScheduledAt.Equal(due) || body(m).TaskID != task.ID || body(m).Try != 1 || body(m).TenantID != tenant || body(m).ServiceID != service {
 			t.Fatalf("message = %+v, want one scheduled for %v naming the task", m, due)
 		}
 		stored := f.get(task.ID)
-		if stored.SequenceNumber != m.seq || stored.SendPending {
-			t.Errorf("stored sequence number %d, send pending %v; want %d, false", stored.SequenceNumber, stored.SendPending, m.seq)
+		if stored.SequenceNumber != m.Seq || stored.SendPending {
+			t.Errorf("stored sequence number %d, send pending %v; want %d, false", stored.SequenceNumber, stored.SendPending, m.Seq)
 		}
 		if got := f.counter(); got != 1 {
 			t.Errorf("counter = %d, want 1", got)
@@ -133,7 +134,7 @@ func TestSchedule(t *testing.T) {
 // requests spread over three instances against a cap of 20 admit exactly
 // 20.
 func TestConcurrentScheduleExactCap(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		instances := []*Service{f.svc, f.newService(), f.newService()}
 		var accepted, limited, other int
@@ -168,7 +169,7 @@ func TestConcurrentScheduleExactCap(t *testing.T) {
 		if err != nil || len(page.Tasks) != 20 {
 			t.Errorf("stored tasks: %d (%v), want 20: a rejected task is discarded", len(page.Tasks), err)
 		}
-		if got := f.queue.live(); got != 20 {
+		if got := f.queue.Live(); got != 20 {
 			t.Errorf("messages on the queue = %d, want 20", got)
 		}
 	})
@@ -187,17 +188,17 @@ func fill(t *testing.T, f *fixture, n int) []Task {
 }
 
 func TestCancelFreesExactlyOneSlot(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 3
 		tasks := fill(t, f, 3)
-		m := f.queue.msgs[1]
+		m := f.queue.Messages()[1]
 		done, err := f.svc.Cancel(ctx, tenant, service, tasks[1].ID)
 		if err != nil || done.State != StateCancelled {
 			t.Fatalf("Cancel: %+v, %v; want Cancelled", done, err)
 		}
-		if !slices.Contains(f.queue.cancels, m.seq) {
-			t.Errorf("cancelled sequence numbers %v, want %d", f.queue.cancels, m.seq)
+		if !slices.Contains(f.queue.Cancels(), m.Seq) {
+			t.Errorf("cancelled sequence numbers %v, want %d", f.queue.Cancels(), m.Seq)
 		}
 		again, err := f.svc.Cancel(ctx, tenant, service, tasks[1].ID)
 		if err != nil || again.State != StateCancelled {
@@ -232,7 +233,7 @@ func TestCancelFreesExactlyOneSlot(t *testing.T) {
 
 func TestCancelInProgressConflicts(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
-	f.router.setAgents(agentA)
+	f.router.SetAgents(agentA)
 	task := f.schedule(NewTask{Destination: "+41440000000"})
 	if got := actions(f.deliver()); !slices.Equal(got, []string{ActionAssigned}) {
 		t.Fatalf("deliver: %v, want assigned", got)
@@ -253,10 +254,10 @@ func TestCancelInProgressConflicts(t *testing.T) {
 }
 
 func TestCompleteFreesSlotAndAgent(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 1
-		f.router.setAgents(agentA)
+		f.router.SetAgents(agentA)
 		task := f.schedule(NewTask{Destination: "+41440000000"})
 		if got := actions(f.deliver()); !slices.Equal(got, []string{ActionAssigned}) {
 			t.Fatalf("deliver: %v, want assigned", got)
@@ -272,7 +273,7 @@ func TestCompleteFreesSlotAndAgent(t *testing.T) {
 		if err != nil || done.State != StateCompleted || done.Agent != agentA {
 			t.Fatalf("Complete: %+v, %v; want Completed, agent kept", done, err)
 		}
-		if held := f.router.held(); len(held) != 0 {
+		if held := f.router.Held(); len(held) != 0 {
 			t.Errorf("holds after complete: %v, want none", held)
 		}
 		if again, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeCompleted, Note: "talked"}); err != nil || again.State != StateCompleted {
@@ -312,7 +313,7 @@ func TestCompleteValidation(t *testing.T) {
 
 func TestFailedAttemptRequeues(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
-	f.router.setAgents(agentA, agentB)
+	f.router.SetAgents(agentA, agentB)
 	task := f.schedule(NewTask{Destination: "+41440000000", MaxAttempts: ptr(2)})
 	f.deliver()
 	first := f.get(task.ID)
@@ -340,13 +341,13 @@ func TestFailedAttemptRequeues(t *testing.T) {
 	if got := f.counter(); got != 0 {
 		t.Errorf("counter = %d, want 0", got)
 	}
-	if held := f.router.held(); len(held) != 0 {
+	if held := f.router.Held(); len(held) != 0 {
 		t.Errorf("holds: %v, want none", held)
 	}
 }
 
 func TestReferenceIDIsIdempotent(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 5
 		instances := []*Service{f.svc, f.newService()}
@@ -392,17 +393,17 @@ func TestReferenceIDIsIdempotent(t *testing.T) {
 // another instance takes the last slot in between, the task is refused and
 // its message cancelled.
 func TestSlotTakenWhileSendingFirst(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 2
 		later := f.clock.Now().Add(time.Hour).Format(time.RFC3339)
 		f.schedule(NewTask{Destination: "+41440000002", DueDateTimeUTC: later})
 		other := f.newService()
-		f.queue.beforeSend = func() {
+		f.queue.BeforeNextSend(func() {
 			if _, _, err := other.Schedule(ctx, tenant, service, NewTask{Destination: "+41440000001", DueDateTimeUTC: later}); err != nil {
 				t.Errorf("the other instance's Schedule: %v", err)
 			}
-		}
+		})
 		_, _, err := f.svc.Schedule(ctx, tenant, service, NewTask{Destination: "+41440000000", DueDateTimeUTC: later})
 		if !switchboard.IsCode(err, switchboard.ELIMIT) {
 			t.Fatalf("Schedule that lost the last slot: %v, want ELIMIT", err)
@@ -410,7 +411,7 @@ func TestSlotTakenWhileSendingFirst(t *testing.T) {
 		if got := f.counter(); got != 2 {
 			t.Errorf("counter = %d, want 2", got)
 		}
-		if got := f.queue.live(); got != 2 {
+		if got := f.queue.Live(); got != 2 {
 			t.Errorf("live messages = %d, want 2: the refused task's message is cancelled", got)
 		}
 	})
@@ -421,6 +422,7 @@ func TestSlotTakenWhileSendingFirst(t *testing.T) {
 // Service Bus may.
 type eagerQueue struct {
 	*fakeQueue
+	now    func() time.Time
 	worker *Service
 	works  []Work
 }
@@ -444,8 +446,8 @@ func (q *eagerQueue) Send(ctx context.Context, name string, m switchboard.Messag
 // and the accepted task is never offered to an agent.
 func TestDueTimeReachedWhileSchedulingIsNotLost(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
-	f.router.setAgents(agentA)
-	q := &eagerQueue{fakeQueue: f.queue}
+	f.router.SetAgents(agentA)
+	q := &eagerQueue{fakeQueue: f.queue, now: f.clock.Now}
 	s, err := New(ctx, Options{
 		Tables: f.tables, Queue: q, QueueName: queue, Router: f.router, Limits: f.limits,
 		Services: fakeServices{service: true}, Now: f.clock.Now,
@@ -470,7 +472,7 @@ func TestDueTimeReachedWhileSchedulingIsNotLost(t *testing.T) {
 
 func TestSendFailureSchedulesNothing(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
-	f.queue.failSend = switchboard.Errorf(switchboard.EUNAVAILABLE, "queue", "broker down")
+	f.queue.FailSend(switchboard.Errorf(switchboard.EUNAVAILABLE, "queue", "broker down"))
 	_, _, err := f.svc.Schedule(ctx, tenant, service, NewTask{Destination: "+41440000000", ReferenceID: "r1"})
 	if !switchboard.IsCode(err, switchboard.EUNAVAILABLE) {
 		t.Fatalf("Schedule: %v, want EUNAVAILABLE", err)
@@ -482,7 +484,7 @@ func TestSendFailureSchedulesNothing(t *testing.T) {
 	if len(page.Tasks) != 0 {
 		t.Errorf("tasks = %d, want 0: the task is withdrawn", len(page.Tasks))
 	}
-	f.queue.failSend = nil
+	f.queue.FailSend(nil)
 	if _, c, err := f.svc.Schedule(ctx, tenant, service, NewTask{Destination: "+41440000000", ReferenceID: "r1"}); err != nil || !c {
 		t.Errorf("retry with the same referenceId: created %v, %v; want a new task", c, err)
 	}
@@ -499,9 +501,9 @@ func TestNoQueueConfigured(t *testing.T) {
 }
 
 func TestList(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
-		f.router.setAgents(agentA)
+		f.router.SetAgents(agentA)
 		var all []string
 		for i := range 7 {
 			f.clock.Advance(time.Millisecond)
@@ -581,14 +583,14 @@ var errBoom = errors.New("boom")
 // attempt 1 may arrive again while attempt 2 is in progress. Naming the
 // attempt (or the ETag the caller saw) makes the retry a no-op.
 func TestRetriedFailedCompleteDoesNotEndTheNextAttempt(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
-		f.router.setAgents(agentA, agentB)
+		f.router.SetAgents(agentA, agentB)
 		task := f.schedule(NewTask{Destination: "+41440000000", MaxAttempts: ptr(3)})
 		f.deliver()
 		first := f.get(task.ID)
-		if first.State != StateInProgress || first.Attempts != 1 || first.ETag() == "" {
-			t.Fatalf("first attempt: %s attempts %d etag %q, want InProgress 1 with an ETag", first.State, first.Attempts, first.ETag())
+		if first.State != StateInProgress || first.Attempts != 1 || first.PublicETag() == "" {
+			t.Fatalf("first attempt: %s attempts %d etag %q, want InProgress 1 with an ETag", first.State, first.Attempts, first.PublicETag())
 		}
 		failFirst := Completion{Outcome: OutcomeFailed, Note: "no answer", Attempt: ptr(1)}
 		if done, err := f.svc.Complete(ctx, tenant, service, task.ID, failFirst); err != nil || done.State != StateQueued {
@@ -605,21 +607,21 @@ func TestRetriedFailedCompleteDoesNotEndTheNextAttempt(t *testing.T) {
 		if second.State != StateInProgress || second.Attempts != 2 {
 			t.Fatalf("second attempt: %s attempts %d, want InProgress 2", second.State, second.Attempts)
 		}
-		heldBefore := f.router.held()
+		heldBefore := f.router.Held()
 		for _, c := range []struct {
 			name string
 			c    Completion
 		}{
 			{"attempt 1 again", failFirst},
 			{"attempt 1 as Completed", Completion{Outcome: OutcomeCompleted, Attempt: ptr(1)}},
-			{"the first attempt's ETag", Completion{Outcome: OutcomeFailed, IfMatch: first.ETag()}},
+			{"the first attempt's ETag", Completion{Outcome: OutcomeFailed, IfMatch: first.PublicETag()}},
 		} {
 			got, err := f.svc.Complete(ctx, tenant, service, task.ID, c.c)
 			if err != nil || got.State != StateInProgress || got.Attempts != 2 || got.Agent != second.Agent {
 				t.Fatalf("%s: %+v, %v; want the second attempt untouched (InProgress, 2 attempts, agent %s)", c.name, got, err, second.Agent)
 			}
 		}
-		if held := f.router.held(); !maps.Equal(held, heldBefore) || len(held) != 1 {
+		if held := f.router.Held(); !maps.Equal(held, heldBefore) || len(held) != 1 {
 			t.Fatalf("holds after the retries: %v, want %v: the second attempt's agent stays held", held, heldBefore)
 		}
 		if got := f.counter(); got != 1 {
@@ -636,14 +638,14 @@ func TestRetriedFailedCompleteDoesNotEndTheNextAttempt(t *testing.T) {
 		}
 		f.deliver()
 		third := f.get(task.ID)
-		done, err = f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeCompleted, IfMatch: third.ETag()})
+		done, err = f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeCompleted, IfMatch: third.PublicETag()})
 		if err != nil || done.State != StateCompleted || done.Attempts != 3 {
 			t.Fatalf("Complete attempt 3 by ETag: %+v, %v; want Completed after 3 attempts", done, err)
 		}
 		if got, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeCompleted, Attempt: ptr(3)}); err != nil || got.State != StateCompleted {
 			t.Errorf("retried Complete of the last attempt: %+v, %v; want the Completed task", got, err)
 		}
-		if held := f.router.held(); len(held) != 0 {
+		if held := f.router.Held(); len(held) != 0 {
 			t.Errorf("holds: %v, want none", held)
 		}
 	})

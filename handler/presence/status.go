@@ -1,18 +1,23 @@
 package presence
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
+	"github.com/google/uuid"
+
+	"switchboard/handler/outbox"
 	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
 )
 
 // SourceStatus is how one source fares in one tenant.
 type SourceStatus struct {
-	Source        Source
+	Source        switchboard.PresenceSource
 	LastSuccessAt time.Time
 	LastErrorAt   time.Time
-	LastReason    Reason
+	LastReason    switchboard.SourceReason
 	LastMessage   string
 	LastCode      string
 	// Invited is whether the presence account signed into the tenant as a
@@ -26,6 +31,8 @@ type SourceStatus struct {
 	// lock the account out): zero when it may be tried now.
 	RetryAt             time.Time
 	ConsecutiveFailures int
+	// EventSeq counts the source's stateChanged events (their sequence).
+	EventSeq int64
 }
 
 // Failing reports whether the last attempt failed.
@@ -47,23 +54,23 @@ func (st SourceStatus) succeeded(now time.Time) SourceStatus {
 // failed returns st after se at now; a failure that disqualifies the
 // source backs it off for cooldown, doubling with each consecutive
 // failure up to eight times that.
-func (st SourceStatus) failed(now time.Time, se *SourceError, cooldown time.Duration) SourceStatus {
+func (st SourceStatus) failed(now time.Time, se *switchboard.SourceError, cooldown time.Duration) SourceStatus {
 	yes, no := true, false
 	st.LastErrorAt = now
 	st.LastReason, st.LastMessage, st.LastCode = se.Reason, se.Message, se.Code
 	st.ConsecutiveFailures++
 	account := st.Source.Account() != 0
 	switch se.Reason {
-	case ReasonNotInvited:
+	case switchboard.SourceNotInvited:
 		if account {
 			st.Invited = &no
 		}
-	case ReasonPermissionNotGranted:
+	case switchboard.SourcePermissionNotGranted:
 		if account {
 			st.Invited = &yes // it signed in: consent is what is missing
 		}
 		st.PermissionGranted = &no
-	case ReasonMFARequired:
+	case switchboard.SourceMFARequired:
 		if account {
 			st.Invited = &yes // the tenant knows the account: it wants a second factor
 		}
@@ -75,18 +82,19 @@ func (st SourceStatus) failed(now time.Time, se *SourceError, cooldown time.Dura
 	return st
 }
 
-func sourceStatusFromEntity(src Source, e store.Entity) SourceStatus {
+func sourceStatusFromEntity(src switchboard.PresenceSource, e store.Entity) SourceStatus {
 	st := SourceStatus{
 		Source:              src,
 		LastSuccessAt:       e.Time("LastSuccessAt"),
 		LastErrorAt:         e.Time("LastErrorAt"),
-		LastReason:          Reason(e.String("LastReason")),
+		LastReason:          switchboard.SourceReason(e.String("LastReason")),
 		LastMessage:         e.String("LastMessage"),
 		LastCode:            e.String("LastCode"),
 		Invited:             triState(e.String("Invited")),
 		PermissionGranted:   triState(e.String("PermissionGranted")),
 		RetryAt:             e.Time("RetryAt"),
 		ConsecutiveFailures: int(e.Int64("ConsecutiveFailures")),
+		EventSeq:            e.Int64("EventSeq"),
 	}
 	return st
 }
@@ -99,6 +107,7 @@ func (st SourceStatus) entity(tenant string) store.Entity {
 		"Invited":             triString(st.Invited),
 		"PermissionGranted":   triString(st.PermissionGranted),
 		"ConsecutiveFailures": int64(st.ConsecutiveFailures),
+		"EventSeq":            st.EventSeq,
 	}
 	// Table Storage has no null: a zero time is left out (and reads back
 	// as zero).
@@ -143,12 +152,12 @@ type PollFigures struct {
 	Errors    int           `json:"errors"`  // failed Graph requests and failed writes
 	Throttled int           `json:"throttled"`
 	// Shards polled, confirmed (every user read), left over, fanned out.
-	Shards          int      `json:"shards"`
-	ShardsConfirmed int      `json:"shardsConfirmed"`
-	ShardsLeft      int      `json:"shardsLeft"`
-	ShardsFannedOut int      `json:"shardsFannedOut"`
-	Sources         []Source `json:"sources"` // sources that read something, in order
-	Error           string   `json:"error,omitempty"`
+	Shards          int                          `json:"shards"`
+	ShardsConfirmed int                          `json:"shardsConfirmed"`
+	ShardsLeft      int                          `json:"shardsLeft"`
+	ShardsFannedOut int                          `json:"shardsFannedOut"`
+	Sources         []switchboard.PresenceSource `json:"sources"` // sources that read something, in order
+	Error           string                       `json:"error,omitempty"`
 
 	storageFailed bool // the poll could not read its state: nothing was tried
 }
@@ -164,4 +173,150 @@ func pollFiguresFromEntity(e store.Entity) (PollFigures, bool) {
 		return PollFigures{}, false
 	}
 	return f, true
+}
+
+// Snapshot is what the API shows of a tenant's presence tracking state.
+type Snapshot struct {
+	Sources map[switchboard.PresenceSource]SourceStatus
+	// Figures are the last timer poll's, ShardFigures the last fanned-out
+	// shard's.
+	Figures      PollFigures
+	ShardFigures PollFigures
+	Shards       int
+}
+
+// Status reads the tenant's source statuses and last poll figures from
+// storage (not from the cache: an admin asking wants what is stored).
+func (s *Store) Status(ctx context.Context, tenant string) (Snapshot, error) {
+	tc := s.cache(tenant)
+	tc.load.Lock()
+	err := s.syncState(ctx, tenant, tc)
+	tc.load.Unlock()
+	if err != nil {
+		return Snapshot{}, switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.Status", err)
+	}
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	snap := Snapshot{Sources: make(map[switchboard.PresenceSource]SourceStatus, len(tc.sources)), Figures: tc.figures, ShardFigures: tc.shardFigures, Shards: tc.lay.Shards}
+	for k, v := range tc.sources {
+		snap.Sources[k] = v
+	}
+	return snap, nil
+}
+
+// SaveSourceStatus writes one source's status (Test UPN).
+func (s *Store) SaveSourceStatus(ctx context.Context, tenant string, st SourceStatus) error {
+	err := s.saveState(ctx, tenant, []store.Op{{Kind: store.OpUpsert, Entity: st.entity(tenant)}})
+	if err != nil {
+		return switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.SaveSourceStatus", err)
+	}
+	return nil
+}
+
+// sourceState is a source's state as events name it.
+func sourceState(st SourceStatus) string {
+	switch {
+	case st.Failing():
+		return "failing"
+	case !st.LastSuccessAt.IsZero():
+		return "ok"
+	}
+	return "unknown"
+}
+
+// sourceEvents adds to ops, for every source status among them whose state
+// (ok, failing) differs from the one this process knows, the event
+// switchboard.presenceSource.stateChanged as an outbox row, and counts it in
+// the status row's EventSeq. It returns the ops to write in one batch.
+func (s *Store) sourceEvents(tenant string, ops []store.Op) ([]store.Op, error) {
+	if s.events == nil {
+		return ops, nil
+	}
+	tc := s.cache(tenant)
+	tc.mu.RLock()
+	known := make(map[switchboard.PresenceSource]SourceStatus, len(tc.sources))
+	for k, v := range tc.sources {
+		known[k] = v
+	}
+	tc.mu.RUnlock()
+	var evs []switchboard.Event
+	now := s.now()
+	for i, o := range ops {
+		for _, src := range switchboard.PresenceSources {
+			if o.Entity.RowKey != sourceRowKey(src) {
+				continue
+			}
+			prev, next := known[src], sourceStatusFromEntity(src, o.Entity)
+			seq := prev.EventSeq
+			if from, to := sourceState(prev), sourceState(next); from != to {
+				seq++
+				data, _ := json.Marshal(sourceEventData{Source: string(src), State: to, PreviousState: from,
+					Reason: string(next.LastReason), Message: next.LastMessage, LastSuccessAt: next.LastSuccessAt, LastErrorAt: next.LastErrorAt})
+				evs = append(evs, switchboard.Event{ID: uuid.Must(uuid.NewV7()).String(), Type: "switchboard.presenceSource.stateChanged",
+					TenantID: tenant, Subject: "presence-sources/" + string(src), Sequence: seq, Time: now, Data: data})
+			}
+			ops[i].Entity.Props["EventSeq"] = seq
+		}
+	}
+	if len(evs) == 0 {
+		return ops, nil
+	}
+	rows, err := outbox.Ops(tenant, evs)
+	if err != nil {
+		return nil, err
+	}
+	return append(ops, rows...), nil
+}
+
+// sourceEventData is the data of switchboard.presenceSource.stateChanged.
+type sourceEventData struct {
+	Source        string    `json:"source"`
+	State         string    `json:"state"`
+	PreviousState string    `json:"previousState"`
+	Reason        string    `json:"reason,omitempty"`
+	Message       string    `json:"message,omitempty"`
+	LastSuccessAt time.Time `json:"lastSuccessAt,omitzero"`
+	LastErrorAt   time.Time `json:"lastErrorAt,omitzero"`
+}
+
+// saveState writes rows of the tenant's state partition (source statuses,
+// figures) and keeps the cache in step. A source's change of state is
+// written with its event, in one batch.
+func (s *Store) saveState(ctx context.Context, tenant string, ops []store.Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	ops, err := s.sourceEvents(tenant, ops)
+	if err != nil {
+		return err
+	}
+	withEvents := len(ops) > 0 && outbox.IsRow(ops[len(ops)-1].Entity.RowKey)
+	if withEvents {
+		if err := s.events.Prepare(ctx, stateTableName, tenant); err != nil {
+			return err
+		}
+		if err := s.state.Batch(ctx, ops); err != nil {
+			return err
+		}
+		s.events.Flush(ctx, stateTableName, tenant)
+	} else if _, err := store.WriteBatched(ctx, s.state, ops); err != nil {
+		return err
+	}
+	tc := s.cache(tenant)
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	for _, o := range ops {
+		switch o.Entity.RowKey {
+		case rowLastPoll:
+			tc.figures, _ = pollFiguresFromEntity(o.Entity)
+		case rowLastShardPoll:
+			tc.shardFigures, _ = pollFiguresFromEntity(o.Entity)
+		}
+		for _, src := range switchboard.PresenceSources {
+			if o.Entity.RowKey == sourceRowKey(src) {
+				tc.sources[src] = sourceStatusFromEntity(src, o.Entity)
+			}
+		}
+	}
+	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"switchboard/handler/internal/follow"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -25,6 +27,9 @@ type StoreOptions struct {
 	MaxLag time.Duration
 	// Parallel bounds concurrent partition reads and writes (default 16).
 	Parallel int
+	// Events, when set, receives switchboard.presenceSource.stateChanged
+	// when a source turns ok or failing, in the same batch as the status.
+	Events switchboard.EventOutbox
 }
 
 // Store keeps presence readings in Table Storage and serves them from an
@@ -39,6 +44,7 @@ type Store struct {
 	now      func() time.Time
 	log      *slog.Logger
 	parallel int
+	events   switchboard.EventOutbox // nil: no events
 	// fresh decides, per tenant, when the cache is read again from
 	// storage; what it holds is the tenant's *tenantCache, which refresh
 	// fills in place.
@@ -64,7 +70,7 @@ func NewStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
-	s := &Store{presence: p, state: st, now: opts.Now, log: opts.Log, parallel: opts.Parallel, tenants: map[string]*tenantCache{}}
+	s := &Store{presence: p, state: st, now: opts.Now, log: opts.Log, parallel: opts.Parallel, events: opts.Events, tenants: map[string]*tenantCache{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -106,7 +112,7 @@ type tenantCache struct {
 	known   bool // the state partition was read at least once
 	lay     layout
 	gens    map[int64]*genCache // the readers' generation and the one a relayout fills
-	sources map[Source]SourceStatus
+	sources map[switchboard.PresenceSource]SourceStatus
 	figures PollFigures
 	// shardFigures are those of the last fanned-out shard.
 	shardFigures PollFigures
@@ -123,7 +129,7 @@ type shardCache struct {
 	// version of the readings held; "" forces a reload.
 	version     string
 	confirmedAt time.Time
-	source      Source
+	source      switchboard.PresenceSource
 	readings    map[string]stored
 }
 
@@ -140,7 +146,7 @@ func (s *Store) cache(tenant string) *tenantCache {
 	defer s.mu.Unlock()
 	tc, ok := s.tenants[tenant]
 	if !ok {
-		tc = &tenantCache{gens: map[int64]*genCache{}, sources: map[Source]SourceStatus{}}
+		tc = &tenantCache{gens: map[int64]*genCache{}, sources: map[switchboard.PresenceSource]SourceStatus{}}
 		s.tenants[tenant] = tc
 	}
 	return tc
@@ -205,7 +211,7 @@ func (tc *tenantCache) holds(userIDs []string) bool {
 	return true
 }
 
-func (st stored) presence(id string, shardConfirmedAt time.Time, shardSource Source) switchboard.Presence {
+func (st stored) presence(id string, shardConfirmedAt time.Time, shardSource switchboard.PresenceSource) switchboard.Presence {
 	p := switchboard.Presence{
 		UserID:       id,
 		Availability: st.Availability,
@@ -284,7 +290,7 @@ func (s *Store) syncState(ctx context.Context, tenant string, tc *tenantCache) e
 		return err
 	}
 	states := map[int64]map[int]shardState{lay.Gen: {}, lay.NextGen: {}}
-	sources := map[Source]SourceStatus{}
+	sources := map[switchboard.PresenceSource]SourceStatus{}
 	var figures, shardFigures PollFigures
 	for _, e := range rows {
 		if gen, shard, ok := parseShardRowKey(e.RowKey); ok {
@@ -301,7 +307,7 @@ func (s *Store) syncState(ctx context.Context, tenant string, tc *tenantCache) e
 			shardFigures, _ = pollFiguresFromEntity(e)
 			continue
 		}
-		for _, src := range Sources {
+		for _, src := range switchboard.PresenceSources {
 			if e.RowKey == sourceRowKey(src) {
 				sources[src] = sourceStatusFromEntity(src, e)
 			}
@@ -396,93 +402,10 @@ func (s *Store) loadShards(ctx context.Context, tenant string, tc *tenantCache, 
 // forEach runs fn for every item with at most s.parallel at once and
 // returns the first error (after all have finished).
 func (s *Store) forEach(ctx context.Context, items []int, fn func(context.Context, int) error) error {
-	if len(items) == 0 {
-		return nil
-	}
-	sem := make(chan struct{}, s.parallel)
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
+	var g errgroup.Group
+	g.SetLimit(s.parallel)
 	for _, it := range items {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := fn(ctx, it); err != nil {
-				once.Do(func() { first = err })
-			}
-		}()
+		g.Go(func() error { return fn(ctx, it) })
 	}
-	wg.Wait()
-	return first
-}
-
-// Snapshot is what the API shows of a tenant's presence tracking state.
-type Snapshot struct {
-	Sources map[Source]SourceStatus
-	// Figures are the last timer poll's, ShardFigures the last fanned-out
-	// shard's.
-	Figures      PollFigures
-	ShardFigures PollFigures
-	Shards       int
-}
-
-// Status reads the tenant's source statuses and last poll figures from
-// storage (not from the cache: an admin asking wants what is stored).
-func (s *Store) Status(ctx context.Context, tenant string) (Snapshot, error) {
-	tc := s.cache(tenant)
-	tc.load.Lock()
-	err := s.syncState(ctx, tenant, tc)
-	tc.load.Unlock()
-	if err != nil {
-		return Snapshot{}, switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.Status", err)
-	}
-	tc.mu.RLock()
-	defer tc.mu.RUnlock()
-	snap := Snapshot{Sources: make(map[Source]SourceStatus, len(tc.sources)), Figures: tc.figures, ShardFigures: tc.shardFigures, Shards: tc.lay.Shards}
-	for k, v := range tc.sources {
-		snap.Sources[k] = v
-	}
-	return snap, nil
-}
-
-// SaveSourceStatus writes one source's status (Test UPN).
-func (s *Store) SaveSourceStatus(ctx context.Context, tenant string, st SourceStatus) error {
-	_, err := s.state.Upsert(ctx, st.entity(tenant))
-	if err != nil {
-		return switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.SaveSourceStatus", err)
-	}
-	tc := s.cache(tenant)
-	tc.mu.Lock()
-	tc.sources[st.Source] = st
-	tc.mu.Unlock()
-	return nil
-}
-
-// saveState writes rows of the tenant's state partition (source statuses,
-// figures) and keeps the cache in step.
-func (s *Store) saveState(ctx context.Context, tenant string, ops []store.Op) error {
-	if len(ops) == 0 {
-		return nil
-	}
-	if _, err := store.WriteBatched(ctx, s.state, ops); err != nil {
-		return err
-	}
-	tc := s.cache(tenant)
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	for _, o := range ops {
-		switch o.Entity.RowKey {
-		case rowLastPoll:
-			tc.figures, _ = pollFiguresFromEntity(o.Entity)
-		case rowLastShardPoll:
-			tc.shardFigures, _ = pollFiguresFromEntity(o.Entity)
-		}
-		for _, src := range Sources {
-			if o.Entity.RowKey == sourceRowKey(src) {
-				tc.sources[src] = sourceStatusFromEntity(src, o.Entity)
-			}
-		}
-	}
-	return nil
+	return g.Wait()
 }

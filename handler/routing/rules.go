@@ -17,36 +17,18 @@ import (
 	"switchboard/handler/switchboard"
 )
 
-// Orders among eligible agents.
+// The orders, a service's distribution and its members are domain values
+// (package switchboard): the HTTP layer renders them.
 const (
-	OrderLongestIdle = "LongestIdle" // the agent idle longest first
-	OrderRoundRobin  = "RoundRobin"  // the next member after the last one chosen
-	OrderBroadcast   = "Broadcast"   // the BroadcastSize longest-idle agents at once
+	OrderLongestIdle = switchboard.OrderLongestIdle
+	OrderRoundRobin  = switchboard.OrderRoundRobin
+	OrderBroadcast   = switchboard.OrderBroadcast
 )
 
-// Distribution is how a service distributes its conversations.
-type Distribution struct {
-	// DeliverWhileBusy offers conversations to agents who are Busy (but
-	// never in a call, where that can be seen). Off is the seeds' "Do not
-	// distribute to user".
-	DeliverWhileBusy bool
-	// DeliverWhileAway offers conversations to agents who are Away or Be
-	// right back.
-	DeliverWhileAway bool
-	Order            string
-	// BroadcastSize is how many agents a Broadcast offers at once.
-	BroadcastSize int
-	// HoldSeconds is how long a reservation lasts unless the route request
-	// says otherwise.
-	HoldSeconds int
-}
-
-// Member is a user of a service. An inactive member has opted out and is
-// never offered the service's conversations.
-type Member struct {
-	UserID string
-	Active bool
-}
+type (
+	Distribution = switchboard.Distribution
+	Member       = switchboard.Member
+)
 
 // MaxUntilReleased bounds a hold taken until released (an outbound task in
 // progress): one that was never released after this long is treated as

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"switchboard/handler/switchboard"
@@ -12,76 +11,25 @@ import (
 
 // Limits of a service definition.
 const (
-	MaxNameLength      = 200
-	MaxMembers         = 25000 // the size limit of a Microsoft Teams team
-	MinBroadcastSize   = 1
-	MaxBroadcastSize   = 50
-	DefaultBroadcast   = 10
-	MinHoldSeconds     = 5
-	MaxHoldSeconds     = 3600
-	DefaultHoldSeconds = 30
-	MaxPreferredUsers  = 10
+	MaxNameLength      = switchboard.MaxServiceNameLength
+	MaxMembers         = switchboard.MaxServiceMembers
+	MinBroadcastSize   = switchboard.MinBroadcastSize
+	MaxBroadcastSize   = switchboard.MaxBroadcastSize
+	DefaultBroadcast   = switchboard.DefaultBroadcast
+	MinHoldSeconds     = switchboard.MinHoldSeconds
+	MaxHoldSeconds     = switchboard.MaxHoldSeconds
+	DefaultHoldSeconds = switchboard.DefaultHoldSeconds
+	MaxPreferredUsers  = switchboard.MaxPreferredUsers
 )
 
-// Service is a service: who can take its conversations and how they are
-// distributed.
-type Service struct {
-	TenantID string
-	ID       string
-	Name     string
-	// TeamID, when set, is the Microsoft Teams team whose members are the
-	// service's members (synced through Graph); their Active flags are kept
-	// across syncs.
-	TeamID       string
-	Members      []Member // sorted by user id
-	Distribution Distribution
-
-	CreatedAt time.Time
-	UpdatedAt time.Time
-	// LastTeamSync is when the team's members were last read successfully;
-	// LastTeamSyncError is the failure of the last attempt since, if any.
-	LastTeamSync      time.Time
-	LastTeamSyncError string
-	// LastTeamSyncAttempt is when the last sync that failed was tried.
-	LastTeamSyncAttempt time.Time
-	// ETag changes with every write of the service.
-	ETag string
-}
-
-// ActiveCount returns the number of active members.
-func (s Service) ActiveCount() int {
-	n := 0
-	for _, m := range s.Members {
-		if m.Active {
-			n++
-		}
-	}
-	return n
-}
-
-// ServiceInput is a service as a caller defines it (PUT). Nil pointers take
-// the defaults.
-type ServiceInput struct {
-	Name         *string
-	Members      []MemberInput
-	TeamID       *string
-	Distribution DistributionInput
-}
-
-// MemberInput is one member as a caller gives it; Active defaults to true.
-type MemberInput struct {
-	UserID string
-	Active *bool
-}
-
-// DistributionInput is a distribution as a caller gives it.
-type DistributionInput struct {
-	DeliverWhileBusy *bool
-	DeliverWhileAway *bool
-	Order            *string
-	BroadcastSize    *int
-	HoldSeconds      *int
-}
+// A service and what a caller sends to define one are domain values
+// (package switchboard): the HTTP layer takes and renders them.
+type (
+	Service           = switchboard.Service
+	ServiceInput      = switchboard.ServiceInput
+	MemberInput       = switchboard.MemberInput
+	DistributionInput = switchboard.DistributionInput
+)
 
 // NormalizeUserID returns an Entra object id in its canonical lower-case
 // form, or false when u is not one.
@@ -90,7 +38,7 @@ func NormalizeUserID(u string) (string, bool) { return switchboard.NormalizeGUID
 // validate checks in and returns the service it defines, members sorted by
 // user id, every default applied. Errors are EINVALID and name the JSON
 // field ("members[3].userId").
-func (in ServiceInput) validate() (name, teamID string, members []Member, d Distribution, err error) {
+func validateService(in ServiceInput) (name, teamID string, members []Member, d Distribution, err error) {
 	const op = "routing.PutService"
 	if in.Name == nil || strings.TrimSpace(*in.Name) == "" {
 		return "", "", nil, d, switchboard.FieldError(op, "name", "name is required")
@@ -102,7 +50,7 @@ func (in ServiceInput) validate() (name, teamID string, members []Member, d Dist
 	if in.TeamID != nil {
 		teamID = strings.TrimSpace(*in.TeamID)
 		if teamID != "" {
-			id, ok := NormalizeUserID(teamID) // a team id is the group's object id: a GUID
+			id, ok := switchboard.NormalizeTeamID(teamID)
 			if !ok {
 				return "", "", nil, d, switchboard.FieldError(op, "teamId", "teamId %q is not a Microsoft Teams team id (a GUID)", teamID)
 			}
@@ -126,11 +74,11 @@ func (in ServiceInput) validate() (name, teamID string, members []Member, d Dist
 		members = append(members, Member{UserID: id, Active: m.Active == nil || *m.Active})
 	}
 	slices.SortFunc(members, func(a, b Member) int { return strings.Compare(a.UserID, b.UserID) })
-	d, err = in.Distribution.validate(op)
+	d, err = validateDistribution(in.Distribution, op)
 	return name, teamID, members, d, err
 }
 
-func (in DistributionInput) validate(op string) (Distribution, error) {
+func validateDistribution(in DistributionInput, op string) (Distribution, error) {
 	d := Distribution{Order: OrderLongestIdle, BroadcastSize: DefaultBroadcast, HoldSeconds: DefaultHoldSeconds}
 	if in.DeliverWhileBusy != nil {
 		d.DeliverWhileBusy = *in.DeliverWhileBusy
@@ -161,11 +109,7 @@ func (in DistributionInput) validate(op string) (Distribution, error) {
 	return d, nil
 }
 
-// CheckHoldSeconds returns EINVALID naming field unless s is a hold time a
-// service or a route request may ask for.
-func CheckHoldSeconds(op, field string, s int) error {
-	if s < MinHoldSeconds || s > MaxHoldSeconds {
-		return switchboard.FieldError(op, field, "holdSeconds must be between %d and %d, not %d", MinHoldSeconds, MaxHoldSeconds, s)
-	}
-	return nil
+// CheckHoldSeconds is switchboard.CheckHoldSeconds.
+func CheckHoldSeconds(op, field string, sec int) error {
+	return switchboard.CheckHoldSeconds(op, field, sec)
 }

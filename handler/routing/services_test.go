@@ -62,7 +62,7 @@ func TestPutServiceDefaultsAndReplace(t *testing.T) {
 	if svc.Distribution != want {
 		t.Errorf("distribution = %+v, want the defaults %+v", svc.Distribution, want)
 	}
-	if got, want := svc.Members, []Member{{user(1), false}, {user(2), true}}; !slices.Equal(got, want) {
+	if got, want := svc.Members, []Member{{UserID: user(1), Active: false}, {UserID: user(2), Active: true}}; !slices.Equal(got, want) {
 		t.Errorf("members = %v, want %v (sorted, ids lower case, active by default)", got, want)
 	}
 	if svc.Name != "Support" || !svc.CreatedAt.Equal(t0) || svc.ETag == "" {
@@ -87,7 +87,7 @@ func TestPutServiceDefaultsAndReplace(t *testing.T) {
 		t.Errorf("createdAt %v updatedAt %v, want %v and a minute later", svc2.CreatedAt, svc2.UpdatedAt, t0)
 	}
 	got, _ = f.newEngine().GetService(ctx, tenant, "support")
-	if !slices.Equal(got.Members, []Member{{user(3), true}}) || got.Distribution.BroadcastSize != 5 || !got.Distribution.DeliverWhileBusy {
+	if !slices.Equal(got.Members, []Member{{UserID: user(3), Active: true}}) || got.Distribution.BroadcastSize != 5 || !got.Distribution.DeliverWhileBusy {
 		t.Errorf("after replace: %+v", got)
 	}
 	if n := countRows(t, f.tables, MembersTable); n != 1 {
@@ -171,7 +171,7 @@ func TestTeamService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []Member{{user(1), true}, {user(2), false}}; !slices.Equal(svc.Members, want) {
+	if want := []Member{{UserID: user(1), Active: true}, {UserID: user(2), Active: false}}; !slices.Equal(svc.Members, want) {
 		t.Errorf("members = %v, want %v (from the team; the flag given kept, a non-team user ignored)", svc.Members, want)
 	}
 	if !svc.LastTeamSync.Equal(t0) || svc.TeamID != team {
@@ -185,7 +185,7 @@ func TestTeamService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []Member{{user(2), false}, {user(3), true}}; !slices.Equal(svc.Members, want) {
+	if want := []Member{{UserID: user(2), Active: false}, {UserID: user(3), Active: true}}; !slices.Equal(svc.Members, want) {
 		t.Errorf("after sync: members = %v, want %v", svc.Members, want)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/testenv"
 	"switchboard/handler/secrets"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
@@ -62,7 +63,7 @@ func patchBoth(t *testing.T, svc *settings.Service, tenantID string) string {
 }
 
 func TestStoredSecretsAreSealed(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		k := testKeyring(t, secrets.GenerateKey(), "")
 		f := newService(t, tables, settings.Options{Secrets: k})
 		patchBoth(t, f.svc, tenant)
@@ -99,7 +100,7 @@ func TestSealedSecretIsBoundToItsTenantAndField(t *testing.T) {
 }
 
 func TestKeyRotation(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		oldKey, newKey := secrets.GenerateKey(), secrets.GenerateKey()
 		before := testKeyring(t, oldKey, "")
 		const second = "0b6f5bd2-5d0e-4c42-9b1e-3a7c1f0d2e11"
@@ -150,7 +151,7 @@ func TestKeyRotation(t *testing.T) {
 // Rows written before secrets were encrypted hold the connection strings in
 // plain text: they are read as they are and re-sealed.
 func TestRowsFromBeforeEncryption(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		tb, err := tables.Table(ctx, settings.TableName)
 		if err != nil {
 			t.Fatal(err)
@@ -209,7 +210,7 @@ func TestRowsFromBeforeEncryption(t *testing.T) {
 // naming the field and the fix; nothing is written over it, and restoring
 // the key brings it back.
 func TestUnknownKeyIsAClearErrorAndLosesNothing(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		lostKey := secrets.GenerateKey()
 		f := newService(t, tables, settings.Options{Secrets: testKeyring(t, lostKey, "")})
 		patchBoth(t, f.svc, tenant)

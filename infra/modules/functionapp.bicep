@@ -104,6 +104,10 @@ var appSettings = {
   // Tenant secrets at rest (always stored: main.bicep requires the key).
   SECRETS_KEY: secretRef(keyVaultName, 'secrets-key')
   SECRETS_KEY_PREVIOUS: storedSecrets.secretsKeyPrevious ? secretRef(keyVaultName, 'secrets-key-previous') : ''
+
+  // Tenant-chosen URLs (event subscriptions, ACS) must be public https
+  // hosts in Azure; the handler refuses to start otherwise.
+  ALLOW_PRIVATE_ENDPOINTS: 'false'
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
