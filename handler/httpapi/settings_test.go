@@ -500,7 +500,7 @@ func TestSettingsShowPresenceAccountStatus(t *testing.T) {
 func TestSettingsMissingAccountIsNotConfigured(t *testing.T) {
 	e := &settingsEnv{t: t, acs: acstest.NewServer(t)}
 	svc, err := settings.New(context.Background(), settings.Options{
-		Tables: store.NewMemoryTables(), Account1UPN: "presence1@switchboard.example", ACS: acs.NewClient(e.acs.Client(), nil),
+		Tables: store.NewMemoryTables(), Secrets: mustKeyring(t), Account1UPN: "presence1@switchboard.example", ACS: acs.NewClient(e.acs.Client(), nil),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -421,7 +421,11 @@ func TestNewRefusesMissingDependencies(t *testing.T) {
 	if _, err := settings.New(ctx, settings.Options{ACS: unexpectedACS{t}}); err == nil {
 		t.Error("New without tables: no error")
 	}
-	if _, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables()}); err == nil {
+	k := testKeyring(t, secrets.GenerateKey(), "")
+	if _, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), Secrets: k}); err == nil {
 		t.Error("New without an ACS checker: no error")
+	}
+	if _, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), ACS: unexpectedACS{t}}); err == nil || !strings.Contains(err.Error(), "keyring") {
+		t.Errorf("New without a keyring: %v, want an error naming it", err)
 	}
 }
