@@ -172,6 +172,9 @@ type claims struct {
 	ObjectID string `json:"oid"`
 	AZP      string `json:"azp"`
 	AppID    string `json:"appid"`
+	// Roles are the app roles assigned to the user or granted to the
+	// application (SPEC section 9).
+	Roles []string `json:"roles"`
 }
 
 // Verify checks token and returns its caller. Returns EUNAUTHORIZED, with a
@@ -192,7 +195,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (switchboard.Princi
 	if !v.validIssuer(c.Issuer, tid) {
 		return switchboard.Principal{}, unauthorized(fmt.Sprintf("the token's issuer %q is not Entra ID's issuer for tenant %s (%s)", clip(c.Issuer), tid, v.authority+tid+"/v2.0"))
 	}
-	p := switchboard.Principal{TenantID: tid, ObjectID: c.ObjectID, Subject: c.Subject, AppID: c.AZP}
+	p := switchboard.Principal{TenantID: tid, ObjectID: strings.ToLower(c.ObjectID), Subject: c.Subject, AppID: c.AZP, Roles: c.Roles}
 	if p.AppID == "" {
 		p.AppID = c.AppID
 	}

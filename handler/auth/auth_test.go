@@ -112,16 +112,17 @@ func (p *idp) verifier(t *testing.T, authority string) *auth.Verifier {
 func token(t *testing.T, method jwt.SigningMethod, key any, kid string, issuer string, over map[string]any) string {
 	t.Helper()
 	c := jwt.MapClaims{
-		"aud": audience,
-		"iss": issuer,
-		"tid": tenantA,
-		"oid": "0f3e2d1c-0000-4000-8000-000000000001",
-		"sub": "subject-1",
-		"azp": "a0a0a0a0-0000-4000-8000-00000000000a",
-		"iat": t0.Add(-5 * time.Minute).Unix(),
-		"nbf": t0.Add(-5 * time.Minute).Unix(),
-		"exp": t0.Add(55 * time.Minute).Unix(),
-		"ver": "2.0",
+		"aud":   audience,
+		"iss":   issuer,
+		"tid":   tenantA,
+		"oid":   "0f3e2d1c-0000-4000-8000-000000000001",
+		"sub":   "subject-1",
+		"azp":   "a0a0a0a0-0000-4000-8000-00000000000a",
+		"iat":   t0.Add(-5 * time.Minute).Unix(),
+		"nbf":   t0.Add(-5 * time.Minute).Unix(),
+		"exp":   t0.Add(55 * time.Minute).Unix(),
+		"ver":   "2.0",
+		"roles": []string{"Switchboard.Admin"},
 	}
 	for k, v := range over {
 		if v == nil {
@@ -186,6 +187,9 @@ func TestVerify(t *testing.T) {
 				}
 				if pr.ObjectID == "" || pr.Subject == "" || pr.AppID == "" {
 					t.Errorf("principal %+v lacks oid, sub or azp", pr)
+				}
+				if !pr.HasRole("Switchboard.Admin") || len(pr.Roles) != 1 {
+					t.Errorf("roles = %v, want the token's [Switchboard.Admin]", pr.Roles)
 				}
 				return
 			}

@@ -111,6 +111,9 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.InAzure && c.AllowPrivateEndpoints {
 		return c, fmt.Errorf("ALLOW_PRIVATE_ENDPOINTS=true is for local development only and is refused in Azure (WEBSITE_INSTANCE_ID is set)")
 	}
+	if c.InAzure && strings.EqualFold(c.APIAuth, "none") {
+		return c, fmt.Errorf("API_AUTH=none is for local development only and is refused in Azure (WEBSITE_INSTANCE_ID is set): set API_AUTH=entra and API_AUDIENCE")
+	}
 	if c.InAzure && c.SecretsKey == "" {
 		return c, fmt.Errorf("SECRETS_KEY must be set in Azure: it encrypts tenant secrets at rest (a Key Vault reference)")
 	}

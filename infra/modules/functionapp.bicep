@@ -97,7 +97,9 @@ var appSettings = {
   PRESENCE_ACCOUNT2_PASSWORD: storedSecrets.presenceAccount2Password ? secretRef(keyVaultName, 'presence-account2-password') : ''
   PRESENCE_CONSENT_REDIRECT_URI: presenceConsentRedirectUri
 
-  // The API: tenant routes need an Entra token for this audience.
+  // The API: tenant routes need an Entra token for this audience with one of
+  // the route's app roles (infra/app-roles.json); every route is anonymous
+  // at the host (function.json), the handler's check is the gate.
   API_AUTH: 'entra'
   API_AUDIENCE: apiAudience
 
