@@ -297,6 +297,8 @@ func TestRouterChecksTheTenant(t *testing.T) {
 	tokA := token(t, jwt.SigningMethodRS256, k, "key-1", p.authority()+tenantA+"/v2.0", nil)
 	tokB := token(t, jwt.SigningMethodRS256, k, "key-1", p.authority()+tenantB+"/v2.0", map[string]any{"tid": tenantB})
 	expired := token(t, jwt.SigningMethodRS256, k, "key-1", p.authority()+tenantA+"/v2.0", map[string]any{"exp": t0.Add(-time.Hour).Unix()})
+	noRole := token(t, jwt.SigningMethodRS256, k, "key-1", p.authority()+tenantA+"/v2.0", map[string]any{"roles": nil})
+	flowRole := token(t, jwt.SigningMethodRS256, k, "key-1", p.authority()+tenantA+"/v2.0", map[string]any{"roles": []string{"Switchboard.Flow"}})
 	tests := []struct {
 		name       string
 		auth       string
@@ -308,6 +310,8 @@ func TestRouterChecksTheTenant(t *testing.T) {
 		{"expired", "Bearer " + expired, http.StatusUnauthorized, "unauthorized"},
 		{"other tenant", "Bearer " + tokB, http.StatusForbidden, "forbidden"},
 		{"own tenant", "Bearer " + tokA, http.StatusOK, ""},
+		{"own tenant, no role", "Bearer " + noRole, http.StatusForbidden, "forbidden"},
+		{"own tenant, another role", "Bearer " + flowRole, http.StatusForbidden, "forbidden"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -332,6 +336,9 @@ func TestRouterChecksTheTenant(t *testing.T) {
 			}
 			if prob.Type != tt.wantType || prob.Title == "" {
 				t.Errorf("problem = %+v, want type %q with a title", prob, tt.wantType)
+			}
+			if strings.Contains(tt.name, "role") && !strings.Contains(prob.Title, "Switchboard.Admin") {
+				t.Errorf("title %q does not name the role the settings need", prob.Title)
 			}
 		})
 	}
