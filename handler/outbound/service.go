@@ -650,7 +650,7 @@ var errNotCurrent = errors.New("outbound: the completion is for an earlier attem
 // when it names an earlier one (or one that already ended), ECONFLICT for
 // one that has not begun, nil when c names none.
 func completionCurrent(op string, cur Task, c Completion) error {
-	if c.IfMatch != "" && !etagMatches(c.IfMatch, cur.PublicETag()) {
+	if c.IfMatch != "" && !switchboard.IfMatchHolds(c.IfMatch, cur.PublicETag()) {
 		return errNotCurrent
 	}
 	if c.Attempt == nil {

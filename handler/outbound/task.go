@@ -247,19 +247,3 @@ func truncate(s string, n int) string {
 	}
 	return string([]rune(s)[:n]) + "…"
 }
-
-// etagMatches reports whether an If-Match header (one ETag, a list of them,
-// or *) names etag, compared strongly (RFC 9110 section 13.1.1): a weak
-// ETag never matches. Quotes may be missing: some clients drop them.
-func etagMatches(header, etag string) bool {
-	if etag == "" {
-		return false
-	}
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimSpace(t)
-		if t == "*" || t == etag || `"`+t+`"` == etag {
-			return true
-		}
-	}
-	return false
-}

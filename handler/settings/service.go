@@ -238,7 +238,7 @@ func (s *Service) update(ctx context.Context, op, tenant, ifMatch string, replac
 		if err != nil {
 			return record{}, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 		}
-		if conditional && !matchesIfMatch(ifMatch, rec.ETag()) {
+		if conditional && !switchboard.IfMatchHolds(ifMatch, rec.ETag()) {
 			return record{}, switchboard.Errorf(switchboard.EPRECONDITION, op, "the settings changed since they were read (If-Match %s): read them again and reapply the change", clip(strings.TrimSpace(ifMatch), 80))
 		}
 		for _, f := range secretFields {
@@ -267,21 +267,6 @@ func (s *Service) update(ctx context.Context, op, tenant, ifMatch string, replac
 		}
 		return out, nil
 	}
-}
-
-// matchesIfMatch reports whether an If-Match header value (a list of
-// ETags, or *) names etag. Quotes are optional: some clients drop them.
-func matchesIfMatch(header, etag string) bool {
-	if etag == "" {
-		return false
-	}
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimSpace(t)
-		if t == "*" || t == etag || `"`+t+`"` == etag {
-			return true
-		}
-	}
-	return false
 }
 
 // Get returns the tenant's settings and their ETag. The first read of a
