@@ -64,6 +64,7 @@ type app struct {
 	poller        *presence.Poller
 	pollBudget    time.Duration // how long one presence poll works
 	presence      *presence.Service
+	notifications *notificationsWiring // nil without PRESENCE_NOTIFICATIONS_URL
 	outbound      *outbound.Service
 }
 
@@ -71,7 +72,8 @@ type app struct {
 // tables, queue, secrets, events (the outbox every capability records its
 // events through), settings, Graph and the presence store, the routing
 // engine (reads presence), the poller (polls the routing services'
-// members) and the presence service, outbound (routes through the engine).
+// members) and the presence service, the presence subscriptions (cover the
+// most recently routed first), outbound (routes through the engine).
 func (a *app) build(ctx context.Context) error {
 	var err error
 	if a.tables, err = openTables(ctx, a.cfg); err != nil {
@@ -99,6 +101,9 @@ func (a *app) build(ctx context.Context) error {
 		return err
 	}
 	if err := newPresencePoll(a); err != nil {
+		return err
+	}
+	if a.notifications, err = newNotifications(a); err != nil {
 		return err
 	}
 	if a.outbound, err = newOutbound(ctx, a); err != nil {
@@ -137,7 +142,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	wireRouting(a)
 	wireOutbound(a)
 	wireEvents(a)
-	wireHousekeeping(a, []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a), settingsHousekeeping(a)})
+	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a), settingsHousekeeping(a)}
+	if a.notifications != nil {
+		jobs = append(jobs, notificationsHousekeeping(a))
+	}
+	wireHousekeeping(a, jobs)
 
 	mux := http.NewServeMux()
 	// The host polls GET / until the handler answers: readiness.

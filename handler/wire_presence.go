@@ -76,6 +76,7 @@ func newPresencePoll(a *app) error {
 		Store: a.presenceStore, Graph: a.graph, Settings: a.settings, Now: a.now, StaleAfter: cfg.PresenceStaleAfter,
 		AuthorityHost: cfg.AuthorityHost, ClientID: cfg.PresenceAppClientID, ConsentRedirectURI: cfg.PresenceConsentRedirectURI,
 		Account1UPN: account1, Account2UPN: account2, ApplicationConfigured: appConfigured,
+		NotificationsConfigured: cfg.PresenceNotificationsURL != "",
 	})
 	if err != nil {
 		return err
@@ -95,6 +96,10 @@ func wirePresence(a *app) {
 	cfg, poller, budget := a.cfg, a.poller, a.pollBudget
 	account1, account2, appConfigured := presenceSources(cfg)
 	(&httpapi.PresenceAPI{Service: a.presence}).Register(a.router)
+	notifications := a.notifications
+	if notifications != nil {
+		(&httpapi.NotificationsAPI{Receiver: notifications.receiver}).Register(a.router)
+	}
 	a.log.Info("presence poll", "schedule", cfg.PresenceSchedule, "budget", budget, "fanOut", a.queue != nil,
 		"account1", account1 != "", "account2", account2 != "", "application", appConfigured)
 	// Writes under way at the deadline may finish; nothing runs on past a
@@ -117,6 +122,15 @@ func wirePresence(a *app) {
 	}))
 	a.dispatcher.Handle("PresencePollShard", functions.ServiceBusFunc("message", func(ctx context.Context, inv *functions.Invocation, m functions.Message) error {
 		ctx, run := job.Start(ctx, pollJob("PresencePollShard"))
+		if presence.IsNotifyMessage(m.Body) {
+			// Notified readings not written in time (PresenceNotifications).
+			if notifications == nil {
+				a.log.Warn("presence notify message dropped: notifications are not configured")
+				return run.Finish()
+			}
+			run.Fail(notifications.handleQueued(ctx, m.Body))
+			return run.Finish()
+		}
 		run.Fail(poller.PollShard(ctx, m.Body, run.Deadline()))
 		return run.Finish()
 	}))

@@ -19,6 +19,7 @@ func (s *Sim) graphHandler() http.Handler {
 	mux.HandleFunc("POST /v1.0/communications/getPresencesByUserId", s.getPresences)
 	mux.HandleFunc("GET /v1.0/users/{id}", s.getUser)
 	mux.HandleFunc("GET /v1.0/users/{id}/presence", s.getUserPresence)
+	s.registerSubscriptions(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource not found for the segment '"+r.URL.Path+"'.")
 	})

@@ -34,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -79,6 +80,14 @@ type Sim struct {
 	tokens   map[string]tokenInfo // access token -> grant
 	throttle map[string][]time.Time
 	stats    Stats
+
+	// Change subscriptions (subscriptions.go).
+	subs               map[string]*subscription
+	maxGrant           time.Duration
+	notifyLo, notifyHi time.Duration
+	renewFaults        int
+	now                atomic.Pointer[func() time.Time] // nil: the wall clock
+	notifyClient       *http.Client
 }
 
 type app struct {
@@ -133,6 +142,17 @@ type Stats struct {
 	LoginFailures  int
 	IssuedAppToken int
 	IssuedUserTok  int
+
+	SubscriptionsCreated   int
+	SubscriptionsRenewed   int
+	SubscriptionsDeleted   int
+	Reauthorized           int
+	Conflicts              int // a second presence subscription refused (409)
+	ValidationFailures     int
+	NotificationsScheduled int
+	NotificationsSent      int // change notifications answered 2xx
+	LifecycleSent          int
+	NotificationFailures   int
 }
 
 // Start starts the simulator.
@@ -148,7 +168,9 @@ func Start(o Options) (*Sim, error) {
 	}
 	s := &Sim{opts: o, log: o.Log, rng: mrand.New(mrand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)),
 		apps: map[string]*app{}, accounts: map[string]*account{}, tenants: map[string]*tenant{},
-		tokens: map[string]tokenInfo{}, throttle: map[string][]time.Time{}}
+		tokens: map[string]tokenInfo{}, throttle: map[string][]time.Time{},
+		subs: map[string]*subscription{}, notifyLo: 500 * time.Millisecond, notifyHi: 1500 * time.Millisecond,
+		notifyClient: &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -340,7 +362,10 @@ func (s *Sim) SetPresence(tenantID, userID, availability, activity string, outOf
 	defer s.mu.Unlock()
 	if t := s.tenants[tenantID]; t != nil {
 		if u := t.users[userID]; u != nil {
-			u.availability, u.activity, u.outOfOffice = availability, activity, outOfOffice
+			if u.availability != availability || u.activity != activity || u.outOfOffice != outOfOffice {
+				u.availability, u.activity, u.outOfOffice = availability, activity, outOfOffice
+				s.notifyChanged(t, u)
+			}
 		}
 	}
 }
@@ -394,6 +419,7 @@ func (s *Sim) Change(tenantID string, fraction float64) int {
 			st := s.pick()
 			if st.availability != u.availability || st.activity != u.activity {
 				u.availability, u.activity = st.availability, st.activity
+				s.notifyChanged(t, u)
 				changed++
 				break
 			}

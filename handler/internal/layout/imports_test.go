@@ -64,6 +64,10 @@ var packages = map[string]kind{
 	// the events capability and the ACS adapter.
 	"outbox": vocabulary,
 	"egress": vocabulary,
+	// richnotify is Graph's rich-notification cipher suite (standard
+	// library only, like secrets): presence decrypts with it, the Graph
+	// simulator encrypts with it.
+	"richnotify": vocabulary,
 
 	"presence": capability,
 	"routing":  capability,
@@ -83,6 +87,7 @@ var packages = map[string]kind{
 	"dev/acstest":     tool,
 	"dev/graphsim":    tool,
 	"dev/localrunner": tool,
+	"dev/procnet":     tool,
 
 	"internal/testenv":     harness,
 	"internal/deploytest":  harness,

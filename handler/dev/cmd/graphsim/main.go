@@ -26,12 +26,14 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"switchboard/handler/dev/graphsim"
+	"switchboard/handler/richnotify"
 )
 
 // The demo deployment: one presence app, two presence accounts, one
@@ -66,6 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loginAddr := fs.String("login", "127.0.0.1:0", "Entra listen address")
 	demo := fs.Bool("demo", false, "after the command's app answers on -api: create the demo services, enable guest tracking, fire a poll")
 	api := fs.String("api", "http://127.0.0.1:7071", "the app's base URL (with -demo; default from the command's -port)")
+	notifications := fs.Bool("notifications", true, "give the app a generated certificate and its own URL for presence change notifications (PRESENCE_NOTIFICATIONS_URL)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,6 +106,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"PRESENCE_ACCOUNT2_UPN":      demoAccount2,
 		"PRESENCE_ACCOUNT2_PASSWORD": demoPassword2,
 		"API_AUTH":                   "none",
+	}
+	if *notifications {
+		// A demo certificate for rich notifications; the app's own route
+		// (through the runner) is the notification URL, so the simulator
+		// notifies it 0.5-1.5 s after each presence change.
+		pemBytes, err := richnotify.GenerateCertificate("switchboard demo presence notifications")
+		if err != nil {
+			return err
+		}
+		dir, err := os.MkdirTemp("", "graphsim-demo")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		certFile := filepath.Join(dir, "notifications.pem")
+		if err := os.WriteFile(certFile, pemBytes, 0o600); err != nil {
+			return err
+		}
+		env["PRESENCE_NOTIFICATIONS_URL"] = strings.TrimRight(*api, "/") + "/api/presence-notifications"
+		env["PRESENCE_NOTIFICATIONS_CERTIFICATE"] = certFile
 	}
 	fmt.Fprintf(stderr, "graphsim: Graph at %s, Entra at %s, demo tenant %s with %d agents (%.0f%% change presence every %s)\n",
 		sim.GraphURL(), sim.AuthorityURL(), demoTenant, len(users), *change*100, *every)
@@ -223,7 +246,12 @@ func setUpDemo(ctx context.Context, api string, users []graphsim.User) error {
 		map[string]any{"presenceTracking": map[string]any{"trackOverGuestAccounts": true}}); err != nil {
 		fmt.Fprintln(os.Stderr, "graphsim: demo: enabling tracking over guest accounts failed (presence is read with application permission):", err)
 	}
-	return call(http.MethodPost, "/admin/functions/PresencePoll", "application/json", map[string]any{"input": ""})
+	if err := call(http.MethodPost, "/admin/functions/PresencePoll?wait=true", "application/json", map[string]any{"input": ""}); err != nil {
+		return err
+	}
+	// Housekeeping creates the presence subscriptions (when notifications
+	// are on) right away rather than at its next minute.
+	return call(http.MethodPost, "/admin/functions/Housekeeping", "application/json", map[string]any{"input": ""})
 }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
