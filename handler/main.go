@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -157,11 +156,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	mux.Handle("/api/", a.router)
 	mux.Handle("POST /{name}", a.dispatcher)
 
-	ln, err := net.Listen("tcp", ":"+cfg.Port)
+	ln, err := listen(cfg.Port)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := newServer(mux)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("handler listening", "addr", ln.Addr().String(), "functions", a.dispatcher.Names())

@@ -14,18 +14,21 @@ import (
 
 // newSettings returns the settings service, with the ACS adapter's client
 // to check connection strings and the keyring that seals them at rest.
+// ALLOW_PRIVATE_ENDPOINTS lifts the ACS endpoint rules (host, port,
+// address) for local development.
 func newSettings(ctx context.Context, a *app) (*settings.Service, error) {
 	if a.secrets == nil {
 		return nil, fmt.Errorf("settings: built before secrets")
 	}
 	return settings.New(ctx, settings.Options{
-		Tables:      a.tables,
-		Secrets:     a.secrets,
-		Account1UPN: a.cfg.PresenceAccount1UPN,
-		Account2UPN: a.cfg.PresenceAccount2UPN,
-		ACS:         acs.NewClient(nil, nil),
-		Now:         a.now,
-		Log:         a.log,
+		Tables:                a.tables,
+		Secrets:               a.secrets,
+		Account1UPN:           a.cfg.PresenceAccount1UPN,
+		Account2UPN:           a.cfg.PresenceAccount2UPN,
+		ACS:                   acs.New(acs.Options{AllowPrivate: a.cfg.AllowPrivateEndpoints}),
+		AllowPrivateEndpoints: a.cfg.AllowPrivateEndpoints,
+		Now:                   a.now,
+		Log:                   a.log,
 	})
 }
 

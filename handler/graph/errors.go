@@ -55,8 +55,10 @@ var signInReasons = map[int]struct {
 	7000222: {switchboard.SourceAppMisconfigured, "the presence app's client secret has expired: the deployment's operator must renew it"},
 	70002:   {switchboard.SourceAppMisconfigured, "the presence app's credentials are invalid"},
 	70001:   {switchboard.SourceAppMisconfigured, "the presence app is disabled"},
-	90002:   {switchboard.SourceSignInError, "no such tenant in Microsoft Entra ID"},
-	50196:   {switchboard.SourceThrottled, "Microsoft Entra ID throttled the sign-ins (too many requests)"},
+	// An unknown tenant is, for a multi-tenant app, most often one that
+	// never consented (or a mistyped id): the tenant admin's to fix.
+	90002: {switchboard.SourcePermissionNotGranted, "Microsoft Entra ID knows no such tenant, or the presence app was never consented there: check the tenant id and open the admin-consent URL as a tenant admin"},
+	50196: {switchboard.SourceThrottled, "Microsoft Entra ID throttled the sign-ins (too many requests)"},
 }
 
 var aadsts = regexp.MustCompile(`AADSTS(\d+)`)
@@ -90,7 +92,7 @@ func classify(src switchboard.PresenceSource, err error) *switchboard.SourceErro
 	}
 	// A credential that could not even ask (Entra unreachable, bad
 	// authority) fails before any HTTP status.
-	msg := err.Error()
+	msg := switchboard.RedactURLs(err.Error())
 	if m := aadsts.FindStringSubmatch(msg); m != nil {
 		code, _ := strconv.Atoi(m[1])
 		if r, ok := signInReasons[code]; ok {

@@ -142,6 +142,12 @@ func (c *Client) adapter(tenant string, src switchboard.PresenceSource) (*core.G
 	if err != nil {
 		return nil, err
 	}
+	// Continuous access evaluation: the provider asks for CAE-capable
+	// tokens, and the adapter answers a Graph 401 insufficient_claims
+	// challenge once by asking the credential for a new token with the
+	// challenge's claims (policy.TokenRequestOptions.Claims), which skips
+	// the cached token; what that sign-in says (AADSTS50076 for MFA) is what
+	// classify reports (TestRevokedTokenIsChallengedAndReasonReported).
 	auth, err := kauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{Scope}, c.validHosts)
 	if err != nil {
 		return nil, err

@@ -231,7 +231,11 @@ type TestResult struct {
 func (s *Service) Test(ctx context.Context, tenant, upn string, account int) (TestResult, error) {
 	const op = "presence.Test"
 	upn = strings.TrimSpace(upn)
-	if _, err := uuid.Parse(upn); err != nil && !validUPN(upn) {
+	if id, err := uuid.Parse(upn); err == nil {
+		// An object id in any form uuid reads (urn:uuid:, braces, 32 hex
+		// digits, upper case): Graph knows the user only by the canonical one.
+		upn = id.String()
+	} else if !validUPN(upn) {
 		return TestResult{}, switchboard.FieldError(op, "upn", "upn must be a user principal name (name@domain) or a user object id")
 	}
 	var src switchboard.PresenceSource

@@ -206,5 +206,5 @@ func translate(op, queue string, err error) error {
 			return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: "Service Bus refused the credentials for queue " + queue, Err: err}
 		}
 	}
-	return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: "Service Bus queue " + queue + ": " + err.Error(), Err: err}
+	return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: "Service Bus queue " + queue + ": " + switchboard.RedactURLs(err.Error()), Err: switchboard.Redact(err)}
 }

@@ -46,8 +46,12 @@ type Options struct {
 	Account1UPN, Account2UPN string
 	// ACS checks connection strings. Required.
 	ACS ACSChecker
-	Now func() time.Time
-	Log *slog.Logger
+	// AllowPrivateEndpoints (ALLOW_PRIVATE_ENDPOINTS, local development and
+	// tests only) lets ACS connection strings name any https or http
+	// endpoint; otherwise a patch may only store an ACS host on port 443.
+	AllowPrivateEndpoints bool
+	Now                   func() time.Time
+	Log                   *slog.Logger
 	// NewWidgetKey makes widget keys (nil: random GUIDs).
 	NewWidgetKey func() string
 }
@@ -309,12 +313,41 @@ func (s *Service) Patch(ctx context.Context, tenant string, patch []byte, ifMatc
 	if err != nil {
 		return View{}, "", err
 	}
-	rec, err := s.update(ctx, op, tenant, ifMatch, p.Touches, p.Apply)
+	rec, err := s.update(ctx, op, tenant, ifMatch, p.Touches, func(cur Settings) (Settings, error) {
+		next, err := p.Apply(cur)
+		if err != nil {
+			return next, err
+		}
+		return next, s.checkEndpoints(op, p, next)
+	})
 	if err != nil {
 		return View{}, "", err
 	}
 	s.o.Log.Info("settings changed", "tenant", tenant, "fields", sortedKeys(p.touched), "etag", rec.ETag())
 	return s.view(rec.settings), rec.ETag(), nil
+}
+
+// checkEndpoints refuses a connection string the patch sets whose endpoint
+// the ACS endpoint rules refuse (switchboard.ACSConnectionString.CheckEndpoint).
+func (s *Service) checkEndpoints(op string, p *Patch, next Settings) error {
+	for field, cs := range map[string]Secret{
+		"interact.acsConnectionString":  next.Interact.ACSConnectionString,
+		"assistant.acsConnectionString": next.Assistant.ACSConnectionString,
+	} {
+		if !p.Touches(field) || !cs.IsSet() {
+			continue
+		}
+		parsed, err := switchboard.ParseACSConnectionString(cs.Reveal())
+		if err == nil {
+			err = parsed.CheckEndpoint(s.o.AllowPrivateEndpoints)
+		}
+		if err != nil {
+			e := switchboard.FieldError(op, field, "%s is not a valid ACS connection string: %s", field, switchboard.ErrorMessage(err))
+			e.Type = switchboard.ErrorType(err)
+			return e
+		}
+	}
+	return nil
 }
 
 // RefreshWidgetKey replaces the tenant's widget key with a new random one

@@ -39,7 +39,8 @@ type Error struct {
 func (e *Error) Error() string {
 	msg := e.Message
 	if msg == "" && e.Err != nil {
-		msg = e.Err.Error()
+		// A wrapped SDK error may quote a request URL with its secrets.
+		msg = RedactURLs(e.Err.Error())
 	}
 	if msg == "" {
 		msg = e.Code
@@ -106,7 +107,7 @@ func ErrorMessage(err error) string {
 			return e.Message
 		}
 		if e.Err != nil {
-			return e.Err.Error()
+			return RedactURLs(e.Err.Error())
 		}
 	}
 	return "an internal error occurred"

@@ -104,7 +104,7 @@ type ACSCheckRequest struct {
 
 // ACSCheckResult is the outcome of a check. Reason is empty when OK, else
 // one of unreachable, access-key-refused, insufficient-permissions,
-// endpoint-not-acs, unexpected-response.
+// endpoint-not-acs, endpoint-not-allowed, unexpected-response.
 type ACSCheckResult struct {
 	OK       bool   `json:"ok"`
 	Target   string `json:"target,omitempty"`

@@ -99,6 +99,10 @@ type account struct {
 	upn, password, oid string
 	homeTenant         string
 	mfa                bool
+	// revokedAt is when the account's sessions were revoked (MFA turned
+	// on, password reset, account disabled): Graph challenges tokens
+	// issued before it, as continuous access evaluation does.
+	revokedAt time.Time
 }
 
 type tenant struct {
@@ -123,6 +127,7 @@ type tokenInfo struct {
 	tenant   string
 	clientID string
 	upn      string // "" for an application token
+	issued   time.Time
 	expires  time.Time
 }
 
@@ -304,6 +309,19 @@ func (s *Sim) SetAccount(upn, password string, mfa bool) {
 	defer s.mu.Unlock()
 	if a := s.accounts[lower(upn)]; a != nil {
 		a.password, a.mfa = password, mfa
+	}
+}
+
+// RevokeSessions revokes the presence account's sessions, as Entra ID
+// does on a critical event (MFA turned on, password reset, account
+// disabled): Graph answers every later request with a token issued before
+// now 401 with a continuous access evaluation challenge (WWW-Authenticate
+// error="insufficient_claims" and the claims to ask a new token with).
+func (s *Sim) RevokeSessions(upn string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := s.accounts[lower(upn)]; a != nil {
+		a.revokedAt = time.Now()
 	}
 }
 

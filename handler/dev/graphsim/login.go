@@ -144,7 +144,7 @@ func (s *Sim) issue(w http.ResponseWriter, ti tokenInfo, acc *account) {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	tok := "graphsim." + hex.EncodeToString(b)
-	ti.expires = time.Now().Add(time.Hour)
+	ti.issued, ti.expires = time.Now(), time.Now().Add(time.Hour)
 	s.tokens[tok] = ti
 	reply := map[string]any{
 		"token_type":     "Bearer",
