@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"switchboard/handler/attendant"
 	"switchboard/handler/config"
 	"switchboard/handler/events"
 	"switchboard/handler/functions"
@@ -65,14 +66,17 @@ type app struct {
 	presence      *presence.Service
 	notifications *notificationsWiring // nil without PRESENCE_NOTIFICATIONS_URL
 	outbound      *outbound.Service
+	attendant     *attendant.Service
 }
 
 // build makes the capabilities in the order they depend on each other:
 // tables, queue, secrets, events (the outbox every capability records its
-// events through), settings, Graph and the presence store, the routing
-// engine (reads presence), the poller (polls the routing services'
-// members) and the presence service, the presence subscriptions (cover the
-// most recently routed first), outbound (routes through the engine).
+// events through), the Graph client (settings check contact search
+// filters with it), settings, the presence store, the routing engine
+// (reads presence), the poller (polls the routing services' members) and
+// the presence service, the presence subscriptions (cover the most
+// recently routed first), outbound (routes through the engine), the
+// Attendant Console's search (reads settings, services and presence).
 func (a *app) build(ctx context.Context) error {
 	var err error
 	if a.tables, err = openTables(ctx, a.cfg); err != nil {
@@ -88,6 +92,9 @@ func (a *app) build(ctx context.Context) error {
 		return err
 	}
 	if a.events, err = newEvents(ctx, a); err != nil {
+		return err
+	}
+	if a.graph, err = newGraph(a); err != nil {
 		return err
 	}
 	if a.settings, err = newSettings(ctx, a); err != nil {
@@ -106,6 +113,9 @@ func (a *app) build(ctx context.Context) error {
 		return err
 	}
 	if a.outbound, err = newOutbound(ctx, a); err != nil {
+		return err
+	}
+	if a.attendant, err = newAttendant(a); err != nil {
 		return err
 	}
 	return nil
@@ -141,6 +151,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	wireRouting(a)
 	wireOutbound(a)
 	wireEvents(a)
+	wireAttendant(a)
 	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a), settingsHousekeeping(a)}
 	if a.notifications != nil {
 		jobs = append(jobs, notificationsHousekeeping(a))

@@ -77,7 +77,8 @@ func notificationsHousekeeping(a *app) housekeepingJob {
 	return housekeepingJob{"presence subscriptions", func(ctx context.Context, inv *functions.Invocation) error {
 		rep, err := sub.Housekeep(ctx)
 		c := recv.Counts()
-		inv.Logf("presence subscriptions: %d tenants, %d created, %d renewed, %d deleted, %d reconciled, %d failed; notifications so far: %d accepted, %d written, %d queued, %d lifecycle, rejected: %d malformed, %d unknown subscription, %d wrong client state, %d bad signature",
+		inv.Logf("presence subscriptions: %d tenants, %d created, %d renewed, %d deleted, %d reconciled, %d failed; notifications so far: %d "+
+			"accepted, %d written, %d queued, %d lifecycle, rejected: %d malformed, %d unknown subscription, %d wrong client state, %d bad signature",
 			rep.Tenants, rep.Created, rep.Renewed, rep.Deleted, rep.Reconciled, rep.Failed, c.Accepted, c.Written, c.Queued, c.Lifecycle,
 			c.Malformed+c.MalformedBodies+c.NotCovered, c.UnknownSubscription, c.WrongClientState, c.BadSignature)
 		return err

@@ -13,14 +13,16 @@ import (
 )
 
 // newSettings returns the settings service, with the ACS adapter's client
-// to check connection strings and the keyring that seals them at rest.
-// ALLOW_PRIVATE_ENDPOINTS lifts the ACS endpoint rules (host, port,
-// address) for local development.
+// to check connection strings, the keyring that seals them at rest, and
+// the Graph client to check contact search filters (read with the presence
+// app's application permission: without its secret, filters are saved
+// unverified). ALLOW_PRIVATE_ENDPOINTS lifts the ACS endpoint rules (host,
+// port, address) for local development.
 func newSettings(ctx context.Context, a *app) (*settings.Service, error) {
 	if a.secrets == nil {
 		return nil, fmt.Errorf("settings: built before secrets")
 	}
-	return settings.New(ctx, settings.Options{
+	o := settings.Options{
 		Tables:                a.tables,
 		Secrets:               a.secrets,
 		Account1UPN:           a.cfg.PresenceAccount1UPN,
@@ -29,7 +31,11 @@ func newSettings(ctx context.Context, a *app) (*settings.Service, error) {
 		AllowPrivateEndpoints: a.cfg.AllowPrivateEndpoints,
 		Now:                   a.now,
 		Log:                   a.log,
-	})
+	}
+	if directoryConfigured(a) {
+		o.Filters = a.graph
+	}
+	return settings.New(ctx, o)
 }
 
 // wireSettings registers the settings capability's routes (Settings,

@@ -266,14 +266,16 @@ func (c *Client) Check(ctx context.Context, connString string) error {
 		return checkError(switchboard.EINVALID, op, TypeNotAllowed, "The endpoint resolves to a loopback, private or link-local address; it was not contacted.")
 	}
 	if err != nil {
-		return checkError(switchboard.EUNAVAILABLE, op, TypeUnreachable, "The endpoint could not be reached (no connection, no TLS with a trusted certificate, or no reply in time); try again later.")
+		return checkError(switchboard.EUNAVAILABLE, op, TypeUnreachable, "The endpoint could not be reached (no connection, no TLS with a trusted "+
+			"certificate, or no reply in time); try again later.")
 	}
 	if status != http.StatusCreated && status != http.StatusOK {
 		return statusError(op, status)
 	}
 	var id identityReply
 	if err := json.Unmarshal(reply, &id); err != nil || id.Identity.ID == "" || id.AccessToken.Token == "" {
-		return checkError(switchboard.EUNAVAILABLE, op, TypeUnexpected, "The endpoint answered without an identity and token: it does not behave like Azure Communication Services.")
+		return checkError(switchboard.EUNAVAILABLE, op, TypeUnexpected, "The endpoint answered without an identity and token: it does not behave "+
+			"like Azure Communication Services.")
 	}
 	// The identity was only a probe: remove it (and its token) again.
 	_, _, _ = c.do(ctx, cs, http.MethodDelete, "identities/"+url.PathEscape(id.Identity.ID), nil)
@@ -313,15 +315,19 @@ func checkError(code, op, typ, message string) error {
 func statusError(op string, status int) error {
 	switch {
 	case status == http.StatusUnauthorized:
-		return checkError(switchboard.EUNAUTHORIZED, op, TypeKeyRefused, "The endpoint refused the access key (401): the key is wrong, was regenerated, or belongs to another resource.")
+		return checkError(switchboard.EUNAUTHORIZED, op, TypeKeyRefused, "The endpoint refused the access key (401): the key is wrong, was "+
+			"regenerated, or belongs to another resource.")
 	case status == http.StatusForbidden:
-		return checkError(switchboard.EFORBIDDEN, op, TypeInsufficientRights, "The endpoint accepted the key but refused to issue a token (403): insufficient permissions.")
+		return checkError(switchboard.EFORBIDDEN, op, TypeInsufficientRights, "The endpoint accepted the key but refused to issue a token (403): "+
+			"insufficient permissions.")
 	case status == http.StatusTooManyRequests || status >= 500:
 		return checkError(switchboard.EUNAVAILABLE, op, TypeUnreachable, "The endpoint is busy or failing (429 or 5xx); try again later.")
 	case status >= 300 && status < 400:
-		return checkError(switchboard.EINVALID, op, TypeNotACS, "The endpoint answered with a redirect, which is not followed: it does not look like an Azure Communication Services resource.")
+		return checkError(switchboard.EINVALID, op, TypeNotACS, "The endpoint answered with a redirect, which is not followed: it does not look "+
+			"like an Azure Communication Services resource.")
 	case status >= 400:
-		return checkError(switchboard.EINVALID, op, TypeNotACS, "The endpoint refused the identity request (4xx): it does not look like an Azure Communication Services resource.")
+		return checkError(switchboard.EINVALID, op, TypeNotACS, "The endpoint refused the identity request (4xx): it does not look like an Azure "+
+			"Communication Services resource.")
 	}
 	return checkError(switchboard.EUNAVAILABLE, op, TypeUnexpected, "The endpoint answered the identity request with an unexpected status.")
 }

@@ -205,7 +205,12 @@ func (v *Verifier) Verify(ctx context.Context, token string) (switchboard.Princi
 		return switchboard.Principal{}, unauthorized("the token has no tenant id (tid)")
 	}
 	if !v.validIssuer(c.Issuer, tid) {
-		return switchboard.Principal{}, unauthorized(fmt.Sprintf("the token's issuer %q is not Entra ID's issuer for tenant %s (%s)", clip(c.Issuer), tid, v.authority+tid+"/v2.0"))
+		return switchboard.Principal{}, unauthorized(fmt.Sprintf(
+			"the token's issuer %q is not Entra ID's issuer for tenant %s (%s)",
+			clip(c.Issuer),
+			tid,
+			v.authority+tid+"/v2.0",
+		))
 	}
 	p := switchboard.Principal{TenantID: tid, ObjectID: strings.ToLower(c.ObjectID), Subject: c.Subject, AppID: c.AZP, Roles: c.Roles}
 	if p.AppID == "" {

@@ -69,7 +69,8 @@ func Open(opts Options) (*Tables, error) {
 	switch {
 	case opts.ConnectionString != "":
 		if strings.Contains(strings.ToLower(opts.ConnectionString), "usedevelopmentstorage=true") {
-			return nil, switchboard.Errorf(switchboard.EINVALID, op, "UseDevelopmentStorage=true is not supported: give Azurite's explicit connection string (AccountName=devstoreaccount1;...;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1)")
+			return nil, switchboard.Errorf(switchboard.EINVALID, op, "UseDevelopmentStorage=true is not supported: give Azurite's explicit "+
+				"connection string (AccountName=devstoreaccount1;...;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1)")
 		}
 		if endpoint, sas, ok := sasConnectionString(opts.ConnectionString); ok {
 			// The SDK ignores TableEndpoint in a SAS connection string and
@@ -463,7 +464,22 @@ var codes = []struct {
 	{switchboard.ECONFLICT, []string{string(aztables.EntityAlreadyExists), string(aztables.TableAlreadyExists)}},
 	{switchboard.EPRECONDITION, []string{string(aztables.UpdateConditionNotSatisfied), "ConditionNotMet"}},
 	{switchboard.ENOTFOUND, []string{string(aztables.ResourceNotFound), string(aztables.EntityNotFound), string(aztables.TableNotFound)}},
-	{switchboard.EINVALID, []string{string(aztables.InvalidInput), string(aztables.PropertyValueTooLarge), string(aztables.EntityTooLarge), string(aztables.OutOfRangeInput), string(aztables.InvalidValueType), string(aztables.TooManyProperties), string(aztables.PropertyNameInvalid), string(aztables.PropertyNameTooLong), string(aztables.InvalidDuplicateRow), "CommandsInBatchActOnDifferentPartitions", "InvalidOperation"}},
+	{
+		switchboard.EINVALID,
+		[]string{
+			string(aztables.InvalidInput),
+			string(aztables.PropertyValueTooLarge),
+			string(aztables.EntityTooLarge),
+			string(aztables.OutOfRangeInput),
+			string(aztables.InvalidValueType),
+			string(aztables.TooManyProperties),
+			string(aztables.PropertyNameInvalid),
+			string(aztables.PropertyNameTooLong),
+			string(aztables.InvalidDuplicateRow),
+			"CommandsInBatchActOnDifferentPartitions",
+			"InvalidOperation",
+		},
+	},
 }
 
 func hasCode(err error, code aztables.TableErrorCode) bool {
@@ -486,7 +502,11 @@ func translate(op string, err error) error {
 	if !errors.As(err, &re) {
 		// Transport errors quote the request URL, whose query holds a SAS
 		// token when the connection string has one.
-		return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: "table storage is unreachable: " + firstLine(switchboard.RedactURLs(err.Error()))}
+		return &switchboard.Error{
+			Code:    switchboard.EUNAVAILABLE,
+			Op:      op,
+			Message: "table storage is unreachable: " + firstLine(switchboard.RedactURLs(err.Error())),
+		}
 	}
 	text := re.Error()
 	for _, c := range codes {
@@ -504,9 +524,11 @@ func translate(op string, err error) error {
 	case re.StatusCode == http.StatusPreconditionFailed:
 		return &switchboard.Error{Code: switchboard.EPRECONDITION, Op: op, Message: "table storage: the entity was changed by someone else"}
 	case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
-		return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("table storage refused the credentials (%d %s)", re.StatusCode, re.ErrorCode)}
+		return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("table storage refused the credentials (%d "+
+			"%s)", re.StatusCode, re.ErrorCode)}
 	case re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500:
-		return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("table storage is busy or failing (%d %s)", re.StatusCode, re.ErrorCode)}
+		return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("table storage is busy or failing (%d "+
+			"%s)", re.StatusCode, re.ErrorCode)}
 	}
 	return &switchboard.Error{Code: switchboard.EINTERNAL, Op: op, Message: fmt.Sprintf("table storage: %d %s", re.StatusCode, re.ErrorCode)}
 }

@@ -142,7 +142,10 @@ func Load(getenv func(string) string) (Config, error) {
 	if u := c.PresenceNotificationsURL; u != "" {
 		p, err := url.Parse(u)
 		if err != nil || p.Host == "" || (p.Scheme != "https" && !(p.Scheme == "http" && isLoopbackHost(p.Hostname()))) {
-			return c, fmt.Errorf("PRESENCE_NOTIFICATIONS_URL: %q must be an absolute https URL (Graph notifies https endpoints only; http is accepted for loopback, local development)", u)
+			return c, fmt.Errorf(
+				"PRESENCE_NOTIFICATIONS_URL: %q must be an absolute https URL (Graph notifies https endpoints only; http is accepted for loopback, local development)",
+				u,
+			)
 		}
 		if c.PresenceNotificationsCertificate == "" {
 			return c, fmt.Errorf("PRESENCE_NOTIFICATIONS_CERTIFICATE must be set with PRESENCE_NOTIFICATIONS_URL: presence notifications carry encrypted resource data")

@@ -15,14 +15,20 @@ import (
 // subscriptions with delegated permission only.
 func delegated(src switchboard.PresenceSource) error {
 	if src.Account() == 0 {
-		return &switchboard.SourceError{Source: src, Reason: switchboard.SourceNotConfigured, Message: "presence subscriptions need a presence account (delegated permission); application permission cannot subscribe"}
+		return &switchboard.SourceError{Source: src, Reason: switchboard.SourceNotConfigured, Message: "presence subscriptions need a presence " +
+			"account (delegated permission); application permission cannot subscribe"}
 	}
 	return nil
 }
 
 // subscriptionAdapter returns the request adapter of a presence account
 // and a context bounded by the request timeout. Errors are SourceErrors.
-func (c *Client) subscriptionAdapter(ctx context.Context, tenant string, src switchboard.PresenceSource) (*core.GraphRequestAdapterBase, context.Context, context.CancelFunc, error) {
+func (c *Client) subscriptionAdapter(ctx context.Context, tenant string, src switchboard.PresenceSource) (
+	*core.GraphRequestAdapterBase,
+	context.Context,
+	context.CancelFunc,
+	error,
+) {
 	if err := delegated(src); err != nil {
 		return nil, ctx, func() {}, err
 	}
@@ -35,7 +41,12 @@ func (c *Client) subscriptionAdapter(ctx context.Context, tenant string, src swi
 }
 
 // CreateSubscription implements presence.Subscriptions: POST /subscriptions.
-func (c *Client) CreateSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, req switchboard.PresenceSubscriptionRequest) (switchboard.PresenceSubscription, error) {
+func (c *Client) CreateSubscription(
+	ctx context.Context,
+	tenant string,
+	src switchboard.PresenceSource,
+	req switchboard.PresenceSubscriptionRequest,
+) (switchboard.PresenceSubscription, error) {
 	a, ctx, cancel, err := c.subscriptionAdapter(ctx, tenant, src)
 	if err != nil {
 		return switchboard.PresenceSubscription{}, err
@@ -59,7 +70,8 @@ func (c *Client) CreateSubscription(ctx context.Context, tenant string, src swit
 		return switchboard.PresenceSubscription{}, classify(src, err)
 	}
 	if got == nil || got.GetId() == nil || got.GetExpirationDateTime() == nil {
-		return switchboard.PresenceSubscription{}, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError, Message: "Graph created the subscription but answered without its id or expiry"}
+		return switchboard.PresenceSubscription{}, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError,
+			Message: "Graph created the subscription but answered without its id or expiry"}
 	}
 	return switchboard.PresenceSubscription{ID: *got.GetId(), ExpiresAt: *got.GetExpirationDateTime()}, nil
 }
@@ -81,7 +93,8 @@ func (c *Client) RenewSubscription(ctx context.Context, tenant string, src switc
 		return time.Time{}, classify(src, err)
 	}
 	if got == nil || got.GetExpirationDateTime() == nil {
-		return time.Time{}, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError, Message: "Graph renewed the subscription but answered without its expiry"}
+		return time.Time{}, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError, Message: "Graph renewed the subscription " +
+			"but answered without its expiry"}
 	}
 	return *got.GetExpirationDateTime(), nil
 }

@@ -43,12 +43,16 @@ var (
 // services are Admin only; the Supervisor reads everything but secrets and
 // cancels outbound tasks and ends conversations; the Flow role is what
 // flows and bots do (route, release, outbound tasks, subscriptions); an
-// Agent reads the services it is a member of and its own presence.
+// Agent reads the services it is a member of and its own presence; any role
+// searches contacts as the Attendant Console (SPEC section 13).
 var routeAccess = map[string]access{
-	"GET /api/tenants/{t}/settings":                     {roles: []string{admin}},
-	"PATCH /api/tenants/{t}/settings":                   {roles: []string{admin}},
-	"POST /api/tenants/{t}/settings/widget-key/refresh": {roles: []string{admin}},
-	"POST /api/tenants/{t}/settings/acs-check":          {roles: []string{admin}},
+	"GET /api/tenants/{t}/settings":                         {roles: []string{admin}},
+	"PATCH /api/tenants/{t}/settings":                       {roles: []string{admin}},
+	"POST /api/tenants/{t}/settings/widget-key/refresh":     {roles: []string{admin}},
+	"POST /api/tenants/{t}/settings/acs-check":              {roles: []string{admin}},
+	"POST /api/tenants/{t}/settings/attendant-filter-check": {roles: []string{admin}},
+	// The attendant is the caller (oid): any role may search.
+	"GET /api/tenants/{t}/attendant/search":             {roles: switchboard.Roles},
 	"GET /api/tenants/{t}/presence-tracking":            {roles: []string{admin}},
 	"POST /api/tenants/{t}/presence-tracking/test":      {roles: []string{admin}},
 	"GET /api/tenants/{t}/users/{u}/presence":           {roles: []string{admin, super}, own: OwnUser},

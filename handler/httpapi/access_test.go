@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"switchboard/handler/switchboard"
 )
@@ -133,6 +134,7 @@ func accessRouter(v switchboard.Verifier) *Router {
 	(&RoutingAPI{Engine: f}).Register(rt)
 	(&OutboundAPI{Tasks: failingOutbound{f}}).Register(rt)
 	(&EventsAPI{Subscriptions: failingEvents{f.err}}).Register(rt)
+	(&AttendantAPI{Service: f, Now: time.Now}).Register(rt)
 	return rt
 }
 
@@ -164,6 +166,8 @@ func accessCases() []accessCase {
 		{"PATCH /api/tenants/{t}/settings", http.MethodPatch, base + "/settings", `{"interact":{"enabled":true}}`, adminOnly, OwnNone},
 		{"POST /api/tenants/{t}/settings/widget-key/refresh", http.MethodPost, base + "/settings/widget-key/refresh", "", adminOnly, OwnNone},
 		{"POST /api/tenants/{t}/settings/acs-check", http.MethodPost, base + "/settings/acs-check", `{"target":"interact"}`, adminOnly, OwnNone},
+		{"POST /api/tenants/{t}/settings/attendant-filter-check", http.MethodPost, base + "/settings/attendant-filter-check", `{"filter":"department eq 'Sales'"}`, adminOnly, OwnNone},
+		{"GET /api/tenants/{t}/attendant/search", http.MethodGet, base + "/attendant/search?q=support", "", switchboard.Roles, OwnNone},
 		{"GET /api/tenants/{t}/presence-tracking", http.MethodGet, base + "/presence-tracking", "", adminOnly, OwnNone},
 		{"POST /api/tenants/{t}/presence-tracking/test", http.MethodPost, base + "/presence-tracking/test", `{"upn":"agent@contoso.example","account":1}`, adminOnly, OwnNone},
 		{"GET /api/tenants/{t}/users/{u}/presence", http.MethodGet, base + "/users/" + user + "/presence", "", adminSuper, OwnUser},

@@ -178,3 +178,13 @@ func (k *Keyring) NeedsReseal(stored string) bool {
 	id, _, _ := strings.Cut(stored[len(prefix):], ":")
 	return id != k.current.id
 }
+
+// Ephemeral returns a keyring under a new random key: what it seals opens
+// only in this process (tests, and runs that keep nothing).
+func Ephemeral() *Keyring {
+	k, err := New(GenerateKey(), "")
+	if err != nil {
+		panic("secrets: a generated key is refused: " + err.Error())
+	}
+	return k
+}

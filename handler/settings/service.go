@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"switchboard/handler/internal/follow"
 	"switchboard/handler/secrets"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -46,6 +47,9 @@ type Options struct {
 	Account1UPN, Account2UPN string
 	// ACS checks connection strings. Required.
 	ACS ACSChecker
+	// Filters checks contact search filters against Graph (nil: every
+	// filter is saved as unverified).
+	Filters FilterChecker
 	// AllowPrivateEndpoints (ALLOW_PRIVATE_ENDPOINTS, local development and
 	// tests only) lets ACS connection strings name any https or http
 	// endpoint; otherwise a patch may only store an ACS host on port 443.
@@ -60,6 +64,8 @@ type Options struct {
 type Service struct {
 	table store.Table
 	o     Options
+
+	search *follow.Cache[string, AttendantConsole] // ContactSearch's copies, by tenant
 }
 
 // New returns a Service over o.Tables.
@@ -86,7 +92,12 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if o.NewWidgetKey == nil {
 		o.NewWidgetKey = uuid.NewString
 	}
-	return &Service{table: t, o: o}, nil
+	svc := &Service{table: t, o: o}
+	svc.search = follow.New(follow.Options[string, AttendantConsole]{Load: svc.loadSearch, RefreshEvery: searchRefresh, MaxLag: searchMaxLag,
+		RefreshFailed: func(tenant string, err error) {
+			o.Log.Warn("settings: contact search settings not refreshed", "tenant", tenant, "err", err)
+		}})
+	return svc, nil
 }
 
 // record is one tenant's stored settings.
@@ -147,6 +158,11 @@ func (s *Service) read(ctx context.Context, tenant string) (record, error) {
 	}
 	st := fromDoc(d)
 	st.Interact.WidgetKey = e.String("WidgetKey")
+	if raw := e.String("AttendantFilterCheck"); raw != "" {
+		if err := json.Unmarshal([]byte(raw), &st.AttendantConsole.ContactSearchFilterCheck); err != nil {
+			s.o.Log.Warn("settings: stored contact search filter check unreadable", "tenant", tenant)
+		}
+	}
 	rec := record{exists: true, storageETag: e.ETag, version: e.String("Version"), updatedAt: e.Time("UpdatedAt")}
 	for _, f := range secretFields {
 		stored := e.String(f.prop)
@@ -190,12 +206,18 @@ func (s *Service) write(ctx context.Context, tenant string, rec record, next Set
 	if err != nil {
 		return record{}, switchboard.Wrap(switchboard.EINTERNAL, "settings.write", err)
 	}
+	check := ""
+	if c := next.AttendantConsole.ContactSearchFilterCheck; c.State != "" {
+		b, _ := json.Marshal(c)
+		check = string(b)
+	}
 	out := record{settings: next, exists: true, version: newVersion(), updatedAt: s.o.Now().UTC()}
 	e := store.Entity{PartitionKey: tenant, RowKey: rowKey, Props: map[string]any{
-		"Settings":  string(raw),
-		"WidgetKey": next.Interact.WidgetKey,
-		"Version":   out.version,
-		"UpdatedAt": out.updatedAt,
+		"Settings":             string(raw),
+		"WidgetKey":            next.Interact.WidgetKey,
+		"AttendantFilterCheck": check,
+		"Version":              out.version,
+		"UpdatedAt":            out.updatedAt,
 	}}
 	for _, f := range secretFields {
 		// Every write seals under the current key: a value that was plain
@@ -220,6 +242,7 @@ func (s *Service) write(ctx context.Context, tenant string, rec record, next Set
 	if err != nil {
 		return record{}, err
 	}
+	s.search.Wrote(tenant, next.AttendantConsole)
 	return out, nil
 }
 
@@ -313,10 +336,26 @@ func (s *Service) Patch(ctx context.Context, tenant string, patch []byte, ifMatc
 	if err != nil {
 		return View{}, "", err
 	}
+	// A new contact search filter is first run against Graph: refused
+	// there, it is refused here; Graph out of reach, it is saved as
+	// unverified. The check runs before the read-modify-write so that a
+	// slow Graph does not hold it.
+	var check FilterCheck
+	if f, ok := p.filter(); ok && f != "" {
+		if check, err = s.runFilterCheck(ctx, tenant, f); err != nil {
+			return View{}, "", err
+		}
+		if check.State == FilterInvalid {
+			return View{}, "", refusal(check)
+		}
+	}
 	rec, err := s.update(ctx, op, tenant, ifMatch, p.Touches, func(cur Settings) (Settings, error) {
 		next, err := p.Apply(cur)
 		if err != nil {
 			return next, err
+		}
+		if p.Touches(filterField) {
+			next.AttendantConsole.ContactSearchFilterCheck = check // none for an empty filter
 		}
 		return next, s.checkEndpoints(op, p, next)
 	})

@@ -59,7 +59,8 @@ func ParseACSConnectionString(s string) (ACSConnectionString, error) {
 		}
 		name, value, ok := strings.Cut(part, "=")
 		if !ok {
-			return ACSConnectionString{}, bad("segment %d is not name=value; an ACS connection string is endpoint=https://<resource>.communication.azure.com/;accesskey=<key>", i+1)
+			return ACSConnectionString{}, bad("segment %d is not name=value; an ACS connection string is "+
+				"endpoint=https://<resource>.communication.azure.com/;accesskey=<key>", i+1)
 		}
 		switch strings.ToLower(strings.TrimSpace(name)) {
 		case "endpoint":
@@ -140,7 +141,8 @@ func (c ACSConnectionString) CheckEndpoint(allowPrivate bool) error {
 		return nil
 	}
 	refuse := func(why string) error {
-		e := FieldError(op, "connectionString", "the endpoint %s: it must be an Azure Communication Services resource, https://<resource>.communication.azure.com/ (or .communication.azure.us, .communication.azure.cn), on port 443", why)
+		e := FieldError(op, "connectionString", "the endpoint %s: it must be an Azure Communication Services resource, "+
+			"https://<resource>.communication.azure.com/ (or .communication.azure.us, .communication.azure.cn), on port 443", why)
 		e.Type = ACSTypeNotAllowed
 		return e
 	}

@@ -33,7 +33,10 @@ type Error struct {
 	Field   string
 	Type    string
 	Message string
-	Err     error
+	// Detail adds what another system said (Graph's message for a refused
+	// filter): the API shows it as the problem's detail.
+	Detail string
+	Err    error
 }
 
 func (e *Error) Error() string {
@@ -127,6 +130,15 @@ func ErrorType(err error) string {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Type
+	}
+	return ""
+}
+
+// ErrorDetail returns the detail of err, if it carries one.
+func ErrorDetail(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Code != EINTERNAL {
+		return e.Detail
 	}
 	return ""
 }

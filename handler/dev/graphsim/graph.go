@@ -18,6 +18,7 @@ const MaxIDs = 650
 func (s *Sim) graphHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1.0/communications/getPresencesByUserId", s.getPresences)
+	mux.HandleFunc("GET /v1.0/users", s.listUsers)
 	mux.HandleFunc("GET /v1.0/users/{id}", s.getUser)
 	mux.HandleFunc("GET /v1.0/users/{id}/presence", s.getUserPresence)
 	s.registerSubscriptions(mux)
@@ -51,6 +52,12 @@ func caeChallenge(w http.ResponseWriter, loginURL string, revokedAt time.Time) {
 // tenant's consent for it, injected faults, throttling and latency. It
 // writes the reply and returns false when the request stops here.
 func (s *Sim) admit(w http.ResponseWriter, r *http.Request) (tokenInfo, *tenant, bool) {
+	return s.admitFor(w, r, false)
+}
+
+// admitFor is admit; userRead says the request lists users, which an app
+// token may do only with User.Read.All (application) consented.
+func (s *Sim) admitFor(w http.ResponseWriter, r *http.Request, userRead bool) (tokenInfo, *tenant, bool) {
 	s.mu.Lock()
 	s.stats.GraphRequests++
 	h := r.Header.Get("Authorization")
@@ -78,6 +85,9 @@ func (s *Sim) admit(w http.ResponseWriter, r *http.Request) (tokenInfo, *tenant,
 	// Consent and guest status are checked on every request: an admin may
 	// revoke them while a token is still valid.
 	allowed := t.appConsent
+	if userRead {
+		allowed = t.userReadConsent
+	}
 	if ti.upn != "" {
 		allowed = t.delegatedConsent && t.guests[lower(ti.upn)]
 	}

@@ -98,7 +98,8 @@ func (s *Sim) createSubscription(w http.ResponseWriter, r *http.Request) {
 	}
 	if ti.upn == "" {
 		s.count(func(st *Stats) { st.Forbidden++ })
-		graphError(w, http.StatusForbidden, "ExtensionError", "Operation: Create; Exception: [Status Code: Forbidden; Reason: presence subscriptions are not supported with application permissions]")
+		graphError(w, http.StatusForbidden, "ExtensionError", "Operation: Create; Exception: [Status Code: Forbidden; Reason: presence "+
+			"subscriptions are not supported with application permissions]")
 		return
 	}
 	var in subscriptionJSON
@@ -156,7 +157,8 @@ func (s *Sim) createSubscription(w http.ResponseWriter, r *http.Request) {
 		if sub.tenant == t.id && sub.clientID == ti.clientID && lower(sub.upn) == lower(ti.upn) && sub.expires.After(now) {
 			s.stats.Conflicts++
 			s.mu.Unlock()
-			graphError(w, http.StatusConflict, "ExtensionError", "Operation: Create; Exception: [Status Code: Conflict; Reason: a presence subscription of this user and application already exists]")
+			graphError(w, http.StatusConflict, "ExtensionError", "Operation: Create; Exception: [Status Code: Conflict; Reason: a presence "+
+				"subscription of this user and application already exists]")
 			return
 		}
 	}

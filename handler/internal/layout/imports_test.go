@@ -69,11 +69,12 @@ var packages = map[string]kind{
 	// simulator encrypts with it.
 	"richnotify": vocabulary,
 
-	"presence": capability,
-	"routing":  capability,
-	"outbound": capability,
-	"settings": capability,
-	"events":   capability,
+	"presence":  capability,
+	"routing":   capability,
+	"outbound":  capability,
+	"settings":  capability,
+	"events":    capability,
+	"attendant": capability,
 
 	"graph":      adapter,
 	"auth":       adapter,

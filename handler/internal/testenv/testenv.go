@@ -281,7 +281,11 @@ func (f *fatalCatcher) Fatal(args ...any) {
 // AzuriteConnectionString is the connection string of an Azurite table
 // service on 127.0.0.1:port.
 func AzuriteConnectionString(port int) string {
-	return fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;TableEndpoint=http://127.0.0.1:%d/devstoreaccount1;", AzuriteAccountKey, port)
+	return fmt.Sprintf(
+		"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;TableEndpoint=http://127.0.0.1:%d/devstoreaccount1;",
+		AzuriteAccountKey,
+		port,
+	)
 }
 
 // Azurite returns the connection string of the Azurite table service shared

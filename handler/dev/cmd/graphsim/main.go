@@ -68,7 +68,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loginAddr := fs.String("login", "127.0.0.1:0", "Entra listen address")
 	demo := fs.Bool("demo", false, "after the command's app answers on -api: create the demo services, enable guest tracking, fire a poll")
 	api := fs.String("api", "http://127.0.0.1:7071", "the app's base URL (with -demo; default from the command's -port)")
-	notifications := fs.Bool("notifications", true, "give the app a generated certificate and its own URL for presence change notifications (PRESENCE_NOTIFICATIONS_URL)")
+	notifications := fs.Bool(
+		"notifications",
+		true,
+		"give the app a generated certificate and its own URL for presence change notifications (PRESENCE_NOTIFICATIONS_URL)",
+	)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -90,8 +94,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sim.AddApp(demoApp, demoSecret, true)
 	sim.AddAccount(demoAccount1, demoPassword1, false)
 	sim.AddAccount(demoAccount2, demoPassword2, false)
-	sim.AddTenant(demoTenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, Guests: []string{demoAccount1, demoAccount2}})
-	users := sim.AddUsers(demoTenant, "contoso-demo.example", *agents)
+	sim.AddTenant(
+		demoTenant,
+		graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, UserReadConsent: true, Guests: []string{demoAccount1, demoAccount2}},
+	)
+	// The agents have onmicrosoft.com addresses and, like the rest of the
+	// directory, a department and a preferred language, so that seed 004's
+	// example contact search filter means something.
+	users := sim.AddUsers(demoTenant, "contosodemo.onmicrosoft.com", *agents)
+	addDemoDirectory(sim)
 	sim.Change(demoTenant, 0.6)
 	go sim.RandomWalk(ctx, *every, *change)
 
@@ -159,6 +170,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
   curl -s %[1]s/api/tenants/%[2]s/services/support
   curl -s -X POST %[1]s/api/tenants/%[2]s/services/support/route -H 'Content-Type: application/json' -d '{"conversationId":"c-1","reserve":true}'
   curl -s %[1]s/api/tenants/%[2]s/users/%[3]s/presence
+  curl -s '%[1]s/api/tenants/%[2]s/attendant/search?q=ag&top=5&asUser=%[3]s'
+  curl -s -X PATCH %[1]s/api/tenants/%[2]s/settings -H 'Content-Type: application/merge-patch+json' \
+    -d "{\"attendantConsole\":{\"contactSearchFilter\":\"endsWith(userPrincipalName,'onmicrosoft.com') and preferredLanguage eq 'en-GB'\"}}"
 `, *api, demoTenant, users[0].ID)
 		}()
 	}
@@ -252,6 +266,27 @@ func setUpDemo(ctx context.Context, api string, users []graphsim.User) error {
 	// Housekeeping creates the presence subscriptions (when notifications
 	// are on) right away rather than at its next minute.
 	return call(http.MethodPost, "/admin/functions/Housekeeping", "application/json", map[string]any{"input": ""})
+}
+
+// addDemoDirectory adds people who are not agents: the reception and the
+// back office (onmicrosoft.com addresses, several languages) and a
+// partner's staff (another domain), whom a contact search finds or, under
+// the seed's example filter, does not.
+func addDemoDirectory(sim *graphsim.Sim) {
+	people := []struct{ given, surname, domain, title, dept, lang string }{
+		{"Anna", "Meier", "contosodemo.onmicrosoft.com", "Receptionist", "Reception", "en-GB"},
+		{"Andreas", "Keller", "contosodemo.onmicrosoft.com", "Accountant", "Billing", "de-CH"},
+		{"Amélie", "Dubois", "contosodemo.onmicrosoft.com", "Team lead", "Support", "fr-CH"},
+		{"Oliver", "O'Brien", "contosodemo.onmicrosoft.com", "Head of sales", "Sales", "en-GB"},
+		{"Sophie", "Turner", "contosodemo.onmicrosoft.com", "Assistant", "Reception", "en-US"},
+		{"Agnes", "Partner", "fabrikam-partner.example", "Consultant", "External", "en-GB"},
+		{"Aaron", "Vendor", "fabrikam-partner.example", "Engineer", "External", "de-CH"},
+	}
+	for _, p := range people {
+		upn := strings.ToLower(strings.NewReplacer("'", "", "é", "e").Replace(p.given+"."+p.surname)) + "@" + p.domain
+		sim.AddUser(demoTenant, graphsim.User{UPN: upn, DisplayName: p.given + " " + p.surname, Profile: graphsim.Profile{
+			GivenName: p.given, Surname: p.surname, Mail: upn, JobTitle: p.title, Department: p.dept, PreferredLanguage: p.lang}})
+	}
 }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
