@@ -5,7 +5,7 @@ SHELL := bash
 GO ?= go
 TOOLS_STAMP := tools/node_modules/.switchboard-installed
 
-.PHONY: all build run test test-short fuzz fuzz-targets bench package vet fmt tools clean
+.PHONY: all build run test test-short fuzz fuzz-targets bench package connector vet fmt tools clean
 
 all: build
 
@@ -80,6 +80,18 @@ package:
 	cp host.json $(DIST)/app/host.json
 	cp -R functions/. $(DIST)/app/
 	@echo "make package: $(DIST)/app is ready"
+
+# A ready-to-import copy of the Power Automate connector in $(DIST)/connector:
+# connector/ with this deployment's host, OAuth client id and resource URI
+# (azd's outputs SWITCHBOARD_API_URL, PRESENCE_APP_CLIENT_ID, API_AUDIENCE)
+# and the operator's CONNECTOR_PRIVACY_POLICY_URL and CONNECTOR_CONTACT_EMAIL,
+# read from the environment, else from `azd env get-values` when azd is
+# installed. Nothing is written while a value is missing.
+connector:
+	@if [ -z "$$SWITCHBOARD_API_URL" ] && command -v azd >/dev/null 2>&1; then \
+		set -a; eval "$$(azd env get-values)"; set +a; \
+	fi; \
+	$(GO) run ./handler/dev/cmd/connector -src connector -out $(DIST)/connector
 
 clean:
 	rm -rf bin dist

@@ -265,6 +265,10 @@ output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output SWITCHBOARD_API_URL string = '${functionApp.outputs.url}/api'
+// The audience of the API's tokens: make connector (the postprovision hook)
+// writes it into the Power Automate connector as its resource URI.
+output API_AUDIENCE string = !empty(apiAudience) ? apiAudience : 'api://${presenceAppClientId}'
+output PRESENCE_APP_CLIENT_ID string = presenceAppClientId
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_SERVICEBUS_NAMESPACE string = serviceBus.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name

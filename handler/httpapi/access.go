@@ -68,13 +68,17 @@ var routeAccess = map[string]access{
 		roles: []string{admin, super, flow}},
 	"DELETE /api/tenants/{t}/services/{s}/outbound-tasks/{id}": {
 		roles: []string{admin, super, flow}},
+	"PATCH /api/tenants/{t}/services/{s}/outbound-tasks/{id}": {
+		roles: []string{admin, flow}},
 	"POST /api/tenants/{t}/services/{s}/outbound-tasks/{id}/complete": {
 		roles: []string{admin, flow}},
-	"POST /api/tenants/{t}/subscriptions":                {roles: []string{admin, flow}},
-	"GET /api/tenants/{t}/subscriptions":                 {roles: []string{admin, super, flow}},
-	"GET /api/tenants/{t}/subscriptions/{id}":            {roles: []string{admin, super, flow}},
-	"DELETE /api/tenants/{t}/subscriptions/{id}":         {roles: []string{admin, flow}},
-	"GET /api/tenants/{t}/subscriptions/{id}/deliveries": {roles: []string{admin, super, flow}},
+	"POST /api/tenants/{t}/subscriptions":                     {roles: []string{admin, flow}},
+	"GET /api/tenants/{t}/subscriptions":                      {roles: []string{admin, super, flow}},
+	"GET /api/tenants/{t}/subscriptions/{id}":                 {roles: []string{admin, super, flow}},
+	"DELETE /api/tenants/{t}/subscriptions/{id}":              {roles: []string{admin, flow}},
+	"GET /api/tenants/{t}/subscriptions/{id}/deliveries":      {roles: []string{admin, super, flow}},
+	"POST /api/tenants/{t}/subscriptions/triggers/{resource}": {roles: []string{admin, flow}},
+	"GET /api/tenants/{t}/event-types":                        {roles: []string{admin, super, flow}},
 }
 
 // RouteRoles returns the roles that may call a tenant route (pattern as

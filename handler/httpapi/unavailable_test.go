@@ -88,6 +88,10 @@ func (f failing) Complete(context.Context, string, string, string, switchboard.O
 	return switchboard.OutboundTask{}, f.err
 }
 
+func (f failing) Update(context.Context, string, string, string, switchboard.OutboundTaskPatch) (switchboard.OutboundTask, error) {
+	return switchboard.OutboundTask{}, f.err
+}
+
 // failingOutbound is failing as OutboundTasks: its Get is the task's.
 type failingOutbound struct{ failing }
 
@@ -124,6 +128,7 @@ func TestEveryCapabilityRendersUnavailableAndPrecondition(t *testing.T) {
 		{"outbound", http.MethodGet, base + "/services/support/outbound-tasks", ""},
 		{"outbound", http.MethodGet, task, ""},
 		{"outbound", http.MethodDelete, task, ""},
+		{"outbound", http.MethodPatch, task, `{"priority":60}`},
 		{"outbound", http.MethodPost, task + "/complete", `{"outcome":"Completed"}`},
 	}
 	kinds := []struct {

@@ -49,8 +49,11 @@ type Options struct {
 	Router    switchboard.Router
 	Limits    Limits
 	Services  Services // optional
-	Now       func() time.Time
-	Log       *slog.Logger
+	// Events records each task's stateChanged events in the batch of the
+	// change (nil: no events).
+	Events switchboard.EventOutbox
+	Now    func() time.Time
+	Log    *slog.Logger
 	// NewID makes task ids (nil: UUIDv7, whose text sorts by creation
 	// time).
 	NewID func() string
@@ -246,16 +249,27 @@ func (s *Service) Schedule(ctx context.Context, tenant, service string, n NewTas
 	// its message sent after, or the worker could look for it too early.
 	later := t.DueAt.After(now.Add(sendFirstAhead))
 	t.SendPending = !later
-	t, existing, err := s.admit(ctx, pk, t, limit, later)
+	events, err := s.stateEvent(nil, &t)
+	if err != nil {
+		return Task{}, false, err
+	}
+	if err := s.prepareEvents(ctx, pk, events); err != nil {
+		return Task{}, false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+	}
+	t, existing, err := s.admit(ctx, pk, t, limit, later, events)
 	if err != nil || existing {
 		return t, false, err
 	}
+	// A task sent before it was written is complete: its creation event
+	// goes now. One still to send waits with its event until the send
+	// succeeded or the task was withdrawn (with its event, unsent).
+	defer s.flushEvents(ctx, pk, events)
 	if !t.SendPending { // its message was scheduled before it was written
 		return t, true, nil
 	}
 	seq, err := s.send(ctx, t, now)
 	if err != nil {
-		if uerr := s.undoAdmission(ctx, t); uerr != nil {
+		if uerr := s.undoAdmission(ctx, t, events); uerr != nil {
 			// The task stays, marked as not sent: housekeeping sends it.
 			s.o.Log.Error("outbound: task admitted but neither sent nor withdrawn; housekeeping will send it", "tenant", tenant, "service", service, "task", t.ID, "sendErr", err, "undoErr", uerr)
 		}
@@ -286,7 +300,7 @@ func limitError(op, service string, limit int) error {
 // the due time has come near by then, the task is written with its send
 // pending instead, for the caller to send. It returns the stored task, or with existing the task a concurrent request
 // created with the same referenceId.
-func (s *Service) admit(ctx context.Context, pk string, t Task, limit int, sendFirst bool) (_ Task, existing bool, err error) {
+func (s *Service) admit(ctx context.Context, pk string, t Task, limit int, sendFirst bool, events []store.Op) (_ Task, existing bool, err error) {
 	const op = "outbound.Schedule"
 	p := s.partition(pk)
 	seen := p.fullSeen.Load()
@@ -339,6 +353,7 @@ func (s *Service) admit(ctx context.Context, pk string, t Task, limit int, sendF
 		if t.ReferenceID != "" {
 			ops = append(ops, store.Op{Kind: store.OpInsert, Entity: refEntity(pk, t.ReferenceID, t.ID)})
 		}
+		ops = append(ops, events...) // its creation event, in the same transaction
 		err = s.table.Batch(ctx, ops)
 		switch switchboard.ErrorCode(err) {
 		case "":
@@ -366,8 +381,11 @@ func (s *Service) admit(ctx context.Context, pk string, t Task, limit int, sendF
 }
 
 // undoAdmission withdraws a task whose message could not be sent: the task,
-// its rows and its slot go in one batch.
-func (s *Service) undoAdmission(ctx context.Context, t Task) error {
+// its rows, its slot and its creation event (not yet flushed) go in one
+// batch. Should the outbox sweep have handed the creation event over
+// meanwhile, the batch records a Cancelled event instead, so that a
+// receiver never keeps a task that does not exist.
+func (s *Service) undoAdmission(ctx context.Context, t Task, events []store.Op) error {
 	pk := partition(t.TenantID, t.ServiceID)
 	unlock := s.lock(pk)
 	defer unlock()
@@ -391,8 +409,24 @@ func (s *Service) undoAdmission(ctx context.Context, t Task) error {
 		if t.ReferenceID != "" {
 			ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: refKey(t.ReferenceID)}, IfMatch: "*"})
 		}
+		for _, ev := range events {
+			row, err := s.table.Get(ctx, pk, ev.Entity.RowKey)
+			switch {
+			case err == nil:
+				ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: row.RowKey}, IfMatch: row.ETag})
+			case switchboard.IsCode(err, switchboard.ENOTFOUND):
+				withdrawn := ended(cur, StateCancelled, "withdrawn: its message could not be sent", s.now())
+				more, err := s.stateEvent(&cur, &withdrawn)
+				if err != nil {
+					return err
+				}
+				ops = append(ops, more...)
+			default:
+				return switchboard.Wrap(switchboard.EUNAVAILABLE, "outbound.undo", err)
+			}
+		}
 		err = s.table.Batch(ctx, ops)
-		if !switchboard.IsCode(err, switchboard.EPRECONDITION) {
+		if !switchboard.IsCode(err, switchboard.EPRECONDITION) && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			return err
 		}
 	}
@@ -505,14 +539,15 @@ func (s *Service) markSent(ctx context.Context, t Task, seq int64) (Task, bool) 
 	return sent, err == nil
 }
 
-// update writes cur's changes (next) to the task and its open row in one
-// batch guarded by cur's ETag; next must hold a slot. Returns
-// EPRECONDITION when the task changed since cur was read.
-func (s *Service) update(ctx context.Context, cur, next Task) (Task, error) {
-	err := s.table.Batch(ctx, []store.Op{
+// update writes cur's changes (next) to the task and its open row, with
+// the events of the change, in one batch guarded by cur's ETag; next must
+// hold a slot. Returns EPRECONDITION when the task changed since cur was
+// read.
+func (s *Service) update(ctx context.Context, cur, next Task, events []store.Op) (Task, error) {
+	err := s.table.Batch(ctx, append([]store.Op{
 		{Kind: store.OpUpdate, Entity: taskEntity(next), IfMatch: cur.ETag},
 		{Kind: store.OpUpsert, Entity: openEntity(next)},
-	})
+	}, events...))
 	if err == nil {
 		return next, nil
 	}
@@ -650,7 +685,7 @@ var errNotCurrent = errors.New("outbound: the completion is for an earlier attem
 // when it names an earlier one (or one that already ended), ECONFLICT for
 // one that has not begun, nil when c names none.
 func completionCurrent(op string, cur Task, c Completion) error {
-	if c.IfMatch != "" && !switchboard.IfMatchHolds(c.IfMatch, cur.PublicETag()) {
+	if c.IfMatch != "" && c.IfMatch != "*" && !switchboard.IfMatchHolds(c.IfMatch, cur.ETag) {
 		return errNotCurrent
 	}
 	if c.Attempt == nil {

@@ -589,8 +589,8 @@ func TestRetriedFailedCompleteDoesNotEndTheNextAttempt(t *testing.T) {
 		task := f.schedule(NewTask{Destination: "+41440000000", MaxAttempts: ptr(3)})
 		f.deliver()
 		first := f.get(task.ID)
-		if first.State != StateInProgress || first.Attempts != 1 || first.PublicETag() == "" {
-			t.Fatalf("first attempt: %s attempts %d etag %q, want InProgress 1 with an ETag", first.State, first.Attempts, first.PublicETag())
+		if first.State != StateInProgress || first.Attempts != 1 || switchboard.PublicETag(first.ETag) == "" {
+			t.Fatalf("first attempt: %s attempts %d etag %q, want InProgress 1 with an ETag", first.State, first.Attempts, switchboard.PublicETag(first.ETag))
 		}
 		failFirst := Completion{Outcome: OutcomeFailed, Note: "no answer", Attempt: ptr(1)}
 		if done, err := f.svc.Complete(ctx, tenant, service, task.ID, failFirst); err != nil || done.State != StateQueued {
@@ -614,7 +614,7 @@ func TestRetriedFailedCompleteDoesNotEndTheNextAttempt(t *testing.T) {
 		}{
 			{"attempt 1 again", failFirst},
 			{"attempt 1 as Completed", Completion{Outcome: OutcomeCompleted, Attempt: ptr(1)}},
-			{"the first attempt's ETag", Completion{Outcome: OutcomeFailed, IfMatch: first.PublicETag()}},
+			{"the first attempt's ETag", Completion{Outcome: OutcomeFailed, IfMatch: switchboard.PublicETag(first.ETag)}},
 		} {
 			got, err := f.svc.Complete(ctx, tenant, service, task.ID, c.c)
 			if err != nil || got.State != StateInProgress || got.Attempts != 2 || got.Agent != second.Agent {
@@ -638,7 +638,7 @@ func TestRetriedFailedCompleteDoesNotEndTheNextAttempt(t *testing.T) {
 		}
 		f.deliver()
 		third := f.get(task.ID)
-		done, err = f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeCompleted, IfMatch: third.PublicETag()})
+		done, err = f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeCompleted, IfMatch: switchboard.PublicETag(third.ETag)})
 		if err != nil || done.State != StateCompleted || done.Attempts != 3 {
 			t.Fatalf("Complete attempt 3 by ETag: %+v, %v; want Completed after 3 attempts", done, err)
 		}

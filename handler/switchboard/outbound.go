@@ -1,8 +1,7 @@
 package switchboard
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"encoding/json"
 	"time"
 )
 
@@ -55,26 +54,18 @@ type OutboundTask struct {
 	// is the caller's note from complete).
 	EndedAt time.Time
 	Note    string
+	// EventSeq counts the task's stateChanged events: the sequence of the
+	// last one written (SPEC section 11).
+	EventSeq int64
 
 	// ETag is Table Storage's ETag of the row the task was read from: it
 	// guards the task's next write. The API never shows it.
 	ETag string
 }
 
-// PublicETag is the task's HTTP ETag: a strong one of our own (quoted),
-// new on every write of the task, "" when the task was not read from
-// storage. Table Storage's ETag is weak and names its timestamp.
-func (t OutboundTask) PublicETag() string {
-	if t.ETag == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(t.ETag))
-	return `"` + hex.EncodeToString(sum[:12]) + `"`
-}
-
 // OutboundCompletion is a complete call: the outcome, the caller's note,
 // and which attempt it is for (Attempt, the task's attempts as the caller
-// saw it, or IfMatch, the task's PublicETag as the caller saw it; either
+// saw it, or IfMatch, the ETag the API showed with the task; either
 // may be unset).
 type OutboundCompletion struct {
 	Outcome string // Completed (the default) or Failed
@@ -117,4 +108,85 @@ type OutboundListPage struct {
 	Tasks []OutboundTask
 	// Continuation fetches the next page; "" on the last one.
 	Continuation string
+}
+
+// OutboundTaskAgent is the agent of a task as the API shows it.
+type OutboundTaskAgent struct {
+	UserID string `json:"userId"`
+}
+
+// OutboundTaskView is a task as the API returns it and its events carry
+// (SPEC section 6). agent is set from the first assignment on (after the
+// task ends it names the agent who had it last); referenceId is null when
+// none was given.
+type OutboundTaskView struct {
+	ID                  string             `json:"id"`
+	ServiceID           string             `json:"serviceId"`
+	State               string             `json:"state"`
+	ReferenceID         *string            `json:"referenceId"`
+	Destination         string             `json:"destination"`
+	DueDateTimeUTC      time.Time          `json:"dueDateTimeUtc"`
+	Priority            int                `json:"priority"`
+	MaxAttempts         int                `json:"maxAttempts"`
+	MaxQueueTimeSeconds int                `json:"maxQueueTimeSeconds"`
+	PreferredUsers      []string           `json:"preferredUsers"`
+	Context             map[string]string  `json:"context"`
+	Agent               *OutboundTaskAgent `json:"agent"`
+	Attempts            int                `json:"attempts"`
+	CreatedAt           time.Time          `json:"createdAt"`
+	UpdatedAt           time.Time          `json:"updatedAt"`
+}
+
+// View returns t as the API shows it.
+func (t OutboundTask) View() OutboundTaskView {
+	out := OutboundTaskView{
+		ID:                  t.ID,
+		ServiceID:           t.ServiceID,
+		State:               t.State,
+		Destination:         t.Destination,
+		DueDateTimeUTC:      t.DueAt,
+		Priority:            t.Priority,
+		MaxAttempts:         t.MaxAttempts,
+		MaxQueueTimeSeconds: t.MaxQueueTimeSeconds,
+		PreferredUsers:      t.PreferredUsers,
+		Context:             t.Context,
+		Attempts:            t.Attempts,
+		CreatedAt:           t.CreatedAt,
+		UpdatedAt:           t.UpdatedAt,
+	}
+	if t.ReferenceID != "" {
+		out.ReferenceID = &t.ReferenceID
+	}
+	if t.Agent != "" {
+		out.Agent = &OutboundTaskAgent{UserID: t.Agent}
+	}
+	if out.PreferredUsers == nil {
+		out.PreferredUsers = []string{}
+	}
+	if out.Context == nil {
+		out.Context = map[string]string{}
+	}
+	return out
+}
+
+// OutboundTaskStateChanged is the type of the event a task's creation and
+// each change of its state emit.
+const OutboundTaskStateChanged = "switchboard.outboundTask.stateChanged"
+
+// OutboundTaskEventData is the data of OutboundTaskStateChanged: the task
+// after the change (its fields inline), with the state before it (null on
+// creation).
+type OutboundTaskEventData struct {
+	OutboundTaskView
+	PreviousState *string `json:"previousState"`
+}
+
+// OutboundTaskPatch is a JSON merge patch (RFC 7396) of a waiting task's
+// changeable fields: dueDateTimeUtc, priority, maxQueueTimeSeconds,
+// preferredUsers and context.
+type OutboundTaskPatch struct {
+	// Merge is the patch document as received.
+	Merge json.RawMessage
+	// IfMatch is the task's ETag the caller saw ("" or "*": any).
+	IfMatch string
 }

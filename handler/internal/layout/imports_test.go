@@ -50,6 +50,7 @@ var packages = map[string]kind{
 	"dev/cmd/graphsim":    command,
 	"dev/cmd/localrunner": command,
 	"dev/cmd/eventsink":   command,
+	"dev/cmd/connector":   command,
 
 	"switchboard": vocabulary,
 	"store":       vocabulary,
@@ -88,6 +89,7 @@ var packages = map[string]kind{
 	"dev/acstest":     tool,
 	"dev/graphsim":    tool,
 	"dev/localrunner": tool,
+	"dev/connector":   tool,
 	"dev/procnet":     tool,
 
 	"internal/testenv":     harness,

@@ -173,6 +173,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
   curl -s '%[1]s/api/tenants/%[2]s/attendant/search?q=ag&top=5&asUser=%[3]s'
   curl -s -X PATCH %[1]s/api/tenants/%[2]s/settings -H 'Content-Type: application/merge-patch+json' \
     -d "{\"attendantConsole\":{\"contactSearchFilter\":\"endsWith(userPrincipalName,'onmicrosoft.com') and preferredLanguage eq 'en-GB'\"}}"
+Events to a local webhook (it subscribes itself, verifies each signature and prints the events):
+  go run ./handler/dev/cmd/eventsink -api %[1]s -tenant %[2]s
 `, *api, demoTenant, users[0].ID)
 		}()
 	}
