@@ -29,6 +29,7 @@ import (
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
+	"switchboard/handler/webui"
 )
 
 func main() {
@@ -67,6 +68,7 @@ type app struct {
 	notifications *notificationsWiring // nil without PRESENCE_NOTIFICATIONS_URL
 	outbound      *outbound.Service
 	attendant     *attendant.Service
+	ui            *webui.UI
 }
 
 // build makes the capabilities in the order they depend on each other:
@@ -118,6 +120,9 @@ func (a *app) build(ctx context.Context) error {
 	if a.attendant, err = newAttendant(a); err != nil {
 		return err
 	}
+	if a.ui, err = newUI(a); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -152,6 +157,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	wireOutbound(a)
 	wireEvents(a)
 	wireAttendant(a)
+	wireUI(a)
 	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a), settingsHousekeeping(a)}
 	if a.notifications != nil {
 		jobs = append(jobs, notificationsHousekeeping(a))

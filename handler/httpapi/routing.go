@@ -226,6 +226,7 @@ func ifMatch(r *http.Request) string { return strings.TrimSpace(r.Header.Get("If
 type routeBody struct {
 	ConversationID string   `json:"conversationId"`
 	Reserve        bool     `json:"reserve"`
+	Preview        bool     `json:"preview"`
 	HoldSeconds    *int     `json:"holdSeconds"`
 	PreferredUsers []string `json:"preferredUsers"`
 }
@@ -285,7 +286,7 @@ func (a *RoutingAPI) route(w http.ResponseWriter, r *http.Request) error {
 	if err := notTaskConversation(op, "conversationId", body.ConversationID); err != nil {
 		return err
 	}
-	req := switchboard.RouteRequest{ConversationID: body.ConversationID, Reserve: body.Reserve, PreferredUsers: body.PreferredUsers}
+	req := switchboard.RouteRequest{ConversationID: body.ConversationID, Reserve: body.Reserve, Preview: body.Preview, PreferredUsers: body.PreferredUsers}
 	if body.HoldSeconds != nil {
 		if err := switchboard.CheckHoldSeconds(op, "holdSeconds", *body.HoldSeconds); err != nil {
 			return err
