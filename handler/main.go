@@ -166,7 +166,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return err
 	}
 	wireUI(a)
-	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a), interactHousekeeping(a)}
+	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a), settingsHousekeeping(a), interactHousekeeping(a)}
 	if a.notifications != nil {
 		jobs = append(jobs, notificationsHousekeeping(a))
 	}

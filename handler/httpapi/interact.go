@@ -14,16 +14,6 @@ import (
 	"switchboard/handler/switchboard"
 )
 
-// Roles of the Interact and Assistant tenant routes (SPEC section 12), for
-// the routes' roles table: "own" means an Agent may call it only for a
-// session whose agent it is.
-var InteractRouteRoles = map[string][]string{
-	"POST /api/tenants/{t}/interact/sessions/{id}/agent-left":     {"Switchboard.Flow", "Switchboard.Agent (own)"},
-	"POST /api/tenants/{t}/interact/sessions/{id}/agent-rejoined": {"Switchboard.Flow", "Switchboard.Agent (own)"},
-	"POST /api/tenants/{t}/interact/sessions/{id}/end":            {"Switchboard.Flow", "Switchboard.Agent (own)"},
-	"POST /api/tenants/{t}/assistant/token":                       {"Switchboard.Agent"},
-}
-
 // InteractAPI serves the Interact widget's public routes and the agent
 // side's and Assistant's tenant routes.
 type InteractAPI struct {
@@ -32,10 +22,6 @@ type InteractAPI struct {
 	// the same JWKS verifier the API uses. Nil when the deployment has no
 	// API_AUDIENCE: then no token passes.
 	Verifier switchboard.Verifier
-	// AgentOnly, when set, tells whether the caller of an agent-side route
-	// is an agent restricted to its own sessions (role Agent without Flow)
-	// and its object id. Nil: every caller may act on every session.
-	AgentOnly func(r *http.Request) (oid string, restricted bool)
 }
 
 // Register adds the routes to rt.
@@ -212,9 +198,10 @@ func (a *InteractAPI) agent(op func(ctx context.Context, c switchboard.InteractA
 			return err
 		}
 		c := switchboard.InteractAgentCall{Tenant: tenant, Session: r.PathValue("id")}
-		if a.AgentOnly != nil {
-			if oid, restricted := a.AgentOnly(r); restricted {
-				c.AsAgent = oid
+		if AgentOnly(r.Context()) {
+			// Role Agent without Flow: only the session's own agent.
+			if c.AsAgent, err = Caller(r); err != nil {
+				return err
 			}
 		}
 		v, err := op(r.Context(), c)
@@ -225,28 +212,12 @@ func (a *InteractAPI) agent(op func(ctx context.Context, c switchboard.InteractA
 	}
 }
 
-// caller is the route's user: the token's oid, or with API_AUTH=none
-// ?asUser=<object id>.
-func caller(r *http.Request) (string, error) {
-	if p, ok := PrincipalFrom(r.Context()); ok {
-		if p.ObjectID == "" {
-			return "", &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: "http", Message: "the token names no user (oid)"}
-		}
-		return p.ObjectID, nil
-	}
-	u := r.URL.Query().Get("asUser")
-	if u == "" {
-		return "", switchboard.FieldError("http", "asUser", "without API authentication the caller is given as ?asUser=<object id>")
-	}
-	return u, nil
-}
-
 func (a *InteractAPI) assistantToken(w http.ResponseWriter, r *http.Request) error {
 	tenant, err := TenantID(r)
 	if err != nil {
 		return err
 	}
-	user, err := caller(r)
+	user, err := Caller(r)
 	if err != nil {
 		return err
 	}

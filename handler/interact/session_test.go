@@ -1,13 +1,17 @@
 package interact_test
 
 import (
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"switchboard/handler/auth"
+	"switchboard/handler/httpapi"
 	"switchboard/handler/interact"
 	"switchboard/handler/internal/testenv"
 	"switchboard/handler/store"
@@ -615,5 +619,40 @@ func TestHousekeepingFollowsConversations(t *testing.T) {
 	}
 	if rep, _ := e.svc.Housekeep(t.Context()); !strings.Contains(rep, "acted on 0") {
 		t.Errorf("second housekeeping: %q, want nothing to do", rep)
+	}
+}
+
+// The agent side as an Agent: only the session's own agent; a flow may
+// act on any session.
+func TestAgentSideOwnSession(t *testing.T) {
+	e := newEnv(t)
+	v, err := auth.New(t.Context(), auth.Options{AuthorityHost: e.idp.srv.URL + "/", Audience: audience, HTTPClient: e.idp.srv.Client(), Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := httpapi.NewRouter(slog.New(slog.DiscardHandler), v)
+	(&httpapi.InteractAPI{Sessions: e.svc, Verifier: v}).Register(rt)
+	s := e.newSession(service)
+	e.dist.accept("interact:"+s.id, agentA)
+	e.wantState(s, "Connected")
+	call := func(action, oid, role string) int {
+		tok := e.idp.token(t, tenant, e.clock.Now(), false, map[string]any{"oid": oid, "roles": []string{role}})
+		req := httptest.NewRequest("POST", "/api/tenants/"+tenant+"/interact/sessions/"+s.id+"/"+action, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		rt.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if got := call("agent-left", agentB, "Switchboard.Agent"); got != http.StatusForbidden {
+		t.Errorf("another agent: %d, want 403", got)
+	}
+	if got := call("agent-left", agentA, "Switchboard.Agent"); got != http.StatusOK {
+		t.Errorf("the session's agent: %d, want 200", got)
+	}
+	if got := call("agent-rejoined", agentB, "Switchboard.Flow"); got != http.StatusOK {
+		t.Errorf("a flow: %d, want 200", got)
+	}
+	if got := call("end", agentA, "Switchboard.Supervisor"); got != http.StatusForbidden {
+		t.Errorf("a supervisor: %d, want 403", got)
 	}
 }
