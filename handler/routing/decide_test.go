@@ -81,7 +81,7 @@ func avail(user string) sb.Presence {
 }
 
 func TestDecide(t *testing.T) {
-	members := []Member{{"u1", true}, {"u2", true}, {"u3", false}, {"u4", true}, {"u5", true}}
+	members := []Member{{UserID: "u1", Active: true}, {UserID: "u2", Active: true}, {UserID: "u3", Active: false}, {UserID: "u4", Active: true}, {UserID: "u5", Active: true}}
 	presence := map[string]sb.Presence{"u1": avail("u1"), "u2": avail("u2"), "u3": avail("u3"), "u4": avail("u4")}
 	states := map[string]AgentState{
 		"u1": {IdleSince: t0.Add(-time.Minute)},

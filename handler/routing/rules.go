@@ -39,6 +39,46 @@ type Distribution struct {
 	// HoldSeconds is how long a reservation lasts unless the route request
 	// says otherwise.
 	HoldSeconds int
+
+	// RingSeconds is how long an offer rings before it lapses (SPEC
+	// section 10).
+	RingSeconds int
+	Rona        Rona
+	// AfterCallWorkSeconds holds an agent out of distribution after a
+	// released conversation.
+	AfterCallWorkSeconds int
+	Queue                QueueRules
+}
+
+// Rona is what a lapsed (or declined) offer does to its agent.
+type Rona struct {
+	Enabled      bool
+	ResetSeconds int
+	OnDecline    bool
+}
+
+// QueueRules are a service's waiting-line limits and what happens past them.
+type QueueRules struct {
+	MaxWaitSeconds int
+	MaxLength      int
+	OnTimeout      Overflow
+	OnFull         Overflow
+	OnNoAgents     Overflow
+}
+
+// Overflow actions.
+const (
+	ActionDisconnect = "Disconnect"
+	ActionForward    = "Forward"
+	ActionCallback   = "Callback"
+	ActionQueue      = "Queue" // onNoAgents only: queue anyway
+)
+
+// Overflow is one overflow rule: an action and, for Forward (required) and
+// Callback (optional, default the same service), the target service.
+type Overflow struct {
+	Action    string
+	ServiceID string
 }
 
 // Member is a user of a service. An inactive member has opted out and is
@@ -46,6 +86,21 @@ type Distribution struct {
 type Member struct {
 	UserID string
 	Active bool
+	// Skills are the member's skill levels (1-10) by name.
+	Skills map[string]int
+}
+
+// Equal reports whether two members are the same (slices.EqualFunc).
+func (m Member) Equal(o Member) bool {
+	if m.UserID != o.UserID || m.Active != o.Active || len(m.Skills) != len(o.Skills) {
+		return false
+	}
+	for k, v := range m.Skills {
+		if o.Skills[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // MaxUntilReleased bounds a hold taken until released (an outbound task in
@@ -67,6 +122,9 @@ type AgentState struct {
 	// HoldExpiresAt ends the hold by itself; ignored when UntilReleased.
 	HoldExpiresAt time.Time
 	UntilReleased bool
+	// Kind is what the hold is: a conversation (switchboard.HoldConversation),
+	// a ringing offer, RONA or after-call work.
+	Kind string
 	// IdleSince is when the agent's last routed conversation ended (or its
 	// last hold expired unused); zero when it never had one.
 	IdleSince time.Time
@@ -108,13 +166,35 @@ func exclude(reason, format string, args ...any) Verdict {
 // read. The checks run in the order of the section: membership, the active
 // flag, a conversation already held, freshness, then the presence table.
 func Evaluate(m *Member, p *switchboard.Presence, st AgentState, d Distribution, now time.Time, staleAfter time.Duration) Verdict {
+	return EvaluateSkills(m, p, st, nil, d, now, staleAfter)
+}
+
+// EvaluateSkills is Evaluate for a conversation that requires skills. The
+// agent's hold comes after the active flag: a conversation
+// (InConversation), a ringing offer (OfferPending), RONA, after-call work;
+// then the skills (SkillMismatch), then freshness and presence. RONA ends
+// with a presence reading of Offline (SPEC section 10), so an agent in
+// RONA who reads Offline is Offline.
+func EvaluateSkills(m *Member, p *switchboard.Presence, st AgentState, need []switchboard.Skill, d Distribution, now time.Time, staleAfter time.Duration) Verdict {
+	holding := st.Holding(now)
 	switch {
 	case m == nil:
 		return exclude(switchboard.ReasonNotMember, "not a member of this service")
 	case !m.Active:
 		return exclude(switchboard.ReasonNotActive, "a member who has opted out of this service (inactive)")
-	case st.Holding(now):
+	case holding && st.Kind == switchboard.HoldConversation:
 		return exclude(switchboard.ReasonInConversation, "already handling or holding a Switchboard conversation")
+	case holding && st.Kind == switchboard.HoldOffer:
+		return exclude(switchboard.ReasonOfferPending, "an offer is ringing for this agent (one offer at a time)")
+	case holding && st.Kind == switchboard.HoldRona && !readsOffline(p, now, staleAfter):
+		return exclude(switchboard.ReasonRona, "ring, no answer: let an offer ring out, held out of distribution until %s (or a reset)", st.HoldExpiresAt.UTC().Format(time.RFC3339))
+	case holding && st.Kind == switchboard.HoldAfterCallWork:
+		return exclude(switchboard.ReasonAfterCallWork, "in after-call work until %s", st.HoldExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if v, ok := skillVerdict(m, need); !ok {
+		return v
+	}
+	switch {
 	case p == nil:
 		return exclude(switchboard.ReasonPresenceUnknown, "no presence reading yet: the presence poll has not read this user")
 	case p.Stale(now, staleAfter):
@@ -183,6 +263,27 @@ func PresenceVerdict(p switchboard.Presence, d Distribution) Verdict {
 		return deliver("delivered while Away or Be right back: Teams does not report calls in these states, so this may be a second call")
 	}
 	return exclude(switchboard.ReasonPresenceUnknown, "Teams reported an availability Switchboard does not know (%q)", p.Availability)
+}
+
+// readsOffline reports whether a fresh presence reading says Offline
+// (which ends RONA).
+func readsOffline(p *switchboard.Presence, now time.Time, staleAfter time.Duration) bool {
+	return p != nil && !p.Stale(now, staleAfter) && (p.Availability == switchboard.Offline || p.Extended && p.Activity == switchboard.ActivityOffWork)
+}
+
+// skillVerdict checks the member's skills against need; ok is false, with
+// the SkillMismatch verdict, when one is missing or below its level.
+func skillVerdict(m *Member, need []switchboard.Skill) (Verdict, bool) {
+	for _, s := range need {
+		have, ok := m.Skills[s.Name]
+		if !ok {
+			return exclude(switchboard.ReasonSkillMismatch, "lacks the skill %q (level %d or more required)", s.Name, s.MinLevel), false
+		}
+		if have < s.MinLevel {
+			return exclude(switchboard.ReasonSkillMismatch, "has %q at level %d; level %d or more required", s.Name, have, s.MinLevel), false
+		}
+	}
+	return Verdict{}, true
 }
 
 func inCall(activity string) bool {
