@@ -1,0 +1,203 @@
+package distribution
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"switchboard/handler/routing"
+	"switchboard/handler/switchboard"
+)
+
+// maxPassItems bounds how many waiting items one pass looks at, so that a
+// long line of conversations nobody can take does not make a pass long.
+const maxPassItems = 200
+
+// kick distributes services, and every service where one of agents is an
+// active member, in the background: the caller's reply does not wait.
+func (s *Service) kick(tenant string, services, agents []string) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Distribute(ctx, tenant, services, agents); err != nil {
+			s.o.Log.Warn("distribution pass failed; the next event or housekeeping distributes again", "tenant", tenant, "err", err)
+		}
+	}()
+}
+
+// Distribute runs a distribution pass over the given services and over
+// every service where one of agents is an active member (an agent was
+// freed: it gets its services' next items).
+func (s *Service) Distribute(ctx context.Context, tenant string, services, agents []string) error {
+	set := slices.Clone(services)
+	if len(agents) > 0 {
+		all, err := s.o.Agents.Services(ctx, tenant)
+		if err != nil {
+			return err
+		}
+		for _, svc := range all {
+			if memberOf(svc, agents) && !slices.Contains(set, svc.ID) {
+				set = append(set, svc.ID)
+			}
+		}
+	}
+	var first error
+	for _, id := range set {
+		if err := s.runPass(ctx, tenant, id); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func memberOf(svc routing.Service, users []string) bool {
+	for _, u := range users {
+		i, ok := slices.BinarySearchFunc(svc.Members, u, func(m routing.Member, u string) int {
+			switch {
+			case m.UserID < u:
+				return -1
+			case m.UserID > u:
+				return 1
+			}
+			return 0
+		})
+		if ok && svc.Members[i].Active {
+			return true
+		}
+	}
+	return false
+}
+
+// runPass runs one service's pass, or, when one is already running in this
+// process, asks it to run again once it is done.
+func (s *Service) runPass(ctx context.Context, tenant, service string) error {
+	key := tenant + "|" + service
+	s.mu.Lock()
+	if p, ok := s.passes[key]; ok {
+		p.again = true
+		s.mu.Unlock()
+		return nil
+	}
+	p := &pass{}
+	s.passes[key] = p
+	s.mu.Unlock()
+	var first error
+	for {
+		if err := s.pass(ctx, tenant, service); err != nil && first == nil {
+			first = err
+		}
+		s.mu.Lock()
+		if !p.again || ctx.Err() != nil {
+			delete(s.passes, key)
+			s.mu.Unlock()
+			return first
+		}
+		p.again = false
+		s.mu.Unlock()
+	}
+}
+
+// item is one waiting item of a service's line: an inbound conversation
+// or an outbound task.
+type item struct {
+	inbound  *entry
+	task     *WaitingTask
+	priority int
+	since    time.Time
+	id       string
+}
+
+// pass serves a service's line in order (priority, then waiting time):
+// each item nobody is offered yet goes to the best eligible agent. An item
+// that nobody eligible can take is passed over (no head-of-line blocking);
+// the pass ends when nobody is free at all.
+func (s *Service) pass(ctx context.Context, tenant, service string) error {
+	svc, err := s.o.Agents.RoutedService(ctx, tenant, service)
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	line, err := s.convs.line(ctx, tenant, service)
+	if err != nil {
+		return err
+	}
+	var items []item
+	for i := range line {
+		if !line[i].Ringing {
+			e := &line[i]
+			items = append(items, item{inbound: e, priority: e.Priority, since: e.QueuedAt, id: e.ID})
+		}
+	}
+	if s.o.Outbound != nil {
+		tasks, err := s.o.Outbound.Waiting(ctx, tenant, service)
+		if err != nil {
+			s.o.Log.Warn("distribution: outbound tasks not read; serving conversations only", "tenant", tenant, "service", service, "err", err)
+		}
+		for i := range tasks {
+			t := &tasks[i]
+			items = append(items, item{task: t, priority: t.Priority, since: t.QueuedAt, id: "task:" + t.ID})
+		}
+	}
+	slices.SortFunc(items, func(a, b item) int {
+		if before(a.priority, a.since, a.id, b.priority, b.since, b.id) {
+			return -1
+		}
+		return 1
+	})
+	if len(items) > maxPassItems {
+		items = items[:maxPassItems]
+	}
+	for _, it := range items {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var skills []switchboard.Skill
+		var preferred, skip []string
+		constrained := false
+		if it.inbound != nil {
+			skills, preferred, skip = it.inbound.RequiredSkills, it.inbound.PreferredUsers, it.inbound.Declined
+			constrained = it.inbound.constrained()
+		} else {
+			preferred = it.task.PreferredUsers
+			constrained = len(preferred) > 0
+		}
+		d, err := s.dryRoute(ctx, tenant, svc, skills, preferred, skip)
+		if err != nil {
+			return err
+		}
+		if len(d.Agents) == 0 {
+			if !constrained {
+				return nil // nobody is free for anything
+			}
+			continue
+		}
+		if it.task != nil {
+			if _, err := s.o.Outbound.AssignWaiting(ctx, tenant, service, it.task.ID); err != nil {
+				s.o.Log.Warn("distribution: outbound task not assigned", "tenant", tenant, "service", service, "task", it.task.ID, "err", err)
+			}
+			continue
+		}
+		if err := s.offerWaiting(ctx, tenant, it.inbound.ID, svc); err != nil {
+			s.o.Log.Warn("distribution: conversation not offered", "tenant", tenant, "service", service, "conversation", it.inbound.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// offerWaiting offers a waiting conversation nobody is offered yet.
+func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc routing.Service) error {
+	_, err := s.mutate(ctx, tenant, id, func(c *Conversation, fx *effects) (bool, error) {
+		if !c.Waiting() || len(c.Ringing()) > 0 || c.ServiceID != svc.ID {
+			return false, nil
+		}
+		return s.offerTo(ctx, c, svc, fx)
+	})
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		return nil
+	}
+	return err
+}
