@@ -18,9 +18,11 @@ import (
 	"time"
 
 	"switchboard/handler/config"
+	"switchboard/handler/distribution"
 	"switchboard/handler/functions"
 	"switchboard/handler/graph"
 	"switchboard/handler/httpapi"
+	"switchboard/handler/outbound"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -53,6 +55,10 @@ type app struct {
 	tracked  switchboard.TrackedUsers  // wireRouting (the members of the services)
 	routing  switchboard.Router        // wireRouting
 	graph    *graph.Client             // wirePresence: the one Graph client (presence, Teams sync)
+	outbound *outbound.Service         // wireOutbound
+	// distribution is set by wireDistribution; routing's conversation
+	// routes and outbound reach it late (they are wired before it).
+	distribution *distribution.Service
 
 	// housekeeping is the Housekeeping timer's work, one job per
 	// capability that has some.
@@ -107,7 +113,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return fmt.Errorf("API authentication: %w", err)
 	}
 	a.router = httpapi.NewRouter(log, verifier)
-	for _, wire := range []func(context.Context, *app) error{wireHealth, wireQueue, wireSettings, wirePresence, wireRouting, wireOutbound, wireHousekeeping} {
+	for _, wire := range []func(context.Context, *app) error{wireHealth, wireQueue, wireSettings, wirePresence, wireRouting, wireOutbound, wireDistribution, wireHousekeeping} {
 		if err := wire(ctx, a); err != nil {
 			return err
 		}

@@ -26,6 +26,10 @@ func wireOutbound(ctx context.Context, a *app) error {
 		Limits:    a.settings,
 		Now:       a.now,
 		Log:       a.log,
+		// Distribution serves waiting tasks with the conversations, at
+		// once when an agent is freed (no retry every 10 s).
+		ServedByLine: true,
+		AgentFreed:   a.agentFreed,
 	}
 	if e, ok := a.routing.(*routing.Engine); ok {
 		o.Services = serviceChecker{e}
@@ -35,6 +39,7 @@ func wireOutbound(ctx context.Context, a *app) error {
 		return fmt.Errorf("outbound: %w", err)
 	}
 	(&httpapi.OutboundAPI{Tasks: svc}).Register(a.router)
+	a.outbound = svc
 
 	a.dispatcher.Handle("OutboundWorker", functions.ServiceBusFunc("message", func(ctx context.Context, inv *functions.Invocation, m functions.Message) error {
 		w, err := svc.Handle(ctx, m.Body)

@@ -35,7 +35,7 @@ func wireRouting(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
-	(&httpapi.RoutingAPI{Engine: engine, Now: a.now}).Register(a.router)
+	(&httpapi.RoutingAPI{Engine: engine, Now: a.now, Conversations: lateConversations{a}}).Register(a.router)
 	a.housekeeping = append(a.housekeeping, housekeepingJob{"routing", func(ctx context.Context, inv *functions.Invocation) error {
 		rep, err := engine.Housekeep(ctx)
 		inv.Logf("routing housekeeping: %d tenants, %d holds and %d conversations expired, %d teams synced, %d team syncs failed, stopped at deadline: %v",

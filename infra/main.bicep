@@ -109,6 +109,17 @@ var serviceBusQueues = [
     maxDeliveryCount: 3
     defaultMessageTimeToLive: 'PT5M'
   }
+  {
+    // Due times of the waiting lines (offer lapse, wait timeout, RONA and
+    // after-call work ending), scheduled for their time. Every message is
+    // idempotent; what a dead-lettered one left undone, housekeeping does
+    // within a minute. A due time is at most 45 min plus 320 min away.
+    name: 'distribution'
+    setting: 'DISTRIBUTION_QUEUE'
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 10
+    defaultMessageTimeToLive: 'P1D'
+  }
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

@@ -201,3 +201,7 @@ func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc routi
 	}
 	return err
 }
+
+// Kick distributes services, and the services of agents, in the
+// background (an outbound task freed its agent).
+func (s *Service) Kick(tenant string, services, agents []string) { s.kick(tenant, services, agents) }

@@ -295,3 +295,20 @@ func (s *Service) PresenceChanged(ctx context.Context, tenant string, readings [
 		s.kick(tenant, nil, agents)
 	}
 }
+
+// RequiredSkills returns a waiting conversation's required skills (the
+// route API answers for a queued conversation's id with them); false when
+// no such conversation waits.
+func (s *Service) RequiredSkills(ctx context.Context, tenant, id string) ([]switchboard.Skill, bool, error) {
+	if !switchboard.ValidID(id) {
+		return nil, false, nil
+	}
+	c, err := s.convs.get(ctx, tenant, id)
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return c.RequiredSkills, c.Waiting(), nil
+}

@@ -172,6 +172,7 @@ func TestConnectorRoutesMatchFunctions(t *testing.T) {
 	rt := NewRouter(slog.New(slog.DiscardHandler), nil)
 	(&OutboundAPI{}).Register(rt)
 	(&RoutingAPI{Now: time.Now}).Register(rt)
+	(&DistributionAPI{Now: time.Now}).Register(rt)
 	for path, ops := range doc.Paths {
 		for method, op := range ops {
 			key := strings.ToUpper(method) + " " + doc.BasePath + path
@@ -222,9 +223,9 @@ func TestConnectorRoutesMatchFunctions(t *testing.T) {
 			}
 		}
 	}
-	// Every outbound route is in the connector.
+	// Every outbound and waiting-line route is in the connector.
 	for key, fn := range routes {
-		if strings.HasPrefix(fn, "Outbound") && !covered[key] {
+		if (strings.HasPrefix(fn, "Outbound") || isDistributionRoute(key)) && !covered[key] {
 			t.Errorf("%s (function %s) is missing from the connector", key, fn)
 		}
 	}
@@ -392,6 +393,16 @@ func TestConnectorSchemasMatchGoTypes(t *testing.T) {
 		{"CompleteOutboundTask", "200", OutboundTask{}, true},
 		{"RouteConversation", "", routeBody{}, false},
 		{"RouteConversation", "200", routeJSON{}, true},
+		{"EnqueueConversation", "", enqueueBody{}, false},
+		{"EnqueueConversation", "202", conversationJSON{}, true},
+		{"EnqueueConversation", "200", conversationJSON{}, true},
+		{"GetQueue", "200", queueReplyJSON{}, true},
+		{"GetConversation", "200", conversationJSON{}, true},
+		{"AcceptOffer", "", offerActionBody{}, false},
+		{"AcceptOffer", "200", conversationJSON{}, true},
+		{"DeclineOffer", "", offerActionBody{}, false},
+		{"DeclineOffer", "200", conversationJSON{}, true},
+		{"GetAgentState", "200", agentJSONView{}, true},
 	} {
 		t.Run(tc.op+" "+tc.code, func(t *testing.T) {
 			op := operation(t, doc, tc.op)
@@ -612,4 +623,15 @@ func TestConnectorSecurity(t *testing.T) {
 	if !found {
 		t.Error("no setheader policy sending the functionKey connection parameter as x-functions-key")
 	}
+}
+
+// isDistributionRoute reports whether key ("METHOD /api/...") is one of the
+// waiting-line routes (SPEC section 10).
+func isDistributionRoute(key string) bool {
+	for _, rr := range DistributionRoutes {
+		if rr.Pattern == key {
+			return true
+		}
+	}
+	return false
 }

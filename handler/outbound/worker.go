@@ -152,6 +152,9 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 			return s.expire(ctx, t, w)
 		}
 		next := now.Add(s.o.RetryInterval)
+		if s.o.ServedByLine {
+			next = t.Deadline // distribution assigns it when an agent is freed
+		}
 		if next.After(t.Deadline) {
 			next = t.Deadline
 		}

@@ -42,8 +42,9 @@ type Store struct {
 	maxLag       time.Duration
 	parallel     int
 
-	mu      sync.Mutex
-	tenants map[string]*tenantCache
+	mu       sync.Mutex
+	tenants  map[string]*tenantCache
+	onChange ChangeFunc
 }
 
 var _ switchboard.PresenceStore = (*Store)(nil)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
 )
 
 // sourcedReading is a reading with the source and time it was taken.
@@ -301,7 +302,9 @@ func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []s
 		}
 	}
 
-	// The cache takes what was written.
+	// The cache takes what was written; who changed is told afterwards.
+	var changed []switchboard.Presence
+	defer func() { s.notify(tenant, changed) }()
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	for w, sw := range writes {
@@ -319,7 +322,9 @@ func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []s
 				if o.Kind == store.OpDelete {
 					delete(readings, o.Entity.RowKey)
 				} else {
-					readings[o.Entity.RowKey] = storedFromEntity(o.Entity)
+					st := storedFromEntity(o.Entity)
+					readings[o.Entity.RowKey] = st
+					changed = append(changed, switchboard.Presence{UserID: o.Entity.RowKey, Availability: st.Availability, Activity: st.Activity})
 				}
 			}
 			sc.readings, sc.version = readings, version
