@@ -225,6 +225,9 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 			return false, nil
 		}
 		found = true
+		// The history's time is taken before the hold is let go, so that
+		// the agent's next offer never seems to start before this one ended.
+		now := s.now()
 		svc, err := s.o.Agents.RoutedService(ctx, tenant, c.ServiceID)
 		if err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			return false, err
@@ -232,7 +235,6 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 		if err := s.endOffer(ctx, c, svc, user, true, fx); err != nil {
 			return false, err
 		}
-		now := s.now()
 		c.Offers[i].State = OfferDeclined
 		c.Declined = append(c.Declined, user)
 		c.record(now, EventOfferDeclined, user, "")
