@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"switchboard/handler/functions"
 	"switchboard/handler/graph"
 	"switchboard/handler/httpapi"
+	"switchboard/handler/job"
 	"switchboard/handler/outbound"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
@@ -175,26 +175,17 @@ const housekeepingBudget = 45 * time.Second
 func wireHousekeeping(ctx context.Context, a *app) error {
 	jobs := a.housekeeping
 	a.dispatcher.Handle("Housekeeping", functions.TimerFunc("timer", func(ctx context.Context, inv *functions.Invocation, _ functions.Timer) error {
-		ctx, cancel := context.WithTimeout(ctx, housekeepingBudget)
-		defer cancel()
-		errs := make([]error, len(jobs))
+		ctx, run := job.Start(ctx, job.Options{Name: "Housekeeping", Budget: housekeepingBudget, Log: a.log})
 		logs := make([]*functions.Invocation, len(jobs))
-		var wg sync.WaitGroup
 		for i, j := range jobs {
 			logs[i] = &functions.Invocation{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := j.run(ctx, logs[i]); err != nil {
-					errs[i] = fmt.Errorf("%s: %w", j.name, err)
-				}
-			}()
+			run.Go(ctx, j.name, func(ctx context.Context) error { return j.run(ctx, logs[i]) })
 		}
-		wg.Wait()
+		err := run.Finish()
 		for _, l := range logs {
 			inv.AppendLogs(l)
 		}
-		return errors.Join(errs...)
+		return err
 	}))
 	return nil
 }

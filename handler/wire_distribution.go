@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"switchboard/handler/distribution"
 	"switchboard/handler/functions"
 	"switchboard/handler/httpapi"
+	"switchboard/handler/job"
 	"switchboard/handler/outbound"
 	"switchboard/handler/presence"
 	"switchboard/handler/routing"
@@ -49,12 +51,17 @@ func wireDistribution(ctx context.Context, a *app) error {
 	a.distribution = svc
 
 	a.dispatcher.Handle("Distributor", functions.ServiceBusFunc("message", func(ctx context.Context, inv *functions.Invocation, m functions.Message) error {
+		// One due time and the distribution pass it starts: well inside the
+		// queue's one-minute lock.
+		ctx, run := job.Start(ctx, job.Options{Name: "Distributor", Budget: distributorBudget, Grace: 5 * time.Second, Log: a.log})
 		out, err := svc.Handle(ctx, m.Body)
+		run.Fail(err)
+		run.Figure("messageId", m.MessageID, "delivery", m.DeliveryCount, "action", out.Action)
 		inv.Logf("distributor: message %s (delivery %d): %s", m.MessageID, m.DeliveryCount, out)
 		if out.Action == "dropped" {
 			a.log.Warn("distributor: message dropped", "messageId", m.MessageID, "detail", out.Detail)
 		}
-		return err
+		return run.Finish()
 	}))
 	a.housekeeping = append(a.housekeeping, housekeepingJob{"distribution", func(ctx context.Context, inv *functions.Invocation) error {
 		rep, err := svc.Housekeep(ctx)
@@ -66,6 +73,9 @@ func wireDistribution(ctx context.Context, a *app) error {
 	}
 	return nil
 }
+
+// distributorBudget bounds one Distributor invocation.
+const distributorBudget = 30 * time.Second
 
 // outboundLine is outbound tasks as distribution sees them.
 type outboundLine struct{ s *outbound.Service }

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/robfig/cron/v3"
-
+	"switchboard/handler/config"
 	"switchboard/handler/functions"
 	"switchboard/handler/graph"
 	"switchboard/handler/httpapi"
+	"switchboard/handler/job"
 	"switchboard/handler/presence"
 	"switchboard/handler/settings"
 )
@@ -78,29 +78,34 @@ func wirePresence(ctx context.Context, a *app) error {
 	}
 	(&httpapi.PresenceAPI{Service: svc}).Register(a.router)
 
-	budget := pollBudget(cfg.PresenceSchedule, a.now())
+	budget, err := pollBudget(cfg.PresenceSchedule, a.now())
+	if err != nil {
+		return fmt.Errorf("presence: %w", err)
+	}
 	a.log.Info("presence poll", "schedule", cfg.PresenceSchedule, "budget", budget, "fanOut", a.queue != nil,
 		"account1", account1 != "", "account2", account2 != "", "application", appConfigured)
+	// Writes under way at the deadline may finish; nothing runs on past a
+	// generous bound (Grace).
+	pollJob := func(name string) job.Options {
+		return job.Options{Name: name, Budget: budget, Grace: budget, Now: a.now, Log: a.log}
+	}
 	a.dispatcher.Handle("PresencePoll", functions.TimerFunc("timer", func(ctx context.Context, inv *functions.Invocation, _ functions.Timer) error {
-		deadline := a.now().Add(budget)
-		// Writes under way at the deadline may finish; nothing runs on
-		// past a generous bound.
-		ctx, cancel := context.WithDeadline(ctx, deadline.Add(budget))
-		defer cancel()
-		sum, err := poller.Poll(ctx, deadline)
+		ctx, run := job.Start(ctx, pollJob("PresencePoll"))
+		sum, err := poller.Poll(ctx, run.Deadline())
+		run.Fail(err)
 		var users, changed, calls, errs int
 		for _, f := range sum.Tenants {
 			users, changed, calls, errs = users+f.Users, changed+f.Changed, calls+f.Calls, errs+f.Errors
 		}
+		run.Figure("tenants", len(sum.Tenants), "skipped", len(sum.Skipped), "users", users, "changed", changed, "calls", calls, "errors", errs)
 		inv.Logf("presence poll: %d tenants (%d left to the next tick), %d users, %d changed, %d Graph calls, %d errors",
 			len(sum.Tenants), len(sum.Skipped), users, changed, calls, errs)
-		return err
+		return run.Finish()
 	}))
 	a.dispatcher.Handle("PresencePollShard", functions.ServiceBusFunc("message", func(ctx context.Context, inv *functions.Invocation, m functions.Message) error {
-		deadline := a.now().Add(budget)
-		ctx, cancel := context.WithDeadline(ctx, deadline.Add(budget))
-		defer cancel()
-		return poller.PollShard(ctx, m.Body, deadline)
+		ctx, run := job.Start(ctx, pollJob("PresencePollShard"))
+		run.Fail(poller.PollShard(ctx, m.Body, run.Deadline()))
+		return run.Finish()
 	}))
 	a.settings.UseAccountStatus(accountStatus{svc})
 	a.presence = st
@@ -111,16 +116,15 @@ func wirePresence(ctx context.Context, a *app) error {
 // pollBudget is how long one poll works: four fifths of the interval
 // between two ticks of the schedule, so that a poll ends before the next
 // one starts, within 5 s and 4 min (the Functions timeout is larger).
-func pollBudget(schedule string, now time.Time) time.Duration {
-	const fallback = 24 * time.Second
-	p := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-	sched, err := p.Parse(schedule)
+// config.Load has checked the schedule.
+func pollBudget(schedule string, now time.Time) (time.Duration, error) {
+	sched, err := config.ParseSchedule(schedule)
 	if err != nil {
-		return fallback
+		return 0, err
 	}
 	first := sched.Next(now)
 	interval := sched.Next(first).Sub(first)
-	return min(max(interval*4/5, 5*time.Second), 4*time.Minute)
+	return min(max(interval*4/5, 5*time.Second), 4*time.Minute), nil
 }
 
 // accountStatus shows the presence accounts' status in the settings API.

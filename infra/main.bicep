@@ -66,9 +66,10 @@ param presenceStaleAfter string = '120s'
 @description('Service Bus tier. Basic is enough for queues and scheduled messages; Standard adds topics and duplicate detection.')
 param serviceBusSku string = 'Standard'
 
-@minValue(1)
+// Flex Consumption accepts 40 to 1000 (the platform refuses a lower bound).
+@minValue(40)
 @maxValue(1000)
-@description('Upper bound of Flex Consumption instances.')
+@description('Upper bound of Flex Consumption instances (40 to 1000).')
 param maximumInstanceCount int = 100
 
 @allowed([
@@ -217,7 +218,7 @@ module functionApp 'modules/functionapp.bicep' = {
     storageAccountName: storage.outputs.name
     deploymentContainerName: storage.outputs.deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
-    serviceBusNamespaceName: serviceBus.outputs.name
+    serviceBusNamespaceHost: serviceBus.outputs.fullyQualifiedNamespace
     queueSettings: toObject(serviceBusQueues, q => q.setting, q => q.name)
     keyVaultName: keyVault.outputs.name
     storedSecrets: {

@@ -8,11 +8,14 @@
 // reported as file:line:col and the exit status is 1 when there is any.
 // With --json the report is one JSON document on stdout instead:
 //   {"files": [{"file": ..., "errors": [{"line", "column", "message"}],
-//               "variables": {"<var name>": <value>}}]}
-// where a variable's value is its literal JSON value (objects, arrays,
-// strings without interpolation, numbers, booleans, null) and any other
-// expression is {"$expr": "<source text>"}. The deployment tests read the
-// app settings and the Service Bus queues from there.
+//               "variables": {"<var name>": <value>},
+//               "params": {"<param name>": {"default": <value>,
+//                          "decorators": {"<name>": [<argument value>...]}}},
+//               "outputs": {"<output name>": <value>}}]}
+// where a value is its literal JSON value (objects, arrays, strings without
+// interpolation, numbers, booleans, null) and any other expression is
+// {"$expr": "<source text>"}. The deployment tests read the app settings,
+// the Service Bus queues, parameter bounds and module outputs from there.
 'use strict';
 
 const fs = require('fs');
@@ -97,6 +100,48 @@ function variables(root) {
   return out;
 }
 
+// params reads each parameter's default and decorators (the decorators
+// node is the declaration's preceding sibling).
+function params(root) {
+  const out = {};
+  let decorators = null;
+  for (const decl of root.namedChildren) {
+    if (decl.type === 'decorators') {
+      decorators = decl;
+      continue;
+    }
+    if (decl.type === 'comment') continue;
+    if (decl.type === 'parameter_declaration') {
+      const named = decl.namedChildren;
+      const name = named.find((c) => c.type === 'identifier');
+      const last = named[named.length - 1];
+      const p = { default: last && last !== name && last.type !== 'type' ? literal(last) : undefined, decorators: {} };
+      for (const d of decorators ? decorators.namedChildren : []) {
+        const call = d.namedChildren.find((c) => c.type === 'call_expression');
+        if (!call) continue;
+        const fn = call.childForFieldName('function');
+        const args = call.namedChildren.find((c) => c.type === 'arguments');
+        p.decorators[fn ? fn.text : call.text] = args ? args.namedChildren.filter((c) => c.type !== 'comment').map(literal) : [];
+      }
+      if (name) out[name.text] = p;
+    }
+    decorators = null;
+  }
+  return out;
+}
+
+function outputs(root) {
+  const out = {};
+  for (const decl of root.namedChildren) {
+    if (decl.type !== 'output_declaration') continue;
+    const named = decl.namedChildren;
+    const name = named.find((c) => c.type === 'identifier');
+    const value = named[named.length - 1];
+    if (name && value && value !== name) out[name.text] = literal(value);
+  }
+  return out;
+}
+
 function main(argv) {
   const json = argv.includes('--json');
   const paths = argv.filter((a) => a !== '--json');
@@ -113,7 +158,11 @@ function main(argv) {
     const errors = [];
     syntaxErrors(tree.rootNode, errors);
     if (errors.length > 0) failed = true;
-    report.files.push({ file, errors, variables: json ? variables(tree.rootNode) : undefined });
+    report.files.push(
+      json
+        ? { file, errors, variables: variables(tree.rootNode), params: params(tree.rootNode), outputs: outputs(tree.rootNode) }
+        : { file, errors },
+    );
   }
   if (report.files.length === 0) {
     process.stderr.write(`bicep-check: no .bicep files under ${paths.join(' ')}\n`);

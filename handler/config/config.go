@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/robfig/cron/v3"
 )
 
 // Config is every setting the handler reads. Names in comments are the
@@ -91,6 +93,9 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.PresenceStaleAfter, err = parseDuration(get("PRESENCE_STALE_AFTER", "120s")); err != nil {
 		return c, fmt.Errorf("PRESENCE_STALE_AFTER: %w", err)
 	}
+	if _, err := ParseSchedule(c.PresenceSchedule); err != nil {
+		return c, fmt.Errorf("PRESENCE_POLL_SCHEDULE: %w", err)
+	}
 	if p, err := strconv.Atoi(c.Port); err != nil || p < 0 || p > 65535 {
 		return c, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: %q is not a port number", c.Port)
 	}
@@ -119,6 +124,18 @@ func Load(getenv func(string) string) (Config, error) {
 func (c Config) PublicAuthority() bool {
 	u, err := url.Parse(c.AuthorityHost)
 	return err == nil && strings.EqualFold(u.Host, "login.microsoftonline.com")
+}
+
+// ParseSchedule parses a timer schedule as the Functions host reads it:
+// NCRONTAB with six fields (seconds first), or five without seconds, or
+// a descriptor such as @every 30s.
+func ParseSchedule(schedule string) (cron.Schedule, error) {
+	p := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	sched, err := p.Parse(schedule)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a schedule: %w", schedule, err)
+	}
+	return sched, nil
 }
 
 // parseDuration accepts Go durations ("120s", "2m") and plain seconds ("120").

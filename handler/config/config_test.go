@@ -58,6 +58,9 @@ func TestOverridesAndErrors(t *testing.T) {
 		{"bad port", with("FUNCTIONS_CUSTOMHANDLER_PORT", "http"), "FUNCTIONS_CUSTOMHANDLER_PORT"},
 		{"relative Graph URL", with("GRAPH_BASE_URL", "graph/v1.0"), "GRAPH_BASE_URL"},
 		{"seconds as a number", with("PRESENCE_STALE_AFTER", "90"), ""},
+		{"bad poll schedule", with("PRESENCE_POLL_SCHEDULE", "every 30 seconds"), "PRESENCE_POLL_SCHEDULE"},
+		{"poll schedule out of range", with("PRESENCE_POLL_SCHEDULE", "*/30 * 25 * * *"), "PRESENCE_POLL_SCHEDULE"},
+		{"five-field poll schedule", with("PRESENCE_POLL_SCHEDULE", "*/2 * * * *"), ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

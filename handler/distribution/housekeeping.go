@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"switchboard/handler/job"
 	"switchboard/handler/store"
 )
 
@@ -101,11 +102,6 @@ func (s *Service) housekeepTenant(ctx context.Context, tenant string, rep *House
 	return errors.Join(errs...)
 }
 
-// deadlineNear reports whether ctx ends within a few seconds.
-func deadlineNear(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	d, ok := ctx.Deadline()
-	return ok && time.Until(d) < 3*time.Second
-}
+// deadlineNear reports whether ctx ends within a few seconds: too late to
+// start another item.
+func deadlineNear(ctx context.Context) bool { return job.Near(ctx, 3*time.Second) }

@@ -18,6 +18,7 @@ import (
 	"switchboard/handler/internal/testenv"
 	"switchboard/handler/presence"
 	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
 )
 
 // BenchmarkPoll measures presence poll cycles at 1,000, 10,000 and
@@ -142,7 +143,7 @@ func benchPoll(b *testing.B, n int) {
 		return p
 	}
 	// Sign in before timing: the token is cached for an hour.
-	if _, err := client.Presences(ctx, benchTenant, presence.Account1, ids[:1]); err != nil {
+	if _, err := client.Presences(ctx, benchTenant, switchboard.SourceAccount1, ids[:1]); err != nil {
 		b.Fatal(err)
 	}
 
@@ -179,7 +180,7 @@ func benchPoll(b *testing.B, n int) {
 		}
 		fmt.Fprintf(w, "  %-8s %9.2fs %8d %9d %9s  %s\n", c.name, c.wall.Seconds(), c.calls, c.writes, changed, c.note)
 	}
-	want := (n + presence.MaxIDsPerCall - 1) / presence.MaxIDsPerCall
+	want := (n + switchboard.MaxPresenceIDsPerCall - 1) / switchboard.MaxPresenceIDsPerCall
 	for _, c := range cycles[:3] {
 		if c.calls != want {
 			b.Errorf("%s cycle made %d Graph calls, want ceil(%d/650) = %d", c.name, c.calls, n, want)
@@ -204,7 +205,7 @@ func naive(b *testing.B, c *Client, tables store.Tables, sim *graphsim.Sim, ids 
 	if err != nil {
 		b.Fatal(err)
 	}
-	a, err := c.adapter(benchTenant, presence.Account1)
+	a, err := c.adapter(benchTenant, switchboard.SourceAccount1)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 // implements presence.Graph: delegated reads through the presence accounts
 // (username and password against the customer's tenant, where they are
 // guests) and application reads (client secret), and it turns every SDK
-// and Entra failure into a presence.SourceError whose reason a tenant
+// and Entra failure into a switchboard.SourceError whose reason a tenant
 // admin can act on.
 //
 // Only the request builders it uses are imported (communications and the
@@ -36,7 +36,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
-	"switchboard/handler/presence"
+	"switchboard/handler/switchboard"
 )
 
 // Scope is the Graph scope every token is asked for: whatever was
@@ -80,8 +80,6 @@ type Client struct {
 	mu       sync.Mutex
 	adapters map[string]*core.GraphRequestAdapterBase // by tenant and source
 }
-
-var _ presence.Graph = (*Client)(nil)
 
 // New returns a Client. It contacts nothing until used.
 func New(o Options) (*Client, error) {
@@ -133,7 +131,7 @@ func New(o Options) (*Client, error) {
 
 // adapter returns the request adapter of src in tenant, creating its
 // credential on first use. Credentials cache their tokens.
-func (c *Client) adapter(tenant string, src presence.Source) (*core.GraphRequestAdapterBase, error) {
+func (c *Client) adapter(tenant string, src switchboard.PresenceSource) (*core.GraphRequestAdapterBase, error) {
 	key := tenant + "/" + string(src)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -157,9 +155,9 @@ func (c *Client) adapter(tenant string, src presence.Source) (*core.GraphRequest
 	return a, nil
 }
 
-func (c *Client) credential(tenant string, src presence.Source) (azcore.TokenCredential, error) {
+func (c *Client) credential(tenant string, src switchboard.PresenceSource) (azcore.TokenCredential, error) {
 	if c.o.ClientID == "" {
-		return nil, &presence.SourceError{Source: src, Reason: presence.ReasonNotConfigured, Message: "the deployment has no presence app (PRESENCE_APP_CLIENT_ID is not set)"}
+		return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceNotConfigured, Message: "the deployment has no presence app (PRESENCE_APP_CLIENT_ID is not set)"}
 	}
 	client := azcore.ClientOptions{
 		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: c.o.AuthorityHost},
@@ -167,32 +165,32 @@ func (c *Client) credential(tenant string, src presence.Source) (azcore.TokenCre
 		Retry:     policy.RetryOptions{MaxRetries: 1},
 	}
 	switch src {
-	case presence.Account1, presence.Account2:
+	case switchboard.SourceAccount1, switchboard.SourceAccount2:
 		acc := c.o.Accounts[src.Account()-1]
 		if acc.UPN == "" || acc.Password == "" {
-			return nil, &presence.SourceError{Source: src, Reason: presence.ReasonNotConfigured, Message: fmt.Sprintf("presence account %d is not configured in this deployment", src.Account())}
+			return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceNotConfigured, Message: fmt.Sprintf("presence account %d is not configured in this deployment", src.Account())}
 		}
 		//lint:ignore SA1019 ROPC is how a guest presence account signs into the customer's tenant (seed 004); it cannot do MFA, which the status says.
 		return azidentity.NewUsernamePasswordCredential(tenant, c.o.ClientID, acc.UPN, acc.Password, &azidentity.UsernamePasswordCredentialOptions{
 			ClientOptions: client, DisableInstanceDiscovery: !c.o.PublicAuthority,
 		})
-	case presence.Application:
+	case switchboard.SourceApplication:
 		if c.o.ClientSecret == "" {
-			return nil, &presence.SourceError{Source: src, Reason: presence.ReasonNotConfigured, Message: "the deployment has no secret for the presence app (PRESENCE_APP_CLIENT_SECRET)"}
+			return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceNotConfigured, Message: "the deployment has no secret for the presence app (PRESENCE_APP_CLIENT_SECRET)"}
 		}
 		return azidentity.NewClientSecretCredential(tenant, c.o.ClientID, c.o.ClientSecret, &azidentity.ClientSecretCredentialOptions{
 			ClientOptions: client, DisableInstanceDiscovery: !c.o.PublicAuthority,
 		})
 	}
-	return nil, &presence.SourceError{Source: src, Reason: presence.ReasonNotConfigured, Message: "unknown source"}
+	return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceNotConfigured, Message: "unknown source"}
 }
 
 var errorMapping = abs.ErrorMappings{"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue}
 
 // Presences implements presence.Graph.
-func (c *Client) Presences(ctx context.Context, tenant string, src presence.Source, ids []string) ([]presence.Reading, error) {
-	if len(ids) == 0 || len(ids) > presence.MaxIDsPerCall {
-		return nil, &presence.SourceError{Source: src, Reason: presence.ReasonGraphError, Message: fmt.Sprintf("%d ids in one call: 1 to %d allowed", len(ids), presence.MaxIDsPerCall)}
+func (c *Client) Presences(ctx context.Context, tenant string, src switchboard.PresenceSource, ids []string) ([]switchboard.PresenceReading, error) {
+	if len(ids) == 0 || len(ids) > switchboard.MaxPresenceIDsPerCall {
+		return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError, Message: fmt.Sprintf("%d ids in one call: 1 to %d allowed", len(ids), switchboard.MaxPresenceIDsPerCall)}
 	}
 	a, err := c.adapter(tenant, src)
 	if err != nil {
@@ -208,14 +206,14 @@ func (c *Client) Presences(ctx context.Context, tenant string, src presence.Sour
 		return nil, classify(src, err)
 	}
 	if resp == nil {
-		return nil, &presence.SourceError{Source: src, Reason: presence.ReasonGraphError, Message: "Graph answered without a body"}
+		return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError, Message: "Graph answered without a body"}
 	}
-	out := make([]presence.Reading, 0, len(resp.GetValue()))
+	out := make([]switchboard.PresenceReading, 0, len(resp.GetValue()))
 	for _, p := range resp.GetValue() {
 		if p == nil || p.GetId() == nil {
 			continue
 		}
-		r := presence.Reading{UserID: *p.GetId(), Availability: deref(p.GetAvailability()), Activity: deref(p.GetActivity())}
+		r := switchboard.PresenceReading{UserID: *p.GetId(), Availability: deref(p.GetAvailability()), Activity: deref(p.GetActivity())}
 		if oof := p.GetOutOfOfficeSettings(); oof != nil && oof.GetIsOutOfOffice() != nil {
 			r.OutOfOffice = *oof.GetIsOutOfOffice()
 		}
@@ -231,16 +229,16 @@ func (c *Client) Presences(ctx context.Context, tenant string, src presence.Sour
 }
 
 // User implements presence.Graph.
-func (c *Client) User(ctx context.Context, tenant string, src presence.Source, upnOrID string) (presence.User, error) {
+func (c *Client) User(ctx context.Context, tenant string, src switchboard.PresenceSource, upnOrID string) (switchboard.DirectoryUser, error) {
 	a, err := c.adapter(tenant, src)
 	if err != nil {
-		return presence.User{}, classify(src, err)
+		return switchboard.DirectoryUser{}, classify(src, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	u, err := url.Parse(c.base + "/users/" + url.PathEscape(upnOrID) + "?$select=id,userPrincipalName,displayName")
 	if err != nil {
-		return presence.User{}, &presence.SourceError{Source: src, Reason: presence.ReasonUserNotFound, Message: "not a usable user name"}
+		return switchboard.DirectoryUser{}, &switchboard.SourceError{Source: src, Reason: switchboard.SourceUserNotFound, Message: "not a usable user name"}
 	}
 	ri := abs.NewRequestInformation()
 	ri.Method = abs.GET
@@ -250,15 +248,15 @@ func (c *Client) User(ctx context.Context, tenant string, src presence.Source, u
 	if err != nil {
 		se := classify(src, err)
 		if se.Status == http.StatusNotFound {
-			se.Reason, se.Message = presence.ReasonUserNotFound, fmt.Sprintf("no user %s in the tenant", upnOrID)
+			se.Reason, se.Message = switchboard.SourceUserNotFound, fmt.Sprintf("no user %s in the tenant", upnOrID)
 		}
-		return presence.User{}, se
+		return switchboard.DirectoryUser{}, se
 	}
 	user, ok := res.(models.Userable)
 	if !ok || user.GetId() == nil {
-		return presence.User{}, &presence.SourceError{Source: src, Reason: presence.ReasonGraphError, Message: "Graph answered without a user"}
+		return switchboard.DirectoryUser{}, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError, Message: "Graph answered without a user"}
 	}
-	return presence.User{ID: *user.GetId(), UserPrincipalName: deref(user.GetUserPrincipalName()), DisplayName: deref(user.GetDisplayName())}, nil
+	return switchboard.DirectoryUser{ID: *user.GetId(), UserPrincipalName: deref(user.GetUserPrincipalName()), DisplayName: deref(user.GetDisplayName())}, nil
 }
 
 func deref(s *string) string {

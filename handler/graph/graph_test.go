@@ -9,7 +9,7 @@ import (
 	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/graph"
 	"switchboard/handler/internal/testenv"
-	"switchboard/handler/presence"
+	"switchboard/handler/switchboard"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -71,7 +71,7 @@ func (e *simEnv) ids() []string {
 }
 
 func TestPresencesThroughEachSource(t *testing.T) {
-	for _, src := range presence.Sources {
+	for _, src := range switchboard.PresenceSources {
 		t.Run(string(src), func(t *testing.T) {
 			e := newSimEnv(t, fullyConsented, 3)
 			e.sim.SetPresence(tenantID, e.users[0].ID, "Busy", "InACall", false)
@@ -83,7 +83,7 @@ func TestPresencesThroughEachSource(t *testing.T) {
 			if len(got) != 3 {
 				t.Fatalf("%d readings, want 3 (the unknown id is not reported)", len(got))
 			}
-			want := map[string]presence.Reading{
+			want := map[string]switchboard.PresenceReading{
 				e.users[0].ID: {UserID: e.users[0].ID, Availability: "Busy", Activity: "InACall"},
 				e.users[1].ID: {UserID: e.users[1].ID, Availability: "Away", Activity: "OutOfOffice", OutOfOffice: true},
 				e.users[2].ID: {UserID: e.users[2].ID, Availability: "Available", Activity: "Available"},
@@ -101,55 +101,55 @@ func TestFailuresBecomeReasons(t *testing.T) {
 	cases := []struct {
 		name       string
 		tenant     graphsim.TenantOptions
-		src        presence.Source
+		src        switchboard.PresenceSource
 		setup      func(e *simEnv)
 		configure  func(*graph.Options)
 		tenantID   string
-		wantReason presence.Reason
+		wantReason switchboard.SourceReason
 		wantCode   string
 		wantStatus int
 		wantRetry  time.Duration
 	}{
-		{name: "account not invited as guest", tenant: graphsim.TenantOptions{DelegatedConsent: true, Guests: []string{account2}}, src: presence.Account1,
-			wantReason: presence.ReasonNotInvited, wantCode: "AADSTS50020"},
-		{name: "account unknown to Entra", tenant: fullyConsented, src: presence.Account1,
+		{name: "account not invited as guest", tenant: graphsim.TenantOptions{DelegatedConsent: true, Guests: []string{account2}}, src: switchboard.SourceAccount1,
+			wantReason: switchboard.SourceNotInvited, wantCode: "AADSTS50020"},
+		{name: "account unknown to Entra", tenant: fullyConsented, src: switchboard.SourceAccount1,
 			configure:  func(o *graph.Options) { o.Accounts[0].UPN = "ghost@switchboard.example" },
-			wantReason: presence.ReasonNotInvited, wantCode: "AADSTS50034"},
-		{name: "MFA required", tenant: fullyConsented, src: presence.Account2,
+			wantReason: switchboard.SourceNotInvited, wantCode: "AADSTS50034"},
+		{name: "MFA required", tenant: fullyConsented, src: switchboard.SourceAccount2,
 			setup:      func(e *simEnv) { e.sim.SetAccount(account2, password2, true) },
-			wantReason: presence.ReasonMFARequired, wantCode: "AADSTS50076"},
-		{name: "wrong password", tenant: fullyConsented, src: presence.Account1,
+			wantReason: switchboard.SourceMFARequired, wantCode: "AADSTS50076"},
+		{name: "wrong password", tenant: fullyConsented, src: switchboard.SourceAccount1,
 			configure:  func(o *graph.Options) { o.Accounts[0].Password = "stale" },
-			wantReason: presence.ReasonWrongPassword, wantCode: "AADSTS50126"},
-		{name: "delegated permissions not granted", tenant: graphsim.TenantOptions{Guests: []string{account1}}, src: presence.Account1,
-			wantReason: presence.ReasonPermissionNotGranted, wantCode: "AADSTS65001"},
-		{name: "application permission not granted", tenant: graphsim.TenantOptions{DelegatedConsent: true}, src: presence.Application,
-			wantReason: presence.ReasonPermissionNotGranted, wantStatus: http.StatusForbidden},
-		{name: "wrong client secret", tenant: fullyConsented, src: presence.Application,
+			wantReason: switchboard.SourceWrongPassword, wantCode: "AADSTS50126"},
+		{name: "delegated permissions not granted", tenant: graphsim.TenantOptions{Guests: []string{account1}}, src: switchboard.SourceAccount1,
+			wantReason: switchboard.SourcePermissionNotGranted, wantCode: "AADSTS65001"},
+		{name: "application permission not granted", tenant: graphsim.TenantOptions{DelegatedConsent: true}, src: switchboard.SourceApplication,
+			wantReason: switchboard.SourcePermissionNotGranted, wantStatus: http.StatusForbidden},
+		{name: "wrong client secret", tenant: fullyConsented, src: switchboard.SourceApplication,
 			configure:  func(o *graph.Options) { o.ClientSecret = "nope" },
-			wantReason: presence.ReasonAppMisconfigured, wantCode: "AADSTS7000215"},
-		{name: "public client flows off", tenant: fullyConsented, src: presence.Account1,
+			wantReason: switchboard.SourceAppMisconfigured, wantCode: "AADSTS7000215"},
+		{name: "public client flows off", tenant: fullyConsented, src: switchboard.SourceAccount1,
 			setup:      func(e *simEnv) { e.sim.AddApp(appID, appSecret, false) },
-			wantReason: presence.ReasonAppMisconfigured, wantCode: "AADSTS7000218"},
-		{name: "unknown tenant", tenant: fullyConsented, src: presence.Application, tenantID: "55555555-5555-5555-5555-555555555555",
-			wantReason: presence.ReasonSignInError, wantCode: "AADSTS90002"},
-		{name: "account not configured", tenant: fullyConsented, src: presence.Account2,
+			wantReason: switchboard.SourceAppMisconfigured, wantCode: "AADSTS7000218"},
+		{name: "unknown tenant", tenant: fullyConsented, src: switchboard.SourceApplication, tenantID: "55555555-5555-5555-5555-555555555555",
+			wantReason: switchboard.SourceSignInError, wantCode: "AADSTS90002"},
+		{name: "account not configured", tenant: fullyConsented, src: switchboard.SourceAccount2,
 			configure:  func(o *graph.Options) { o.Accounts[1] = graph.Account{} },
-			wantReason: presence.ReasonNotConfigured},
-		{name: "429 with Retry-After", tenant: fullyConsented, src: presence.Account1,
+			wantReason: switchboard.SourceNotConfigured},
+		{name: "429 with Retry-After", tenant: fullyConsented, src: switchboard.SourceAccount1,
 			setup:      func(e *simEnv) { e.sim.InjectFaults(tenantID, graphsim.Fault{Status: 429, RetryAfter: 7}, 1) },
-			wantReason: presence.ReasonThrottled, wantStatus: 429, wantRetry: 7 * time.Second},
-		{name: "503 with an HTML page", tenant: fullyConsented, src: presence.Application,
+			wantReason: switchboard.SourceThrottled, wantStatus: 429, wantRetry: 7 * time.Second},
+		{name: "503 with an HTML page", tenant: fullyConsented, src: switchboard.SourceApplication,
 			setup: func(e *simEnv) {
 				e.sim.InjectFaults(tenantID, graphsim.Fault{Status: 503, ContentType: "text/html", Body: "<html>busy</html>", RetryAfter: 3}, 1)
 			},
-			wantReason: presence.ReasonThrottled, wantStatus: 503, wantRetry: 3 * time.Second},
-		{name: "500", tenant: fullyConsented, src: presence.Account1,
+			wantReason: switchboard.SourceThrottled, wantStatus: 503, wantRetry: 3 * time.Second},
+		{name: "500", tenant: fullyConsented, src: switchboard.SourceAccount1,
 			setup:      func(e *simEnv) { e.sim.InjectFaults(tenantID, graphsim.Fault{Status: 500}, 1) },
-			wantReason: presence.ReasonGraphError, wantStatus: 500},
-		{name: "malformed JSON", tenant: fullyConsented, src: presence.Account1,
+			wantReason: switchboard.SourceGraphError, wantStatus: 500},
+		{name: "malformed JSON", tenant: fullyConsented, src: switchboard.SourceAccount1,
 			setup:      func(e *simEnv) { e.sim.InjectFaults(tenantID, graphsim.Fault{Malformed: true}, 1) },
-			wantReason: presence.ReasonGraphError},
+			wantReason: switchboard.SourceGraphError},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -166,9 +166,9 @@ func TestFailuresBecomeReasons(t *testing.T) {
 				tenant = tc.tenantID
 			}
 			_, err := e.client.Presences(context.Background(), tenant, tc.src, e.ids())
-			se, ok := err.(*presence.SourceError)
+			se, ok := err.(*switchboard.SourceError)
 			if !ok {
-				t.Fatalf("got %T %v, want a *presence.SourceError", err, err)
+				t.Fatalf("got %T %v, want a *switchboard.SourceError", err, err)
 			}
 			if se.Source != tc.src || se.Reason != tc.wantReason || (tc.wantCode != "" && se.Code != tc.wantCode) || se.Status != tc.wantStatus || se.RetryAfter != tc.wantRetry {
 				t.Errorf("got %s %s code %q status %d retry %v (%s), want %s %s code %q status %d retry %v",
@@ -187,8 +187,8 @@ func TestMoreThan650IDsRefused(t *testing.T) {
 	for i := range ids {
 		ids[i] = e.users[0].ID
 	}
-	_, err := e.client.Presences(context.Background(), tenantID, presence.Account1, ids)
-	if se, ok := err.(*presence.SourceError); !ok || se.Reason != presence.ReasonGraphError {
+	_, err := e.client.Presences(context.Background(), tenantID, switchboard.SourceAccount1, ids)
+	if se, ok := err.(*switchboard.SourceError); !ok || se.Reason != switchboard.SourceGraphError {
 		t.Errorf("got %v, want a Graph error", err)
 	}
 	if n := e.sim.Stats().GraphRequests; n != 0 {
@@ -201,19 +201,19 @@ func TestResolveUser(t *testing.T) {
 	cases := []struct {
 		name, key  string
 		wantID     string
-		wantReason presence.Reason
+		wantReason switchboard.SourceReason
 	}{
 		{"by UPN", e.users[1].UPN, e.users[1].ID, ""},
 		{"by UPN, other case", "AGENT2@CONTOSO.EXAMPLE", e.users[1].ID, ""},
 		{"by object id", e.users[0].ID, e.users[0].ID, ""},
-		{"no such user", "nobody@contoso.example", "", presence.ReasonUserNotFound},
-		{"a guest's UPN with #EXT#", "someone_fabrikam.example#EXT#@contoso.example", "", presence.ReasonUserNotFound},
+		{"no such user", "nobody@contoso.example", "", switchboard.SourceUserNotFound},
+		{"a guest's UPN with #EXT#", "someone_fabrikam.example#EXT#@contoso.example", "", switchboard.SourceUserNotFound},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			u, err := e.client.User(context.Background(), tenantID, presence.Account1, tc.key)
+			u, err := e.client.User(context.Background(), tenantID, switchboard.SourceAccount1, tc.key)
 			if tc.wantReason != "" {
-				if se, ok := err.(*presence.SourceError); !ok || se.Reason != tc.wantReason {
+				if se, ok := err.(*switchboard.SourceError); !ok || se.Reason != tc.wantReason {
 					t.Fatalf("got %v, want %s", err, tc.wantReason)
 				}
 				return
@@ -231,7 +231,7 @@ func TestResolveUser(t *testing.T) {
 func TestTokensAreCached(t *testing.T) {
 	e := newSimEnv(t, fullyConsented, 5)
 	for i := 0; i < 5; i++ {
-		if _, err := e.client.Presences(context.Background(), tenantID, presence.Account1, e.ids()); err != nil {
+		if _, err := e.client.Presences(context.Background(), tenantID, switchboard.SourceAccount1, e.ids()); err != nil {
 			t.Fatal(err)
 		}
 	}

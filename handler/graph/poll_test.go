@@ -155,22 +155,22 @@ func TestPollSourcesAgainstTheSimulator(t *testing.T) {
 		name       string
 		tenant     graphsim.TenantOptions
 		setup      func(*graphsim.Sim)
-		wantSource presence.Source // "" when nothing may be written
-		wantStatus map[presence.Source]presence.Reason
+		wantSource switchboard.PresenceSource // "" when nothing may be written
+		wantStatus map[switchboard.PresenceSource]switchboard.SourceReason
 	}{
-		{name: "account 1 works", tenant: fullyConsented, wantSource: presence.Account1,
-			wantStatus: map[presence.Source]presence.Reason{presence.Account1: ""}},
+		{name: "account 1 works", tenant: fullyConsented, wantSource: switchboard.SourceAccount1,
+			wantStatus: map[switchboard.PresenceSource]switchboard.SourceReason{switchboard.SourceAccount1: ""}},
 		{name: "account 1 needs MFA: account 2 takes over in the same poll", tenant: fullyConsented,
 			setup:      func(s *graphsim.Sim) { s.SetAccount(account1, password1, true) },
-			wantSource: presence.Account2,
-			wantStatus: map[presence.Source]presence.Reason{presence.Account1: presence.ReasonMFARequired, presence.Account2: ""}},
+			wantSource: switchboard.SourceAccount2,
+			wantStatus: map[switchboard.PresenceSource]switchboard.SourceReason{switchboard.SourceAccount1: switchboard.SourceMFARequired, switchboard.SourceAccount2: ""}},
 		{name: "neither account is a guest: application permission takes over", tenant: graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true},
-			wantSource: presence.Application,
-			wantStatus: map[presence.Source]presence.Reason{presence.Account1: presence.ReasonNotInvited, presence.Account2: presence.ReasonNotInvited, presence.Application: ""}},
+			wantSource: switchboard.SourceApplication,
+			wantStatus: map[switchboard.PresenceSource]switchboard.SourceReason{switchboard.SourceAccount1: switchboard.SourceNotInvited, switchboard.SourceAccount2: switchboard.SourceNotInvited, switchboard.SourceApplication: ""}},
 		{name: "nothing works: statuses recorded, nothing written", tenant: graphsim.TenantOptions{Guests: []string{account1}},
 			setup: func(s *graphsim.Sim) { s.SetAccount(account2, password2, true) },
-			wantStatus: map[presence.Source]presence.Reason{
-				presence.Account1: presence.ReasonPermissionNotGranted, presence.Account2: presence.ReasonNotInvited, presence.Application: presence.ReasonPermissionNotGranted}},
+			wantStatus: map[switchboard.PresenceSource]switchboard.SourceReason{
+				switchboard.SourceAccount1: switchboard.SourcePermissionNotGranted, switchboard.SourceAccount2: switchboard.SourceNotInvited, switchboard.SourceApplication: switchboard.SourcePermissionNotGranted}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -194,7 +194,7 @@ func TestPollSourcesAgainstTheSimulator(t *testing.T) {
 				}
 				for id, p := range got {
 					avail, act, _, _ := e.sim.Presence(tenantID, id)
-					if presence.Source(p.Source) != tc.wantSource || p.Availability != avail || p.Activity != act || p.Extended != tc.wantSource.Extended() {
+					if switchboard.PresenceSource(p.Source) != tc.wantSource || p.Availability != avail || p.Activity != act || p.Extended != tc.wantSource.Extended() {
 						t.Fatalf("reading %+v, want %s/%s through %s", p, avail, act, tc.wantSource)
 					}
 				}

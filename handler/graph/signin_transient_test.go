@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"switchboard/handler/graph"
-	"switchboard/handler/presence"
+	"switchboard/handler/switchboard"
 )
 
 // An Entra that cannot be reached or fails (5xx) says nothing about the
@@ -32,12 +32,12 @@ func TestSignInOutageDoesNotDisqualify(t *testing.T) {
 	cases := []struct {
 		name      string
 		authority string
-		src       presence.Source
+		src       switchboard.PresenceSource
 	}{
-		{"Entra unreachable, presence account", closed, presence.Account1},
-		{"Entra unreachable, application", closed, presence.Application},
-		{"Entra answers 503, presence account", failing.URL + "/", presence.Account2},
-		{"Entra answers 503, application", failing.URL + "/", presence.Application},
+		{"Entra unreachable, presence account", closed, switchboard.SourceAccount1},
+		{"Entra unreachable, application", closed, switchboard.SourceApplication},
+		{"Entra answers 503, presence account", failing.URL + "/", switchboard.SourceAccount2},
+		{"Entra answers 503, application", failing.URL + "/", switchboard.SourceApplication},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,9 +50,9 @@ func TestSignInOutageDoesNotDisqualify(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = c.Presences(context.Background(), tenantID, tc.src, []string{"66666666-6666-6666-6666-666666666666"})
-			se, ok := err.(*presence.SourceError)
+			se, ok := err.(*switchboard.SourceError)
 			if !ok {
-				t.Fatalf("got %T %v, want a *presence.SourceError", err, err)
+				t.Fatalf("got %T %v, want a *switchboard.SourceError", err, err)
 			}
 			if got, want := se.Disqualifies(), false; got != want {
 				t.Errorf("Disqualifies() = %v, want %v (%s: %s)", got, want, se.Reason, se.Message)

@@ -9,7 +9,6 @@ import (
 	abs "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 
-	"switchboard/handler/presence"
 	"switchboard/handler/switchboard"
 )
 
@@ -27,7 +26,7 @@ const maxMemberPages = 1000
 // sign-in failed otherwise (throttled, down, not configured).
 func (c *Client) TeamMembers(ctx context.Context, tenant, teamID string) ([]string, error) {
 	const op = "graph.TeamMembers"
-	src := presence.Application
+	src := switchboard.PresenceSource(switchboard.SourceApplication)
 	a, err := c.adapter(tenant, src)
 	if err != nil {
 		return nil, teamError(op, teamID, classify(src, err))
@@ -69,11 +68,11 @@ func (c *Client) TeamMembers(ctx context.Context, tenant, teamID string) ([]stri
 }
 
 // teamError turns a Graph failure of a member read into a domain error.
-func teamError(op, teamID string, se *presence.SourceError) error {
+func teamError(op, teamID string, se *switchboard.SourceError) error {
 	switch {
 	case se.Status == http.StatusNotFound:
 		return &switchboard.Error{Code: switchboard.ENOTFOUND, Op: op, Message: fmt.Sprintf("there is no Microsoft Teams team %s", teamID), Err: se}
-	case se.Status == http.StatusForbidden || se.Reason == presence.ReasonPermissionNotGranted:
+	case se.Status == http.StatusForbidden || se.Reason == switchboard.SourcePermissionNotGranted:
 		return &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: op, Err: se,
 			Message: fmt.Sprintf("Microsoft Graph refused to list the members of team %s: a tenant admin must grant the application permission TeamMember.Read.All to the presence app", teamID)}
 	}

@@ -25,28 +25,28 @@ type presenceClock = fakeclock.Clock
 // stubGraph answers every user as Available, except through failing
 // sources.
 type stubGraph struct {
-	fail map[presence.Source]*presence.SourceError
+	fail map[switchboard.PresenceSource]*switchboard.SourceError
 }
 
-func (g *stubGraph) Presences(ctx context.Context, tenant string, src presence.Source, ids []string) ([]presence.Reading, error) {
+func (g *stubGraph) Presences(ctx context.Context, tenant string, src switchboard.PresenceSource, ids []string) ([]switchboard.PresenceReading, error) {
 	if e := g.fail[src]; e != nil {
 		return nil, e
 	}
-	out := make([]presence.Reading, len(ids))
+	out := make([]switchboard.PresenceReading, len(ids))
 	for i, id := range ids {
-		out[i] = presence.Reading{UserID: id, Availability: switchboard.Busy, Activity: switchboard.ActivityInAMeeting}
+		out[i] = switchboard.PresenceReading{UserID: id, Availability: switchboard.Busy, Activity: switchboard.ActivityInAMeeting}
 	}
 	return out, nil
 }
 
-func (g *stubGraph) User(ctx context.Context, tenant string, src presence.Source, upn string) (presence.User, error) {
+func (g *stubGraph) User(ctx context.Context, tenant string, src switchboard.PresenceSource, upn string) (switchboard.DirectoryUser, error) {
 	if e := g.fail[src]; e != nil {
-		return presence.User{}, e
+		return switchboard.DirectoryUser{}, e
 	}
 	if upn == "nobody@contoso.example" {
-		return presence.User{}, &presence.SourceError{Source: src, Reason: presence.ReasonUserNotFound, Message: "no such user", Status: 404}
+		return switchboard.DirectoryUser{}, &switchboard.SourceError{Source: src, Reason: switchboard.SourceUserNotFound, Message: "no such user", Status: 404}
 	}
-	return presence.User{ID: "u-" + strings.SplitN(upn, "@", 2)[0], UserPrincipalName: upn, DisplayName: "Ada"}, nil
+	return switchboard.DirectoryUser{ID: "u-" + strings.SplitN(upn, "@", 2)[0], UserPrincipalName: upn, DisplayName: "Ada"}, nil
 }
 
 type stubTracked map[string][]string
@@ -76,7 +76,7 @@ type presenceEnv struct {
 
 func newPresenceEnv(t *testing.T, users []string) *presenceEnv {
 	t.Helper()
-	e := &presenceEnv{clock: fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)), graph: &stubGraph{fail: map[presence.Source]*presence.SourceError{}}}
+	e := &presenceEnv{clock: fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)), graph: &stubGraph{fail: map[switchboard.PresenceSource]*switchboard.SourceError{}}}
 	ctx := context.Background()
 	st, err := presence.NewStore(ctx, presence.StoreOptions{Tables: store.NewMemoryTables(), Now: e.clock.Now})
 	if err != nil {
@@ -193,7 +193,7 @@ func TestUserPresenceErrors(t *testing.T) {
 
 func TestPresenceTracking(t *testing.T) {
 	e := newPresenceEnv(t, []string{"u-1", "u-2", "u-3"})
-	e.graph.fail[presence.Account1] = &presence.SourceError{Reason: presence.ReasonMFARequired, Message: "the tenant requires MFA", Code: "AADSTS50076"}
+	e.graph.fail[switchboard.SourceAccount1] = &switchboard.SourceError{Reason: switchboard.SourceMFARequired, Message: "the tenant requires MFA", Code: "AADSTS50076"}
 	e.poll(t)
 	status, body := e.do(t, "GET", "/api/tenants/"+presenceTenant+"/presence-tracking", "")
 	if status != http.StatusOK {
@@ -245,7 +245,7 @@ func TestPresenceTrackingTest(t *testing.T) {
 	path := "/api/tenants/" + presenceTenant + "/presence-tracking/test"
 	cases := []struct {
 		name       string
-		fail       *presence.SourceError
+		fail       *switchboard.SourceError
 		body       string
 		wantStatus int
 		wantOK     any
@@ -254,7 +254,7 @@ func TestPresenceTrackingTest(t *testing.T) {
 	}{
 		{name: "account 1 reads the user", body: `{"upn":"ada@contoso.example","account":1}`, wantStatus: 200, wantOK: true},
 		{name: "no such user", body: `{"upn":"nobody@contoso.example","account":1}`, wantStatus: 200, wantOK: false, wantReason: "user-not-found"},
-		{name: "account 1 not invited", fail: &presence.SourceError{Reason: presence.ReasonNotInvited, Message: "not a guest", Code: "AADSTS50020"},
+		{name: "account 1 not invited", fail: &switchboard.SourceError{Reason: switchboard.SourceNotInvited, Message: "not a guest", Code: "AADSTS50020"},
 			body: `{"upn":"ada@contoso.example","account":1}`, wantStatus: 200, wantOK: false, wantReason: "not-invited"},
 		{name: "account 2 not configured", body: `{"upn":"ada@contoso.example","account":2}`, wantStatus: 400, wantField: "account"},
 		{name: "account 3", body: `{"upn":"ada@contoso.example","account":3}`, wantStatus: 400, wantField: "account"},
@@ -264,9 +264,9 @@ func TestPresenceTrackingTest(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			delete(e.graph.fail, presence.Account1)
+			delete(e.graph.fail, switchboard.SourceAccount1)
 			if tc.fail != nil {
-				e.graph.fail[presence.Account1] = tc.fail
+				e.graph.fail[switchboard.SourceAccount1] = tc.fail
 			}
 			status, body := e.do(t, "POST", path, tc.body)
 			if status != tc.wantStatus {

@@ -8,6 +8,8 @@ import (
 
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
+
+	"switchboard/handler/job"
 )
 
 // Report says what one housekeeping run did.
@@ -30,15 +32,9 @@ func (r Report) String() string {
 		r.Services, r.FullScans, r.Expired, r.TimedOut, r.Resent, r.IndexRepaired, r.CountersFixed, r.Deleted, r.StoppedAtDeadline)
 }
 
-// deadlineNear reports whether ctx ends within a few seconds: a service is
-// not started then.
-func deadlineNear(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	d, ok := ctx.Deadline()
-	return ok && time.Until(d) < 3*time.Second
-}
+// stopBefore is how close to the housekeeping run's deadline work stops
+// and leaves the rest to the next run: a service is not started then.
+const stopBefore = 3 * time.Second
 
 // Housekeep visits every service that has had tasks and:
 //   - expires waiting tasks whose deadline passed more than ExpiryGrace ago
@@ -57,7 +53,7 @@ func (s *Service) Housekeep(ctx context.Context) (Report, error) {
 	var rep Report
 	var errs []error
 	err := store.QueryAll(ctx, s.table, store.Query{PartitionKey: registryPK}, func(e store.Entity) error {
-		if deadlineNear(ctx) {
+		if job.Near(ctx, stopBefore) {
 			rep.StoppedAtDeadline = true
 			return errStop
 		}

@@ -5,7 +5,8 @@ import (
 	"encoding/base64"
 	"slices"
 	"strings"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -140,17 +141,17 @@ func (s *Service) listOpen(ctx context.Context, pk string, o ListOptions, after 
 	}
 	tasks := make([]Task, len(ids))
 	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
+	// Each read keeps its own error: a task deleted meanwhile (ENOTFOUND)
+	// is skipped below, not a failure of the page.
+	var g errgroup.Group
+	g.SetLimit(8)
 	for i, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			tasks[i], errs[i] = s.getTask(ctx, pk, id)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	for i, t := range tasks {
 		if switchboard.IsCode(errs[i], switchboard.ENOTFOUND) {
 			continue

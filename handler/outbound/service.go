@@ -3,6 +3,7 @@ package outbound
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -496,73 +497,20 @@ func (s *Service) send(ctx context.Context, t Task, now time.Time) (int64, error
 // number, for cancelling), unless the task moved on meanwhile. It returns
 // the stored task.
 func (s *Service) markSent(ctx context.Context, t Task, seq int64) (Task, bool) {
-	pk := partition(t.TenantID, t.ServiceID)
-	for range 5 {
-		cur, err := s.getTask(ctx, pk, t.ID)
-		if err != nil || cur.Try != t.Try || !cur.SendPending {
-			return Task{}, false
-		}
-		cur.SendPending = false
-		cur.SequenceNumber = seq
-		etag, err := s.table.Update(ctx, taskEntity(cur), cur.etag)
-		if err == nil {
-			cur.etag = etag
-			return cur, true
-		}
-		if !switchboard.IsCode(err, switchboard.EPRECONDITION) {
+	sent, err := s.move(ctx, taskMove{op: "outbound.markSent", pk: partition(t.TenantID, t.ServiceID), id: t.ID, tries: 5, markOnly: true,
+		decide: func(cur Task) (Task, bool, error) {
+			if cur.Try != t.Try || !cur.SendPending {
+				return Task{}, false, errMovedOn
+			}
+			cur.SendPending = false
+			cur.SequenceNumber = seq
+			return cur, true, nil
+		},
+		failed: func(err error) {
 			s.o.Log.Warn("outbound: could not record a sent message; housekeeping may send it again (harmless)", "task", t.ID, "err", err)
-			return Task{}, false
-		}
-	}
-	return Task{}, false
-}
-
-// finish moves cur (as read, with its ETag) to a final state and frees its
-// slot: the task, counter-1 and the open row's deletion in one batch.
-// Returns EPRECONDITION when the task changed since cur was read.
-func (s *Service) finish(ctx context.Context, cur Task, state, note string) (Task, error) {
-	const op = "outbound.finish"
-	pk := partition(cur.TenantID, cur.ServiceID)
-	unlock := s.lock(pk)
-	defer unlock()
-	for range maxWriteRetries {
-		now := s.now()
-		next := cur
-		next.State, next.Note, next.UpdatedAt, next.EndedAt, next.SendPending = state, note, now, now, false
-		ops := []store.Op{{Kind: store.OpUpdate, Entity: taskEntity(next), IfMatch: cur.etag}}
-		if cur.Slot() {
-			c, err := s.readCounter(ctx, pk)
-			if err != nil {
-				return Task{}, err
-			}
-			if c.exists {
-				ops = append(ops, c.op(pk, c.count-1))
-			}
-			if _, err := s.table.Get(ctx, pk, openKey(cur.ID)); err == nil {
-				ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: openKey(cur.ID)}, IfMatch: "*"})
-			}
-		}
-		err := s.table.Batch(ctx, ops)
-		if err == nil {
-			// Read back for the new ETag (batches return none).
-			if stored, gerr := s.getTask(ctx, pk, cur.ID); gerr == nil {
-				return stored, nil
-			}
-			return next, nil
-		}
-		if !switchboard.IsCode(err, switchboard.EPRECONDITION) && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
-			return Task{}, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
-		}
-		// The counter or the task changed: only the latter matters.
-		again, gerr := s.getTask(ctx, pk, cur.ID)
-		if gerr != nil {
-			return Task{}, gerr
-		}
-		if again.etag != cur.etag {
-			return again, switchboard.Errorf(switchboard.EPRECONDITION, op, "task %s changed meanwhile", cur.ID)
-		}
-	}
-	return Task{}, switchboard.Errorf(switchboard.EUNAVAILABLE, op, "too much contention on the task counter; retry")
+		},
+	})
+	return sent, err == nil
 }
 
 // update writes cur's changes (next) to the task and its open row in one
@@ -595,38 +543,38 @@ func (s *Service) Cancel(ctx context.Context, tenant, service, id string) (Task,
 		return Task{}, err
 	}
 	pk := partition(tenant, service)
-	for range maxWriteRetries {
-		cur, err := s.getTask(ctx, pk, id)
-		if err != nil {
-			return Task{}, err
-		}
-		switch cur.State {
-		case StateCancelled:
-			return cur, nil
-		case StateInProgress:
-			return Task{}, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-in-progress", Message: "task " + id + " is in progress with an agent and cannot be cancelled; complete it instead"}
-		case StateScheduled, StateQueued:
-		default:
-			return Task{}, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-finished", Message: "task " + id + " has already ended (" + cur.State + ")"}
-		}
-		done, err := s.finish(ctx, cur, StateCancelled, "cancelled by the caller")
-		if switchboard.IsCode(err, switchboard.EPRECONDITION) {
-			continue
-		}
-		if err != nil {
-			return Task{}, err
-		}
-		if cur.SequenceNumber > 0 && s.o.Queue != nil {
-			if err := s.o.Queue.Cancel(ctx, s.o.QueueName, cur.SequenceNumber); err != nil {
-				// The message, when it comes, finds the task cancelled.
-				s.o.Log.Warn("outbound: scheduled message not cancelled; it will be dropped when delivered", "task", id, "err", err)
+	var cur Task // the task as read before the write that cancelled it
+	done, err := s.move(ctx, taskMove{op: op, pk: pk, id: id, tries: maxWriteRetries,
+		decide: func(c Task) (Task, bool, error) {
+			switch {
+			case c.State == StateCancelled:
+				return c, false, errAlreadyDone
+			case canMove(c.State, StateCancelled):
+				cur = c
+				return ended(c, StateCancelled, "cancelled by the caller", s.now()), true, nil
+			case c.State == StateInProgress:
+				return Task{}, false, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-in-progress", Message: "task " + id + " is in progress with an agent and cannot be cancelled; complete it instead"}
+			default:
+				return Task{}, false, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-finished", Message: "task " + id + " has already ended (" + c.State + ")"}
 			}
-		}
-		// A worker may have reserved an agent an instant before.
-		s.release(ctx, cur)
+		}})
+	switch {
+	case errors.Is(err, errAlreadyDone):
 		return done, nil
+	case switchboard.IsCode(err, switchboard.EPRECONDITION):
+		return Task{}, switchboard.Errorf(switchboard.EUNAVAILABLE, op, "task %s keeps changing; retry", id)
+	case err != nil:
+		return Task{}, err
 	}
-	return Task{}, switchboard.Errorf(switchboard.EUNAVAILABLE, op, "task %s keeps changing; retry", id)
+	if cur.SequenceNumber > 0 && s.o.Queue != nil {
+		if err := s.o.Queue.Cancel(ctx, s.o.QueueName, cur.SequenceNumber); err != nil {
+			// The message, when it comes, finds the task cancelled.
+			s.o.Log.Warn("outbound: scheduled message not cancelled; it will be dropped when delivered", "task", id, "err", err)
+		}
+	}
+	// A worker may have reserved an agent an instant before.
+	s.release(ctx, cur)
+	return done, nil
 }
 
 // Complete ends an InProgress task with outcome Completed or Failed and
@@ -653,60 +601,65 @@ func (s *Service) Complete(ctx context.Context, tenant, service, id, outcome, no
 		return Task{}, err
 	}
 	pk := partition(tenant, service)
-	for range maxWriteRetries {
-		cur, err := s.getTask(ctx, pk, id)
-		if err != nil {
-			return Task{}, err
-		}
-		if cur.State != StateInProgress {
-			if cur.State == outcome && cur.Note == note {
-				return cur, nil
+	requeued := false
+	done, err := s.move(ctx, taskMove{op: op, pk: pk, id: id, tries: maxWriteRetries,
+		decide: func(cur Task) (Task, bool, error) {
+			if !canMove(cur.State, outcome) {
+				if cur.State == outcome && cur.Note == note {
+					return cur, false, errAlreadyDone
+				}
+				return Task{}, false, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-not-in-progress", Message: "task " + id + " is " + cur.State + ", not InProgress"}
 			}
-			return Task{}, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-not-in-progress", Message: "task " + id + " is " + cur.State + ", not InProgress"}
-		}
-		// The agent goes first: a task left InProgress by a failed write
-		// can be completed again, an agent left held could not.
-		if err := s.o.Router.Release(ctx, tenant, conversationID(cur.ID, cur.Attempts)); err != nil {
-			return Task{}, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
-		}
-		var done Task
-		if outcome == OutcomeFailed && cur.Attempts < cur.MaxAttempts {
-			done, err = s.requeue(ctx, cur, note)
-		} else {
-			done, err = s.finish(ctx, cur, outcome, note)
-		}
-		if switchboard.IsCode(err, switchboard.EPRECONDITION) {
-			continue
-		}
-		return done, err
+			// The agent goes first: a task left InProgress by a failed
+			// write can be completed again, an agent left held could not.
+			if err := s.o.Router.Release(ctx, tenant, conversationID(cur.ID, cur.Attempts)); err != nil {
+				return Task{}, false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+			}
+			now := s.now()
+			requeued = outcome == OutcomeFailed && cur.Attempts < cur.MaxAttempts
+			if requeued {
+				return requeuedTask(cur, note, now), true, nil
+			}
+			return ended(cur, outcome, note, now), true, nil
+		}})
+	switch {
+	case errors.Is(err, errAlreadyDone):
+		return done, nil
+	case switchboard.IsCode(err, switchboard.EPRECONDITION):
+		return Task{}, switchboard.Errorf(switchboard.EUNAVAILABLE, op, "task %s keeps changing; retry", id)
+	case err != nil:
+		return Task{}, err
 	}
-	return Task{}, switchboard.Errorf(switchboard.EUNAVAILABLE, op, "task %s keeps changing; retry", id)
+	if requeued {
+		return s.sendRequeued(ctx, done), nil
+	}
+	return done, nil
 }
 
-// requeue puts an InProgress task whose attempt failed back in the queue
-// for its next attempt, with a fresh queue time.
-func (s *Service) requeue(ctx context.Context, cur Task, note string) (Task, error) {
-	now := s.now()
+// requeuedTask is an InProgress task whose attempt failed, back in the
+// queue for its next attempt with a fresh queue time.
+func requeuedTask(cur Task, note string, now time.Time) Task {
 	next := cur
 	next.State, next.Note, next.UpdatedAt = StateQueued, note, now
 	next.QueuedAt, next.Deadline = now, now.Add(time.Duration(cur.MaxQueueTimeSeconds)*time.Second)
 	next.Try, next.NextTryAt, next.SendPending, next.SequenceNumber = cur.Try+1, now, true, 0
 	next.Agent = ""
-	next, err := s.update(ctx, cur, next)
-	if err != nil {
-		return Task{}, err
-	}
-	seq, err := s.send(ctx, next, now)
+	return next
+}
+
+// sendRequeued sends the message of a requeued task's new try.
+func (s *Service) sendRequeued(ctx context.Context, next Task) Task {
+	seq, err := s.send(ctx, next, next.UpdatedAt)
 	if err != nil {
 		// Housekeeping sends it once ResendAfter has passed.
-		s.o.Log.Warn("outbound: requeued task not sent; housekeeping will send it", "task", cur.ID, "err", err)
-		return next, nil
+		s.o.Log.Warn("outbound: requeued task not sent; housekeeping will send it", "task", next.ID, "err", err)
+		return next
 	}
 	if sent, ok := s.markSent(ctx, next, seq); ok {
-		return sent, nil
+		return sent
 	}
 	next.SendPending = false
-	return next, nil
+	return next
 }
 
 // release ends the routing conversation of t's current attempt.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -139,39 +140,63 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 		w.Ahead++
 	}
 
-	for range maxWriteRetries {
-		agent, err := s.assign(ctx, t)
-		if err != nil {
-			return w, err
-		}
-		if agent != "" {
-			w.Action, w.Agent = ActionAssigned, agent
+	// Assign the task, or start its next try; when a concurrent delivery
+	// or a cancel changed it meanwhile, look again.
+	const (
+		assigned = iota + 1
+		expired
+		stale
+	)
+	var outcome int
+	var agent string
+	var nextTry time.Time
+	round := 0
+	n, err := s.move(ctx, taskMove{op: "outbound.Handle", pk: pk, id: m.TaskID, from: &t, tries: maxWriteRetries,
+		decide: func(cur Task) (Task, bool, error) {
+			if round++; round > 1 && (!cur.waiting() || cur.Try != m.Try) {
+				outcome = stale
+				return cur, false, nil
+			}
+			a, err := s.assign(ctx, cur)
+			if err != nil {
+				return Task{}, false, err
+			}
+			if a != "" {
+				outcome, agent = assigned, a
+				return cur, false, nil
+			}
+			if !now.Before(cur.Deadline) {
+				outcome = expired
+				return cur, false, nil
+			}
+			nextTry = now.Add(s.o.RetryInterval)
+			if s.o.ServedByLine {
+				nextTry = cur.Deadline // distribution assigns it when an agent is freed
+			}
+			if nextTry.After(cur.Deadline) {
+				nextTry = cur.Deadline
+			}
+			return startTry(cur, nextTry, s.now()), true, nil
+		}})
+	switch {
+	case switchboard.IsCode(err, switchboard.EPRECONDITION):
+		if !n.waiting() || n.Try != m.Try {
+			w.Action, w.Detail = ActionStale, "task changed meanwhile ("+n.State+")"
 			return w, nil
 		}
-		if !now.Before(t.Deadline) {
-			return s.expire(ctx, t, w)
-		}
-		next := now.Add(s.o.RetryInterval)
-		if s.o.ServedByLine {
-			next = t.Deadline // distribution assigns it when an agent is freed
-		}
-		if next.After(t.Deadline) {
-			next = t.Deadline
-		}
-		w, err = s.wait(ctx, t, next, w)
-		if !switchboard.IsCode(err, switchboard.EPRECONDITION) {
-			return w, err
-		}
-		// Changed meanwhile (a concurrent delivery, a cancel): look again.
-		if t, err = s.getTask(ctx, pk, m.TaskID); err != nil {
-			return w, err
-		}
-		if !t.waiting() || t.Try != m.Try {
-			w.Action, w.Detail = ActionStale, "task changed meanwhile ("+t.State+")"
-			return w, nil
-		}
+		return w, switchboard.Errorf(switchboard.EUNAVAILABLE, "outbound.Handle", "task %s keeps changing", m.TaskID)
+	case err != nil:
+		return w, err
+	case outcome == assigned:
+		w.Action, w.Agent = ActionAssigned, agent
+		return w, nil
+	case outcome == expired:
+		return s.expire(ctx, n, w)
+	case outcome == stale:
+		w.Action, w.Detail = ActionStale, "task changed meanwhile ("+n.State+")"
+		return w, nil
 	}
-	return w, switchboard.Errorf(switchboard.EUNAVAILABLE, "outbound.Handle", "task %s keeps changing", m.TaskID)
+	return s.sendTry(ctx, n, nextTry, w)
 }
 
 // waiting reports whether the task waits for an agent (or for its due
@@ -241,36 +266,41 @@ func (s *Service) assign(ctx context.Context, t Task) (string, error) {
 		return "", nil
 	}
 	agent := d.Agents[0].UserID
-	pk := partition(t.TenantID, t.ServiceID)
-	cur := t
-	for range 5 {
-		now := s.now()
-		next := cur
-		next.State, next.Agent, next.Attempts, next.AssignedAt, next.UpdatedAt = StateInProgress, agent, attempt, now, now
-		next.SendPending = false
-		_, err := s.update(ctx, cur, next)
-		if err == nil {
-			return agent, nil
-		}
-		if !switchboard.IsCode(err, switchboard.EPRECONDITION) {
-			s.releaseConv(ctx, t.TenantID, conv)
-			return "", err
-		}
-		if cur, err = s.getTask(ctx, pk, t.ID); err != nil {
-			return "", err
-		}
-		if cur.State == StateInProgress && cur.Attempts == attempt {
-			// Another delivery of the same try got there first, with the
-			// same hold (the routing engine answers a conversation asked
-			// again with its hold): nothing to undo.
-			return cur.Agent, nil
-		}
-		if !cur.waiting() || cur.Attempts+1 != attempt {
-			break // cancelled, expired or moved on: give the agent back
-		}
+	round := 0
+	cur, err := s.move(ctx, taskMove{op: "outbound.assign", pk: partition(t.TenantID, t.ServiceID), id: t.ID, from: &t, tries: 5,
+		decide: func(cur Task) (Task, bool, error) {
+			if round++; round > 1 {
+				if cur.State == StateInProgress && cur.Attempts == attempt {
+					// Another delivery of the same try got there first,
+					// with the same hold (the routing engine answers a
+					// conversation asked again with its hold): nothing to
+					// undo.
+					return cur, false, nil
+				}
+				if !cur.waiting() || cur.Attempts+1 != attempt {
+					return Task{}, false, errMovedOn // cancelled, expired or moved on
+				}
+			}
+			now := s.now()
+			next := cur
+			next.State, next.Agent, next.Attempts, next.AssignedAt, next.UpdatedAt = StateInProgress, agent, attempt, now, now
+			next.SendPending = false
+			return next, true, nil
+		},
+		failed: func(error) { s.releaseConv(ctx, t.TenantID, conv) },
+	})
+	switch {
+	case err == nil:
+		return cur.Agent, nil
+	case switchboard.IsCode(err, switchboard.EPRECONDITION) && cur.State == StateInProgress && cur.Attempts == attempt:
+		return cur.Agent, nil // as above, seen on the last read
+	case errors.Is(err, errMovedOn), switchboard.IsCode(err, switchboard.EPRECONDITION):
+		// Give the agent back.
+		s.releaseConv(ctx, t.TenantID, conv)
+		return "", nil
+	default:
+		return "", err // the write failed (the hold is released) or the read did
 	}
-	s.releaseConv(ctx, t.TenantID, conv)
-	return "", nil
 }
 
 func (s *Service) releaseConv(ctx context.Context, tenant, conv string) {
@@ -283,17 +313,27 @@ func (s *Service) releaseConv(ctx context.Context, tenant, conv string) {
 // with its new try is written first, then the message is sent. Returns
 // EPRECONDITION when the task changed since t was read.
 func (s *Service) wait(ctx context.Context, t Task, next time.Time, w Work) (Work, error) {
-	now := s.now()
+	n, err := s.move(ctx, taskMove{op: "outbound.wait", pk: partition(t.TenantID, t.ServiceID), id: t.ID, from: &t, tries: 1,
+		decide: func(cur Task) (Task, bool, error) { return startTry(cur, next, s.now()), true, nil }})
+	if err != nil {
+		return w, err
+	}
+	return s.sendTry(ctx, n, next, w)
+}
+
+// startTry is t with its next try, due at next (Queued once due).
+func startTry(t Task, next, now time.Time) Task {
 	n := t
 	if !t.DueAt.After(now) {
 		n.State = StateQueued
 	}
 	n.Try, n.NextTryAt, n.SendPending, n.SequenceNumber, n.UpdatedAt = t.Try+1, next, true, 0, now
-	n, err := s.update(ctx, t, n)
-	if err != nil {
-		return w, err
-	}
-	seq, err := s.send(ctx, n, now)
+	return n
+}
+
+// sendTry sends the message of n's new try, written with it pending.
+func (s *Service) sendTry(ctx context.Context, n Task, next time.Time, w Work) (Work, error) {
+	seq, err := s.send(ctx, n, n.UpdatedAt)
 	if err != nil {
 		// Fails the invocation: the redelivered message (try n-1) finds
 		// the send pending and makes it.

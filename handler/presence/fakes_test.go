@@ -24,12 +24,12 @@ func newClock() *clock { return fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 
 // fakeGraph is an in-memory Graph.
 type fakeGraph struct {
 	mu       sync.Mutex
-	presence map[string]Reading
-	users    map[string]User // by UPN
+	presence map[string]switchboard.PresenceReading
+	users    map[string]switchboard.DirectoryUser // by UPN
 	// fail makes every call through a source fail.
-	fail map[Source]*SourceError
+	fail map[switchboard.PresenceSource]*switchboard.SourceError
 	// failIf fails a call when it returns non-nil (after fail).
-	failIf func(src Source, ids []string) error
+	failIf func(src switchboard.PresenceSource, ids []string) error
 	// throttle answers the first n calls with 429.
 	throttle   int
 	retryAfter time.Duration
@@ -40,42 +40,42 @@ type fakeGraph struct {
 }
 
 type fakeCall struct {
-	src Source
+	src switchboard.PresenceSource
 	ids int
 	set []string
 }
 
 func newFakeGraph() *fakeGraph {
-	return &fakeGraph{presence: map[string]Reading{}, users: map[string]User{}, fail: map[Source]*SourceError{}}
+	return &fakeGraph{presence: map[string]switchboard.PresenceReading{}, users: map[string]switchboard.DirectoryUser{}, fail: map[switchboard.PresenceSource]*switchboard.SourceError{}}
 }
 
 func (g *fakeGraph) set(id, availability, activity string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.presence[id] = Reading{UserID: id, Availability: availability, Activity: activity}
+	g.presence[id] = switchboard.PresenceReading{UserID: id, Availability: availability, Activity: activity}
 }
 
-func (g *fakeGraph) Presences(ctx context.Context, tenant string, src Source, ids []string) ([]Reading, error) {
+func (g *fakeGraph) Presences(ctx context.Context, tenant string, src switchboard.PresenceSource, ids []string) ([]switchboard.PresenceReading, error) {
 	g.mu.Lock()
 	g.calls = append(g.calls, fakeCall{src, len(ids), slices.Clone(ids)})
 	if g.clock != nil && g.latency > 0 {
 		g.clock.Advance(g.latency)
 	}
-	if len(ids) > MaxIDsPerCall {
+	if len(ids) > switchboard.MaxPresenceIDsPerCall {
 		g.mu.Unlock()
-		return nil, &SourceError{Source: src, Reason: ReasonGraphError, Message: "too many ids", Status: 400}
+		return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError, Message: "too many ids", Status: 400}
 	}
 	if g.throttle > 0 {
 		g.throttle--
 		g.mu.Unlock()
-		return nil, &SourceError{Source: src, Reason: ReasonThrottled, Message: "throttled", Status: 429, RetryAfter: g.retryAfter}
+		return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceThrottled, Message: "throttled", Status: 429, RetryAfter: g.retryAfter}
 	}
 	if e := g.fail[src]; e != nil {
 		g.mu.Unlock()
 		return nil, e
 	}
 	failIf := g.failIf
-	var out []Reading
+	var out []switchboard.PresenceReading
 	for _, id := range ids {
 		if r, ok := g.presence[id]; ok {
 			out = append(out, r)
@@ -90,15 +90,15 @@ func (g *fakeGraph) Presences(ctx context.Context, tenant string, src Source, id
 	return out, nil
 }
 
-func (g *fakeGraph) User(ctx context.Context, tenant string, src Source, upn string) (User, error) {
+func (g *fakeGraph) User(ctx context.Context, tenant string, src switchboard.PresenceSource, upn string) (switchboard.DirectoryUser, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if e := g.fail[src]; e != nil {
-		return User{}, e
+		return switchboard.DirectoryUser{}, e
 	}
 	u, ok := g.users[upn]
 	if !ok {
-		return User{}, &SourceError{Source: src, Reason: ReasonUserNotFound, Message: "no such user", Status: 404}
+		return switchboard.DirectoryUser{}, &switchboard.SourceError{Source: src, Reason: switchboard.SourceUserNotFound, Message: "no such user", Status: 404}
 	}
 	return u, nil
 }

@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
 )
 
 // Table names.
@@ -171,7 +173,7 @@ func parseShardRowKey(rk string) (gen int64, shard int, ok bool) {
 	return gen, int(sh), true
 }
 
-func sourceRowKey(src Source) string { return sourceRowPref + string(src) }
+func sourceRowKey(src switchboard.PresenceSource) string { return sourceRowPref + string(src) }
 
 func newVersion() string {
 	b := make([]byte, 8)
@@ -184,14 +186,14 @@ type stored struct {
 	Availability string
 	Activity     string
 	OutOfOffice  bool
-	Source       Source
+	Source       switchboard.PresenceSource
 	ChangedAt    time.Time
 }
 
 // differs reports whether a new reading through src is a change worth
 // writing: other values, or a switch between extended and basic (which
 // changes what routing may conclude from the same values).
-func (s stored) differs(r Reading, src Source) bool {
+func (s stored) differs(r switchboard.PresenceReading, src switchboard.PresenceSource) bool {
 	return s.Availability != r.Availability || s.Activity != r.Activity || s.OutOfOffice != r.OutOfOffice ||
 		s.Source.Extended() != src.Extended()
 }
@@ -211,7 +213,7 @@ func storedFromEntity(e store.Entity) stored {
 		Availability: e.String("Availability"),
 		Activity:     e.String("Activity"),
 		OutOfOffice:  e.Bool("OutOfOffice"),
-		Source:       Source(e.String("Source")),
+		Source:       switchboard.PresenceSource(e.String("Source")),
 		ChangedAt:    e.Time("ChangedAt"),
 	}
 }
@@ -226,7 +228,7 @@ type shardState struct {
 	// it and pollers do not trust what they hold.
 	Pending        string
 	ConfirmedAt    time.Time
-	Source         Source
+	Source         switchboard.PresenceSource
 	Users          int
 	FannedOutUntil time.Time
 }
@@ -236,14 +238,15 @@ func shardStateFromEntity(e store.Entity) shardState {
 		Version:        e.String("Version"),
 		Pending:        e.String("Pending"),
 		ConfirmedAt:    e.Time("ConfirmedAt"),
-		Source:         Source(e.String("Source")),
+		Source:         switchboard.PresenceSource(e.String("Source")),
 		Users:          int(e.Int64("Users")),
 		FannedOutUntil: e.Time("FannedOutUntil"),
 	}
 }
 
 func layoutFromEntity(e store.Entity) layout {
-	l := layout{Gen: e.Int64("Gen"), Shards: int(e.Int64("Shards")), NextGen: e.Int64("NextGen"), NextShards: int(e.Int64("NextShards")), MaxGen: e.Int64("MaxGen")}
+	l := layout{Gen: e.Int64("Gen"), Shards: int(e.Int64("Shards")), NextGen: e.Int64("NextGen"), NextShards: int(e.Int64("NextShards")),
+		MaxGen: e.Int64("MaxGen")}
 	if g := e.String("Garbage"); g != "" {
 		_ = json.Unmarshal([]byte(g), &l.Garbage)
 	}
@@ -274,4 +277,81 @@ func (l layout) entity(tenant string) store.Entity {
 		"MaxGen":     l.MaxGen,
 		"Garbage":    garbage,
 	}}
+}
+
+// collectGarbage deletes the rows of retired and abandoned generations
+// until done or until the deadline, and records what is left.
+func (s *Store) collectGarbage(ctx context.Context, tenant string, deadline time.Time) error {
+	tc := s.cache(tenant)
+	tc.load.Lock()
+	defer tc.load.Unlock()
+	tc.mu.RLock()
+	lay := tc.lay
+	tc.mu.RUnlock()
+	if len(lay.Garbage) == 0 {
+		return nil
+	}
+	var left []genShards
+	for _, gs := range lay.Garbage {
+		if gs.Gen == lay.Gen || gs.Gen == lay.NextGen {
+			continue // never delete what is in use
+		}
+		if !s.now().Before(deadline) {
+			left = append(left, gs)
+			continue
+		}
+		if err := s.deleteGeneration(ctx, tenant, gs, deadline); err != nil {
+			s.log.Warn("presence: deleting a retired generation failed", "tenant", tenant, "gen", gs.Gen, "err", err)
+			left = append(left, gs)
+		}
+	}
+	e, err := s.state.Get(ctx, tenant, rowLayout)
+	if err != nil {
+		return err
+	}
+	cur := layoutFromEntity(e)
+	if cur.Gen != lay.Gen || cur.NextGen != lay.NextGen {
+		return nil // someone relaid out meanwhile: their Garbage wins
+	}
+	cur.Garbage = left
+	if _, err := s.state.Update(ctx, cur.entity(tenant), e.ETag); err != nil {
+		return err
+	}
+	tc.mu.Lock()
+	tc.lay.Garbage = left
+	tc.mu.Unlock()
+	return nil
+}
+
+func (s *Store) deleteGeneration(ctx context.Context, tenant string, gs genShards, deadline time.Time) error {
+	for i := 0; i < partitionsFor(gs.Shards); i++ {
+		if !s.now().Before(deadline) {
+			return fmt.Errorf("deadline reached at partition %d of %d", i, partitionsFor(gs.Shards))
+		}
+		var ops []store.Op
+		err := store.QueryAll(ctx, s.presence, store.Query{PartitionKey: partitionKey(tenant, gs.Gen, i)}, func(e store.Entity) error {
+			ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: e.PartitionKey, RowKey: e.RowKey}, IfMatch: "*"})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(ops) > 0 {
+			if _, err := store.WriteBatched(ctx, s.presence, ops); err != nil {
+				return err
+			}
+		}
+	}
+	var ops []store.Op
+	err := store.QueryAll(ctx, s.state, store.Query{PartitionKey: tenant, Prefix: fmt.Sprintf("%s%d.", shardRowPrefix, gs.Gen)}, func(e store.Entity) error {
+		ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: e.PartitionKey, RowKey: e.RowKey}, IfMatch: "*"})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(ops) > 0 {
+		_, err = store.WriteBatched(ctx, s.state, ops)
+	}
+	return err
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"switchboard/handler/store"
+
 	"switchboard/handler/switchboard"
 )
 
@@ -35,4 +37,22 @@ func (s *Store) notify(tenant string, changed []switchboard.Presence) {
 		defer cancel()
 		fn(ctx, tenant, changed)
 	}()
+}
+
+// changedReadings returns the readings the written operations changed
+// (removed users are not a change of presence).
+func changedReadings(ops [][]store.Op, failed []bool) []switchboard.Presence {
+	var out []switchboard.Presence
+	for w := range ops {
+		if failed[w] {
+			continue
+		}
+		for _, o := range ops[w] {
+			if o.Kind != store.OpDelete {
+				st := storedFromEntity(o.Entity)
+				out = append(out, switchboard.Presence{UserID: o.Entity.RowKey, Availability: st.Availability, Activity: st.Activity})
+			}
+		}
+	}
+	return out
 }

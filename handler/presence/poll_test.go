@@ -2,8 +2,6 @@ package presence
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -13,111 +11,6 @@ import (
 )
 
 func TestMain(m *testing.M) { mainWithTestenv(m) }
-
-var (
-	errMFA         = &SourceError{Reason: ReasonMFARequired, Message: "the tenant requires MFA", Code: "AADSTS50076"}
-	errNotInvited  = &SourceError{Reason: ReasonNotInvited, Message: "not a guest", Code: "AADSTS50020"}
-	errPassword    = &SourceError{Reason: ReasonWrongPassword, Message: "wrong password", Code: "AADSTS50126"}
-	errNoConsent   = &SourceError{Reason: ReasonPermissionNotGranted, Message: "no consent", Status: 403}
-	errGraphFailed = &SourceError{Reason: ReasonGraphError, Message: "Graph answered 503", Status: 503}
-)
-
-func TestPollSources(t *testing.T) {
-	cases := []struct {
-		name         string
-		guest        bool
-		noApp        bool
-		fail         map[Source]*SourceError
-		wantCalls    string
-		wantSource   Source // of every reading; "" when nothing may be written
-		wantStatus   map[Source]Reason
-		wantInvited  map[Source]bool
-		wantUsedNone bool
-	}{
-		{name: "account 1 works", guest: true,
-			wantCalls: "account1", wantSource: Account1,
-			wantStatus: map[Source]Reason{Account1: ""}, wantInvited: map[Source]bool{Account1: true}},
-		{name: "account 1 needs MFA, account 2 takes over in the same poll", guest: true,
-			fail:      map[Source]*SourceError{Account1: errMFA},
-			wantCalls: "account1,account2", wantSource: Account2,
-			wantStatus: map[Source]Reason{Account1: ReasonMFARequired, Account2: ""}, wantInvited: map[Source]bool{Account1: true, Account2: true}},
-		{name: "both accounts fail, application permission takes over", guest: true,
-			fail:      map[Source]*SourceError{Account1: errNotInvited, Account2: errPassword},
-			wantCalls: "account1,account2,application", wantSource: Application,
-			wantStatus: map[Source]Reason{Account1: ReasonNotInvited, Account2: ReasonWrongPassword, Application: ""}, wantInvited: map[Source]bool{Account1: false}},
-		{name: "everything fails: statuses recorded, nothing written", guest: true,
-			fail:       map[Source]*SourceError{Account1: errMFA, Account2: errNotInvited, Application: errNoConsent},
-			wantCalls:  "account1,account2,application",
-			wantStatus: map[Source]Reason{Account1: ReasonMFARequired, Account2: ReasonNotInvited, Application: ReasonPermissionNotGranted}, wantUsedNone: true},
-		{name: "tracking over guest accounts off: application only", guest: false,
-			wantCalls: "application", wantSource: Application,
-			wantStatus: map[Source]Reason{Application: ""}},
-		{name: "no source enabled: nothing tried, nothing written", guest: false, noApp: true,
-			wantCalls: "", wantUsedNone: true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, store.NewMemoryTables(), tc.guest, func(o *PollerOptions) { o.ApplicationConfigured = !tc.noApp })
-			ids := userIDs(20)
-			e.tracked.set(tenantA, ids)
-			for _, id := range ids {
-				e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
-			}
-			e.graph.fail = tc.fail
-			sum := e.poll(t)
-
-			if got := sourcesOf(e.graph.callLog()); got != tc.wantCalls {
-				t.Errorf("calls through %q, want %q", got, tc.wantCalls)
-			}
-			got := e.readings(t, ids)
-			fig := sum.Tenants[tenantA]
-			if tc.wantUsedNone {
-				if len(got) != 0 || e.tables.Writes(presenceTableName) != 0 {
-					t.Errorf("%d readings, %d presence writes; want none", len(got), e.tables.Writes(presenceTableName))
-				}
-				if fig.Error == "" {
-					t.Errorf("figures carry no error: %+v", fig)
-				}
-			} else {
-				if len(got) != len(ids) {
-					t.Fatalf("%d readings, want %d", len(got), len(ids))
-				}
-				for _, p := range got {
-					if Source(p.Source) != tc.wantSource || p.Extended != tc.wantSource.Extended() {
-						t.Fatalf("reading %+v: source %q extended %v, want %q %v", p, p.Source, p.Extended, tc.wantSource, tc.wantSource.Extended())
-					}
-				}
-				if fig.ShardsConfirmed != fig.Shards || fig.Changed != len(ids) {
-					t.Errorf("figures %+v: want every shard confirmed and %d changed", fig, len(ids))
-				}
-			}
-			snap, err := e.store.Status(context.Background(), tenantA)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for src, reason := range tc.wantStatus {
-				st := snap.Sources[src]
-				if reason == "" {
-					if st.LastSuccessAt.IsZero() || st.Failing() {
-						t.Errorf("%s: status %+v, want a success", src, st)
-					}
-					continue
-				}
-				if !st.Failing() || st.LastReason != reason || st.LastMessage == "" {
-					t.Errorf("%s: status %+v, want failing with %q", src, st, reason)
-				}
-				if st.RetryAt.IsZero() {
-					t.Errorf("%s: failure %q sets no pause before the next attempt", src, reason)
-				}
-			}
-			for src, want := range tc.wantInvited {
-				if st := snap.Sources[src]; st.Invited == nil || *st.Invited != want {
-					t.Errorf("%s: invited %v, want %v", src, st.Invited, want)
-				}
-			}
-		})
-	}
-}
 
 func TestPollPacksCallsOf650(t *testing.T) {
 	cases := []struct {
@@ -239,7 +132,7 @@ func TestPollSurvivesThrottling(t *testing.T) {
 				}
 			}
 			snap, _ := e.store.Status(context.Background(), tenantA)
-			if st := snap.Sources[Account1]; !st.RetryAt.IsZero() {
+			if st := snap.Sources[switchboard.SourceAccount1]; !st.RetryAt.IsZero() {
 				t.Errorf("throttling paused account 1 (%+v): it is not the account's fault", st)
 			}
 		})
@@ -255,7 +148,7 @@ func TestPollFailingCallKeepsTheRest(t *testing.T) {
 			e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
 		}
 		bad := ids[7]
-		e.graph.failIf = func(src Source, call []string) error {
+		e.graph.failIf = func(src switchboard.PresenceSource, call []string) error {
 			if slices.Contains(call, bad) {
 				return errGraphFailed
 			}
@@ -275,7 +168,7 @@ func TestPollFailingCallKeepsTheRest(t *testing.T) {
 		}
 		// Each source got two tries at the failing call; none was dropped for it.
 		snap, _ := e.store.Status(context.Background(), tenantA)
-		if st := snap.Sources[Account1]; !st.RetryAt.IsZero() {
+		if st := snap.Sources[switchboard.SourceAccount1]; !st.RetryAt.IsZero() {
 			t.Errorf("a Graph error paused account 1: %+v", st)
 		}
 	})
@@ -327,7 +220,7 @@ func TestReadingsGoStaleWhenPollsFail(t *testing.T) {
 		}
 		e.poll(t)
 		polled := e.clock.Now()
-		e.graph.fail = map[Source]*SourceError{Account1: errGraphFailed, Account2: errGraphFailed, Application: errGraphFailed}
+		e.graph.fail = map[switchboard.PresenceSource]*switchboard.SourceError{switchboard.SourceAccount1: errGraphFailed, switchboard.SourceAccount2: errGraphFailed, switchboard.SourceApplication: errGraphFailed}
 		for i := 0; i < 5; i++ {
 			e.clock.Advance(30 * time.Second)
 			e.poll(t)
@@ -342,120 +235,6 @@ func TestReadingsGoStaleWhenPollsFail(t *testing.T) {
 			}
 		}
 	})
-}
-
-func TestPollFansOutWhatTheDeadlineLeaves(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
-		q := &fakeQueue{}
-		e := newEnv(t, tables, true, func(o *PollerOptions) {
-			o.Queue, o.QueueName, o.ParallelCalls, o.Margin = q, "presence-poll", 1, 3*time.Second
-		})
-		e.graph.latency = 10 * time.Second // a slow Graph: two calls fit before the deadline
-		ids := userIDs(3000)
-		e.tracked.set(tenantA, ids)
-		for _, id := range ids {
-			e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
-		}
-		sum := e.poll(t)
-		fig := sum.Tenants[tenantA]
-		if fig.ShardsLeft == 0 || fig.ShardsFannedOut == 0 || len(q.sent) != fig.ShardsFannedOut {
-			t.Fatalf("figures %+v, %d messages: want shards left and fanned out", fig, len(q.sent))
-		}
-
-		// The next timer poll leaves fanned-out shards alone.
-		handed := map[string]bool{}
-		for _, m := range q.sent {
-			var sm ShardMessage
-			if err := json.Unmarshal(m.Body, &sm); err != nil {
-				t.Fatal(err)
-			}
-			for _, u := range sm.Users {
-				handed[u] = true
-			}
-		}
-		e.graph.resetCalls()
-		e.graph.latency = 0
-		e.clock.Advance(time.Second)
-		e.poll(t)
-		for _, c := range e.graph.callLog() {
-			for _, id := range c.set {
-				if handed[id] {
-					t.Fatalf("the next poll read %s, whose shard was handed to a message", id)
-				}
-			}
-		}
-
-		// Each message polls its shard.
-		for _, m := range q.sent {
-			if err := e.poller.PollShard(context.Background(), m.Body, e.clock.Now().Add(time.Minute)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if got := len(e.readings(t, ids)); got != len(ids) {
-			t.Errorf("%d readings after the messages, want %d", got, len(ids))
-		}
-	})
-}
-
-func TestPollShardDropsBadMessages(t *testing.T) {
-	e := newEnv(t, store.NewMemoryTables(), true)
-	ids := userIDs(10)
-	e.tracked.set(tenantA, ids)
-	e.poll(t)
-	valid := ShardMessage{Tenant: tenantA, Gen: 1, Shard: 0, Users: ids[:2], NotAfter: e.clock.Now().Add(time.Minute)}
-	mutate := func(f func(*ShardMessage)) []byte {
-		m := valid
-		f(&m)
-		b, _ := json.Marshal(m)
-		return b
-	}
-	cases := []struct {
-		name string
-		body []byte
-	}{
-		{"not JSON", []byte("{oops")},
-		{"unknown field", []byte(`{"tenant":"` + tenantA + `","bogus":1}`)},
-		{"tenant with a slash", mutate(func(m *ShardMessage) { m.Tenant = "a/b" })},
-		{"no users", mutate(func(m *ShardMessage) { m.Users = nil })},
-		{"shard out of range", mutate(func(m *ShardMessage) { m.Shard = -1 })},
-		{"expired", mutate(func(m *ShardMessage) { m.NotAfter = e.clock.Now().Add(-time.Second) })},
-		{"from an older layout", mutate(func(m *ShardMessage) { m.Gen = 9 })},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			e.graph.resetCalls()
-			if err := e.poller.PollShard(context.Background(), tc.body, e.clock.Now().Add(time.Minute)); err != nil {
-				t.Errorf("got %v, want the message dropped (nil)", err)
-			}
-			if n := len(e.graph.callLog()); n != 0 {
-				t.Errorf("%d Graph calls for a dropped message", n)
-			}
-		})
-	}
-}
-
-func TestSourcePausesAfterItsOwnFailure(t *testing.T) {
-	e := newEnv(t, store.NewMemoryTables(), true, func(o *PollerOptions) { o.SourceCooldown = 5 * time.Minute })
-	ids := userIDs(5)
-	e.tracked.set(tenantA, ids)
-	for _, id := range ids {
-		e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
-	}
-	e.graph.fail = map[Source]*SourceError{Account1: errPassword}
-	e.poll(t)
-	e.graph.resetCalls()
-	e.clock.Advance(30 * time.Second)
-	e.poll(t)
-	if got := sourcesOf(e.graph.callLog()); got != "account2" {
-		t.Errorf("second poll called %q; want account2 only while account 1 pauses (a wrong password retried every 30 s locks the account)", got)
-	}
-	e.graph.fail = nil
-	e.graph.resetCalls()
-	e.clock.Advance(5 * time.Minute)
-	e.poll(t)
-	if got := sourcesOf(e.graph.callLog()); got != "account1" {
-		t.Errorf("after the pause called %q, want account1 again", got)
-	}
 }
 
 func TestRelayoutAsTheTenantGrows(t *testing.T) {
@@ -547,28 +326,6 @@ func mustReadings(t *testing.T, s *Store, ids []string) map[string]switchboard.P
 	return m
 }
 
-func TestSourceErrorDisqualifies(t *testing.T) {
-	cases := []struct {
-		reason Reason
-		want   bool
-	}{
-		{ReasonThrottled, false}, {ReasonGraphError, false}, {ReasonUserNotFound, false},
-		{ReasonMFARequired, true}, {ReasonNotInvited, true}, {ReasonWrongPassword, true},
-		{ReasonPermissionNotGranted, true}, {ReasonSignInBlocked, true}, {ReasonAppMisconfigured, true},
-	}
-	for _, tc := range cases {
-		t.Run(string(tc.reason), func(t *testing.T) {
-			if got := (&SourceError{Reason: tc.reason}).Disqualifies(); got != tc.want {
-				t.Errorf("got %v, want %v", got, tc.want)
-			}
-		})
-	}
-	wrapped := AsSourceError(Account2, errors.New("connection reset"))
-	if wrapped.Source != Account2 || wrapped.Reason != ReasonGraphError {
-		t.Errorf("a plain error becomes %+v, want a Graph error of account2", wrapped)
-	}
-}
-
 // brokenState fails every read of the state table once broken is set.
 type brokenState struct {
 	store.Tables
@@ -593,28 +350,6 @@ func (t brokenTable) Query(ctx context.Context, q store.Query) (store.Page, erro
 		return store.Page{}, switchboard.Errorf(switchboard.EUNAVAILABLE, "test", "storage is down")
 	}
 	return t.Table.Query(ctx, q)
-}
-
-func TestPollShardRedeliveryOnlyForStorage(t *testing.T) {
-	broken := false
-	e := newEnv(t, brokenState{store.NewMemoryTables(), &broken}, true)
-	ids := userIDs(10)
-	e.tracked.set(tenantA, ids)
-	for _, id := range ids {
-		e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
-	}
-	e.poll(t)
-	body, _ := json.Marshal(ShardMessage{Tenant: tenantA, Gen: 1, Shard: 0, Users: ids, NotAfter: e.clock.Now().Add(time.Minute)})
-
-	e.graph.fail = map[Source]*SourceError{Account1: errMFA, Account2: errNotInvited, Application: errNoConsent}
-	if err := e.poller.PollShard(context.Background(), body, e.clock.Now().Add(time.Minute)); err != nil {
-		t.Errorf("every source failing: got %v, want nil (a redelivery would fail the same way)", err)
-	}
-	e.graph.fail = nil
-	broken = true
-	if err := e.poller.PollShard(context.Background(), body, e.clock.Now().Add(time.Minute)); !switchboard.IsCode(err, switchboard.EUNAVAILABLE) {
-		t.Errorf("storage down: got %v, want EUNAVAILABLE (worth a redelivery)", err)
-	}
 }
 
 func TestPollHonoursRetryAfterBeyondThePoll(t *testing.T) {
@@ -665,113 +400,5 @@ func TestPollHonoursRetryAfterBeyondThePoll(t *testing.T) {
 				t.Errorf("after the Retry-After: %d shards confirmed, want %d", got, want)
 			}
 		})
-	}
-}
-
-func TestTransientSignInFailureDoesNotPauseTheSource(t *testing.T) {
-	e := newEnv(t, store.NewMemoryTables(), true)
-	ids := userIDs(10)
-	e.tracked.set(tenantA, ids)
-	for _, id := range ids {
-		e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
-	}
-	e.graph.fail[Account1] = &SourceError{Reason: ReasonSignInError, Message: "Microsoft Entra ID could not be reached for the sign-in", Transient: true}
-	e.poll(t)
-	snap, err := e.store.Status(context.Background(), tenantA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := snap.Sources[Account1]
-	if got, want := st.LastReason, ReasonSignInError; got != want {
-		t.Errorf("account 1 last reason %q, want %q", got, want)
-	}
-	if !st.RetryAt.IsZero() {
-		t.Errorf("account 1 paused until %v by an Entra outage, want not paused", st.RetryAt)
-	}
-	delete(e.graph.fail, Account1)
-	e.graph.resetCalls()
-	e.clock.Advance(30 * time.Second)
-	e.poll(t)
-	if got, want := sourcesOf(e.graph.callLog()), string(Account1); got != want {
-		t.Errorf("next poll read through %q, want %q", got, want)
-	}
-}
-
-// A fanned-out shard is the timer's again once its message ran: left out
-// of timer polls for all of FanOutFor (2 minutes, more than the 120 s
-// staleness limit), it went stale between messages.
-func TestFannedOutShardReturnsToTheTimerOnceItsMessageRan(t *testing.T) {
-	q := &fakeQueue{}
-	e := newEnv(t, store.NewMemoryTables(), true, func(o *PollerOptions) {
-		o.Queue, o.QueueName, o.ParallelCalls, o.Margin = q, "presence-poll", 1, 3*time.Second
-	})
-	e.graph.latency = 10 * time.Second // a slow Graph: two calls fit before the deadline
-	ids := userIDs(3000)
-	e.tracked.set(tenantA, ids)
-	for _, id := range ids {
-		e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
-	}
-	e.poll(t)
-	if len(q.sent) == 0 {
-		t.Fatal("nothing fanned out")
-	}
-	e.graph.latency = 0
-	handed := map[string]bool{}
-	for _, m := range q.sent {
-		var sm ShardMessage
-		if err := json.Unmarshal(m.Body, &sm); err != nil {
-			t.Fatal(err)
-		}
-		for _, u := range sm.Users {
-			handed[u] = true
-		}
-		if err := e.poller.PollShard(context.Background(), m.Body, e.clock.Now().Add(25*time.Second)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.graph.resetCalls()
-	e.clock.Advance(30 * time.Second)
-	e.poll(t)
-	read := 0
-	for _, c := range e.graph.callLog() {
-		for _, id := range c.set {
-			if handed[id] {
-				read++
-			}
-		}
-	}
-	if got, want := read, len(handed); got != want {
-		t.Errorf("the next timer poll read %d users of the shards whose messages ran, want %d", got, want)
-	}
-}
-
-// brokenQueue fails every send.
-type brokenQueue struct{}
-
-func (brokenQueue) Send(context.Context, string, switchboard.Message) (int64, error) {
-	return 0, switchboard.Errorf(switchboard.EUNAVAILABLE, "test", "service bus is down")
-}
-
-func (brokenQueue) Cancel(context.Context, string, int64) error { return nil }
-
-func TestUnsentFanOutShardsStayWithTheTimer(t *testing.T) {
-	e := newEnv(t, store.NewMemoryTables(), true, func(o *PollerOptions) {
-		o.Queue, o.QueueName, o.ParallelCalls, o.Margin = brokenQueue{}, "presence-poll", 1, 3*time.Second
-	})
-	e.graph.latency = 10 * time.Second
-	ids := userIDs(3000)
-	e.tracked.set(tenantA, ids)
-	for _, id := range ids {
-		e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
-	}
-	fig := e.poll(t).Tenants[tenantA]
-	if got, want := fig.ShardsFannedOut, 0; got != want || fig.ShardsLeft == 0 {
-		t.Fatalf("fanned out %d shards (left %d) through a broken queue, want %d and some left", got, fig.ShardsLeft, want)
-	}
-	e.graph.latency = 0
-	e.clock.Advance(30 * time.Second)
-	e.poll(t)
-	if got, want := len(e.readings(t, ids)), len(ids); got != want {
-		t.Errorf("%d readings after the next poll, want %d: shards whose message was never sent were left out", got, want)
 	}
 }

@@ -67,7 +67,7 @@ const (
 
 // SourceView is one source as a tenant admin sees it.
 type SourceView struct {
-	Source     Source
+	Source     switchboard.PresenceSource
 	Account    int    // 1 or 2 for the presence accounts, 0 for the application
 	UPN        string // the presence account's user principal name
 	Configured bool
@@ -147,19 +147,19 @@ func (s *Service) trackOverGuestAccounts(ctx context.Context, tenant string) (bo
 	return guest, nil
 }
 
-func (s *Service) views(guest bool, statuses map[Source]SourceStatus) []SourceView {
+func (s *Service) views(guest bool, statuses map[switchboard.PresenceSource]SourceStatus) []SourceView {
 	var out []SourceView
-	for _, src := range Sources {
+	for _, src := range switchboard.PresenceSources {
 		v := SourceView{Source: src, Account: src.Account(), Status: statuses[src]}
 		v.Status.Source = src
 		switch src {
-		case Account1:
+		case switchboard.SourceAccount1:
 			v.UPN, v.Configured = s.o.Account1UPN, s.o.Account1UPN != ""
 			v.Enabled = v.Configured && guest
-		case Account2:
+		case switchboard.SourceAccount2:
 			v.UPN, v.Configured = s.o.Account2UPN, s.o.Account2UPN != ""
 			v.Enabled = v.Configured && guest
-		case Application:
+		case switchboard.SourceApplication:
 			v.Configured = s.o.ApplicationConfigured
 			v.Enabled = v.Configured
 		}
@@ -206,13 +206,13 @@ func (s *Service) ConsentURL(tenant string, scopes []string) string {
 type TestResult struct {
 	UPN      string
 	Account  int
-	Source   Source
+	Source   switchboard.PresenceSource
 	OK       bool
-	User     *User
-	Presence *Reading
+	User     *switchboard.DirectoryUser
+	Presence *switchboard.PresenceReading
 	Extended bool
 	ReadAt   time.Time
-	Error    *SourceError
+	Error    *switchboard.SourceError
 }
 
 // Test resolves upn and reads its presence now through presence account
@@ -227,13 +227,13 @@ func (s *Service) Test(ctx context.Context, tenant, upn string, account int) (Te
 	if _, err := uuid.Parse(upn); err != nil && !validUPN(upn) {
 		return TestResult{}, switchboard.FieldError(op, "upn", "upn must be a user principal name (name@domain) or a user object id")
 	}
-	var src Source
+	var src switchboard.PresenceSource
 	var configured bool
 	switch account {
 	case 1:
-		src, configured = Account1, s.o.Account1UPN != ""
+		src, configured = switchboard.SourceAccount1, s.o.Account1UPN != ""
 	case 2:
-		src, configured = Account2, s.o.Account2UPN != ""
+		src, configured = switchboard.SourceAccount2, s.o.Account2UPN != ""
 	default:
 		return TestResult{}, switchboard.FieldError(op, "account", "account must be 1 or 2")
 	}
@@ -245,10 +245,10 @@ func (s *Service) Test(ctx context.Context, tenant, upn string, account int) (Te
 	if err == nil {
 		res.User = &user
 		res.ReadAt = s.o.Now()
-		var readings []Reading
+		var readings []switchboard.PresenceReading
 		readings, err = s.o.Graph.Presences(ctx, tenant, src, []string{user.ID})
 		if err == nil {
-			r := Reading{UserID: user.ID, Availability: switchboard.PresenceUnknown, Activity: switchboard.ActivityPresenceUnknown}
+			r := switchboard.PresenceReading{UserID: user.ID, Availability: switchboard.PresenceUnknown, Activity: switchboard.ActivityPresenceUnknown}
 			for _, x := range readings {
 				if x.UserID == user.ID {
 					r = x
@@ -264,8 +264,8 @@ func (s *Service) Test(ctx context.Context, tenant, upn string, account int) (Te
 	st := snap.Sources[src]
 	st.Source = src
 	if err != nil {
-		res.Error = AsSourceError(src, err)
-		if res.Error.Reason == ReasonUserNotFound {
+		res.Error = switchboard.AsSourceError(src, err)
+		if res.Error.Reason == switchboard.SourceUserNotFound {
 			// The account could read the directory: it works.
 			st = st.succeeded(s.o.Now())
 		} else {

@@ -1,18 +1,20 @@
 package presence
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
 	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
 )
 
 // SourceStatus is how one source fares in one tenant.
 type SourceStatus struct {
-	Source        Source
+	Source        switchboard.PresenceSource
 	LastSuccessAt time.Time
 	LastErrorAt   time.Time
-	LastReason    Reason
+	LastReason    switchboard.SourceReason
 	LastMessage   string
 	LastCode      string
 	// Invited is whether the presence account signed into the tenant as a
@@ -47,23 +49,23 @@ func (st SourceStatus) succeeded(now time.Time) SourceStatus {
 // failed returns st after se at now; a failure that disqualifies the
 // source backs it off for cooldown, doubling with each consecutive
 // failure up to eight times that.
-func (st SourceStatus) failed(now time.Time, se *SourceError, cooldown time.Duration) SourceStatus {
+func (st SourceStatus) failed(now time.Time, se *switchboard.SourceError, cooldown time.Duration) SourceStatus {
 	yes, no := true, false
 	st.LastErrorAt = now
 	st.LastReason, st.LastMessage, st.LastCode = se.Reason, se.Message, se.Code
 	st.ConsecutiveFailures++
 	account := st.Source.Account() != 0
 	switch se.Reason {
-	case ReasonNotInvited:
+	case switchboard.SourceNotInvited:
 		if account {
 			st.Invited = &no
 		}
-	case ReasonPermissionNotGranted:
+	case switchboard.SourcePermissionNotGranted:
 		if account {
 			st.Invited = &yes // it signed in: consent is what is missing
 		}
 		st.PermissionGranted = &no
-	case ReasonMFARequired:
+	case switchboard.SourceMFARequired:
 		if account {
 			st.Invited = &yes // the tenant knows the account: it wants a second factor
 		}
@@ -75,12 +77,12 @@ func (st SourceStatus) failed(now time.Time, se *SourceError, cooldown time.Dura
 	return st
 }
 
-func sourceStatusFromEntity(src Source, e store.Entity) SourceStatus {
+func sourceStatusFromEntity(src switchboard.PresenceSource, e store.Entity) SourceStatus {
 	st := SourceStatus{
 		Source:              src,
 		LastSuccessAt:       e.Time("LastSuccessAt"),
 		LastErrorAt:         e.Time("LastErrorAt"),
-		LastReason:          Reason(e.String("LastReason")),
+		LastReason:          switchboard.SourceReason(e.String("LastReason")),
 		LastMessage:         e.String("LastMessage"),
 		LastCode:            e.String("LastCode"),
 		Invited:             triState(e.String("Invited")),
@@ -143,12 +145,12 @@ type PollFigures struct {
 	Errors    int           `json:"errors"`  // failed Graph requests and failed writes
 	Throttled int           `json:"throttled"`
 	// Shards polled, confirmed (every user read), left over, fanned out.
-	Shards          int      `json:"shards"`
-	ShardsConfirmed int      `json:"shardsConfirmed"`
-	ShardsLeft      int      `json:"shardsLeft"`
-	ShardsFannedOut int      `json:"shardsFannedOut"`
-	Sources         []Source `json:"sources"` // sources that read something, in order
-	Error           string   `json:"error,omitempty"`
+	Shards          int                          `json:"shards"`
+	ShardsConfirmed int                          `json:"shardsConfirmed"`
+	ShardsLeft      int                          `json:"shardsLeft"`
+	ShardsFannedOut int                          `json:"shardsFannedOut"`
+	Sources         []switchboard.PresenceSource `json:"sources"` // sources that read something, in order
+	Error           string                       `json:"error,omitempty"`
 
 	storageFailed bool // the poll could not read its state: nothing was tried
 }
@@ -164,4 +166,74 @@ func pollFiguresFromEntity(e store.Entity) (PollFigures, bool) {
 		return PollFigures{}, false
 	}
 	return f, true
+}
+
+// Snapshot is what the API shows of a tenant's presence tracking state.
+type Snapshot struct {
+	Sources map[switchboard.PresenceSource]SourceStatus
+	// Figures are the last timer poll's, ShardFigures the last fanned-out
+	// shard's.
+	Figures      PollFigures
+	ShardFigures PollFigures
+	Shards       int
+}
+
+// Status reads the tenant's source statuses and last poll figures from
+// storage (not from the cache: an admin asking wants what is stored).
+func (s *Store) Status(ctx context.Context, tenant string) (Snapshot, error) {
+	tc := s.cache(tenant)
+	tc.load.Lock()
+	err := s.syncState(ctx, tenant, tc)
+	tc.load.Unlock()
+	if err != nil {
+		return Snapshot{}, switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.Status", err)
+	}
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	snap := Snapshot{Sources: make(map[switchboard.PresenceSource]SourceStatus, len(tc.sources)), Figures: tc.figures, ShardFigures: tc.shardFigures, Shards: tc.lay.Shards}
+	for k, v := range tc.sources {
+		snap.Sources[k] = v
+	}
+	return snap, nil
+}
+
+// SaveSourceStatus writes one source's status (Test UPN).
+func (s *Store) SaveSourceStatus(ctx context.Context, tenant string, st SourceStatus) error {
+	_, err := s.state.Upsert(ctx, st.entity(tenant))
+	if err != nil {
+		return switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.SaveSourceStatus", err)
+	}
+	tc := s.cache(tenant)
+	tc.mu.Lock()
+	tc.sources[st.Source] = st
+	tc.mu.Unlock()
+	return nil
+}
+
+// saveState writes rows of the tenant's state partition (source statuses,
+// figures) and keeps the cache in step.
+func (s *Store) saveState(ctx context.Context, tenant string, ops []store.Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	if _, err := store.WriteBatched(ctx, s.state, ops); err != nil {
+		return err
+	}
+	tc := s.cache(tenant)
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	for _, o := range ops {
+		switch o.Entity.RowKey {
+		case rowLastPoll:
+			tc.figures, _ = pollFiguresFromEntity(o.Entity)
+		case rowLastShardPoll:
+			tc.shardFigures, _ = pollFiguresFromEntity(o.Entity)
+		}
+		for _, src := range switchboard.PresenceSources {
+			if o.Entity.RowKey == sourceRowKey(src) {
+				tc.sources[src] = sourceStatusFromEntity(src, o.Entity)
+			}
+		}
+	}
+	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
+	"switchboard/handler/internal/follow"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -34,13 +36,15 @@ type StoreOptions struct {
 // together with the readings it confirms, so ConfirmedAt stays truthful
 // however far the cache lags behind storage.
 type Store struct {
-	presence     store.Table
-	state        store.Table
-	now          func() time.Time
-	log          *slog.Logger
-	refreshEvery time.Duration
-	maxLag       time.Duration
-	parallel     int
+	presence store.Table
+	state    store.Table
+	now      func() time.Time
+	log      *slog.Logger
+	parallel int
+	// fresh decides, per tenant, when the cache is read again from
+	// storage; what it holds is the tenant's *tenantCache, which refresh
+	// fills in place.
+	fresh *follow.Cache[string, *tenantCache]
 
 	mu       sync.Mutex
 	tenants  map[string]*tenantCache
@@ -63,22 +67,31 @@ func NewStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
-	s := &Store{presence: p, state: st, now: opts.Now, log: opts.Log, refreshEvery: opts.RefreshEvery, maxLag: opts.MaxLag, parallel: opts.Parallel, tenants: map[string]*tenantCache{}}
+	s := &Store{presence: p, state: st, now: opts.Now, log: opts.Log, parallel: opts.Parallel, tenants: map[string]*tenantCache{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if s.refreshEvery <= 0 {
-		s.refreshEvery = time.Second
+	refreshEvery, maxLag := opts.RefreshEvery, opts.MaxLag
+	if refreshEvery <= 0 {
+		refreshEvery = time.Second
 	}
-	if s.maxLag <= 0 {
-		s.maxLag = 10 * time.Second
+	if maxLag <= 0 {
+		maxLag = 10 * time.Second
 	}
-	if s.maxLag < s.refreshEvery {
-		s.maxLag = s.refreshEvery
-	}
+	s.fresh = follow.New(follow.Options[string, *tenantCache]{
+		// A refresh in the background reloads the shards loaded already.
+		Load: func(ctx context.Context, tenant string, _ *tenantCache) (*tenantCache, error) {
+			tc := s.cache(tenant)
+			return tc, s.refresh(ctx, tenant, tc, nil)
+		},
+		RefreshEvery: refreshEvery, MaxLag: maxLag, Clock: s.now, RefreshTimeout: 30 * time.Second,
+		RefreshFailed: func(tenant string, err error) {
+			s.log.Warn("presence cache refresh failed", "tenant", tenant, "err", err)
+		},
+	})
 	if s.parallel <= 0 {
 		s.parallel = 16
 	}
@@ -90,18 +103,16 @@ type tenantCache struct {
 	// load serializes everything that reads storage into the cache or
 	// writes through it, so a slow refresh never publishes over a newer
 	// write.
-	load       sync.Mutex
-	refreshing atomic.Bool
+	load sync.Mutex
 
 	mu      sync.RWMutex
 	known   bool // the state partition was read at least once
 	lay     layout
 	gens    map[int64]*genCache // the readers' generation and the one a relayout fills
-	sources map[Source]SourceStatus
+	sources map[switchboard.PresenceSource]SourceStatus
 	figures PollFigures
 	// shardFigures are those of the last fanned-out shard.
 	shardFigures PollFigures
-	checkedAt    time.Time
 }
 
 // genCache is one generation of a tenant's shards.
@@ -115,7 +126,7 @@ type shardCache struct {
 	// version of the readings held; "" forces a reload.
 	version     string
 	confirmedAt time.Time
-	source      Source
+	source      switchboard.PresenceSource
 	readings    map[string]stored
 }
 
@@ -132,7 +143,7 @@ func (s *Store) cache(tenant string) *tenantCache {
 	defer s.mu.Unlock()
 	tc, ok := s.tenants[tenant]
 	if !ok {
-		tc = &tenantCache{gens: map[int64]*genCache{}, sources: map[Source]SourceStatus{}}
+		tc = &tenantCache{gens: map[int64]*genCache{}, sources: map[switchboard.PresenceSource]SourceStatus{}}
 		s.tenants[tenant] = tc
 	}
 	return tc
@@ -153,24 +164,18 @@ func (s *Store) Readings(ctx context.Context, tenantID string, userIDs []string)
 		return nil, switchboard.Wrap(switchboard.EINVALID, op, err)
 	}
 	tc := s.cache(tenantID)
-	now := s.now()
-	tc.mu.RLock()
-	fresh := tc.known && now.Sub(tc.checkedAt) <= s.maxLag && tc.holds(userIDs)
-	due := now.Sub(tc.checkedAt) > s.refreshEvery
-	tc.mu.RUnlock()
-	if !fresh {
-		if err := s.refresh(ctx, tenantID, tc, userIDs); err != nil {
-			return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
-		}
-	} else if due && tc.refreshing.CompareAndSwap(false, true) {
-		go func() {
-			defer tc.refreshing.Store(false)
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			if err := s.refresh(rctx, tenantID, tc, nil); err != nil {
-				s.log.Warn("presence cache refresh failed", "tenant", tenantID, "err", err)
-			}
-		}()
+	// A copy that lacks the shards of userIDs is loaded in line, with
+	// them.
+	covers := func(*tenantCache) bool {
+		tc.mu.RLock()
+		defer tc.mu.RUnlock()
+		return tc.holds(userIDs)
+	}
+	load := func(ctx context.Context, tenant string, _ *tenantCache) (*tenantCache, error) {
+		return tc, s.refresh(ctx, tenant, tc, userIDs)
+	}
+	if _, err := s.fresh.GetCovering(ctx, tenantID, covers, load); err != nil {
+		return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
 	tc.mu.RLock()
 	defer tc.mu.RUnlock()
@@ -203,7 +208,7 @@ func (tc *tenantCache) holds(userIDs []string) bool {
 	return true
 }
 
-func (st stored) presence(id string, shardConfirmedAt time.Time, shardSource Source) switchboard.Presence {
+func (st stored) presence(id string, shardConfirmedAt time.Time, shardSource switchboard.PresenceSource) switchboard.Presence {
 	p := switchboard.Presence{
 		UserID:       id,
 		Availability: st.Availability,
@@ -234,7 +239,6 @@ func (st stored) presence(id string, shardConfirmedAt time.Time, shardSource Sou
 func (s *Store) refresh(ctx context.Context, tenant string, tc *tenantCache, want []string) error {
 	tc.load.Lock()
 	defer tc.load.Unlock()
-	checked := s.now()
 	if err := s.syncState(ctx, tenant, tc); err != nil {
 		return err
 	}
@@ -260,7 +264,7 @@ func (s *Store) refresh(ctx context.Context, tenant string, tc *tenantCache, wan
 		}
 	}
 	tc.mu.Lock()
-	tc.known, tc.checkedAt = true, checked
+	tc.known = true
 	tc.mu.Unlock()
 	return nil
 }
@@ -283,7 +287,7 @@ func (s *Store) syncState(ctx context.Context, tenant string, tc *tenantCache) e
 		return err
 	}
 	states := map[int64]map[int]shardState{lay.Gen: {}, lay.NextGen: {}}
-	sources := map[Source]SourceStatus{}
+	sources := map[switchboard.PresenceSource]SourceStatus{}
 	var figures, shardFigures PollFigures
 	for _, e := range rows {
 		if gen, shard, ok := parseShardRowKey(e.RowKey); ok {
@@ -300,7 +304,7 @@ func (s *Store) syncState(ctx context.Context, tenant string, tc *tenantCache) e
 			shardFigures, _ = pollFiguresFromEntity(e)
 			continue
 		}
-		for _, src := range Sources {
+		for _, src := range switchboard.PresenceSources {
 			if e.RowKey == sourceRowKey(src) {
 				sources[src] = sourceStatusFromEntity(src, e)
 			}
@@ -395,93 +399,10 @@ func (s *Store) loadShards(ctx context.Context, tenant string, tc *tenantCache, 
 // forEach runs fn for every item with at most s.parallel at once and
 // returns the first error (after all have finished).
 func (s *Store) forEach(ctx context.Context, items []int, fn func(context.Context, int) error) error {
-	if len(items) == 0 {
-		return nil
-	}
-	sem := make(chan struct{}, s.parallel)
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
+	var g errgroup.Group
+	g.SetLimit(s.parallel)
 	for _, it := range items {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := fn(ctx, it); err != nil {
-				once.Do(func() { first = err })
-			}
-		}()
+		g.Go(func() error { return fn(ctx, it) })
 	}
-	wg.Wait()
-	return first
-}
-
-// Snapshot is what the API shows of a tenant's presence tracking state.
-type Snapshot struct {
-	Sources map[Source]SourceStatus
-	// Figures are the last timer poll's, ShardFigures the last fanned-out
-	// shard's.
-	Figures      PollFigures
-	ShardFigures PollFigures
-	Shards       int
-}
-
-// Status reads the tenant's source statuses and last poll figures from
-// storage (not from the cache: an admin asking wants what is stored).
-func (s *Store) Status(ctx context.Context, tenant string) (Snapshot, error) {
-	tc := s.cache(tenant)
-	tc.load.Lock()
-	err := s.syncState(ctx, tenant, tc)
-	tc.load.Unlock()
-	if err != nil {
-		return Snapshot{}, switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.Status", err)
-	}
-	tc.mu.RLock()
-	defer tc.mu.RUnlock()
-	snap := Snapshot{Sources: make(map[Source]SourceStatus, len(tc.sources)), Figures: tc.figures, ShardFigures: tc.shardFigures, Shards: tc.lay.Shards}
-	for k, v := range tc.sources {
-		snap.Sources[k] = v
-	}
-	return snap, nil
-}
-
-// SaveSourceStatus writes one source's status (Test UPN).
-func (s *Store) SaveSourceStatus(ctx context.Context, tenant string, st SourceStatus) error {
-	_, err := s.state.Upsert(ctx, st.entity(tenant))
-	if err != nil {
-		return switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.SaveSourceStatus", err)
-	}
-	tc := s.cache(tenant)
-	tc.mu.Lock()
-	tc.sources[st.Source] = st
-	tc.mu.Unlock()
-	return nil
-}
-
-// saveState writes rows of the tenant's state partition (source statuses,
-// figures) and keeps the cache in step.
-func (s *Store) saveState(ctx context.Context, tenant string, ops []store.Op) error {
-	if len(ops) == 0 {
-		return nil
-	}
-	if _, err := store.WriteBatched(ctx, s.state, ops); err != nil {
-		return err
-	}
-	tc := s.cache(tenant)
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	for _, o := range ops {
-		switch o.Entity.RowKey {
-		case rowLastPoll:
-			tc.figures, _ = pollFiguresFromEntity(o.Entity)
-		case rowLastShardPoll:
-			tc.shardFigures, _ = pollFiguresFromEntity(o.Entity)
-		}
-		for _, src := range Sources {
-			if o.Entity.RowKey == sourceRowKey(src) {
-				tc.sources[src] = sourceStatusFromEntity(src, o.Entity)
-			}
-		}
-	}
-	return nil
+	return g.Wait()
 }

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"switchboard/handler/store"
+
 	"switchboard/handler/switchboard"
 )
 
 // sourcedReading is a reading with the source and time it was taken.
 type sourcedReading struct {
-	Reading
-	Source Source
+	switchboard.PresenceReading
+	Source switchboard.PresenceSource
 	At     time.Time
 }
 
@@ -29,7 +30,7 @@ type shardWrite struct {
 	// through source, and stored users no longer tracked are removed.
 	complete bool
 	readAt   time.Time
-	source   Source
+	source   switchboard.PresenceSource
 }
 
 // commitStats counts what a commit wrote.
@@ -109,11 +110,11 @@ func (s *Store) shardStates(tenant string, gen int64) map[int]shardState {
 }
 
 // sourceStatuses returns the source statuses as last synced.
-func (s *Store) sourceStatuses(tenant string) map[Source]SourceStatus {
+func (s *Store) sourceStatuses(tenant string) map[switchboard.PresenceSource]SourceStatus {
 	tc := s.cache(tenant)
 	tc.mu.RLock()
 	defer tc.mu.RUnlock()
-	out := make(map[Source]SourceStatus, len(tc.sources))
+	out := make(map[switchboard.PresenceSource]SourceStatus, len(tc.sources))
 	for k, v := range tc.sources {
 		out[k] = v
 	}
@@ -129,6 +130,8 @@ func (s *Store) sourceStatuses(tenant string) map[Source]SourceStatus {
 // readings change, and gets its new version and confirmation only after
 // they are written. A shard whose writes fail stays Pending (readers and
 // the next poll read it again) and is not confirmed.
+//
+// Four phases: changes, writeReadings, confirm, cacheWritten.
 func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []shardWrite) (commitStats, error) {
 	var stats commitStats
 	tc := s.cache(tenant)
@@ -141,11 +144,34 @@ func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []s
 	if !ok {
 		return stats, fmt.Errorf("presence: generation %d of tenant %s is not in the layout", gen, tenant)
 	}
+	t0 := time.Now()
+	defer func() {
+		s.log.Debug("presence commit", "tenant", tenant, "shards", len(writes), "changed", stats.Changed, "batches", stats.Batches, "took", time.Since(t0))
+	}()
 
-	// What changed, per shard, against what the cache holds (prepare
-	// loaded it at the version storage holds).
+	ops := changes(tc, g, tenant, gen, writes)
+	version := newVersion()
+	failed, err := s.writeReadings(ctx, tenant, gen, writes, ops, version, &stats)
+	if err != nil {
+		return stats, err
+	}
+	states, next, err := s.confirm(ctx, tc, g, lay, tenant, gen, writes, ops, failed, version, &stats)
+	if err != nil {
+		return stats, err
+	}
+	s.cacheWritten(tc, g, tenant, writes, ops, failed, version, states, next, stats.Switched)
+	s.notify(tenant, changedReadings(ops, failed))
+	return stats, nil
+}
+
+// changes returns, per shard write, the operations that bring storage to
+// what the poll read: against what the cache holds (prepare loaded it at
+// the version storage holds), the readings that differ and, for a
+// complete shard, the removal of users no longer tracked.
+func changes(tc *tenantCache, g *genCache, tenant string, gen int64, writes []shardWrite) [][]store.Op {
 	ops := make([][]store.Op, len(writes))
 	tc.mu.RLock()
+	defer tc.mu.RUnlock()
 	for w, sw := range writes {
 		sc := g.shards[sw.shard]
 		pk := partitionKey(tenant, gen, partitionOf(sw.shard))
@@ -156,7 +182,7 @@ func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []s
 		slices.Sort(ids)
 		for _, id := range ids {
 			r := sw.readings[id]
-			if old, ok := sc.readings[id]; ok && !old.differs(r.Reading, r.Source) {
+			if old, ok := sc.readings[id]; ok && !old.differs(r.PresenceReading, r.Source) {
 				continue
 			}
 			st := stored{Availability: r.Availability, Activity: r.Activity, OutOfOffice: r.OutOfOffice, Source: r.Source, ChangedAt: r.At}
@@ -182,13 +208,15 @@ func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []s
 			}
 		}
 	}
-	tc.mu.RUnlock()
+	return ops
+}
 
-	t0 := time.Now()
-	defer func() {
-		s.log.Debug("presence commit", "tenant", tenant, "shards", len(writes), "changed", stats.Changed, "batches", stats.Batches, "took", time.Since(t0))
-	}()
-	version := newVersion()
+// writeReadings marks the shards that change Pending (at version), then
+// writes their operations with one WriteBatched per partition, the shards
+// of a partition together, partitions side by side. It returns which
+// writes failed; the error is the pending marks' (nothing was written).
+func (s *Store) writeReadings(ctx context.Context, tenant string, gen int64, writes []shardWrite, ops [][]store.Op, version string,
+	stats *commitStats) ([]bool, error) {
 	var pending []store.Op
 	for w, sw := range writes {
 		if len(ops[w]) > 0 {
@@ -199,11 +227,9 @@ func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []s
 		n, err := store.WriteBatched(ctx, s.state, pending)
 		stats.Batches += n
 		if err != nil {
-			return stats, fmt.Errorf("marking shards pending: %w", err)
+			return nil, fmt.Errorf("marking shards pending: %w", err)
 		}
 	}
-
-	// One WriteBatched per partition, the shards of a partition together.
 	failed := make([]bool, len(writes))
 	var mu sync.Mutex
 	byPartition := map[int][]int{}
@@ -235,8 +261,16 @@ func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []s
 		}
 		return nil
 	})
+	return failed, nil
+}
 
-	// Confirmations, then the layout switch when this completed a relayout.
+// confirm writes the shard rows of the writes that did not fail (new
+// version, and for a complete shard its confirmation), and the layout
+// switch when this completed a relayout. It returns the shard states and
+// layout as written. When the rows cannot be written, the changed shards
+// are made to be read again rather than trusted.
+func (s *Store) confirm(ctx context.Context, tc *tenantCache, g *genCache, lay layout, tenant string, gen int64, writes []shardWrite, ops [][]store.Op,
+	failed []bool, version string, stats *commitStats) (map[int]shardState, layout, error) {
 	states := make(map[int]shardState, len(g.states))
 	tc.mu.RLock()
 	for k, v := range g.states {
@@ -267,44 +301,51 @@ func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []s
 		}
 	}
 	next := lay
-	if gen == lay.NextGen && lay.NextGen != 0 {
-		all := true
-		for i := 0; i < lay.NextShards; i++ {
-			if states[i].ConfirmedAt.IsZero() {
-				all = false
-				break
-			}
+	if gen == lay.NextGen && lay.NextGen != 0 && allConfirmed(states, lay.NextShards) {
+		next.Garbage = slices.Clone(lay.Garbage)
+		if lay.Shards > 0 {
+			next.Garbage = append(next.Garbage, genShards{Gen: lay.Gen, Shards: lay.Shards})
 		}
-		if all {
-			next.Garbage = slices.Clone(lay.Garbage)
-			if lay.Shards > 0 {
-				next.Garbage = append(next.Garbage, genShards{Gen: lay.Gen, Shards: lay.Shards})
-			}
-			next.Gen, next.Shards, next.NextGen, next.NextShards = lay.NextGen, lay.NextShards, 0, 0
-			final = append(final, store.Op{Kind: store.OpUpsert, Entity: next.entity(tenant)})
-			stats.Switched = true
-		}
+		next.Gen, next.Shards, next.NextGen, next.NextShards = lay.NextGen, lay.NextShards, 0, 0
+		final = append(final, store.Op{Kind: store.OpUpsert, Entity: next.entity(tenant)})
+		stats.Switched = true
 	}
-	if len(final) > 0 {
-		n, err := store.WriteBatched(ctx, s.state, final)
-		stats.Batches += n
-		if err != nil {
-			// Readings were written but not confirmed: make this process
-			// read the shards again rather than trust what it holds.
-			tc.mu.Lock()
-			for w, sw := range writes {
-				if len(ops[w]) > 0 {
-					g.shards[sw.shard].version = ""
-				}
-			}
-			tc.mu.Unlock()
-			return stats, fmt.Errorf("confirming shards: %w", err)
-		}
+	if len(final) == 0 {
+		return states, next, nil
 	}
+	n, err := store.WriteBatched(ctx, s.state, final)
+	stats.Batches += n
+	if err != nil {
+		// Readings were written but not confirmed: make this process read
+		// the shards again rather than trust what it holds.
+		tc.mu.Lock()
+		for w, sw := range writes {
+			if len(ops[w]) > 0 {
+				g.shards[sw.shard].version = ""
+			}
+		}
+		tc.mu.Unlock()
+		return nil, layout{}, fmt.Errorf("confirming shards: %w", err)
+	}
+	return states, next, nil
+}
 
-	// The cache takes what was written; who changed is told afterwards.
-	var changed []switchboard.Presence
-	defer func() { s.notify(tenant, changed) }()
+// allConfirmed reports whether shards 0 to n-1 were all confirmed.
+func allConfirmed(states map[int]shardState, n int) bool {
+	for i := 0; i < n; i++ {
+		if states[i].ConfirmedAt.IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+// cacheWritten makes the cache hold what was written: the changed
+// readings at their new version, confirmations, the shard states, and the
+// new layout when a relayout was completed. Shards whose writes failed are
+// read again.
+func (s *Store) cacheWritten(tc *tenantCache, g *genCache, tenant string, writes []shardWrite, ops [][]store.Op, failed []bool, version string,
+	states map[int]shardState, next layout, switched bool) {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	for w, sw := range writes {
@@ -322,9 +363,7 @@ func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []s
 				if o.Kind == store.OpDelete {
 					delete(readings, o.Entity.RowKey)
 				} else {
-					st := storedFromEntity(o.Entity)
-					readings[o.Entity.RowKey] = st
-					changed = append(changed, switchboard.Presence{UserID: o.Entity.RowKey, Availability: st.Availability, Activity: st.Activity})
+					readings[o.Entity.RowKey] = storedFromEntity(o.Entity)
 				}
 			}
 			sc.readings, sc.version = readings, version
@@ -334,7 +373,7 @@ func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []s
 		}
 	}
 	g.states = states
-	if stats.Switched {
+	if switched {
 		tc.lay = next
 		for k := range tc.gens {
 			if k != next.Gen {
@@ -343,7 +382,6 @@ func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []s
 		}
 		s.log.Info("presence relayout completed", "tenant", tenant, "shards", next.Shards, "gen", next.Gen)
 	}
-	return stats, nil
 }
 
 // markFannedOut records that shards of generation gen were handed to
@@ -370,83 +408,6 @@ func (s *Store) markFannedOut(ctx context.Context, tenant string, gen int64, sha
 		}
 	}
 	return nil
-}
-
-// collectGarbage deletes the rows of retired and abandoned generations
-// until done or until the deadline, and records what is left.
-func (s *Store) collectGarbage(ctx context.Context, tenant string, deadline time.Time) error {
-	tc := s.cache(tenant)
-	tc.load.Lock()
-	defer tc.load.Unlock()
-	tc.mu.RLock()
-	lay := tc.lay
-	tc.mu.RUnlock()
-	if len(lay.Garbage) == 0 {
-		return nil
-	}
-	var left []genShards
-	for _, gs := range lay.Garbage {
-		if gs.Gen == lay.Gen || gs.Gen == lay.NextGen {
-			continue // never delete what is in use
-		}
-		if !s.now().Before(deadline) {
-			left = append(left, gs)
-			continue
-		}
-		if err := s.deleteGeneration(ctx, tenant, gs, deadline); err != nil {
-			s.log.Warn("presence: deleting a retired generation failed", "tenant", tenant, "gen", gs.Gen, "err", err)
-			left = append(left, gs)
-		}
-	}
-	e, err := s.state.Get(ctx, tenant, rowLayout)
-	if err != nil {
-		return err
-	}
-	cur := layoutFromEntity(e)
-	if cur.Gen != lay.Gen || cur.NextGen != lay.NextGen {
-		return nil // someone relaid out meanwhile: their Garbage wins
-	}
-	cur.Garbage = left
-	if _, err := s.state.Update(ctx, cur.entity(tenant), e.ETag); err != nil {
-		return err
-	}
-	tc.mu.Lock()
-	tc.lay.Garbage = left
-	tc.mu.Unlock()
-	return nil
-}
-
-func (s *Store) deleteGeneration(ctx context.Context, tenant string, gs genShards, deadline time.Time) error {
-	for i := 0; i < partitionsFor(gs.Shards); i++ {
-		if !s.now().Before(deadline) {
-			return fmt.Errorf("deadline reached at partition %d of %d", i, partitionsFor(gs.Shards))
-		}
-		var ops []store.Op
-		err := store.QueryAll(ctx, s.presence, store.Query{PartitionKey: partitionKey(tenant, gs.Gen, i)}, func(e store.Entity) error {
-			ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: e.PartitionKey, RowKey: e.RowKey}, IfMatch: "*"})
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if len(ops) > 0 {
-			if _, err := store.WriteBatched(ctx, s.presence, ops); err != nil {
-				return err
-			}
-		}
-	}
-	var ops []store.Op
-	err := store.QueryAll(ctx, s.state, store.Query{PartitionKey: tenant, Prefix: fmt.Sprintf("%s%d.", shardRowPrefix, gs.Gen)}, func(e store.Entity) error {
-		ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: e.PartitionKey, RowKey: e.RowKey}, IfMatch: "*"})
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if len(ops) > 0 {
-		_, err = store.WriteBatched(ctx, s.state, ops)
-	}
-	return err
 }
 
 func mergeOp(pk, rk string, props map[string]any) store.Op {

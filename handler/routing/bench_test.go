@@ -24,11 +24,11 @@ const benchTenant = "5b0c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3"
 // benchGraph answers getPresencesByUserId from fixed readings: the
 // presence store is filled by a real poll through it.
 type benchGraph struct {
-	readings map[string]presence.Reading
+	readings map[string]switchboard.PresenceReading
 }
 
-func (g *benchGraph) Presences(ctx context.Context, tenantID string, src presence.Source, userIDs []string) ([]presence.Reading, error) {
-	out := make([]presence.Reading, 0, len(userIDs))
+func (g *benchGraph) Presences(ctx context.Context, tenantID string, src switchboard.PresenceSource, userIDs []string) ([]switchboard.PresenceReading, error) {
+	out := make([]switchboard.PresenceReading, 0, len(userIDs))
 	for _, u := range userIDs {
 		if r, ok := g.readings[u]; ok {
 			out = append(out, r)
@@ -37,8 +37,8 @@ func (g *benchGraph) Presences(ctx context.Context, tenantID string, src presenc
 	return out, nil
 }
 
-func (g *benchGraph) User(ctx context.Context, tenantID string, src presence.Source, upnOrID string) (presence.User, error) {
-	return presence.User{ID: upnOrID}, nil
+func (g *benchGraph) User(ctx context.Context, tenantID string, src switchboard.PresenceSource, upnOrID string) (switchboard.DirectoryUser, error) {
+	return switchboard.DirectoryUser{ID: upnOrID}, nil
 }
 
 // BenchmarkRouteHTTP measures POST .../route through the real router and
@@ -77,14 +77,14 @@ func startBench(b *testing.B, n int) *benchServer {
 	b.Helper()
 	ctx := context.Background()
 	tables := testenv.Tables(b)
-	graph := &benchGraph{readings: map[string]presence.Reading{}}
+	graph := &benchGraph{readings: map[string]switchboard.PresenceReading{}}
 	avail := []string{switchboard.Available, switchboard.Available, switchboard.Available, switchboard.Available, switchboard.Available, switchboard.Available,
 		switchboard.Busy, switchboard.Away, switchboard.DoNotDisturb, switchboard.Offline}
 	in := routing.ServiceInput{Name: ptr("Bench")}
 	for i := range n {
 		u := user(i)
 		in.Members = append(in.Members, routing.MemberInput{UserID: u})
-		graph.readings[u] = presence.Reading{UserID: u, Availability: avail[i%len(avail)], Activity: avail[i%len(avail)]}
+		graph.readings[u] = switchboard.PresenceReading{UserID: u, Availability: avail[i%len(avail)], Activity: avail[i%len(avail)]}
 	}
 	presenceStore, err := presence.NewStore(ctx, presence.StoreOptions{Tables: tables})
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -411,13 +413,12 @@ func (e *Engine) Release(ctx context.Context, tenant, conversationID string) err
 	var mu sync.Mutex
 	ends := map[string]time.Time{}
 	var errs []error
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
+	// Every hold is tried (the group's functions return no error, so none
+	// cancels the others); the failures are joined below.
+	var g errgroup.Group
+	g.SetLimit(8)
 	for _, a := range c.Agents {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			end, err := e.releaseHold(ctx, tenant, a.UserID, conversationID, now)
 			mu.Lock()
 			defer mu.Unlock()
@@ -426,9 +427,10 @@ func (e *Engine) Release(ctx context.Context, tenant, conversationID string) err
 			} else if !end.IsZero() {
 				ends[a.UserID] = end
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return switchboard.Wrap(switchboard.EINTERNAL, op, err)
 	}

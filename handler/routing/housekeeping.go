@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"switchboard/handler/job"
 )
 
 // HousekeepingReport says what one Housekeep run did.
@@ -35,7 +37,7 @@ func (e *Engine) Housekeep(ctx context.Context) (HousekeepingReport, error) {
 	}
 	rep.Tenants = len(tenants)
 	for tenant := range tenants {
-		if deadlineNear(ctx) {
+		if job.Near(ctx, stopBefore) {
 			rep.StoppedAtDeadline = true
 			return rep, errors.Join(errs...)
 		}
@@ -57,7 +59,7 @@ func (e *Engine) Housekeep(ctx context.Context) (HousekeepingReport, error) {
 		if r.LastTeamSyncError != "" && now.Sub(r.LastTeamSyncAttempt) < e.teamSyncInterval/3 {
 			continue // failed recently: do not hammer Graph
 		}
-		if deadlineNear(ctx) {
+		if job.Near(ctx, stopBefore) {
 			rep.StoppedAtDeadline = true
 			break
 		}
@@ -116,12 +118,7 @@ func (e *Engine) sweep(ctx context.Context, tenant string) (holds, convs int, er
 	return holds, convs, errors.Join(errs...)
 }
 
-// deadlineNear reports whether ctx ends within a few seconds: time to stop
-// and leave the rest to the next run.
-func deadlineNear(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	d, ok := ctx.Deadline()
-	return ok && time.Until(d) < 5*time.Second
-}
+// stopBefore is how close to the housekeeping run's deadline work stops
+// and leaves the rest to the next run (no tenant sweep or team sync starts
+// later).
+const stopBefore = 5 * time.Second

@@ -3,7 +3,7 @@
 // presence rules as pure functions, the ordering among eligible agents, and
 // atomic reservations of agents in Table Storage.
 //
-// The rules (this file, decide.go, rank.go) do no I/O: they take domain
+// The rules (this file, and decide.go with the ordering) do no I/O: they take domain
 // values and the time, and return a verdict with a stable reason code and a
 // sentence for people. The Engine (engine.go) reads what they need from the
 // service store, the agent state store and the presence store, and writes

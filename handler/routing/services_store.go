@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"switchboard/handler/internal/follow"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -31,33 +32,21 @@ const (
 // never change once written), so a route reads only the definition row.
 //
 // Routes read the definition row from an in-process copy too, which follows
-// storage as the agent state does (see stateCache): this process's writes
-// at once, other instances' after refreshEvery (in the background), and a
-// route waits for storage only past maxLag. API reads (GET, PUT) always
-// read storage.
+// storage as the agent state does (follow.Cache, see stateCache): this
+// process's writes at once, other instances' after refreshEvery (in the
+// background), and a route waits for storage only past maxLag. API reads
+// (GET, PUT) always read storage.
 type serviceStore struct {
 	defs    store.Table
 	members store.Table
+	// routes holds the definition rows routes read.
+	routes *follow.Cache[serviceKey, serviceRow]
 
-	refreshEvery time.Duration // < 0: routes read storage every time
-	maxLag       time.Duration
-	clock        func() time.Time // monotonic time of the process
-	log          *slog.Logger
-
-	mu      sync.Mutex
-	cache   map[string][]Member  // key: members partition (tenant|service|version)
-	defined map[string]*defEntry // key: tenant|service
+	mu    sync.Mutex
+	cache map[string][]Member // key: members partition (tenant|service|version)
 }
 
-// defEntry is a cached definition row.
-type defEntry struct {
-	row        serviceRow
-	loadedAt   time.Time
-	refreshing bool
-	// gen counts this process's writes, so that a refresh that read
-	// storage before one of them does not publish over it.
-	gen int
-}
+type serviceKey struct{ tenant, id string }
 
 // maxCachedSets bounds the member-set cache; past it, an arbitrary set is
 // dropped (it is read again when needed).
@@ -78,104 +67,39 @@ func newServiceStore(ctx context.Context, tables store.Tables, refreshEvery, max
 	if maxLag < refreshEvery {
 		maxLag = max(10*time.Second, refreshEvery)
 	}
-	return &serviceStore{defs: defs, members: members, refreshEvery: refreshEvery, maxLag: maxLag, clock: time.Now, log: log,
-		cache: map[string][]Member{}, defined: map[string]*defEntry{}}, nil
+	s := &serviceStore{defs: defs, members: members, cache: map[string][]Member{}}
+	s.routes = follow.New(follow.Options[serviceKey, serviceRow]{
+		Load: func(ctx context.Context, k serviceKey, _ serviceRow) (serviceRow, error) {
+			return s.definition(ctx, k.tenant, k.id)
+		},
+		RefreshEvery: refreshEvery, MaxLag: maxLag, RefreshTimeout: 10 * time.Second,
+		Gone: func(err error) bool { return switchboard.IsCode(err, switchboard.ENOTFOUND) },
+		RefreshFailed: func(k serviceKey, err error) {
+			log.Warn("service definition refresh failed; serving the cached one", "tenant", k.tenant, "service", k.id, "err", err)
+		},
+	})
+	return s, nil
 }
 
 // routed returns a service with its members for a route: from the
 // in-process copy while it is recent enough. Returns ENOTFOUND for an
 // unknown service.
 func (s *serviceStore) routed(ctx context.Context, tenant, id string) (Service, error) {
-	key := tenant + "|" + id
-	s.mu.Lock()
-	e, ok := s.defined[key]
-	if ok && s.refreshEvery >= 0 {
-		if age := s.clock().Sub(e.loadedAt); age <= s.maxLag {
-			row := e.row
-			if age > s.refreshEvery && !e.refreshing {
-				e.refreshing = true
-				go s.refresh(tenant, id, e.gen)
-			}
-			s.mu.Unlock()
-			members, err := s.memberSet(ctx, tenant, id, row.version)
-			row.Members = members
-			return row.Service, err
-		}
-	}
-	s.mu.Unlock()
-	start := s.clock()
-	row, err := s.definition(ctx, tenant, id)
+	row, err := s.routes.Get(ctx, serviceKey{tenant, id})
 	if err != nil {
-		if switchboard.IsCode(err, switchboard.ENOTFOUND) {
-			s.forget(tenant, id)
-		}
 		return Service{}, err
 	}
-	s.remembered(row, start, -1)
 	row.Members, err = s.memberSet(ctx, tenant, id, row.version)
 	return row.Service, err
 }
 
-func (s *serviceStore) refresh(tenant, id string, gen int) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	start := s.clock()
-	row, err := s.definition(ctx, tenant, id)
-	switch {
-	case err == nil:
-		s.remembered(row, start, gen)
-	case switchboard.IsCode(err, switchboard.ENOTFOUND):
-		s.forget(tenant, id)
-	default:
-		s.log.Warn("service definition refresh failed; serving the cached one", "tenant", tenant, "service", id, "err", err)
-		s.mu.Lock()
-		if e, ok := s.defined[tenant+"|"+id]; ok {
-			e.refreshing = false
-		}
-		s.mu.Unlock()
-	}
-}
-
-// remembered caches a definition read at start. gen is the write count a
-// background refresh started from (-1 for a read in line, which always
-// publishes): a refresh that a write of this process overtook is dropped.
-func (s *serviceStore) remembered(row serviceRow, start time.Time, gen int) {
-	key := row.TenantID + "|" + row.ID
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.defined[key]
-	if !ok {
-		e = &defEntry{}
-		s.defined[key] = e
-	}
-	e.refreshing = false
-	if gen >= 0 && gen != e.gen {
-		return
-	}
-	e.row, e.loadedAt = row, start
-}
-
 // wrote records a definition this process wrote.
 func (s *serviceStore) wrote(row serviceRow) {
-	key := row.TenantID + "|" + row.ID
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.defined[key]
-	if !ok {
-		e = &defEntry{}
-		s.defined[key] = e
-	}
-	e.gen++
-	e.row, e.loadedAt = row, s.clock()
+	s.routes.Wrote(serviceKey{row.TenantID, row.ID}, row)
 }
 
 func (s *serviceStore) forget(tenant, id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.defined[tenant+"|"+id]; ok {
-		e.gen++
-		delete(s.defined, tenant+"|"+id)
-	}
+	s.routes.Forget(serviceKey{tenant, id})
 }
 
 func membersPartition(tenant, service, version string) string {

@@ -140,7 +140,7 @@ func TestActiveFlagToggle(t *testing.T) {
 	f.available(user(1))
 	other := f.newEngine()
 	mono := newClock(time.Unix(1000, 0))
-	other.services.clock = mono.Now
+	other.services.routes.Clock = mono.Now
 	if d := f.route(other, "support", sb.RouteRequest{}); len(d.Agents) != 1 {
 		t.Fatalf("agents = %v, want user 1", agentIDs(d))
 	}
@@ -158,7 +158,7 @@ func TestActiveFlagToggle(t *testing.T) {
 	if optedOut(other) {
 		t.Error("the other instance saw the change before its copy was refreshed (the test's premise is wrong)")
 	}
-	mono.Advance(other.services.maxLag + time.Millisecond)
+	mono.Advance(other.services.routes.MaxLag + time.Millisecond)
 	if !optedOut(other) {
 		t.Error("the other instance still routes to the member who opted out past the maximum lag")
 	}

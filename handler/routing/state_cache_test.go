@@ -44,7 +44,7 @@ func TestStateCacheFollowsStorage(t *testing.T) {
 	f.available(us...)
 	mono := newClock(time.Unix(1000, 0))
 	other := f.newEngine()
-	other.agents.clock = mono.Now
+	other.agents.Clock = mono.Now
 
 	f.route(f.engine, "support", sb.RouteRequest{ConversationID: "c1", Reserve: true})
 	d := f.route(other, "support", sb.RouteRequest{})
@@ -56,7 +56,7 @@ func TestStateCacheFollowsStorage(t *testing.T) {
 	if len(d.Agents) != 0 {
 		t.Fatalf("other instance within the refresh age: agents = %v, want none (the release is not seen yet)", agentIDs(d))
 	}
-	mono.Advance(other.agents.maxLag + time.Millisecond)
+	mono.Advance(other.agents.MaxLag + time.Millisecond)
 	d = f.route(other, "support", sb.RouteRequest{})
 	if got, want := agentIDs(d), us; !slices.Equal(got, want) {
 		t.Errorf("other instance past the maximum lag: agents = %v, want %v", got, want)
@@ -95,7 +95,7 @@ func TestStateCacheReplaysWritesOverALoad(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	c.refreshEvery, c.maxLag = time.Hour, time.Hour // serve from the cache from now on
+	c.RefreshEvery, c.MaxLag = time.Hour, time.Hour // serve from the cache from now on
 	states, holds, _, err := c.read(ctx, tenant, t0)
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,8 @@ param identityClientId string
 param storageAccountName string
 param deploymentContainerName string
 param applicationInsightsName string
-param serviceBusNamespaceName string
+@description('Host name of the Service Bus namespace (servicebus.bicep\'s fullyQualifiedNamespace, from the namespace\'s serviceBusEndpoint).')
+param serviceBusNamespaceHost string
 param keyVaultName string
 
 @description('App setting name to queue name, e.g. {OUTBOUND_QUEUE: \'outbound-tasks\'}.')
@@ -31,6 +32,8 @@ param authorityHost string
 param presencePollSchedule string
 param presenceStaleAfter string
 
+@minValue(40)
+@maxValue(1000)
 param maximumInstanceCount int
 param instanceMemoryMB int
 
@@ -54,8 +57,12 @@ func secretRef(vault string, secret string) string => '@Microsoft.KeyVault(Vault
 // functionAppConfig and rejects them), FUNCTIONS_CUSTOMHANDLER_PORT (set by
 // the host), and the local-development alternatives listed in the test.
 var appSettings = {
-  // Host storage through the identity (no AzureWebJobsStorage connection string).
-  AzureWebJobsStorage__accountName: storage.name
+  // Host storage through the identity (no AzureWebJobsStorage connection
+  // string), at the endpoints the account reports: __accountName would
+  // build public-cloud host names.
+  AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
+  AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+  AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
 
@@ -71,7 +78,7 @@ var appSettings = {
 
   // Service Bus for the triggers (connection "ServiceBusConnection") and the
   // handler's sender, through the identity.
-  ServiceBusConnection__fullyQualifiedNamespace: '${serviceBusNamespaceName}.servicebus.windows.net'
+  ServiceBusConnection__fullyQualifiedNamespace: serviceBusNamespaceHost
   ServiceBusConnection__credential: 'managedidentity'
   ServiceBusConnection__clientId: identityClientId
 

@@ -44,4 +44,6 @@ resource queue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = [
 ]
 
 output name string = namespace.name
-output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
+// The host name from the endpoint Azure reports (https://<host>:443/), so the
+// namespace resolves in every cloud, not only the public one.
+output fullyQualifiedNamespace string = split(split(namespace.properties.serviceBusEndpoint, '/')[2], ':')[0]

@@ -1,6 +1,7 @@
 package deploytest
 
 import (
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -117,5 +118,104 @@ func TestFunctionAppIsFlexConsumptionCustomHandler(t *testing.T) {
 	runtime := strings.Index(text, "runtime: {")
 	if runtime < 0 || !strings.Contains(text[runtime:], "name: 'custom'") || !strings.Contains(text[runtime:], "version: '1.0'") {
 		t.Error("functionAppConfig.runtime is not {name: 'custom', version: '1.0'}")
+	}
+}
+
+// TestMaximumInstanceCountFitsFlex: Flex Consumption takes 40 to 1000 as
+// the instance bound; a smaller one fails the deployment, so the
+// parameters refuse it before Azure does.
+func TestMaximumInstanceCountFitsFlex(t *testing.T) {
+	r := infraReport(t)
+	for _, file := range []string{"infra/main.bicep", "infra/modules/functionapp.bicep"} {
+		t.Run(file, func(t *testing.T) {
+			p, ok := r.file(t, file).Params["maximumInstanceCount"]
+			if !ok {
+				t.Fatalf("%s has no param maximumInstanceCount", file)
+			}
+			if got := p.Decorators["minValue"]; len(got) != 1 || got[0] != float64(40) {
+				t.Errorf("@minValue = %v, want [40]", got)
+			}
+			if got := p.Decorators["maxValue"]; len(got) != 1 || got[0] != float64(1000) {
+				t.Errorf("@maxValue = %v, want [1000]", got)
+			}
+			if p.Default != nil {
+				if n, ok := p.Default.(float64); !ok || n < 40 || n > 1000 {
+					t.Errorf("default = %v, want a number from 40 to 1000", p.Default)
+				}
+			}
+		})
+	}
+	// The value azd passes, when main.parameters.json pins one.
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "infra", "main.parameters.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var params struct {
+		Parameters map[string]struct {
+			Value any `json:"value"`
+		} `json:"parameters"`
+	}
+	if err := json.Unmarshal(raw, &params); err != nil {
+		t.Fatalf("infra/main.parameters.json: %v", err)
+	}
+	if p, ok := params.Parameters["maximumInstanceCount"]; ok {
+		if n, ok := p.Value.(float64); ok && (n < 40 || n > 1000) {
+			t.Errorf("main.parameters.json sets maximumInstanceCount = %v, want 40 to 1000", n)
+		}
+	}
+}
+
+// TestServiceBusNamespaceFromEndpoint: the triggers' and the sender's
+// namespace is the host of the endpoint Azure reports for the namespace,
+// never a name with the public cloud's suffix appended.
+func TestServiceBusNamespaceFromEndpoint(t *testing.T) {
+	r := infraReport(t)
+	out := expr(r.file(t, "infra/modules/servicebus.bicep").Outputs["fullyQualifiedNamespace"])
+	if !strings.Contains(out, "namespace.properties.serviceBusEndpoint") || strings.Contains(out, ".windows.net") {
+		t.Errorf("servicebus.bicep output fullyQualifiedNamespace = %q, want the host of namespace.properties.serviceBusEndpoint", out)
+	}
+	app := r.file(t, "infra/modules/functionapp.bicep").Variables["appSettings"].(map[string]any)
+	const setting = "ServiceBusConnection__fullyQualifiedNamespace"
+	if got, want := expr(app[setting]), "serviceBusNamespaceHost"; got != want {
+		t.Errorf("app setting %s = %v, want the param %s", setting, app[setting], want)
+	}
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "infra", "main.bicep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "serviceBusNamespaceHost: serviceBus.outputs.fullyQualifiedNamespace"; !strings.Contains(string(raw), want) {
+		t.Errorf("infra/main.bicep does not pass %q to the function app", want)
+	}
+}
+
+// TestNoPublicCloudHostNamesInBicep: every resource endpoint (storage,
+// Service Bus, Key Vault) comes from the resource that serves it
+// (primaryEndpoints, serviceBusEndpoint), so the deployment works in every
+// Azure cloud. (Graph's base URL is a parameter with the public default,
+// documented for sovereign clouds.)
+func TestNoPublicCloudHostNamesInBicep(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	suffixes := []string{".windows.net", ".azure.net"}
+	err := filepath.WalkDir(filepath.Join(root, "infra"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".bicep") {
+			return err
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for i, line := range strings.Split(string(raw), "\n") {
+			code, _, _ := strings.Cut(line, "// ") // comments may name a host
+			for _, s := range suffixes {
+				if strings.Contains(strings.ToLower(code), s) {
+					rel, _ := filepath.Rel(root, path)
+					t.Errorf("%s:%d names a %s host: take it from the resource or environment()", rel, i+1, s)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -23,9 +23,26 @@ type bicepReport struct {
 }
 
 type bicepFile struct {
-	File      string         `json:"file"`
-	Errors    []bicepError   `json:"errors"`
-	Variables map[string]any `json:"variables"`
+	File      string                `json:"file"`
+	Errors    []bicepError          `json:"errors"`
+	Variables map[string]any        `json:"variables"`
+	Params    map[string]bicepParam `json:"params"`
+	Outputs   map[string]any        `json:"outputs"`
+}
+
+// bicepParam is a parameter's default (nil when it has none) and its
+// decorators by name, each with its argument values.
+type bicepParam struct {
+	Default    any              `json:"default"`
+	Decorators map[string][]any `json:"decorators"`
+}
+
+// expr returns the source text of a value bicep-check reports as an
+// expression ("" for a literal).
+func expr(v any) string {
+	m, _ := v.(map[string]any)
+	s, _ := m["$expr"].(string)
+	return s
 }
 
 type bicepError struct {

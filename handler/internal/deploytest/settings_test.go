@@ -487,14 +487,25 @@ func TestFunctionBindingsMatchBicep(t *testing.T) {
 }
 
 // TestHostStorageIsIdentityBased checks the Functions host's own storage
-// connection: identity-based, never a connection string.
+// connection: identity-based, never a connection string, and at the
+// service endpoints the storage account reports (as Microsoft's Flex
+// Consumption templates do): __accountName makes the host build
+// public-cloud host names, wrong in any other cloud.
 func TestHostStorageIsIdentityBased(t *testing.T) {
-	d := deployedFrom(t, infraReport(t))
+	r := infraReport(t)
+	d := deployedFrom(t, r)
 	if d.has("AzureWebJobsStorage") {
-		t.Error("the Bicep sets AzureWebJobsStorage (a connection string); want AzureWebJobsStorage__accountName with the identity")
+		t.Error("the Bicep sets AzureWebJobsStorage (a connection string); want the AzureWebJobsStorage__*ServiceUri settings with the identity")
 	}
-	if !d.has("AzureWebJobsStorage__accountName") {
-		t.Error("the Bicep does not set AzureWebJobsStorage__accountName")
+	if d.has("AzureWebJobsStorage__accountName") {
+		t.Error("the Bicep sets AzureWebJobsStorage__accountName, which works only in the public cloud; want AzureWebJobsStorage__blobServiceUri, __queueServiceUri and __tableServiceUri")
+	}
+	app := r.file(t, "infra/modules/functionapp.bicep").Variables["appSettings"].(map[string]any)
+	for _, svc := range []string{"blob", "queue", "table"} {
+		name := "AzureWebJobsStorage__" + svc + "ServiceUri"
+		if got, want := expr(app[name]), "storage.properties.primaryEndpoints."+svc; got != want {
+			t.Errorf("app setting %s = %v, want the storage account's endpoint %s", name, app[name], want)
+		}
 	}
 	if v, _ := d.literal("AzureWebJobsStorage__credential"); v != "managedidentity" {
 		t.Errorf("AzureWebJobsStorage__credential = %q, want managedidentity", v)
