@@ -130,7 +130,7 @@ func TestServiceAPI(t *testing.T) {
 				"onTimeout":  map[string]any{"action": "Disconnect", "serviceId": nil},
 				"onFull":     map[string]any{"action": "Disconnect", "serviceId": nil},
 				"onNoAgents": map[string]any{"action": "Queue", "serviceId": nil}}},
-		"memberCount":  2.0, "activeMemberCount": 1.0,
+		"memberCount": 2.0, "activeMemberCount": 1.0,
 		"createdAt": "2026-11-22T12:00:00Z", "updatedAt": "2026-11-22T12:00:00Z",
 		"lastTeamSync": nil, "lastTeamSyncError": nil,
 	}

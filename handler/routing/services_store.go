@@ -3,8 +3,8 @@ package routing
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"encoding/hex"
+	"encoding/json"
 	"log/slog"
 	"slices"
 	"strings"
@@ -142,10 +142,10 @@ func encodeService(s Service, version string, count int) store.Entity {
 func decodeService(e store.Entity) serviceRow {
 	return serviceRow{
 		Service: Service{
-			TenantID: e.PartitionKey,
-			ID:       e.RowKey,
-			Name:     e.String("name"),
-			TeamID:   e.String("teamId"),
+			TenantID:            e.PartitionKey,
+			ID:                  e.RowKey,
+			Name:                e.String("name"),
+			TeamID:              e.String("teamId"),
 			Distribution:        decodeDistribution(e),
 			CreatedAt:           e.Time("createdAt"),
 			UpdatedAt:           e.Time("updatedAt"),
