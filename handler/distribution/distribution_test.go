@@ -530,3 +530,47 @@ func TestOutboundTasksInTheSameLine(t *testing.T) {
 		t.Errorf("lower-priority conversation %s, want still Queued", c.State)
 	}
 }
+
+// A conversation or offer whose message was lost still times out within a
+// housekeeping tick; ended conversations are kept 7 days, then deleted.
+func TestHousekeepingActsOnLostMessages(t *testing.T) {
+	f := newFixture(t)
+	f.service("support", 2, routing.DistributionInput{Queue: &routing.QueueInput{MaxWaitSeconds: ptr(60)}}, nil)
+	f.enqueue("support", "offered", EnqueueInput{})
+	f.presence.set(user(2), sb.Busy)
+	f.enqueue("support", "waiting", EnqueueInput{})
+	f.queue.due(t0.Add(24 * time.Hour)) // every message lost
+
+	f.clock.Advance(20*time.Second + 6*time.Second) // ring time and grace over
+	rep, err := f.svc.Housekeep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc.Wait()
+	if rep.OffersLapsed != 1 {
+		t.Errorf("report %s, want 1 lapsed", rep)
+	}
+	if c := f.get("offered"); c.Offers[0].State != OfferLapsed {
+		t.Errorf("offer whose message was lost: %s, want Lapsed", c.Offers[0].State)
+	}
+	f.clock.Advance(40 * time.Second) // past both deadlines and the grace
+	if rep, err = f.svc.Housekeep(ctx); err != nil || rep.TimedOut != 2 {
+		t.Fatalf("report %s, %v; want 2 timed out", rep, err)
+	}
+	for _, id := range []string{"offered", "waiting"} {
+		if c := f.get(id); c.State != StateTimedOut {
+			t.Errorf("%s: %s, want TimedOut", id, c.State)
+		}
+	}
+	f.clock.Advance(7*24*time.Hour - time.Minute)
+	if rep, _ = f.svc.Housekeep(ctx); rep.Deleted != 0 {
+		t.Errorf("deleted %d before 7 days", rep.Deleted)
+	}
+	f.clock.Advance(2 * time.Minute)
+	if rep, _ = f.svc.Housekeep(ctx); rep.Deleted != 2 {
+		t.Errorf("deleted %d after 7 days, want 2", rep.Deleted)
+	}
+	if _, err := f.svc.Get(ctx, tenant, "waiting"); !sb.IsCode(err, sb.ENOTFOUND) {
+		t.Errorf("after retention: %v, want not found", err)
+	}
+}

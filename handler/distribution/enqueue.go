@@ -90,11 +90,9 @@ func (s *Service) Enqueue(ctx context.Context, tenant, service string, in Enqueu
 	if err != nil {
 		return Conversation{}, false, err
 	}
-	if c, err := s.convs.get(ctx, tenant, in.ConversationID); err == nil {
-		return existing(op, c, service)
-	} else if !switchboard.IsCode(err, switchboard.ENOTFOUND) {
-		return Conversation{}, false, err
-	}
+	// No read first: a conversation that exists loses on the insert below
+	// (an offer taken for it meanwhile goes back), which saves a round trip
+	// on every new conversation.
 	now := s.now()
 	c := Conversation{
 		TenantID: tenant, ID: in.ConversationID, ServiceID: service, State: StateQueued, Priority: DefaultPriority,

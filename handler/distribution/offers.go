@@ -65,9 +65,18 @@ func (s *Service) after(ctx context.Context, tenant string, c Conversation, fx *
 // first. fn returns false to write nothing. Effects of a failed write are
 // undone before fn runs again.
 func (s *Service) mutate(ctx context.Context, tenant, id string, fn func(c *Conversation, fx *effects) (bool, error)) (Conversation, error) {
+	return s.mutateFrom(ctx, tenant, id, nil, fn)
+}
+
+// mutateFrom is mutate starting from read, the conversation as the caller
+// has just read it (nil: read it).
+func (s *Service) mutateFrom(ctx context.Context, tenant, id string, read *Conversation, fn func(c *Conversation, fx *effects) (bool, error)) (Conversation, error) {
 	for attempt := 0; attempt < 8; attempt++ {
-		cur, err := s.convs.get(ctx, tenant, id)
-		if err != nil {
+		var cur Conversation
+		var err error
+		if read != nil {
+			cur, read = *read, nil
+		} else if cur, err = s.convs.get(ctx, tenant, id); err != nil {
 			return Conversation{}, err
 		}
 		next := clone(cur)
@@ -141,7 +150,7 @@ func (s *Service) Accept(ctx context.Context, tenant, conv, user string) (Conver
 		return Conversation{}, err
 	}
 	lost := false
-	out, err := s.mutate(ctx, tenant, conv, func(c *Conversation, fx *effects) (bool, error) {
+	out, err := s.mutateFrom(ctx, tenant, conv, &c, func(c *Conversation, fx *effects) (bool, error) {
 		if c.State == StateConnected && c.Agent == user {
 			return false, nil
 		}
