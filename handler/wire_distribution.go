@@ -115,6 +115,12 @@ func (l lateConversations) RequiredSkills(ctx context.Context, tenant, id string
 	return l.a.distribution.RequiredSkills(ctx, tenant, id)
 }
 
+func (l lateConversations) ServiceChanged(tenant, service string) {
+	if l.a.distribution != nil {
+		l.a.distribution.Kick(tenant, []string{service}, nil)
+	}
+}
+
 // agentFreed tells distribution of an agent an outbound task let go.
 func (a *app) agentFreed(tenant, service, user string) {
 	if a.distribution != nil {

@@ -574,3 +574,25 @@ func TestHousekeepingActsOnLostMessages(t *testing.T) {
 		t.Errorf("after retention: %v, want not found", err)
 	}
 }
+
+// A member change (an agent opting in) distributes the service at once.
+func TestMemberChangeDistributes(t *testing.T) {
+	f := newFixture(t)
+	f.service("support", 1, routing.DistributionInput{}, nil)
+	in := routing.ServiceInput{Name: ptr("support"), Members: []routing.MemberInput{{UserID: user(1), Active: ptr(false)}}}
+	if _, _, err := f.engine.PutService(ctx, tenant, "support", in, ""); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.enqueue("support", "c-1", EnqueueInput{}); c.State != StateQueued {
+		t.Fatalf("nobody active: %s, want Queued", c.State)
+	}
+	in.Members[0].Active = ptr(true)
+	if _, _, err := f.engine.PutService(ctx, tenant, "support", in, ""); err != nil {
+		t.Fatal(err)
+	}
+	f.svc.ServiceChanged(tenant, "support")
+	f.svc.Wait()
+	if got := ringing(f.get("c-1")); !slices.Equal(got, []string{user(1)}) {
+		t.Errorf("after the agent opted in: ringing %v, want %s", got, user(1))
+	}
+}

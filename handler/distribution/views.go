@@ -312,3 +312,7 @@ func (s *Service) RequiredSkills(ctx context.Context, tenant, id string) ([]swit
 	}
 	return c.RequiredSkills, c.Waiting(), nil
 }
+
+// ServiceChanged distributes a service whose definition or members changed
+// (an agent opted in, a member was added), in the background.
+func (s *Service) ServiceChanged(tenant, service string) { s.kick(tenant, []string{service}, nil) }

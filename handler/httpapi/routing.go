@@ -31,6 +31,9 @@ type QueuedConversations interface {
 	// RequiredSkills returns a queued conversation's required skills;
 	// false when distribution does not know it.
 	RequiredSkills(ctx context.Context, tenant, conversationID string) ([]switchboard.Skill, bool, error)
+	// ServiceChanged distributes a service whose definition or members
+	// changed (an agent may have opted in).
+	ServiceChanged(tenant, serviceID string)
 }
 
 // Register adds the routing routes to r. Roles (SPEC section 9), for the
@@ -224,6 +227,9 @@ func (a *RoutingAPI) putService(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if a.Conversations != nil {
+		a.Conversations.ServiceChanged(t, s)
+	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
@@ -251,6 +257,9 @@ func (a *RoutingAPI) syncService(w http.ResponseWriter, r *http.Request) error {
 	svc, err := a.Engine.SyncTeam(r.Context(), t, s)
 	if err != nil {
 		return err
+	}
+	if a.Conversations != nil {
+		a.Conversations.ServiceChanged(t, s)
 	}
 	return writeService(w, http.StatusOK, svc)
 }
