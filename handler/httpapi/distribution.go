@@ -254,11 +254,7 @@ func (a *DistributionAPI) queue(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *DistributionAPI) get(w http.ResponseWriter, r *http.Request) error {
-	t, err := TenantID(r)
-	if err != nil {
-		return err
-	}
-	c, err := PathID(r, "c")
+	t, c, err := tenantAndConversation(r)
 	if err != nil {
 		return err
 	}
@@ -289,11 +285,7 @@ func actingUser(r *http.Request, body offerActionBody) (string, error) {
 }
 
 func (a *DistributionAPI) offerAction(w http.ResponseWriter, r *http.Request, do func(ctx context.Context, tenant, conv, user string) (distribution.Conversation, error)) error {
-	t, err := TenantID(r)
-	if err != nil {
-		return err
-	}
-	c, err := PathID(r, "c")
+	t, c, err := tenantAndConversation(r)
 	if err != nil {
 		return err
 	}
@@ -435,4 +427,14 @@ func (a *DistributionAPI) services(w http.ResponseWriter, r *http.Request) error
 		out.Value[i] = serviceSummaryJSON{ID: s.ID, Name: s.Name, MemberCount: s.MemberCount, ActiveMemberCount: s.ActiveMemberCount, Waiting: s.Waiting, Offered: s.Offered}
 	}
 	return WriteJSON(w, http.StatusOK, out)
+}
+
+// tenantAndConversation returns the route's tenant and conversation ids.
+func tenantAndConversation(r *http.Request) (string, string, error) {
+	t, err := TenantID(r)
+	if err != nil {
+		return "", "", err
+	}
+	c, err := PathID(r, "c")
+	return t, c, err
 }

@@ -396,11 +396,7 @@ func (a *RoutingAPI) route(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *RoutingAPI) deleteConversation(w http.ResponseWriter, r *http.Request) error {
-	t, err := TenantID(r)
-	if err != nil {
-		return err
-	}
-	c, err := PathID(r, "c")
+	t, c, err := tenantAndConversation(r)
 	if err != nil {
 		return err
 	}
