@@ -23,6 +23,8 @@ import (
 	"switchboard/handler/httpapi"
 	"switchboard/handler/job"
 	"switchboard/handler/outbound"
+	"switchboard/handler/presence"
+	"switchboard/handler/routing"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -37,58 +39,74 @@ func main() {
 	}
 }
 
-// app holds what the wire* functions share while they assemble the handler.
+// app holds the handler while run assembles it: first the capabilities,
+// each built from those it depends on (build), then their routes and
+// functions (the wire* functions).
 type app struct {
 	cfg        config.Config
 	log        *slog.Logger
 	now        func() time.Time
-	tables     store.Tables
 	router     *httpapi.Router
 	dispatcher *functions.Dispatcher
 	closers    []func()
 
-	// Set by the wire* functions, in the order run calls them; a later
-	// capability may use what an earlier one set.
-	queue    switchboard.Queue         // wireQueue; nil when no broker is configured
-	settings *settings.Service         // wireSettings
-	presence switchboard.PresenceStore // wirePresence
-	tracked  switchboard.TrackedUsers  // wireRouting (the members of the services)
-	routing  switchboard.Router        // wireRouting
-	graph    *graph.Client             // wirePresence: the one Graph client (presence, Teams sync)
-	outbound *outbound.Service         // wireOutbound
-	// distribution is set by wireDistribution; routing's conversation
-	// routes and outbound reach it late (they are wired before it).
-	distribution *distribution.Service
+	// The capabilities, in the order build makes them.
+	tables        store.Tables
+	verifier      switchboard.Verifier // nil when API_AUTH=none
+	queue         switchboard.Queue    // nil when no broker is configured
+	settings      *settings.Service
+	graph         *graph.Client // the one Graph client (presence, Teams sync)
+	presenceStore *presence.Store
+	routing       *routing.Engine
+	poller        *presence.Poller
+	pollBudget    time.Duration // how long one presence poll works
+	presence      *presence.Service
+	outbound      *outbound.Service
+	distribution  *distribution.Service
+}
 
-	// housekeeping is the Housekeeping timer's work, one job per
-	// capability that has some.
-	housekeeping []housekeepingJob
+// build makes the capabilities in the order they depend on each other:
+// tables, queue, settings, Graph and the presence store, the routing
+// engine (reads presence), the poller (polls the routing services'
+// members) and the presence service, outbound (routes through the engine),
+// distribution (offers through the engine, serves outbound's waiting
+// tasks, is told of presence changes).
+func (a *app) build(ctx context.Context) error {
+	var err error
+	if a.tables, err = openTables(ctx, a.cfg); err != nil {
+		return fmt.Errorf("table storage: %w", err)
+	}
+	if a.verifier, err = newVerifier(ctx, a); err != nil {
+		return fmt.Errorf("API authentication: %w", err)
+	}
+	if a.queue, err = openQueue(a); err != nil {
+		return err
+	}
+	if a.settings, err = newSettings(ctx, a); err != nil {
+		return err
+	}
+	if err := newPresenceStore(ctx, a); err != nil {
+		return err
+	}
+	if a.routing, err = newRouting(ctx, a); err != nil {
+		return err
+	}
+	if err := newPresencePoll(a); err != nil {
+		return err
+	}
+	if a.outbound, err = newOutbound(ctx, a); err != nil {
+		return err
+	}
+	if a.distribution, err = newDistribution(ctx, a); err != nil {
+		return err
+	}
+	return nil
 }
 
 // housekeepingJob is one capability's share of the Housekeeping timer.
 type housekeepingJob struct {
 	name string
 	run  func(ctx context.Context, inv *functions.Invocation) error
-}
-
-// trackedUsers returns a TrackedUsers that forwards to a.tracked, which
-// wireRouting sets after wirePresence has built the poller.
-func (a *app) trackedUsers() switchboard.TrackedUsers { return lateTracked{a} }
-
-type lateTracked struct{ a *app }
-
-func (l lateTracked) Tenants(ctx context.Context) ([]string, error) {
-	if l.a.tracked == nil {
-		return nil, nil
-	}
-	return l.a.tracked.Tenants(ctx)
-}
-
-func (l lateTracked) TrackedUsers(ctx context.Context, tenantID string) ([]string, error) {
-	if l.a.tracked == nil {
-		return nil, nil
-	}
-	return l.a.tracked.TrackedUsers(ctx, tenantID)
 }
 
 // run starts the handler and serves until ctx is done, then shuts down
@@ -105,19 +123,17 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 			a.closers[i]()
 		}
 	}()
-	if a.tables, err = openTables(ctx, cfg); err != nil {
-		return fmt.Errorf("table storage: %w", err)
+	if err := a.build(ctx); err != nil {
+		return err
 	}
-	verifier, err := newVerifier(ctx, a)
-	if err != nil {
-		return fmt.Errorf("API authentication: %w", err)
-	}
-	a.router = httpapi.NewRouter(log, verifier)
-	for _, wire := range []func(context.Context, *app) error{wireHealth, wireQueue, wireSettings, wirePresence, wireRouting, wireOutbound, wireDistribution, wireHousekeeping} {
-		if err := wire(ctx, a); err != nil {
-			return err
-		}
-	}
+	a.router = httpapi.NewRouter(log, a.verifier)
+	wireHealth(a)
+	wireSettings(a)
+	wirePresence(a)
+	wireRouting(a)
+	wireOutbound(a)
+	wireDistribution(a)
+	wireHousekeeping(a, []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), distributionHousekeeping(a)})
 
 	mux := http.NewServeMux()
 	// The host polls GET / until the handler answers: readiness.
@@ -152,7 +168,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 }
 
 // wireHealth serves GET /api/health: liveness plus storage reachability.
-func wireHealth(ctx context.Context, a *app) error {
+func wireHealth(a *app) {
 	a.router.Anonymous("GET /api/health", func(w http.ResponseWriter, r *http.Request) error {
 		pingCtx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
@@ -162,7 +178,6 @@ func wireHealth(ctx context.Context, a *app) error {
 		}
 		return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"status": "healthy", "storage": "ok"})
 	})
-	return nil
 }
 
 // housekeepingBudget is how long one Housekeeping run may work: well inside
@@ -172,8 +187,7 @@ const housekeepingBudget = 45 * time.Second
 // wireHousekeeping registers the Housekeeping timer: the capabilities' jobs
 // run side by side under one deadline, and one failing does not stop the
 // others.
-func wireHousekeeping(ctx context.Context, a *app) error {
-	jobs := a.housekeeping
+func wireHousekeeping(a *app, jobs []housekeepingJob) {
 	a.dispatcher.Handle("Housekeeping", functions.TimerFunc("timer", func(ctx context.Context, inv *functions.Invocation, _ functions.Timer) error {
 		ctx, run := job.Start(ctx, job.Options{Name: "Housekeeping", Budget: housekeepingBudget, Log: a.log})
 		logs := make([]*functions.Invocation, len(jobs))
@@ -187,5 +201,4 @@ func wireHousekeeping(ctx context.Context, a *app) error {
 		}
 		return err
 	}))
-	return nil
 }

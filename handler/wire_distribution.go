@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,45 +10,40 @@ import (
 	"switchboard/handler/httpapi"
 	"switchboard/handler/job"
 	"switchboard/handler/outbound"
-	"switchboard/handler/presence"
-	"switchboard/handler/routing"
-	"switchboard/handler/switchboard"
 )
 
-// wireDistribution registers the waiting lines (SPEC section 10): the
-// ServiceQueue, Conversations (GET; DELETE goes through routing's route),
-// ConversationAccept, ConversationDecline, Agent, AgentRonaReset,
-// AgentAfterCallWorkEnd and ServicesList routes, the Distributor (Service
-// Bus trigger on DISTRIBUTION_QUEUE) and its Housekeeping job. It tells
-// the presence store and outbound tasks whom to tell of freed agents.
-func wireDistribution(ctx context.Context, a *app) error {
-	engine, ok := a.routing.(*routing.Engine)
-	if !ok || a.presence == nil {
-		return errors.New("distribution: wired before routing or presence")
-	}
-	o := distribution.Options{
+// newDistribution returns the waiting lines (SPEC section 10) over the
+// routing engine, outbound tasks and the presence store, which tells it of
+// changed readings.
+func newDistribution(ctx context.Context, a *app) (*distribution.Service, error) {
+	svc, err := distribution.New(ctx, distribution.Options{
 		Tables:     a.tables,
-		Agents:     engine,
-		Presence:   a.presence,
+		Agents:     a.routing,
+		Presence:   a.presenceStore,
+		Outbound:   outboundLine{a.outbound},
 		Queue:      a.queue,
 		QueueName:  a.cfg.DistributionQueue,
 		Now:        a.now,
 		Log:        a.log,
 		StaleAfter: a.cfg.PresenceStaleAfter,
-	}
-	if a.outbound != nil {
-		o.Outbound = outboundLine{a.outbound}
-	}
-	svc, err := distribution.New(ctx, o)
+	})
 	if err != nil {
-		return fmt.Errorf("distribution: %w", err)
+		return nil, fmt.Errorf("distribution: %w", err)
 	}
 	if a.queue == nil {
 		a.log.Warn("distribution: no queue configured; offers lapse, waits time out and RONA ends only at housekeeping (every minute)")
 	}
-	(&httpapi.DistributionAPI{Service: svc, Now: a.now}).Register(a.router)
-	a.distribution = svc
+	a.presenceStore.OnChange(svc.PresenceChanged)
+	return svc, nil
+}
 
+// wireDistribution registers the waiting lines' routes (ServiceQueue,
+// Conversations GET, ConversationAccept, ConversationDecline, Agent,
+// AgentRonaReset, AgentAfterCallWorkEnd, ServicesList) and the Distributor
+// (Service Bus trigger on DISTRIBUTION_QUEUE).
+func wireDistribution(a *app) {
+	svc := a.distribution
+	(&httpapi.DistributionAPI{Service: svc, Now: a.now}).Register(a.router)
 	a.dispatcher.Handle("Distributor", functions.ServiceBusFunc("message", func(ctx context.Context, inv *functions.Invocation, m functions.Message) error {
 		// One due time and the distribution pass it starts: well inside the
 		// queue's one-minute lock.
@@ -63,15 +57,17 @@ func wireDistribution(ctx context.Context, a *app) error {
 		}
 		return run.Finish()
 	}))
-	a.housekeeping = append(a.housekeeping, housekeepingJob{"distribution", func(ctx context.Context, inv *functions.Invocation) error {
+}
+
+// distributionHousekeeping is distribution's Housekeeping job: due times
+// whose messages were lost, ended conversations past their retention.
+func distributionHousekeeping(a *app) housekeepingJob {
+	svc := a.distribution
+	return housekeepingJob{"distribution", func(ctx context.Context, inv *functions.Invocation) error {
 		rep, err := svc.Housekeep(ctx)
 		inv.Logf("distribution housekeeping: %s", rep)
 		return err
-	}})
-	if st, ok := a.presence.(*presence.Store); ok {
-		st.OnChange(svc.PresenceChanged)
-	}
-	return nil
+	}}
 }
 
 // distributorBudget bounds one Distributor invocation.
@@ -95,30 +91,6 @@ func (l outboundLine) Waiting(ctx context.Context, tenant, service string) ([]di
 
 func (l outboundLine) AssignWaiting(ctx context.Context, tenant, service, id string) (string, error) {
 	return l.s.AssignWaiting(ctx, tenant, service, id)
-}
-
-// lateConversations hands routing's conversation routes to distribution,
-// which is wired after routing.
-type lateConversations struct{ a *app }
-
-func (l lateConversations) End(ctx context.Context, tenant, id string) (bool, error) {
-	if l.a.distribution == nil {
-		return false, nil
-	}
-	return l.a.distribution.End(ctx, tenant, id)
-}
-
-func (l lateConversations) RequiredSkills(ctx context.Context, tenant, id string) ([]switchboard.Skill, bool, error) {
-	if l.a.distribution == nil {
-		return nil, false, nil
-	}
-	return l.a.distribution.RequiredSkills(ctx, tenant, id)
-}
-
-func (l lateConversations) ServiceChanged(tenant, service string) {
-	if l.a.distribution != nil {
-		l.a.distribution.Kick(tenant, []string{service}, nil)
-	}
 }
 
 // agentFreed tells distribution of an agent an outbound task let go.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"switchboard/handler/functions"
@@ -11,18 +10,15 @@ import (
 	"switchboard/handler/routing"
 )
 
-// wireOutbound registers the outbound capability: the OutboundTasks,
-// OutboundTask and OutboundTaskComplete routes, the OutboundWorker
-// (Service Bus trigger on OUTBOUND_QUEUE) and its Housekeeping job.
-func wireOutbound(ctx context.Context, a *app) error {
-	if a.routing == nil || a.settings == nil {
-		return errors.New("outbound: wired before routing or settings")
-	}
-	o := outbound.Options{
+// newOutbound returns the outbound service: it routes through the routing
+// engine and takes its caps from the settings.
+func newOutbound(ctx context.Context, a *app) (*outbound.Service, error) {
+	svc, err := outbound.New(ctx, outbound.Options{
 		Tables:    a.tables,
 		Queue:     a.queue,
 		QueueName: a.cfg.OutboundQueue,
 		Router:    a.routing,
+		Services:  serviceChecker{a.routing},
 		Limits:    a.settings,
 		Now:       a.now,
 		Log:       a.log,
@@ -30,16 +26,19 @@ func wireOutbound(ctx context.Context, a *app) error {
 		// once when an agent is freed (no retry every 10 s).
 		ServedByLine: true,
 		AgentFreed:   a.agentFreed,
-	}
-	if e, ok := a.routing.(*routing.Engine); ok {
-		o.Services = serviceChecker{e}
-	}
-	svc, err := outbound.New(ctx, o)
+	})
 	if err != nil {
-		return fmt.Errorf("outbound: %w", err)
+		return nil, fmt.Errorf("outbound: %w", err)
 	}
+	return svc, nil
+}
+
+// wireOutbound registers the outbound capability: the OutboundTasks,
+// OutboundTask and OutboundTaskComplete routes and the OutboundWorker
+// (Service Bus trigger on OUTBOUND_QUEUE).
+func wireOutbound(a *app) {
+	svc := a.outbound
 	(&httpapi.OutboundAPI{Tasks: svc}).Register(a.router)
-	a.outbound = svc
 
 	a.dispatcher.Handle("OutboundWorker", functions.ServiceBusFunc("message", func(ctx context.Context, inv *functions.Invocation, m functions.Message) error {
 		w, err := svc.Handle(ctx, m.Body)
@@ -52,13 +51,16 @@ func wireOutbound(ctx context.Context, a *app) error {
 		}
 		return nil
 	}))
+}
 
-	a.housekeeping = append(a.housekeeping, housekeepingJob{"outbound", func(ctx context.Context, inv *functions.Invocation) error {
+// outboundHousekeeping is outbound's Housekeeping job.
+func outboundHousekeeping(a *app) housekeepingJob {
+	svc := a.outbound
+	return housekeepingJob{"outbound", func(ctx context.Context, inv *functions.Invocation) error {
 		rep, err := svc.Housekeep(ctx)
 		inv.Logf("outbound housekeeping: %s", rep)
 		return err
-	}})
-	return nil
+	}}
 }
 
 // serviceChecker tells outbound whether a service exists.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -12,15 +11,12 @@ import (
 	"switchboard/handler/httpapi"
 	"switchboard/handler/job"
 	"switchboard/handler/presence"
-	"switchboard/handler/settings"
+	"switchboard/handler/switchboard"
 )
 
-// wirePresence registers presence tracking: the PresencePoll timer, the
-// PresencePollShard handler of fanned-out shards, and the presence routes
-// (PresenceTracking, PresenceTrackingTest, UserPresence). It sets
-// a.presence, and tells the settings service where the presence accounts'
-// status comes from.
-func wirePresence(ctx context.Context, a *app) error {
+// newPresenceStore makes the Graph client and the presence store, which
+// the routing engine reads.
+func newPresenceStore(ctx context.Context, a *app) error {
 	cfg := a.cfg
 	st, err := presence.NewStore(ctx, presence.StoreOptions{Tables: a.tables, Now: a.now, Log: a.log})
 	if err != nil {
@@ -40,8 +36,14 @@ func wirePresence(ctx context.Context, a *app) error {
 	if err != nil {
 		return fmt.Errorf("presence: %w", err)
 	}
-	// A source counts as configured when the deployment has everything it
-	// needs to sign in with it.
+	a.presenceStore, a.graph = st, g
+	return nil
+}
+
+// presenceSources says which presence sources the deployment has
+// everything to sign in with: the accounts' UPNs ("" when not configured)
+// and whether the application secret is there.
+func presenceSources(cfg config.Config) (account1, account2 string, application bool) {
 	app := cfg.PresenceAppClientID != ""
 	account := func(upn, password string) string {
 		if app && upn != "" && password != "" {
@@ -49,18 +51,20 @@ func wirePresence(ctx context.Context, a *app) error {
 		}
 		return ""
 	}
-	account1, account2 := account(cfg.PresenceAccount1UPN, cfg.PresenceAccount1Password), account(cfg.PresenceAccount2UPN, cfg.PresenceAccount2Password)
-	appConfigured := app && cfg.PresenceAppClientSecret != ""
+	return account(cfg.PresenceAccount1UPN, cfg.PresenceAccount1Password), account(cfg.PresenceAccount2UPN, cfg.PresenceAccount2Password),
+		app && cfg.PresenceAppClientSecret != ""
+}
+
+// newPresencePoll makes the poller, which reads the presence of the
+// routing services' members, and the presence service behind the API.
+func newPresencePoll(a *app) error {
+	cfg := a.cfg
+	account1, account2, appConfigured := presenceSources(cfg)
 	if account1 == "" && account2 == "" && !appConfigured {
 		a.log.Warn("presence: no presence account and no application secret configured; presence is not polled (PRESENCE_APP_CLIENT_ID, PRESENCE_ACCOUNT1_UPN/PASSWORD, PRESENCE_APP_CLIENT_SECRET)")
 	}
-	if a.settings == nil {
-		return errors.New("presence: wired before settings")
-	}
-	tenantSettings := a.settings
-
 	poller, err := presence.NewPoller(presence.PollerOptions{
-		Store: st, Graph: g, Tracked: a.trackedUsers(), Settings: tenantSettings,
+		Store: a.presenceStore, Graph: a.graph, Tracked: a.routing, Settings: a.settings,
 		Queue: a.queue, QueueName: cfg.PresenceQueue,
 		Account1UPN: account1, Account2UPN: account2, ApplicationConfigured: appConfigured,
 		Now: a.now, Log: a.log,
@@ -69,19 +73,28 @@ func wirePresence(ctx context.Context, a *app) error {
 		return err
 	}
 	svc, err := presence.NewService(presence.ServiceOptions{
-		Store: st, Graph: g, Settings: tenantSettings, Now: a.now, StaleAfter: cfg.PresenceStaleAfter,
+		Store: a.presenceStore, Graph: a.graph, Settings: a.settings, Now: a.now, StaleAfter: cfg.PresenceStaleAfter,
 		AuthorityHost: cfg.AuthorityHost, ClientID: cfg.PresenceAppClientID, ConsentRedirectURI: cfg.PresenceConsentRedirectURI,
 		Account1UPN: account1, Account2UPN: account2, ApplicationConfigured: appConfigured,
 	})
 	if err != nil {
 		return err
 	}
-	(&httpapi.PresenceAPI{Service: svc}).Register(a.router)
-
 	budget, err := pollBudget(cfg.PresenceSchedule, a.now())
 	if err != nil {
 		return fmt.Errorf("presence: %w", err)
 	}
+	a.poller, a.presence, a.pollBudget = poller, svc, budget
+	return nil
+}
+
+// wirePresence registers presence tracking: the PresencePoll timer, the
+// PresencePollShard handler of fanned-out shards, and the presence routes
+// (PresenceTracking, PresenceTrackingTest, UserPresence).
+func wirePresence(a *app) {
+	cfg, poller, budget := a.cfg, a.poller, a.pollBudget
+	account1, account2, appConfigured := presenceSources(cfg)
+	(&httpapi.PresenceAPI{Service: a.presence}).Register(a.router)
 	a.log.Info("presence poll", "schedule", cfg.PresenceSchedule, "budget", budget, "fanOut", a.queue != nil,
 		"account1", account1 != "", "account2", account2 != "", "application", appConfigured)
 	// Writes under way at the deadline may finish; nothing runs on past a
@@ -107,10 +120,6 @@ func wirePresence(ctx context.Context, a *app) error {
 		run.Fail(poller.PollShard(ctx, m.Body, run.Deadline()))
 		return run.Finish()
 	}))
-	a.settings.UseAccountStatus(accountStatus{svc})
-	a.presence = st
-	a.graph = g
-	return nil
 }
 
 // pollBudget is how long one poll works: four fifths of the interval
@@ -127,11 +136,12 @@ func pollBudget(schedule string, now time.Time) (time.Duration, error) {
 	return min(max(interval*4/5, 5*time.Second), 4*time.Minute), nil
 }
 
-// accountStatus shows the presence accounts' status in the settings API.
+// accountStatus reports the presence accounts' status as the settings API
+// shows it.
 type accountStatus struct{ svc *presence.Service }
 
-func (s accountStatus) AccountStatus(ctx context.Context, tenant string) ([2]settings.AccountStatus, error) {
-	var out [2]settings.AccountStatus
+func (s accountStatus) AccountStatus(ctx context.Context, tenant string) ([2]switchboard.AccountStatus, error) {
+	var out [2]switchboard.AccountStatus
 	views, err := s.svc.Accounts(ctx, tenant)
 	if err != nil {
 		return out, err
@@ -141,7 +151,7 @@ func (s accountStatus) AccountStatus(ctx context.Context, tenant string) ([2]set
 			break
 		}
 		st := v.Status
-		out[i] = settings.AccountStatus{
+		out[i] = switchboard.AccountStatus{
 			State:             v.State,
 			InvitedAsGuest:    st.Invited,
 			PermissionGranted: st.PermissionGranted,

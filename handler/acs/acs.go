@@ -18,7 +18,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -31,7 +30,7 @@ const APIVersion = "2023-10-01"
 // Problem types of Check's errors, stable: the settings API returns them as
 // the reason of a failed check.
 const (
-	TypeMalformed          = "acs-connection-string-malformed"
+	TypeMalformed          = switchboard.ACSTypeMalformed
 	TypeUnreachable        = "acs-unreachable"
 	TypeKeyRefused         = "acs-access-key-refused"
 	TypeInsufficientRights = "acs-insufficient-permissions"
@@ -39,101 +38,15 @@ const (
 	TypeUnexpected         = "acs-unexpected-response"
 )
 
-// ConnectionString is a parsed ACS connection string.
-type ConnectionString struct {
-	// Endpoint is the resource's endpoint, https://<resource>.communication.azure.com/
-	// (always with a trailing slash).
-	Endpoint string
-	// AccessKey is the decoded access key. Secret.
-	AccessKey []byte
-}
+// ConnectionString is a parsed ACS connection string; the type and its
+// parser are domain vocabulary (settings validates with them without
+// importing this adapter).
+type ConnectionString = switchboard.ACSConnectionString
 
-// String returns the endpoint only: a ConnectionString printed by mistake
-// must not show the key.
-func (c ConnectionString) String() string { return "endpoint=" + c.Endpoint + ";accesskey=<redacted>" }
-
-// GoString keeps %#v from printing the key too.
-func (c ConnectionString) GoString() string { return c.String() }
-
-// ParseConnectionString parses "endpoint=https://<res>.communication.azure.com/;accesskey=<base64>".
-// Keys are case-insensitive, their order free, empty segments ignored.
-// Returns EINVALID with Field "connectionString" and a message that says
-// what is wrong without repeating any part of the value.
+// ParseConnectionString is switchboard.ParseACSConnectionString.
 func ParseConnectionString(s string) (ConnectionString, error) {
-	const op = "acs.ParseConnectionString"
-	bad := func(format string, args ...any) error {
-		e := switchboard.FieldError(op, "connectionString", format, args...)
-		e.Type = TypeMalformed
-		return e
-	}
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return ConnectionString{}, bad("the connection string is empty")
-	}
-	var endpoint, key string
-	var haveEndpoint, haveKey bool
-	for i, part := range strings.Split(s, ";") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		name, value, ok := strings.Cut(part, "=")
-		if !ok {
-			return ConnectionString{}, bad("segment %d is not name=value; an ACS connection string is endpoint=https://<resource>.communication.azure.com/;accesskey=<key>", i+1)
-		}
-		switch strings.ToLower(strings.TrimSpace(name)) {
-		case "endpoint":
-			if haveEndpoint {
-				return ConnectionString{}, bad("endpoint is given twice")
-			}
-			endpoint, haveEndpoint = strings.TrimSpace(value), true
-		case "accesskey":
-			if haveKey {
-				return ConnectionString{}, bad("accesskey is given twice")
-			}
-			key, haveKey = strings.TrimSpace(value), true
-		default:
-			return ConnectionString{}, bad("unknown part %q; an ACS connection string has only endpoint and accesskey", safeName(name))
-		}
-	}
-	if !haveEndpoint || endpoint == "" {
-		return ConnectionString{}, bad("the endpoint is missing")
-	}
-	if !haveKey || key == "" {
-		return ConnectionString{}, bad("the accesskey is missing")
-	}
-	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" || u.User != nil {
-		return ConnectionString{}, bad("the endpoint is not an absolute URL")
-	}
-	if u.Scheme != "https" {
-		return ConnectionString{}, bad("the endpoint must be an https URL")
-	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return ConnectionString{}, bad("the endpoint must be the resource's base URL, without a path or query")
-	}
-	k, err := base64.StdEncoding.DecodeString(key)
-	if err != nil {
-		return ConnectionString{}, bad("the accesskey is not base64")
-	}
-	if len(k) == 0 {
-		return ConnectionString{}, bad("the accesskey is empty")
-	}
-	return ConnectionString{Endpoint: "https://" + strings.ToLower(u.Host) + "/", AccessKey: k}, nil
+	return switchboard.ParseACSConnectionString(s)
 }
-
-// safeName returns a connection string part's name for an error message
-// when it looks like a setting name; anything else (a value pasted without
-// its "name=") is not repeated.
-func safeName(name string) string {
-	name = strings.TrimSpace(name)
-	if !partName.MatchString(name) {
-		return "(not a name)"
-	}
-	return name
-}
-
-var partName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,31}$`)
 
 // Sign adds the access-key authentication headers to req for body: x-ms-date,
 // x-ms-content-sha256 and Authorization, as ACS documents ("Sign an HTTP

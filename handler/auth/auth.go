@@ -21,7 +21,6 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 
-	"switchboard/handler/httpapi"
 	"switchboard/handler/switchboard"
 )
 
@@ -52,7 +51,7 @@ type Options struct {
 	Log *slog.Logger
 }
 
-// Verifier is an httpapi.Verifier for Entra access tokens.
+// Verifier is an switchboard.Verifier for Entra access tokens.
 type Verifier struct {
 	keys      keyfunc.Keyfunc
 	parser    *jwt.Parser
@@ -61,7 +60,7 @@ type Verifier struct {
 	v1Issuer  string // prefix of v1.0 issuers: https://sts.windows.net/ in the public cloud
 }
 
-var _ httpapi.Verifier = (*Verifier)(nil)
+var _ switchboard.Verifier = (*Verifier)(nil)
 
 // New returns a Verifier. It fetches the signing keys once now (a failure is
 // logged, not returned: the keys are fetched again when a token names an
@@ -180,20 +179,20 @@ type claims struct {
 // than RS256, an unknown signing key, a bad signature, an expired or not
 // yet valid token, a wrong audience, a missing tid, or an issuer other
 // than the Entra issuer of the token's tenant.
-func (v *Verifier) Verify(ctx context.Context, token string) (httpapi.Principal, error) {
+func (v *Verifier) Verify(ctx context.Context, token string) (switchboard.Principal, error) {
 	var c claims
 	_, err := v.parser.ParseWithClaims(token, &c, v.keys.KeyfuncCtx(ctx))
 	if err != nil {
-		return httpapi.Principal{}, unauthorized(v.describe(token, err))
+		return switchboard.Principal{}, unauthorized(v.describe(token, err))
 	}
 	tid := strings.ToLower(c.TenantID)
 	if u, err := uuid.Parse(tid); err != nil || len(tid) != 36 || u.String() != tid {
-		return httpapi.Principal{}, unauthorized("the token has no tenant id (tid)")
+		return switchboard.Principal{}, unauthorized("the token has no tenant id (tid)")
 	}
 	if !v.validIssuer(c.Issuer, tid) {
-		return httpapi.Principal{}, unauthorized(fmt.Sprintf("the token's issuer %q is not Entra ID's issuer for tenant %s (%s)", clip(c.Issuer), tid, v.authority+tid+"/v2.0"))
+		return switchboard.Principal{}, unauthorized(fmt.Sprintf("the token's issuer %q is not Entra ID's issuer for tenant %s (%s)", clip(c.Issuer), tid, v.authority+tid+"/v2.0"))
 	}
-	p := httpapi.Principal{TenantID: tid, ObjectID: c.ObjectID, Subject: c.Subject, AppID: c.AZP}
+	p := switchboard.Principal{TenantID: tid, ObjectID: c.ObjectID, Subject: c.Subject, AppID: c.AZP}
 	if p.AppID == "" {
 		p.AppID = c.AppID
 	}

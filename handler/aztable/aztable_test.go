@@ -28,14 +28,31 @@ func TestOpenRefusesDevelopmentStorageShortcut(t *testing.T) {
 	}
 }
 
+// A connection string the SDK refuses is refused with EINVALID, and the
+// error never repeats any part of it (the account key above all).
 func TestMalformedConnectionStringIsNotEchoed(t *testing.T) {
 	secret := "c2VjcmV0LWtleS10aGF0LW11c3Qtbm90LWxlYWs="
-	_, err := aztable.Open(aztable.Options{ConnectionString: "AccountName=x;AccountKey=" + secret})
-	if err == nil {
-		return // the SDK accepted it; nothing to leak
+	cases := []struct{ name, cs string }{
+		{"no account name", "AccountKey=" + secret},
+		{"no account name, with endpoint", "AccountKey=" + secret + ";TableEndpoint=http://127.0.0.1:1/devstoreaccount1"},
+		{"key not base64", "DefaultEndpointsProtocol=http;AccountName=x;AccountKey=%%%" + secret + ";TableEndpoint=http://127.0.0.1:1/x"},
+		{"not name=value", "garbage " + secret},
 	}
-	if strings.Contains(err.Error(), secret) {
-		t.Errorf("error leaks the account key: %v", err)
+	for _, c := range cases {
+		tables, err := aztable.Open(aztable.Options{ConnectionString: c.cs})
+		if err == nil || tables != nil {
+			t.Errorf("%s: Open accepted a malformed connection string", c.name)
+			continue
+		}
+		if got := switchboard.ErrorCode(err); got != switchboard.EINVALID {
+			t.Errorf("%s: code %q, want %q", c.name, got, switchboard.EINVALID)
+		}
+		if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "AccountKey") || strings.Contains(err.Error(), "garbage") {
+			t.Errorf("%s: error repeats the connection string: %v", c.name, err)
+		}
+		if !strings.Contains(err.Error(), "malformed") {
+			t.Errorf("%s: error %q does not say the settings are malformed", c.name, err)
+		}
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"switchboard/handler/routing"
 	"switchboard/handler/switchboard"
 )
 
@@ -52,9 +51,9 @@ func (s *Service) Distribute(ctx context.Context, tenant string, services, agent
 	return first
 }
 
-func memberOf(svc routing.Service, users []string) bool {
+func memberOf(svc switchboard.Service, users []string) bool {
 	for _, u := range users {
-		i, ok := slices.BinarySearchFunc(svc.Members, u, func(m routing.Member, u string) int {
+		i, ok := slices.BinarySearchFunc(svc.Members, u, func(m switchboard.Member, u string) int {
 			switch {
 			case m.UserID < u:
 				return -1
@@ -189,7 +188,7 @@ func (s *Service) pass(ctx context.Context, tenant, service string) error {
 }
 
 // offerWaiting offers a waiting conversation nobody is offered yet.
-func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc routing.Service) error {
+func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switchboard.Service) error {
 	_, err := s.mutate(ctx, tenant, id, func(c *Conversation, fx *effects) (bool, error) {
 		if !c.Waiting() || len(c.Ringing()) > 0 || c.ServiceID != svc.ID {
 			return false, nil

@@ -8,21 +8,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"switchboard/handler/routing"
 	"switchboard/handler/switchboard"
 )
 
-// EnqueueInput is a conversation as a caller puts it into a queue.
-type EnqueueInput struct {
-	ConversationID string
-	Priority       *int
-	RequiredSkills []switchboard.Skill
-	PreferredUsers []string
-	Customer       Customer
-	Context        map[string]string
-}
-
-func (in *EnqueueInput) validate() error {
+func validateEnqueue(in *EnqueueInput) error {
 	const op = "distribution.Enqueue"
 	if in.ConversationID == "" {
 		return switchboard.FieldError(op, "conversationId", "conversationId is required")
@@ -36,7 +25,7 @@ func (in *EnqueueInput) validate() error {
 	if in.Priority != nil && (*in.Priority < MinPriority || *in.Priority > MaxPriority) {
 		return switchboard.FieldError(op, "priority", "priority must be between %d and %d, not %d", MinPriority, MaxPriority, *in.Priority)
 	}
-	if err := routing.CheckRequiredSkills(op, "requiredSkills", in.RequiredSkills); err != nil {
+	if err := switchboard.CheckRequiredSkills(op, "requiredSkills", in.RequiredSkills); err != nil {
 		return err
 	}
 	if len(in.PreferredUsers) > MaxPreferred {
@@ -83,7 +72,7 @@ func (in *EnqueueInput) validate() error {
 // conversation is known in another service.
 func (s *Service) Enqueue(ctx context.Context, tenant, service string, in EnqueueInput) (Conversation, bool, error) {
 	const op = "distribution.Enqueue"
-	if err := in.validate(); err != nil {
+	if err := validateEnqueue(&in); err != nil {
 		return Conversation{}, false, err
 	}
 	svc, err := s.o.Agents.RoutedService(ctx, tenant, service)
@@ -112,7 +101,7 @@ func (s *Service) Enqueue(ctx context.Context, tenant, service string, in Enqueu
 	if c.Context == nil {
 		c.Context = map[string]string{}
 	}
-	c.record(now, EventQueued, "", "")
+	c.Record(now, EventQueued, "", "")
 	fx := newEffects()
 	if c, err = s.arrive(ctx, c, svc, fx); err != nil {
 		fx.undo(ctx, s, tenant, c.ID)
@@ -152,7 +141,7 @@ var signedOut = map[string]bool{
 }
 
 // dryRoute asks who could take the conversation now, reserving nothing.
-func (s *Service) dryRoute(ctx context.Context, tenant string, svc routing.Service, skills []switchboard.Skill, preferred, skip []string) (switchboard.RouteDecision, error) {
+func (s *Service) dryRoute(ctx context.Context, tenant string, svc switchboard.Service, skills []switchboard.Skill, preferred, skip []string) (switchboard.RouteDecision, error) {
 	return s.o.Agents.Route(ctx, tenant, svc.ID, switchboard.RouteRequest{
 		RequiredSkills: skills, PreferredUsers: preferred, Skip: skip, MaxAgents: svc.Distribution.Want(),
 	})
@@ -160,7 +149,7 @@ func (s *Service) dryRoute(ctx context.Context, tenant string, svc routing.Servi
 
 // arrive applies a service's arrival rules to a conversation that arrives
 // in its queue (enqueued, or forwarded to it).
-func (s *Service) arrive(ctx context.Context, c Conversation, svc routing.Service, fx *effects) (Conversation, error) {
+func (s *Service) arrive(ctx context.Context, c Conversation, svc switchboard.Service, fx *effects) (Conversation, error) {
 	q := svc.Distribution.Queue
 	d, err := s.dryRoute(ctx, c.TenantID, svc, c.RequiredSkills, c.PreferredUsers, c.Declined)
 	if err != nil {
@@ -173,7 +162,7 @@ func (s *Service) arrive(ctx context.Context, c Conversation, svc routing.Servic
 			break
 		}
 	}
-	if !signedIn && q.OnNoAgents.Action != routing.ActionQueue {
+	if !signedIn && q.OnNoAgents.Action != switchboard.ActionQueue {
 		return s.overflow(ctx, c, svc, q.OnNoAgents, "onNoAgents", false, fx)
 	}
 	line, err := s.convs.line(ctx, c.TenantID, svc.ID)
@@ -208,7 +197,7 @@ func (s *Service) arrive(ctx context.Context, c Conversation, svc routing.Servic
 
 // overflow applies an overflow rule (onNoAgents and onFull at arrival,
 // onTimeout after maxWaitSeconds) to a waiting conversation.
-func (s *Service) overflow(ctx context.Context, c Conversation, svc routing.Service, rule routing.Overflow, which string, timeout bool, fx *effects) (Conversation, error) {
+func (s *Service) overflow(ctx context.Context, c Conversation, svc switchboard.Service, rule switchboard.Overflow, which string, timeout bool, fx *effects) (Conversation, error) {
 	now := s.now()
 	final, event := StateRejected, EventRejected
 	if timeout {
@@ -217,66 +206,66 @@ func (s *Service) overflow(ctx context.Context, c Conversation, svc routing.Serv
 	for i, o := range c.Offers {
 		if o.State == OfferRinging {
 			c.Offers[i].State = OfferRescinded
-			c.record(now, EventOfferRescinded, o.UserID, which)
+			c.Record(now, EventOfferRescinded, o.UserID, which)
 			fx.rescindAfter(o.UserID)
 		}
 	}
 	switch rule.Action {
-	case routing.ActionForward:
+	case switchboard.ActionForward:
 		if len(c.ForwardedFrom) >= MaxForwards {
-			c.end(now, StateTimedOut, EventTimedOut, fmt.Sprintf("%s: Forward to %s refused: forwarded %d times already (at most %d)", which, rule.ServiceID, len(c.ForwardedFrom), MaxForwards))
+			c.EndAs(now, StateTimedOut, EventTimedOut, fmt.Sprintf("%s: Forward to %s refused: forwarded %d times already (at most %d)", which, rule.ServiceID, len(c.ForwardedFrom), MaxForwards))
 			return c, nil
 		}
 		target, err := s.o.Agents.RoutedService(ctx, c.TenantID, rule.ServiceID)
 		if switchboard.IsCode(err, switchboard.ENOTFOUND) {
-			c.end(now, final, event, fmt.Sprintf("%s: Forward to service %s, which does not exist", which, rule.ServiceID))
+			c.EndAs(now, final, event, fmt.Sprintf("%s: Forward to service %s, which does not exist", which, rule.ServiceID))
 			return c, nil
 		}
 		if err != nil {
 			return c, err
 		}
-		c.record(now, EventForwarded, "", fmt.Sprintf("%s: to %s", which, target.ID))
+		c.Record(now, EventForwarded, "", fmt.Sprintf("%s: to %s", which, target.ID))
 		c.ForwardedFrom = append(c.ForwardedFrom, c.ServiceID)
 		c.ServiceID, c.QueuedAt, c.State, c.Declined = target.ID, now, StateQueued, nil
 		c.Deadline = now.Add(time.Duration(target.Distribution.Queue.MaxWaitSeconds) * time.Second)
-		c.record(now, EventQueued, "", "forwarded from "+c.ForwardedFrom[len(c.ForwardedFrom)-1])
+		c.Record(now, EventQueued, "", "forwarded from "+c.ForwardedFrom[len(c.ForwardedFrom)-1])
 		return s.arrive(ctx, c, target, fx)
-	case routing.ActionCallback:
+	case switchboard.ActionCallback:
 		target := rule.ServiceID
 		if target == "" {
 			target = svc.ID
 		}
 		if c.Customer.Phone == "" {
-			c.end(now, final, event, which+": Callback needs the customer's phone; there is none, so the conversation is disconnected")
+			c.EndAs(now, final, event, which+": Callback needs the customer's phone; there is none, so the conversation is disconnected")
 			return c, nil
 		}
 		if s.o.Outbound == nil {
-			c.end(now, final, event, which+": Callback is not available (no outbound tasks in this deployment)")
+			c.EndAs(now, final, event, which+": Callback is not available (no outbound tasks in this deployment)")
 			return c, nil
 		}
 		id, err := s.o.Outbound.ScheduleCallback(ctx, c.TenantID, target, Callback{ReferenceID: "callback:" + c.ID, Destination: c.Customer.Phone, Priority: c.Priority, Context: c.Context})
 		switch {
 		case switchboard.IsCode(err, switchboard.ELIMIT):
-			c.end(now, StateTimedOut, EventTimedOut, fmt.Sprintf("%s: Callback refused: service %s has reached its outbound task limit (%s)", which, target, switchboard.ErrorMessage(err)))
+			c.EndAs(now, StateTimedOut, EventTimedOut, fmt.Sprintf("%s: Callback refused: service %s has reached its outbound task limit (%s)", which, target, switchboard.ErrorMessage(err)))
 			return c, nil
 		case switchboard.IsCode(err, switchboard.EINVALID) || switchboard.IsCode(err, switchboard.ENOTFOUND):
-			c.end(now, final, event, fmt.Sprintf("%s: Callback refused: %s", which, switchboard.ErrorMessage(err)))
+			c.EndAs(now, final, event, fmt.Sprintf("%s: Callback refused: %s", which, switchboard.ErrorMessage(err)))
 			return c, nil
 		case err != nil:
 			return c, err
 		}
 		c.CallbackTaskID = id
-		c.end(now, StateCallbackScheduled, EventCallbackScheduled, fmt.Sprintf("%s: outbound task %s in service %s", which, id, target))
+		c.EndAs(now, StateCallbackScheduled, EventCallbackScheduled, fmt.Sprintf("%s: outbound task %s in service %s", which, id, target))
 		return c, nil
 	}
-	c.end(now, final, event, which+": Disconnect")
+	c.EndAs(now, final, event, which+": Disconnect")
 	return c, nil
 }
 
 // offerTo offers a waiting conversation to the next agent(s) of its
 // service: one for LongestIdle and RoundRobin, up to broadcastSize for
 // Broadcast. Each offer is the agent's hold for the ring time.
-func (s *Service) offerTo(ctx context.Context, c *Conversation, svc routing.Service, fx *effects) (bool, error) {
+func (s *Service) offerTo(ctx context.Context, c *Conversation, svc switchboard.Service, fx *effects) (bool, error) {
 	ring := ringFor(svc)
 	d, err := s.o.Agents.Route(ctx, c.TenantID, svc.ID, switchboard.RouteRequest{
 		ConversationID: c.ID, Reserve: true, Offer: true, Hold: ring,
@@ -293,7 +282,7 @@ func (s *Service) offerTo(ctx context.Context, c *Conversation, svc routing.Serv
 	expires := d.Agents[0].HoldExpiresAt.UTC()
 	for _, a := range d.Agents {
 		c.Offers = append(c.Offers, Offer{UserID: a.UserID, OfferedAt: now, ExpiresAt: expires, State: OfferRinging})
-		c.record(now, EventOffered, a.UserID, "")
+		c.Record(now, EventOffered, a.UserID, "")
 		fx.offered = append(fx.offered, a.UserID)
 	}
 	c.State = StateOffered

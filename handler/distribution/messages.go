@@ -139,7 +139,7 @@ func (s *Service) lapse(ctx context.Context, tenant, conv string, offeredAt time
 				return false, err
 			}
 			c.Offers[i].State = OfferLapsed
-			c.record(now, EventOfferLapsed, o.UserID, "")
+			c.Record(now, EventOfferLapsed, o.UserID, "")
 			n++
 		}
 		if n == 0 {
@@ -180,7 +180,7 @@ func (s *Service) timeout(ctx context.Context, tenant, conv string, queuedAt tim
 					fx.rescindAfter(o.UserID)
 				}
 			}
-			c.end(s.now(), StateTimedOut, EventTimedOut, "the service no longer exists")
+			c.EndAs(s.now(), StateTimedOut, EventTimedOut, "the service no longer exists")
 			acted = true
 			return true, nil
 		}

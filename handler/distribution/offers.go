@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"switchboard/handler/routing"
 	"switchboard/handler/switchboard"
 )
 
@@ -31,7 +30,7 @@ func (fx *effects) freed(user string)          { fx.agents = append(fx.agents, u
 // undo gives back the offer holds of a change that was not written.
 func (fx *effects) undo(ctx context.Context, s *Service, tenant, conv string) {
 	for _, u := range fx.offered {
-		if _, _, err := s.o.Agents.EndOffer(context.WithoutCancel(ctx), tenant, u, conv, routing.OfferEnd{}); err != nil {
+		if _, _, err := s.o.Agents.EndOffer(context.WithoutCancel(ctx), tenant, u, conv, switchboard.OfferEnd{}); err != nil {
 			s.o.Log.Warn("distribution: offer hold not given back; it lapses by itself", "tenant", tenant, "conversation", conv, "user", u, "err", err)
 		}
 	}
@@ -42,7 +41,7 @@ func (fx *effects) undo(ctx context.Context, s *Service, tenant, conv string) {
 func (s *Service) after(ctx context.Context, tenant string, c Conversation, fx *effects) {
 	ctx = context.WithoutCancel(ctx)
 	for _, u := range fx.rescind {
-		if _, changed, err := s.o.Agents.EndOffer(ctx, tenant, u, c.ID, routing.OfferEnd{}); err != nil {
+		if _, changed, err := s.o.Agents.EndOffer(ctx, tenant, u, c.ID, switchboard.OfferEnd{}); err != nil {
 			s.o.Log.Warn("distribution: rescinded offer's hold not ended; it lapses by itself", "tenant", tenant, "conversation", c.ID, "user", u, "err", err)
 		} else if changed {
 			fx.freed(u)
@@ -117,7 +116,7 @@ func clone(c Conversation) Conversation {
 }
 
 func notPending(op, conv, user, why string) error {
-	return &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: routing.OfferNotPending,
+	return &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: switchboard.OfferNotPending,
 		Message: fmt.Sprintf("no offer of conversation %s is pending for %s: %s", conv, user, why)}
 }
 
@@ -139,7 +138,7 @@ func (s *Service) Accept(ctx context.Context, tenant, conv, user string) (Conver
 	if c.State == StateConnected && c.Agent == user {
 		return c, nil
 	}
-	i := c.offerOf(user)
+	i := c.OfferOf(user)
 	if i < 0 {
 		return Conversation{}, notPending(op, conv, user, offerWhy(c, user))
 	}
@@ -154,7 +153,7 @@ func (s *Service) Accept(ctx context.Context, tenant, conv, user string) (Conver
 		if c.State == StateConnected && c.Agent == user {
 			return false, nil
 		}
-		i := c.offerOf(user)
+		i := c.OfferOf(user)
 		if i < 0 || !c.Waiting() {
 			lost = true
 			return false, nil
@@ -164,12 +163,12 @@ func (s *Service) Accept(ctx context.Context, tenant, conv, user string) (Conver
 		for j, o := range c.Offers {
 			if j != i && o.State == OfferRinging {
 				c.Offers[j].State = OfferRescinded
-				c.record(now, EventOfferRescinded, o.UserID, "accepted by "+user)
+				c.Record(now, EventOfferRescinded, o.UserID, "accepted by "+user)
 				fx.rescindAfter(o.UserID)
 			}
 		}
 		c.State, c.Agent, c.ConnectedAt = StateConnected, user, now
-		c.record(now, EventConnected, user, "")
+		c.Record(now, EventConnected, user, "")
 		return true, nil
 	})
 	if err != nil {
@@ -178,7 +177,7 @@ func (s *Service) Accept(ctx context.Context, tenant, conv, user string) (Conver
 	if lost {
 		// Another agent accepted first, or the conversation ended: this
 		// agent's hold goes back.
-		if _, changed, err := s.o.Agents.EndOffer(ctx, tenant, user, conv, routing.OfferEnd{}); err == nil && changed {
+		if _, changed, err := s.o.Agents.EndOffer(ctx, tenant, user, conv, switchboard.OfferEnd{}); err == nil && changed {
 			s.kick(tenant, nil, []string{user})
 		}
 		return Conversation{}, notPending(op, conv, user, offerWhy(out, user))
@@ -224,7 +223,7 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 	}
 	found := false
 	out, err := s.mutate(ctx, tenant, conv, func(c *Conversation, fx *effects) (bool, error) {
-		i := c.offerOf(user)
+		i := c.OfferOf(user)
 		if i < 0 {
 			for _, d := range c.Declined {
 				if d == user { // a retried decline
@@ -246,7 +245,7 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 		}
 		c.Offers[i].State = OfferDeclined
 		c.Declined = append(c.Declined, user)
-		c.record(now, EventOfferDeclined, user, "")
+		c.Record(now, EventOfferDeclined, user, "")
 		if len(c.Ringing()) == 0 {
 			c.State = StateQueued
 		}
@@ -264,8 +263,8 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 
 // endOffer ends an agent's offer that lapsed or was declined: RONA as the
 // service says, or free (then distributed).
-func (s *Service) endOffer(ctx context.Context, c *Conversation, svc routing.Service, user string, declined bool, fx *effects) error {
-	until, changed, err := s.o.Agents.EndOffer(ctx, c.TenantID, user, c.ID, routing.OfferEnd{Rona: ronaFor(svc, declined), Idle: true})
+func (s *Service) endOffer(ctx context.Context, c *Conversation, svc switchboard.Service, user string, declined bool, fx *effects) error {
+	until, changed, err := s.o.Agents.EndOffer(ctx, c.TenantID, user, c.ID, switchboard.OfferEnd{Rona: ronaFor(svc, declined), Idle: true})
 	if err != nil {
 		return err
 	}
@@ -301,17 +300,17 @@ func (s *Service) End(ctx context.Context, tenant, conv string) (bool, error) {
 				fx.freed(c.Agent)
 			}
 			c.State, c.EndedAt, c.Outcome = StateEnded, now, StateEnded
-			c.record(now, EventEnded, c.Agent, "")
+			c.Record(now, EventEnded, c.Agent, "")
 			return true, nil
 		case c.Waiting():
 			for i, o := range c.Offers {
 				if o.State == OfferRinging {
 					c.Offers[i].State = OfferRescinded
-					c.record(now, EventOfferRescinded, o.UserID, "the caller hung up")
+					c.Record(now, EventOfferRescinded, o.UserID, "the caller hung up")
 					fx.rescindAfter(o.UserID)
 				}
 			}
-			c.end(now, StateAbandoned, EventAbandoned, "the caller hung up")
+			c.EndAs(now, StateAbandoned, EventAbandoned, "the caller hung up")
 			return true, nil
 		}
 		return false, nil

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"switchboard/handler/routing"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -17,18 +16,18 @@ import (
 type Agents interface {
 	switchboard.Router
 	// RoutedService returns a service with its members. Returns ENOTFOUND.
-	RoutedService(ctx context.Context, tenant, id string) (routing.Service, error)
+	RoutedService(ctx context.Context, tenant, id string) (switchboard.Service, error)
 	// Services returns the tenant's services with their members.
-	Services(ctx context.Context, tenant string) ([]routing.Service, error)
+	Services(ctx context.Context, tenant string) ([]switchboard.Service, error)
 	// Tenants returns every tenant with a service.
 	Tenants(ctx context.Context) ([]string, error)
 	// Agent returns an agent's current hold and idle time.
-	Agent(ctx context.Context, tenant, user string) (routing.AgentHold, error)
+	Agent(ctx context.Context, tenant, user string) (switchboard.AgentHold, error)
 	// AcceptOffer turns a ringing offer into a hold until released.
 	// Returns ECONFLICT (offer-not-pending) when it no longer rings.
 	AcceptOffer(ctx context.Context, tenant, user, conv string) error
 	// EndOffer frees the agent of an offer, or puts it into RONA.
-	EndOffer(ctx context.Context, tenant, user, conv string, end routing.OfferEnd) (ronaUntil time.Time, changed bool, err error)
+	EndOffer(ctx context.Context, tenant, user, conv string, end switchboard.OfferEnd) (ronaUntil time.Time, changed bool, err error)
 	// ReleaseAgent ends a connected conversation's hold, into after-call
 	// work when afterCallWork > 0.
 	ReleaseAgent(ctx context.Context, tenant, user, conv string, afterCallWork time.Duration) (acwUntil time.Time, changed bool, err error)
@@ -50,22 +49,6 @@ type Outbound interface {
 	// AssignWaiting gives a waiting task to an eligible agent now; "" when
 	// nobody could take it.
 	AssignWaiting(ctx context.Context, tenant, service, taskID string) (string, error)
-}
-
-// Callback is an outbound task a Callback overflow creates.
-type Callback struct {
-	ReferenceID string
-	Destination string
-	Priority    int
-	Context     map[string]string
-}
-
-// WaitingTask is an outbound task waiting in a service's line.
-type WaitingTask struct {
-	ID             string
-	Priority       int
-	QueuedAt       time.Time
-	PreferredUsers []string
 }
 
 // Options configures a Service.
@@ -140,16 +123,16 @@ func (s *Service) now() time.Time { return s.o.Now().UTC().Round(0).Truncate(tim
 func (s *Service) Wait() { s.wg.Wait() }
 
 // ringFor returns a service's ring time.
-func ringFor(svc routing.Service) time.Duration {
+func ringFor(svc switchboard.Service) time.Duration {
 	return time.Duration(svc.Distribution.RingSeconds) * time.Second
 }
 
 // ronaFor returns how long a lapsed (or, with onDecline, declined) offer
 // of the service puts its agent into RONA: 0 without RONA, and for
 // Broadcast (as the seed product: a lapsed broadcast offer is nobody's).
-func ronaFor(svc routing.Service, declined bool) time.Duration {
+func ronaFor(svc switchboard.Service, declined bool) time.Duration {
 	d := svc.Distribution
-	if !d.Rona.Enabled || d.Order == routing.OrderBroadcast || declined && !d.Rona.OnDecline {
+	if !d.Rona.Enabled || d.Order == switchboard.OrderBroadcast || declined && !d.Rona.OnDecline {
 		return 0
 	}
 	return time.Duration(d.Rona.ResetSeconds) * time.Second

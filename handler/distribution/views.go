@@ -8,15 +8,6 @@ import (
 	"switchboard/handler/switchboard"
 )
 
-// Positioned is a conversation with where it stands in its line.
-type Positioned struct {
-	Conversation
-	// Position is the 1-based place in the line among conversations not
-	// yet connected (0 when it is not waiting).
-	Position    int
-	WaitSeconds int
-}
-
 // Get returns a conversation with its position. Returns ENOTFOUND.
 func (s *Service) Get(ctx context.Context, tenant, id string) (Positioned, error) {
 	if !switchboard.ValidID(id) {
@@ -48,17 +39,6 @@ func (s *Service) waited(c Conversation) int {
 		end = c.ConnectedAt
 	}
 	return max(int(end.Sub(c.QueuedAt)/time.Second), 0)
-}
-
-// QueueView is a service's waiting line as supervisors see it.
-type QueueView struct {
-	Conversations         []Positioned
-	Waiting               int
-	Offered               int
-	LongestWaitSeconds    int
-	AgentsEligible        int
-	AgentsInRona          int
-	AgentsInAfterCallWork int
 }
 
 // Queue returns the service's waiting and offered conversations in queue
@@ -123,42 +103,6 @@ func (s *Service) Queue(ctx context.Context, tenant, service string) (QueueView,
 	return v, nil
 }
 
-// AgentView is an agent's state (GET agents/{u}).
-type AgentView struct {
-	UserID        string
-	Presence      *switchboard.Presence
-	Conversation  *AgentConversation
-	Offer         *AgentOffer
-	Rona          *AgentRona
-	AfterCallWork *time.Time // until
-	IdleSince     time.Time
-	Services      []AgentService
-}
-
-// AgentConversation is the conversation an agent handles.
-type AgentConversation struct {
-	ConversationID, ServiceID string
-	Since                     time.Time
-}
-
-// AgentOffer is an agent's ringing offer.
-type AgentOffer struct {
-	ConversationID, ServiceID string
-	OfferedAt, ExpiresAt      time.Time
-}
-
-// AgentRona is an agent's RONA.
-type AgentRona struct {
-	Since, Until              time.Time
-	ServiceID, ConversationID string
-}
-
-// AgentService is a service the agent is a member of.
-type AgentService struct {
-	ServiceID string
-	Active    bool
-}
-
 // Agent returns an agent's state.
 func (s *Service) Agent(ctx context.Context, tenant, user string) (AgentView, error) {
 	const op = "distribution.Agent"
@@ -178,22 +122,21 @@ func (s *Service) Agent(ctx context.Context, tenant, user string) (AgentView, er
 	if p, ok := readings[user]; ok {
 		v.Presence = &p
 	}
-	st := h.State
-	switch st.Kind {
-	case switchboard.HoldConversation:
-		if st.ConversationID != "" {
-			v.Conversation = &AgentConversation{ConversationID: st.ConversationID, ServiceID: st.ServiceID, Since: st.HeldAt}
-		}
-	case switchboard.HoldOffer:
-		v.Offer = &AgentOffer{ConversationID: st.ConversationID, ServiceID: st.ServiceID, OfferedAt: st.HeldAt, ExpiresAt: st.HoldExpiresAt}
-	case switchboard.HoldRona:
+	st := h
+	switch {
+	case st.ConversationID == "":
+	case st.Kind == switchboard.HoldConversation:
+		v.Conversation = &AgentConversation{ConversationID: st.ConversationID, ServiceID: st.ServiceID, Since: st.HeldAt}
+	case st.Kind == switchboard.HoldOffer:
+		v.Offer = &AgentOffer{ConversationID: st.ConversationID, ServiceID: st.ServiceID, OfferedAt: st.HeldAt, ExpiresAt: st.ExpiresAt}
+	case st.Kind == switchboard.HoldRona:
 		// A fresh Offline reading ends RONA (the presence hook ends the
 		// hold; until then the reading already says so).
 		if p := v.Presence; p == nil || p.Stale(s.now(), s.o.StaleAfter) || p.Availability != switchboard.Offline {
-			v.Rona = &AgentRona{Since: st.HeldAt, Until: st.HoldExpiresAt, ServiceID: st.ServiceID, ConversationID: st.ConversationID}
+			v.Rona = &AgentRona{Since: st.HeldAt, Until: st.ExpiresAt, ServiceID: st.ServiceID, ConversationID: st.ConversationID}
 		}
-	case switchboard.HoldAfterCallWork:
-		until := st.HoldExpiresAt
+	case st.Kind == switchboard.HoldAfterCallWork:
+		until := st.ExpiresAt
 		v.AfterCallWork = &until
 	}
 	svcs, err := s.o.Agents.Services(ctx, tenant)
@@ -235,14 +178,6 @@ func (s *Service) endHold(ctx context.Context, tenant, user, kind string) error 
 		s.kick(tenant, nil, []string{user})
 	}
 	return nil
-}
-
-// ServiceSummary is one service of the tenant's list.
-type ServiceSummary struct {
-	ID, Name          string
-	MemberCount       int
-	ActiveMemberCount int
-	Waiting, Offered  int
 }
 
 // Services lists the tenant's services with their queue figures.

@@ -5,22 +5,21 @@ import (
 	"net/http"
 	"time"
 
-	"switchboard/handler/distribution"
 	"switchboard/handler/switchboard"
 )
 
 // DistributionService is what the waiting-line routes need
-// (*distribution.Service is one).
+// (*switchboard.Service is one).
 type DistributionService interface {
-	Enqueue(ctx context.Context, tenant, service string, in distribution.EnqueueInput) (distribution.Conversation, bool, error)
-	Queue(ctx context.Context, tenant, service string) (distribution.QueueView, error)
-	Get(ctx context.Context, tenant, id string) (distribution.Positioned, error)
-	Accept(ctx context.Context, tenant, conv, user string) (distribution.Conversation, error)
-	Decline(ctx context.Context, tenant, conv, user string) (distribution.Conversation, error)
-	Agent(ctx context.Context, tenant, user string) (distribution.AgentView, error)
+	Enqueue(ctx context.Context, tenant, service string, in switchboard.EnqueueInput) (switchboard.Conversation, bool, error)
+	Queue(ctx context.Context, tenant, service string) (switchboard.QueueView, error)
+	Get(ctx context.Context, tenant, id string) (switchboard.Positioned, error)
+	Accept(ctx context.Context, tenant, conv, user string) (switchboard.Conversation, error)
+	Decline(ctx context.Context, tenant, conv, user string) (switchboard.Conversation, error)
+	Agent(ctx context.Context, tenant, user string) (switchboard.AgentView, error)
 	ResetRona(ctx context.Context, tenant, user string) error
 	EndAfterCallWork(ctx context.Context, tenant, user string) error
-	Services(ctx context.Context, tenant string) ([]distribution.ServiceSummary, error)
+	Services(ctx context.Context, tenant string) ([]switchboard.ServiceSummary, error)
 }
 
 // DistributionAPI serves the waiting lines (SPEC section 10).
@@ -158,7 +157,7 @@ func optString(s string) *string {
 	return &s
 }
 
-func renderConversation(p distribution.Positioned) conversationJSON {
+func renderConversation(p switchboard.Positioned) conversationJSON {
 	c := p.Conversation
 	out := conversationJSON{
 		ConversationID: c.ID, ServiceID: c.ServiceID, State: c.State, Priority: c.Priority,
@@ -205,7 +204,7 @@ func (a *DistributionAPI) enqueue(w http.ResponseWriter, r *http.Request) error 
 	if err := DecodeJSON(r, &body); err != nil {
 		return err
 	}
-	in := distribution.EnqueueInput{ConversationID: body.ConversationID, Priority: body.Priority, RequiredSkills: skillsFromJSON(body.RequiredSkills), PreferredUsers: body.PreferredUsers, Context: body.Context}
+	in := switchboard.EnqueueInput{ConversationID: body.ConversationID, Priority: body.Priority, RequiredSkills: skillsFromJSON(body.RequiredSkills), PreferredUsers: body.PreferredUsers, Context: body.Context}
 	if c := body.Customer; c != nil {
 		if c.DisplayName != nil {
 			in.Customer.DisplayName = *c.DisplayName
@@ -222,7 +221,7 @@ func (a *DistributionAPI) enqueue(w http.ResponseWriter, r *http.Request) error 
 	if created {
 		status = http.StatusAccepted
 	}
-	return WriteJSON(w, status, renderConversation(distribution.Positioned{Conversation: c}))
+	return WriteJSON(w, status, renderConversation(switchboard.Positioned{Conversation: c}))
 }
 
 type queueReplyJSON struct {
@@ -284,7 +283,7 @@ func actingUser(r *http.Request, body offerActionBody) (string, error) {
 	return "", switchboard.FieldError("http.Offer", "userId", "userId is required: the agent whose offer this is")
 }
 
-func (a *DistributionAPI) offerAction(w http.ResponseWriter, r *http.Request, do func(ctx context.Context, tenant, conv, user string) (distribution.Conversation, error)) error {
+func (a *DistributionAPI) offerAction(w http.ResponseWriter, r *http.Request, do func(ctx context.Context, tenant, conv, user string) (switchboard.Conversation, error)) error {
 	t, c, err := tenantAndConversation(r)
 	if err != nil {
 		return err
@@ -303,7 +302,7 @@ func (a *DistributionAPI) offerAction(w http.ResponseWriter, r *http.Request, do
 	if err != nil {
 		return err
 	}
-	return WriteJSON(w, http.StatusOK, renderConversation(distribution.Positioned{Conversation: conv}))
+	return WriteJSON(w, http.StatusOK, renderConversation(switchboard.Positioned{Conversation: conv}))
 }
 
 func (a *DistributionAPI) accept(w http.ResponseWriter, r *http.Request) error {

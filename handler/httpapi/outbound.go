@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -10,14 +11,34 @@ import (
 	"strings"
 	"time"
 
-	"switchboard/handler/outbound"
 	"switchboard/handler/switchboard"
 )
+
+// OutboundTasks is what the outbound routes need (package outbound's
+// Service).
+type OutboundTasks interface {
+	// Schedule admits a task; created is false when referenceId names one
+	// that exists. Returns EINVALID for a bad request, ENOTFOUND for an
+	// unknown service, ELIMIT at the service's cap, EUNAVAILABLE when
+	// storage or the queue failed.
+	Schedule(ctx context.Context, tenant, service string, n switchboard.NewOutboundTask) (switchboard.OutboundTask, bool, error)
+	// List returns a page of the service's tasks. Returns EINVALID.
+	List(ctx context.Context, tenant, service string, o switchboard.OutboundListOptions) (switchboard.OutboundListPage, error)
+	// Get returns a task. Returns ENOTFOUND.
+	Get(ctx context.Context, tenant, service, id string) (switchboard.OutboundTask, error)
+	// Cancel cancels a task that is not in progress. Returns ENOTFOUND,
+	// and ECONFLICT while it is InProgress or once it has ended otherwise.
+	Cancel(ctx context.Context, tenant, service, id string) (switchboard.OutboundTask, error)
+	// Complete ends an InProgress task with outcome. Returns EINVALID for
+	// a bad outcome or note, ENOTFOUND, ECONFLICT when it is not in
+	// progress.
+	Complete(ctx context.Context, tenant, service, id, outcome, note string) (switchboard.OutboundTask, error)
+}
 
 // OutboundAPI serves the outbound tasks (SPEC section 6) that Power
 // Automate schedules through the custom connector in connector/.
 type OutboundAPI struct {
-	Tasks *outbound.Service
+	Tasks OutboundTasks
 }
 
 // Register adds the outbound routes to r.
@@ -83,7 +104,7 @@ type OutboundTaskCompletion struct {
 	Note    string `json:"note"`
 }
 
-func renderTask(t outbound.Task) OutboundTask {
+func renderTask(t switchboard.OutboundTask) OutboundTask {
 	out := OutboundTask{
 		ID:                  t.ID,
 		ServiceID:           t.ServiceID,
@@ -123,7 +144,7 @@ func (a *OutboundAPI) schedule(w http.ResponseWriter, r *http.Request) error {
 	if err := DecodeJSON(r, &body); err != nil {
 		return err
 	}
-	n := outbound.NewTask{
+	n := switchboard.NewOutboundTask{
 		Destination:         body.Destination,
 		Priority:            body.Priority,
 		MaxAttempts:         body.MaxAttempts,
@@ -154,11 +175,11 @@ func (a *OutboundAPI) list(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	o := outbound.ListOptions{State: q.Get("state"), Continuation: q.Get("continuationToken")}
+	o := switchboard.OutboundListOptions{State: q.Get("state"), Continuation: q.Get("continuationToken")}
 	if v := q.Get("top"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			return switchboard.FieldError("http.list", "top", "top must be an integer between 1 and %d", outbound.MaxListTop)
+			return switchboard.FieldError("http.list", "top", "top must be an integer between 1 and %d", switchboard.MaxOutboundListTop)
 		}
 		o.Top = n
 	}

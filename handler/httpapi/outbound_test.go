@@ -15,66 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/fakes"
 	"switchboard/handler/outbound"
 	"switchboard/handler/store"
-	"switchboard/handler/switchboard"
 )
 
 const outboundTenant = "6a1d2c3b-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 
-// outboundQueue keeps the messages sent, for the test to deliver.
-type outboundQueue struct {
-	mu      sync.Mutex
-	seq     int64
-	bodies  [][]byte
-	cancels []int64
-}
-
-func (q *outboundQueue) Send(ctx context.Context, name string, m switchboard.Message) (int64, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.seq++
-	q.bodies = append(q.bodies, m.Body)
-	if m.ScheduledAt.IsZero() {
-		return 0, nil
-	}
-	return q.seq, nil
-}
-
-func (q *outboundQueue) Cancel(ctx context.Context, name string, seq int64) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.cancels = append(q.cancels, seq)
-	return nil
-}
-
-// outboundRouter gives every conversation the one agent while it is free.
-type outboundRouter struct {
-	mu   sync.Mutex
-	conv string
-}
-
 const outboundAgent = "00000000-0000-4000-8000-0000000000aa"
-
-func (r *outboundRouter) Route(ctx context.Context, tenantID, serviceID string, req switchboard.RouteRequest) (switchboard.RouteDecision, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	d := switchboard.RouteDecision{ConversationID: req.ConversationID}
-	if r.conv == "" || r.conv == req.ConversationID {
-		r.conv = req.ConversationID
-		d.Agents = []switchboard.Assignment{{UserID: outboundAgent}}
-	}
-	return d, nil
-}
-
-func (r *outboundRouter) Release(ctx context.Context, tenantID, conv string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.conv == conv {
-		r.conv = ""
-	}
-	return nil
-}
 
 type outboundLimit int
 
@@ -86,16 +34,16 @@ type outboundEnv struct {
 	t     *testing.T
 	srv   *httptest.Server
 	svc   *outbound.Service
-	queue *outboundQueue
+	queue *fakes.Queue
 	now   time.Time
 }
 
 func newOutboundEnv(t *testing.T, limit int) *outboundEnv {
 	t.Helper()
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	q := &outboundQueue{}
+	q := fakes.NewQueue(func() time.Time { return now })
 	svc, err := outbound.New(context.Background(), outbound.Options{
-		Tables: store.NewMemoryTables(), Queue: q, QueueName: "outbound-tasks", Router: &outboundRouter{},
+		Tables: store.NewMemoryTables(), Queue: q, QueueName: "outbound-tasks", Router: fakes.NewRouter(outboundAgent),
 		Limits: outboundLimit(limit), Now: func() time.Time { return now },
 	})
 	if err != nil {
@@ -150,11 +98,8 @@ func (e *outboundEnv) post(body string) (int, OutboundTask, []byte) {
 // deliverAll hands every message sent so far to the worker.
 func (e *outboundEnv) deliverAll() {
 	e.t.Helper()
-	e.queue.mu.Lock()
-	bodies := slices.Clone(e.queue.bodies)
-	e.queue.mu.Unlock()
-	for _, b := range bodies {
-		if _, err := e.svc.Handle(context.Background(), b); err != nil {
+	for _, m := range e.queue.Messages() {
+		if _, err := e.svc.Handle(context.Background(), m.Msg.Body); err != nil {
 			e.t.Fatal(err)
 		}
 	}
@@ -290,8 +235,8 @@ func TestOutboundGetCancelComplete(t *testing.T) {
 	if resp, b := e.do(http.MethodDelete, e.path("/"+second.ID), "", &got); resp.StatusCode != http.StatusOK || got.State != "Cancelled" {
 		t.Errorf("DELETE scheduled = %d %s, want 200 Cancelled", resp.StatusCode, b)
 	}
-	if len(e.queue.cancels) != 1 {
-		t.Errorf("cancelled messages %v, want the second task's", e.queue.cancels)
+	if len(e.queue.Cancels()) != 1 {
+		t.Errorf("cancelled messages %v, want the second task's", e.queue.Cancels())
 	}
 	if resp, b := e.do(http.MethodPost, e.path("/"+first.ID+"/complete"), `{"outcome": "Done"}`, nil); resp.StatusCode != http.StatusBadRequest || outboundProblem(t, b).Field != "outcome" {
 		t.Errorf("complete with a bad outcome = %d %s, want 400 naming outcome", resp.StatusCode, b)

@@ -25,39 +25,25 @@ const MaxBodyBytes = 1 << 20
 // HandlerFunc serves one route; a returned error is rendered as a problem.
 type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// Principal is the verified caller of a tenant route.
-type Principal struct {
-	TenantID string // tid
-	ObjectID string // oid
-	Subject  string // sub
-	AppID    string // azp / appid
-}
-
-// Verifier checks a bearer token. Returns EUNAUTHORIZED for a missing,
-// malformed, expired or wrongly signed token or a wrong audience.
-type Verifier interface {
-	Verify(ctx context.Context, token string) (Principal, error)
-}
-
 // Router is the API's http.Handler: a net/http ServeMux with problem
 // rendering, panic recovery and Entra authentication of tenant routes.
 type Router struct {
 	mux      *http.ServeMux
-	verifier Verifier
+	verifier switchboard.Verifier
 	log      *slog.Logger
 }
 
 // NewRouter returns a Router. A nil verifier turns tenant authentication off
 // (API_AUTH=none, local development only).
-func NewRouter(log *slog.Logger, verifier Verifier) *Router {
+func NewRouter(log *slog.Logger, verifier switchboard.Verifier) *Router {
 	return &Router{mux: http.NewServeMux(), verifier: verifier, log: log}
 }
 
 type principalKey struct{}
 
 // PrincipalFrom returns the verified caller of a tenant route, if any.
-func PrincipalFrom(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(Principal)
+func PrincipalFrom(ctx context.Context) (switchboard.Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(switchboard.Principal)
 	return p, ok
 }
 

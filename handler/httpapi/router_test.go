@@ -17,11 +17,11 @@ const tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
 type fakeVerifier struct{ tid string }
 
-func (f fakeVerifier) Verify(ctx context.Context, token string) (Principal, error) {
+func (f fakeVerifier) Verify(ctx context.Context, token string) (switchboard.Principal, error) {
 	if token != "good" {
-		return Principal{}, switchboard.Errorf(switchboard.EUNAUTHORIZED, "auth", "the token is expired")
+		return switchboard.Principal{}, switchboard.Errorf(switchboard.EUNAUTHORIZED, "auth", "the token is expired")
 	}
-	return Principal{TenantID: f.tid}, nil
+	return switchboard.Principal{TenantID: f.tid}, nil
 }
 
 type problemBody struct {
@@ -51,7 +51,7 @@ func do(t *testing.T, h http.Handler, method, path, body string, hdr ...string) 
 	return rec, p
 }
 
-func newTestRouter(v Verifier) *Router {
+func newTestRouter(v switchboard.Verifier) *Router {
 	rt := NewRouter(slog.New(slog.NewTextHandler(io.Discard, nil)), v)
 	rt.Anonymous("GET /api/health", func(w http.ResponseWriter, r *http.Request) error {
 		return WriteJSON(w, 200, map[string]string{"status": "healthy"})

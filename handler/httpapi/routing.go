@@ -6,15 +6,31 @@ import (
 	"strings"
 	"time"
 
-	"switchboard/handler/outbound"
-	"switchboard/handler/routing"
 	"switchboard/handler/switchboard"
 )
+
+// RoutingService is what the routing routes need (package routing's
+// Engine).
+type RoutingService interface {
+	switchboard.Router
+	// GetService returns a service. Returns ENOTFOUND when there is none.
+	GetService(ctx context.Context, tenant, id string) (switchboard.Service, error)
+	// PutService creates or replaces a service; created says which.
+	// Returns EINVALID naming the field, EPRECONDITION when ifMatch is
+	// stale, EUNAVAILABLE when the team cannot be read now.
+	PutService(ctx context.Context, tenant, id string, in switchboard.ServiceInput, ifMatch string) (switchboard.Service, bool, error)
+	// DeleteService deletes a service. Returns ENOTFOUND, EPRECONDITION.
+	DeleteService(ctx context.Context, tenant, id, ifMatch string) error
+	// SyncTeam re-reads the members of the service's team now. Returns
+	// ENOTFOUND, EINVALID for a service without a team, and the team's
+	// read error.
+	SyncTeam(ctx context.Context, tenant, id string) (switchboard.Service, error)
+}
 
 // RoutingAPI serves services, route decisions and conversation ends
 // (SPEC section 6).
 type RoutingAPI struct {
-	Engine *routing.Engine
+	Engine RoutingService
 	// Now is the clock presence ages are reported against.
 	Now func() time.Time
 	// Conversations, when set, is the waiting line (SPEC section 10): a
@@ -86,14 +102,14 @@ type overflowJSON struct {
 	ServiceID *string `json:"serviceId"`
 }
 
-func (o *overflowJSON) input() *routing.OverflowInput {
+func (o *overflowJSON) input() *switchboard.OverflowInput {
 	if o == nil {
 		return nil
 	}
-	return &routing.OverflowInput{Action: o.Action, ServiceID: o.ServiceID}
+	return &switchboard.OverflowInput{Action: o.Action, ServiceID: o.ServiceID}
 }
 
-func renderOverflow(o routing.Overflow) *overflowJSON {
+func renderOverflow(o switchboard.Overflow) *overflowJSON {
 	out := &overflowJSON{Action: &o.Action, ServiceID: nil}
 	if o.ServiceID != "" {
 		out.ServiceID = &o.ServiceID
@@ -133,7 +149,7 @@ type serviceJSON struct {
 	LastTeamSyncError *string    `json:"lastTeamSyncError"`
 }
 
-func renderService(s routing.Service) serviceJSON {
+func renderService(s switchboard.Service) serviceJSON {
 	d := s.Distribution
 	out := serviceJSON{
 		ID:      s.ID,
@@ -171,7 +187,7 @@ func renderService(s routing.Service) serviceJSON {
 	return out
 }
 
-func writeService(w http.ResponseWriter, status int, s routing.Service) error {
+func writeService(w http.ResponseWriter, status int, s switchboard.Service) error {
 	if s.ETag != "" {
 		w.Header().Set("ETag", s.ETag)
 	}
@@ -209,18 +225,18 @@ func (a *RoutingAPI) putService(w http.ResponseWriter, r *http.Request) error {
 	if err := DecodeJSON(r, &body); err != nil {
 		return err
 	}
-	in := routing.ServiceInput{Name: body.Name, TeamID: body.TeamID}
+	in := switchboard.ServiceInput{Name: body.Name, TeamID: body.TeamID}
 	for _, m := range body.Members {
-		in.Members = append(in.Members, routing.MemberInput{UserID: m.UserID, Active: m.Active, Skills: m.Skills})
+		in.Members = append(in.Members, switchboard.MemberInput{UserID: m.UserID, Active: m.Active, Skills: m.Skills})
 	}
 	if d := body.Distribution; d != nil {
-		in.Distribution = routing.DistributionInput{DeliverWhileBusy: d.DeliverWhileBusy, DeliverWhileAway: d.DeliverWhileAway, Order: d.Order, BroadcastSize: d.BroadcastSize, HoldSeconds: d.HoldSeconds,
+		in.Distribution = switchboard.DistributionInput{DeliverWhileBusy: d.DeliverWhileBusy, DeliverWhileAway: d.DeliverWhileAway, Order: d.Order, BroadcastSize: d.BroadcastSize, HoldSeconds: d.HoldSeconds,
 			RingSeconds: d.RingSeconds, AfterCallWorkSeconds: d.AfterCallWorkSeconds}
 		if r := d.Rona; r != nil {
-			in.Distribution.Rona = &routing.RonaInput{Enabled: r.Enabled, ResetSeconds: r.ResetSeconds, OnDecline: r.OnDecline}
+			in.Distribution.Rona = &switchboard.RonaInput{Enabled: r.Enabled, ResetSeconds: r.ResetSeconds, OnDecline: r.OnDecline}
 		}
 		if q := d.Queue; q != nil {
-			in.Distribution.Queue = &routing.QueueInput{MaxWaitSeconds: q.MaxWaitSeconds, MaxLength: q.MaxLength, OnTimeout: q.OnTimeout.input(), OnFull: q.OnFull.input(), OnNoAgents: q.OnNoAgents.input()}
+			in.Distribution.Queue = &switchboard.QueueInput{MaxWaitSeconds: q.MaxWaitSeconds, MaxLength: q.MaxLength, OnTimeout: q.OnTimeout.input(), OnFull: q.OnFull.input(), OnNoAgents: q.OnNoAgents.input()}
 		}
 	}
 	svc, created, err := a.Engine.PutService(r.Context(), t, s, in, ifMatch(r))
@@ -363,7 +379,7 @@ func (a *RoutingAPI) route(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if body.HoldSeconds != nil {
-		if err := routing.CheckHoldSeconds(op, "holdSeconds", *body.HoldSeconds); err != nil {
+		if err := switchboard.CheckHoldSeconds(op, "holdSeconds", *body.HoldSeconds); err != nil {
 			return err
 		}
 		req.Hold = time.Duration(*body.HoldSeconds) * time.Second
@@ -424,8 +440,8 @@ func (a *RoutingAPI) deleteConversation(w http.ResponseWriter, r *http.Request) 
 // attempts: their agents are held and released by the outbound worker and
 // the task's complete or cancel, never directly.
 func notTaskConversation(op, field, id string) error {
-	if len(id) >= len(outbound.ConversationPrefix) && strings.EqualFold(id[:len(outbound.ConversationPrefix)], outbound.ConversationPrefix) {
-		return switchboard.FieldError(op, field, "conversation ids starting with %q belong to outbound tasks: complete or cancel the task instead", outbound.ConversationPrefix)
+	if switchboard.IsTaskConversation(id) {
+		return switchboard.FieldError(op, field, "conversation ids starting with %q belong to outbound tasks: complete or cancel the task instead", switchboard.TaskConversationPrefix)
 	}
 	return nil
 }

@@ -2,22 +2,56 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
 
-	"switchboard/handler/settings"
 	"switchboard/handler/switchboard"
 )
 
-// SettingsAPI serves a tenant's settings (SPEC sections 5 and 6).
+// SettingsService is what the settings routes need (package settings).
+type SettingsService interface {
+	// Get returns the tenant's settings (the defaults when none are
+	// stored) and their ETag. Returns EUNAVAILABLE when storage fails.
+	Get(ctx context.Context, tenant string) (switchboard.SettingsView, string, error)
+	// Patch applies a JSON merge patch. Returns EINVALID naming the field,
+	// EPRECONDITION when ifMatch (a list of ETags) matches none.
+	Patch(ctx context.Context, tenant string, patch []byte, ifMatch string) (switchboard.SettingsView, string, error)
+	// RefreshWidgetKey replaces the widget key; errors as Patch.
+	RefreshWidgetKey(ctx context.Context, tenant, ifMatch string) (switchboard.SettingsView, string, error)
+	// CheckACS checks an ACS connection string: a check that ran returns
+	// its result, ok or not. Returns EINVALID for a request that cannot
+	// be checked.
+	CheckACS(ctx context.Context, tenant string, req switchboard.ACSCheckRequest) (switchboard.ACSCheckResult, error)
+}
+
+// PresenceAccounts reports the deployment's presence accounts' status in a
+// tenant (the presence capability).
+type PresenceAccounts interface {
+	// AccountStatus returns the status of presence account 1 and 2.
+	AccountStatus(ctx context.Context, tenantID string) ([2]switchboard.AccountStatus, error)
+}
+
+// SettingsAPI serves a tenant's settings (SPEC sections 5 and 6). The
+// answers combine the settings with the presence accounts' status.
 type SettingsAPI struct {
-	Service *settings.Service
+	Service SettingsService
+	// Accounts reports the presence accounts' status; nil, or failing,
+	// shows it as unknown.
+	Accounts PresenceAccounts
+
+	log *slog.Logger
 }
 
 // Register adds the settings routes to r.
 func (a *SettingsAPI) Register(r *Router) {
+	a.log = r.log
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
 	r.Tenant("GET /api/tenants/{t}/settings", a.get)
 	r.Tenant("PATCH /api/tenants/{t}/settings", a.patch)
 	r.Tenant("POST /api/tenants/{t}/settings/widget-key/refresh", a.refreshWidgetKey)
@@ -35,6 +69,7 @@ func (a *SettingsAPI) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	a.addAccountStatus(r.Context(), tenant, &view)
 	w.Header().Set("ETag", etag)
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagListHas(inm, etag) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -42,6 +77,27 @@ func (a *SettingsAPI) get(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	return WriteJSON(w, http.StatusOK, view)
+}
+
+// addAccountStatus shows in view what the presence capability reports of
+// the presence accounts the deployment has; a failure to read it leaves
+// their status unknown, and the settings are answered all the same.
+func (a *SettingsAPI) addAccountStatus(ctx context.Context, tenant string, view *switchboard.SettingsView) {
+	if a.Accounts == nil {
+		return
+	}
+	status, err := a.Accounts.AccountStatus(ctx, tenant)
+	if err != nil {
+		a.log.Warn("settings: presence account status unavailable", "tenant", tenant, "err", err)
+		return
+	}
+	pt := &view.PresenceTracking
+	if pt.Account1UPN != nil {
+		pt.Account1Status = switchboard.NewAccountStatusView(status[0])
+	}
+	if pt.Account2UPN != nil {
+		pt.Account2Status = switchboard.NewAccountStatusView(status[1])
+	}
 }
 
 func etagListHas(list, etag string) bool {
@@ -72,6 +128,7 @@ func (a *SettingsAPI) patch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	a.addAccountStatus(r.Context(), tenant, &view)
 	w.Header().Set("ETag", etag)
 	return WriteJSON(w, http.StatusOK, view)
 }
@@ -109,6 +166,7 @@ func (a *SettingsAPI) refreshWidgetKey(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
+	a.addAccountStatus(r.Context(), tenant, &view)
 	w.Header().Set("ETag", etag)
 	return WriteJSON(w, http.StatusOK, view)
 }
@@ -125,7 +183,7 @@ func (a *SettingsAPI) checkACS(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req settings.ACSCheckRequest
+	var req switchboard.ACSCheckRequest
 	if len(bytes.TrimSpace(body)) > 0 {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		if err := DecodeJSON(r, &req); err != nil {

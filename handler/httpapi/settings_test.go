@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,11 +13,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"switchboard/handler/acs"
 	"switchboard/handler/dev/acstest"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
 )
 
 const settingsPath = "/api/tenants/" + tenant + "/settings"
@@ -36,6 +39,13 @@ type settingsEnv struct {
 
 func newSettingsEnv(t *testing.T) *settingsEnv {
 	t.Helper()
+	return newSettingsEnvWith(t, nil)
+}
+
+// newSettingsEnvWith serves the settings with accounts reporting the
+// presence accounts' status.
+func newSettingsEnvWith(t *testing.T, accounts PresenceAccounts) *settingsEnv {
+	t.Helper()
 	e := &settingsEnv{t: t, acs: acstest.NewServer(t)}
 	log := slog.New(slog.NewJSONHandler(lockedWriter{&e.mu, &e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	svc, err := settings.New(context.Background(), settings.Options{
@@ -49,7 +59,7 @@ func newSettingsEnv(t *testing.T) *settingsEnv {
 		t.Fatal(err)
 	}
 	e.router = NewRouter(log, fakeVerifier{tid: tenant})
-	(&SettingsAPI{Service: svc}).Register(e.router)
+	(&SettingsAPI{Service: svc, Accounts: accounts}).Register(e.router)
 	return e
 }
 
@@ -412,5 +422,97 @@ func TestSettingsAPINeedsTheTenantsToken(t *testing.T) {
 		if rec.Code != http.StatusForbidden {
 			t.Errorf("%s %s with another tenant's token: %d, want 403", route.method, other, rec.Code)
 		}
+	}
+}
+
+// fakeAccounts reports fixed presence account status.
+type fakeAccounts struct {
+	mu     sync.Mutex
+	status [2]switchboard.AccountStatus
+	err    error
+}
+
+func (f *fakeAccounts) AccountStatus(ctx context.Context, tenantID string) ([2]switchboard.AccountStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.status, f.err
+}
+
+// The settings answers (GET, PATCH, widget key refresh) show the presence
+// accounts' status as presence reports it; when presence cannot say, the
+// settings are answered with the status unknown.
+func TestSettingsShowPresenceAccountStatus(t *testing.T) {
+	yes := true
+	at := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	accounts := &fakeAccounts{status: [2]switchboard.AccountStatus{
+		{State: switchboard.AccountOK, InvitedAsGuest: &yes, PermissionGranted: &yes, LastSuccessAt: at},
+		{State: switchboard.AccountFailing, LastErrorAt: at, LastErrorReason: "not-invited", LastError: "the account is not a guest of the tenant"},
+	}}
+	e := newSettingsEnvWith(t, accounts)
+	check := func(name string, v switchboard.SettingsView) {
+		t.Helper()
+		a1, a2 := v.PresenceTracking.Account1Status, v.PresenceTracking.Account2Status
+		if a1.State != "ok" || a1.InvitedAsGuest == nil || !*a1.InvitedAsGuest || a1.LastSuccessAt == nil || !a1.LastSuccessAt.Equal(at) || a1.LastError != nil {
+			t.Errorf("%s: account 1 = %+v", name, a1)
+		}
+		if a2.State != "failing" || a2.LastErrorReason == nil || *a2.LastErrorReason != "not-invited" || a2.LastErrorAt == nil {
+			t.Errorf("%s: account 2 = %+v", name, a2)
+		}
+	}
+	var v switchboard.SettingsView
+	if rec := e.call(http.MethodGet, settingsPath, "", &v); rec.Code != http.StatusOK {
+		t.Fatalf("GET: %d %s", rec.Code, rec.Body)
+	}
+	check("GET", v)
+	v = switchboard.SettingsView{}
+	if rec := e.call(http.MethodPatch, settingsPath, `{"presenceTracking":{"trackOverGuestAccounts":true}}`, &v, "Content-Type", "application/merge-patch+json"); rec.Code != http.StatusOK {
+		t.Fatalf("PATCH: %d %s", rec.Code, rec.Body)
+	}
+	check("PATCH", v)
+	v = switchboard.SettingsView{}
+	if rec := e.call(http.MethodPost, settingsPath+"/widget-key/refresh", "", &v); rec.Code != http.StatusOK {
+		t.Fatalf("refresh: %d %s", rec.Code, rec.Body)
+	}
+	check("widget key refresh", v)
+
+	accounts.mu.Lock()
+	accounts.err = errors.New("status table unreachable")
+	accounts.mu.Unlock()
+	v = switchboard.SettingsView{}
+	if rec := e.call(http.MethodGet, settingsPath, "", &v); rec.Code != http.StatusOK {
+		t.Fatalf("GET with a failing status source: %d %s", rec.Code, rec.Body)
+	}
+	if v.PresenceTracking.Account1Status.State != switchboard.AccountUnknown {
+		t.Errorf("state with a failing source = %q, want unknown", v.PresenceTracking.Account1Status.State)
+	}
+	e.mu.Lock()
+	logs := e.logs.String()
+	e.mu.Unlock()
+	if !strings.Contains(logs, "presence account status unavailable") {
+		t.Errorf("a failing status source is not logged:\n%s", logs)
+	}
+}
+
+// An account the deployment does not have is not-configured, whatever
+// presence reports.
+func TestSettingsMissingAccountIsNotConfigured(t *testing.T) {
+	e := &settingsEnv{t: t, acs: acstest.NewServer(t)}
+	svc, err := settings.New(context.Background(), settings.Options{
+		Tables: store.NewMemoryTables(), Account1UPN: "presence1@switchboard.example", ACS: acs.NewClient(e.acs.Client(), nil),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.router = NewRouter(slog.New(slog.DiscardHandler), fakeVerifier{tid: tenant})
+	(&SettingsAPI{Service: svc, Accounts: &fakeAccounts{status: [2]switchboard.AccountStatus{{State: switchboard.AccountOK}, {State: switchboard.AccountOK}}}}).Register(e.router)
+	var v switchboard.SettingsView
+	if rec := e.call(http.MethodGet, settingsPath, "", &v); rec.Code != http.StatusOK {
+		t.Fatalf("GET: %d %s", rec.Code, rec.Body)
+	}
+	if got := v.PresenceTracking.Account1Status.State; got != switchboard.AccountOK {
+		t.Errorf("account 1 = %q, want ok", got)
+	}
+	if got := v.PresenceTracking.Account2Status.State; got != switchboard.AccountNotConfigured || v.PresenceTracking.Account2UPN != nil {
+		t.Errorf("account 2 = %q (upn %v), want not-configured and no upn", got, v.PresenceTracking.Account2UPN)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"switchboard/handler/dev/localrunner"
+	"switchboard/handler/internal/queuetest"
 	"switchboard/handler/localqueue"
 	"switchboard/handler/switchboard"
 )
@@ -146,5 +147,28 @@ func TestErrors(t *testing.T) {
 		if switchboard.ErrorCode(err) != switchboard.EUNAVAILABLE || !strings.Contains(err.Error(), "broken: disk") {
 			t.Errorf("Send = %v, want EUNAVAILABLE with the runner's problem", err)
 		}
+	})
+}
+
+// The queue contract, through the local runner's in-process broker.
+func TestQueueContract(t *testing.T) {
+	queuetest.Run(t, func(t *testing.T) queuetest.Backend {
+		url, r := runner(t)
+		q, err := localqueue.New(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return queuetest.Backend{Queue: q, Receive: func(t *testing.T, queue string, wait time.Duration) (queuetest.Received, bool) {
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			m, err := r.Broker().Receive(ctx, queue)
+			if err != nil {
+				return queuetest.Received{}, false
+			}
+			if err := r.Broker().Complete(queue, m.LockToken); err != nil {
+				t.Fatalf("complete: %v", err)
+			}
+			return queuetest.Received{Body: m.Body, MessageID: m.MessageID, ContentType: m.ContentType, SequenceNumber: m.SequenceNumber}, true
+		}}
 	})
 }

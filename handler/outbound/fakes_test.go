@@ -3,14 +3,13 @@ package outbound
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
-	"switchboard/handler/internal/fakeclock"
 	"sync"
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/fakeclock"
+	"switchboard/handler/internal/fakes"
 	"switchboard/handler/internal/testenv"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -28,178 +27,40 @@ type clock = fakeclock.Clock
 
 func newClock() *clock { return fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)) }
 
-// sent is a message the fake queue holds.
-type sent struct {
-	seq         int64
-	msg         switchboard.Message
-	body        message
-	enqueuedAt  time.Time
-	cancelled   bool
-	delivered   int
-	deadLetters bool
-}
+// fakeQueue is the shared fake queue; it takes messages for the outbound
+// queue only, with a body the worker can read.
+type fakeQueue = fakes.Queue
 
-// fakeQueue is an in-memory queue with scheduled messages.
-type fakeQueue struct {
-	mu       sync.Mutex
-	now      func() time.Time
-	seq      int64
-	msgs     []*sent
-	cancels  []int64
-	failSend error
-	// beforeSend, when set, runs once before the next send.
-	beforeSend func()
-}
-
-func (q *fakeQueue) Send(ctx context.Context, name string, m switchboard.Message) (int64, error) {
-	q.mu.Lock()
-	if hook := q.beforeSend; hook != nil {
-		q.beforeSend = nil
-		q.mu.Unlock()
-		hook()
-		q.mu.Lock()
-	}
-	defer q.mu.Unlock()
-	if q.failSend != nil {
-		return 0, q.failSend
-	}
-	if name != queue {
-		return 0, fmt.Errorf("fakeQueue: unexpected queue %q", name)
-	}
-	var b message
-	if err := json.Unmarshal(m.Body, &b); err != nil {
-		return 0, fmt.Errorf("fakeQueue: body %s: %v", m.Body, err)
-	}
-	q.seq++
-	q.msgs = append(q.msgs, &sent{seq: q.seq, msg: m, body: b, enqueuedAt: q.now()})
-	if m.ScheduledAt.IsZero() {
-		return 0, nil
-	}
-	return q.seq, nil
-}
-
-func (q *fakeQueue) Cancel(ctx context.Context, name string, seq int64) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.cancels = append(q.cancels, seq)
-	for _, m := range q.msgs {
-		if m.seq == seq && m.delivered == 0 {
-			m.cancelled = true
+func newQueue(now func() time.Time) *fakeQueue {
+	q := fakes.NewQueue(now)
+	q.Check = func(name string, m switchboard.Message) error {
+		if name != queue {
+			return fmt.Errorf("fakeQueue: unexpected queue %q", name)
 		}
-	}
-	return nil
-}
-
-// due returns the messages deliverable at now, oldest first, and marks
-// them delivered.
-func (q *fakeQueue) due(now time.Time) []*sent {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	var out []*sent
-	for _, m := range q.msgs {
-		if m.cancelled || m.delivered > 0 || m.msg.ScheduledAt.After(now) {
-			continue
+		var b message
+		if err := json.Unmarshal(m.Body, &b); err != nil {
+			return fmt.Errorf("fakeQueue: body %s: %v", m.Body, err)
 		}
-		m.delivered++
-		out = append(out, m)
-	}
-	return out
-}
-
-// live counts messages neither delivered nor cancelled.
-func (q *fakeQueue) live() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	n := 0
-	for _, m := range q.msgs {
-		if !m.cancelled && m.delivered == 0 {
-			n++
-		}
-	}
-	return n
-}
-
-func (q *fakeQueue) last() *sent {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if len(q.msgs) == 0 {
 		return nil
 	}
-	return q.msgs[len(q.msgs)-1]
+	return q
 }
 
-// fakeRouter hands out agents from a fixed set, one conversation each, as
-// the routing engine does: the same conversation asked again keeps its
-// agent.
-type fakeRouter struct {
-	mu      sync.Mutex
-	agents  []string          // in ranking order
-	holds   map[string]string // conversation → agent
-	routes  int
-	release []string
-	err     error
+// body is the worker's message in s.
+func body(s *fakes.Sent) message {
+	var b message
+	_ = json.Unmarshal(s.Msg.Body, &b) // checked when it was sent
+	return b
 }
+
+// fakeRouter is the shared fake router, taking only what outbound tasks
+// ask: one agent, held until released.
+type fakeRouter = fakes.Router
 
 func newRouter(agents ...string) *fakeRouter {
-	return &fakeRouter{agents: agents, holds: map[string]string{}}
-}
-
-func (r *fakeRouter) Route(ctx context.Context, tenantID, serviceID string, req switchboard.RouteRequest) (switchboard.RouteDecision, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.routes++
-	if r.err != nil {
-		return switchboard.RouteDecision{}, r.err
-	}
-	if !req.Reserve || !req.UntilReleased || req.MaxAgents != 1 {
-		return switchboard.RouteDecision{}, errors.New("fakeRouter: outbound tasks must reserve exactly one agent until released")
-	}
-	out := switchboard.RouteDecision{ConversationID: req.ConversationID}
-	if a, ok := r.holds[req.ConversationID]; ok {
-		out.Agents = []switchboard.Assignment{{UserID: a}}
-		return out, nil
-	}
-	busy := map[string]bool{}
-	for _, a := range r.holds {
-		busy[a] = true
-	}
-	order := append(slices.Clone(req.PreferredUsers), r.agents...)
-	for _, a := range order {
-		if slices.Contains(r.agents, a) && !busy[a] {
-			r.holds[req.ConversationID] = a
-			out.Agents = []switchboard.Assignment{{UserID: a}}
-			return out, nil
-		}
-	}
-	return out, nil
-}
-
-func (r *fakeRouter) Release(ctx context.Context, tenantID, conv string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.err != nil {
-		return r.err
-	}
-	r.release = append(r.release, conv)
-	delete(r.holds, conv)
-	return nil
-}
-
-// held returns the held agents by conversation.
-func (r *fakeRouter) held() map[string]string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := map[string]string{}
-	for c, a := range r.holds {
-		out[c] = a
-	}
-	return out
-}
-
-func (r *fakeRouter) setAgents(agents ...string) {
-	r.mu.Lock()
-	r.agents = agents
-	r.mu.Unlock()
+	r := fakes.NewRouter(agents...)
+	r.Check = fakes.OneAgentUntilReleased
+	return r
 }
 
 type fakeLimits struct {
@@ -249,7 +110,7 @@ const (
 func newFixture(t *testing.T, tables store.Tables) *fixture {
 	t.Helper()
 	c := newClock()
-	f := &fixture{t: t, tables: tables, clock: c, queue: &fakeQueue{now: c.Now}, router: newRouter(), limits: &fakeLimits{limit: 20}}
+	f := &fixture{t: t, tables: tables, clock: c, queue: newQueue(c.Now), router: newRouter(), limits: &fakeLimits{limit: 20}}
 	f.svc = f.newService()
 	return f
 }
@@ -266,18 +127,6 @@ func (f *fixture) newService() *Service {
 		f.t.Fatal(err)
 	}
 	return s
-}
-
-// backends runs fn against the in-memory tables and against Azurite.
-func backends(t *testing.T, fn func(t *testing.T, tables store.Tables)) {
-	t.Helper()
-	t.Run("memory", func(t *testing.T) { fn(t, store.NewMemoryTables()) })
-	t.Run("azurite", func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("needs Azurite")
-		}
-		fn(t, testenv.Tables(t))
-	})
 }
 
 func (f *fixture) schedule(n NewTask) Task {
@@ -306,10 +155,10 @@ func (f *fixture) get(id string) Task {
 func (f *fixture) deliver() []Work {
 	f.t.Helper()
 	var out []Work
-	for _, m := range f.queue.due(f.clock.Now()) {
-		w, err := f.svc.Handle(context.Background(), m.msg.Body)
+	for _, m := range f.queue.Due(f.clock.Now()) {
+		w, err := f.svc.Handle(context.Background(), m.Msg.Body)
 		if err != nil {
-			f.t.Fatalf("Handle(%s): %v", m.msg.Body, err)
+			f.t.Fatalf("Handle(%s): %v", m.Msg.Body, err)
 		}
 		out = append(out, w)
 	}

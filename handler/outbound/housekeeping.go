@@ -109,7 +109,7 @@ func (s *Service) housekeepService(ctx context.Context, reg store.Entity, rep *R
 // checkTask repairs one task's index row and deals with it when it is stuck.
 func (s *Service) checkTask(ctx context.Context, pk, id string, hasOpen bool, now time.Time, rep *Report) error {
 	t, err := s.getTask(ctx, pk, id)
-	if switchboard.IsCode(err, switchboard.ENOTFOUND) || (err == nil && !t.Slot()) {
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) || (err == nil && !Counted(t.State)) {
 		if hasOpen {
 			// An index row without a slot-holding task.
 			if err := s.table.Delete(ctx, pk, openKey(id), "*"); err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
@@ -129,7 +129,7 @@ func (s *Service) checkTask(ctx context.Context, pk, id string, hasOpen bool, no
 		rep.IndexRepaired++
 	}
 	switch {
-	case t.waiting() && now.After(t.Deadline.Add(s.o.ExpiryGrace)):
+	case waiting(t) && now.After(t.Deadline.Add(s.o.ExpiryGrace)):
 		if _, err := s.finish(ctx, t, StateExpired, fmt.Sprintf("no agent was free within %d seconds (expired by housekeeping: the task's message was lost or dead-lettered)", t.MaxQueueTimeSeconds)); err != nil && !switchboard.IsCode(err, switchboard.EPRECONDITION) {
 			return err
 		} else if err == nil {
@@ -214,7 +214,7 @@ func (s *Service) fullScan(ctx context.Context, pk string, now time.Time, rep *R
 			return err
 		}
 		switch {
-		case t.Slot():
+		case Counted(t.State):
 			n++
 			if !openIDs[t.ID] {
 				missing = append(missing, t.ID)
@@ -234,7 +234,7 @@ func (s *Service) fullScan(ctx context.Context, pk string, now time.Time, rep *R
 		}
 	}
 	for _, t := range expired {
-		ops := []store.Op{{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: taskKey(t.ID)}, IfMatch: t.etag}}
+		ops := []store.Op{{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: taskKey(t.ID)}, IfMatch: t.ETag}}
 		if t.ReferenceID != "" {
 			if ref, err := s.table.Get(ctx, pk, refKey(t.ReferenceID)); err == nil && ref.String("TaskId") == t.ID {
 				ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: ref.RowKey}, IfMatch: ref.ETag})

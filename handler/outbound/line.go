@@ -59,7 +59,7 @@ func (s *Service) AssignWaiting(ctx context.Context, tenant, service, id string)
 		return "", err
 	}
 	now := s.now()
-	if !t.waiting() || t.DueAt.After(now) || now.After(t.Deadline) {
+	if !waiting(t) || t.DueAt.After(now) || now.After(t.Deadline) {
 		return "", nil
 	}
 	return s.assign(ctx, t)

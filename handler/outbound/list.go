@@ -14,27 +14,20 @@ import (
 
 // Page sizes of List.
 const (
-	DefaultListTop = 50
-	MaxListTop     = 100
+	DefaultListTop = switchboard.DefaultOutboundListTop
+	MaxListTop     = switchboard.MaxOutboundListTop
 	// listScanLimit bounds the rows one List call reads while it looks for
 	// tasks in a final state: a page may then come back short (even empty)
 	// with a continuation token, as Table Storage's own pages do.
 	listScanLimit = 1000
 )
 
-// ListOptions selects a page of a service's tasks.
-type ListOptions struct {
-	State        string // "" for every state
-	Top          int    // 0 for DefaultListTop
-	Continuation string // from the previous page
-}
-
-// ListPage is a page of tasks in creation order.
-type ListPage struct {
-	Tasks []Task
-	// Continuation fetches the next page; "" on the last one.
-	Continuation string
-}
+// ListOptions and ListPage are List's question and answer (domain
+// vocabulary).
+type (
+	ListOptions = switchboard.OutboundListOptions
+	ListPage    = switchboard.OutboundListPage
+)
 
 // List returns a page of the service's tasks, oldest first. Returns
 // EINVALID for an unknown state, a top out of 1..MaxListTop or a malformed

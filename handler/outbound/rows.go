@@ -118,7 +118,7 @@ func taskFromEntity(e store.Entity) (Task, error) {
 		AssignedAt:          utcOrZero(e.Time("AssignedAt")),
 		EndedAt:             utcOrZero(e.Time("EndedAt")),
 		Note:                e.String("Note"),
-		etag:                e.ETag,
+		ETag:                e.ETag,
 	}
 	if err := json.Unmarshal([]byte(e.String("PreferredUsers")), &t.PreferredUsers); err != nil {
 		return t, switchboard.Errorf(switchboard.EINTERNAL, op, "task %s: unreadable preferred users", t.ID)

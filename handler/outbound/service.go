@@ -206,7 +206,7 @@ func (s *Service) Schedule(ctx context.Context, tenant, service string, n NewTas
 		return Task{}, false, err
 	}
 	now := s.now()
-	t, err := n.validate(now)
+	t, err := validateNewTask(n, now)
 	if err != nil {
 		return Task{}, false, err
 	}
@@ -393,7 +393,7 @@ func (s *Service) undoAdmission(ctx context.Context, t Task) error {
 		}
 		ops := []store.Op{
 			c.op(pk, c.count-1),
-			{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: taskKey(t.ID)}, IfMatch: cur.etag},
+			{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: taskKey(t.ID)}, IfMatch: cur.ETag},
 			{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: openKey(t.ID)}, IfMatch: "*"},
 		}
 		if t.ReferenceID != "" {
@@ -518,7 +518,7 @@ func (s *Service) markSent(ctx context.Context, t Task, seq int64) (Task, bool) 
 // EPRECONDITION when the task changed since cur was read.
 func (s *Service) update(ctx context.Context, cur, next Task) (Task, error) {
 	err := s.table.Batch(ctx, []store.Op{
-		{Kind: store.OpUpdate, Entity: taskEntity(next), IfMatch: cur.etag},
+		{Kind: store.OpUpdate, Entity: taskEntity(next), IfMatch: cur.ETag},
 		{Kind: store.OpUpsert, Entity: openEntity(next)},
 	})
 	if err == nil {

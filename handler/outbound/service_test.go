@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/testenv"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -66,7 +67,7 @@ func TestValidate(t *testing.T) {
 		{"empty context key", NewTask{Destination: "+41440000000", Context: map[string]string{"": "v"}}, "context"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := tc.in.validate(now)
+			_, err := validateNewTask(tc.in, now)
 			if tc.field == "" {
 				if err != nil {
 					t.Fatalf("validate: %v, want no error", err)
@@ -85,7 +86,7 @@ func TestValidate(t *testing.T) {
 
 func TestValidateDefaultsAndNormalization(t *testing.T) {
 	now := newClock().Now()
-	got, err := NewTask{Destination: "+41 (44) 000-00-00", DueDateTimeUTC: "2020-01-01T00:00:00Z", PreferredUsers: []string{strings.ToUpper(agentA), agentA}}.validate(now)
+	got, err := validateNewTask(NewTask{Destination: "+41 (44) 000-00-00", DueDateTimeUTC: "2020-01-01T00:00:00Z", PreferredUsers: []string{strings.ToUpper(agentA), agentA}}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,20 +105,20 @@ func TestValidateDefaultsAndNormalization(t *testing.T) {
 }
 
 func TestSchedule(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		due := f.clock.Now().Add(time.Hour)
 		task := f.schedule(NewTask{Destination: "+41440000000", DueDateTimeUTC: due.Format(time.RFC3339), ReferenceID: "crm/42?x", Context: map[string]string{"case": "42"}})
 		if task.State != StateScheduled || !task.DueAt.Equal(due) || task.ReferenceID != "crm/42?x" || task.Attempts != 0 || task.Agent != "" {
 			t.Errorf("task = %+v, want Scheduled for %v with its referenceId", task, due)
 		}
-		m := f.queue.last()
-		if m == nil || !m.msg.ScheduledAt.Equal(due) || m.body.TaskID != task.ID || m.body.Try != 1 || m.body.TenantID != tenant || m.body.ServiceID != service {
+		m := f.queue.Last()
+		if m == nil || !m.Msg.ScheduledAt.Equal(due) || body(m).TaskID != task.ID || body(m).Try != 1 || body(m).TenantID != tenant || body(m).ServiceID != service {
 			t.Fatalf("message = %+v, want one scheduled for %v naming the task", m, due)
 		}
 		stored := f.get(task.ID)
-		if stored.SequenceNumber != m.seq || stored.SendPending {
-			t.Errorf("stored sequence number %d, send pending %v; want %d, false", stored.SequenceNumber, stored.SendPending, m.seq)
+		if stored.SequenceNumber != m.Seq || stored.SendPending {
+			t.Errorf("stored sequence number %d, send pending %v; want %d, false", stored.SequenceNumber, stored.SendPending, m.Seq)
 		}
 		if got := f.counter(); got != 1 {
 			t.Errorf("counter = %d, want 1", got)
@@ -132,7 +133,7 @@ func TestSchedule(t *testing.T) {
 // requests spread over three instances against a cap of 20 admit exactly
 // 20.
 func TestConcurrentScheduleExactCap(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		instances := []*Service{f.svc, f.newService(), f.newService()}
 		var accepted, limited, other int
@@ -167,7 +168,7 @@ func TestConcurrentScheduleExactCap(t *testing.T) {
 		if err != nil || len(page.Tasks) != 20 {
 			t.Errorf("stored tasks: %d (%v), want 20: a rejected task is discarded", len(page.Tasks), err)
 		}
-		if got := f.queue.live(); got != 20 {
+		if got := f.queue.Live(); got != 20 {
 			t.Errorf("messages on the queue = %d, want 20", got)
 		}
 	})
@@ -186,17 +187,17 @@ func fill(t *testing.T, f *fixture, n int) []Task {
 }
 
 func TestCancelFreesExactlyOneSlot(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 3
 		tasks := fill(t, f, 3)
-		m := f.queue.msgs[1]
+		m := f.queue.Messages()[1]
 		done, err := f.svc.Cancel(ctx, tenant, service, tasks[1].ID)
 		if err != nil || done.State != StateCancelled {
 			t.Fatalf("Cancel: %+v, %v; want Cancelled", done, err)
 		}
-		if !slices.Contains(f.queue.cancels, m.seq) {
-			t.Errorf("cancelled sequence numbers %v, want %d", f.queue.cancels, m.seq)
+		if !slices.Contains(f.queue.Cancels(), m.Seq) {
+			t.Errorf("cancelled sequence numbers %v, want %d", f.queue.Cancels(), m.Seq)
 		}
 		again, err := f.svc.Cancel(ctx, tenant, service, tasks[1].ID)
 		if err != nil || again.State != StateCancelled {
@@ -231,7 +232,7 @@ func TestCancelFreesExactlyOneSlot(t *testing.T) {
 
 func TestCancelInProgressConflicts(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
-	f.router.setAgents(agentA)
+	f.router.SetAgents(agentA)
 	task := f.schedule(NewTask{Destination: "+41440000000"})
 	if got := actions(f.deliver()); !slices.Equal(got, []string{ActionAssigned}) {
 		t.Fatalf("deliver: %v, want assigned", got)
@@ -252,10 +253,10 @@ func TestCancelInProgressConflicts(t *testing.T) {
 }
 
 func TestCompleteFreesSlotAndAgent(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 1
-		f.router.setAgents(agentA)
+		f.router.SetAgents(agentA)
 		task := f.schedule(NewTask{Destination: "+41440000000"})
 		if got := actions(f.deliver()); !slices.Equal(got, []string{ActionAssigned}) {
 			t.Fatalf("deliver: %v, want assigned", got)
@@ -271,7 +272,7 @@ func TestCompleteFreesSlotAndAgent(t *testing.T) {
 		if err != nil || done.State != StateCompleted || done.Agent != agentA {
 			t.Fatalf("Complete: %+v, %v; want Completed, agent kept", done, err)
 		}
-		if held := f.router.held(); len(held) != 0 {
+		if held := f.router.Held(); len(held) != 0 {
 			t.Errorf("holds after complete: %v, want none", held)
 		}
 		if again, err := f.svc.Complete(ctx, tenant, service, task.ID, OutcomeCompleted, "talked"); err != nil || again.State != StateCompleted {
@@ -311,7 +312,7 @@ func TestCompleteValidation(t *testing.T) {
 
 func TestFailedAttemptRequeues(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
-	f.router.setAgents(agentA, agentB)
+	f.router.SetAgents(agentA, agentB)
 	task := f.schedule(NewTask{Destination: "+41440000000", MaxAttempts: ptr(2)})
 	f.deliver()
 	first := f.get(task.ID)
@@ -339,13 +340,13 @@ func TestFailedAttemptRequeues(t *testing.T) {
 	if got := f.counter(); got != 0 {
 		t.Errorf("counter = %d, want 0", got)
 	}
-	if held := f.router.held(); len(held) != 0 {
+	if held := f.router.Held(); len(held) != 0 {
 		t.Errorf("holds: %v, want none", held)
 	}
 }
 
 func TestReferenceIDIsIdempotent(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 5
 		instances := []*Service{f.svc, f.newService()}
@@ -391,17 +392,17 @@ func TestReferenceIDIsIdempotent(t *testing.T) {
 // another instance takes the last slot in between, the task is refused and
 // its message cancelled.
 func TestSlotTakenWhileSendingFirst(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 2
 		later := f.clock.Now().Add(time.Hour).Format(time.RFC3339)
 		f.schedule(NewTask{Destination: "+41440000002", DueDateTimeUTC: later})
 		other := f.newService()
-		f.queue.beforeSend = func() {
+		f.queue.BeforeNextSend(func() {
 			if _, _, err := other.Schedule(ctx, tenant, service, NewTask{Destination: "+41440000001", DueDateTimeUTC: later}); err != nil {
 				t.Errorf("the other instance's Schedule: %v", err)
 			}
-		}
+		})
 		_, _, err := f.svc.Schedule(ctx, tenant, service, NewTask{Destination: "+41440000000", DueDateTimeUTC: later})
 		if !switchboard.IsCode(err, switchboard.ELIMIT) {
 			t.Fatalf("Schedule that lost the last slot: %v, want ELIMIT", err)
@@ -409,7 +410,7 @@ func TestSlotTakenWhileSendingFirst(t *testing.T) {
 		if got := f.counter(); got != 2 {
 			t.Errorf("counter = %d, want 2", got)
 		}
-		if got := f.queue.live(); got != 2 {
+		if got := f.queue.Live(); got != 2 {
 			t.Errorf("live messages = %d, want 2: the refused task's message is cancelled", got)
 		}
 	})
@@ -420,6 +421,7 @@ func TestSlotTakenWhileSendingFirst(t *testing.T) {
 // Service Bus may.
 type eagerQueue struct {
 	*fakeQueue
+	now    func() time.Time
 	worker *Service
 	works  []Work
 }
@@ -443,8 +445,8 @@ func (q *eagerQueue) Send(ctx context.Context, name string, m switchboard.Messag
 // and the accepted task is never offered to an agent.
 func TestDueTimeReachedWhileSchedulingIsNotLost(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
-	f.router.setAgents(agentA)
-	q := &eagerQueue{fakeQueue: f.queue}
+	f.router.SetAgents(agentA)
+	q := &eagerQueue{fakeQueue: f.queue, now: f.clock.Now}
 	s, err := New(ctx, Options{
 		Tables: f.tables, Queue: q, QueueName: queue, Router: f.router, Limits: f.limits,
 		Services: fakeServices{service: true}, Now: f.clock.Now,
@@ -469,7 +471,7 @@ func TestDueTimeReachedWhileSchedulingIsNotLost(t *testing.T) {
 
 func TestSendFailureSchedulesNothing(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
-	f.queue.failSend = switchboard.Errorf(switchboard.EUNAVAILABLE, "queue", "broker down")
+	f.queue.FailSend(switchboard.Errorf(switchboard.EUNAVAILABLE, "queue", "broker down"))
 	_, _, err := f.svc.Schedule(ctx, tenant, service, NewTask{Destination: "+41440000000", ReferenceID: "r1"})
 	if !switchboard.IsCode(err, switchboard.EUNAVAILABLE) {
 		t.Fatalf("Schedule: %v, want EUNAVAILABLE", err)
@@ -481,7 +483,7 @@ func TestSendFailureSchedulesNothing(t *testing.T) {
 	if len(page.Tasks) != 0 {
 		t.Errorf("tasks = %d, want 0: the task is withdrawn", len(page.Tasks))
 	}
-	f.queue.failSend = nil
+	f.queue.FailSend(nil)
 	if _, c, err := f.svc.Schedule(ctx, tenant, service, NewTask{Destination: "+41440000000", ReferenceID: "r1"}); err != nil || !c {
 		t.Errorf("retry with the same referenceId: created %v, %v; want a new task", c, err)
 	}
@@ -498,9 +500,9 @@ func TestNoQueueConfigured(t *testing.T) {
 }
 
 func TestList(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
-		f.router.setAgents(agentA)
+		f.router.SetAgents(agentA)
 		var all []string
 		for i := range 7 {
 			f.clock.Advance(time.Millisecond)

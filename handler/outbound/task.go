@@ -105,61 +105,9 @@ func ValidState(s string) bool {
 	return false
 }
 
-// Task is an outbound task.
-type Task struct {
-	ID                  string
-	TenantID            string
-	ServiceID           string
-	State               string
-	ReferenceID         string // "" when the caller gave none
-	Destination         string
-	DueAt               time.Time
-	Priority            int
-	MaxAttempts         int
-	MaxQueueTimeSeconds int
-	PreferredUsers      []string
-	Context             map[string]string
-	// Agent is the user the task is assigned to while InProgress (and the
-	// last one after it ends).
-	Agent string
-	// Attempts counts assignments: each time the task went InProgress.
-	Attempts  int
-	CreatedAt time.Time
-	UpdatedAt time.Time
-
-	// QueuedAt is when the task entered the queue for its current attempt
-	// (its due time, or when a failed attempt put it back): the order among
-	// waiting tasks of the same priority.
-	QueuedAt time.Time
-	// Deadline is when waiting for an agent ends (QueuedAt plus
-	// MaxQueueTimeSeconds): the task then expires.
-	Deadline time.Time
-	// Try numbers the task's messages: only a message carrying the current
-	// Try may act on the task, so a redelivered or superseded message is a
-	// no-op.
-	Try int
-	// SequenceNumber is the Service Bus sequence number of the current
-	// try's scheduled message (0 when it was sent for immediate delivery),
-	// kept to cancel it.
-	SequenceNumber int64
-	// NextTryAt is when the current try's message is due.
-	NextTryAt time.Time
-	// SendPending is true from the write that starts a try until its
-	// message is known to be on the queue; housekeeping resends a try whose
-	// sender died in between.
-	SendPending bool
-	// AssignedAt is when the task last went InProgress.
-	AssignedAt time.Time
-	// EndedAt is when the task reached its final state; Note says why (or
-	// is the caller's note from complete).
-	EndedAt time.Time
-	Note    string
-
-	etag string
-}
-
-// Slot reports whether the task holds a slot of the cap.
-func (t Task) Slot() bool { return Counted(t.State) }
+// Task is an outbound task; the type is domain vocabulary (the HTTP layer
+// renders it).
+type Task = switchboard.OutboundTask
 
 // conversationID is the routing conversation that holds the agent of the
 // task's attempt (attempts count from 1). One per attempt, so that a stale
@@ -170,22 +118,12 @@ func conversationID(taskID string, attempt int) string {
 }
 
 // ConversationPrefix starts the routing conversation id of every outbound
-// task attempt. The route API refuses such ids, so that a flow cannot
-// release a task's agent in the middle of its call.
-const ConversationPrefix = "task:"
+// task attempt (switchboard.IsTaskConversation tells them).
+const ConversationPrefix = switchboard.TaskConversationPrefix
 
-// NewTask is a schedule request, as the API receives it. Nil pointers take
-// the defaults.
-type NewTask struct {
-	Destination         string
-	DueDateTimeUTC      string // RFC 3339; empty or past means now
-	ReferenceID         string
-	Priority            *int
-	MaxAttempts         *int
-	MaxQueueTimeSeconds *int
-	PreferredUsers      []string
-	Context             map[string]string
-}
+// NewTask is a schedule request, as the API receives it (domain
+// vocabulary).
+type NewTask = switchboard.NewOutboundTask
 
 var (
 	phoneSeparators = strings.NewReplacer(" ", "", "-", "", ".", "", "(", "", ")", "")
@@ -215,10 +153,10 @@ func NormalizeDestination(d string) (string, bool) {
 	return strings.ToLower(d), true
 }
 
-// validate checks n against SPEC section 6 and returns the task it
+// validateNewTask checks n against SPEC section 6 and returns the task it
 // defines, defaults applied and the due time no earlier than now. Errors
 // are EINVALID and name the JSON field.
-func (n NewTask) validate(now time.Time) (Task, error) {
+func validateNewTask(n NewTask, now time.Time) (Task, error) {
 	const op = "outbound.Schedule"
 	t := Task{Priority: DefaultPriority, MaxAttempts: DefaultMaxAttempts, MaxQueueTimeSeconds: DefaultMaxQueueTimeSeconds}
 	if strings.TrimSpace(n.Destination) == "" {

@@ -114,11 +114,11 @@ func (s *Service) write(ctx context.Context, m taskMove, cur, next Task) (stored
 	case Final(next.State):
 		return s.writeFinal(ctx, cur, next)
 	case m.markOnly:
-		etag, err := s.table.Update(ctx, taskEntity(next), cur.etag)
+		etag, err := s.table.Update(ctx, taskEntity(next), cur.ETag)
 		if err != nil {
 			return Task{}, nil, err
 		}
-		next.etag = etag
+		next.ETag = etag
 		return next, nil, nil
 	default:
 		next, err := s.update(ctx, cur, next)
@@ -136,8 +136,8 @@ func (s *Service) writeFinal(ctx context.Context, cur, next Task) (Task, *Task, 
 	unlock := s.lock(pk)
 	defer unlock()
 	for range maxWriteRetries {
-		ops := []store.Op{{Kind: store.OpUpdate, Entity: taskEntity(next), IfMatch: cur.etag}}
-		if cur.Slot() {
+		ops := []store.Op{{Kind: store.OpUpdate, Entity: taskEntity(next), IfMatch: cur.ETag}}
+		if Counted(cur.State) {
 			c, err := s.readCounter(ctx, pk)
 			if err != nil {
 				return Task{}, nil, err
@@ -165,7 +165,7 @@ func (s *Service) writeFinal(ctx context.Context, cur, next Task) (Task, *Task, 
 		if gerr != nil {
 			return Task{}, nil, gerr
 		}
-		if again.etag != cur.etag {
+		if again.ETag != cur.ETag {
 			return Task{}, &again, switchboard.Errorf(switchboard.EPRECONDITION, op, "task %s changed meanwhile", cur.ID)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"switchboard/handler/internal/testenv"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -59,7 +60,7 @@ func TestTransitionTable(t *testing.T) {
 // an internal error and writes nothing, from a waiting task and from a
 // finished one; an allowed move is written.
 func TestMoveRefusesWhatTheTableRefuses(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		task := f.schedule(NewTask{Destination: "+41440000000"})
 		pk := partition(tenant, service)
@@ -74,8 +75,8 @@ func TestMoveRefusesWhatTheTableRefuses(t *testing.T) {
 			if !switchboard.IsCode(err, switchboard.EINTERNAL) {
 				t.Errorf("move Scheduled → %s: %v, want EINTERNAL", state, err)
 			}
-			if after := f.get(task.ID); after.etag != before.etag || after.State != StateScheduled {
-				t.Errorf("after a refused move to %s the task is %s (etag %s → %s), want it unwritten", state, after.State, before.etag, after.etag)
+			if after := f.get(task.ID); after.ETag != before.ETag || after.State != StateScheduled {
+				t.Errorf("after a refused move to %s the task is %s (etag %s → %s), want it unwritten", state, after.State, before.ETag, after.ETag)
 			}
 			if got := f.counter(); got != 1 {
 				t.Errorf("after a refused move to %s the counter is %d, want 1", state, got)
@@ -110,7 +111,7 @@ func TestMoveRefusesWhatTheTableRefuses(t *testing.T) {
 // changed since it was read reads it again and decides on what is stored
 // now; with no tries left it returns EPRECONDITION and the task as stored.
 func TestMoveDecidesAgainAfterAConcurrentChange(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		task := f.schedule(NewTask{Destination: "+41440000000", Priority: ptr(10)})
 		pk := partition(tenant, service)

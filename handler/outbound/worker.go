@@ -89,7 +89,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 	if err != nil {
 		return w, err
 	}
-	if !t.waiting() {
+	if !waiting(t) {
 		w.Action, w.Detail = ActionStale, "task is "+t.State
 		return w, nil
 	}
@@ -126,7 +126,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 			break
 		}
 		other, err := s.getTask(ctx, pk, id)
-		if err != nil || !other.waiting() || now.After(other.Deadline) {
+		if err != nil || !waiting(other) || now.After(other.Deadline) {
 			continue // its own message deals with it
 		}
 		agent, err := s.assign(ctx, other)
@@ -153,7 +153,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 	round := 0
 	n, err := s.move(ctx, taskMove{op: "outbound.Handle", pk: pk, id: m.TaskID, from: &t, tries: maxWriteRetries,
 		decide: func(cur Task) (Task, bool, error) {
-			if round++; round > 1 && (!cur.waiting() || cur.Try != m.Try) {
+			if round++; round > 1 && (!waiting(cur) || cur.Try != m.Try) {
 				outcome = stale
 				return cur, false, nil
 			}
@@ -180,7 +180,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 		}})
 	switch {
 	case switchboard.IsCode(err, switchboard.EPRECONDITION):
-		if !n.waiting() || n.Try != m.Try {
+		if !waiting(n) || n.Try != m.Try {
 			w.Action, w.Detail = ActionStale, "task changed meanwhile ("+n.State+")"
 			return w, nil
 		}
@@ -201,7 +201,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 
 // waiting reports whether the task waits for an agent (or for its due
 // time).
-func (t Task) waiting() bool { return t.State == StateScheduled || t.State == StateQueued }
+func waiting(t Task) bool { return t.State == StateScheduled || t.State == StateQueued }
 
 // ahead returns the ids of the service's waiting tasks that come before t:
 // higher priority first, then the one waiting longest.
@@ -277,7 +277,7 @@ func (s *Service) assign(ctx context.Context, t Task) (string, error) {
 					// undo.
 					return cur, false, nil
 				}
-				if !cur.waiting() || cur.Attempts+1 != attempt {
+				if !waiting(cur) || cur.Attempts+1 != attempt {
 					return Task{}, false, errMovedOn // cancelled, expired or moved on
 				}
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"switchboard/handler/functions"
+	"switchboard/handler/internal/testenv"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -48,11 +49,11 @@ func TestWorkerDropsMalformedMessages(t *testing.T) {
 // A redelivered message, even delivered concurrently many times, assigns
 // the task once.
 func TestRedeliveryNeverAssignsTwice(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
-		f.router.setAgents(agentA, agentB, agentC)
+		f.router.SetAgents(agentA, agentB, agentC)
 		task := f.schedule(NewTask{Destination: "+41440000000"})
-		m := f.queue.last()
+		m := f.queue.Last()
 		instances := []*Service{f.svc, f.newService()}
 		var mu sync.Mutex
 		var got []Work
@@ -61,7 +62,7 @@ func TestRedeliveryNeverAssignsTwice(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				w, err := instances[i%2].Handle(ctx, m.msg.Body)
+				w, err := instances[i%2].Handle(ctx, m.Msg.Body)
 				if err != nil {
 					t.Errorf("Handle: %v", err)
 					return
@@ -85,7 +86,7 @@ func TestRedeliveryNeverAssignsTwice(t *testing.T) {
 		if len(agents) != 1 {
 			t.Errorf("agents reported: %v, want exactly one", agents)
 		}
-		if held := f.router.held(); len(held) != 1 {
+		if held := f.router.Held(); len(held) != 1 {
 			t.Errorf("holds = %v, want one agent held", held)
 		}
 		stored := f.get(task.ID)
@@ -93,7 +94,7 @@ func TestRedeliveryNeverAssignsTwice(t *testing.T) {
 			t.Errorf("task = %s, %d attempts, agent %s; want InProgress, 1, one of %v", stored.State, stored.Attempts, stored.Agent, agents)
 		}
 		// Later redeliveries change nothing.
-		w, err := f.svc.Handle(ctx, m.msg.Body)
+		w, err := f.svc.Handle(ctx, m.Msg.Body)
 		if err != nil || w.Action != ActionStale {
 			t.Errorf("late redelivery: %v, %v; want stale", w, err)
 		}
@@ -101,7 +102,7 @@ func TestRedeliveryNeverAssignsTwice(t *testing.T) {
 }
 
 func TestWorkerRetriesThenExpires(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		task := f.schedule(NewTask{Destination: "+41440000000", MaxQueueTimeSeconds: ptr(15)})
 		if got := actions(f.deliver()); !slices.Equal(got, []string{ActionWaiting}) {
@@ -111,8 +112,8 @@ func TestWorkerRetriesThenExpires(t *testing.T) {
 		if stored.State != StateQueued || stored.Try != 2 || !stored.NextTryAt.Equal(task.DueAt.Add(10*time.Second)) {
 			t.Fatalf("after the first try: %s try %d next %v; want Queued, try 2, due+10s", stored.State, stored.Try, stored.NextTryAt)
 		}
-		first := f.queue.msgs[0]
-		if w, err := f.svc.Handle(ctx, first.msg.Body); err != nil || w.Action != ActionStale {
+		first := f.queue.Messages()[0]
+		if w, err := f.svc.Handle(ctx, first.Msg.Body); err != nil || w.Action != ActionStale {
 			t.Errorf("the superseded first message again: %v, %v; want stale", w, err)
 		}
 		f.clock.Advance(10 * time.Second)
@@ -136,7 +137,7 @@ func TestWorkerRetriesThenExpires(t *testing.T) {
 		if got := f.counter(); got != 0 {
 			t.Errorf("counter = %d, want 0: an expired task frees its slot", got)
 		}
-		if got := f.queue.live(); got != 0 {
+		if got := f.queue.Live(); got != 0 {
 			t.Errorf("messages left = %d, want 0", got)
 		}
 	})
@@ -144,7 +145,7 @@ func TestWorkerRetriesThenExpires(t *testing.T) {
 
 func TestWorkerAssignsWhenAnAgentFreesUp(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
-	f.router.setAgents(agentA)
+	f.router.SetAgents(agentA)
 	first := f.schedule(NewTask{Destination: "+41440000000"})
 	second := f.schedule(NewTask{Destination: "+41440000001", PreferredUsers: []string{agentB}})
 	if got := actions(f.deliver()); !slices.Equal(got, []string{ActionAssigned, ActionWaiting}) {
@@ -165,7 +166,7 @@ func TestWorkerAssignsWhenAnAgentFreesUp(t *testing.T) {
 
 func TestWorkerPrefersPreferredUsers(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
-	f.router.setAgents(agentA, agentB, agentC)
+	f.router.SetAgents(agentA, agentB, agentC)
 	f.schedule(NewTask{Destination: "+41440000000", PreferredUsers: []string{agentC}})
 	ws := f.deliver()
 	if len(ws) != 1 || ws[0].Agent != agentC {
@@ -176,21 +177,21 @@ func TestWorkerPrefersPreferredUsers(t *testing.T) {
 // A message of a lower-priority task that finds an agent free gives it to
 // the higher-priority task waiting longer first.
 func TestWorkerHonoursPriority(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		low := f.schedule(NewTask{Destination: "+41440000000", Priority: ptr(10)})
 		high := f.schedule(NewTask{Destination: "+41440000001", Priority: ptr(90)})
 		if got := actions(f.deliver()); !slices.Equal(got, []string{ActionWaiting, ActionWaiting}) {
 			t.Fatalf("deliver: %v, want both waiting", got)
 		}
-		f.router.setAgents(agentA)
+		f.router.SetAgents(agentA)
 		// Only the low-priority task's next try comes now.
 		lowTry := f.get(low.ID)
-		m := f.queue.msgs[len(f.queue.msgs)-2]
-		if m.body.TaskID != low.ID || m.body.Try != lowTry.Try {
-			t.Fatalf("message %+v is not the low task's current try", m.body)
+		m := f.queue.Messages()[len(f.queue.Messages())-2]
+		if body(m).TaskID != low.ID || body(m).Try != lowTry.Try {
+			t.Fatalf("message %+v is not the low task's current try", body(m))
 		}
-		w, err := f.svc.Handle(ctx, m.msg.Body)
+		w, err := f.svc.Handle(ctx, m.Msg.Body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,18 +210,18 @@ func TestWorkerHonoursPriority(t *testing.T) {
 // A message that keeps failing is dead-lettered by Service Bus; the task
 // it carried waits until housekeeping expires it and frees its slot.
 func TestPoisonedMessageSlotReleasedByHousekeeping(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
 		f.limits.limit = 1
 		task := f.schedule(NewTask{Destination: "+41440000000", MaxQueueTimeSeconds: ptr(60)})
-		f.router.err = switchboard.Errorf(switchboard.EINTERNAL, "routing", "corrupt service row")
-		m := f.queue.last()
+		f.router.Fail(switchboard.Errorf(switchboard.EINTERNAL, "routing", "corrupt service row"))
+		m := f.queue.Last()
 		for range 10 { // MaxDeliveryCount
-			if _, err := f.svc.Handle(ctx, m.msg.Body); err == nil {
+			if _, err := f.svc.Handle(ctx, m.Msg.Body); err == nil {
 				t.Fatal("Handle succeeded, want the failure that gets the message retried")
 			}
 		}
-		f.router.err = nil
+		f.router.Fail(nil)
 		rep, err := f.svc.Housekeep(ctx)
 		if err != nil || rep.Expired != 0 {
 			t.Fatalf("housekeeping before the deadline: %+v, %v; want nothing expired", rep, err)
@@ -245,31 +246,31 @@ func TestPoisonedMessageSlotReleasedByHousekeeping(t *testing.T) {
 func TestWorkerSendFailureRecoveredOnRedelivery(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
 	task := f.schedule(NewTask{Destination: "+41440000000"})
-	m := f.queue.due(f.clock.Now())[0]
-	f.queue.failSend = errBoom
-	if _, err := f.svc.Handle(ctx, m.msg.Body); err == nil {
+	m := f.queue.Due(f.clock.Now())[0]
+	f.queue.FailSend(errBoom)
+	if _, err := f.svc.Handle(ctx, m.Msg.Body); err == nil {
 		t.Fatal("Handle succeeded with the queue down, want an error (retry)")
 	}
 	if got := f.get(task.ID); !got.SendPending || got.Try != 2 {
 		t.Fatalf("task send pending %v try %d, want true, 2", got.SendPending, got.Try)
 	}
-	f.queue.failSend = nil
-	w, err := f.svc.Handle(ctx, m.msg.Body)
+	f.queue.FailSend(nil)
+	w, err := f.svc.Handle(ctx, m.Msg.Body)
 	if err != nil || w.Action != ActionResent {
 		t.Fatalf("redelivery: %v, %v; want resent", w, err)
 	}
 	if got := f.get(task.ID); got.SendPending {
 		t.Error("send still pending after the resend")
 	}
-	if last := f.queue.last(); last.body.Try != 2 || last.body.TaskID != task.ID {
-		t.Errorf("last message %+v, want try 2 of the task", last.body)
+	if last := f.queue.Last(); body(last).Try != 2 || body(last).TaskID != task.ID {
+		t.Errorf("last message %+v, want try 2 of the task", body(last))
 	}
 }
 
 func TestHousekeepingRepairs(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newFixture(t, tables)
-		f.router.setAgents(agentA)
+		f.router.SetAgents(agentA)
 		inProgress := f.schedule(NewTask{Destination: "+41440000000"})
 		f.deliver()
 		waiting := f.schedule(NewTask{Destination: "+41440000001", DueDateTimeUTC: f.clock.Now().Add(time.Hour).Format(time.RFC3339)})
@@ -322,7 +323,7 @@ func TestHousekeepingRepairs(t *testing.T) {
 		if got := f.get(inProgress.ID); got.State != StateFailed {
 			t.Errorf("state = %s, want Failed", got.State)
 		}
-		if held := f.router.held(); len(held) != 0 {
+		if held := f.router.Held(); len(held) != 0 {
 			t.Errorf("holds = %v, want none", held)
 		}
 		if got := f.get(waiting.ID); got.State != StateExpired {
@@ -344,7 +345,7 @@ func TestHousekeepingResendsAndDeletes(t *testing.T) {
 	if _, err := tb.Update(ctx, e, "*"); err != nil {
 		t.Fatal(err)
 	}
-	sends := len(f.queue.msgs)
+	sends := len(f.queue.Messages())
 	if rep, _ := f.svc.Housekeep(ctx); rep.Resent != 0 {
 		t.Errorf("resent %d at once, want 0 before ResendAfter", rep.Resent)
 	}
@@ -352,7 +353,7 @@ func TestHousekeepingResendsAndDeletes(t *testing.T) {
 	if rep, err := f.svc.Housekeep(ctx); err != nil || rep.Resent != 1 {
 		t.Errorf("housekeeping: %+v, %v; want 1 resent", rep, err)
 	}
-	if got := len(f.queue.msgs); got != sends+1 {
+	if got := len(f.queue.Messages()); got != sends+1 {
 		t.Errorf("messages sent = %d, want %d", got, sends+1)
 	}
 	if _, err := f.svc.Cancel(ctx, tenant, service, task.ID); err != nil {
@@ -375,7 +376,7 @@ func TestHousekeepingResendsAndDeletes(t *testing.T) {
 // the host may pass it: an object, a JSON string, base64.
 func TestWorkerThroughTheTrigger(t *testing.T) {
 	f := newFixture(t, store.NewMemoryTables())
-	f.router.setAgents(agentA, agentB, agentC)
+	f.router.SetAgents(agentA, agentB, agentC)
 	var got []Work
 	fn := functions.ServiceBusFunc("message", func(ctx context.Context, inv *functions.Invocation, m functions.Message) error {
 		w, err := f.svc.Handle(ctx, m.Body)

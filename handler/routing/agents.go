@@ -15,9 +15,8 @@ import (
 // after-call work. Every change is a write of the agent's one hold row
 // conditional on the ETag read, so it is exact across instances.
 
-// OfferNotPending is the problem type of an accept or decline whose offer
-// is no longer ringing.
-const OfferNotPending = "offer-not-pending"
+// OfferNotPending is switchboard.OfferNotPending.
+const OfferNotPending = switchboard.OfferNotPending
 
 func offerNotPending(op, user, conv, why string) error {
 	return &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: OfferNotPending,
@@ -51,14 +50,13 @@ func (e *Engine) Services(ctx context.Context, tenant string) ([]Service, error)
 	return out, nil
 }
 
-// AgentHold is an agent's hold as storage has it, and when its idle time
-// started (zero when never routed).
-type AgentHold struct {
-	State     AgentState
-	IdleSince time.Time
-}
+// AgentHold is switchboard.AgentHold; OfferEnd is switchboard.OfferEnd.
+type (
+	AgentHold = switchboard.AgentHold
+	OfferEnd  = switchboard.OfferEnd
+)
 
-// Agent returns the agent's current hold (a zero State when it holds
+// Agent returns the agent's current hold (no conversation when it holds
 // nothing or its hold expired) and idle time.
 func (e *Engine) Agent(ctx context.Context, tenant, user string) (AgentHold, error) {
 	now := wallClock(e.now)
@@ -73,7 +71,7 @@ func (e *Engine) Agent(ctx context.Context, tenant, user string) (AgentHold, err
 	case err != nil:
 		return AgentHold{}, err
 	case h.state().Holding(now):
-		out.State = h.state()
+		out.Kind, out.ConversationID, out.ServiceID, out.HeldAt, out.ExpiresAt = h.Kind, h.ConversationID, h.ServiceID, h.HeldAt, h.ExpiresAt
 	default:
 		if t := h.expiredAt(); t.After(out.IdleSince) {
 			out.IdleSince = t
@@ -117,15 +115,6 @@ func (e *Engine) AcceptOffer(ctx context.Context, tenant, user, conv string) err
 	}
 	e.agents.held(tenant, next)
 	return nil
-}
-
-// OfferEnd says what ending an offer does to its agent.
-type OfferEnd struct {
-	// Rona > 0 puts the agent into RONA for that long.
-	Rona time.Duration
-	// Idle starts the agent's idle time now (a lapsed or declined offer
-	// sends the agent to the back of LongestIdle; a rescinded one does not).
-	Idle bool
 }
 
 // EndOffer ends the agent's hold on the conversation (an offer, or a hold

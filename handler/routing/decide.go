@@ -189,11 +189,3 @@ func RankRoundRobin(r []Ranked, last string) {
 	rotated := append(slices.Clone(r[start:]), r[:start]...)
 	copy(r, rotated)
 }
-
-// Want returns how many agents the service offers a conversation to at once.
-func (d Distribution) Want() int {
-	if d.Order == OrderBroadcast {
-		return max(d.BroadcastSize, 1)
-	}
-	return 1
-}

@@ -3,11 +3,12 @@ package routing
 import (
 	"context"
 	"fmt"
-	"switchboard/handler/internal/fakeclock"
 	"sync"
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/fakeclock"
+	"switchboard/handler/internal/fakes"
 	"switchboard/handler/store"
 	sb "switchboard/handler/switchboard"
 )
@@ -17,51 +18,6 @@ const tenant = "7c1c4f4e-0000-4000-8000-000000000001"
 type clock = fakeclock.Clock
 
 func newClock(t time.Time) *clock { return fakeclock.New(t) }
-
-// fakePresence is a PresenceStore over a map, confirming every reading at
-// the clock's current time unless a reading sets its own ConfirmedAt.
-type fakePresence struct {
-	mu       sync.Mutex
-	clock    *clock
-	readings map[string]sb.Presence // by user
-	calls    int
-}
-
-func newFakePresence(c *clock) *fakePresence {
-	return &fakePresence{clock: c, readings: map[string]sb.Presence{}}
-}
-
-func (f *fakePresence) Set(user, availability, activity string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.readings[user] = sb.Presence{UserID: user, Availability: availability, Activity: activity, Extended: true, Source: sb.SourceAccount1}
-}
-
-func (f *fakePresence) SetReading(p sb.Presence) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.readings[p.UserID] = p
-}
-
-func (f *fakePresence) Readings(ctx context.Context, tenantID string, userIDs []string) (map[string]sb.Presence, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	if tenantID != tenant {
-		return map[string]sb.Presence{}, nil
-	}
-	out := make(map[string]sb.Presence, len(userIDs))
-	now := f.clock.Now()
-	for _, u := range userIDs {
-		if p, ok := f.readings[u]; ok {
-			if p.ConfirmedAt.IsZero() {
-				p.ConfirmedAt, p.ChangedAt = now, now
-			}
-			out[u] = p
-		}
-	}
-	return out, nil
-}
 
 // fakeTeams is a TeamDirectory over a map of team id to member ids.
 type fakeTeams struct {
@@ -109,7 +65,7 @@ type fixture struct {
 	t        *testing.T
 	tables   store.Tables
 	clock    *clock
-	presence *fakePresence
+	presence *fakes.PresenceStore
 	teams    *fakeTeams
 	engine   *Engine
 }
@@ -120,7 +76,7 @@ func newFixture(t *testing.T, tables store.Tables) *fixture {
 		tables = store.NewMemoryTables()
 	}
 	f := &fixture{t: t, tables: tables, clock: newClock(t0), teams: &fakeTeams{}}
-	f.presence = newFakePresence(f.clock)
+	f.presence = fakes.NewPresenceStore(tenant, f.clock.Now)
 	f.engine = f.newEngine()
 	return f
 }

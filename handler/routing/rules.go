@@ -17,91 +17,29 @@ import (
 	"switchboard/handler/switchboard"
 )
 
-// Orders among eligible agents.
+// The orders, a service's distribution and its members are domain values
+// (package switchboard): the HTTP layer renders them.
 const (
-	OrderLongestIdle = "LongestIdle" // the agent idle longest first
-	OrderRoundRobin  = "RoundRobin"  // the next member after the last one chosen
-	OrderBroadcast   = "Broadcast"   // the BroadcastSize longest-idle agents at once
+	OrderLongestIdle = switchboard.OrderLongestIdle
+	OrderRoundRobin  = switchboard.OrderRoundRobin
+	OrderBroadcast   = switchboard.OrderBroadcast
 )
 
-// Distribution is how a service distributes its conversations.
-type Distribution struct {
-	// DeliverWhileBusy offers conversations to agents who are Busy (but
-	// never in a call, where that can be seen). Off is the seeds' "Do not
-	// distribute to user".
-	DeliverWhileBusy bool
-	// DeliverWhileAway offers conversations to agents who are Away or Be
-	// right back.
-	DeliverWhileAway bool
-	Order            string
-	// BroadcastSize is how many agents a Broadcast offers at once.
-	BroadcastSize int
-	// HoldSeconds is how long a reservation lasts unless the route request
-	// says otherwise.
-	HoldSeconds int
-
-	// RingSeconds is how long an offer rings before it lapses (SPEC
-	// section 10).
-	RingSeconds int
-	Rona        Rona
-	// AfterCallWorkSeconds holds an agent out of distribution after a
-	// released conversation.
-	AfterCallWorkSeconds int
-	Queue                QueueRules
-}
-
-// Rona is what a lapsed (or declined) offer does to its agent.
-type Rona struct {
-	Enabled      bool
-	ResetSeconds int
-	OnDecline    bool
-}
-
-// QueueRules are a service's waiting-line limits and what happens past them.
-type QueueRules struct {
-	MaxWaitSeconds int
-	MaxLength      int
-	OnTimeout      Overflow
-	OnFull         Overflow
-	OnNoAgents     Overflow
-}
-
-// Overflow actions.
-const (
-	ActionDisconnect = "Disconnect"
-	ActionForward    = "Forward"
-	ActionCallback   = "Callback"
-	ActionQueue      = "Queue" // onNoAgents only: queue anyway
+type (
+	Distribution = switchboard.Distribution
+	Member       = switchboard.Member
+	Rona         = switchboard.Rona
+	QueueRules   = switchboard.QueueRules
+	Overflow     = switchboard.Overflow
 )
 
-// Overflow is one overflow rule: an action and, for Forward (required) and
-// Callback (optional, default the same service), the target service.
-type Overflow struct {
-	Action    string
-	ServiceID string
-}
-
-// Member is a user of a service. An inactive member has opted out and is
-// never offered the service's conversations.
-type Member struct {
-	UserID string
-	Active bool
-	// Skills are the member's skill levels (1-10) by name.
-	Skills map[string]int
-}
-
-// Equal reports whether two members are the same (slices.EqualFunc).
-func (m Member) Equal(o Member) bool {
-	if m.UserID != o.UserID || m.Active != o.Active || len(m.Skills) != len(o.Skills) {
-		return false
-	}
-	for k, v := range m.Skills {
-		if o.Skills[k] != v {
-			return false
-		}
-	}
-	return true
-}
+// Overflow actions (SPEC section 10).
+const (
+	ActionDisconnect = switchboard.ActionDisconnect
+	ActionForward    = switchboard.ActionForward
+	ActionCallback   = switchboard.ActionCallback
+	ActionQueue      = switchboard.ActionQueue
+)
 
 // MaxUntilReleased bounds a hold taken until released (an outbound task in
 // progress): one that was never released after this long is treated as

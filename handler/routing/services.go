@@ -30,7 +30,7 @@ func (e *Engine) PutService(ctx context.Context, tenant, id string, in ServiceIn
 	if err := checkID(op, "s", id); err != nil {
 		return Service{}, false, err
 	}
-	name, teamID, members, dist, err := in.validate()
+	name, teamID, members, dist, err := validateService(in)
 	if err != nil {
 		return Service{}, false, err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
+	"switchboard/handler/internal/queuetest"
 	"switchboard/handler/internal/testenv"
 	"switchboard/handler/switchboard"
 )
@@ -183,4 +184,26 @@ func TestErrors(t *testing.T) {
 	if _, err := Open(Options{}); !switchboard.IsCode(err, switchboard.EINVALID) {
 		t.Errorf("Open without a connection: %v, want EINVALID", err)
 	}
+}
+
+// The queue contract, against the Service Bus stand-in with the real
+// azservicebus client.
+func TestQueueContract(t *testing.T) {
+	queuetest.Run(t, func(t *testing.T) queuetest.Backend {
+		conn := testenv.ServiceBus(t)
+		return queuetest.Backend{Queue: open(t, conn), Receive: func(t *testing.T, queue string, wait time.Duration) (queuetest.Received, bool) {
+			m := receive(t, receiver(t, conn, queue, false), wait)
+			if m == nil {
+				return queuetest.Received{}, false
+			}
+			out := queuetest.Received{Body: m.Body, MessageID: m.MessageID}
+			if m.ContentType != nil {
+				out.ContentType = *m.ContentType
+			}
+			if m.SequenceNumber != nil {
+				out.SequenceNumber = *m.SequenceNumber
+			}
+			return out, true
+		}}
+	})
 }

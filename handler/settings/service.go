@@ -8,12 +8,10 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
-	"switchboard/handler/acs"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -28,16 +26,8 @@ const rowKey = "settings"
 // writes that lose a race.
 const maxAttempts = 8
 
-// AccountStatusSource reports the deployment's presence accounts' status in
-// a tenant. The presence capability implements it.
-type AccountStatusSource interface {
-	// AccountStatus returns the status of presence account 1 and 2 in the
-	// tenant. It must not read the settings' view (it may read
-	// TrackOverGuestAccounts).
-	AccountStatus(ctx context.Context, tenantID string) ([2]AccountStatus, error)
-}
-
-// ACSChecker verifies an ACS connection string; *acs.Client is one.
+// ACSChecker verifies an ACS connection string; main gives the service
+// the ACS adapter's client (*acs.Client).
 type ACSChecker interface {
 	// Check returns nil when the connection string can issue a token, an
 	// error whose code and problem type say why not otherwise.
@@ -50,9 +40,7 @@ type Options struct {
 	// Account1UPN and Account2UPN are the deployment's presence accounts
 	// (PRESENCE_ACCOUNT1_UPN, PRESENCE_ACCOUNT2_UPN), shown read-only.
 	Account1UPN, Account2UPN string
-	// Accounts reports their status (nil: "unknown" until UseAccountStatus).
-	Accounts AccountStatusSource
-	// ACS checks connection strings (nil: an acs.Client of its own).
+	// ACS checks connection strings. Required.
 	ACS ACSChecker
 	Now func() time.Time
 	Log *slog.Logger
@@ -64,9 +52,6 @@ type Options struct {
 type Service struct {
 	table store.Table
 	o     Options
-
-	mu       sync.RWMutex
-	accounts AccountStatusSource
 }
 
 // New returns a Service over o.Tables.
@@ -79,7 +64,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	if o.ACS == nil {
-		o.ACS = acs.NewClient(nil, nil)
+		return nil, switchboard.Errorf(switchboard.EINTERNAL, "settings.New", "an ACS checker is required")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -90,15 +75,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if o.NewWidgetKey == nil {
 		o.NewWidgetKey = uuid.NewString
 	}
-	return &Service{table: t, o: o, accounts: o.Accounts}, nil
-}
-
-// UseAccountStatus sets the source of the presence accounts' status; the
-// presence capability is wired after settings (it reads them).
-func (s *Service) UseAccountStatus(src AccountStatusSource) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.accounts = src
+	return &Service{table: t, o: o}, nil
 }
 
 // record is one tenant's stored settings.
@@ -253,7 +230,7 @@ func (s *Service) Get(ctx context.Context, tenant string) (View, string, error) 
 				return View{}, "", switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 			}
 		}
-		return s.view(ctx, tenant, rec.settings), rec.ETag(), nil
+		return s.view(rec.settings), rec.ETag(), nil
 	}
 }
 
@@ -275,7 +252,7 @@ func (s *Service) Patch(ctx context.Context, tenant string, patch []byte, ifMatc
 		return View{}, "", err
 	}
 	s.o.Log.Info("settings changed", "tenant", tenant, "fields", sortedKeys(p.touched), "etag", rec.ETag())
-	return s.view(ctx, tenant, rec.settings), rec.ETag(), nil
+	return s.view(rec.settings), rec.ETag(), nil
 }
 
 // RefreshWidgetKey replaces the tenant's widget key with a new random one
@@ -296,7 +273,7 @@ func (s *Service) RefreshWidgetKey(ctx context.Context, tenant, ifMatch string) 
 		return View{}, "", err
 	}
 	s.o.Log.Info("widget key refreshed", "tenant", tenant, "etag", rec.ETag())
-	return s.view(ctx, tenant, rec.settings), rec.ETag(), nil
+	return s.view(rec.settings), rec.ETag(), nil
 }
 
 // Lookup returns the tenant's settings, or the defaults (without a widget
@@ -327,20 +304,13 @@ func (s *Service) MaxScheduledTasksPerService(ctx context.Context, tenant string
 	return st.Outbound.MaxScheduledTasksPerService, nil
 }
 
-func (s *Service) view(ctx context.Context, tenant string, st Settings) View {
+// view renders st. The presence accounts' status belongs to the presence
+// capability: the view says not-configured for an account the deployment
+// lacks and unknown for the others, and the HTTP layer fills in what
+// presence reports.
+func (s *Service) view(st Settings) View {
 	upns := [2]string{s.o.Account1UPN, s.o.Account2UPN}
 	status := [2]AccountStatus{{State: AccountUnknown}, {State: AccountUnknown}}
-	s.mu.RLock()
-	src := s.accounts
-	s.mu.RUnlock()
-	if src != nil {
-		got, err := src.AccountStatus(ctx, tenant)
-		if err != nil {
-			s.o.Log.Warn("settings: presence account status unavailable", "tenant", tenant, "err", err)
-		} else {
-			status = got
-		}
-	}
 	for i, upn := range upns {
 		if upn == "" {
 			status[i] = AccountStatus{State: AccountNotConfigured}
@@ -351,27 +321,16 @@ func (s *Service) view(ctx context.Context, tenant string, st Settings) View {
 
 // ACS check targets: whose stored connection string to check.
 const (
-	TargetInteract  = "interact"
-	TargetAssistant = "assistant"
+	TargetInteract  = switchboard.ACSTargetInteract
+	TargetAssistant = switchboard.ACSTargetAssistant
 )
 
-// ACSCheckRequest asks to check either ConnectionString (not stored), or
-// the stored connection string of Target (interact when both are empty).
-type ACSCheckRequest struct {
-	ConnectionString string `json:"connectionString"`
-	Target           string `json:"target"`
-}
-
-// ACSCheckResult is the outcome of a check. Reason is empty when OK, else
-// one of unreachable, access-key-refused, insufficient-permissions,
-// endpoint-not-acs, unexpected-response.
-type ACSCheckResult struct {
-	OK       bool   `json:"ok"`
-	Target   string `json:"target,omitempty"`
-	Endpoint string `json:"endpoint"`
-	Reason   string `json:"reason,omitempty"`
-	Message  string `json:"message"`
-}
+// ACSCheckRequest and ACSCheckResult are the ACS check's question and
+// answer.
+type (
+	ACSCheckRequest = switchboard.ACSCheckRequest
+	ACSCheckResult  = switchboard.ACSCheckResult
+)
 
 // CheckACS checks an ACS connection string by having ACS issue a token. A
 // check that ran returns its result, failed or not; errors are for
@@ -407,7 +366,7 @@ func (s *Service) CheckACS(ctx context.Context, tenant string, req ACSCheckReque
 		}
 		res.Target = target
 	}
-	parsed, err := acs.ParseConnectionString(cs)
+	parsed, err := switchboard.ParseACSConnectionString(cs)
 	if err != nil {
 		return res, err
 	}

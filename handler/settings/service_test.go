@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"switchboard/handler/acs"
 	"switchboard/handler/dev/acstest"
@@ -22,19 +21,6 @@ import (
 const tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
 var ctx = context.Background()
-
-// backends runs fn against the in-memory tables and, unless -short,
-// against Azurite.
-func backends(t *testing.T, fn func(t *testing.T, tables store.Tables)) {
-	t.Helper()
-	t.Run("memory", func(t *testing.T) { fn(t, store.NewMemoryTables()) })
-	t.Run("azurite", func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("Azurite tests run without -short")
-		}
-		fn(t, testenv.Tables(t))
-	})
-}
 
 // syncBuffer is a log sink safe for concurrent writers.
 type syncBuffer struct {
@@ -54,6 +40,15 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// unexpectedACS is the ACS checker of tests that check no connection
+// string with ACS.
+type unexpectedACS struct{ t *testing.T }
+
+func (u unexpectedACS) Check(context.Context, string) error {
+	u.t.Error("ACS was asked to check a connection string")
+	return errors.New("unexpected ACS check")
+}
+
 type fixture struct {
 	svc  *settings.Service
 	logs *syncBuffer
@@ -63,6 +58,9 @@ func newService(t *testing.T, tables store.Tables, o settings.Options) fixture {
 	t.Helper()
 	logs := &syncBuffer{}
 	o.Tables = tables
+	if o.ACS == nil {
+		o.ACS = unexpectedACS{t}
+	}
 	o.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	svc, err := settings.New(ctx, o)
 	if err != nil {
@@ -77,7 +75,7 @@ func newService(t *testing.T, tables store.Tables, o settings.Options) fixture {
 }
 
 func TestGetStoresDefaultsOnFirstRead(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{Account1UPN: "presence1@switchboard.example"})
 		if _, err := f.svc.Lookup(ctx, tenant); err != nil {
 			t.Fatal(err)
@@ -115,7 +113,7 @@ func TestGetStoresDefaultsOnFirstRead(t *testing.T) {
 }
 
 func TestConcurrentFirstReadsAgree(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		const n = 8
 		keys := make([]string, n)
@@ -137,7 +135,7 @@ func TestConcurrentFirstReadsAgree(t *testing.T) {
 }
 
 func TestPatchWithETags(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		_, etag, err := f.svc.Get(ctx, tenant)
 		if err != nil {
@@ -182,7 +180,7 @@ func TestPatchWithETags(t *testing.T) {
 }
 
 func TestPatchBeforeFirstRead(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		if _, _, err := f.svc.Patch(ctx, tenant, []byte(`{}`), `"made-up"`); !switchboard.IsCode(err, switchboard.EPRECONDITION) {
 			t.Errorf("conditional patch of unstored settings: %v, want EPRECONDITION", err)
@@ -203,7 +201,7 @@ func TestPatchBeforeFirstRead(t *testing.T) {
 // Of concurrent patches with the same ETag exactly one wins; the others
 // get EPRECONDITION.
 func TestConcurrentPatchesSameETag(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		_, etag, err := f.svc.Get(ctx, tenant)
 		if err != nil {
@@ -246,7 +244,7 @@ func TestConcurrentPatchesSameETag(t *testing.T) {
 // Unconditional concurrent patches of different settings all land: none
 // is lost to another's read-modify-write.
 func TestConcurrentUnconditionalPatchesLoseNothing(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		patches := []string{
 			`{"outbound":{"maxScheduledTasksPerService":33}}`,
@@ -276,7 +274,7 @@ func TestConcurrentUnconditionalPatchesLoseNothing(t *testing.T) {
 }
 
 func TestRefreshWidgetKey(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		v, etag, err := f.svc.Get(ctx, tenant)
 		if err != nil {
@@ -300,7 +298,7 @@ func TestRefreshWidgetKey(t *testing.T) {
 }
 
 func TestConnectionStringsAreWriteOnly(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		f := newService(t, tables, settings.Options{})
 		v, _, err := f.svc.Patch(ctx, tenant, []byte(`{"interact":{"enabled":true,"acsConnectionString":"`+connString()+`"}}`), "")
 		if err != nil {
@@ -323,41 +321,24 @@ func TestConnectionStringsAreWriteOnly(t *testing.T) {
 	})
 }
 
-type fakeAccounts struct {
-	status [2]settings.AccountStatus
-	err    error
-}
-
-func (f fakeAccounts) AccountStatus(ctx context.Context, tenantID string) ([2]settings.AccountStatus, error) {
-	return f.status, f.err
-}
-
-func TestAccountStatusIsShown(t *testing.T) {
-	yes := true
-	at := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	f := newService(t, store.NewMemoryTables(), settings.Options{Account1UPN: "p1@switchboard.example", Account2UPN: "p2@switchboard.example"})
-	f.svc.UseAccountStatus(fakeAccounts{status: [2]settings.AccountStatus{
-		{State: settings.AccountOK, InvitedAsGuest: &yes, PermissionGranted: &yes, LastSuccessAt: at},
-		{State: settings.AccountFailing, LastErrorAt: at, LastErrorReason: "not-invited", LastError: "the account is not a guest of the tenant"},
-	}})
+// TestAccountStatusIsTheHTTPLayers: the service knows which presence
+// accounts the deployment has, not how they fare (the presence capability
+// reports that, and the HTTP layer shows it: httpapi's
+// TestSettingsShowPresenceAccountStatus).
+func TestAccountStatusIsTheHTTPLayers(t *testing.T) {
+	f := newService(t, store.NewMemoryTables(), settings.Options{Account1UPN: "p1@switchboard.example"})
 	v, _, err := f.svc.Get(ctx, tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a1, a2 := v.PresenceTracking.Account1Status, v.PresenceTracking.Account2Status
-	if a1.State != "ok" || a1.InvitedAsGuest == nil || !*a1.InvitedAsGuest || a1.LastSuccessAt == nil || !a1.LastSuccessAt.Equal(at) || a1.LastError != nil {
-		t.Errorf("account 1 = %+v", a1)
+	if got, want := v.PresenceTracking.Account1Status.State, settings.AccountUnknown; got != want {
+		t.Errorf("configured account's state = %q, want %q", got, want)
 	}
-	if a2.State != "failing" || a2.LastErrorReason == nil || *a2.LastErrorReason != "not-invited" || a2.LastErrorAt == nil {
-		t.Errorf("account 2 = %+v", a2)
+	if got, want := v.PresenceTracking.Account2Status.State, settings.AccountNotConfigured; got != want {
+		t.Errorf("missing account's state = %q, want %q", got, want)
 	}
-	f.svc.UseAccountStatus(fakeAccounts{err: errors.New("status table unreachable")})
-	v, _, err = f.svc.Get(ctx, tenant)
-	if err != nil {
-		t.Fatalf("Get with a failing status source: %v", err)
-	}
-	if v.PresenceTracking.Account1Status.State != settings.AccountUnknown {
-		t.Errorf("state with a failing source = %q, want unknown", v.PresenceTracking.Account1Status.State)
+	if v.PresenceTracking.Account2UPN != nil {
+		t.Errorf("account2Upn = %q, want null", *v.PresenceTracking.Account2UPN)
 	}
 }
 
@@ -429,5 +410,14 @@ func TestCheckACS(t *testing.T) {
 	}
 	if created, live, _ := fake.Counts(); created != 2 || live != 0 {
 		t.Errorf("fake ACS: %d identities created, %d left; want 2 and 0", created, live)
+	}
+}
+
+func TestNewRefusesMissingDependencies(t *testing.T) {
+	if _, err := settings.New(ctx, settings.Options{ACS: unexpectedACS{t}}); err == nil {
+		t.Error("New without tables: no error")
+	}
+	if _, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables()}); err == nil {
+		t.Error("New without an ACS checker: no error")
 	}
 }

@@ -11,12 +11,10 @@ package settings
 import (
 	"fmt"
 	"strings"
-	"time"
 	"unicode"
 
 	"github.com/google/uuid"
 
-	"switchboard/handler/acs"
 	"switchboard/handler/switchboard"
 )
 
@@ -214,7 +212,7 @@ func checkSecret(op, field, v string) error {
 	if v == "" {
 		return nil
 	}
-	if _, err := acs.ParseConnectionString(v); err != nil {
+	if _, err := switchboard.ParseACSConnectionString(v); err != nil {
 		return switchboard.FieldError(op, field, "%s is not a valid ACS connection string: %s", field, switchboard.ErrorMessage(err))
 	}
 	return nil
@@ -241,21 +239,13 @@ func clip(s string, n int) string {
 
 // AccountState says how a presence account fares in a tenant.
 const (
-	AccountOK            = "ok"             // the last attempt worked
-	AccountFailing       = "failing"        // the last attempt failed
-	AccountUntested      = "untested"       // enabled, never tried yet
-	AccountDisabled      = "disabled"       // the tenant does not track over guest accounts
-	AccountNotConfigured = "not-configured" // the deployment has no such account
-	AccountUnknown       = "unknown"        // no status source is wired, or it failed
+	AccountOK            = switchboard.AccountOK
+	AccountFailing       = switchboard.AccountFailing
+	AccountUntested      = switchboard.AccountUntested
+	AccountDisabled      = switchboard.AccountDisabled
+	AccountNotConfigured = switchboard.AccountNotConfigured
+	AccountUnknown       = switchboard.AccountUnknown
 )
 
 // AccountStatus is the status of one presence account in one tenant.
-type AccountStatus struct {
-	State             string
-	InvitedAsGuest    *bool // nil while unknown
-	PermissionGranted *bool // nil while unknown
-	LastSuccessAt     time.Time
-	LastErrorAt       time.Time
-	LastErrorReason   string // a stable reason (not-invited, permission-not-granted, mfa-required, ...)
-	LastError         string // for people; never holds a secret
-}
+type AccountStatus = switchboard.AccountStatus

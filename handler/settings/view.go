@@ -1,71 +1,18 @@
 package settings
 
-import (
-	"time"
+import "switchboard/handler/switchboard"
 
-	"switchboard/handler/acs"
+// The API's views of the settings are domain vocabulary (the HTTP layer
+// completes them with the presence accounts' status).
+type (
+	View                 = switchboard.SettingsView
+	OutboundView         = switchboard.OutboundSettingsView
+	InteractView         = switchboard.InteractSettingsView
+	AssistantView        = switchboard.AssistantSettingsView
+	AttendantConsoleView = switchboard.AttendantConsoleSettingsView
+	PresenceTrackingView = switchboard.PresenceTrackingSettingsView
+	AccountStatusView    = switchboard.AccountStatusView
 )
-
-// View is the settings as the API shows them: every setting, the widget
-// key, the deployment's presence accounts with their status in the tenant,
-// and for each ACS connection string only whether one is stored and the
-// endpoint it names, never the string itself.
-type View struct {
-	Outbound         OutboundView         `json:"outbound"`
-	Interact         InteractView         `json:"interact"`
-	Assistant        AssistantView        `json:"assistant"`
-	AttendantConsole AttendantConsoleView `json:"attendantConsole"`
-	PresenceTracking PresenceTrackingView `json:"presenceTracking"`
-}
-
-// OutboundView is outbound.*.
-type OutboundView struct {
-	MaxScheduledTasksPerService int `json:"maxScheduledTasksPerService"`
-}
-
-// InteractView is interact.*.
-type InteractView struct {
-	Enabled                       bool    `json:"enabled"`
-	ACSConnectionStringSet        bool    `json:"acsConnectionStringSet"`
-	ACSEndpoint                   *string `json:"acsEndpoint"`
-	O365UserID                    *string `json:"o365UserId"`
-	WidgetKey                     string  `json:"widgetKey"`
-	SessionRecoveryTimeoutSeconds int     `json:"sessionRecoveryTimeoutSeconds"`
-	Authorization                 string  `json:"authorization"`
-}
-
-// AssistantView is assistant.*.
-type AssistantView struct {
-	UseOwnACSInstance      bool    `json:"useOwnAcsInstance"`
-	ACSConnectionStringSet bool    `json:"acsConnectionStringSet"`
-	ACSEndpoint            *string `json:"acsEndpoint"`
-}
-
-// AttendantConsoleView is attendantConsole.*.
-type AttendantConsoleView struct {
-	ContactSearchFilter string `json:"contactSearchFilter"`
-	TeamVisibility      string `json:"teamVisibility"`
-}
-
-// PresenceTrackingView is presenceTracking.*.
-type PresenceTrackingView struct {
-	TrackOverGuestAccounts bool              `json:"trackOverGuestAccounts"`
-	Account1UPN            *string           `json:"account1Upn"`
-	Account1Status         AccountStatusView `json:"account1Status"`
-	Account2UPN            *string           `json:"account2Upn"`
-	Account2Status         AccountStatusView `json:"account2Status"`
-}
-
-// AccountStatusView is one presence account's status in the tenant.
-type AccountStatusView struct {
-	State             string     `json:"state"`
-	InvitedAsGuest    *bool      `json:"invitedAsGuest"`
-	PermissionGranted *bool      `json:"permissionGranted"`
-	LastSuccessAt     *time.Time `json:"lastSuccessAt"`
-	LastErrorAt       *time.Time `json:"lastErrorAt"`
-	LastErrorReason   *string    `json:"lastErrorReason"`
-	LastError         *string    `json:"lastError"`
-}
 
 func render(s Settings, upns [2]string, status [2]AccountStatus) View {
 	return View{
@@ -91,40 +38,18 @@ func render(s Settings, upns [2]string, status [2]AccountStatus) View {
 		PresenceTracking: PresenceTrackingView{
 			TrackOverGuestAccounts: s.PresenceTracking.TrackOverGuestAccounts,
 			Account1UPN:            optional(upns[0]),
-			Account1Status:         renderStatus(status[0]),
+			Account1Status:         switchboard.NewAccountStatusView(status[0]),
 			Account2UPN:            optional(upns[1]),
-			Account2Status:         renderStatus(status[1]),
+			Account2Status:         switchboard.NewAccountStatusView(status[1]),
 		},
 	}
-}
-
-func renderStatus(st AccountStatus) AccountStatusView {
-	v := AccountStatusView{
-		State:             st.State,
-		InvitedAsGuest:    st.InvitedAsGuest,
-		PermissionGranted: st.PermissionGranted,
-		LastErrorReason:   optional(st.LastErrorReason),
-		LastError:         optional(st.LastError),
-	}
-	if v.State == "" {
-		v.State = AccountUnknown
-	}
-	if !st.LastSuccessAt.IsZero() {
-		t := st.LastSuccessAt.UTC()
-		v.LastSuccessAt = &t
-	}
-	if !st.LastErrorAt.IsZero() {
-		t := st.LastErrorAt.UTC()
-		v.LastErrorAt = &t
-	}
-	return v
 }
 
 func endpointOf(cs Secret) *string {
 	if !cs.IsSet() {
 		return nil
 	}
-	parsed, err := acs.ParseConnectionString(cs.Reveal())
+	parsed, err := switchboard.ParseACSConnectionString(cs.Reveal())
 	if err != nil {
 		return nil
 	}

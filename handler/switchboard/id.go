@@ -25,3 +25,12 @@ func NormalizeGUID(s string) (string, bool) {
 	}
 	return u.String(), true
 }
+
+// NormalizeTeamID returns a Microsoft Teams team id in its canonical
+// lower-case form, or false when s is not one. A team id is the object id
+// of the team's Microsoft 365 group: a GUID like a user's, but an id of
+// another kind, validated on its own so that the two can diverge (Graph
+// also shows teams by their thread id, 19:...@thread.tacv2, which is not
+// accepted here: the group id is what TeamMember.Read.All lists members
+// by).
+func NormalizeTeamID(s string) (string, bool) { return NormalizeGUID(s) }

@@ -52,3 +52,22 @@ func TestNormalizeGUID(t *testing.T) {
 		}
 	}
 }
+
+func TestNormalizeTeamID(t *testing.T) {
+	cases := []struct {
+		name, in, want string
+		ok             bool
+	}{
+		{"group id", "5f2b8a4e-1c3d-4e5f-8a9b-0c1d2e3f4a5b", "5f2b8a4e-1c3d-4e5f-8a9b-0c1d2e3f4a5b", true},
+		{"upper case", "5F2B8A4E-1C3D-4E5F-8A9B-0C1D2E3F4A5B", "5f2b8a4e-1c3d-4e5f-8a9b-0c1d2e3f4a5b", true},
+		{"thread id", "19:abcdef0123456789@thread.tacv2", "", false},
+		{"name", "team-1", "", false},
+		{"empty", "", "", false},
+	}
+	for _, c := range cases {
+		got, ok := NormalizeTeamID(c.in)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%s: NormalizeTeamID(%q) = %q, %v; want %q, %v", c.name, c.in, got, ok, c.want, c.ok)
+		}
+	}
+}

@@ -78,6 +78,7 @@ type Env struct {
 // if the test failed, the runner's and the handler's output is logged.
 func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
+	testenv.SkipShort(t, "the handler behind the local runner")
 	bins := buildOnce(t)
 	root := testenv.RepoRoot(t)
 	tables := opts.Tables

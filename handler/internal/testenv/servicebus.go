@@ -31,6 +31,7 @@ var (
 // use; tests sharing it should use queue names of their own.
 func ServiceBus(t testing.TB) string {
 	t.Helper()
+	SkipShort(t, "the Service Bus stand-in")
 	sharedSBMu.Lock()
 	defer sharedSBMu.Unlock()
 	if sharedSB == "" {
@@ -49,6 +50,7 @@ func ServiceBus(t testing.TB) string {
 // connection string. It is stopped when the test ends.
 func NewServiceBus(t testing.TB, opts ServiceBusOptions) string {
 	t.Helper()
+	SkipShort(t, "the Service Bus stand-in")
 	conn, p := startServiceBus(t, opts)
 	t.Cleanup(p.Stop)
 	return conn

@@ -159,6 +159,7 @@ func (p *Process) Stop() {
 // Process's Stop.
 func StartProcess(t testing.TB, addr string, wait time.Duration, name string, args ...string) *Process {
 	t.Helper()
+	SkipShort(t, filepath.Base(name))
 	cmd := exec.Command(name, args...)
 	out := &OutputBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -194,10 +195,22 @@ func StartProcess(t testing.TB, addr string, wait time.Duration, name string, ar
 	return p
 }
 
+// SkipShort skips t under -short, and only there: a test that starts a
+// server (Azurite, the Service Bus stand-in, the handler behind the local
+// runner) is not a unit test. Every starter here calls it, so make
+// test-short starts no server; CI runs without -short and skips nothing.
+func SkipShort(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs %s: runs without -short", what)
+	}
+}
+
 // NewAzurite starts a private Azurite table service and returns its
 // connection string. It is stopped when the test ends.
 func NewAzurite(t testing.TB) string {
 	t.Helper()
+	SkipShort(t, "Azurite")
 	conn, p := startAzurite(t)
 	t.Cleanup(p.Stop)
 	return conn
@@ -268,6 +281,7 @@ func AzuriteConnectionString(port int) string {
 // by the package's tests, starting it on first use. Main stops it.
 func Azurite(t testing.TB) string {
 	t.Helper()
+	SkipShort(t, "Azurite")
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if shared == "" {
@@ -286,11 +300,20 @@ func Azurite(t testing.TB) string {
 // a prefix unique to this call, so tests do not see each other's rows.
 func Tables(t testing.TB) store.Tables {
 	t.Helper()
+	SkipShort(t, "Azurite")
 	tables, err := aztable.Open(aztable.Options{ConnectionString: Azurite(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return store.Prefixed(tables, UniqueName("t"))
+}
+
+// Backends runs fn against the in-memory tables and against Azurite (the
+// latter skipped under -short): one contract, both table layers.
+func Backends(t *testing.T, fn func(t *testing.T, tables store.Tables)) {
+	t.Helper()
+	t.Run("memory", func(t *testing.T) { fn(t, store.NewMemoryTables()) })
+	t.Run("azurite", func(t *testing.T) { fn(t, Tables(t)) })
 }
 
 // Table returns one fresh Azure-backed table on the shared Azurite.
