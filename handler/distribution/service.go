@@ -21,6 +21,9 @@ type Agents interface {
 	Services(ctx context.Context, tenant string) ([]switchboard.Service, error)
 	// Tenants returns every tenant with a service.
 	Tenants(ctx context.Context) ([]string, error)
+	// HoldKinds returns the kind of every live hold by user (from a copy
+	// that may lag other instances by about a second).
+	HoldKinds(ctx context.Context, tenant string) (map[string]string, error)
 	// Agent returns an agent's current hold and idle time.
 	Agent(ctx context.Context, tenant, user string) (switchboard.AgentHold, error)
 	// AcceptOffer turns a ringing offer into a hold until released.

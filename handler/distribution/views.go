@@ -216,9 +216,16 @@ func (s *Service) PresenceChanged(ctx context.Context, tenant string, readings [
 	if len(readings) == 0 {
 		return
 	}
+	kinds, err := s.o.Agents.HoldKinds(ctx, tenant)
+	if err != nil {
+		s.o.Log.Warn("distribution: agents' holds not read; RONA of agents gone Offline ends at its time", "tenant", tenant, "err", err)
+	}
 	var agents []string
 	for _, p := range readings {
 		if p.Availability == switchboard.Offline {
+			if kinds[p.UserID] != switchboard.HoldRona {
+				continue // not in RONA (as far as this instance knows)
+			}
 			if _, err := s.o.Agents.EndAgentHold(ctx, tenant, p.UserID, switchboard.HoldRona, time.Time{}); err != nil {
 				s.o.Log.Warn("distribution: RONA not ended for an Offline agent", "tenant", tenant, "user", p.UserID, "err", err)
 			}

@@ -80,6 +80,24 @@ func (e *Engine) Agent(ctx context.Context, tenant, user string) (AgentHold, err
 	return out, nil
 }
 
+// HoldKinds returns the kind of every live hold of the tenant's agents, by
+// user, from the in-process copy of the agents' state (it may lag other
+// instances by about a second).
+func (e *Engine) HoldKinds(ctx context.Context, tenant string) (map[string]string, error) {
+	now := wallClock(e.now)
+	states, _, _, err := e.agents.read(ctx, tenant, now)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(states))
+	for u, st := range states {
+		if st.Holding(now) {
+			out[u] = st.Kind
+		}
+	}
+	return out, nil
+}
+
 // AcceptOffer turns the agent's ringing offer of the conversation into a
 // hold until released. Accepting again what was accepted is not an error.
 // Returns ECONFLICT (type offer-not-pending) when the agent's hold is not
