@@ -18,6 +18,7 @@ import (
 
 	"switchboard/handler/config"
 	"switchboard/handler/distribution"
+	"switchboard/handler/events"
 	"switchboard/handler/functions"
 	"switchboard/handler/graph"
 	"switchboard/handler/httpapi"
@@ -25,6 +26,7 @@ import (
 	"switchboard/handler/outbound"
 	"switchboard/handler/presence"
 	"switchboard/handler/routing"
+	"switchboard/handler/secrets"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -54,6 +56,8 @@ type app struct {
 	tables        store.Tables
 	verifier      switchboard.Verifier // nil when API_AUTH=none
 	queue         switchboard.Queue    // nil when no broker is configured
+	secrets       *secrets.Keyring     // tenant secrets at rest
+	events        *events.Service      // the outbox capabilities record events through
 	settings      *settings.Service
 	graph         *graph.Client // the one Graph client (presence, Teams sync)
 	presenceStore *presence.Store
@@ -66,7 +70,8 @@ type app struct {
 }
 
 // build makes the capabilities in the order they depend on each other:
-// tables, queue, settings, Graph and the presence store, the routing
+// tables, queue, secrets, events (the outbox every capability records its
+// events through), settings, Graph and the presence store, the routing
 // engine (reads presence), the poller (polls the routing services'
 // members) and the presence service, outbound (routes through the engine),
 // distribution (offers through the engine, serves outbound's waiting
@@ -80,6 +85,12 @@ func (a *app) build(ctx context.Context) error {
 		return fmt.Errorf("API authentication: %w", err)
 	}
 	if a.queue, err = openQueue(a); err != nil {
+		return err
+	}
+	if a.secrets, err = newSecrets(a); err != nil {
+		return err
+	}
+	if a.events, err = newEvents(ctx, a); err != nil {
 		return err
 	}
 	if a.settings, err = newSettings(ctx, a); err != nil {
@@ -133,7 +144,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	wireRouting(a)
 	wireOutbound(a)
 	wireDistribution(a)
-	wireHousekeeping(a, []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), distributionHousekeeping(a)})
+	wireEvents(a)
+	wireHousekeeping(a, []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), distributionHousekeeping(a), eventsHousekeeping(a)})
 
 	mux := http.NewServeMux()
 	// The host polls GET / until the handler answers: readiness.

@@ -18,7 +18,7 @@ import (
 // the routing engine reads.
 func newPresenceStore(ctx context.Context, a *app) error {
 	cfg := a.cfg
-	st, err := presence.NewStore(ctx, presence.StoreOptions{Tables: a.tables, Now: a.now, Log: a.log})
+	st, err := presence.NewStore(ctx, presence.StoreOptions{Tables: a.tables, Now: a.now, Log: a.log, Events: a.events})
 	if err != nil {
 		return fmt.Errorf("presence store: %w", err)
 	}

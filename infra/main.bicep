@@ -44,6 +44,15 @@ param presenceAccount2Upn string = ''
 @description('Password of presence account 2. Stored in Key Vault.')
 param presenceAccount2Password string = ''
 
+@secure()
+@minLength(43)
+@description('Key that encrypts tenant secrets at rest: the base64 of 32 random bytes (`openssl rand -base64 32`; `azd env set SECRETS_KEY ...`). Stored in Key Vault.')
+param secretsKey string
+
+@secure()
+@description('The key before secretsKey, while values sealed under it are re-encrypted (key rotation); empty otherwise. Stored in Key Vault.')
+param secretsKeyPrevious string = ''
+
 @description('Redirect URI put in the admin-consent URLs (one of the app registration\'s redirect URIs); empty: Entra uses the app\'s default.')
 param presenceConsentRedirectUri string = ''
 
@@ -121,6 +130,17 @@ var serviceBusQueues = [
     maxDeliveryCount: 10
     defaultMessageTimeToLive: 'P1D'
   }
+  {
+    // Event deliveries to webhook subscriptions. The app schedules its own
+    // retries (10 s to hourly, for 24 h) as new messages; a message that
+    // fails maxDeliveryCount times (storage down) is dead-lettered. The lock
+    // outlasts one invocation's delivery budget (60 s + a 10 s request).
+    name: 'events'
+    setting: 'EVENTS_QUEUE'
+    lockDuration: 'PT2M'
+    maxDeliveryCount: 10
+    defaultMessageTimeToLive: 'P2D'
+  }
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -184,6 +204,8 @@ module keyVault 'modules/keyvault.bicep' = {
       'presence-app-client-secret': presenceAppClientSecret
       'presence-account1-password': presenceAccount1Password
       'presence-account2-password': presenceAccount2Password
+      'secrets-key': secretsKey
+      'secrets-key-previous': secretsKeyPrevious
     }
   }
 }
@@ -225,6 +247,7 @@ module functionApp 'modules/functionapp.bicep' = {
       presenceAppClientSecret: !empty(presenceAppClientSecret)
       presenceAccount1Password: !empty(presenceAccount1Password)
       presenceAccount2Password: !empty(presenceAccount2Password)
+      secretsKeyPrevious: !empty(secretsKeyPrevious)
     }
     presenceAppClientId: presenceAppClientId
     presenceAccount1Upn: presenceAccount1Upn

@@ -51,6 +51,19 @@ type Config struct {
 
 	APIAuth     string // API_AUTH: entra (default) or none
 	APIAudience string // API_AUDIENCE
+
+	EventsQueue string // EVENTS_QUEUE, default events: deliveries of events to subscriptions
+	// AllowPrivateEndpoints (local development and tests only; refused in
+	// Azure) lets tenant-chosen URLs use http and loopback or private hosts.
+	AllowPrivateEndpoints bool // ALLOW_PRIVATE_ENDPOINTS
+	// SecretsKey encrypts tenant secrets at rest (base64 of 32 bytes; a Key
+	// Vault reference in Azure, where it is required); SecretsKeyPrevious
+	// still opens what the key before it sealed.
+	SecretsKey         string // SECRETS_KEY (secret)
+	SecretsKeyPrevious string // SECRETS_KEY_PREVIOUS (secret)
+	// InAzure is set when the handler runs in Azure (WEBSITE_INSTANCE_ID),
+	// where the local-development settings are refused.
+	InAzure bool
 }
 
 // Load reads the configuration through getenv and checks it.
@@ -86,6 +99,23 @@ func Load(getenv func(string) string) (Config, error) {
 		APIAudience:              get("API_AUDIENCE", ""),
 	}
 	c.PresenceConsentRedirectURI = get("PRESENCE_CONSENT_REDIRECT_URI", "")
+	c.EventsQueue = get("EVENTS_QUEUE", "events")
+	c.SecretsKey = get("SECRETS_KEY", "")
+	c.SecretsKeyPrevious = get("SECRETS_KEY_PREVIOUS", "")
+	c.InAzure = get("WEBSITE_INSTANCE_ID", "") != ""
+	switch v := strings.ToLower(get("ALLOW_PRIVATE_ENDPOINTS", "false")); v {
+	case "true", "1":
+		c.AllowPrivateEndpoints = true
+	case "false", "0":
+	default:
+		return c, fmt.Errorf("ALLOW_PRIVATE_ENDPOINTS: %q is neither true nor false", v)
+	}
+	if c.InAzure && c.AllowPrivateEndpoints {
+		return c, fmt.Errorf("ALLOW_PRIVATE_ENDPOINTS=true is for local development only and is refused in Azure (WEBSITE_INSTANCE_ID is set)")
+	}
+	if c.InAzure && c.SecretsKey == "" {
+		return c, fmt.Errorf("SECRETS_KEY must be set in Azure: it encrypts tenant secrets at rest (a Key Vault reference)")
+	}
 	if !strings.HasSuffix(c.AuthorityHost, "/") {
 		c.AuthorityHost += "/"
 	}

@@ -21,6 +21,7 @@ func TestDefaults(t *testing.T) {
 		{"AuthorityHost", c.AuthorityHost, "https://login.microsoftonline.com/"},
 		{"PresenceSchedule", c.PresenceSchedule, "*/30 * * * * *"},
 		{"APIAuth", c.APIAuth, "entra"},
+		{"EventsQueue", c.EventsQueue, "events"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -58,6 +59,12 @@ func TestOverridesAndErrors(t *testing.T) {
 		{"bad port", with("FUNCTIONS_CUSTOMHANDLER_PORT", "http"), "FUNCTIONS_CUSTOMHANDLER_PORT"},
 		{"relative Graph URL", with("GRAPH_BASE_URL", "graph/v1.0"), "GRAPH_BASE_URL"},
 		{"seconds as a number", with("PRESENCE_STALE_AFTER", "90"), ""},
+		{"private endpoints locally", with("ALLOW_PRIVATE_ENDPOINTS", "true"), ""},
+		{"private endpoints not a bool", with("ALLOW_PRIVATE_ENDPOINTS", "yes please"), "ALLOW_PRIVATE_ENDPOINTS"},
+		{"private endpoints in Azure", map[string]string{"TABLES_CONNECTION_STRING": "x", "API_AUTH": "entra", "API_AUDIENCE": "a",
+			"ALLOW_PRIVATE_ENDPOINTS": "true", "WEBSITE_INSTANCE_ID": "abc", "SECRETS_KEY": "k"}, "refused in Azure"},
+		{"no secrets key in Azure", map[string]string{"TABLES_CONNECTION_STRING": "x", "API_AUTH": "entra", "API_AUDIENCE": "a",
+			"WEBSITE_INSTANCE_ID": "abc"}, "SECRETS_KEY must be set in Azure"},
 		{"bad poll schedule", with("PRESENCE_POLL_SCHEDULE", "every 30 seconds"), "PRESENCE_POLL_SCHEDULE"},
 		{"poll schedule out of range", with("PRESENCE_POLL_SCHEDULE", "*/30 * 25 * * *"), "PRESENCE_POLL_SCHEDULE"},
 		{"five-field poll schedule", with("PRESENCE_POLL_SCHEDULE", "*/2 * * * *"), ""},

@@ -23,7 +23,7 @@ import (
 type (
 	Conversation      = switchboard.Conversation
 	Offer             = switchboard.Offer
-	Event             = switchboard.Event
+	Event             = switchboard.ConversationEvent
 	Customer          = switchboard.Customer
 	EnqueueInput      = switchboard.EnqueueInput
 	Positioned        = switchboard.Positioned

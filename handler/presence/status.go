@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/google/uuid"
+
+	"switchboard/handler/outbox"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -28,6 +31,8 @@ type SourceStatus struct {
 	// lock the account out): zero when it may be tried now.
 	RetryAt             time.Time
 	ConsecutiveFailures int
+	// EventSeq counts the source's stateChanged events (their sequence).
+	EventSeq int64
 }
 
 // Failing reports whether the last attempt failed.
@@ -89,6 +94,7 @@ func sourceStatusFromEntity(src switchboard.PresenceSource, e store.Entity) Sour
 		PermissionGranted:   triState(e.String("PermissionGranted")),
 		RetryAt:             e.Time("RetryAt"),
 		ConsecutiveFailures: int(e.Int64("ConsecutiveFailures")),
+		EventSeq:            e.Int64("EventSeq"),
 	}
 	return st
 }
@@ -101,6 +107,7 @@ func (st SourceStatus) entity(tenant string) store.Entity {
 		"Invited":             triString(st.Invited),
 		"PermissionGranted":   triString(st.PermissionGranted),
 		"ConsecutiveFailures": int64(st.ConsecutiveFailures),
+		"EventSeq":            st.EventSeq,
 	}
 	// Table Storage has no null: a zero time is left out (and reads back
 	// as zero).
@@ -199,24 +206,100 @@ func (s *Store) Status(ctx context.Context, tenant string) (Snapshot, error) {
 
 // SaveSourceStatus writes one source's status (Test UPN).
 func (s *Store) SaveSourceStatus(ctx context.Context, tenant string, st SourceStatus) error {
-	_, err := s.state.Upsert(ctx, st.entity(tenant))
+	err := s.saveState(ctx, tenant, []store.Op{{Kind: store.OpUpsert, Entity: st.entity(tenant)}})
 	if err != nil {
 		return switchboard.Wrap(switchboard.EUNAVAILABLE, "presence.SaveSourceStatus", err)
 	}
-	tc := s.cache(tenant)
-	tc.mu.Lock()
-	tc.sources[st.Source] = st
-	tc.mu.Unlock()
 	return nil
 }
 
+// sourceState is a source's state as events name it.
+func sourceState(st SourceStatus) string {
+	switch {
+	case st.Failing():
+		return "failing"
+	case !st.LastSuccessAt.IsZero():
+		return "ok"
+	}
+	return "unknown"
+}
+
+// sourceEvents adds to ops, for every source status among them whose state
+// (ok, failing) differs from the one this process knows, the event
+// switchboard.presenceSource.stateChanged as an outbox row, and counts it in
+// the status row's EventSeq. It returns the ops to write in one batch.
+func (s *Store) sourceEvents(tenant string, ops []store.Op) ([]store.Op, error) {
+	if s.events == nil {
+		return ops, nil
+	}
+	tc := s.cache(tenant)
+	tc.mu.RLock()
+	known := make(map[switchboard.PresenceSource]SourceStatus, len(tc.sources))
+	for k, v := range tc.sources {
+		known[k] = v
+	}
+	tc.mu.RUnlock()
+	var evs []switchboard.Event
+	now := s.now()
+	for i, o := range ops {
+		for _, src := range switchboard.PresenceSources {
+			if o.Entity.RowKey != sourceRowKey(src) {
+				continue
+			}
+			prev, next := known[src], sourceStatusFromEntity(src, o.Entity)
+			seq := prev.EventSeq
+			if from, to := sourceState(prev), sourceState(next); from != to {
+				seq++
+				data, _ := json.Marshal(sourceEventData{Source: string(src), State: to, PreviousState: from,
+					Reason: string(next.LastReason), Message: next.LastMessage, LastSuccessAt: next.LastSuccessAt, LastErrorAt: next.LastErrorAt})
+				evs = append(evs, switchboard.Event{ID: uuid.Must(uuid.NewV7()).String(), Type: "switchboard.presenceSource.stateChanged",
+					TenantID: tenant, Subject: "presence-sources/" + string(src), Sequence: seq, Time: now, Data: data})
+			}
+			ops[i].Entity.Props["EventSeq"] = seq
+		}
+	}
+	if len(evs) == 0 {
+		return ops, nil
+	}
+	rows, err := outbox.Ops(tenant, evs)
+	if err != nil {
+		return nil, err
+	}
+	return append(ops, rows...), nil
+}
+
+// sourceEventData is the data of switchboard.presenceSource.stateChanged.
+type sourceEventData struct {
+	Source        string    `json:"source"`
+	State         string    `json:"state"`
+	PreviousState string    `json:"previousState"`
+	Reason        string    `json:"reason,omitempty"`
+	Message       string    `json:"message,omitempty"`
+	LastSuccessAt time.Time `json:"lastSuccessAt,omitzero"`
+	LastErrorAt   time.Time `json:"lastErrorAt,omitzero"`
+}
+
 // saveState writes rows of the tenant's state partition (source statuses,
-// figures) and keeps the cache in step.
+// figures) and keeps the cache in step. A source's change of state is
+// written with its event, in one batch.
 func (s *Store) saveState(ctx context.Context, tenant string, ops []store.Op) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	if _, err := store.WriteBatched(ctx, s.state, ops); err != nil {
+	ops, err := s.sourceEvents(tenant, ops)
+	if err != nil {
+		return err
+	}
+	withEvents := len(ops) > 0 && outbox.IsRow(ops[len(ops)-1].Entity.RowKey)
+	if withEvents {
+		if err := s.events.Prepare(ctx, stateTableName, tenant); err != nil {
+			return err
+		}
+		if err := s.state.Batch(ctx, ops); err != nil {
+			return err
+		}
+		s.events.Flush(ctx, stateTableName, tenant)
+	} else if _, err := store.WriteBatched(ctx, s.state, ops); err != nil {
 		return err
 	}
 	tc := s.cache(tenant)

@@ -27,6 +27,9 @@ type StoreOptions struct {
 	MaxLag time.Duration
 	// Parallel bounds concurrent partition reads and writes (default 16).
 	Parallel int
+	// Events, when set, receives switchboard.presenceSource.stateChanged
+	// when a source turns ok or failing, in the same batch as the status.
+	Events switchboard.EventOutbox
 }
 
 // Store keeps presence readings in Table Storage and serves them from an
@@ -41,6 +44,7 @@ type Store struct {
 	now      func() time.Time
 	log      *slog.Logger
 	parallel int
+	events   switchboard.EventOutbox // nil: no events
 	// fresh decides, per tenant, when the cache is read again from
 	// storage; what it holds is the tenant's *tenantCache, which refresh
 	// fills in place.
@@ -67,7 +71,7 @@ func NewStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
-	s := &Store{presence: p, state: st, now: opts.Now, log: opts.Log, parallel: opts.Parallel, tenants: map[string]*tenantCache{}}
+	s := &Store{presence: p, state: st, now: opts.Now, log: opts.Log, parallel: opts.Parallel, events: opts.Events, tenants: map[string]*tenantCache{}}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -78,8 +78,8 @@ type Offer struct {
 	State     string    `json:"state"`
 }
 
-// Event is one entry of a conversation's history.
-type Event struct {
+// ConversationEvent is one entry of a conversation's history.
+type ConversationEvent struct {
 	At        time.Time `json:"at"`
 	Event     string    `json:"event"`
 	UserID    string    `json:"userId,omitempty"`
@@ -101,15 +101,15 @@ type Conversation struct {
 	QueuedAt       time.Time         `json:"queuedAt"`
 	Offers         []Offer           `json:"offers"`
 	// Declined lists agents not to offer the conversation again.
-	Declined       []string  `json:"declined,omitempty"`
-	Agent          string    `json:"agent,omitempty"`
-	ConnectedAt    time.Time `json:"connectedAt,omitzero"`
-	EndedAt        time.Time `json:"endedAt,omitzero"`
-	Outcome        string    `json:"outcome,omitempty"`
-	OutcomeDetail  string    `json:"outcomeDetail,omitempty"`
-	ForwardedFrom  []string  `json:"forwardedFrom"`
-	CallbackTaskID string    `json:"callbackTaskId,omitempty"`
-	History        []Event   `json:"history"`
+	Declined       []string            `json:"declined,omitempty"`
+	Agent          string              `json:"agent,omitempty"`
+	ConnectedAt    time.Time           `json:"connectedAt,omitzero"`
+	EndedAt        time.Time           `json:"endedAt,omitzero"`
+	Outcome        string              `json:"outcome,omitempty"`
+	OutcomeDetail  string              `json:"outcomeDetail,omitempty"`
+	ForwardedFrom  []string            `json:"forwardedFrom"`
+	CallbackTaskID string              `json:"callbackTaskId,omitempty"`
+	History        []ConversationEvent `json:"history"`
 	// Deadline is when the wait times out (QueuedAt + maxWaitSeconds of
 	// the service it waits in).
 	Deadline time.Time `json:"deadline,omitzero"`
@@ -145,7 +145,7 @@ func (c Conversation) OfferOf(user string) int {
 }
 
 func (c *Conversation) Record(at time.Time, event, user, detail string) {
-	c.History = append(c.History, Event{At: at, Event: event, UserID: user, ServiceID: c.ServiceID, Detail: detail})
+	c.History = append(c.History, ConversationEvent{At: at, Event: event, UserID: user, ServiceID: c.ServiceID, Detail: detail})
 	if len(c.History) > MaxHistory {
 		c.History = append(c.History[:1:1], c.History[len(c.History)-MaxHistory+1:]...)
 	}

@@ -19,7 +19,7 @@ param keyVaultName string
 @description('App setting name to queue name, e.g. {OUTBOUND_QUEUE: \'outbound-tasks\'}.')
 param queueSettings object
 
-@description('Which secrets main.bicep stored in Key Vault: {presenceAppClientSecret, presenceAccount1Password, presenceAccount2Password} as booleans.')
+@description('Which secrets main.bicep stored in Key Vault: {presenceAppClientSecret, presenceAccount1Password, presenceAccount2Password, secretsKeyPrevious} as booleans.')
 param storedSecrets object
 
 param presenceAppClientId string
@@ -100,6 +100,14 @@ var appSettings = {
   // The API: tenant routes need an Entra token for this audience.
   API_AUTH: 'entra'
   API_AUDIENCE: apiAudience
+
+  // Tenant secrets at rest (always stored: main.bicep requires the key).
+  SECRETS_KEY: secretRef(keyVaultName, 'secrets-key')
+  SECRETS_KEY_PREVIOUS: storedSecrets.secretsKeyPrevious ? secretRef(keyVaultName, 'secrets-key-previous') : ''
+
+  // Tenant-chosen URLs (event subscriptions, ACS) must be public https
+  // hosts in Azure; the handler refuses to start otherwise.
+  ALLOW_PRIVATE_ENDPOINTS: 'false'
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {

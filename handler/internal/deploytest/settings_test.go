@@ -25,6 +25,7 @@ var notAppSettings = map[string]struct{ reason, instead string }{
 	"FUNCTIONS_CUSTOMHANDLER_PORT": {reason: "set by the Functions host when it starts the handler"},
 	"FUNCTIONS_HTTPWORKER_PORT":    {reason: "legacy name of the same port, also set by the host"},
 	"LOCAL_QUEUE_URL":              {reason: "the local runner's in-process queue: local development only"},
+	"WEBSITE_INSTANCE_ID":          {reason: "set by the platform on every instance in Azure (how the handler knows it runs there)"},
 	"TABLES_CONNECTION_STRING": {
 		reason:  "a connection string (Azurite, or a key-based account); Azure reaches the tables with the managed identity",
 		instead: "TABLES_ENDPOINT",

@@ -49,6 +49,7 @@ var packages = map[string]kind{
 	"":                    command,
 	"dev/cmd/graphsim":    command,
 	"dev/cmd/localrunner": command,
+	"dev/cmd/eventsink":   command,
 
 	"switchboard": vocabulary,
 	"store":       vocabulary,
@@ -58,6 +59,11 @@ var packages = map[string]kind{
 	// follow is a small shared type that ships (the cache that follows
 	// storage), not test tooling, though it sits under internal/.
 	"internal/follow": vocabulary,
+	// outbox writes a capability's events into its own batch; egress is
+	// the policy of which addresses tenant-chosen URLs may reach, shared by
+	// the events capability and the ACS adapter.
+	"outbox": vocabulary,
+	"egress": vocabulary,
 
 	"presence": capability,
 	"routing":  capability,
@@ -66,6 +72,7 @@ var packages = map[string]kind{
 	// distribution knows routing and outbound only through switchboard's
 	// types and its own small interfaces (Agents, Outbound).
 	"distribution": capability,
+	"events":       capability,
 
 	"graph":      adapter,
 	"auth":       adapter,

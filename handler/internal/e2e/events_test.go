@@ -1,0 +1,190 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"switchboard/handler/dev/graphsim"
+	"switchboard/handler/internal/e2e"
+	"switchboard/handler/secrets"
+)
+
+// Events through the local runner and the real handler on Azurite: a
+// webhook subscribed through the API receives the presence sources'
+// stateChanged events of a poll, signed so that a Standard Webhooks library
+// verifies them; the subscription's Location unsubscribes it; a receiver
+// answering 410 Gone is unsubscribed.
+func TestEventsEndToEnd(t *testing.T) {
+	const (
+		tenant   = "5b1c7d2e-3f4a-4b5c-9d6e-7f8091a2b3c4"
+		app      = "5b1c7d2e-0000-4000-8000-0000000000a1"
+		secret   = "e2e-secret"
+		account1 = "presence1@switchboard-events.example"
+		account2 = "presence2@switchboard-events.example"
+	)
+	sim, err := graphsim.Start(graphsim.Options{Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	sim.AddApp(app, secret, true)
+	sim.AddAccount(account1, "pw-1", true) // MFA: account 1 turns failing
+	sim.AddAccount(account2, "pw-2", false)
+	sim.AddTenant(tenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, Guests: []string{account1, account2}})
+	users := sim.AddUsers(tenant, "contoso-events.example", 5)
+
+	env := e2e.Start(t, e2e.Options{Env: map[string]string{
+		"GRAPH_BASE_URL": sim.GraphURL(), "AZURE_AUTHORITY_HOST": sim.AuthorityURL(), "SSL_CERT_FILE": sim.CertFile(),
+		"PRESENCE_APP_CLIENT_ID": app, "PRESENCE_APP_CLIENT_SECRET": secret,
+		"PRESENCE_ACCOUNT1_UPN": account1, "PRESENCE_ACCOUNT1_PASSWORD": "pw-1",
+		"PRESENCE_ACCOUNT2_UPN": account2, "PRESENCE_ACCOUNT2_PASSWORD": "pw-2",
+		"ALLOW_PRIVATE_ENDPOINTS": "true", "SECRETS_KEY": secrets.GenerateKey(),
+	}})
+	base := "/api/tenants/" + tenant
+
+	type delivery struct {
+		body   map[string]any
+		header http.Header
+		valid  bool
+	}
+	var mu sync.Mutex
+	var got []delivery
+	var whSecret string
+	goneCalls := 0
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path == "/gone" {
+			goneCalls++
+			w.WriteHeader(http.StatusGone)
+			return
+		}
+		wh, err := standardwebhooks.NewWebhook(whSecret)
+		d := delivery{header: r.Header.Clone(), valid: err == nil && wh.Verify(body, r.Header) == nil}
+		_ = json.Unmarshal(body, &d.body)
+		got = append(got, d)
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer rcv.Close()
+
+	status, hdr, raw := env.Do(t, http.MethodPost, base+"/subscriptions", map[string]any{
+		"url": rcv.URL + "/hook", "events": []string{"switchboard.presenceSource.*"}, "description": "e2e"})
+	if status != http.StatusCreated {
+		t.Fatalf("POST subscriptions: %d %s", status, raw)
+	}
+	var sub struct {
+		ID     string `json:"id"`
+		Secret string `json:"secret"`
+	}
+	_ = json.Unmarshal(raw, &sub)
+	mu.Lock()
+	whSecret = sub.Secret
+	mu.Unlock()
+	location := hdr.Get("Location")
+	// Absolute (Power Automate calls it as it is); which host it names is
+	// the caller's (X-Forwarded-Host, else Host: TestBaseURL).
+	if !strings.HasPrefix(location, "http://127.0.0.1:") || !strings.HasSuffix(location, base+"/subscriptions/"+sub.ID) {
+		t.Fatalf("Location %q, want the absolute URL of the subscription", location)
+	}
+	if status, _, raw := env.Do(t, http.MethodGet, base+"/subscriptions/"+sub.ID, nil); status != 200 || strings.Contains(string(raw), "whsec_") {
+		t.Fatalf("GET subscription: %d %s (the secret must not come back)", status, raw)
+	}
+	// A second receiver answers 410 Gone: it is unsubscribed at its first
+	// delivery.
+	status, _, raw = env.Do(t, http.MethodPost, base+"/subscriptions", map[string]any{"url": rcv.URL + "/gone", "events": []string{"*"}})
+	if status != http.StatusCreated {
+		t.Fatalf("POST subscriptions: %d %s", status, raw)
+	}
+	var goneSub struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(raw, &goneSub)
+
+	var members []map[string]any
+	for _, u := range users {
+		members = append(members, map[string]any{"userId": u.ID, "active": true})
+	}
+	if status, _, raw := env.Do(t, http.MethodPut, base+"/services/support", map[string]any{"name": "Support", "members": members}); status/100 != 2 {
+		t.Fatalf("PUT service: %d %s", status, raw)
+	}
+	if status, _, raw := env.Do(t, http.MethodPatch, base+"/settings", `{"presenceTracking":{"trackOverGuestAccounts":true}}`, "Content-Type", "application/merge-patch+json"); status != http.StatusOK {
+		t.Fatalf("PATCH settings: %d %s", status, raw)
+	}
+	env.Invoke(t, "PresencePoll")
+
+	// account1 turns failing (MFA), account2 ok; the application source
+	// is not tried while an account works.
+	deadline := time.Now().Add(20 * time.Second)
+	want := map[string]string{"presence-sources/account1": "failing", "presence-sources/account2": "ok"}
+	for {
+		mu.Lock()
+		seen := map[string]string{}
+		for _, d := range got {
+			subject, _ := d.body["subject"].(string)
+			data, _ := d.body["data"].(map[string]any)
+			state, _ := data["state"].(string)
+			seen[subject] = state
+			if !d.valid {
+				t.Errorf("delivery %v does not verify with the subscription's secret", d.body)
+			}
+			if d.body["type"] != "switchboard.presenceSource.stateChanged" || d.body["specversion"] != "1.0" ||
+				d.body["source"] != "/tenants/"+tenant || d.header.Get("webhook-id") != d.body["id"] ||
+				!strings.HasPrefix(d.header.Get("Content-Type"), "application/cloudevents+json") {
+				t.Errorf("delivery %v with headers %v is not the CloudEvent Standard Webhooks form", d.body, d.header)
+			}
+		}
+		mu.Unlock()
+		if seen["presence-sources/account1"] == want["presence-sources/account1"] && seen["presence-sources/account2"] == want["presence-sources/account2"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events seen %v, want %v", seen, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Deleted at its first 410: it saw no second event.
+	var ds struct {
+		Value []struct {
+			State      string `json:"state"`
+			StatusCode int    `json:"statusCode"`
+		} `json:"value"`
+	}
+	getJSON(t, env, base+"/subscriptions/"+sub.ID+"/deliveries", &ds)
+	if len(ds.Value) < 2 || ds.Value[0].State != "delivered" || ds.Value[0].StatusCode != 200 {
+		t.Fatalf("deliveries %+v, want the deliveries with 200", ds.Value)
+	}
+
+	// The Location unsubscribes (Power Automate turning a flow off).
+	req, _ := http.NewRequest(http.MethodDelete, location, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE Location: %d, want 204", resp.StatusCode)
+	}
+	if status, _, _ := env.Do(t, http.MethodGet, base+"/subscriptions/"+sub.ID, nil); status != http.StatusNotFound {
+		t.Fatalf("GET after DELETE: %d, want 404", status)
+	}
+
+	status, _, _ = env.Do(t, http.MethodGet, base+"/subscriptions/"+goneSub.ID, nil)
+	mu.Lock()
+	calls := goneCalls
+	mu.Unlock()
+	// Its two lanes (one per subject) may each have started a delivery
+	// before the first 410 deleted it; none starts after.
+	if status != http.StatusNotFound || calls < 1 || calls > 2 {
+		t.Fatalf("the subscription whose receiver answered 410: GET %d after %d deliveries; want 404 after 1 or 2", status, calls)
+	}
+}
