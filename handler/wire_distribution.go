@@ -23,6 +23,7 @@ func newDistribution(ctx context.Context, a *app) (*distribution.Service, error)
 		Outbound:   outboundLine{a.outbound},
 		Queue:      a.queue,
 		QueueName:  a.cfg.DistributionQueue,
+		Events:     a.events,
 		Now:        a.now,
 		Log:        a.log,
 		StaleAfter: a.cfg.PresenceStaleAfter,

@@ -2,10 +2,14 @@ package distribution
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"switchboard/handler/outbox"
 
 	"switchboard/handler/routing"
 	sb "switchboard/handler/switchboard"
@@ -594,5 +598,82 @@ func TestMemberChangeDistributes(t *testing.T) {
 	f.svc.Wait()
 	if got := ringing(f.get("c-1")); !slices.Equal(got, []string{user(1)}) {
 		t.Errorf("after the agent opted in: ringing %v, want %s", got, user(1))
+	}
+}
+
+// fakeOutbox records Prepare and Flush calls.
+type fakeOutbox struct {
+	mu                sync.Mutex
+	prepared, flushed int
+}
+
+func (o *fakeOutbox) Prepare(ctx context.Context, table, pk string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.prepared++
+	return nil
+}
+
+func (o *fakeOutbox) Flush(ctx context.Context, table, pk string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.flushed++
+}
+
+// Each change of a conversation is written with its events (SPEC section
+// 11) in the same batch: types from the history, increasing sequence,
+// the conversation with its previous state as data.
+func TestConversationEventsInTheOutbox(t *testing.T) {
+	f := newFixture(t)
+	ob := &fakeOutbox{}
+	s, err := New(ctx, Options{Tables: f.tables, Agents: f.engine, Presence: f.presence, Queue: f.queue, QueueName: "distribution", Now: f.clock.Now, Events: ob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc = s
+	t.Cleanup(s.Wait)
+	f.service("support", 2, routing.DistributionInput{}, nil)
+	f.enqueue("support", "c-1", EnqueueInput{})
+	if _, err := s.Decline(ctx, tenant, "c-1", user(1)); err != nil {
+		t.Fatal(err)
+	}
+	s.Wait()
+	if _, err := s.Accept(ctx, tenant, "c-1", user(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.End(ctx, tenant, "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	table, _ := f.tables.Table(ctx, TableName)
+	rows, err := outbox.Read(ctx, table, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Receivers order by sequence (the fake clock gives every event the
+	// same time, by which the outbox orders its rows).
+	slices.SortFunc(rows, func(a, b outbox.Pending) int { return int(a.Event.Sequence - b.Event.Sequence) })
+	var types []string
+	var seq int64
+	for _, r := range rows {
+		ev := r.Event
+		types = append(types, strings.TrimPrefix(ev.Type, "switchboard.conversation."))
+		if ev.Sequence != seq+1 || ev.Subject != "conversations/c-1" || ev.ServiceID != "support" {
+			t.Errorf("event %s: sequence %d (after %d), subject %s, service %s", ev.Type, ev.Sequence, seq, ev.Subject, ev.ServiceID)
+		}
+		seq = ev.Sequence
+		var data struct {
+			State         string  `json:"state"`
+			PreviousState *string `json:"previousState"`
+		}
+		if err := json.Unmarshal(ev.Data, &data); err != nil || data.State == "" {
+			t.Errorf("event %s data %s: %v", ev.Type, ev.Data, err)
+		}
+	}
+	want := []string{"queued", "offered", "offerDeclined", "offered", "connected", "ended"}
+	if !slices.Equal(types, want) {
+		t.Errorf("events %v, want %v", types, want)
+	}
+	if ob.prepared == 0 {
+		t.Error("outbox never prepared")
 	}
 }

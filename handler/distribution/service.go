@@ -62,6 +62,10 @@ type Options struct {
 	Outbound  Outbound // nil: no callbacks (Callback falls back to Disconnect), no outbound tasks in the line
 	Queue     switchboard.Queue
 	QueueName string // DISTRIBUTION_QUEUE
+	// Events publishes each change of a conversation as its event (SPEC
+	// section 11: switchboard.conversation.<history event>), in the same
+	// batch as the change; nil: no events.
+	Events switchboard.EventOutbox
 	Now       func() time.Time
 	Log       *slog.Logger
 	// StaleAfter is the presence staleness limit (for the agent view).
@@ -116,7 +120,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{o: o, convs: &conversations{t: t}, passes: map[string]*pass{}}, nil
+	return &Service{o: o, convs: &conversations{t: t, events: o.Events}, passes: map[string]*pass{}}, nil
 }
 
 func (s *Service) now() time.Time { return s.o.Now().UTC().Round(0).Truncate(time.Millisecond) }

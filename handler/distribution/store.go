@@ -7,6 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
+	"switchboard/handler/outbox"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -28,7 +31,12 @@ const (
 	linePrefix = "w|"
 )
 
-type conversations struct{ t store.Table }
+type conversations struct {
+	t store.Table
+	// events publishes the conversations' history as events (SPEC section
+	// 11), written in the same batch as the change; nil: none.
+	events switchboard.EventOutbox
+}
 
 func lineKey(service, id string) string { return linePrefix + service + "|" + id }
 
@@ -57,6 +65,33 @@ func encodeConversation(c Conversation) store.Entity {
 		props["endedAt"] = c.EndedAt.UTC()
 	}
 	return store.Entity{PartitionKey: c.TenantID, RowKey: convPrefix + c.ID, Props: props}
+}
+
+// conversationEvents turns the conversation's unpublished history entries
+// into events, each with the conversation after the change and the state
+// it had before (prev; "" for a new conversation), and numbers them.
+func conversationEvents(c *Conversation, prev string) ([]switchboard.Event, error) {
+	type withPrevious struct {
+		Conversation
+		PreviousState *string `json:"previousState"`
+	}
+	var p *string
+	if prev != "" {
+		p = &prev
+	}
+	data, err := json.Marshal(withPrevious{*c, p})
+	if err != nil {
+		return nil, switchboard.Wrap(switchboard.EINTERNAL, "distribution.events", err)
+	}
+	evs := make([]switchboard.Event, 0, len(c.Unpublished))
+	for _, h := range c.Unpublished {
+		c.Sequence++
+		evs = append(evs, switchboard.Event{
+			ID: uuid.NewString(), Type: switchboard.ConversationEventType(h.Event), TenantID: c.TenantID, ServiceID: h.ServiceID,
+			Subject: "conversations/" + c.ID, Sequence: c.Sequence, Time: h.At, Data: data,
+		})
+	}
+	return evs, nil
 }
 
 func decodeConversation(e store.Entity) (Conversation, error) {
@@ -129,6 +164,28 @@ func (s *conversations) save(ctx context.Context, cur *Conversation, next Conver
 	if next.Waiting() {
 		ops = append(ops, store.Op{Kind: store.OpUpsert, Entity: encodeEntry(next)})
 	}
+	published := false
+	if s.events != nil && len(next.Unpublished) > 0 {
+		prev := ""
+		if cur != nil {
+			prev = cur.State
+		}
+		evs, err := conversationEvents(&next, prev)
+		if err != nil {
+			return next, err
+		}
+		eops, err := outbox.Ops(next.TenantID, evs)
+		if err != nil {
+			return next, err
+		}
+		if err := s.events.Prepare(ctx, TableName, next.TenantID); err != nil {
+			return next, err
+		}
+		ops = append(ops, eops...)
+		// The conversation row carries the sequence the events took.
+		ops[0].Entity = encodeConversation(next)
+		published = true
+	}
 	err := s.t.Batch(ctx, ops)
 	if err != nil {
 		if switchboard.IsCode(err, switchboard.ENOTFOUND) && cur != nil {
@@ -140,7 +197,10 @@ func (s *conversations) save(ctx context.Context, cur *Conversation, next Conver
 	}
 	switch switchboard.ErrorCode(err) {
 	case "":
-		next.ETag = ""
+		next.ETag, next.Unpublished = "", nil
+		if published {
+			go s.events.Flush(context.WithoutCancel(ctx), TableName, next.TenantID)
+		}
 		return next, nil
 	case switchboard.ECONFLICT, switchboard.EPRECONDITION:
 		return next, err

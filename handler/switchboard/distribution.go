@@ -113,6 +113,12 @@ type Conversation struct {
 	// Deadline is when the wait times out (QueuedAt + maxWaitSeconds of
 	// the service it waits in).
 	Deadline time.Time `json:"deadline,omitzero"`
+	// Sequence counts the conversation's events (SPEC section 11: the
+	// events of one subject are ordered by it).
+	Sequence int64 `json:"sequence,omitempty"`
+	// Unpublished are the history entries recorded since the conversation
+	// was read: the next write publishes them as events.
+	Unpublished []ConversationEvent `json:"-"`
 
 	ETag string `json:"-"`
 }
@@ -145,7 +151,9 @@ func (c Conversation) OfferOf(user string) int {
 }
 
 func (c *Conversation) Record(at time.Time, event, user, detail string) {
-	c.History = append(c.History, ConversationEvent{At: at, Event: event, UserID: user, ServiceID: c.ServiceID, Detail: detail})
+	e := ConversationEvent{At: at, Event: event, UserID: user, ServiceID: c.ServiceID, Detail: detail}
+	c.History = append(c.History, e)
+	c.Unpublished = append(c.Unpublished, e)
 	if len(c.History) > MaxHistory {
 		c.History = append(c.History[:1:1], c.History[len(c.History)-MaxHistory+1:]...)
 	}
@@ -168,6 +176,10 @@ func Before(pa int, qa time.Time, ida string, pb int, qb time.Time, idb string) 
 	}
 	return ida < idb
 }
+
+// ConversationEventType is the event type (SPEC section 11) of a
+// conversation's history entry: switchboard.conversation.<event>.
+func ConversationEventType(event string) string { return "switchboard.conversation." + event }
 
 // OfferNotPending is the problem type of an accept or decline whose offer
 // is no longer ringing.
