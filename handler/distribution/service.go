@@ -66,8 +66,8 @@ type Options struct {
 	// section 11: switchboard.conversation.<history event>), in the same
 	// batch as the change; nil: no events.
 	Events switchboard.EventOutbox
-	Now       func() time.Time
-	Log       *slog.Logger
+	Now    func() time.Time
+	Log    *slog.Logger
 	// StaleAfter is the presence staleness limit (for the agent view).
 	StaleAfter time.Duration
 	// Grace is how long past a due time housekeeping waits for the
