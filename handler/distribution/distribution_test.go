@@ -677,3 +677,45 @@ func TestConversationEventsInTheOutbox(t *testing.T) {
 		t.Error("outbox never prepared")
 	}
 }
+
+// RONA and after-call work starting and ending are agent events.
+func TestAgentEventsInTheOutbox(t *testing.T) {
+	f := newFixture(t)
+	s, err := New(ctx, Options{Tables: f.tables, Agents: f.engine, Presence: f.presence, Queue: f.queue, QueueName: "distribution", Now: f.clock.Now, Events: &fakeOutbox{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc = s
+	t.Cleanup(s.Wait)
+	f.service("support", 2, routing.DistributionInput{AfterCallWorkSeconds: ptr(30)}, nil)
+	f.enqueue("support", "c-1", EnqueueInput{})
+	f.advance(20 * time.Second) // user(1) lets it ring: RONA; user(2) is offered
+	if _, err := s.Accept(ctx, tenant, "c-1", user(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.End(ctx, tenant, "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ResetRona(ctx, tenant, user(1)); err != nil {
+		t.Fatal(err)
+	}
+	f.advance(30 * time.Second) // after-call work of user(2) ends
+	table, _ := f.tables.Table(ctx, TableName)
+	rows, err := outbox.Read(ctx, table, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range rows {
+		if strings.HasPrefix(r.Event.Type, "switchboard.agent.") {
+			got[strings.TrimPrefix(r.Event.Type, "switchboard.agent.")] = r.Event.Subject
+		}
+	}
+	want := map[string]string{"ronaStarted": "agents/" + user(1), "ronaEnded": "agents/" + user(1),
+		"afterCallWorkStarted": "agents/" + user(2), "afterCallWorkEnded": "agents/" + user(2)}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("agent event %s: subject %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+}

@@ -217,8 +217,17 @@ func (s *Service) agentHoldEnd(ctx context.Context, tenant, user, kind string, u
 	if !ended {
 		return Outcome{Action: "noop", Detail: "ended already"}, nil
 	}
+	s.agentEvent(ctx, tenant, endedEvent(kind), agentEventData{UserID: user, Reason: "its time ended"})
 	if err := s.Distribute(ctx, tenant, nil, []string{user}); err != nil {
 		return Outcome{Action: "acted", Detail: "distribution failed: " + err.Error()}, nil
 	}
 	return Outcome{Action: "acted", Detail: kind + " of " + user + " ended"}, nil
+}
+
+// endedEvent is the agent event of the end of a hold kind.
+func endedEvent(kind string) string {
+	if kind == switchboard.HoldRona {
+		return agentRonaEnded
+	}
+	return agentAfterCallWorkEnded
 }

@@ -270,6 +270,9 @@ func (s *Service) endOffer(ctx context.Context, c *Conversation, svc switchboard
 	}
 	if !until.IsZero() {
 		fx.send(agentMessage(kindRonaEnd, c.TenantID, user, until))
+		if changed {
+			s.agentEvent(ctx, c.TenantID, agentRonaStarted, agentEventData{UserID: user, ServiceID: c.ServiceID, ConversationID: c.ID, Until: &until})
+		}
 	} else if changed {
 		fx.freed(user)
 	}
@@ -296,6 +299,9 @@ func (s *Service) End(ctx context.Context, tenant, conv string) (bool, error) {
 			}
 			if !until.IsZero() {
 				fx.send(agentMessage(kindAfterCallWorkEnd, tenant, c.Agent, until))
+				if changed {
+					s.agentEvent(ctx, tenant, agentAfterCallWorkStarted, agentEventData{UserID: c.Agent, ServiceID: c.ServiceID, ConversationID: c.ID, Until: &until})
+				}
 			} else if changed {
 				fx.freed(c.Agent)
 			}

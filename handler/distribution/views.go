@@ -175,6 +175,7 @@ func (s *Service) endHold(ctx context.Context, tenant, user, kind string) error 
 		return err
 	}
 	if ended {
+		s.agentEvent(ctx, tenant, endedEvent(kind), agentEventData{UserID: user, Reason: "ended early"})
 		s.kick(tenant, nil, []string{user})
 	}
 	return nil
@@ -226,8 +227,11 @@ func (s *Service) PresenceChanged(ctx context.Context, tenant string, readings [
 			if kinds[p.UserID] != switchboard.HoldRona {
 				continue // not in RONA (as far as this instance knows)
 			}
-			if _, err := s.o.Agents.EndAgentHold(ctx, tenant, p.UserID, switchboard.HoldRona, time.Time{}); err != nil {
+			ended, err := s.o.Agents.EndAgentHold(ctx, tenant, p.UserID, switchboard.HoldRona, time.Time{})
+			if err != nil {
 				s.o.Log.Warn("distribution: RONA not ended for an Offline agent", "tenant", tenant, "user", p.UserID, "err", err)
+			} else if ended {
+				s.agentEvent(ctx, tenant, agentRonaEnded, agentEventData{UserID: p.UserID, Reason: "presence reads Offline"})
 			}
 			continue
 		}
