@@ -719,3 +719,29 @@ func TestAgentEventsInTheOutbox(t *testing.T) {
 		}
 	}
 }
+
+// A conversation never released is ended once its agent's hold is gone
+// (13 hours), and the agent is free.
+func TestHousekeepingEndsLeakedConnections(t *testing.T) {
+	f := newFixture(t)
+	f.service("support", 1, routing.DistributionInput{}, nil)
+	f.enqueue("support", "c-1", EnqueueInput{})
+	if _, err := f.svc.Accept(ctx, tenant, "c-1", user(1)); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(12 * time.Hour)
+	if rep, err := f.svc.Housekeep(ctx); err != nil || rep.Leaked != 0 {
+		t.Fatalf("after 12 h: %s, %v", rep, err)
+	}
+	f.clock.Advance(time.Hour + time.Minute)
+	rep, err := f.svc.Housekeep(ctx)
+	if err != nil || rep.Leaked != 1 {
+		t.Fatalf("after 13 h: %s, %v", rep, err)
+	}
+	if c := f.get("c-1"); c.State != StateEnded || !strings.Contains(c.OutcomeDetail, "not released") {
+		t.Errorf("leaked conversation: %s (%s)", c.State, c.OutcomeDetail)
+	}
+	if r := f.reason("support", user(1)); r != "" {
+		t.Errorf("its agent: %q, want free", r)
+	}
+}

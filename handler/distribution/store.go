@@ -64,6 +64,9 @@ func encodeConversation(c Conversation) store.Entity {
 	if !c.EndedAt.IsZero() {
 		props["endedAt"] = c.EndedAt.UTC()
 	}
+	if !c.ConnectedAt.IsZero() {
+		props["connectedAt"] = c.ConnectedAt.UTC()
+	}
 	return store.Entity{PartitionKey: c.TenantID, RowKey: convPrefix + c.ID, Props: props}
 }
 
