@@ -193,7 +193,8 @@ func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switc
 		if !c.Waiting() || len(c.Ringing()) > 0 || c.ServiceID != svc.ID {
 			return false, nil
 		}
-		return s.offerTo(ctx, c, svc, fx)
+		offered, _, err := s.offerTo(ctx, c, svc, fx)
+		return offered, err
 	})
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 		return nil

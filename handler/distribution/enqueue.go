@@ -2,6 +2,7 @@ package distribution
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -151,23 +152,25 @@ func (s *Service) dryRoute(ctx context.Context, tenant string, svc switchboard.S
 // in its queue (enqueued, or forwarded to it).
 func (s *Service) arrive(ctx context.Context, c Conversation, svc switchboard.Service, fx *effects) (Conversation, error) {
 	q := svc.Distribution.Queue
-	d, err := s.dryRoute(ctx, c.TenantID, svc, c.RequiredSkills, c.PreferredUsers, c.Declined)
-	if err != nil {
-		return c, err
-	}
-	signedIn := len(d.Agents) > 0 || len(d.Candidates) > 0
-	for _, x := range d.Excluded {
-		if !signedOut[x.Reason] {
-			signedIn = true
-			break
-		}
-	}
-	if !signedIn && q.OnNoAgents.Action != switchboard.ActionQueue {
-		return s.overflow(ctx, c, svc, q.OnNoAgents, "onNoAgents", false, fx)
-	}
-	line, err := s.convs.line(ctx, c.TenantID, svc.ID)
-	if err != nil {
-		return c, err
+	// The line is read while the conversation is offered, optimistically:
+	// when an agent is free nothing eligible waits ahead (it would have
+	// been offered), so the offer usually stands and the caller waits for
+	// one round trip less. When something does come first, or the queue is
+	// full, the offer goes back.
+	var line []entry
+	var lerr error
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		line, lerr = s.convs.line(ctx, c.TenantID, svc.ID)
+	}()
+	try := clone(c)
+	tfx := newEffects()
+	offered, d, oerr := s.offerTo(ctx, &try, svc, tfx)
+	<-read
+	if lerr != nil || oerr != nil {
+		tfx.undo(ctx, s, c.TenantID, c.ID)
+		return c, errors.Join(lerr, oerr)
 	}
 	waiting, ahead := 0, false
 	for _, e := range line {
@@ -179,20 +182,44 @@ func (s *Service) arrive(ctx context.Context, c Conversation, svc switchboard.Se
 			ahead = true
 		}
 	}
-	if waiting >= q.MaxLength {
+	full := waiting >= q.MaxLength
+	if offered && !ahead && !full {
+		fx.offered = append(fx.offered, tfx.offered...)
+		fx.sends = append(fx.sends, tfx.sends...)
+		fx.send(timeoutMessage(try))
+		return try, nil
+	}
+	tfx.undo(ctx, s, c.TenantID, c.ID)
+	// d is who could take it (an offer's route decides as a dry one does).
+	if !signedIn(d) && q.OnNoAgents.Action != switchboard.ActionQueue {
+		return s.overflow(ctx, c, svc, q.OnNoAgents, "onNoAgents", false, fx)
+	}
+	if full {
 		return s.overflow(ctx, c, svc, q.OnFull, "onFull", false, fx)
 	}
 	c.State = StateQueued
 	fx.send(timeoutMessage(c))
-	if ahead || len(d.Agents) == 0 {
-		// Those ahead come first: a pass serves the line in order.
+	if offered {
+		// Those ahead come first: a pass serves the line in order, and
+		// gives them the agent this offer let go.
 		fx.distribute(svc.ID)
-		return c, nil
-	}
-	if _, err := s.offerTo(ctx, &c, svc, fx); err != nil {
-		return c, err
 	}
 	return c, nil
+}
+
+// signedIn reports whether a decision saw an active member signed in: one
+// chosen or eligible, or excluded for anything but being signed out
+// (Offline, PresenceUnknown, stale, inactive).
+func signedIn(d switchboard.RouteDecision) bool {
+	if len(d.Agents) > 0 || len(d.Candidates) > 0 {
+		return true
+	}
+	for _, x := range d.Excluded {
+		if !signedOut[x.Reason] {
+			return true
+		}
+	}
+	return false
 }
 
 // overflow applies an overflow rule (onNoAgents and onFull at arrival,
@@ -265,7 +292,7 @@ func (s *Service) overflow(ctx context.Context, c Conversation, svc switchboard.
 // offerTo offers a waiting conversation to the next agent(s) of its
 // service: one for LongestIdle and RoundRobin, up to broadcastSize for
 // Broadcast. Each offer is the agent's hold for the ring time.
-func (s *Service) offerTo(ctx context.Context, c *Conversation, svc switchboard.Service, fx *effects) (bool, error) {
+func (s *Service) offerTo(ctx context.Context, c *Conversation, svc switchboard.Service, fx *effects) (bool, switchboard.RouteDecision, error) {
 	ring := ringFor(svc)
 	d, err := s.o.Agents.Route(ctx, c.TenantID, svc.ID, switchboard.RouteRequest{
 		ConversationID: c.ID, Reserve: true, Offer: true, Hold: ring,
@@ -273,10 +300,10 @@ func (s *Service) offerTo(ctx context.Context, c *Conversation, svc switchboard.
 		MaxAgents: svc.Distribution.Want(),
 	})
 	if err != nil {
-		return false, err
+		return false, d, err
 	}
 	if len(d.Agents) == 0 {
-		return false, nil
+		return false, d, nil
 	}
 	now := s.now()
 	expires := d.Agents[0].HoldExpiresAt.UTC()
@@ -287,5 +314,5 @@ func (s *Service) offerTo(ctx context.Context, c *Conversation, svc switchboard.
 	}
 	c.State = StateOffered
 	fx.send(lapseMessage(*c, now, expires))
-	return true, nil
+	return true, d, nil
 }
