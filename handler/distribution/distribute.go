@@ -3,6 +3,7 @@ package distribution
 import (
 	"context"
 	"slices"
+	"sync"
 	"time"
 
 	"switchboard/handler/switchboard"
@@ -111,7 +112,9 @@ type item struct {
 // pass serves a service's line in order (priority, then waiting time):
 // each item nobody is offered yet goes to the best eligible agent. An item
 // that nobody eligible can take is passed over (no head-of-line blocking);
-// the pass ends when nobody is free at all.
+// the pass ends when nobody is free at all. The line is read again once
+// the read is lineFresh old and something was given out, so that items
+// that arrived meanwhile take their place in the order.
 func (s *Service) pass(ctx context.Context, tenant, service string) error {
 	svc, err := s.o.Agents.RoutedService(ctx, tenant, service)
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
@@ -120,9 +123,27 @@ func (s *Service) pass(ctx context.Context, tenant, service string) error {
 	if err != nil {
 		return err
 	}
+	for round := 0; round < maxPassItems; round++ {
+		more, err := s.round(ctx, tenant, svc)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// lineFresh is how old a pass's reading of the line may get before the
+// pass reads it again (after giving something out).
+const lineFresh = 250 * time.Millisecond
+
+// round reads the line once and serves it; more says the read grew old
+// while agents were still being given items (read again and go on).
+func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Service) (more bool, err error) {
+	service := svc.ID
+	readAt := time.Now()
 	line, err := s.convs.line(ctx, tenant, service)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var items []item
 	for i := range line {
@@ -142,50 +163,73 @@ func (s *Service) pass(ctx context.Context, tenant, service string) error {
 		}
 	}
 	slices.SortFunc(items, func(a, b item) int {
-		if before(a.priority, a.since, a.id, b.priority, b.since, b.id) {
+		switch {
+		case before(a.priority, a.since, a.id, b.priority, b.since, b.id):
 			return -1
+		case before(b.priority, b.since, b.id, a.priority, a.since, a.id):
+			return 1
 		}
-		return 1
+		return 0
 	})
 	if len(items) > maxPassItems {
 		items = items[:maxPassItems]
 	}
+	// How many agents are free at all: the round gives out at most that
+	// many items, up to offersInFlight at once (in queue order; concurrent
+	// routes of one process never take the same agent).
+	all, err := s.dryRoute(ctx, tenant, svc, nil, nil, nil)
+	if err != nil {
+		return false, err
+	}
+	free := len(all.Agents) + len(all.Candidates)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, offersInFlight)
+	defer wg.Wait()
 	for _, it := range items {
+		if free <= 0 {
+			return false, nil // nobody is free for anything
+		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 		var skills []switchboard.Skill
 		var preferred, skip []string
-		constrained := false
 		if it.inbound != nil {
 			skills, preferred, skip = it.inbound.RequiredSkills, it.inbound.PreferredUsers, it.inbound.Declined
-			constrained = it.inbound.constrained()
 		} else {
 			preferred = it.task.PreferredUsers
-			constrained = len(preferred) > 0
 		}
-		d, err := s.dryRoute(ctx, tenant, svc, skills, preferred, skip)
-		if err != nil {
-			return err
-		}
-		if len(d.Agents) == 0 {
-			if !constrained {
-				return nil // nobody is free for anything
+		if len(skills) > 0 || len(skip) > 0 || len(preferred) > 0 {
+			d, err := s.dryRoute(ctx, tenant, svc, skills, preferred, skip)
+			if err != nil {
+				return false, err
 			}
-			continue
-		}
-		if it.task != nil {
-			if _, err := s.o.Outbound.AssignWaiting(ctx, tenant, service, it.task.ID); err != nil {
-				s.o.Log.Warn("distribution: outbound task not assigned", "tenant", tenant, "service", service, "task", it.task.ID, "err", err)
+			if len(d.Agents) == 0 {
+				continue // nobody free can take this one: the next may be
 			}
-			continue
 		}
-		if err := s.offerWaiting(ctx, tenant, it.inbound.ID, svc); err != nil {
-			s.o.Log.Warn("distribution: conversation not offered", "tenant", tenant, "service", service, "conversation", it.inbound.ID, "err", err)
+		free--
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if it.task != nil {
+				if _, err := s.o.Outbound.AssignWaiting(ctx, tenant, service, it.task.ID); err != nil {
+					s.o.Log.Warn("distribution: outbound task not assigned", "tenant", tenant, "service", service, "task", it.task.ID, "err", err)
+				}
+			} else if err := s.offerWaiting(ctx, tenant, it.inbound.ID, svc); err != nil {
+				s.o.Log.Warn("distribution: conversation not offered", "tenant", tenant, "service", service, "conversation", it.inbound.ID, "err", err)
+			}
+		}()
+		if time.Since(readAt) > lineFresh {
+			return true, nil
 		}
 	}
-	return nil
+	return false, nil
 }
+
+// offersInFlight bounds the offers one round makes at once.
+const offersInFlight = 8
 
 // offerWaiting offers a waiting conversation nobody is offered yet.
 func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switchboard.Service) error {

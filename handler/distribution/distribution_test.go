@@ -3,6 +3,7 @@ package distribution
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -743,5 +744,21 @@ func TestHousekeepingEndsLeakedConnections(t *testing.T) {
 	}
 	if r := f.reason("support", user(1)); r != "" {
 		t.Errorf("its agent: %q, want free", r)
+	}
+}
+
+// The line sorts by priority, then arrival, then id, for lines long
+// enough that the sort is not a simple insertion sort.
+func TestLineOrderLongLine(t *testing.T) {
+	var es []entry
+	for i := range 300 {
+		es = append(es, entry{ID: fmt.Sprintf("c-%03d", i), Priority: []int{10, 50, 90}[i%3], QueuedAt: t0.Add(time.Duration(i%7) * time.Second)})
+	}
+	sortEntries(es)
+	for i := 1; i < len(es); i++ {
+		a, b := es[i-1], es[i]
+		if before(b.Priority, b.QueuedAt, b.ID, a.Priority, a.QueuedAt, a.ID) {
+			t.Fatalf("entry %d (%+v) before %d (%+v)", i-1, a, i, b)
+		}
 	}
 }

@@ -237,12 +237,12 @@ func (s *conversations) allLines(ctx context.Context, tenant string) ([]entry, e
 
 func sortEntries(es []entry) {
 	slices.SortFunc(es, func(a, b entry) int {
-		if before(a.Priority, a.QueuedAt, a.ID, b.Priority, b.QueuedAt, b.ID) {
+		switch {
+		case before(a.Priority, a.QueuedAt, a.ID, b.Priority, b.QueuedAt, b.ID):
 			return -1
+		case before(b.Priority, b.QueuedAt, b.ID, a.Priority, a.QueuedAt, a.ID):
+			return 1
 		}
-		if a.ID == b.ID && a.Priority == b.Priority && a.QueuedAt.Equal(b.QueuedAt) {
-			return 0
-		}
-		return 1
+		return 0
 	})
 }
