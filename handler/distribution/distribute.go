@@ -84,9 +84,19 @@ func (s *Service) runPass(ctx context.Context, tenant, service string) error {
 	s.passes[key] = p
 	s.mu.Unlock()
 	var first error
+	failures := 0
 	for {
-		if err := s.pass(ctx, tenant, service); err != nil && first == nil {
-			first = err
+		if err := s.pass(ctx, tenant, service); err != nil {
+			if first == nil {
+				first = err
+			}
+			// Storage failed part way: try again shortly rather than wait
+			// for the next event (the line may hold conversations nobody
+			// else will distribute soon).
+			if failures++; failures <= 3 && ctx.Err() == nil {
+				time.Sleep(time.Duration(failures) * 200 * time.Millisecond)
+				continue
+			}
 		}
 		s.mu.Lock()
 		if !p.again || ctx.Err() != nil {
