@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"switchboard/handler/attendant"
 	"switchboard/handler/config"
 	"switchboard/handler/distribution"
 	"switchboard/handler/events"
@@ -65,15 +65,20 @@ type app struct {
 	poller        *presence.Poller
 	pollBudget    time.Duration // how long one presence poll works
 	presence      *presence.Service
+	notifications *notificationsWiring // nil without PRESENCE_NOTIFICATIONS_URL
 	outbound      *outbound.Service
 	distribution  *distribution.Service
+	attendant     *attendant.Service
 }
 
 // build makes the capabilities in the order they depend on each other:
 // tables, queue, secrets, events (the outbox every capability records its
-// events through), settings, Graph and the presence store, the routing
-// engine (reads presence), the poller (polls the routing services'
-// members) and the presence service, outbound (routes through the engine),
+// events through), the Graph client (settings check contact search
+// filters with it), settings, the presence store, the routing engine
+// (reads presence), the poller (polls the routing services' members) and
+// the presence service, the presence subscriptions (cover the most
+// recently routed first), outbound (routes through the engine), the
+// Attendant Console's search (reads settings, services and presence),
 // distribution (offers through the engine, serves outbound's waiting
 // tasks, is told of presence changes).
 func (a *app) build(ctx context.Context) error {
@@ -93,6 +98,9 @@ func (a *app) build(ctx context.Context) error {
 	if a.events, err = newEvents(ctx, a); err != nil {
 		return err
 	}
+	if a.graph, err = newGraph(a); err != nil {
+		return err
+	}
 	if a.settings, err = newSettings(ctx, a); err != nil {
 		return err
 	}
@@ -105,7 +113,13 @@ func (a *app) build(ctx context.Context) error {
 	if err := newPresencePoll(a); err != nil {
 		return err
 	}
+	if a.notifications, err = newNotifications(a); err != nil {
+		return err
+	}
 	if a.outbound, err = newOutbound(ctx, a); err != nil {
+		return err
+	}
+	if a.attendant, err = newAttendant(a); err != nil {
 		return err
 	}
 	if a.distribution, err = newDistribution(ctx, a); err != nil {
@@ -145,7 +159,12 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	wireOutbound(a)
 	wireDistribution(a)
 	wireEvents(a)
-	wireHousekeeping(a, []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), distributionHousekeeping(a), eventsHousekeeping(a)})
+	wireAttendant(a)
+	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), distributionHousekeeping(a), eventsHousekeeping(a)}
+	if a.notifications != nil {
+		jobs = append(jobs, notificationsHousekeeping(a))
+	}
+	wireHousekeeping(a, jobs)
 
 	mux := http.NewServeMux()
 	// The host polls GET / until the handler answers: readiness.
@@ -156,11 +175,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	mux.Handle("/api/", a.router)
 	mux.Handle("POST /{name}", a.dispatcher)
 
-	ln, err := net.Listen("tcp", ":"+cfg.Port)
+	ln, err := listen(cfg.Port)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := newServer(mux)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("handler listening", "addr", ln.Addr().String(), "functions", a.dispatcher.Names())

@@ -14,14 +14,10 @@ import (
 	"switchboard/handler/switchboard"
 )
 
-// newPresenceStore makes the Graph client and the presence store, which
-// the routing engine reads.
-func newPresenceStore(ctx context.Context, a *app) error {
+// newGraph makes the one Graph client: presence, Teams sync, the contact
+// search and its filter check.
+func newGraph(a *app) (*graph.Client, error) {
 	cfg := a.cfg
-	st, err := presence.NewStore(ctx, presence.StoreOptions{Tables: a.tables, Now: a.now, Log: a.log, Events: a.events})
-	if err != nil {
-		return fmt.Errorf("presence store: %w", err)
-	}
 	g, err := graph.New(graph.Options{
 		BaseURL:         cfg.GraphBaseURL,
 		AuthorityHost:   cfg.AuthorityHost,
@@ -34,9 +30,19 @@ func newPresenceStore(ctx context.Context, a *app) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("presence: %w", err)
+		return nil, fmt.Errorf("graph: %w", err)
 	}
-	a.presenceStore, a.graph = st, g
+	return g, nil
+}
+
+// newPresenceStore makes the presence store, which the routing engine
+// reads.
+func newPresenceStore(ctx context.Context, a *app) error {
+	st, err := presence.NewStore(ctx, presence.StoreOptions{Tables: a.tables, Now: a.now, Log: a.log, Events: a.events})
+	if err != nil {
+		return fmt.Errorf("presence store: %w", err)
+	}
+	a.presenceStore = st
 	return nil
 }
 
@@ -61,7 +67,8 @@ func newPresencePoll(a *app) error {
 	cfg := a.cfg
 	account1, account2, appConfigured := presenceSources(cfg)
 	if account1 == "" && account2 == "" && !appConfigured {
-		a.log.Warn("presence: no presence account and no application secret configured; presence is not polled (PRESENCE_APP_CLIENT_ID, PRESENCE_ACCOUNT1_UPN/PASSWORD, PRESENCE_APP_CLIENT_SECRET)")
+		a.log.Warn("presence: no presence account and no application secret configured; presence is not polled (PRESENCE_APP_CLIENT_ID, " +
+			"PRESENCE_ACCOUNT1_UPN/PASSWORD, PRESENCE_APP_CLIENT_SECRET)")
 	}
 	poller, err := presence.NewPoller(presence.PollerOptions{
 		Store: a.presenceStore, Graph: a.graph, Tracked: a.routing, Settings: a.settings,
@@ -76,6 +83,7 @@ func newPresencePoll(a *app) error {
 		Store: a.presenceStore, Graph: a.graph, Settings: a.settings, Now: a.now, StaleAfter: cfg.PresenceStaleAfter,
 		AuthorityHost: cfg.AuthorityHost, ClientID: cfg.PresenceAppClientID, ConsentRedirectURI: cfg.PresenceConsentRedirectURI,
 		Account1UPN: account1, Account2UPN: account2, ApplicationConfigured: appConfigured,
+		NotificationsConfigured: cfg.PresenceNotificationsURL != "",
 	})
 	if err != nil {
 		return err
@@ -95,6 +103,10 @@ func wirePresence(a *app) {
 	cfg, poller, budget := a.cfg, a.poller, a.pollBudget
 	account1, account2, appConfigured := presenceSources(cfg)
 	(&httpapi.PresenceAPI{Service: a.presence}).Register(a.router)
+	notifications := a.notifications
+	if notifications != nil {
+		(&httpapi.NotificationsAPI{Receiver: notifications.receiver}).Register(a.router)
+	}
 	a.log.Info("presence poll", "schedule", cfg.PresenceSchedule, "budget", budget, "fanOut", a.queue != nil,
 		"account1", account1 != "", "account2", account2 != "", "application", appConfigured)
 	// Writes under way at the deadline may finish; nothing runs on past a
@@ -117,6 +129,15 @@ func wirePresence(a *app) {
 	}))
 	a.dispatcher.Handle("PresencePollShard", functions.ServiceBusFunc("message", func(ctx context.Context, inv *functions.Invocation, m functions.Message) error {
 		ctx, run := job.Start(ctx, pollJob("PresencePollShard"))
+		if presence.IsNotifyMessage(m.Body) {
+			// Notified readings not written in time (PresenceNotifications).
+			if notifications == nil {
+				a.log.Warn("presence notify message dropped: notifications are not configured")
+				return run.Finish()
+			}
+			run.Fail(notifications.handleQueued(ctx, m.Body))
+			return run.Finish()
+		}
 		run.Fail(poller.PollShard(ctx, m.Body, run.Deadline()))
 		return run.Finish()
 	}))

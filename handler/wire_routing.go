@@ -42,6 +42,9 @@ func routingHousekeeping(a *app) housekeepingJob {
 		rep, err := engine.Housekeep(ctx)
 		inv.Logf("routing housekeeping: %d tenants, %d holds and %d conversations expired, %d teams synced, %d team syncs failed, stopped at deadline: %v",
 			rep.Tenants, rep.HoldsExpired, rep.ConversationsExpired, rep.TeamsSynced, rep.TeamSyncFailures, rep.StoppedAtDeadline)
+		if rep.MemberSetsDeleted > 0 {
+			inv.Logf("routing housekeeping: %d replaced member sets deleted", rep.MemberSetsDeleted)
+		}
 		return err
 	}}
 }

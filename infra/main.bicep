@@ -68,6 +68,12 @@ param presencePollSchedule string = '*/30 * * * * *'
 @description('Age after which a presence reading is never routed, e.g. 120s.')
 param presenceStaleAfter string = '120s'
 
+@description('Name of a certificate in the deployment\'s Key Vault (content type PEM, RSA 2048+) for presence change notifications; empty: presence is polled only. See README, "Presence notifications".')
+param presenceNotificationsCertificateName string = ''
+
+@description('How often agents covered by a presence subscription are read anyway (reconciliation), e.g. 5m.')
+param presenceReconcileEvery string = '5m'
+
 @allowed([
   'Basic'
   'Standard'
@@ -258,6 +264,8 @@ module functionApp 'modules/functionapp.bicep' = {
     authorityHost: environment().authentication.loginEndpoint
     presencePollSchedule: presencePollSchedule
     presenceStaleAfter: presenceStaleAfter
+    presenceNotificationsCertificateName: presenceNotificationsCertificateName
+    presenceReconcileEvery: presenceReconcileEvery
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
   }

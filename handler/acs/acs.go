@@ -11,14 +11,16 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
-	"strings"
 	"time"
 
 	"switchboard/handler/switchboard"
@@ -35,6 +37,7 @@ const (
 	TypeKeyRefused         = "acs-access-key-refused"
 	TypeInsufficientRights = "acs-insufficient-permissions"
 	TypeNotACS             = "acs-endpoint-not-acs"
+	TypeNotAllowed         = switchboard.ACSTypeNotAllowed
 	TypeUnexpected         = "acs-unexpected-response"
 )
 
@@ -75,23 +78,152 @@ func Signature(key []byte, method, pathAndQuery, date, host, contentHash string)
 	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// Client checks ACS connection strings.
-type Client struct {
-	http    *http.Client
-	now     func() time.Time
-	timeout time.Duration
+// Resolver looks up a host's addresses; *net.Resolver is one.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
-// NewClient returns a Client that sends its requests through hc (nil: a
-// client of its own; tests pass one that trusts their fake's certificate).
-func NewClient(hc *http.Client, now func() time.Time) *Client {
-	if hc == nil {
-		hc = &http.Client{Timeout: 20 * time.Second}
+// Options configures a Client.
+type Options struct {
+	// AllowPrivate (ALLOW_PRIVATE_ENDPOINTS: local development and tests
+	// only) lifts the endpoint's host, port and address rules.
+	AllowPrivate bool
+	// RootCAs are the certificates trusted for the endpoint (nil: the
+	// system's, which honour SSL_CERT_FILE).
+	RootCAs *x509.CertPool
+	// Resolver and Dial are how the client finds and connects to the
+	// endpoint (nil: net.DefaultResolver and a net.Dialer). Dial is called
+	// only with an address that passed the address rules.
+	Resolver Resolver
+	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	Now      func() time.Time
+	// Timeout bounds one check (default 20 s).
+	Timeout time.Duration
+}
+
+// Client checks ACS connection strings. Any tenant admin picks the endpoint,
+// so a check must not become a way to reach the deployment's own network:
+// the endpoint must be an ACS host on port 443 (CheckEndpoint), every
+// address it resolves to must be public, and the address dialled is the
+// one checked (no second lookup to rebind). Redirects are not followed, and
+// a failed check says only its reason in a fixed sentence, never the
+// transport's text or the remote reply.
+type Client struct {
+	http         *http.Client
+	allowPrivate bool
+	now          func() time.Time
+	timeout      time.Duration
+}
+
+// New returns a Client configured by o.
+func New(o Options) *Client {
+	if o.Now == nil {
+		o.Now = time.Now
 	}
-	if now == nil {
-		now = time.Now
+	if o.Timeout <= 0 {
+		o.Timeout = 20 * time.Second
 	}
-	return &Client{http: hc, now: now, timeout: 20 * time.Second}
+	if o.Resolver == nil {
+		o.Resolver = net.DefaultResolver
+	}
+	if o.Dial == nil {
+		o.Dial = (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+	}
+	g := guard{allowPrivate: o.AllowPrivate, resolver: o.Resolver, dial: o.Dial}
+	transport := &http.Transport{
+		// No proxy: it would connect to the endpoint on our behalf,
+		// past the address rules.
+		Proxy:               nil,
+		DialContext:         g.dialContext,
+		TLSClientConfig:     &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConns:        4,
+		IdleConnTimeout:     30 * time.Second,
+	}
+	hc := &http.Client{
+		Transport: transport,
+		Timeout:   o.Timeout,
+		// A redirect could lead anywhere the rules refuse.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return &Client{http: hc, allowPrivate: o.AllowPrivate, now: o.Now, timeout: o.Timeout}
+}
+
+// errAddressRefused says that the endpoint resolved to an address the rules
+// refuse; no connection was opened.
+var errAddressRefused = errors.New("acs: the endpoint resolves to a loopback, private, link-local or unspecified address")
+
+// guard decides on every address before a connection is opened.
+type guard struct {
+	allowPrivate bool
+	resolver     Resolver
+	dial         func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+func (g guard) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if g.allowPrivate {
+		return g.dial(ctx, network, addr)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{a}
+	} else if addrs, err = g.resolver.LookupNetIP(ctx, "ip", host); err != nil {
+		return nil, err
+	}
+	if len(addrs) == 0 {
+		return nil, &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
+	}
+	// Every address must pass, not only the first: a name that also
+	// points inside would otherwise work on some attempts.
+	for _, a := range addrs {
+		if !PublicAddress(a) {
+			return nil, errAddressRefused
+		}
+	}
+	var last error
+	for _, a := range addrs {
+		conn, err := g.dial(ctx, network, net.JoinHostPort(a.Unmap().String(), port))
+		if err == nil {
+			return conn, nil
+		}
+		last = err
+	}
+	return nil, last
+}
+
+// PublicAddress reports whether a may be connected to: not loopback,
+// private (RFC 1918, unique local), link-local (the metadata services),
+// unspecified, multicast, CGNAT shared space or an IPv4-mapped form of any of these.
+func PublicAddress(a netip.Addr) bool {
+	a = a.Unmap()
+	switch {
+	case !a.IsValid(), a.IsLoopback(), a.IsPrivate(), a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast(),
+		a.IsInterfaceLocalMulticast(), a.IsMulticast(), a.IsUnspecified():
+		return false
+	}
+	for _, p := range nonPublic {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	return true
+}
+
+// nonPublic are further ranges that are not the Internet: "this network",
+// CGNAT shared space, IETF protocol assignments, benchmarking, reserved,
+// the limited broadcast, NAT64 and IPv4-compatible IPv6.
+var nonPublic = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("::/96"),
 }
 
 // identityReply is the part of a "create identity" reply the check reads.
@@ -109,31 +241,41 @@ type identityReply struct {
 // effort: a leftover identity costs nothing and holds no data).
 //
 // Returns EINVALID (Type TypeMalformed, Field "connectionString") for a
-// malformed string, EUNAVAILABLE (TypeUnreachable) when the endpoint cannot
-// be reached or fails (5xx, 429, timeout), EUNAUTHORIZED (TypeKeyRefused)
-// when ACS refuses the access key (401), EFORBIDDEN (TypeInsufficientRights)
-// on 403, EINVALID (TypeNotACS) when the endpoint answers like something
-// that is not an ACS resource (404, other 4xx), and EUNAVAILABLE
-// (TypeUnexpected) for a reply the check cannot read.
+// malformed string, EINVALID (TypeNotAllowed) for an endpoint the rules
+// refuse (CheckEndpoint, or an address that is not public), EUNAVAILABLE
+// (TypeUnreachable) when the endpoint cannot be reached or fails (5xx, 429,
+// timeout), EUNAUTHORIZED (TypeKeyRefused) when ACS refuses the access key
+// (401), EFORBIDDEN (TypeInsufficientRights) on 403, EINVALID (TypeNotACS)
+// when the endpoint answers like something that is not an ACS resource
+// (404, other 4xx, a redirect), and EUNAVAILABLE (TypeUnexpected) for a
+// reply the check cannot read. Messages are fixed sentences per reason.
 func (c *Client) Check(ctx context.Context, connString string) error {
 	const op = "acs.Check"
 	cs, err := ParseConnectionString(connString)
 	if err != nil {
 		return err
 	}
+	if err := cs.CheckEndpoint(c.allowPrivate); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	body := []byte(`{"createTokenFor":["voip"]}`)
+	body := []byte(`{"createTokenWithScopes":["voip"]}`)
 	status, reply, err := c.do(ctx, cs, http.MethodPost, "identities", body)
+	if errors.Is(err, errAddressRefused) {
+		return checkError(switchboard.EINVALID, op, TypeNotAllowed, "The endpoint resolves to a loopback, private or link-local address; it was not contacted.")
+	}
 	if err != nil {
-		return checkError(switchboard.EUNAVAILABLE, op, TypeUnreachable, "could not reach %s: %v", cs.Endpoint, transportReason(err))
+		return checkError(switchboard.EUNAVAILABLE, op, TypeUnreachable, "The endpoint could not be reached (no connection, no TLS with a trusted "+
+			"certificate, or no reply in time); try again later.")
 	}
 	if status != http.StatusCreated && status != http.StatusOK {
-		return statusError(op, cs.Endpoint, status, reply)
+		return statusError(op, status)
 	}
 	var id identityReply
 	if err := json.Unmarshal(reply, &id); err != nil || id.Identity.ID == "" || id.AccessToken.Token == "" {
-		return checkError(switchboard.EUNAVAILABLE, op, TypeUnexpected, "%s answered %d without an identity and token: it does not behave like Azure Communication Services", cs.Endpoint, status)
+		return checkError(switchboard.EUNAVAILABLE, op, TypeUnexpected, "The endpoint answered without an identity and token: it does not behave "+
+			"like Azure Communication Services.")
 	}
 	// The identity was only a probe: remove it (and its token) again.
 	_, _, _ = c.do(ctx, cs, http.MethodDelete, "identities/"+url.PathEscape(id.Identity.ID), nil)
@@ -163,57 +305,29 @@ func (c *Client) do(ctx context.Context, cs ConnectionString, method, path strin
 	return resp.StatusCode, reply, nil
 }
 
-func checkError(code, op, typ, format string, args ...any) error {
-	e := switchboard.Errorf(code, op, format, args...)
-	e.Type = typ
-	return e
+func checkError(code, op, typ, message string) error {
+	return &switchboard.Error{Code: code, Op: op, Type: typ, Message: message}
 }
 
-// statusError classifies an ACS error reply. ACS error bodies are
-// {"error": {"code": "...", "message": "..."}}; their text holds no secret.
-func statusError(op, endpoint string, status int, reply []byte) error {
-	detail := ""
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(reply, &body) == nil && (body.Error.Code != "" || body.Error.Message != "") {
-		detail = fmt.Sprintf(" (ACS says: %s %s)", clip(body.Error.Code, 64), clip(body.Error.Message, 200))
-	}
+// statusError classifies an ACS error reply by its status alone: the
+// reply's text comes from whatever answered, which the caller chose, so it
+// is not passed on.
+func statusError(op string, status int) error {
 	switch {
 	case status == http.StatusUnauthorized:
-		return checkError(switchboard.EUNAUTHORIZED, op, TypeKeyRefused, "%s refused the access key (401): the key is wrong, was regenerated, or belongs to another resource%s", endpoint, detail)
+		return checkError(switchboard.EUNAUTHORIZED, op, TypeKeyRefused, "The endpoint refused the access key (401): the key is wrong, was "+
+			"regenerated, or belongs to another resource.")
 	case status == http.StatusForbidden:
-		return checkError(switchboard.EFORBIDDEN, op, TypeInsufficientRights, "%s accepted the request but refused to issue a token (403): insufficient permissions%s", endpoint, detail)
+		return checkError(switchboard.EFORBIDDEN, op, TypeInsufficientRights, "The endpoint accepted the key but refused to issue a token (403): "+
+			"insufficient permissions.")
 	case status == http.StatusTooManyRequests || status >= 500:
-		return checkError(switchboard.EUNAVAILABLE, op, TypeUnreachable, "%s failed with %d; try again later%s", endpoint, status, detail)
+		return checkError(switchboard.EUNAVAILABLE, op, TypeUnreachable, "The endpoint is busy or failing (429 or 5xx); try again later.")
+	case status >= 300 && status < 400:
+		return checkError(switchboard.EINVALID, op, TypeNotACS, "The endpoint answered with a redirect, which is not followed: it does not look "+
+			"like an Azure Communication Services resource.")
 	case status >= 400:
-		return checkError(switchboard.EINVALID, op, TypeNotACS, "%s answered %d to an identity request: it does not look like an Azure Communication Services resource%s", endpoint, status, detail)
+		return checkError(switchboard.EINVALID, op, TypeNotACS, "The endpoint refused the identity request (4xx): it does not look like an Azure "+
+			"Communication Services resource.")
 	}
-	return checkError(switchboard.EUNAVAILABLE, op, TypeUnexpected, "%s answered %d to an identity request, expected 201", endpoint, status)
-}
-
-func clip(s string, n int) string {
-	s = strings.TrimSpace(s)
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
-}
-
-// transportReason says briefly why a request did not get a reply.
-func transportReason(err error) string {
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return "no reply in time"
-	case errors.Is(err, context.Canceled):
-		return "the request was cancelled"
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err.Error()
-	}
-	return err.Error()
+	return checkError(switchboard.EUNAVAILABLE, op, TypeUnexpected, "The endpoint answered the identity request with an unexpected status.")
 }

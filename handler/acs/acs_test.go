@@ -2,6 +2,7 @@ package acs_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -27,16 +28,17 @@ func TestParseConnectionString(t *testing.T) {
 		{name: "documented form", in: "endpoint=https://contoso.communication.azure.com/;accesskey=" + testKey, wantEndpoint: "https://contoso.communication.azure.com/"},
 		{name: "any case, any order, no slash, trailing semicolon", in: " AccessKey=" + testKey + "; Endpoint=https://Contoso.Communication.Azure.com ;", wantEndpoint: "https://contoso.communication.azure.com/"},
 		{name: "port kept", in: "endpoint=https://127.0.0.1:8443/;accesskey=" + testKey, wantEndpoint: "https://127.0.0.1:8443/"},
+		{name: "http kept (refused later by CheckEndpoint)", in: "endpoint=http://127.0.0.1:8080;accesskey=" + testKey, wantEndpoint: "http://127.0.0.1:8080/"},
 		{name: "empty", in: "  ", wantErr: "empty"},
 		{name: "no endpoint", in: "accesskey=" + testKey, wantErr: "endpoint is missing"},
 		{name: "no key", in: "endpoint=https://contoso.communication.azure.com/", wantErr: "accesskey is missing"},
 		{name: "empty key", in: "endpoint=https://contoso.communication.azure.com/;accesskey=", wantErr: "accesskey is missing"},
 		{name: "key not base64", in: "endpoint=https://contoso.communication.azure.com/;accesskey=not*base64", wantErr: "not base64"},
-		{name: "http endpoint", in: "endpoint=http://contoso.communication.azure.com/;accesskey=" + testKey, wantErr: "https"},
+		{name: "ftp endpoint", in: "endpoint=ftp://contoso.communication.azure.com/;accesskey=" + testKey, wantErr: "https"},
 		{name: "relative endpoint", in: "endpoint=contoso;accesskey=" + testKey, wantErr: "absolute URL"},
 		{name: "endpoint with path", in: "endpoint=https://contoso.communication.azure.com/identities;accesskey=" + testKey, wantErr: "without a path"},
 		{name: "twice", in: "endpoint=https://a.communication.azure.com/;endpoint=https://b.communication.azure.com/;accesskey=" + testKey, wantErr: "twice"},
-		{name: "storage string", in: "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=" + testKey, wantErr: `unknown part "DefaultEndpointsProtocol"`},
+		{name: "storage string", in: "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=" + testKey, wantErr: `"DefaultEndpointsProtocol", a part of another kind`},
 		{name: "segment without =", in: "endpoint=https://contoso.communication.azure.com/;" + strings.TrimSuffix(testKey, "=="), wantErr: "not name=value"},
 	}
 	for _, tt := range tests {
@@ -67,6 +69,26 @@ func TestParseConnectionString(t *testing.T) {
 				t.Errorf("error %q repeats the access key", err)
 			}
 		})
+	}
+}
+
+// A key whose base64 holds "=" splits into name=value pieces: neither
+// piece may come back in the parser's error.
+func TestParseConnectionStringNeverEchoesAKeyPiece(t *testing.T) {
+	for _, in := range []string{
+		"endpoint=https://contoso.communication.azure.com/;accesskey=" + testKey + ";QWxhZGRpbjpvcGVuIHNlc2FtZQ=x",
+		"endpoint=https://contoso.communication.azure.com/;QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
+		"endpoint=https://contoso.communication.azure.com/;Zm9vYmFy=;accesskey=" + testKey,
+	} {
+		_, err := acs.ParseConnectionString(in)
+		if err == nil {
+			t.Fatalf("ParseConnectionString(%q) = nil, want an error", in)
+		}
+		for _, piece := range []string{"QWxhZGRpbjpvcGVu", "Zm9vYmFy"} {
+			if strings.Contains(err.Error(), piece) {
+				t.Errorf("error %q repeats %q from the input", err, piece)
+			}
+		}
 	}
 }
 
@@ -103,7 +125,7 @@ func TestSignKnownAnswer(t *testing.T) {
 }
 
 func newClient(s *acstest.Server) *acs.Client {
-	return acs.NewClient(s.Client(), nil)
+	return acs.New(acs.Options{AllowPrivate: true, RootCAs: s.CertPool()})
 }
 
 func TestCheckAgainstFake(t *testing.T) {
@@ -170,13 +192,13 @@ func TestCheckAgainstFake(t *testing.T) {
 		if got, want := switchboard.ErrorCode(err), switchboard.EUNAVAILABLE; got != want {
 			t.Fatalf("code = %q (%v), want %q", got, err, want)
 		}
-		if !strings.Contains(err.Error(), "could not reach "+s.URL) {
-			t.Errorf("error %q does not name the endpoint", err)
+		if !strings.Contains(err.Error(), "could not be reached") {
+			t.Errorf("error %q does not say the endpoint is unreachable", err)
 		}
 	})
 	t.Run("untrusted certificate", func(t *testing.T) {
 		s := acstest.NewServer(t)
-		err := acs.NewClient(&http.Client{}, nil).Check(ctx, s.ConnectionString())
+		err := acs.New(acs.Options{AllowPrivate: true}).Check(ctx, s.ConnectionString())
 		if got, want := switchboard.ErrorCode(err), switchboard.EUNAVAILABLE; got != want {
 			t.Fatalf("code = %q (%v), want %q", got, err, want)
 		}
@@ -187,13 +209,15 @@ func TestCheckAgainstFake(t *testing.T) {
 			_, _ = w.Write([]byte("<html>hello</html>"))
 		}))
 		defer s.Close()
-		err := acs.NewClient(s.Client(), nil).Check(ctx, "endpoint="+s.URL+"/;accesskey="+testKey)
+		pool := x509.NewCertPool()
+		pool.AddCert(s.Certificate())
+		err := acs.New(acs.Options{AllowPrivate: true, RootCAs: pool}).Check(ctx, "endpoint="+s.URL+"/;accesskey="+testKey)
 		if got, want := switchboard.ErrorType(err), acs.TypeUnexpected; got != want {
 			t.Fatalf("type = %q (%v), want %q", got, err, want)
 		}
 	})
 	t.Run("malformed", func(t *testing.T) {
-		err := acs.NewClient(nil, nil).Check(ctx, "endpoint=https://x.communication.azure.com/")
+		err := acs.New(acs.Options{}).Check(ctx, "endpoint=https://x.communication.azure.com/")
 		if got, want := switchboard.ErrorField(err), "connectionString"; got != want || !switchboard.IsCode(err, switchboard.EINVALID) {
 			t.Fatalf("err = %v (field %q), want EINVALID on %q", err, got, want)
 		}
@@ -203,7 +227,7 @@ func TestCheckAgainstFake(t *testing.T) {
 // A clock far off makes the fake refuse the date, as ACS does.
 func TestCheckWithSkewedClockIsRefused(t *testing.T) {
 	s := acstest.NewServer(t)
-	c := acs.NewClient(s.Client(), func() time.Time { return time.Now().Add(-time.Hour) })
+	c := acs.New(acs.Options{AllowPrivate: true, RootCAs: s.CertPool(), Now: func() time.Time { return time.Now().Add(-time.Hour) }})
 	if err := c.Check(context.Background(), s.ConnectionString()); !switchboard.IsCode(err, switchboard.EUNAUTHORIZED) {
 		t.Fatalf("Check = %v, want EUNAUTHORIZED", err)
 	}

@@ -165,6 +165,9 @@ func v1IssuerPrefix(host, authority string) string {
 	return authority
 }
 
+// errNoKID refuses a token whose header names no signing key.
+var errNoKID = errors.New("auth: the token names no signing key (kid)")
+
 // claims are the parts of an Entra access token the API reads.
 type claims struct {
 	jwt.RegisteredClaims
@@ -181,7 +184,16 @@ type claims struct {
 // than the Entra issuer of the token's tenant.
 func (v *Verifier) Verify(ctx context.Context, token string) (switchboard.Principal, error) {
 	var c claims
-	_, err := v.parser.ParseWithClaims(token, &c, v.keys.KeyfuncCtx(ctx))
+	keyOf := v.keys.KeyfuncCtx(ctx)
+	_, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		// Entra signs every token under a named key. Without a kid the
+		// key set would fall back to whichever key it holds, so a token
+		// could be checked against a key it never named.
+		if kid, _ := t.Header["kid"].(string); kid == "" {
+			return nil, errNoKID
+		}
+		return keyOf(t)
+	})
 	if err != nil {
 		return switchboard.Principal{}, unauthorized(v.describe(token, err))
 	}
@@ -190,7 +202,12 @@ func (v *Verifier) Verify(ctx context.Context, token string) (switchboard.Princi
 		return switchboard.Principal{}, unauthorized("the token has no tenant id (tid)")
 	}
 	if !v.validIssuer(c.Issuer, tid) {
-		return switchboard.Principal{}, unauthorized(fmt.Sprintf("the token's issuer %q is not Entra ID's issuer for tenant %s (%s)", clip(c.Issuer), tid, v.authority+tid+"/v2.0"))
+		return switchboard.Principal{}, unauthorized(fmt.Sprintf(
+			"the token's issuer %q is not Entra ID's issuer for tenant %s (%s)",
+			clip(c.Issuer),
+			tid,
+			v.authority+tid+"/v2.0",
+		))
 	}
 	p := switchboard.Principal{TenantID: tid, ObjectID: c.ObjectID, Subject: c.Subject, AppID: c.AZP}
 	if p.AppID == "" {
@@ -217,6 +234,8 @@ func (v *Verifier) describe(token string, err error) string {
 			return fmt.Sprintf("the token is signed with %q; only RS256 is accepted", clip(alg))
 		}
 		return "the token's signature is invalid"
+	case errors.Is(err, errNoKID):
+		return "the token names no signing key (kid)"
 	case errors.Is(err, keyfunc.ErrKeyfunc), errors.Is(err, jwt.ErrTokenUnverifiable):
 		if alg := headerString(token, "alg"); alg != "RS256" {
 			return fmt.Sprintf("the token is signed with %q; only RS256 is accepted", clip(alg))

@@ -166,6 +166,8 @@ func TestVerify(t *testing.T) {
 		{name: "issuer of another tenant", token: token(t, rs, k1, "key-1", p.authority()+tenantB+"/v2.0", nil), wantErr: "issuer"},
 		{name: "public v1.0 issuer on a non-public authority", token: token(t, rs, k1, "key-1", "https://sts.windows.net/"+tenantA+"/", nil), wantErr: "issuer"},
 		{name: "no tid", token: token(t, rs, k1, "key-1", v2, map[string]any{"tid": nil}), wantErr: "no tenant id"},
+		{name: "no kid", token: token(t, rs, k1, "", v2, nil), wantErr: "names no signing key (kid)"},
+		{name: "empty kid", token: kidless(t, token(t, rs, k1, "key-1", v2, nil), ""), wantErr: "names no signing key (kid)"},
 		{name: "unknown kid", token: token(t, rs, testKey(t, 1), "key-404", v2, nil), wantErr: `signing key "key-404"`},
 		{name: "known kid, other key", token: token(t, rs, testKey(t, 1), "key-1", v2, nil), wantErr: "signature is invalid"},
 		{name: "alg none", token: token(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "key-1", v2, nil), wantErr: `"none"`},
@@ -197,6 +199,21 @@ func TestVerify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kidless re-signs tok's header with kid set to kid (an empty string).
+func kidless(t *testing.T, tok, kid string) string {
+	t.Helper()
+	parsed, _, err := jwt.NewParser().ParseUnverified(tok, jwt.MapClaims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed.Header["kid"] = kid
+	out, err := parsed.SignedString(testKey(t, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // tamper changes the token's payload (tid) and keeps the signature.

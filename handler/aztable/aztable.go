@@ -69,9 +69,16 @@ func Open(opts Options) (*Tables, error) {
 	switch {
 	case opts.ConnectionString != "":
 		if strings.Contains(strings.ToLower(opts.ConnectionString), "usedevelopmentstorage=true") {
-			return nil, switchboard.Errorf(switchboard.EINVALID, op, "UseDevelopmentStorage=true is not supported: give Azurite's explicit connection string (AccountName=devstoreaccount1;...;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1)")
+			return nil, switchboard.Errorf(switchboard.EINVALID, op, "UseDevelopmentStorage=true is not supported: give Azurite's explicit "+
+				"connection string (AccountName=devstoreaccount1;...;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1)")
 		}
-		svc, err = aztables.NewServiceClientFromConnectionString(opts.ConnectionString, co)
+		if endpoint, sas, ok := sasConnectionString(opts.ConnectionString); ok {
+			// The SDK ignores TableEndpoint in a SAS connection string and
+			// always calls <account>.table.core.windows.net.
+			svc, err = aztables.NewServiceClientWithNoCredential(endpoint+"?"+sas, co)
+		} else {
+			svc, err = aztables.NewServiceClientFromConnectionString(opts.ConnectionString, co)
+		}
 	case opts.Endpoint != "":
 		if opts.Credential == nil {
 			return nil, switchboard.Errorf(switchboard.EINVALID, op, "a table endpoint needs a credential")
@@ -85,6 +92,21 @@ func Open(opts Options) (*Tables, error) {
 		return nil, switchboard.Errorf(switchboard.EINVALID, op, "the table storage connection settings are malformed")
 	}
 	return &Tables{svc: svc, created: map[string]*Table{}}, nil
+}
+
+// sasConnectionString returns the table endpoint and the SAS token of a
+// connection string of the form TableEndpoint=...;SharedAccessSignature=...
+// (no AccountKey).
+func sasConnectionString(cs string) (endpoint, sas string, ok bool) {
+	parts := map[string]string{}
+	for _, part := range strings.Split(cs, ";") {
+		if name, value, found := strings.Cut(strings.TrimSpace(part), "="); found {
+			parts[strings.ToLower(name)] = value
+		}
+	}
+	endpoint, sas = strings.TrimRight(parts["tableendpoint"], "/"), strings.TrimPrefix(parts["sharedaccesssignature"], "?")
+	_, hasKey := parts["accountkey"]
+	return endpoint, sas, endpoint != "" && sas != "" && !hasKey
 }
 
 // Table returns the named table, creating it on first use.
@@ -442,7 +464,22 @@ var codes = []struct {
 	{switchboard.ECONFLICT, []string{string(aztables.EntityAlreadyExists), string(aztables.TableAlreadyExists)}},
 	{switchboard.EPRECONDITION, []string{string(aztables.UpdateConditionNotSatisfied), "ConditionNotMet"}},
 	{switchboard.ENOTFOUND, []string{string(aztables.ResourceNotFound), string(aztables.EntityNotFound), string(aztables.TableNotFound)}},
-	{switchboard.EINVALID, []string{string(aztables.InvalidInput), string(aztables.PropertyValueTooLarge), string(aztables.EntityTooLarge), string(aztables.OutOfRangeInput), string(aztables.InvalidValueType), string(aztables.TooManyProperties), string(aztables.PropertyNameInvalid), string(aztables.PropertyNameTooLong), string(aztables.InvalidDuplicateRow), "CommandsInBatchActOnDifferentPartitions", "InvalidOperation"}},
+	{
+		switchboard.EINVALID,
+		[]string{
+			string(aztables.InvalidInput),
+			string(aztables.PropertyValueTooLarge),
+			string(aztables.EntityTooLarge),
+			string(aztables.OutOfRangeInput),
+			string(aztables.InvalidValueType),
+			string(aztables.TooManyProperties),
+			string(aztables.PropertyNameInvalid),
+			string(aztables.PropertyNameTooLong),
+			string(aztables.InvalidDuplicateRow),
+			"CommandsInBatchActOnDifferentPartitions",
+			"InvalidOperation",
+		},
+	},
 }
 
 func hasCode(err error, code aztables.TableErrorCode) bool {
@@ -459,11 +496,17 @@ func translate(op string, err error) error {
 		return nil
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: "table storage did not answer in time", Err: err}
+		return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: "table storage did not answer in time", Err: switchboard.Redact(err)}
 	}
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) {
-		return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: "table storage is unreachable: " + firstLine(err.Error())}
+		// Transport errors quote the request URL, whose query holds a SAS
+		// token when the connection string has one.
+		return &switchboard.Error{
+			Code:    switchboard.EUNAVAILABLE,
+			Op:      op,
+			Message: "table storage is unreachable: " + firstLine(switchboard.RedactURLs(err.Error())),
+		}
 	}
 	text := re.Error()
 	for _, c := range codes {
@@ -481,9 +524,11 @@ func translate(op string, err error) error {
 	case re.StatusCode == http.StatusPreconditionFailed:
 		return &switchboard.Error{Code: switchboard.EPRECONDITION, Op: op, Message: "table storage: the entity was changed by someone else"}
 	case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
-		return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("table storage refused the credentials (%d %s)", re.StatusCode, re.ErrorCode)}
+		return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("table storage refused the credentials (%d "+
+			"%s)", re.StatusCode, re.ErrorCode)}
 	case re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500:
-		return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("table storage is busy or failing (%d %s)", re.StatusCode, re.ErrorCode)}
+		return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("table storage is busy or failing (%d "+
+			"%s)", re.StatusCode, re.ErrorCode)}
 	}
 	return &switchboard.Error{Code: switchboard.EINTERNAL, Op: op, Message: fmt.Sprintf("table storage: %d %s", re.StatusCode, re.ErrorCode)}
 }

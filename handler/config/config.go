@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -48,6 +49,15 @@ type Config struct {
 	// the presence app's redirect URIs, where Entra sends the admin after
 	// consenting (optional: without it Entra uses the app's default).
 	PresenceConsentRedirectURI string // PRESENCE_CONSENT_REDIRECT_URI
+
+	// Presence change notifications (SPEC section 14): without the URL,
+	// no subscription is made and presence is polled only.
+	PresenceNotificationsURL string // PRESENCE_NOTIFICATIONS_URL: public URL of PresenceNotifications
+	// PresenceNotificationsCertificate is the PEM certificate and private
+	// key the notifications are encrypted for: the PEM itself, or the path
+	// of a file holding it.
+	PresenceNotificationsCertificate string        // PRESENCE_NOTIFICATIONS_CERTIFICATE (secret)
+	PresenceReconcileEvery           time.Duration // PRESENCE_RECONCILE_EVERY, default 5m
 
 	APIAuth     string // API_AUTH: entra (default) or none
 	APIAudience string // API_AUDIENCE
@@ -99,6 +109,8 @@ func Load(getenv func(string) string) (Config, error) {
 		APIAudience:              get("API_AUDIENCE", ""),
 	}
 	c.PresenceConsentRedirectURI = get("PRESENCE_CONSENT_REDIRECT_URI", "")
+	c.PresenceNotificationsURL = get("PRESENCE_NOTIFICATIONS_URL", "")
+	c.PresenceNotificationsCertificate = get("PRESENCE_NOTIFICATIONS_CERTIFICATE", "")
 	c.EventsQueue = get("EVENTS_QUEUE", "events")
 	c.SecretsKey = get("SECRETS_KEY", "")
 	c.SecretsKeyPrevious = get("SECRETS_KEY_PREVIOUS", "")
@@ -113,6 +125,9 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.InAzure && c.AllowPrivateEndpoints {
 		return c, fmt.Errorf("ALLOW_PRIVATE_ENDPOINTS=true is for local development only and is refused in Azure (WEBSITE_INSTANCE_ID is set)")
 	}
+	if c.InAzure && strings.EqualFold(c.APIAuth, "none") {
+		return c, fmt.Errorf("API_AUTH=none is for local development only and is refused in Azure (WEBSITE_INSTANCE_ID is set): set API_AUTH=entra and API_AUDIENCE")
+	}
 	if c.InAzure && c.SecretsKey == "" {
 		return c, fmt.Errorf("SECRETS_KEY must be set in Azure: it encrypts tenant secrets at rest (a Key Vault reference)")
 	}
@@ -122,6 +137,21 @@ func Load(getenv func(string) string) (Config, error) {
 	var err error
 	if c.PresenceStaleAfter, err = parseDuration(get("PRESENCE_STALE_AFTER", "120s")); err != nil {
 		return c, fmt.Errorf("PRESENCE_STALE_AFTER: %w", err)
+	}
+	if c.PresenceReconcileEvery, err = parseDuration(get("PRESENCE_RECONCILE_EVERY", "5m")); err != nil {
+		return c, fmt.Errorf("PRESENCE_RECONCILE_EVERY: %w", err)
+	}
+	if u := c.PresenceNotificationsURL; u != "" {
+		p, err := url.Parse(u)
+		if err != nil || p.Host == "" || (p.Scheme != "https" && !(p.Scheme == "http" && isLoopbackHost(p.Hostname()))) {
+			return c, fmt.Errorf(
+				"PRESENCE_NOTIFICATIONS_URL: %q must be an absolute https URL (Graph notifies https endpoints only; http is accepted for loopback, local development)",
+				u,
+			)
+		}
+		if c.PresenceNotificationsCertificate == "" {
+			return c, fmt.Errorf("PRESENCE_NOTIFICATIONS_CERTIFICATE must be set with PRESENCE_NOTIFICATIONS_URL: presence notifications carry encrypted resource data")
+		}
 	}
 	if _, err := ParseSchedule(c.PresenceSchedule); err != nil {
 		return c, fmt.Errorf("PRESENCE_POLL_SCHEDULE: %w", err)
@@ -154,6 +184,11 @@ func Load(getenv func(string) string) (Config, error) {
 func (c Config) PublicAuthority() bool {
 	u, err := url.Parse(c.AuthorityHost)
 	return err == nil && strings.EqualFold(u.Host, "login.microsoftonline.com")
+}
+
+func isLoopbackHost(h string) bool {
+	ip := net.ParseIP(h)
+	return h == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // ParseSchedule parses a timer schedule as the Functions host reads it:

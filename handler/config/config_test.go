@@ -68,6 +68,8 @@ func TestOverridesAndErrors(t *testing.T) {
 		{"bad poll schedule", with("PRESENCE_POLL_SCHEDULE", "every 30 seconds"), "PRESENCE_POLL_SCHEDULE"},
 		{"poll schedule out of range", with("PRESENCE_POLL_SCHEDULE", "*/30 * 25 * * *"), "PRESENCE_POLL_SCHEDULE"},
 		{"five-field poll schedule", with("PRESENCE_POLL_SCHEDULE", "*/2 * * * *"), ""},
+		{"no auth in Azure", with("WEBSITE_INSTANCE_ID", "abc123"), "API_AUTH=none"},
+		{"entra in Azure", map[string]string{"TABLES_CONNECTION_STRING": "x", "API_AUTH": "entra", "API_AUDIENCE": "api://sb", "WEBSITE_INSTANCE_ID": "abc123", "SECRETS_KEY": "k"}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -54,7 +54,8 @@ func (g Guard) CheckURL(ctx context.Context, field, raw string) (*url.URL, error
 	const op = "egress.CheckURL"
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Hostname() == "" || u.Opaque != "" {
-		return nil, &switchboard.Error{Code: switchboard.EINVALID, Op: op, Field: field, Type: ReasonURL, Message: "the URL is malformed: an absolute https URL with a host is required"}
+		return nil, &switchboard.Error{Code: switchboard.EINVALID, Op: op, Field: field, Type: ReasonURL, Message: "the URL is malformed: an " +
+			"absolute https URL with a host is required"}
 	}
 	if u.User != nil {
 		return nil, &switchboard.Error{Code: switchboard.EINVALID, Op: op, Field: field, Type: ReasonURL, Message: "the URL must not carry a user name or password"}

@@ -273,7 +273,10 @@ func (s *Service) logDelivery(ctx context.Context, sub Subscription, row store.E
 	if !next.IsZero() {
 		p["NextTryAt"] = next
 	}
-	if _, err := s.table.Upsert(ctx, store.Entity{PartitionKey: logPartition(sub.TenantID, sub.ID), RowKey: logKey(ft, row.String("EventId")), Props: p}); err != nil {
+	if _, err := s.table.Upsert(
+		ctx,
+		store.Entity{PartitionKey: logPartition(sub.TenantID, sub.ID), RowKey: logKey(ft, row.String("EventId")), Props: p},
+	); err != nil {
 		s.o.Log.Warn("events: delivery log not written", "subscription", sub.ID, "err", err)
 	}
 	if attempts == 1 && s.logged.Add(1)%trimEvery == 0 {
@@ -329,7 +332,15 @@ func (s *Service) failed(ctx context.Context, sub Subscription, k kick, row stor
 		if err := s.table.Delete(ctx, row.PartitionKey, row.RowKey, "*"); err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			return false, err
 		}
-		s.o.Log.Warn("events: event dead-lettered after 24 h of failed deliveries", "subscription", sub.ID, "eventId", row.String("EventId"), "lastError", res.err)
+		s.o.Log.Warn(
+			"events: event dead-lettered after 24 h of failed deliveries",
+			"subscription",
+			sub.ID,
+			"eventId",
+			row.String("EventId"),
+			"lastError",
+			res.err,
+		)
 		return true, s.updateSub(ctx, sub, func(c *Subscription) {
 			c.LastDeliveryAt, c.LastError = &at, res.err
 			c.FailedDeliveries++
@@ -352,7 +363,12 @@ func (s *Service) failed(ctx context.Context, sub Subscription, k kick, row stor
 		return false, err
 	}
 	s.logDelivery(ctx, sub, row, res, DeliveryPending, attempts, next)
-	if err := s.kick(ctx, kick{Tenant: k.Tenant, Sub: k.Sub, Subject: k.Subject}, next, fmt.Sprintf("%s|%s|retry%d", row.String("EventId"), sub.ID, attempts)); err != nil {
+	if err := s.kick(
+		ctx,
+		kick{Tenant: k.Tenant, Sub: k.Sub, Subject: k.Subject},
+		next,
+		fmt.Sprintf("%s|%s|retry%d", row.String("EventId"), sub.ID, attempts),
+	); err != nil {
 		return false, err
 	}
 	return false, s.updateSub(ctx, sub, func(c *Subscription) {

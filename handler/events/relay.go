@@ -73,7 +73,12 @@ func (s *Service) flush(ctx context.Context, table, pk string) (int, error) {
 	}
 	for _, op := range done {
 		// One by one: a concurrent flush may have removed some already.
-		if err := t.Delete(ctx, pk, op.Entity.RowKey, op.IfMatch); err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) && !switchboard.IsCode(err, switchboard.EPRECONDITION) {
+		if err := t.Delete(
+			ctx,
+			pk,
+			op.Entity.RowKey,
+			op.IfMatch,
+		); err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) && !switchboard.IsCode(err, switchboard.EPRECONDITION) {
 			return len(done), err
 		}
 	}

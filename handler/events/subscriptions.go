@@ -70,7 +70,12 @@ func validate(op string, n NewSubscription) error {
 		if strings.HasSuffix(t, ".*") && slices.ContainsFunc(Types, func(k string) bool { return strings.HasPrefix(k, strings.TrimSuffix(t, "*")) }) {
 			continue
 		}
-		return switchboard.FieldError(op, fmt.Sprintf("events[%d]", i), "unknown event type %q: use one of the catalogue (e.g. switchboard.conversation.offered), a resource with .* (switchboard.conversation.*), or *", t)
+		return switchboard.FieldError(
+			op,
+			fmt.Sprintf("events[%d]", i),
+			"unknown event type %q: use one of the catalogue (e.g. switchboard.conversation.offered), a resource with .* (switchboard.conversation.*), or *",
+			t,
+		)
 	}
 	if len(n.Services) > 100 {
 		return switchboard.FieldError(op, "services", "services lists %d services; at most 100", len(n.Services))
@@ -226,13 +231,21 @@ func (s *Service) get(ctx context.Context, tenant, id string) (Subscription, str
 	const op = "events.Get"
 	e, err := s.table.Get(ctx, subPartition(tenant), id)
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
-		return Subscription{}, "", "", &switchboard.Error{Code: switchboard.ENOTFOUND, Op: op, Message: fmt.Sprintf("no event subscription %q in this tenant", id)}
+		return Subscription{}, "", "", &switchboard.Error{
+			Code:    switchboard.ENOTFOUND,
+			Op:      op,
+			Message: fmt.Sprintf("no event subscription %q in this tenant", id),
+		}
 	}
 	if err != nil {
 		return Subscription{}, "", "", switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
 	if id == countKey {
-		return Subscription{}, "", "", &switchboard.Error{Code: switchboard.ENOTFOUND, Op: op, Message: fmt.Sprintf("no event subscription %q in this tenant", id)}
+		return Subscription{}, "", "", &switchboard.Error{
+			Code:    switchboard.ENOTFOUND,
+			Op:      op,
+			Message: fmt.Sprintf("no event subscription %q in this tenant", id),
+		}
 	}
 	return subFrom(tenant, e), e.String("Secret"), e.ETag, nil
 }

@@ -173,7 +173,19 @@ func (d *Dispatcher) invoke(ctx context.Context, fn Func, inv *Invocation) (stat
 	}()
 	res, err := fn(ctx, inv)
 	if err != nil {
-		d.log.Error("function failed", "function", inv.Function, "invocation", inv.InvocationID, "code", switchboard.ErrorCode(err), "err", err, "elapsed", time.Since(start))
+		d.log.Error(
+			"function failed",
+			"function",
+			inv.Function,
+			"invocation",
+			inv.InvocationID,
+			"code",
+			switchboard.ErrorCode(err),
+			"err",
+			err,
+			"elapsed",
+			time.Since(start),
+		)
 		inv.Logf("failed: %v", err)
 		return http.StatusInternalServerError, reply{Outputs: map[string]any{}, Logs: inv.logs}
 	}

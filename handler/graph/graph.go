@@ -142,11 +142,23 @@ func (c *Client) adapter(tenant string, src switchboard.PresenceSource) (*core.G
 	if err != nil {
 		return nil, err
 	}
+	// Continuous access evaluation: the provider asks for CAE-capable
+	// tokens, and the adapter answers a Graph 401 insufficient_claims
+	// challenge once by asking the credential for a new token with the
+	// challenge's claims (policy.TokenRequestOptions.Claims), which skips
+	// the cached token; what that sign-in says (AADSTS50076 for MFA) is what
+	// classify reports (TestRevokedTokenIsChallengedAndReasonReported).
 	auth, err := kauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{Scope}, c.validHosts)
 	if err != nil {
 		return nil, err
 	}
-	a, err := core.NewGraphRequestAdapterBaseWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, core.GraphClientOptions{GraphServiceLibraryVersion: "1.103.0"}, c.pnf, c.swf, c.httpClient)
+	a, err := core.NewGraphRequestAdapterBaseWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(
+		auth,
+		core.GraphClientOptions{GraphServiceLibraryVersion: "1.103.0"},
+		c.pnf,
+		c.swf,
+		c.httpClient,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +169,8 @@ func (c *Client) adapter(tenant string, src switchboard.PresenceSource) (*core.G
 
 func (c *Client) credential(tenant string, src switchboard.PresenceSource) (azcore.TokenCredential, error) {
 	if c.o.ClientID == "" {
-		return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceNotConfigured, Message: "the deployment has no presence app (PRESENCE_APP_CLIENT_ID is not set)"}
+		return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceNotConfigured, Message: "the deployment has no presence app " +
+			"(PRESENCE_APP_CLIENT_ID is not set)"}
 	}
 	client := azcore.ClientOptions{
 		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: c.o.AuthorityHost},
@@ -168,7 +181,8 @@ func (c *Client) credential(tenant string, src switchboard.PresenceSource) (azco
 	case switchboard.SourceAccount1, switchboard.SourceAccount2:
 		acc := c.o.Accounts[src.Account()-1]
 		if acc.UPN == "" || acc.Password == "" {
-			return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceNotConfigured, Message: fmt.Sprintf("presence account %d is not configured in this deployment", src.Account())}
+			return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceNotConfigured, Message: fmt.Sprintf("presence account %d "+
+				"is not configured in this deployment", src.Account())}
 		}
 		//lint:ignore SA1019 ROPC is how a guest presence account signs into the customer's tenant (seed 004); it cannot do MFA, which the status says.
 		return azidentity.NewUsernamePasswordCredential(tenant, c.o.ClientID, acc.UPN, acc.Password, &azidentity.UsernamePasswordCredentialOptions{
@@ -176,7 +190,8 @@ func (c *Client) credential(tenant string, src switchboard.PresenceSource) (azco
 		})
 	case switchboard.SourceApplication:
 		if c.o.ClientSecret == "" {
-			return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceNotConfigured, Message: "the deployment has no secret for the presence app (PRESENCE_APP_CLIENT_SECRET)"}
+			return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceNotConfigured, Message: "the deployment has no secret for " +
+				"the presence app (PRESENCE_APP_CLIENT_SECRET)"}
 		}
 		return azidentity.NewClientSecretCredential(tenant, c.o.ClientID, c.o.ClientSecret, &azidentity.ClientSecretCredentialOptions{
 			ClientOptions: client, DisableInstanceDiscovery: !c.o.PublicAuthority,
@@ -190,7 +205,11 @@ var errorMapping = abs.ErrorMappings{"XXX": odataerrors.CreateODataErrorFromDisc
 // Presences implements presence.Graph.
 func (c *Client) Presences(ctx context.Context, tenant string, src switchboard.PresenceSource, ids []string) ([]switchboard.PresenceReading, error) {
 	if len(ids) == 0 || len(ids) > switchboard.MaxPresenceIDsPerCall {
-		return nil, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError, Message: fmt.Sprintf("%d ids in one call: 1 to %d allowed", len(ids), switchboard.MaxPresenceIDsPerCall)}
+		return nil, &switchboard.SourceError{
+			Source:  src,
+			Reason:  switchboard.SourceGraphError,
+			Message: fmt.Sprintf("%d ids in one call: 1 to %d allowed", len(ids), switchboard.MaxPresenceIDsPerCall),
+		}
 	}
 	a, err := c.adapter(tenant, src)
 	if err != nil {
@@ -254,7 +273,11 @@ func (c *Client) User(ctx context.Context, tenant string, src switchboard.Presen
 	}
 	user, ok := res.(models.Userable)
 	if !ok || user.GetId() == nil {
-		return switchboard.DirectoryUser{}, &switchboard.SourceError{Source: src, Reason: switchboard.SourceGraphError, Message: "Graph answered without a user"}
+		return switchboard.DirectoryUser{}, &switchboard.SourceError{
+			Source:  src,
+			Reason:  switchboard.SourceGraphError,
+			Message: "Graph answered without a user",
+		}
 	}
 	return switchboard.DirectoryUser{ID: *user.GetId(), UserPrincipalName: deref(user.GetUserPrincipalName()), DisplayName: deref(user.GetDisplayName())}, nil
 }

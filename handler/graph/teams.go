@@ -72,9 +72,15 @@ func teamError(op, teamID string, se *switchboard.SourceError) error {
 	switch {
 	case se.Status == http.StatusNotFound:
 		return &switchboard.Error{Code: switchboard.ENOTFOUND, Op: op, Message: fmt.Sprintf("there is no Microsoft Teams team %s", teamID), Err: se}
+	case se.Status != http.StatusForbidden && se.Reason == switchboard.SourcePermissionNotGranted:
+		// The sign-in itself was refused: the tenant has not consented.
+		return &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: op, Err: se,
+			Message: fmt.Sprintf("the members of team %s cannot be read: %s; a tenant admin must grant admin consent to the presence app, with the "+
+				"application permission TeamMember.Read.All", teamID, se.Message)}
 	case se.Status == http.StatusForbidden || se.Reason == switchboard.SourcePermissionNotGranted:
 		return &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: op, Err: se,
-			Message: fmt.Sprintf("Microsoft Graph refused to list the members of team %s: a tenant admin must grant the application permission TeamMember.Read.All to the presence app", teamID)}
+			Message: fmt.Sprintf("Microsoft Graph refused to list the members of team %s: a tenant admin must grant the application permission "+
+				"TeamMember.Read.All to the presence app", teamID)}
 	}
 	return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: "the members of team " + teamID + " could not be read: " + se.Message, Err: se}
 }

@@ -108,6 +108,20 @@ func TestTeamMembers(t *testing.T) {
 	}
 }
 
+// A team in a tenant Entra ID does not know (never consented, mistyped)
+// is the caller's to fix: 403 naming the missing consent, not a retryable
+// 503.
+func TestTeamMembersInUnknownTenant(t *testing.T) {
+	c, _ := newTeamsEnv(t, graphsim.TenantOptions{AppConsent: true}, appSecret)
+	_, err := c.TeamMembers(context.Background(), "0d4e2f6a-0000-4000-8000-00000000abcd", "team-1")
+	if got, want := switchboard.ErrorCode(err), switchboard.EFORBIDDEN; got != want {
+		t.Fatalf("error code = %q (%v), want %q", got, err, want)
+	}
+	if msg := switchboard.ErrorMessage(err); !strings.Contains(msg, "admin consent") || !strings.Contains(msg, "TeamMember.Read.All") {
+		t.Errorf("message = %q, want it to name the admin consent and TeamMember.Read.All", msg)
+	}
+}
+
 func TestTeamMembersFailures(t *testing.T) {
 	for _, tc := range []struct {
 		name     string

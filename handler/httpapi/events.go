@@ -1,10 +1,7 @@
 package httpapi
 
 import (
-	"net"
 	"net/http"
-	"net/netip"
-	"strings"
 
 	"switchboard/handler/switchboard"
 )
@@ -114,39 +111,4 @@ func (a *EventsAPI) ids(r *http.Request) (string, string, error) {
 	}
 	id, err := PathID(r, "id")
 	return tenant, id, err
-}
-
-// BaseURL is the scheme and host the caller used, as the Functions host
-// forwards them: X-Forwarded-Proto and X-Forwarded-Host when set, else the
-// request's Host (https unless the request came in plain over loopback).
-func BaseURL(r *http.Request) string {
-	proto := firstValue(r.Header.Get("X-Forwarded-Proto"))
-	if proto != "http" && proto != "https" {
-		proto = "https"
-		if r.TLS == nil && isLoopbackHost(r.Host) {
-			proto = "http"
-		}
-	}
-	host := firstValue(r.Header.Get("X-Forwarded-Host"))
-	if host == "" {
-		host = r.Host
-	}
-	return proto + "://" + host
-}
-
-func firstValue(h string) string {
-	first, _, _ := strings.Cut(h, ",")
-	return strings.TrimSpace(first)
-}
-
-func isLoopbackHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	if host == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
-	return err == nil && a.IsLoopback()
 }

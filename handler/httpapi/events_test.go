@@ -17,8 +17,9 @@ func TestBaseURL(t *testing.T) {
 		{"local runner, plain", "127.0.0.1:7071", "", "", false, "http://127.0.0.1:7071"},
 		{"localhost", "localhost:7071", "", "", false, "http://localhost:7071"},
 		{"direct TLS", "app.contoso.com", "", "", true, "https://app.contoso.com"},
-		{"a public host without TLS is still https", "app.contoso.com", "", "", false, "https://app.contoso.com"},
-		{"a bogus proto is ignored", "app.contoso.com", "gopher", "", false, "https://app.contoso.com"},
+		{"plain without a forwarded proto", "app.contoso.com", "", "", false, "http://app.contoso.com"},
+		{"a bogus proto is ignored", "app.contoso.com", "gopher", "", true, "https://app.contoso.com"},
+		{"a forwarded host with a path is ignored", "127.0.0.1:8080", "https", "evil.example/x?y", false, "https://127.0.0.1:8080"},
 	}
 	for _, c := range cases {
 		r := httptest.NewRequest("POST", "/api/x", nil)

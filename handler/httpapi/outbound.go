@@ -199,22 +199,51 @@ func (a *OutboundAPI) list(w http.ResponseWriter, r *http.Request) error {
 	return WriteJSON(w, http.StatusOK, out)
 }
 
-// nextLink is the absolute URL of the next page: the request's URL with the
-// new continuation token. Behind the Functions host the original scheme is
-// in X-Forwarded-Proto.
+// nextLink is the absolute URL of the next page: the request's URL, on
+// the caller's scheme and host (BaseURL), with the new continuation token.
 func nextLink(r *http.Request, token string) string {
+	q := r.URL.Query()
+	q.Set("continuationToken", token)
+	// The function key travels in the header, never in a link; the host
+	// reads "code" in any case, so every spelling goes.
+	for k := range q {
+		if strings.EqualFold(k, "code") {
+			q.Del(k)
+		}
+	}
+	return BaseURL(r) + (&url.URL{Path: r.URL.Path, RawQuery: q.Encode()}).String()
+}
+
+// BaseURL is the scheme and host the caller used. Behind the Functions
+// host they are in X-Forwarded-Proto and X-Forwarded-Host (first value of
+// each, as proxies append theirs; a host only when it is a bare
+// host[:port], so a forwarded value cannot add a path, query or userinfo);
+// without them, the request's own TLS state and Host header.
+func BaseURL(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+	if p := strings.ToLower(firstForwarded(r.Header.Get("X-Forwarded-Proto"))); p == "https" || p == "http" {
 		scheme = p
 	}
-	q := r.URL.Query()
-	q.Set("continuationToken", token)
-	q.Del("code") // the function key travels in the header, never in a link
-	u := url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawQuery: q.Encode()}
-	return u.String()
+	host := r.Host
+	if h := firstForwarded(r.Header.Get("X-Forwarded-Host")); h != "" && validHost(h) {
+		host = h
+	}
+	return scheme + "://" + host
+}
+
+func firstForwarded(v string) string {
+	first, _, _ := strings.Cut(v, ",")
+	return strings.TrimSpace(first)
+}
+
+// validHost reports whether h is a bare host[:port], so that a forwarded
+// value cannot add a path, query or userinfo to the link.
+func validHost(h string) bool {
+	u, err := url.Parse("http://" + h)
+	return err == nil && u.Host == h && u.User == nil && u.Path == "" && u.RawQuery == "" && !strings.ContainsAny(h, "/?#@\\ ")
 }
 
 func taskRoute(r *http.Request) (tenant, service, id string, err error) {

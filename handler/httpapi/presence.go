@@ -56,6 +56,7 @@ type pollJSON struct {
 	StartedAt       time.Time `json:"startedAt"`
 	DurationMs      int64     `json:"durationMs"`
 	Users           int       `json:"users"`
+	Covered         int       `json:"covered"`
 	Changed         int       `json:"changed"`
 	Calls           int       `json:"calls"`
 	Errors          int       `json:"errors"`
@@ -69,14 +70,41 @@ type pollJSON struct {
 }
 
 type trackingJSON struct {
-	TrackOverGuestAccounts bool         `json:"trackOverGuestAccounts"`
-	Sources                []sourceJSON `json:"sources"`
-	AdminConsentURL        string       `json:"adminConsentUrl"`
-	ApplicationConsentURL  string       `json:"applicationConsentUrl"`
-	StaleAfterSeconds      int          `json:"staleAfterSeconds"`
-	Shards                 int          `json:"shards"`
-	LastPoll               *pollJSON    `json:"lastPoll"`
-	LastShardPoll          *pollJSON    `json:"lastShardPoll"`
+	TrackOverGuestAccounts bool              `json:"trackOverGuestAccounts"`
+	Sources                []sourceJSON      `json:"sources"`
+	AdminConsentURL        string            `json:"adminConsentUrl"`
+	ApplicationConsentURL  string            `json:"applicationConsentUrl"`
+	StaleAfterSeconds      int               `json:"staleAfterSeconds"`
+	Shards                 int               `json:"shards"`
+	LastPoll               *pollJSON         `json:"lastPoll"`
+	LastShardPoll          *pollJSON         `json:"lastShardPoll"`
+	Notifications          notificationsJSON `json:"notifications"`
+}
+
+type subscriptionViewJSON struct {
+	Account   int       `json:"account"`
+	Users     int       `json:"users"`
+	State     string    `json:"state"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+type notificationsJSON struct {
+	State              string                 `json:"state"`
+	Subscriptions      []subscriptionViewJSON `json:"subscriptions"`
+	Covered            int                    `json:"covered"`
+	LastNotificationAt *time.Time             `json:"lastNotificationAt"`
+	LastError          *sourceErrorJSON       `json:"lastError"`
+}
+
+func renderNotifications(v presence.NotificationsView) notificationsJSON {
+	out := notificationsJSON{State: v.State, Subscriptions: []subscriptionViewJSON{}, Covered: v.Covered, LastNotificationAt: timePtr(v.LastNotificationAt)}
+	for _, s := range v.Subscriptions {
+		out.Subscriptions = append(out.Subscriptions, subscriptionViewJSON{Account: s.Account, Users: s.Users, State: s.State, ExpiresAt: s.ExpiresAt})
+	}
+	if v.LastError != "" {
+		out.LastError = &sourceErrorJSON{At: timePtr(v.LastErrorAt), Reason: "subscription", Message: v.LastError}
+	}
+	return out
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -107,7 +135,7 @@ func renderPoll(f *presence.PollFigures) *pollJSON {
 	if f == nil {
 		return nil
 	}
-	out := &pollJSON{Kind: f.Kind, StartedAt: f.StartedAt, DurationMs: f.Duration.Milliseconds(), Users: f.Users, Changed: f.Changed,
+	out := &pollJSON{Kind: f.Kind, StartedAt: f.StartedAt, DurationMs: f.Duration.Milliseconds(), Users: f.Users, Covered: f.Covered, Changed: f.Changed,
 		Calls: f.Calls, Errors: f.Errors, Throttled: f.Throttled, Shards: f.Shards, ShardsConfirmed: f.ShardsConfirmed,
 		ShardsLeft: f.ShardsLeft, ShardsFannedOut: f.ShardsFannedOut, Sources: []string{}}
 	for _, s := range f.Sources {
@@ -138,6 +166,7 @@ func (a *PresenceAPI) tracking(w http.ResponseWriter, r *http.Request) error {
 		Shards:                 tr.Shards,
 		LastPoll:               renderPoll(tr.LastPoll),
 		LastShardPoll:          renderPoll(tr.LastShardPoll),
+		Notifications:          renderNotifications(tr.Notifications),
 	}
 	for _, v := range tr.Sources {
 		out.Sources = append(out.Sources, renderSource(v))

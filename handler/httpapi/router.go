@@ -195,7 +195,7 @@ func (rt *Router) Error(w http.ResponseWriter, r *http.Request, err error) {
 	if typ == "" {
 		typ = cs.typ
 	}
-	p := problem{Type: typ, Title: switchboard.ErrorMessage(err), Status: cs.status, Field: switchboard.ErrorField(err), Instance: r.URL.Path}
+	p := problem{Type: typ, Title: switchboard.ErrorMessage(err), Status: cs.status, Detail: switchboard.ErrorDetail(err), Field: switchboard.ErrorField(err), Instance: r.URL.Path}
 	if code == switchboard.EUNAUTHORIZED {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 	}

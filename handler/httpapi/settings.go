@@ -26,6 +26,11 @@ type SettingsService interface {
 	// its result, ok or not. Returns EINVALID for a request that cannot
 	// be checked.
 	CheckACS(ctx context.Context, tenant string, req switchboard.ACSCheckRequest) (switchboard.ACSCheckResult, error)
+	// CheckFilter checks a contact search filter against Graph without
+	// saving it, or the stored one ("") recording the outcome: a check
+	// that ran returns it, whatever it is. Returns EINVALID (field filter)
+	// for a malformed filter, or none given and none stored.
+	CheckFilter(ctx context.Context, tenant, filter string) (switchboard.FilterCheck, error)
 }
 
 // PresenceAccounts reports the deployment's presence accounts' status in a
@@ -56,6 +61,38 @@ func (a *SettingsAPI) Register(r *Router) {
 	r.Tenant("PATCH /api/tenants/{t}/settings", a.patch)
 	r.Tenant("POST /api/tenants/{t}/settings/widget-key/refresh", a.refreshWidgetKey)
 	r.Tenant("POST /api/tenants/{t}/settings/acs-check", a.checkACS)
+	r.Tenant("POST /api/tenants/{t}/settings/attendant-filter-check", a.checkFilter) // roles: Switchboard.Admin
+}
+
+type filterCheckBody struct {
+	Filter string `json:"filter"`
+}
+
+// checkFilter runs {"filter": "..."} against Graph without saving it, or
+// with an empty body (or {}) the stored filter, recording the outcome; it
+// answers 200 with the outcome: ok, invalid (Graph's message) or
+// unverified.
+func (a *SettingsAPI) checkFilter(w http.ResponseWriter, r *http.Request) error {
+	tenant, err := TenantID(r)
+	if err != nil {
+		return err
+	}
+	var body filterCheckBody
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(raw)) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(raw))
+		if err := DecodeJSON(r, &body); err != nil {
+			return err
+		}
+	}
+	res, err := a.Service.CheckFilter(r.Context(), tenant, strings.TrimSpace(body.Filter))
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, res)
 }
 
 // get answers the settings with their ETag; If-None-Match with the current

@@ -52,8 +52,10 @@ func newSettingsEnvWith(t *testing.T, accounts PresenceAccounts) *settingsEnv {
 		Tables:      store.NewMemoryTables(),
 		Account1UPN: "presence1@switchboard.example",
 		Account2UPN: "presence2@switchboard.example",
-		ACS:         acs.NewClient(e.acs.Client(), nil),
-		Log:         log,
+		ACS:         acs.New(acs.Options{AllowPrivate: true, RootCAs: e.acs.CertPool()}),
+		// The fake ACS is on loopback, as ALLOW_PRIVATE_ENDPOINTS allows.
+		AllowPrivateEndpoints: true,
+		Log:                   log,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +339,7 @@ func TestSettingsAPISecretsNeverReturned(t *testing.T) {
 		}
 	}
 	patch(`{"interact":{"enabled":true,"acsConnectionString":"`+good+`"},"assistant":{"useOwnAcsInstance":true,"acsConnectionString":"`+wrong+`"}}`, http.StatusOK)
-	patch(`{"interact":{"acsConnectionString":"`+strings.Replace(good, "https", "http", 1)+`"}}`, http.StatusBadRequest)
+	patch(`{"interact":{"acsConnectionString":"`+strings.Replace(good, "https", "ftp", 1)+`"}}`, http.StatusBadRequest)
 	patch(`{"interact":{"acsConnectionString":"`+good+`!"}}`, http.StatusBadRequest)
 	patch(`{"assistant":{"acsConnectionString":null}}`, http.StatusBadRequest) // still in use
 
@@ -498,7 +500,7 @@ func TestSettingsShowPresenceAccountStatus(t *testing.T) {
 func TestSettingsMissingAccountIsNotConfigured(t *testing.T) {
 	e := &settingsEnv{t: t, acs: acstest.NewServer(t)}
 	svc, err := settings.New(context.Background(), settings.Options{
-		Tables: store.NewMemoryTables(), Account1UPN: "presence1@switchboard.example", ACS: acs.NewClient(e.acs.Client(), nil),
+		Tables: store.NewMemoryTables(), Account1UPN: "presence1@switchboard.example", ACS: acs.New(acs.Options{AllowPrivate: true, RootCAs: e.acs.CertPool()}), AllowPrivateEndpoints: true,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"testing"
+	"time"
 
 	"switchboard/handler/presence"
 	"switchboard/handler/switchboard"
@@ -29,6 +30,14 @@ func (f failing) RefreshWidgetKey(context.Context, string, string) (switchboard.
 
 func (f failing) CheckACS(context.Context, string, switchboard.ACSCheckRequest) (switchboard.ACSCheckResult, error) {
 	return switchboard.ACSCheckResult{}, f.err
+}
+
+func (f failing) CheckFilter(context.Context, string, string) (switchboard.FilterCheck, error) {
+	return switchboard.FilterCheck{}, f.err
+}
+
+func (f failing) Search(context.Context, string, switchboard.AttendantQuery) (switchboard.AttendantResult, error) {
+	return switchboard.AttendantResult{}, f.err
 }
 
 func (f failing) Tracking(context.Context, string) (presence.Tracking, error) {
@@ -100,6 +109,8 @@ func TestEveryCapabilityRendersUnavailableAndPrecondition(t *testing.T) {
 		{"settings", http.MethodPatch, base + "/settings", `{"interact":{"enabled":true}}`},
 		{"settings", http.MethodPost, base + "/settings/widget-key/refresh", ""},
 		{"settings", http.MethodPost, base + "/settings/acs-check", `{"target":"interact"}`},
+		{"settings", http.MethodPost, base + "/settings/attendant-filter-check", `{"filter":"department eq 'Sales'"}`},
+		{"attendant", http.MethodGet, base + "/attendant/search?q=support", ""},
 		{"presence", http.MethodGet, base + "/presence-tracking", ""},
 		{"presence", http.MethodPost, base + "/presence-tracking/test", `{"upn":"agent@contoso.example","account":1}`},
 		{"presence", http.MethodGet, base + "/users/" + user + "/presence", ""},
@@ -129,6 +140,7 @@ func TestEveryCapabilityRendersUnavailableAndPrecondition(t *testing.T) {
 		rt := NewRouter(slog.New(slog.DiscardHandler), fakeVerifier{tid: tenant})
 		(&SettingsAPI{Service: f, Accounts: nil}).Register(rt)
 		(&PresenceAPI{Service: f}).Register(rt)
+		(&AttendantAPI{Service: f, Now: time.Now}).Register(rt)
 		(&RoutingAPI{Engine: f}).Register(rt)
 		(&OutboundAPI{Tasks: failingOutbound{f}}).Register(rt)
 		for _, r := range routes {

@@ -39,6 +39,10 @@ type pollPlan struct {
 	byShard   [][]string
 	order     []int
 	plannedAt time.Time
+	// skip: users a trusted presence subscription vouches for as of
+	// plannedAt; they are not read (reconciliation reads them every
+	// PRESENCE_RECONCILE_EVERY, and at once when it stops vouching).
+	skip map[string]bool
 }
 
 // tickPlan plans a timer tick's poll of tenant: every tracked user.
@@ -104,6 +108,7 @@ func (p *Poller) layOut(ctx context.Context, pl *pollPlan, users []string) (bool
 		}
 	}
 	pl.plannedAt = p.o.Now()
+	pl.skip = p.o.Store.trustedUsers(pl.tenant, pl.plannedAt)
 	pl.order = orderShards(pl.only, nShards, p.o.Store.shardStates(pl.tenant, gen), pl.plannedAt)
 	return true, nil
 }

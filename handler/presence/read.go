@@ -46,6 +46,22 @@ func packCalls(order []int, byShard [][]string) ([]*call, map[int]int) {
 	return calls, callsOf
 }
 
+// unskipped returns byShard without the users in skip.
+func unskipped(byShard [][]string, skip map[string]bool) [][]string {
+	if len(skip) == 0 {
+		return byShard
+	}
+	out := make([][]string, len(byShard))
+	for sh, ids := range byShard {
+		for _, id := range ids {
+			if !skip[id] {
+				out[sh] = append(out[sh], id)
+			}
+		}
+	}
+	return out
+}
+
 // shardRead is a shard all of whose calls have finished.
 type shardRead struct {
 	shardWrite
@@ -63,8 +79,12 @@ type reading struct {
 // MaxPresenceIDsPerCall ids, ParallelCalls at once. Shards without users
 // are ready at once: confirming them removes readings of users no longer
 // tracked.
-func (t *tenantPoll) readShards(ctx context.Context, order []int, byShard [][]string) *reading {
-	calls, pending := packCalls(order, byShard)
+//
+// Users in skip (vouched for by a trusted presence subscription) are not
+// read: the poll packs only what it must read. They stay the shard's
+// users, so their readings are kept.
+func (t *tenantPoll) readShards(ctx context.Context, order []int, byShard [][]string, skip map[string]bool) *reading {
+	calls, pending := packCalls(order, unskipped(byShard, skip))
 	rd := &reading{ready: make(chan shardRead, len(order))}
 	writes := make(map[int]*shardRead, len(order))
 	for _, sh := range order {

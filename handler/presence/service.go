@@ -36,6 +36,9 @@ type ServiceOptions struct {
 
 	Account1UPN, Account2UPN string
 	ApplicationConfigured    bool
+	// NotificationsConfigured: PRESENCE_NOTIFICATIONS_URL and the
+	// certificate are set (section 14).
+	NotificationsConfigured bool
 }
 
 // Service answers the presence API: tracking status, Test UPN, a user's
@@ -91,6 +94,7 @@ type Tracking struct {
 	LastShardPoll         *PollFigures
 	Shards                int
 	StaleAfter            time.Duration
+	Notifications         NotificationsView
 }
 
 // Tracking returns the tenant's presence tracking state.
@@ -110,6 +114,9 @@ func (s *Service) Tracking(ctx context.Context, tenant string) (Tracking, error)
 		ApplicationConsentURL:  s.ConsentURL(tenant, []string{"https://graph.microsoft.com/.default"}),
 		Shards:                 snap.Shards,
 		StaleAfter:             s.o.StaleAfter,
+	}
+	if tr.Notifications, err = s.notifications(ctx, tenant, guest); err != nil {
+		return Tracking{}, err
 	}
 	if !snap.Figures.StartedAt.IsZero() {
 		f := snap.Figures
@@ -224,7 +231,11 @@ type TestResult struct {
 func (s *Service) Test(ctx context.Context, tenant, upn string, account int) (TestResult, error) {
 	const op = "presence.Test"
 	upn = strings.TrimSpace(upn)
-	if _, err := uuid.Parse(upn); err != nil && !validUPN(upn) {
+	if id, err := uuid.Parse(upn); err == nil {
+		// An object id in any form uuid reads (urn:uuid:, braces, 32 hex
+		// digits, upper case): Graph knows the user only by the canonical one.
+		upn = id.String()
+	} else if !validUPN(upn) {
 		return TestResult{}, switchboard.FieldError(op, "upn", "upn must be a user principal name (name@domain) or a user object id")
 	}
 	var src switchboard.PresenceSource

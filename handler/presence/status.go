@@ -146,7 +146,8 @@ type PollFigures struct {
 	Kind      string        `json:"kind"` // "timer" or "shard" (a fanned-out shard)
 	StartedAt time.Time     `json:"startedAt"`
 	Duration  time.Duration `json:"duration"`
-	Users     int           `json:"users"`
+	Users     int           `json:"users"`   // users read
+	Covered   int           `json:"covered"` // users not read: a trusted presence subscription vouches for them
 	Changed   int           `json:"changed"` // readings written (changed, new or removed)
 	Calls     int           `json:"calls"`   // Graph requests, retries included
 	Errors    int           `json:"errors"`  // failed Graph requests and failed writes

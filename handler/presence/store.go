@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,11 @@ type StoreOptions struct {
 	MaxLag time.Duration
 	// Parallel bounds concurrent partition reads and writes (default 16).
 	Parallel int
+	// PollMargin is how long after a subscription stopped vouching for
+	// its users a poll's shard confirmation is still not taken for theirs:
+	// a poll that read the state before then skipped them (default 1 min,
+	// longer than a poll runs).
+	PollMargin time.Duration
 	// Events, when set, receives switchboard.presenceSource.stateChanged
 	// when a source turns ok or failing, in the same batch as the status.
 	Events switchboard.EventOutbox
@@ -39,12 +45,13 @@ type StoreOptions struct {
 // together with the readings it confirms, so ConfirmedAt stays truthful
 // however far the cache lags behind storage.
 type Store struct {
-	presence store.Table
-	state    store.Table
-	now      func() time.Time
-	log      *slog.Logger
-	parallel int
-	events   switchboard.EventOutbox // nil: no events
+	presence   store.Table
+	state      store.Table
+	now        func() time.Time
+	log        *slog.Logger
+	parallel   int
+	pollMargin time.Duration
+	events     switchboard.EventOutbox // nil: no events
 	// fresh decides, per tenant, when the cache is read again from
 	// storage; what it holds is the tenant's *tenantCache, which refresh
 	// fills in place.
@@ -99,6 +106,10 @@ func NewStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 	if s.parallel <= 0 {
 		s.parallel = 16
 	}
+	s.pollMargin = opts.PollMargin
+	if s.pollMargin <= 0 {
+		s.pollMargin = time.Minute
+	}
 	return s, nil
 }
 
@@ -117,6 +128,8 @@ type tenantCache struct {
 	figures PollFigures
 	// shardFigures are those of the last fanned-out shard.
 	shardFigures PollFigures
+	// cov: the subscription rows (notifications), by account and user.
+	cov coverage
 }
 
 // genCache is one generation of a tenant's shards.
@@ -147,7 +160,7 @@ func (s *Store) cache(tenant string) *tenantCache {
 	defer s.mu.Unlock()
 	tc, ok := s.tenants[tenant]
 	if !ok {
-		tc = &tenantCache{gens: map[int64]*genCache{}, sources: map[switchboard.PresenceSource]SourceStatus{}}
+		tc = &tenantCache{gens: map[int64]*genCache{}, sources: map[switchboard.PresenceSource]SourceStatus{}, cov: newCoverage(nil)}
 		s.tenants[tenant] = tc
 	}
 	return tc
@@ -181,6 +194,7 @@ func (s *Store) Readings(ctx context.Context, tenantID string, userIDs []string)
 	if _, err := s.fresh.GetCovering(ctx, tenantID, covers, load); err != nil {
 		return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
+	now := s.now()
 	tc.mu.RLock()
 	defer tc.mu.RUnlock()
 	out := make(map[string]switchboard.Presence, len(userIDs))
@@ -191,7 +205,7 @@ func (s *Store) Readings(ctx context.Context, tenantID string, userIDs []string)
 	for _, id := range userIDs {
 		sc := g.shards[shardOf(id, len(g.shards))]
 		if st, ok := sc.readings[id]; ok {
-			out[id] = st.presence(id, sc.confirmedAt, sc.source)
+			out[id] = s.confirmCovered(tc.cov, st.presence(id, sc.confirmedAt, sc.source), st, sc.confirmedAt, now)
 		}
 	}
 	return out, nil
@@ -293,7 +307,14 @@ func (s *Store) syncState(ctx context.Context, tenant string, tc *tenantCache) e
 	states := map[int64]map[int]shardState{lay.Gen: {}, lay.NextGen: {}}
 	sources := map[switchboard.PresenceSource]SourceStatus{}
 	var figures, shardFigures PollFigures
+	subs := map[switchboard.PresenceSource]subState{}
 	for _, e := range rows {
+		if src, ok := strings.CutPrefix(e.RowKey, subRowPrefix); ok {
+			if switchboard.PresenceSource(src).Account() != 0 {
+				subs[switchboard.PresenceSource(src)] = subStateFromEntity(switchboard.PresenceSource(src), e)
+			}
+			continue
+		}
 		if gen, shard, ok := parseShardRowKey(e.RowKey); ok {
 			if m, known := states[gen]; known && shard < lay.shardsOf(gen) {
 				m[shard] = shardStateFromEntity(e)
@@ -317,6 +338,7 @@ func (s *Store) syncState(ctx context.Context, tenant string, tc *tenantCache) e
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	tc.lay, tc.sources, tc.figures, tc.shardFigures = lay, sources, figures, shardFigures
+	tc.cov = newCoverage(subs)
 	for gen := range tc.gens {
 		if n := lay.shardsOf(gen); n == 0 || len(tc.gens[gen].shards) != n {
 			delete(tc.gens, gen)

@@ -64,7 +64,7 @@ func (p *Poller) pollTenant(ctx context.Context, pl pollPlan, deadline time.Time
 	}
 	t := p.startTenantPoll(ctx, pl, deadline, &fig, log)
 	phase := p.o.Now()
-	res := t.commitWaves(ctx, pl.gen, pl.order, t.readShards(ctx, pl.order, pl.byShard))
+	res := t.commitWaves(ctx, pl.gen, pl.order, t.readShards(ctx, pl.order, pl.byShard, pl.skip))
 	gate := p.keepGate(t)
 	log.Debug("presence poll: read and written", "took", p.o.Now().Sub(phase), "lastCallDone", res.readDone.Sub(phase))
 	t.figures(&fig, res)
@@ -114,8 +114,14 @@ func (p *Poller) plan(ctx context.Context, pl *pollPlan, fig *PollFigures, log *
 		return false
 	}
 	for _, sh := range pl.order {
-		fig.Users += len(pl.byShard[sh])
+		for _, id := range pl.byShard[sh] {
+			if !pl.skip[id] {
+				fig.Users++
+			}
+		}
+		fig.Covered += len(pl.byShard[sh])
 	}
+	fig.Covered -= fig.Users
 	fig.Shards = len(pl.order)
 	return true
 }

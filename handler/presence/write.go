@@ -182,7 +182,9 @@ func changes(tc *tenantCache, g *genCache, tenant string, gen int64, writes []sh
 		slices.Sort(ids)
 		for _, id := range ids {
 			r := sw.readings[id]
-			if old, ok := sc.readings[id]; ok && !old.differs(r.PresenceReading, r.Source) {
+			if old, ok := sc.readings[id]; ok && (!old.differs(r.PresenceReading, r.Source) || old.ChangedAt.After(r.At)) {
+				// Unchanged, or older than what is stored: a notification
+				// that arrived while this read was under way wins.
 				continue
 			}
 			st := stored{Availability: r.Availability, Activity: r.Activity, OutOfOffice: r.OutOfOffice, Source: r.Source, ChangedAt: r.At}

@@ -89,6 +89,9 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Now != nil {
+		services.wall = opts.Now
+	}
 	state, err := opts.Tables.Table(ctx, StateTable)
 	if err != nil {
 		return nil, err

@@ -16,12 +16,14 @@ type HousekeepingReport struct {
 	ConversationsExpired int
 	TeamsSynced          int
 	TeamSyncFailures     int
+	MemberSetsDeleted    int // retired member sets past MemberSetRetention
 	StoppedAtDeadline    bool
 }
 
 // Housekeep sweeps expired holds (their agents' idle time starts when the
 // hold expired) and expired conversation index rows, and re-reads the
-// members of every team-backed service not synced for TeamSyncInterval. It
+// members of every team-backed service not synced for TeamSyncInterval, and
+// deletes member sets retired more than MemberSetRetention ago. It
 // works until ctx's deadline and leaves the rest to the next run; per-item
 // failures are collected, not fatal.
 func (e *Engine) Housekeep(ctx context.Context) (HousekeepingReport, error) {
@@ -47,6 +49,11 @@ func (e *Engine) Housekeep(ctx context.Context) (HousekeepingReport, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("tenant %s: %w", tenant, err))
 		}
+	}
+	dropped, err := e.services.dropRetired(ctx, wallClock(e.now).Add(-MemberSetRetention))
+	rep.MemberSetsDeleted = dropped
+	if err != nil {
+		errs = append(errs, fmt.Errorf("retired member sets: %w", err))
 	}
 	for _, r := range rows {
 		if r.TeamID == "" {

@@ -15,15 +15,21 @@ func (e *Engine) GetService(ctx context.Context, tenant, id string) (Service, er
 	if err := checkID("routing.GetService", "s", id); err != nil {
 		return Service{}, err
 	}
-	return e.services.get(ctx, tenant, id)
+	svc, err := e.services.get(ctx, tenant, id)
+	return publicService(svc), err
 }
+
+// maxPutAttempts bounds the retries of a PUT without If-Match that keeps
+// losing to concurrent writers.
+const maxPutAttempts = 20
 
 // PutService creates or replaces a service. ifMatch is the ETag the caller
 // read ("" for any). A service with a team id gets its members from the
 // team right away (their active flags come from in.Members when listed
 // there, else from the service as it was, else true). It returns the stored
 // service and whether it was created. Returns EINVALID naming the field,
-// EPRECONDITION when ifMatch is stale or a concurrent write won,
+// EPRECONDITION when ifMatch is stale or a concurrent write won (without
+// ifMatch, never: the write is retried and the last writer wins),
 // EUNAVAILABLE when the team cannot be read now.
 func (e *Engine) PutService(ctx context.Context, tenant, id string, in ServiceInput, ifMatch string) (Service, bool, error) {
 	const op = "routing.PutService"
@@ -55,11 +61,19 @@ func (e *Engine) PutService(ctx context.Context, tenant, id string, in ServiceIn
 		svc.Members = withSkills(teamMemberSet(ids, flags), skills)
 		svc.LastTeamSync = now
 	}
-	stored, created, err := e.services.put(ctx, svc, ifMatch)
-	if err != nil {
-		return Service{}, false, err
+	// Without If-Match the last writer wins: a concurrent write that got
+	// in between the read and the write here is not the caller's concern,
+	// so the write is tried again over it.
+	for attempt := 1; ; attempt++ {
+		stored, created, err := e.services.put(ctx, svc, ifMatch)
+		if ifMatch == "" && switchboard.IsCode(err, switchboard.EPRECONDITION) && attempt < maxPutAttempts && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			return Service{}, false, err
+		}
+		return publicService(stored), created, nil
 	}
-	return stored, created, nil
 }
 
 // DeleteService removes a service, its members and its round-robin
@@ -109,11 +123,11 @@ func (e *Engine) SyncTeam(ctx context.Context, tenant, id string) (Service, erro
 		if !slices.EqualFunc(next.Members, svc.Members, Member.Equal) {
 			next.UpdatedAt = now
 		}
-		stored, _, err := e.services.put(ctx, next, svc.ETag)
+		stored, _, err := e.services.put(ctx, next, publicETag(svc.ETag))
 		if switchboard.IsCode(err, switchboard.EPRECONDITION) && attempt < 2 {
 			continue // changed meanwhile: sync again on the new definition
 		}
-		return stored, err
+		return publicService(stored), err
 	}
 }
 

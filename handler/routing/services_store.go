@@ -42,6 +42,9 @@ type serviceStore struct {
 	// routes holds the definition rows routes read.
 	routes *follow.Cache[serviceKey, serviceRow]
 
+	wall func() time.Time // the engine's clock: when member sets are retired
+	log  *slog.Logger
+
 	mu    sync.Mutex
 	cache map[string][]Member // key: members partition (tenant|service|version)
 }
@@ -67,7 +70,7 @@ func newServiceStore(ctx context.Context, tables store.Tables, refreshEvery, max
 	if maxLag < refreshEvery {
 		maxLag = max(10*time.Second, refreshEvery)
 	}
-	s := &serviceStore{defs: defs, members: members, cache: map[string][]Member{}}
+	s := &serviceStore{defs: defs, members: members, wall: time.Now, log: log, cache: map[string][]Member{}}
 	s.routes = follow.New(follow.Options[serviceKey, serviceRow]{
 		Load: func(ctx context.Context, k serviceKey, _ serviceRow) (serviceRow, error) {
 			return s.definition(ctx, k.tenant, k.id)
@@ -288,7 +291,7 @@ func (s *serviceStore) put(ctx context.Context, svc Service, ifMatch string) (Se
 	if err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 		return Service{}, false, err
 	}
-	if ifMatch != "" && ifMatch != "*" && (!exists || cur.ETag != ifMatch) {
+	if ifMatch != "" && ifMatch != "*" && (!exists || !ifMatchHolds(ifMatch, cur.ETag)) {
 		return Service{}, false, switchboard.Errorf(switchboard.EPRECONDITION, op, "the service was changed since it was read (If-Match does not match)")
 	}
 	if ifMatch == "*" && !exists {
@@ -337,7 +340,7 @@ func (s *serviceStore) put(ctx context.Context, svc Service, ifMatch string) (Se
 	}
 	s.wrote(serviceRow{Service: svc, version: version, count: len(svc.Members)})
 	if exists && cur.version != "" && cur.version != version {
-		s.dropMembers(ctx, svc.TenantID, svc.ID, cur.version)
+		s.retireMembers(ctx, svc.TenantID, svc.ID, cur.version, svc.UpdatedAt)
 	}
 	return svc, !exists, nil
 }
@@ -393,7 +396,7 @@ func (s *serviceStore) delete(ctx context.Context, tenant, id, ifMatch string) e
 	if err != nil {
 		return err
 	}
-	if ifMatch != "" && ifMatch != "*" && ifMatch != cur.ETag {
+	if ifMatch != "" && ifMatch != "*" && !ifMatchHolds(ifMatch, cur.ETag) {
 		return switchboard.Errorf(switchboard.EPRECONDITION, "routing.DeleteService", "the service was changed since it was read (If-Match does not match)")
 	}
 	s.forget(tenant, id)
@@ -404,7 +407,7 @@ func (s *serviceStore) delete(ctx context.Context, tenant, id, ifMatch string) e
 		return err
 	}
 	if cur.version != "" {
-		s.dropMembers(ctx, tenant, id, cur.version)
+		s.retireMembers(ctx, tenant, id, cur.version, s.wall())
 	}
 	return nil
 }

@@ -1,9 +1,11 @@
 package routing
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,8 +94,8 @@ func TestPutServiceDefaultsAndReplace(t *testing.T) {
 	if !equalSlices(got.Members, []Member{{UserID: user(3), Active: true}}) || got.Distribution.BroadcastSize != 5 || !got.Distribution.DeliverWhileBusy {
 		t.Errorf("after replace: %+v", got)
 	}
-	if n := countRows(t, f.tables, MembersTable); n != 1 {
-		t.Errorf("%d member rows stored, want 1 (the replaced set deleted)", n)
+	if n := countMemberRows(t, f.tables); n != 3 {
+		t.Errorf("%d member rows stored, want 3 (the replaced set is kept until housekeeping)", n)
 	}
 
 	// A stale If-Match is refused and changes nothing.
@@ -113,8 +115,147 @@ func TestPutServiceDefaultsAndReplace(t *testing.T) {
 	if err := f.engine.DeleteService(ctx, tenant, "support", ""); sb.ErrorCode(err) != sb.ENOTFOUND {
 		t.Errorf("second delete: %v, want not found", err)
 	}
+	f.clock.Advance(MemberSetRetention + time.Second)
+	if _, err := f.engine.Housekeep(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if n := countRows(t, f.tables, MembersTable); n != 0 {
-		t.Errorf("%d member rows left after delete, want 0", n)
+		t.Errorf("%d member rows left after delete and housekeeping, want 0", n)
+	}
+}
+
+// countMemberRows counts the member rows of the members table (not the
+// markers of retired sets).
+func countMemberRows(t *testing.T, tables store.Tables) int {
+	t.Helper()
+	tb, err := tables.Table(ctx, MembersTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err = store.QueryAll(ctx, tb, store.Query{}, func(e store.Entity) error {
+		if e.PartitionKey != retiredPartition {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A replaced member set stays readable for MemberSetRetention: another
+// instance still holding the old definition routes on the whole old list,
+// never on a half-deleted one. Housekeeping deletes it afterwards.
+func TestReplacedMemberSetOutlivesCaches(t *testing.T) {
+	f := newFixture(t, nil)
+	old := []MemberInput{{UserID: user(1)}, {UserID: user(2)}, {UserID: user(3)}}
+	svc, _, err := f.engine.PutService(ctx, tenant, "support", ServiceInput{Name: ptr("S"), Members: old}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := f.engine.services.definition(ctx, tenant, "support") // what another instance cached
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.newEngine().PutService(ctx, tenant, "support", ServiceInput{Name: ptr("S"), Members: []MemberInput{{UserID: user(4)}}}, svc.ETag); err != nil {
+		t.Fatal(err)
+	}
+	reader := f.newEngine() // a fresh instance: no member set cached in process
+	readOld := func() []Member {
+		t.Helper()
+		m, err := reader.services.memberSet(ctx, tenant, "support", stale.version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if got := readOld(); len(got) != 3 {
+		t.Fatalf("old member set right after the replace: %v, want all 3 members", got)
+	}
+	reader = f.newEngine()
+	f.clock.Advance(MemberSetRetention - time.Second)
+	if rep, err := f.engine.Housekeep(ctx); err != nil || rep.MemberSetsDeleted != 0 {
+		t.Fatalf("Housekeep before the retention passed: %+v, %v; want nothing deleted", rep, err)
+	}
+	if got := readOld(); len(got) != 3 {
+		t.Errorf("old member set before the retention passed: %v, want all 3 members", got)
+	}
+	f.clock.Advance(2 * time.Second)
+	if rep, err := f.engine.Housekeep(ctx); err != nil || rep.MemberSetsDeleted != 1 {
+		t.Fatalf("Housekeep after the retention: %+v, %v; want 1 set deleted", rep, err)
+	}
+	if n := countRows(t, f.tables, MembersTable); n != 1 {
+		t.Errorf("%d rows in the members table, want 1 (the current set only, no marker)", n)
+	}
+}
+
+// racingTables runs race once, just before the first update of a service
+// definition: a concurrent writer that gets in between read and write.
+type racingTables struct {
+	store.Tables
+	raced atomic.Bool
+	race  func()
+}
+
+func (r *racingTables) Table(ctx context.Context, name string) (store.Table, error) {
+	t, err := r.Tables.Table(ctx, name)
+	if err != nil || name != ServicesTable {
+		return t, err
+	}
+	return racingTable{t, r}, nil
+}
+
+type racingTable struct {
+	store.Table
+	r *racingTables
+}
+
+func (t racingTable) Update(ctx context.Context, e store.Entity, ifMatch string) (string, error) {
+	if t.r.race != nil && t.r.raced.CompareAndSwap(false, true) {
+		t.r.race()
+	}
+	return t.Table.Update(ctx, e, ifMatch)
+}
+
+// A PUT without If-Match that loses a race to another writer is retried
+// and wins (last writer wins), never 412; with If-Match it is 412.
+func TestPutWithoutIfMatchNeverPreconditions(t *testing.T) {
+	for _, withIfMatch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("If-Match %v", withIfMatch), func(t *testing.T) {
+			mem := store.NewMemoryTables()
+			racing := &racingTables{Tables: mem}
+			f := newFixture(t, racing)
+			svc, _, err := f.newEngine().PutService(ctx, tenant, "support", ServiceInput{Name: ptr("first"), Members: []MemberInput{{UserID: user(1)}}}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			other := f.newEngine()
+			racing.race = func() {
+				if _, _, err := other.PutService(ctx, tenant, "support", ServiceInput{Name: ptr("other"), Members: []MemberInput{{UserID: user(2)}}}, ""); err != nil {
+					t.Errorf("the racing PUT: %v", err)
+				}
+			}
+			ifMatch := ""
+			if withIfMatch {
+				ifMatch = svc.ETag
+			}
+			_, _, err = f.engine.PutService(ctx, tenant, "support", ServiceInput{Name: ptr("last"), Members: []MemberInput{{UserID: user(3)}}}, ifMatch)
+			if withIfMatch {
+				if !sb.IsCode(err, sb.EPRECONDITION) {
+					t.Errorf("PUT with a stale If-Match after the race: %v, want precondition", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("PUT without If-Match: %v, want success", err)
+			}
+			got, err := f.newEngine().GetService(ctx, tenant, "support")
+			if err != nil || got.Name != "last" || !equalSlices(got.Members, []Member{{UserID: user(3), Active: true}}) {
+				t.Errorf("stored %+v (%v), want the last writer's service", got, err)
+			}
+		})
 	}
 }
 
@@ -311,4 +452,37 @@ func TestLedgerDropsOldestWhenFull(t *testing.T) {
 // anything else.
 func equalSlices[T any](a, b []T) bool {
 	return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b))
+}
+
+// If-Match on services is compared strongly (RFC 9110 section 13.1.1): the
+// ETag given out is a strong tag, a weak tag never matches, and a list
+// matches when one of its strong tags is current.
+func TestServiceIfMatchIsStrong(t *testing.T) {
+	f := newFixture(t, nil)
+	in := ServiceInput{Name: ptr("S"), Members: []MemberInput{{UserID: user(1)}}}
+	svc, _, err := f.engine.PutService(ctx, tenant, "support", in, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(svc.ETag, "W/") || !strings.HasPrefix(svc.ETag, `"`) {
+		t.Fatalf("ETag %s, want a strong entity tag", svc.ETag)
+	}
+	if got, err := f.newEngine().GetService(ctx, tenant, "support"); err != nil || got.ETag != svc.ETag {
+		t.Fatalf("GetService ETag %q (%v), want %s", got.ETag, err, svc.ETag)
+	}
+	for _, weak := range []string{"W/" + svc.ETag, `"other", W/` + svc.ETag} {
+		if _, _, err := f.engine.PutService(ctx, tenant, "support", in, weak); !sb.IsCode(err, sb.EPRECONDITION) {
+			t.Errorf("PUT with If-Match %s: %v, want precondition (a weak tag never matches)", weak, err)
+		}
+		if err := f.engine.DeleteService(ctx, tenant, "support", weak); !sb.IsCode(err, sb.EPRECONDITION) {
+			t.Errorf("DELETE with If-Match %s: %v, want precondition", weak, err)
+		}
+	}
+	next, _, err := f.engine.PutService(ctx, tenant, "support", in, `"other", `+svc.ETag)
+	if err != nil {
+		t.Fatalf("PUT with a list holding the current tag: %v", err)
+	}
+	if err := f.engine.DeleteService(ctx, tenant, "support", strings.Trim(next.ETag, `"`)); err != nil {
+		t.Errorf("DELETE with the current tag unquoted: %v", err)
+	}
 }

@@ -68,7 +68,12 @@ func Open(o Options) (*Queue, error) {
 	}
 	if err != nil {
 		// The connection string is a secret: say what is wrong, not what it is.
-		return nil, switchboard.Errorf(switchboard.EINVALID, op, "the Service Bus connection setting is not usable: %s", redact(err.Error(), o.ConnectionString))
+		return nil, switchboard.Errorf(
+			switchboard.EINVALID,
+			op,
+			"the Service Bus connection setting is not usable: %s",
+			redact(err.Error(), o.ConnectionString),
+		)
 	}
 	return &Queue{client: client, senders: map[string]*azservicebus.Sender{}}, nil
 }
@@ -206,5 +211,10 @@ func translate(op, queue string, err error) error {
 			return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: "Service Bus refused the credentials for queue " + queue, Err: err}
 		}
 	}
-	return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Message: "Service Bus queue " + queue + ": " + err.Error(), Err: err}
+	return &switchboard.Error{
+		Code:    switchboard.EUNAVAILABLE,
+		Op:      op,
+		Message: "Service Bus queue " + queue + ": " + switchboard.RedactURLs(err.Error()),
+		Err:     switchboard.Redact(err),
+	}
 }

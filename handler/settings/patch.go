@@ -65,15 +65,16 @@ var writable = map[string]map[string]fieldSpec{
 // readOnly lists the fields a GET shows that no patch may set, with what to
 // do instead.
 var readOnly = map[string]string{
-	"interact.widgetKey":               "it is generated; POST .../settings/widget-key/refresh replaces it",
-	"interact.acsConnectionStringSet":  "it reports whether interact.acsConnectionString is stored; set or clear that instead",
-	"interact.acsEndpoint":             "it is the endpoint of interact.acsConnectionString; set that instead",
-	"assistant.acsConnectionStringSet": "it reports whether assistant.acsConnectionString is stored; set or clear that instead",
-	"assistant.acsEndpoint":            "it is the endpoint of assistant.acsConnectionString; set that instead",
-	"presenceTracking.account1Upn":     "the presence accounts are the deployment's configuration (PRESENCE_ACCOUNT1_UPN)",
-	"presenceTracking.account2Upn":     "the presence accounts are the deployment's configuration (PRESENCE_ACCOUNT2_UPN)",
-	"presenceTracking.account1Status":  "it is reported by the presence poll",
-	"presenceTracking.account2Status":  "it is reported by the presence poll",
+	"interact.widgetKey":                        "it is generated; POST .../settings/widget-key/refresh replaces it",
+	"interact.acsConnectionStringSet":           "it reports whether interact.acsConnectionString is stored; set or clear that instead",
+	"interact.acsEndpoint":                      "it is the endpoint of interact.acsConnectionString; set that instead",
+	"assistant.acsConnectionStringSet":          "it reports whether assistant.acsConnectionString is stored; set or clear that instead",
+	"assistant.acsEndpoint":                     "it is the endpoint of assistant.acsConnectionString; set that instead",
+	"presenceTracking.account1Upn":              "the presence accounts are the deployment's configuration (PRESENCE_ACCOUNT1_UPN)",
+	"presenceTracking.account2Upn":              "the presence accounts are the deployment's configuration (PRESENCE_ACCOUNT2_UPN)",
+	"presenceTracking.account1Status":           "it is reported by the presence poll",
+	"presenceTracking.account2Status":           "it is reported by the presence poll",
+	"attendantConsole.contactSearchFilterCheck": "it is the outcome of checking attendantConsole.contactSearchFilter against Microsoft Graph when it was saved; POST .../settings/attendant-filter-check checks a filter",
 }
 
 // Patch is a decoded JSON merge patch (RFC 7396) of settings: only known,
@@ -82,6 +83,17 @@ var readOnly = map[string]string{
 type Patch struct {
 	merge   []byte          // the normalized merge patch
 	touched map[string]bool // dotted names the patch sets or clears
+	values  map[string]any  // the decoded values, by dotted name (nil: reset)
+}
+
+// filter returns the contact search filter the patch sets ("" when it
+// resets it) and whether it touches it at all.
+func (p *Patch) filter() (string, bool) {
+	if !p.touched[filterField] {
+		return "", false
+	}
+	s, _ := p.values[filterField].(string)
+	return s, true
 }
 
 // Touches reports whether the patch sets or clears the dotted field.
@@ -112,7 +124,7 @@ func DecodePatch(data []byte) (*Patch, error) {
 	if !ok {
 		return nil, switchboard.Errorf(switchboard.EINVALID, op, "the patch must be a JSON object (a JSON merge patch), not %s", jsonType(root))
 	}
-	p := &Patch{touched: map[string]bool{}}
+	p := &Patch{touched: map[string]bool{}, values: map[string]any{}}
 	norm := map[string]any{}
 	for _, sec := range sortedKeys(obj) {
 		fields, known := writable[sec]
@@ -143,6 +155,7 @@ func DecodePatch(data []byte) (*Patch, error) {
 			}
 			out[name] = v
 			p.touched[dotted] = true
+			p.values[dotted] = v
 		}
 		norm[sec] = out
 	}
@@ -245,6 +258,7 @@ func (p *Patch) Apply(cur Settings) (Settings, error) {
 	}
 	next := fromDoc(d)
 	next.Interact.WidgetKey = cur.Interact.WidgetKey
+	next.AttendantConsole.ContactSearchFilterCheck = cur.AttendantConsole.ContactSearchFilterCheck
 	if err := Validate(next); err != nil {
 		// The rule that ties a switch to its connection string is broken
 		// by whichever of the two the patch touched: name that one.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"switchboard/handler/internal/follow"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -42,8 +43,15 @@ type Options struct {
 	Account1UPN, Account2UPN string
 	// ACS checks connection strings. Required.
 	ACS ACSChecker
-	Now func() time.Time
-	Log *slog.Logger
+	// Filters checks contact search filters against Graph (nil: every
+	// filter is saved as unverified).
+	Filters FilterChecker
+	// AllowPrivateEndpoints (ALLOW_PRIVATE_ENDPOINTS, local development and
+	// tests only) lets ACS connection strings name any https or http
+	// endpoint; otherwise a patch may only store an ACS host on port 443.
+	AllowPrivateEndpoints bool
+	Now                   func() time.Time
+	Log                   *slog.Logger
 	// NewWidgetKey makes widget keys (nil: random GUIDs).
 	NewWidgetKey func() string
 }
@@ -52,6 +60,8 @@ type Options struct {
 type Service struct {
 	table store.Table
 	o     Options
+
+	search *follow.Cache[string, AttendantConsole] // ContactSearch's copies, by tenant
 }
 
 // New returns a Service over o.Tables.
@@ -75,7 +85,12 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if o.NewWidgetKey == nil {
 		o.NewWidgetKey = uuid.NewString
 	}
-	return &Service{table: t, o: o}, nil
+	svc := &Service{table: t, o: o}
+	svc.search = follow.New(follow.Options[string, AttendantConsole]{Load: svc.loadSearch, RefreshEvery: searchRefresh, MaxLag: searchMaxLag,
+		RefreshFailed: func(tenant string, err error) {
+			o.Log.Warn("settings: contact search settings not refreshed", "tenant", tenant, "err", err)
+		}})
+	return svc, nil
 }
 
 // record is one tenant's stored settings.
@@ -114,6 +129,11 @@ func (s *Service) read(ctx context.Context, tenant string) (record, error) {
 	st.Interact.ACSConnectionString = Secret(e.String("InteractAcsConnectionString"))
 	st.Assistant.ACSConnectionString = Secret(e.String("AssistantAcsConnectionString"))
 	st.Interact.WidgetKey = e.String("WidgetKey")
+	if raw := e.String("AttendantFilterCheck"); raw != "" {
+		if err := json.Unmarshal([]byte(raw), &st.AttendantConsole.ContactSearchFilterCheck); err != nil {
+			s.o.Log.Warn("settings: stored contact search filter check unreadable", "tenant", tenant)
+		}
+	}
 	return record{settings: st, exists: true, storageETag: e.ETag, version: e.String("Version"), updatedAt: e.Time("UpdatedAt")}, nil
 }
 
@@ -127,12 +147,18 @@ func (s *Service) write(ctx context.Context, tenant string, rec record, next Set
 	if err != nil {
 		return record{}, switchboard.Wrap(switchboard.EINTERNAL, "settings.write", err)
 	}
+	check := ""
+	if c := next.AttendantConsole.ContactSearchFilterCheck; c.State != "" {
+		b, _ := json.Marshal(c)
+		check = string(b)
+	}
 	out := record{settings: next, exists: true, version: newVersion(), updatedAt: s.o.Now().UTC()}
 	e := store.Entity{PartitionKey: tenant, RowKey: rowKey, Props: map[string]any{
 		"Settings":                     string(raw),
 		"InteractAcsConnectionString":  next.Interact.ACSConnectionString.Reveal(),
 		"AssistantAcsConnectionString": next.Assistant.ACSConnectionString.Reveal(),
 		"WidgetKey":                    next.Interact.WidgetKey,
+		"AttendantFilterCheck":         check,
 		"Version":                      out.version,
 		"UpdatedAt":                    out.updatedAt,
 	}}
@@ -150,6 +176,7 @@ func (s *Service) write(ctx context.Context, tenant string, rec record, next Set
 	if err != nil {
 		return record{}, err
 	}
+	s.search.Wrote(tenant, next.AttendantConsole)
 	return out, nil
 }
 
@@ -247,12 +274,57 @@ func (s *Service) Patch(ctx context.Context, tenant string, patch []byte, ifMatc
 	if err != nil {
 		return View{}, "", err
 	}
-	rec, err := s.update(ctx, op, tenant, ifMatch, p.Apply)
+	// A new contact search filter is first run against Graph: refused
+	// there, it is refused here; Graph out of reach, it is saved as
+	// unverified. The check runs before the read-modify-write so that a
+	// slow Graph does not hold it.
+	var check FilterCheck
+	if f, ok := p.filter(); ok && f != "" {
+		if check, err = s.runFilterCheck(ctx, tenant, f); err != nil {
+			return View{}, "", err
+		}
+		if check.State == FilterInvalid {
+			return View{}, "", refusal(check)
+		}
+	}
+	rec, err := s.update(ctx, op, tenant, ifMatch, func(cur Settings) (Settings, error) {
+		next, err := p.Apply(cur)
+		if err != nil {
+			return next, err
+		}
+		if p.Touches(filterField) {
+			next.AttendantConsole.ContactSearchFilterCheck = check // none for an empty filter
+		}
+		return next, s.checkEndpoints(op, p, next)
+	})
 	if err != nil {
 		return View{}, "", err
 	}
 	s.o.Log.Info("settings changed", "tenant", tenant, "fields", sortedKeys(p.touched), "etag", rec.ETag())
 	return s.view(rec.settings), rec.ETag(), nil
+}
+
+// checkEndpoints refuses a connection string the patch sets whose endpoint
+// the ACS endpoint rules refuse (switchboard.ACSConnectionString.CheckEndpoint).
+func (s *Service) checkEndpoints(op string, p *Patch, next Settings) error {
+	for field, cs := range map[string]Secret{
+		"interact.acsConnectionString":  next.Interact.ACSConnectionString,
+		"assistant.acsConnectionString": next.Assistant.ACSConnectionString,
+	} {
+		if !p.Touches(field) || !cs.IsSet() {
+			continue
+		}
+		parsed, err := switchboard.ParseACSConnectionString(cs.Reveal())
+		if err == nil {
+			err = parsed.CheckEndpoint(s.o.AllowPrivateEndpoints)
+		}
+		if err != nil {
+			e := switchboard.FieldError(op, field, "%s is not a valid ACS connection string: %s", field, switchboard.ErrorMessage(err))
+			e.Type = switchboard.ErrorType(err)
+			return e
+		}
+	}
+	return nil
 }
 
 // RefreshWidgetKey replaces the tenant's widget key with a new random one

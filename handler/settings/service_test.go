@@ -361,7 +361,7 @@ func TestLookupNeverWrites(t *testing.T) {
 
 func TestCheckACS(t *testing.T) {
 	fake := acstest.NewServer(t)
-	f := newService(t, store.NewMemoryTables(), settings.Options{ACS: acs.NewClient(fake.Client(), nil)})
+	f := newService(t, store.NewMemoryTables(), settings.Options{ACS: acs.New(acs.Options{AllowPrivate: true, RootCAs: fake.CertPool()}), AllowPrivateEndpoints: true})
 	good := fake.ConnectionString()
 	wrong := fake.ConnectionStringWithKey([]byte("a-key-acs-does-not-know-at-all"))
 	if _, _, err := f.svc.Patch(ctx, tenant, []byte(`{"interact":{"acsConnectionString":"`+good+`"},"assistant":{"acsConnectionString":"`+wrong+`"}}`), ""); err != nil {
@@ -410,6 +410,44 @@ func TestCheckACS(t *testing.T) {
 	}
 	if created, live, _ := fake.Counts(); created != 2 || live != 0 {
 		t.Errorf("fake ACS: %d identities created, %d left; want 2 and 0", created, live)
+	}
+}
+
+// Without ALLOW_PRIVATE_ENDPOINTS a stored connection string must name an
+// ACS host on 443 (SPEC section 5); with it, a loopback fake is fine.
+func TestPatchRefusesEndpointsThatAreNotACS(t *testing.T) {
+	const key = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seQ=="
+	tests := []struct {
+		name         string
+		allowPrivate bool
+		endpoint     string
+		wantOK       bool
+	}{
+		{"ACS host", false, "https://contoso.communication.azure.com/", true},
+		{"Azure Government ACS host", false, "https://contoso.communication.azure.us/", true},
+		{"loopback", false, "https://127.0.0.1:8443/", false},
+		{"other host", false, "https://files.contoso.example/", false},
+		{"ACS host on another port", false, "https://contoso.communication.azure.com:8443/", false},
+		{"loopback with private endpoints allowed", true, "http://127.0.0.1:8443/", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newService(t, store.NewMemoryTables(), settings.Options{AllowPrivateEndpoints: tt.allowPrivate})
+			_, _, err := f.svc.Patch(ctx, tenant, []byte(`{"assistant":{"acsConnectionString":"endpoint=`+tt.endpoint+`;accesskey=`+key+`"}}`), "")
+			if tt.wantOK {
+				if err != nil {
+					t.Fatalf("Patch: %v", err)
+				}
+				return
+			}
+			if got, want := switchboard.ErrorField(err), "assistant.acsConnectionString"; got != want || !switchboard.IsCode(err, switchboard.EINVALID) {
+				t.Fatalf("Patch = %v (field %q), want EINVALID on %s", err, got, want)
+			}
+			st, err := f.svc.Lookup(ctx, tenant)
+			if err != nil || st.Assistant.ACSConnectionString.IsSet() {
+				t.Errorf("after the refused patch: set %v (%v), want nothing stored", st.Assistant.ACSConnectionString.IsSet(), err)
+			}
+		})
 	}
 }
 

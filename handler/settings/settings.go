@@ -111,6 +111,10 @@ type Assistant struct {
 type AttendantConsole struct {
 	ContactSearchFilter string
 	TeamVisibility      string
+	// ContactSearchFilterCheck is the outcome of checking the filter when
+	// it was saved (read-only; zero for no filter, or one saved before
+	// filters were checked).
+	ContactSearchFilterCheck FilterCheck
 }
 
 // PresenceTracking holds the writable part of presenceTracking.*; the
@@ -226,6 +230,9 @@ func checkFilter(op, field, v string) error {
 		if unicode.IsControl(r) || r == unicode.ReplacementChar {
 			return switchboard.FieldError(op, field, "%s must be one line of text (a Graph $filter expression) without control characters", field)
 		}
+	}
+	if !balanced(v) {
+		return switchboard.FieldError(op, field, "%s has an unterminated string literal or unbalanced parentheses: the search is ANDed to the filter in parentheses, which the filter must not close (a ' inside a literal is written '')", field)
 	}
 	return nil
 }

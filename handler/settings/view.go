@@ -15,6 +15,10 @@ type (
 )
 
 func render(s Settings, upns [2]string, status [2]AccountStatus) View {
+	var check *FilterCheck
+	if c := s.AttendantConsole.ContactSearchFilterCheck; c.State != "" && s.AttendantConsole.ContactSearchFilter != "" {
+		check = &c
+	}
 	return View{
 		Outbound: OutboundView{MaxScheduledTasksPerService: s.Outbound.MaxScheduledTasksPerService},
 		Interact: InteractView{
@@ -32,8 +36,9 @@ func render(s Settings, upns [2]string, status [2]AccountStatus) View {
 			ACSEndpoint:            endpointOf(s.Assistant.ACSConnectionString),
 		},
 		AttendantConsole: AttendantConsoleView{
-			ContactSearchFilter: s.AttendantConsole.ContactSearchFilter,
-			TeamVisibility:      s.AttendantConsole.TeamVisibility,
+			ContactSearchFilter:      s.AttendantConsole.ContactSearchFilter,
+			TeamVisibility:           s.AttendantConsole.TeamVisibility,
+			ContactSearchFilterCheck: check,
 		},
 		PresenceTracking: PresenceTrackingView{
 			TrackOverGuestAccounts: s.PresenceTracking.TrackOverGuestAccounts,

@@ -33,13 +33,17 @@ type Error struct {
 	Field   string
 	Type    string
 	Message string
-	Err     error
+	// Detail adds what another system said (Graph's message for a refused
+	// filter): the API shows it as the problem's detail.
+	Detail string
+	Err    error
 }
 
 func (e *Error) Error() string {
 	msg := e.Message
 	if msg == "" && e.Err != nil {
-		msg = e.Err.Error()
+		// A wrapped SDK error may quote a request URL with its secrets.
+		msg = RedactURLs(e.Err.Error())
 	}
 	if msg == "" {
 		msg = e.Code
@@ -106,7 +110,7 @@ func ErrorMessage(err error) string {
 			return e.Message
 		}
 		if e.Err != nil {
-			return e.Err.Error()
+			return RedactURLs(e.Err.Error())
 		}
 	}
 	return "an internal error occurred"
@@ -126,6 +130,15 @@ func ErrorType(err error) string {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Type
+	}
+	return ""
+}
+
+// ErrorDetail returns the detail of err, if it carries one.
+func ErrorDetail(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Code != EINTERNAL {
+		return e.Detail
 	}
 	return ""
 }

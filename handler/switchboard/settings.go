@@ -46,6 +46,31 @@ type AssistantSettingsView struct {
 type AttendantConsoleSettingsView struct {
 	ContactSearchFilter string `json:"contactSearchFilter"`
 	TeamVisibility      string `json:"teamVisibility"`
+	// ContactSearchFilterCheck is null without a filter (or for one saved
+	// before filters were checked).
+	ContactSearchFilterCheck *FilterCheck `json:"contactSearchFilterCheck"`
+}
+
+// States of a contact search filter check.
+const (
+	FilterOK         = "ok"         // Graph accepted the filter
+	FilterUnverified = "unverified" // Graph could not be asked (unreachable, 5xx, 429): saved unchecked
+	FilterInvalid    = "invalid"    // Graph refused it (a PATCH refuses such a filter)
+)
+
+// Reasons of an invalid filter check.
+const (
+	FilterReasonInvalid           = "filter-invalid"
+	FilterReasonPermissionMissing = "permission-missing"
+)
+
+// FilterCheck is the outcome of checking a contact search filter against
+// Microsoft Graph.
+type FilterCheck struct {
+	State   string    `json:"state"`
+	At      time.Time `json:"at"`
+	Reason  string    `json:"reason,omitempty"`
+	Message string    `json:"message,omitempty"`
 }
 
 // PresenceTrackingSettingsView is presenceTracking.*.
@@ -104,7 +129,7 @@ type ACSCheckRequest struct {
 
 // ACSCheckResult is the outcome of a check. Reason is empty when OK, else
 // one of unreachable, access-key-refused, insufficient-permissions,
-// endpoint-not-acs, unexpected-response.
+// endpoint-not-acs, endpoint-not-allowed, unexpected-response.
 type ACSCheckResult struct {
 	OK       bool   `json:"ok"`
 	Target   string `json:"target,omitempty"`

@@ -31,6 +31,9 @@ param graphBaseUrl string
 param authorityHost string
 param presencePollSchedule string
 param presenceStaleAfter string
+@description('Name of the Key Vault certificate (PEM content type) Graph encrypts presence notifications for; empty: no notifications, polling only.')
+param presenceNotificationsCertificateName string
+param presenceReconcileEvery string
 
 @minValue(40)
 @maxValue(1000)
@@ -96,6 +99,14 @@ var appSettings = {
   PRESENCE_ACCOUNT2_UPN: presenceAccount2Upn
   PRESENCE_ACCOUNT2_PASSWORD: storedSecrets.presenceAccount2Password ? secretRef(keyVaultName, 'presence-account2-password') : ''
   PRESENCE_CONSENT_REDIRECT_URI: presenceConsentRedirectUri
+
+  // Presence change notifications (SPEC section 14): Graph posts to the
+  // app's own PresenceNotifications route, encrypted for the Key Vault
+  // certificate (exposed to references as a secret of the same name,
+  // PEM with the private key).
+  PRESENCE_NOTIFICATIONS_URL: empty(presenceNotificationsCertificateName) ? '' : 'https://${app.properties.defaultHostName}/api/presence-notifications'
+  PRESENCE_NOTIFICATIONS_CERTIFICATE: empty(presenceNotificationsCertificateName) ? '' : secretRef(keyVaultName, presenceNotificationsCertificateName)
+  PRESENCE_RECONCILE_EVERY: presenceReconcileEvery
 
   // The API: tenant routes need an Entra token for this audience.
   API_AUTH: 'entra'

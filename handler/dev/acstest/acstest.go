@@ -1,13 +1,16 @@
 // Package acstest is a local stand-in for an Azure Communication Services
 // resource's Identity API, for tests: it serves TLS on loopback and checks
 // every request's HMAC-SHA256 access-key signature the way ACS does,
-// answering 401 to a wrong key, as ACS does.
+// answering 401 to a wrong key, as ACS does. Request bodies are validated
+// as ACS validates them: an unknown field or scope is a 400.
 package acstest
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -112,18 +115,34 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/identities":
+		// The Identity API's CommunicationIdentityCreateRequest.
 		var req struct {
-			CreateTokenFor []string `json:"createTokenFor"`
+			CreateTokenWithScopes []string `json:"createTokenWithScopes"`
+			ExpiresInMinutes      *int     `json:"expiresInMinutes"`
 		}
-		if err := json.Unmarshal(body, &req); err != nil {
-			writeError(w, http.StatusBadRequest, "BadRequest", "body is not JSON")
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if len(bytes.TrimSpace(body)) > 0 {
+			if err := dec.Decode(&req); err != nil {
+				writeError(w, http.StatusBadRequest, "InvalidRequestBody", "the request body is not a CommunicationIdentityCreateRequest: "+err.Error())
+				return
+			}
+		}
+		for _, scope := range req.CreateTokenWithScopes {
+			if !tokenScopes[scope] {
+				writeError(w, http.StatusBadRequest, "InvalidScope", "unknown token scope "+scope)
+				return
+			}
+		}
+		if m := req.ExpiresInMinutes; m != nil && (*m < 60 || *m > 1440) {
+			writeError(w, http.StatusBadRequest, "InvalidExpiresInMinutes", "expiresInMinutes must be between 60 and 1440")
 			return
 		}
 		id := fmt.Sprintf("8:acs:fake_%d", s.created+1)
 		s.created++
 		s.identities[id] = true
 		reply := map[string]any{"identity": map[string]string{"id": id}}
-		if len(req.CreateTokenFor) > 0 {
+		if len(req.CreateTokenWithScopes) > 0 {
 			reply["accessToken"] = map[string]string{"token": "fake-token-" + id, "expiresOn": time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)}
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -140,6 +159,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, http.StatusNotFound, "NotFound", "no such resource")
 	}
+}
+
+// tokenScopes are the scopes the Identity API issues tokens for.
+var tokenScopes = map[string]bool{"chat": true, "voip": true, "chat.join": true, "chat.join.limited": true, "voip.join": true}
+
+// CertPool returns a pool trusting the server's certificate, for
+// acs.Options.RootCAs.
+func (s *Server) CertPool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(s.Certificate())
+	return pool
 }
 
 // verify checks the access-key signature as ACS does and returns why it

@@ -1,6 +1,7 @@
 package graphsim
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,8 +18,10 @@ const MaxIDs = 650
 func (s *Sim) graphHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1.0/communications/getPresencesByUserId", s.getPresences)
+	mux.HandleFunc("GET /v1.0/users", s.listUsers)
 	mux.HandleFunc("GET /v1.0/users/{id}", s.getUser)
 	mux.HandleFunc("GET /v1.0/users/{id}/presence", s.getUserPresence)
+	s.registerSubscriptions(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource not found for the segment '"+r.URL.Path+"'.")
 	})
@@ -34,10 +37,27 @@ func graphError(w http.ResponseWriter, status int, code, message string) {
 	}})
 }
 
+// caeChallenge answers a token issued before its account's sessions were
+// revoked as Graph does under continuous access evaluation: 401 with the
+// claims a new token must satisfy (not before the revocation), base64 in
+// WWW-Authenticate.
+func caeChallenge(w http.ResponseWriter, loginURL string, revokedAt time.Time) {
+	claims := fmt.Sprintf(`{"access_token":{"nbf":{"essential":true,"value":"%d"}}}`, revokedAt.Unix())
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="", authorization_uri="%scommon/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="%s"`,
+		loginURL, base64.StdEncoding.EncodeToString([]byte(claims))))
+	graphError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp")
+}
+
 // admit does what every Graph request goes through: the bearer token, the
 // tenant's consent for it, injected faults, throttling and latency. It
 // writes the reply and returns false when the request stops here.
 func (s *Sim) admit(w http.ResponseWriter, r *http.Request) (tokenInfo, *tenant, bool) {
+	return s.admitFor(w, r, false)
+}
+
+// admitFor is admit; userRead says the request lists users, which an app
+// token may do only with User.Read.All (application) consented.
+func (s *Sim) admitFor(w http.ResponseWriter, r *http.Request, userRead bool) (tokenInfo, *tenant, bool) {
 	s.mu.Lock()
 	s.stats.GraphRequests++
 	h := r.Header.Get("Authorization")
@@ -47,6 +67,12 @@ func (s *Sim) admit(w http.ResponseWriter, r *http.Request) (tokenInfo, *tenant,
 		s.stats.Unauthorized++
 		s.mu.Unlock()
 		graphError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+		return tokenInfo{}, nil, false
+	}
+	if acc := s.accounts[lower(ti.upn)]; ti.upn != "" && acc != nil && !ti.issued.After(acc.revokedAt) {
+		s.stats.Unauthorized++
+		s.mu.Unlock()
+		caeChallenge(w, s.loginURL, acc.revokedAt)
 		return tokenInfo{}, nil, false
 	}
 	t := s.tenants[ti.tenant]
@@ -59,6 +85,9 @@ func (s *Sim) admit(w http.ResponseWriter, r *http.Request) (tokenInfo, *tenant,
 	// Consent and guest status are checked on every request: an admin may
 	// revoke them while a token is still valid.
 	allowed := t.appConsent
+	if userRead {
+		allowed = t.userReadConsent
+	}
 	if ti.upn != "" {
 		allowed = t.delegatedConsent && t.guests[lower(ti.upn)]
 	}

@@ -34,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -79,6 +80,15 @@ type Sim struct {
 	tokens   map[string]tokenInfo // access token -> grant
 	throttle map[string][]time.Time
 	stats    Stats
+	queries  []UserQuery
+
+	// Change subscriptions (subscriptions.go).
+	subs               map[string]*subscription
+	maxGrant           time.Duration
+	notifyLo, notifyHi time.Duration
+	renewFaults        int
+	now                atomic.Pointer[func() time.Time] // nil: the wall clock
+	notifyClient       *http.Client
 }
 
 type app struct {
@@ -90,12 +100,17 @@ type account struct {
 	upn, password, oid string
 	homeTenant         string
 	mfa                bool
+	// revokedAt is when the account's sessions were revoked (MFA turned
+	// on, password reset, account disabled): Graph challenges tokens
+	// issued before it, as continuous access evaluation does.
+	revokedAt time.Time
 }
 
 type tenant struct {
 	id               string
 	delegatedConsent bool
 	appConsent       bool
+	userReadConsent  bool
 	guests           map[string]bool // lower-case UPN of invited presence accounts
 	users            map[string]*user
 	byUPN            map[string]*user
@@ -105,6 +120,7 @@ type tenant struct {
 
 type user struct {
 	id, upn, displayName string
+	profile              Profile
 	availability         string
 	activity             string
 	outOfOffice          bool
@@ -114,6 +130,7 @@ type tokenInfo struct {
 	tenant   string
 	clientID string
 	upn      string // "" for an application token
+	issued   time.Time
 	expires  time.Time
 }
 
@@ -126,6 +143,7 @@ type Stats struct {
 	UserReads      int
 	Throttled      int
 	Faults         int
+	UserSearches   int // GET /users answered 200
 	Unauthorized   int
 	Forbidden      int
 	BadRequests    int
@@ -133,6 +151,17 @@ type Stats struct {
 	LoginFailures  int
 	IssuedAppToken int
 	IssuedUserTok  int
+
+	SubscriptionsCreated   int
+	SubscriptionsRenewed   int
+	SubscriptionsDeleted   int
+	Reauthorized           int
+	Conflicts              int // a second presence subscription refused (409)
+	ValidationFailures     int
+	NotificationsScheduled int
+	NotificationsSent      int // change notifications answered 2xx
+	LifecycleSent          int
+	NotificationFailures   int
 }
 
 // Start starts the simulator.
@@ -148,7 +177,9 @@ func Start(o Options) (*Sim, error) {
 	}
 	s := &Sim{opts: o, log: o.Log, rng: mrand.New(mrand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)),
 		apps: map[string]*app{}, accounts: map[string]*account{}, tenants: map[string]*tenant{},
-		tokens: map[string]tokenInfo{}, throttle: map[string][]time.Time{}}
+		tokens: map[string]tokenInfo{}, throttle: map[string][]time.Time{},
+		subs: map[string]*subscription{}, notifyLo: 500 * time.Millisecond, notifyHi: 1500 * time.Millisecond,
+		notifyClient: &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -285,10 +316,24 @@ func (s *Sim) SetAccount(upn, password string, mfa bool) {
 	}
 }
 
+// RevokeSessions revokes the presence account's sessions, as Entra ID
+// does on a critical event (MFA turned on, password reset, account
+// disabled): Graph answers every later request with a token issued before
+// now 401 with a continuous access evaluation challenge (WWW-Authenticate
+// error="insufficient_claims" and the claims to ask a new token with).
+func (s *Sim) RevokeSessions(upn string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := s.accounts[lower(upn)]; a != nil {
+		a.revokedAt = time.Now()
+	}
+}
+
 // TenantOptions is what a tenant's admin has done.
 type TenantOptions struct {
 	DelegatedConsent bool     // granted Presence.Read.All etc. (delegated)
 	AppConsent       bool     // granted Presence.Read.All (application)
+	UserReadConsent  bool     // granted User.Read.All (application): GET /users with an app token
 	Guests           []string // presence accounts invited as guests
 }
 
@@ -301,7 +346,7 @@ func (s *Sim) AddTenant(id string, o TenantOptions) {
 		t = &tenant{id: id, users: map[string]*user{}, byUPN: map[string]*user{}}
 		s.tenants[id] = t
 	}
-	t.delegatedConsent, t.appConsent = o.DelegatedConsent, o.AppConsent
+	t.delegatedConsent, t.appConsent, t.userReadConsent = o.DelegatedConsent, o.AppConsent, o.UserReadConsent
 	t.guests = map[string]bool{}
 	for _, g := range o.Guests {
 		t.guests[lower(g)] = true
@@ -311,27 +356,63 @@ func (s *Sim) AddTenant(id string, o TenantOptions) {
 // User is a user of a simulated tenant.
 type User struct {
 	ID, UPN, DisplayName string
+	Profile
 }
 
-// AddUsers adds n users named agentN@domain, Available, and returns them.
+// Profile is what the directory knows of a user beyond its name: the
+// properties GET /users returns and filters on.
+type Profile struct {
+	GivenName, Surname, Mail, JobTitle, Department, PreferredLanguage string
+}
+
+// demoLanguages and demoDepartments give AddUsers' users something to
+// filter on (seed 004's example filter names preferredLanguage).
+var (
+	demoLanguages   = []string{"en-GB", "en-GB", "de-CH", "fr-CH", "en-US"}
+	demoDepartments = []string{"Support", "Sales", "Billing", "Reception"}
+)
+
+// AddUsers adds n users named agentN@domain ("Agent N", given name Agent,
+// surname N), Available, with a department and a preferred language that
+// go round Support, Sales, Billing, Reception and en-GB, en-GB, de-CH,
+// fr-CH, en-US, and returns them.
 func (s *Sim) AddUsers(tenantID, domain string, n int) []User {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.tenants[tenantID]
-	if t == nil {
-		panic("graphsim: AddUsers to an unknown tenant " + tenantID)
-	}
+	base := len(s.mustTenant(tenantID).order)
+	s.mu.Unlock()
 	out := make([]User, 0, n)
-	base := len(t.order)
 	for i := 0; i < n; i++ {
-		u := &user{id: s.newID(), upn: fmt.Sprintf("agent%d@%s", base+i+1, domain), displayName: fmt.Sprintf("Agent %d", base+i+1),
-			availability: "Available", activity: "Available"}
-		t.users[u.id] = u
-		t.byUPN[lower(u.upn)] = u
-		t.order = append(t.order, u)
-		out = append(out, User{ID: u.id, UPN: u.upn, DisplayName: u.displayName})
+		k := base + i + 1
+		out = append(out, s.AddUser(tenantID, User{UPN: fmt.Sprintf("agent%d@%s", k, domain), DisplayName: fmt.Sprintf("Agent %d", k),
+			Profile: Profile{GivenName: "Agent", Surname: fmt.Sprint(k), Mail: fmt.Sprintf("agent%d@%s", k, domain), JobTitle: "Agent",
+				Department: demoDepartments[(k-1)%len(demoDepartments)], PreferredLanguage: demoLanguages[(k-1)%len(demoLanguages)]}}))
 	}
 	return out
+}
+
+// AddUser adds one user, Available, with a new id unless u.ID is set, and
+// returns it.
+func (s *Sim) AddUser(tenantID string, u User) User {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.mustTenant(tenantID)
+	if u.ID == "" {
+		u.ID = s.newID()
+	}
+	nu := &user{id: lower(u.ID), upn: u.UPN, displayName: u.DisplayName, profile: u.Profile, availability: "Available", activity: "Available"}
+	t.users[nu.id] = nu
+	t.byUPN[lower(nu.upn)] = nu
+	t.order = append(t.order, nu)
+	u.ID = nu.id
+	return u
+}
+
+func (s *Sim) mustTenant(id string) *tenant {
+	t := s.tenants[id]
+	if t == nil {
+		panic("graphsim: unknown tenant " + id)
+	}
+	return t
 }
 
 // SetPresence sets one user's presence.
@@ -340,7 +421,10 @@ func (s *Sim) SetPresence(tenantID, userID, availability, activity string, outOf
 	defer s.mu.Unlock()
 	if t := s.tenants[tenantID]; t != nil {
 		if u := t.users[userID]; u != nil {
-			u.availability, u.activity, u.outOfOffice = availability, activity, outOfOffice
+			if u.availability != availability || u.activity != activity || u.outOfOffice != outOfOffice {
+				u.availability, u.activity, u.outOfOffice = availability, activity, outOfOffice
+				s.notifyChanged(t, u)
+			}
 		}
 	}
 }
@@ -394,6 +478,7 @@ func (s *Sim) Change(tenantID string, fraction float64) int {
 			st := s.pick()
 			if st.availability != u.availability || st.activity != u.activity {
 				u.availability, u.activity = st.availability, st.activity
+				s.notifyChanged(t, u)
 				changed++
 				break
 			}

@@ -186,3 +186,32 @@ func TestCertFileTrustsTheSimulatorAndTheSystem(t *testing.T) {
 		t.Error("the system roots are missing from the certificate file: SSL_CERT_FILE replaces them")
 	}
 }
+
+// After RevokeSessions, a token issued before answers 401 with a
+// continuous access evaluation challenge; a token issued after works.
+func TestRevokedSessionsAreChallenged(t *testing.T) {
+	s, users := newSim(t)
+	form := func() url.Values {
+		return url.Values{"grant_type": {"password"}, "username": {"p1@ops.example"}, "password": {"pw"}}
+	}
+	status, m := token(t, s, form())
+	if status != 200 {
+		t.Fatalf("token: %d %v", status, m)
+	}
+	before := m["access_token"].(string)
+	time.Sleep(10 * time.Millisecond)
+	s.RevokeSessions("p1@ops.example")
+	resp, body := presences(t, s, before, ids(users, 1))
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401: %s", resp.StatusCode, body)
+	}
+	h := resp.Header.Get("WWW-Authenticate")
+	if !strings.HasPrefix(h, "Bearer ") || !strings.Contains(h, `error="insufficient_claims"`) || !strings.Contains(h, `claims="`) {
+		t.Fatalf("WWW-Authenticate %q, want a Bearer insufficient_claims challenge with claims", h)
+	}
+	time.Sleep(10 * time.Millisecond)
+	_, m = token(t, s, form())
+	if resp, body := presences(t, s, m["access_token"].(string), ids(users, 1)); resp.StatusCode != http.StatusOK {
+		t.Errorf("a token issued after the revocation: %d %s, want 200", resp.StatusCode, body)
+	}
+}

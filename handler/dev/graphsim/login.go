@@ -54,12 +54,13 @@ func (s *Sim) loginHandler() http.Handler {
 // oauthError writes an Entra error reply.
 func oauthError(w http.ResponseWriter, status int, code string, aadsts int, description string) {
 	writeJSON(w, status, map[string]any{
-		"error":             code,
-		"error_description": fmt.Sprintf("AADSTS%d: %s Trace ID: 00000000-0000-0000-0000-000000000000 Correlation ID: 00000000-0000-0000-0000-000000000000 Timestamp: %s", aadsts, description, time.Now().UTC().Format("2006-01-02 15:04:05Z")),
-		"error_codes":       []int{aadsts},
-		"timestamp":         time.Now().UTC().Format("2006-01-02 15:04:05Z"),
-		"trace_id":          "00000000-0000-0000-0000-000000000000",
-		"correlation_id":    "00000000-0000-0000-0000-000000000000",
+		"error": code,
+		"error_description": fmt.Sprintf("AADSTS%d: %s Trace ID: 00000000-0000-0000-0000-000000000000 Correlation ID: "+
+			"00000000-0000-0000-0000-000000000000 Timestamp: %s", aadsts, description, time.Now().UTC().Format("2006-01-02 15:04:05Z")),
+		"error_codes":    []int{aadsts},
+		"timestamp":      time.Now().UTC().Format("2006-01-02 15:04:05Z"),
+		"trace_id":       "00000000-0000-0000-0000-000000000000",
+		"correlation_id": "00000000-0000-0000-0000-000000000000",
 	})
 }
 
@@ -79,7 +80,8 @@ func (s *Sim) token(w http.ResponseWriter, r *http.Request) {
 	clientID := r.PostForm.Get("client_id")
 	a := s.apps[clientID]
 	if a == nil {
-		fail(http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'.", clientID, tenantID))
+		fail(http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory "+
+			"'%s'.", clientID, tenantID))
 		return
 	}
 	t := s.tenants[tenantID]
@@ -104,7 +106,8 @@ func (s *Sim) token(w http.ResponseWriter, r *http.Request) {
 		upn := r.PostForm.Get("username")
 		acc := s.accounts[lower(upn)]
 		if acc == nil {
-			fail(http.StatusBadRequest, "invalid_grant", 50034, fmt.Sprintf("The user account {EUII Hidden} does not exist in the %s directory. To sign into this application, the account must be added to the directory.", tenantID))
+			fail(http.StatusBadRequest, "invalid_grant", 50034, fmt.Sprintf("The user account {EUII Hidden} does not exist in the %s directory. To "+
+				"sign into this application, the account must be added to the directory.", tenantID))
 			return
 		}
 		if acc.password != r.PostForm.Get("password") {
@@ -112,22 +115,27 @@ func (s *Sim) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !t.guests[lower(upn)] {
-			fail(http.StatusBadRequest, "invalid_grant", 50020, fmt.Sprintf("User account '{EUII Hidden}' from identity provider 'https://sts.windows.net/%s/' does not exist in tenant '%s' and cannot access the application '%s' in that tenant. The account needs to be added as an external user in the tenant first.", acc.homeTenant, tenantID, clientID))
+			fail(http.StatusBadRequest, "invalid_grant", 50020, fmt.Sprintf("User account '{EUII Hidden}' from identity provider "+
+				"'https://sts.windows.net/%s/' does not exist in tenant '%s' and cannot access the application '%s' in that tenant. The account "+
+				"needs to be added as an external user in the tenant first.", acc.homeTenant, tenantID, clientID))
 			return
 		}
 		if acc.mfa {
-			fail(http.StatusBadRequest, "invalid_grant", 50076, "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access the resource.")
+			fail(http.StatusBadRequest, "invalid_grant", 50076, "Due to a configuration change made by your administrator, or because you moved to "+
+				"a new location, you must use multi-factor authentication to access the resource.")
 			return
 		}
 		if !t.delegatedConsent {
-			fail(http.StatusBadRequest, "invalid_grant", 65001, fmt.Sprintf("The user or administrator has not consented to use the application with ID '%s'. Send an interactive authorization request for this user and resource.", clientID))
+			fail(http.StatusBadRequest, "invalid_grant", 65001, fmt.Sprintf("The user or administrator has not consented to use the application "+
+				"with ID '%s'. Send an interactive authorization request for this user and resource.", clientID))
 			return
 		}
 		s.stats.IssuedUserTok++
 		s.issue(w, tokenInfo{tenant: tenantID, clientID: clientID, upn: acc.upn}, acc)
 	case "client_credentials":
 		if a.secret == "" || r.PostForm.Get("client_secret") != a.secret {
-			fail(http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")
+			fail(http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request "+
+				"is the client secret value, not the client secret ID.")
 			return
 		}
 		// Without application consent the token is issued all the same,
@@ -144,7 +152,7 @@ func (s *Sim) issue(w http.ResponseWriter, ti tokenInfo, acc *account) {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	tok := "graphsim." + hex.EncodeToString(b)
-	ti.expires = time.Now().Add(time.Hour)
+	ti.issued, ti.expires = time.Now(), time.Now().Add(time.Hour)
 	s.tokens[tok] = ti
 	reply := map[string]any{
 		"token_type":     "Bearer",
@@ -166,7 +174,8 @@ func (s *Sim) issue(w http.ResponseWriter, ti tokenInfo, acc *account) {
 		reply["id_token"] = header + "." + enc.EncodeToString(claims) + ".c2ln"
 		info, _ := json.Marshal(map[string]string{"uid": acc.oid, "utid": acc.homeTenant})
 		reply["client_info"] = enc.EncodeToString(info)
-		reply["scope"] = "https://graph.microsoft.com/Presence.Read.All https://graph.microsoft.com/User.Read https://graph.microsoft.com/User.ReadBasic.All https://graph.microsoft.com/.default openid profile offline_access"
+		reply["scope"] = "https://graph.microsoft.com/Presence.Read.All https://graph.microsoft.com/User.Read " +
+			"https://graph.microsoft.com/User.ReadBasic.All https://graph.microsoft.com/.default openid profile offline_access"
 	}
 	writeJSON(w, http.StatusOK, reply)
 }

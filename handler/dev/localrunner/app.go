@@ -403,7 +403,8 @@ func checkBinding(props map[string]any, settings Settings) (Binding, error) {
 	case HTTPTrigger, TimerTrigger, ServiceBusTrigger, "http":
 	default:
 		if strings.HasSuffix(strings.ToLower(b.Type), "trigger") {
-			return b, fmt.Errorf("binding %q: trigger type %q is not supported by the local runner (httpTrigger, timerTrigger, serviceBusTrigger; type names are case-sensitive)", b.Name, b.Type)
+			return b, fmt.Errorf("binding %q: trigger type %q is not supported by the local runner (httpTrigger, timerTrigger, serviceBusTrigger; "+
+				"type names are case-sensitive)", b.Name, b.Type)
 		}
 		return b, fmt.Errorf("binding %q: binding type %q is not supported by the local runner (only the http output)", b.Name, b.Type)
 	}
@@ -572,7 +573,8 @@ func routeConflicts(fns []*Function) []error {
 				continue
 			}
 			if m, ok := commonMethod(a, b); ok {
-				errs = append(errs, fmt.Errorf("functions %s and %s: routes %q and %q both match %s requests to the same paths", a.Name, b.Name, a.Route.Template, b.Route.Template, m))
+				errs = append(errs, fmt.Errorf("functions %s and %s: routes %q and %q both match %s requests to the same "+
+					"paths", a.Name, b.Name, a.Route.Template, b.Route.Template, m))
 			}
 		}
 	}

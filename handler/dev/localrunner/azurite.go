@@ -16,7 +16,11 @@ const AzuriteAccountKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UV
 // AzuriteConnectionString is the connection string of Azurite's table
 // service on 127.0.0.1:port, in the explicit form aztables accepts.
 func AzuriteConnectionString(port int) string {
-	return fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;TableEndpoint=http://127.0.0.1:%d/devstoreaccount1;", AzuriteAccountKey, port)
+	return fmt.Sprintf(
+		"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;TableEndpoint=http://127.0.0.1:%d/devstoreaccount1;",
+		AzuriteAccountKey,
+		port,
+	)
 }
 
 // Azurite is an Azurite table service the runner started (make run).

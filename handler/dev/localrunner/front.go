@@ -124,11 +124,53 @@ func (r *Runner) matchHTTP(method, escapedPath string) (*Function, map[string]st
 
 // forward passes the request unchanged (path, query, headers, body) to the
 // handler, as the host does with enableForwardingHttpRequest.
+//
+// The body is read whole first, as the host buffers it. Streamed instead,
+// it would race the reply: an HTTP/1 server (the front) consumes and closes
+// whatever is left of a request body once the reply's header is flushed,
+// so a handler answering before the client finished sending (an early 4xx,
+// a decoder that stops at the end of the JSON value) would see the proxy's
+// body copy fail, the handler connection closed and the reply cut after
+// its 200 ("use of closed network connection").
 func (r *Runner) forward(w http.ResponseWriter, req *http.Request) {
+	if req.Body != nil && req.Body != http.NoBody {
+		body, err := io.ReadAll(io.LimitReader(req.Body, maxForwardedBody+1))
+		if err != nil {
+			writeProblem(w, req, http.StatusBadRequest, "bad-request", "could not read the request body", err.Error())
+			return
+		}
+		if len(body) > maxForwardedBody {
+			writeProblem(w, req, http.StatusRequestEntityTooLarge, "request-too-large", "the request body is larger than the host accepts", fmt.Sprintf("at most %d bytes", maxForwardedBody))
+			return
+		}
+		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		req.Header.Del("Expect")
+	}
+	r.proxy.ServeHTTP(w, req)
+}
+
+// maxForwardedBody is the Functions host's limit on an HTTP request body
+// (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT's default, 100 MB).
+const maxForwardedBody = 100 << 20
+
+// newProxy returns the reverse proxy of forward, with a transport of its
+// own that keeps enough idle connections for concurrent clients.
+func (r *Runner) newProxy() *httputil.ReverseProxy {
 	target, _ := url.Parse(r.handlerURL)
-	proxy := &httputil.ReverseProxy{
+	return &httputil.ReverseProxy{
+		Transport: &http.Transport{
+			Proxy:               nil,
+			MaxIdleConns:        256,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+		},
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
+			// As the Functions host: the caller's Host stays, and the
+			// caller's host, scheme and address are in X-Forwarded-*, so
+			// the handler builds links the caller can follow.
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
 			setHostHeaders(pr.Out.Header, uuid.NewString())
 			pr.Out.Header.Set("User-Agent", pr.In.Header.Get("User-Agent"))
 		},
@@ -140,7 +182,6 @@ func (r *Runner) forward(w http.ResponseWriter, req *http.Request) {
 			writeProblem(w, req, http.StatusBadGateway, "handler-unreachable", "the handler did not answer", err.Error())
 		},
 	}
-	proxy.ServeHTTP(w, req)
 }
 
 // invokeHTTP calls an HTTP function through the invocation payload (an

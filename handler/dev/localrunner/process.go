@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"switchboard/handler/dev/procnet"
 )
 
 // child is a process the runner started (the handler, Azurite).
@@ -90,7 +92,9 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration, c *child) 
 		}
 		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
-			return nil
+			if procnet.ListensOn(c.cmd.Process.Pid, req.URL.Host) {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -112,7 +116,9 @@ func waitTCP(ctx context.Context, addr string, timeout time.Duration, c *child) 
 		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			conn.Close()
-			return nil
+			if procnet.ListensOn(c.cmd.Process.Pid, addr) {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():

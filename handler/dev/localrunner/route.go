@@ -133,7 +133,8 @@ func parseParam(body string) (routeSegment, error) {
 			return seg, fmt.Errorf("parameter {%s}: several constraints (%s) are not supported by the local runner", name, constraints)
 		}
 		if _, ok := routeConstraints[constraints]; !ok {
-			return seg, fmt.Errorf("parameter {%s}: constraint %q is not supported by the local runner (supported: int, long, bool, guid, alpha, double)", name, constraints)
+			return seg, fmt.Errorf("parameter {%s}: constraint %q is not supported by the local runner (supported: int, long, bool, guid, alpha, "+
+				"double)", name, constraints)
 		}
 		if seg.catchAll {
 			return seg, fmt.Errorf("catch-all {*%s} cannot have a constraint", name)

@@ -19,6 +19,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"os"
 	"path/filepath"
 	"sort"
@@ -84,7 +85,8 @@ type Runner struct {
 
 	state      atomic.Int32
 	handlerURL string
-	workCtx    context.Context // the runner's lifetime: background invocations
+	proxy      *httputil.ReverseProxy // forward's, to handlerURL
+	workCtx    context.Context        // the runner's lifetime: background invocations
 	background sync.WaitGroup
 }
 
@@ -208,11 +210,15 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		}
 		r.handlerURL = "http://127.0.0.1:" + strconv.Itoa(port)
 	}
+	r.proxy = r.newProxy()
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	r.workCtx = workCtx
 	var workers sync.WaitGroup
 	var handler *child
-	srv := &http.Server{Handler: r.front(), ReadHeaderTimeout: 10 * time.Second}
+	// Bounded like a real front end: a client that sends slowly or never
+	// stops sending headers does not hold a connection or memory forever.
+	// No write timeout: a function may run up to functionTimeout.
+	srv := &http.Server{Handler: r.front(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
 	defer func() {

@@ -109,8 +109,8 @@ func TestExampleSettingsFile(t *testing.T) {
 	}
 	for _, m := range configGet.FindAllStringSubmatch(string(config), -1) {
 		name := m[1]
-		if name == "FUNCTIONS_CUSTOMHANDLER_PORT" || name == "FUNCTIONS_HTTPWORKER_PORT" || name == "LOCAL_QUEUE_URL" {
-			continue // set by the host or the runner
+		if name == "FUNCTIONS_CUSTOMHANDLER_PORT" || name == "FUNCTIONS_HTTPWORKER_PORT" || name == "LOCAL_QUEUE_URL" || name == "WEBSITE_INSTANCE_ID" {
+			continue // set by the host (WEBSITE_INSTANCE_ID: by Azure only) or the runner
 		}
 		if _, ok := s[name]; !ok {
 			t.Errorf("local.settings.json.example lacks %s, which handler/config reads", name)

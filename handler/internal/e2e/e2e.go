@@ -60,6 +60,10 @@ type Options struct {
 	MaxDeliveryCount int
 }
 
+// RunnerURL in an Options.Env value stands for the runner's base URL
+// (e.g. PRESENCE_NOTIFICATIONS_URL: the runner's own route).
+const RunnerURL = "{{runner-url}}"
+
 // Env is a running handler behind a local runner.
 type Env struct {
 	// BaseURL is the runner's HTTP front (like func start's
@@ -100,9 +104,17 @@ func Start(t testing.TB, opts Options) *Env {
 		settings[k] = v
 	}
 	settingsFile := filepath.Join(scriptRoot, "local.settings.json")
-	raw, _ := json.MarshalIndent(map[string]any{"IsEncrypted": false, "Values": settings}, "", "  ")
-	if err := os.WriteFile(settingsFile, raw, 0o600); err != nil {
-		t.Fatal(err)
+	// A setting may name the runner's own URL (RunnerURL), known once its
+	// port is chosen: the file is written for each attempt.
+	writeSettings := func(port int) {
+		values := make(map[string]string, len(settings))
+		for k, v := range settings {
+			values[k] = strings.ReplaceAll(v, RunnerURL, "http://127.0.0.1:"+strconv.Itoa(port))
+		}
+		raw, _ := json.MarshalIndent(map[string]any{"IsEncrypted": false, "Values": values}, "", "  ")
+		if err := os.WriteFile(settingsFile, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	args := []string{"-root", scriptRoot, "-settings", settingsFile, "-handler", bins.handler, "-redelivery-delay", "50ms"}
 	if !opts.Timers {
@@ -124,6 +136,7 @@ func Start(t testing.TB, opts Options) *Env {
 	var lastErr error
 	for attempt := 0; attempt < 3 && p == nil; attempt++ {
 		port := testenv.FreePort(t)
+		writeSettings(port)
 		p, lastErr = startRunner(bins.runner, append(args, "-port", strconv.Itoa(port)), environ, port)
 	}
 	if p == nil {

@@ -170,9 +170,11 @@ func TestSettingsEndToEnd(t *testing.T) {
 	if !v.Interact.Enabled || !v.Interact.ACSConnectionStringSet || v.Interact.ACSEndpoint == nil || *v.Interact.ACSEndpoint != fake.URL+"/" {
 		t.Errorf("interact after setting the string: %+v", v.Interact)
 	}
-	status, _, raw = mergePatch(`{"assistant":{"acsConnectionString":"` + strings.Replace(fake.ConnectionString(), "https:", "http:", 1) + `"}}`)
+	// ALLOW_PRIVATE_ENDPOINTS (set by the example settings) allows http
+	// and loopback, never another scheme.
+	status, _, raw = mergePatch(`{"assistant":{"acsConnectionString":"` + strings.Replace(fake.ConnectionString(), "https:", "ftp:", 1) + `"}}`)
 	if status != http.StatusBadRequest {
-		t.Errorf("http endpoint: %d %s, want 400", status, raw)
+		t.Errorf("ftp endpoint: %d %s, want 400", status, raw)
 	}
 	var res struct {
 		OK       bool

@@ -64,15 +64,20 @@ var packages = map[string]kind{
 	// the events capability and the ACS adapter.
 	"outbox": vocabulary,
 	"egress": vocabulary,
+	// richnotify is Graph's rich-notification cipher suite (standard
+	// library only, like secrets): presence decrypts with it, the Graph
+	// simulator encrypts with it.
+	"richnotify": vocabulary,
 
-	"presence": capability,
-	"routing":  capability,
-	"outbound": capability,
-	"settings": capability,
+	"presence":  capability,
+	"routing":   capability,
+	"outbound":  capability,
+	"settings":  capability,
+	"events":    capability,
+	"attendant": capability,
 	// distribution knows routing and outbound only through switchboard's
 	// types and its own small interfaces (Agents, Outbound).
 	"distribution": capability,
-	"events":       capability,
 
 	"graph":      adapter,
 	"auth":       adapter,
@@ -86,6 +91,7 @@ var packages = map[string]kind{
 	"dev/acstest":     tool,
 	"dev/graphsim":    tool,
 	"dev/localrunner": tool,
+	"dev/procnet":     tool,
 
 	"internal/testenv":             harness,
 	"internal/deploytest":          harness,

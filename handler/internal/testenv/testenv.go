@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"switchboard/handler/aztable"
+	"switchboard/handler/dev/procnet"
 	"switchboard/handler/store"
 )
 
@@ -175,10 +176,16 @@ func StartProcess(t testing.TB, addr string, wait time.Duration, name string, ar
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	deadline := time.Now().Add(wait)
 	for {
+		// The port must accept connections and be our process's: a port
+		// chosen free may have been taken by another test's server in the
+		// meantime (the process then fails to bind and exits), and a dial
+		// alone would take that server for ours.
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			break
+			if procnet.ListensOn(cmd.Process.Pid, addr) {
+				break
+			}
 		}
 		select {
 		case <-p.done:
@@ -274,7 +281,11 @@ func (f *fatalCatcher) Fatal(args ...any) {
 // AzuriteConnectionString is the connection string of an Azurite table
 // service on 127.0.0.1:port.
 func AzuriteConnectionString(port int) string {
-	return fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;TableEndpoint=http://127.0.0.1:%d/devstoreaccount1;", AzuriteAccountKey, port)
+	return fmt.Sprintf(
+		"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;TableEndpoint=http://127.0.0.1:%d/devstoreaccount1;",
+		AzuriteAccountKey,
+		port,
+	)
 }
 
 // Azurite returns the connection string of the Azurite table service shared

@@ -30,7 +30,15 @@ func Run(t *testing.T, newTable func(t *testing.T) store.Table) {
 	t.Run("property types round-trip", func(t *testing.T) {
 		tb := newTable(t)
 		when := time.Date(2026, 11, 22, 12, 0, 30, 123456000, time.UTC)
-		props := map[string]any{"s": "text with 'quotes' and ünïcode", "b": true, "i32": int32(-7), "i64": int64(1) << 40, "f": 2.5, "t": when, "bin": []byte{0, 1, 2, 255}}
+		props := map[string]any{
+			"s":   "text with 'quotes' and ünïcode",
+			"b":   true,
+			"i32": int32(-7),
+			"i64": int64(1) << 40,
+			"f":   2.5,
+			"t":   when,
+			"bin": []byte{0, 1, 2, 255},
+		}
 		if _, err := tb.Insert(ctx, ent("p", "r", props)); err != nil {
 			t.Fatal(err)
 		}
@@ -234,7 +242,10 @@ func Run(t *testing.T, newTable func(t *testing.T) store.Table) {
 		if got.String("v") != "new" {
 			t.Errorf("v = %q after the batch, want new", got.String("v"))
 		}
-		if err := tb.Batch(ctx, []store.Op{{Kind: store.OpMerge, Entity: ent("p", "merged", map[string]any{"b": "2"})}, {Kind: store.OpDelete, Entity: ent("p", "new", nil)}}); err != nil {
+		if err := tb.Batch(
+			ctx,
+			[]store.Op{{Kind: store.OpMerge, Entity: ent("p", "merged", map[string]any{"b": "2"})}, {Kind: store.OpDelete, Entity: ent("p", "new", nil)}},
+		); err != nil {
 			t.Fatal(err)
 		}
 		m, _ := tb.Get(ctx, "p", "merged")

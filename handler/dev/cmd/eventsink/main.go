@@ -81,7 +81,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if json.Indent(&pretty, body, "  ", "  ") != nil {
 			pretty.Write(body)
 		}
-		fmt.Fprintf(out, "%s %s (webhook-id %s, %s)\n  %s\n", time.Now().Format(time.TimeOnly), r.Header.Get("Content-Type"), r.Header.Get("webhook-id"), verdict, pretty.String())
+		fmt.Fprintf(
+			out,
+			"%s %s (webhook-id %s, %s)\n  %s\n",
+			time.Now().Format(time.TimeOnly),
+			r.Header.Get("Content-Type"),
+			r.Header.Get("webhook-id"),
+			verdict,
+			pretty.String(),
+		)
 		w.WriteHeader(*status)
 	})}
 	go func() { _ = srv.Serve(ln) }()

@@ -26,12 +26,14 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"switchboard/handler/dev/graphsim"
+	"switchboard/handler/richnotify"
 )
 
 // The demo deployment: one presence app, two presence accounts, one
@@ -66,6 +68,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loginAddr := fs.String("login", "127.0.0.1:0", "Entra listen address")
 	demo := fs.Bool("demo", false, "after the command's app answers on -api: create the demo services, enable guest tracking, fire a poll")
 	api := fs.String("api", "http://127.0.0.1:7071", "the app's base URL (with -demo; default from the command's -port)")
+	notifications := fs.Bool(
+		"notifications",
+		true,
+		"give the app a generated certificate and its own URL for presence change notifications (PRESENCE_NOTIFICATIONS_URL)",
+	)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,8 +94,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sim.AddApp(demoApp, demoSecret, true)
 	sim.AddAccount(demoAccount1, demoPassword1, false)
 	sim.AddAccount(demoAccount2, demoPassword2, false)
-	sim.AddTenant(demoTenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, Guests: []string{demoAccount1, demoAccount2}})
-	users := sim.AddUsers(demoTenant, "contoso-demo.example", *agents)
+	sim.AddTenant(
+		demoTenant,
+		graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, UserReadConsent: true, Guests: []string{demoAccount1, demoAccount2}},
+	)
+	// The agents have onmicrosoft.com addresses and, like the rest of the
+	// directory, a department and a preferred language, so that seed 004's
+	// example contact search filter means something.
+	users := sim.AddUsers(demoTenant, "contosodemo.onmicrosoft.com", *agents)
+	addDemoDirectory(sim)
 	sim.Change(demoTenant, 0.6)
 	go sim.RandomWalk(ctx, *every, *change)
 
@@ -103,6 +117,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"PRESENCE_ACCOUNT2_UPN":      demoAccount2,
 		"PRESENCE_ACCOUNT2_PASSWORD": demoPassword2,
 		"API_AUTH":                   "none",
+	}
+	if *notifications {
+		// A demo certificate for rich notifications; the app's own route
+		// (through the runner) is the notification URL, so the simulator
+		// notifies it 0.5-1.5 s after each presence change.
+		pemBytes, err := richnotify.GenerateCertificate("switchboard demo presence notifications")
+		if err != nil {
+			return err
+		}
+		dir, err := os.MkdirTemp("", "graphsim-demo")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		certFile := filepath.Join(dir, "notifications.pem")
+		if err := os.WriteFile(certFile, pemBytes, 0o600); err != nil {
+			return err
+		}
+		env["PRESENCE_NOTIFICATIONS_URL"] = strings.TrimRight(*api, "/") + "/api/presence-notifications"
+		env["PRESENCE_NOTIFICATIONS_CERTIFICATE"] = certFile
 	}
 	fmt.Fprintf(stderr, "graphsim: Graph at %s, Entra at %s, demo tenant %s with %d agents (%.0f%% change presence every %s)\n",
 		sim.GraphURL(), sim.AuthorityURL(), demoTenant, len(users), *change*100, *every)
@@ -136,6 +170,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
   curl -s %[1]s/api/tenants/%[2]s/services/support
   curl -s -X POST %[1]s/api/tenants/%[2]s/services/support/route -H 'Content-Type: application/json' -d '{"conversationId":"c-1","reserve":true}'
   curl -s %[1]s/api/tenants/%[2]s/users/%[3]s/presence
+  curl -s '%[1]s/api/tenants/%[2]s/attendant/search?q=ag&top=5&asUser=%[3]s'
+  curl -s -X PATCH %[1]s/api/tenants/%[2]s/settings -H 'Content-Type: application/merge-patch+json' \
+    -d "{\"attendantConsole\":{\"contactSearchFilter\":\"endsWith(userPrincipalName,'onmicrosoft.com') and preferredLanguage eq 'en-GB'\"}}"
+Events to a local webhook (it subscribes itself, verifies each signature and prints the events):
+  go run ./handler/dev/cmd/eventsink -api %[1]s -tenant %[2]s
 `, *api, demoTenant, users[0].ID)
 		}()
 	}
@@ -223,7 +262,33 @@ func setUpDemo(ctx context.Context, api string, users []graphsim.User) error {
 		map[string]any{"presenceTracking": map[string]any{"trackOverGuestAccounts": true}}); err != nil {
 		fmt.Fprintln(os.Stderr, "graphsim: demo: enabling tracking over guest accounts failed (presence is read with application permission):", err)
 	}
-	return call(http.MethodPost, "/admin/functions/PresencePoll", "application/json", map[string]any{"input": ""})
+	if err := call(http.MethodPost, "/admin/functions/PresencePoll?wait=true", "application/json", map[string]any{"input": ""}); err != nil {
+		return err
+	}
+	// Housekeeping creates the presence subscriptions (when notifications
+	// are on) right away rather than at its next minute.
+	return call(http.MethodPost, "/admin/functions/Housekeeping", "application/json", map[string]any{"input": ""})
+}
+
+// addDemoDirectory adds people who are not agents: the reception and the
+// back office (onmicrosoft.com addresses, several languages) and a
+// partner's staff (another domain), whom a contact search finds or, under
+// the seed's example filter, does not.
+func addDemoDirectory(sim *graphsim.Sim) {
+	people := []struct{ given, surname, domain, title, dept, lang string }{
+		{"Anna", "Meier", "contosodemo.onmicrosoft.com", "Receptionist", "Reception", "en-GB"},
+		{"Andreas", "Keller", "contosodemo.onmicrosoft.com", "Accountant", "Billing", "de-CH"},
+		{"Amélie", "Dubois", "contosodemo.onmicrosoft.com", "Team lead", "Support", "fr-CH"},
+		{"Oliver", "O'Brien", "contosodemo.onmicrosoft.com", "Head of sales", "Sales", "en-GB"},
+		{"Sophie", "Turner", "contosodemo.onmicrosoft.com", "Assistant", "Reception", "en-US"},
+		{"Agnes", "Partner", "fabrikam-partner.example", "Consultant", "External", "en-GB"},
+		{"Aaron", "Vendor", "fabrikam-partner.example", "Engineer", "External", "de-CH"},
+	}
+	for _, p := range people {
+		upn := strings.ToLower(strings.NewReplacer("'", "", "é", "e").Replace(p.given+"."+p.surname)) + "@" + p.domain
+		sim.AddUser(demoTenant, graphsim.User{UPN: upn, DisplayName: p.given + " " + p.surname, Profile: graphsim.Profile{
+			GivenName: p.given, Surname: p.surname, Mail: upn, JobTitle: p.title, Department: p.dept, PreferredLanguage: p.lang}})
+	}
 }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

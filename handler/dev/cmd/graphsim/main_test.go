@@ -52,7 +52,8 @@ func TestDemoSetUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	prefix := "/api/tenants/" + demoTenant
-	want := []string{"GET /api/health", "PUT " + prefix + "/services/support", "PUT " + prefix + "/services/sales", "PATCH " + prefix + "/settings", "POST /admin/functions/PresencePoll"}
+	want := []string{"GET /api/health", "PUT " + prefix + "/services/support", "PUT " + prefix + "/services/sales", "PATCH " + prefix + "/settings", "POST /admin/functions/PresencePoll",
+		"POST /admin/functions/Housekeeping"} // the housekeeping subscribes to presence changes at once
 	if strings.Join(calls, ",") != strings.Join(want, ",") {
 		t.Errorf("calls %v, want %v", calls, want)
 	}

@@ -1,0 +1,9 @@
+package attendant_test
+
+import (
+	"testing"
+
+	"switchboard/handler/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }

@@ -1,0 +1,105 @@
+package e2e_test
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"switchboard/handler/dev/graphsim"
+	"switchboard/handler/internal/e2e"
+	"switchboard/handler/richnotify"
+)
+
+// Presence change notifications through the local runner and the real
+// handler: housekeeping subscribes (the simulator's handshake reaches
+// PresenceNotifications through the runner), a presence change reaches the
+// stored reading with no poll, and presence-tracking shows the
+// subscription.
+func TestPresenceNotificationsEndToEnd(t *testing.T) {
+	const (
+		tenant   = "7e5a0c1d-2f3b-4c5d-8e9f-0a1b2c3d4e60"
+		app      = "7e5a0c1d-0000-4000-8000-0000000000a2"
+		secret   = "e2e-secret"
+		account1 = "presence1@switchboard-e2e.example"
+	)
+	sim, err := graphsim.Start(graphsim.Options{Seed: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	sim.AddApp(app, secret, true)
+	sim.AddAccount(account1, "pw-1", false)
+	sim.AddTenant(tenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, Guests: []string{account1}})
+	users := sim.AddUsers(tenant, "contoso-e2e.example", 5)
+	pemBytes, err := richnotify.GenerateCertificate("e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile := filepath.Join(t.TempDir(), "notifications.pem")
+	if err := os.WriteFile(certFile, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := e2e.Start(t, e2e.Options{Env: map[string]string{
+		"GRAPH_BASE_URL": sim.GraphURL(), "AZURE_AUTHORITY_HOST": sim.AuthorityURL(), "SSL_CERT_FILE": sim.CertFile(),
+		"PRESENCE_APP_CLIENT_ID": app, "PRESENCE_APP_CLIENT_SECRET": secret,
+		"PRESENCE_ACCOUNT1_UPN": account1, "PRESENCE_ACCOUNT1_PASSWORD": "pw-1",
+		"PRESENCE_NOTIFICATIONS_URL":         e2e.RunnerURL + "/api/presence-notifications",
+		"PRESENCE_NOTIFICATIONS_CERTIFICATE": certFile,
+	}})
+	base := "/api/tenants/" + tenant
+	var members []map[string]any
+	for _, u := range users {
+		members = append(members, map[string]any{"userId": u.ID, "active": true})
+	}
+	if status, _, raw := env.Do(t, http.MethodPut, base+"/services/support", map[string]any{"name": "Support", "members": members}); status != http.StatusCreated && status != http.StatusOK {
+		t.Fatalf("PUT service: %d %s", status, raw)
+	}
+	if status, _, raw := env.Do(t, http.MethodPatch, base+"/settings", `{"presenceTracking":{"trackOverGuestAccounts":true}}`, "Content-Type", "application/merge-patch+json"); status != http.StatusOK {
+		t.Fatalf("PATCH settings: %d %s", status, raw)
+	}
+	env.Invoke(t, "PresencePoll")
+	env.Invoke(t, "Housekeeping")
+
+	var tracking struct {
+		Notifications struct {
+			State         string `json:"state"`
+			Covered       int    `json:"covered"`
+			Subscriptions []struct {
+				Account int    `json:"account"`
+				Users   int    `json:"users"`
+				State   string `json:"state"`
+			} `json:"subscriptions"`
+		} `json:"notifications"`
+	}
+	getJSON(t, env, base+"/presence-tracking", &tracking)
+	if n := tracking.Notifications; n.State != "active" || n.Covered != 5 || len(n.Subscriptions) != 1 || n.Subscriptions[0].Account != 1 {
+		t.Fatalf("notifications %+v, want one active subscription of account 1 over the 5 agents", n)
+	}
+
+	sim.ResetStats()
+	sim.SetPresence(tenant, users[2].ID, "Busy", "InACall", false)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var p struct {
+			Activity string `json:"activity"`
+			Stale    bool   `json:"stale"`
+			Source   string `json:"source"`
+		}
+		getJSON(t, env, base+"/users/"+users[2].ID+"/presence", &p)
+		if p.Activity == "InACall" {
+			if p.Stale || p.Source != "account1" {
+				t.Fatalf("reading %+v", p)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the notified change never reached the stored reading")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := sim.Stats(); st.PresenceCalls != 0 || st.NotificationsSent == 0 {
+		t.Fatalf("stats %+v: want the change by notification, no presence read", st)
+	}
+}
