@@ -15,9 +15,21 @@ import (
 type effects struct {
 	offered  []string
 	rescind  []string
+	holdEnds []holdEnd
 	sends    []switchboard.Message
 	services map[string]bool
 	agents   []string
+}
+
+// holdEnd is an agent's hold to change once the conversation is written:
+// an offer that lapsed or was declined (into RONA for rona > 0), or a
+// connected conversation released (into after-call work for acw > 0).
+type holdEnd struct {
+	user, serviceID string
+	rona            time.Duration
+	idle            bool
+	release         bool
+	acw             time.Duration
 }
 
 func newEffects() *effects { return &effects{services: map[string]bool{}} }
@@ -47,6 +59,9 @@ func (s *Service) after(ctx context.Context, tenant string, c Conversation, fx *
 			fx.freed(u)
 		}
 	}
+	for _, h := range fx.holdEnds {
+		s.endHoldAfter(ctx, tenant, c.ID, h, fx)
+	}
 	for _, m := range fx.sends {
 		s.sendMessage(ctx, m)
 	}
@@ -56,6 +71,38 @@ func (s *Service) after(ctx context.Context, tenant string, c Conversation, fx *
 			services = append(services, id)
 		}
 		s.kick(tenant, services, fx.agents)
+	}
+}
+
+// endHoldAfter changes an agent's hold after its conversation was
+// written. A failure is logged: the hold then expires by itself (an offer
+// at its ring time; a conversation after routing's 13 hours, which
+// housekeeping also ends).
+func (s *Service) endHoldAfter(ctx context.Context, tenant, conv string, h holdEnd, fx *effects) {
+	var until time.Time
+	var changed bool
+	var err error
+	if h.release {
+		until, changed, err = s.o.Agents.ReleaseAgent(ctx, tenant, h.user, conv, h.acw)
+	} else {
+		until, changed, err = s.o.Agents.EndOffer(ctx, tenant, h.user, conv, switchboard.OfferEnd{Rona: h.rona, Idle: h.idle})
+	}
+	if err != nil {
+		s.o.Log.Warn("distribution: agent's hold not changed; it expires by itself", "tenant", tenant, "conversation", conv, "user", h.user, "err", err)
+		return
+	}
+	kind, started := kindRonaEnd, agentRonaStarted
+	if h.release {
+		kind, started = kindAfterCallWorkEnd, agentAfterCallWorkStarted
+	}
+	switch {
+	case !until.IsZero():
+		fx.send(agentMessage(kind, tenant, h.user, until))
+		if changed {
+			s.agentEvent(ctx, tenant, started, agentEventData{UserID: h.user, ServiceID: h.serviceID, ConversationID: conv, Until: &until})
+		}
+	case changed:
+		fx.freed(h.user)
 	}
 }
 
@@ -262,20 +309,11 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 }
 
 // endOffer ends an agent's offer that lapsed or was declined: RONA as the
-// service says, or free (then distributed).
+// service says, or free (then distributed). The hold changes once the
+// conversation is written (effects.after), so that the agent is never free
+// for another offer while its conversation still shows this one ringing.
 func (s *Service) endOffer(ctx context.Context, c *Conversation, svc switchboard.Service, user string, declined bool, fx *effects) error {
-	until, changed, err := s.o.Agents.EndOffer(ctx, c.TenantID, user, c.ID, switchboard.OfferEnd{Rona: ronaFor(svc, declined), Idle: true})
-	if err != nil {
-		return err
-	}
-	if !until.IsZero() {
-		fx.send(agentMessage(kindRonaEnd, c.TenantID, user, until))
-		if changed {
-			s.agentEvent(ctx, c.TenantID, agentRonaStarted, agentEventData{UserID: user, ServiceID: c.ServiceID, ConversationID: c.ID, Until: &until})
-		}
-	} else if changed {
-		fx.freed(user)
-	}
+	fx.holdEnds = append(fx.holdEnds, holdEnd{user: user, serviceID: c.ServiceID, rona: ronaFor(svc, declined), idle: true})
 	return nil
 }
 
@@ -293,18 +331,8 @@ func (s *Service) End(ctx context.Context, tenant, conv string) (bool, error) {
 				return false, err
 			}
 			acw := time.Duration(svc.Distribution.AfterCallWorkSeconds) * time.Second
-			until, changed, err := s.o.Agents.ReleaseAgent(ctx, tenant, c.Agent, c.ID, acw)
-			if err != nil {
-				return false, err
-			}
-			if !until.IsZero() {
-				fx.send(agentMessage(kindAfterCallWorkEnd, tenant, c.Agent, until))
-				if changed {
-					s.agentEvent(ctx, tenant, agentAfterCallWorkStarted, agentEventData{UserID: c.Agent, ServiceID: c.ServiceID, ConversationID: c.ID, Until: &until})
-				}
-			} else if changed {
-				fx.freed(c.Agent)
-			}
+			// Released once the conversation is written (effects.after).
+			fx.holdEnds = append(fx.holdEnds, holdEnd{user: c.Agent, serviceID: c.ServiceID, release: true, acw: acw})
 			c.State, c.EndedAt, c.Outcome = StateEnded, now, StateEnded
 			c.Record(now, EventEnded, c.Agent, "")
 			return true, nil
