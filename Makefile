@@ -5,7 +5,7 @@ SHELL := bash
 GO ?= go
 TOOLS_STAMP := tools/node_modules/.switchboard-installed
 
-.PHONY: all build run test test-short bench package vet fmt tools clean
+.PHONY: all build run test test-short bench package connector vet fmt tools clean chromium ui-vendor
 
 all: build
 
@@ -22,9 +22,26 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l handler)" || { echo "gofmt needed:"; gofmt -l handler; exit 1; }
 
+# The browser tests (handler/webui/browsertest) drive Debian's chromium
+# headless; installed here when missing (needs root, as CI and the
+# development machines are).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# The web page's MSAL.js is vendored (committed) so the handler builds
+# without npm; this refreshes it from tools/node_modules after the version
+# in tools/package.json changed.
+MSAL_DIR := handler/webui/static/vendor/msal
+ui-vendor: tools
+	mkdir -p $(MSAL_DIR)
+	cp tools/node_modules/@azure/msal-browser/lib/msal-browser.min.js $(MSAL_DIR)/msal-browser.min.js
+	cp tools/node_modules/@azure/msal-browser/lib/redirect-bridge/msal-redirect-bridge.min.js $(MSAL_DIR)/msal-redirect-bridge.min.js
+	cp tools/node_modules/@azure/msal-browser/LICENSE $(MSAL_DIR)/LICENSE.txt
+	node -p '"@azure/msal-browser " + require("./tools/node_modules/@azure/msal-browser/package.json").version' > $(MSAL_DIR)/VERSION.txt
+
 # Every test, integration tests included: they start Azurite and the other
 # local servers themselves, on free loopback ports, and stop them after.
-test: tools vet
+test: tools chromium vet
 	$(GO) test -count=1 -timeout 25m ./...
 
 # Unit tests only: every test that needs a server (Azurite, the Service Bus
@@ -41,9 +58,9 @@ test-short:
 # time. Ctrl-C stops all of it. Flags for the runner go
 # in RUN_ARGS, e.g. make run RUN_ARGS='-port 8080 -no-timers'.
 run: tools
-	$(GO) build -o bin/localrunner ./handler/dev/cmd/localrunner
-	$(GO) build -o bin/graphsim ./handler/dev/cmd/graphsim
-	bin/graphsim -demo -- bin/localrunner -azurite $(RUN_ARGS)
+	@$(GO) build -o bin/localrunner ./handler/dev/cmd/localrunner
+	@$(GO) build -o bin/graphsim ./handler/dev/cmd/graphsim
+	@bin/graphsim -demo -- bin/localrunner -azurite $(RUN_ARGS)
 
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./handler/...
@@ -60,6 +77,18 @@ package:
 	cp host.json $(DIST)/app/host.json
 	cp -R functions/. $(DIST)/app/
 	@echo "make package: $(DIST)/app is ready"
+
+# A ready-to-import copy of the Power Automate connector in $(DIST)/connector:
+# connector/ with this deployment's host, OAuth client id and resource URI
+# (azd's outputs SWITCHBOARD_API_URL, PRESENCE_APP_CLIENT_ID, API_AUDIENCE)
+# and the operator's CONNECTOR_PRIVACY_POLICY_URL and CONNECTOR_CONTACT_EMAIL,
+# read from the environment, else from `azd env get-values` when azd is
+# installed. Nothing is written while a value is missing.
+connector:
+	@if [ -z "$$SWITCHBOARD_API_URL" ] && command -v azd >/dev/null 2>&1; then \
+		set -a; eval "$$(azd env get-values)"; set +a; \
+	fi; \
+	$(GO) run ./handler/dev/cmd/connector -src connector -out $(DIST)/connector
 
 clean:
 	rm -rf bin dist

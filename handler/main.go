@@ -30,6 +30,7 @@ import (
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
+	"switchboard/handler/webui"
 )
 
 func main() {
@@ -69,6 +70,7 @@ type app struct {
 	outbound      *outbound.Service
 	distribution  *distribution.Service
 	attendant     *attendant.Service
+	ui            *webui.UI
 }
 
 // build makes the capabilities in the order they depend on each other:
@@ -122,6 +124,9 @@ func (a *app) build(ctx context.Context) error {
 	if a.attendant, err = newAttendant(a); err != nil {
 		return err
 	}
+	if a.ui, err = newUI(a); err != nil {
+		return err
+	}
 	if a.distribution, err = newDistribution(ctx, a); err != nil {
 		return err
 	}
@@ -160,6 +165,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	wireDistribution(a)
 	wireEvents(a)
 	wireAttendant(a)
+	wireUI(a)
 	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), distributionHousekeeping(a), eventsHousekeeping(a)}
 	if a.notifications != nil {
 		jobs = append(jobs, notificationsHousekeeping(a))

@@ -11,7 +11,8 @@ import (
 )
 
 // newOutbound returns the outbound service: it routes through the routing
-// engine and takes its caps from the settings.
+// engine, takes its caps from the settings and records its events in the
+// outbox.
 func newOutbound(ctx context.Context, a *app) (*outbound.Service, error) {
 	svc, err := outbound.New(ctx, outbound.Options{
 		Tables:    a.tables,
@@ -20,6 +21,7 @@ func newOutbound(ctx context.Context, a *app) (*outbound.Service, error) {
 		Router:    a.routing,
 		Services:  serviceChecker{a.routing},
 		Limits:    a.settings,
+		Events:    a.events, // switchboard.outboundTask.stateChanged
 		Now:       a.now,
 		Log:       a.log,
 		// Distribution serves waiting tasks with the conversations, at

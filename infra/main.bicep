@@ -59,6 +59,9 @@ param presenceConsentRedirectUri string = ''
 @description('Audience of the Entra tokens the API accepts (the Resource URL of the Power Automate connector); default api://<presenceAppClientId>.')
 param apiAudience string = ''
 
+@description('Client id of the SPA app registration the web page (/api/ui/) signs in with; empty: the page cannot sign in and says so.')
+param uiClientId string = ''
+
 @description('Microsoft Graph base URL (another value only for sovereign clouds).')
 param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 
@@ -260,6 +263,7 @@ module functionApp 'modules/functionapp.bicep' = {
     presenceAccount2Upn: presenceAccount2Upn
     presenceConsentRedirectUri: presenceConsentRedirectUri
     apiAudience: !empty(apiAudience) ? apiAudience : 'api://${presenceAppClientId}'
+    uiClientId: uiClientId
     graphBaseUrl: graphBaseUrl
     authorityHost: environment().authentication.loginEndpoint
     presencePollSchedule: presencePollSchedule
@@ -276,6 +280,11 @@ output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output SWITCHBOARD_API_URL string = '${functionApp.outputs.url}/api'
+output SWITCHBOARD_UI_URL string = '${functionApp.outputs.url}/api/ui/'
+// The audience of the API's tokens: make connector (the postprovision hook)
+// writes it into the Power Automate connector as its resource URI.
+output API_AUDIENCE string = !empty(apiAudience) ? apiAudience : 'api://${presenceAppClientId}'
+output PRESENCE_APP_CLIENT_ID string = presenceAppClientId
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_SERVICEBUS_NAMESPACE string = serviceBus.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name

@@ -61,6 +61,10 @@ type Config struct {
 
 	APIAuth     string // API_AUTH: entra (default) or none
 	APIAudience string // API_AUDIENCE
+	// UIClientID is the SPA app registration the web page signs in with
+	// (authorization code with PKCE); empty leaves the page without
+	// sign-in, which it says, unless API_AUTH is none.
+	UIClientID string // UI_CLIENT_ID
 
 	EventsQueue string // EVENTS_QUEUE, default events: deliveries of events to subscriptions
 	// AllowPrivateEndpoints (local development and tests only; refused in
@@ -107,6 +111,7 @@ func Load(getenv func(string) string) (Config, error) {
 		PresenceAccount2Password: get("PRESENCE_ACCOUNT2_PASSWORD", ""),
 		APIAuth:                  strings.ToLower(get("API_AUTH", "entra")),
 		APIAudience:              get("API_AUDIENCE", ""),
+		UIClientID:               get("UI_CLIENT_ID", ""),
 	}
 	c.PresenceConsentRedirectURI = get("PRESENCE_CONSENT_REDIRECT_URI", "")
 	c.PresenceNotificationsURL = get("PRESENCE_NOTIFICATIONS_URL", "")

@@ -14,18 +14,7 @@ import (
 )
 
 // Types is the event catalogue of SPEC section 11.
-var Types = []string{
-	"switchboard.conversation.queued", "switchboard.conversation.offered", "switchboard.conversation.offerDeclined",
-	"switchboard.conversation.offerLapsed", "switchboard.conversation.offerRescinded", "switchboard.conversation.connected",
-	"switchboard.conversation.ended", "switchboard.conversation.abandoned", "switchboard.conversation.timedOut",
-	"switchboard.conversation.rejected", "switchboard.conversation.forwarded", "switchboard.conversation.callbackScheduled",
-	"switchboard.outboundTask.stateChanged",
-	"switchboard.agent.ronaStarted", "switchboard.agent.ronaEnded", "switchboard.agent.afterCallWorkStarted",
-	"switchboard.agent.afterCallWorkEnded",
-	"switchboard.presenceSource.stateChanged",
-	"switchboard.interactSession.started", "switchboard.interactSession.suspended", "switchboard.interactSession.resumed",
-	"switchboard.interactSession.ended",
-}
+var Types = switchboard.EventTypes
 
 // Subscription is a stored subscription.
 type Subscription = switchboard.EventSubscription

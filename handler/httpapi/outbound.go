@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"switchboard/handler/switchboard"
 )
@@ -29,6 +28,12 @@ type OutboundTasks interface {
 	// Cancel cancels a task that is not in progress. Returns ENOTFOUND,
 	// and ECONFLICT while it is InProgress or once it has ended otherwise.
 	Cancel(ctx context.Context, tenant, service, id string) (switchboard.OutboundTask, error)
+	// Update changes a Scheduled or Queued task with a JSON merge patch of
+	// its dueDateTimeUtc, priority, maxQueueTimeSeconds, preferredUsers
+	// and context (a new due time reschedules it). Returns EINVALID naming
+	// the field, ENOTFOUND, EPRECONDITION when the If-Match ETag is stale,
+	// ECONFLICT once the task is InProgress or has ended, EUNAVAILABLE.
+	Update(ctx context.Context, tenant, service, id string, p switchboard.OutboundTaskPatch) (switchboard.OutboundTask, error)
 	// Complete ends an InProgress task with outcome. Returns EINVALID for
 	// a bad outcome or note, ENOTFOUND, ECONFLICT when it is not in
 	// progress.
@@ -47,6 +52,7 @@ func (a *OutboundAPI) Register(r *Router) {
 	r.Tenant("GET /api/tenants/{t}/services/{s}/outbound-tasks", a.list)
 	r.Tenant("GET /api/tenants/{t}/services/{s}/outbound-tasks/{id}", a.get)
 	r.Tenant("DELETE /api/tenants/{t}/services/{s}/outbound-tasks/{id}", a.cancel)
+	r.Tenant("PATCH /api/tenants/{t}/services/{s}/outbound-tasks/{id}", a.update)
 	r.Tenant("POST /api/tenants/{t}/services/{s}/outbound-tasks/{id}/complete", a.complete)
 }
 
@@ -64,30 +70,11 @@ type OutboundTaskRequest struct {
 }
 
 // OutboundTaskAgent is the agent of a task.
-type OutboundTaskAgent struct {
-	UserID string `json:"userId"`
-}
+type OutboundTaskAgent = switchboard.OutboundTaskAgent
 
-// OutboundTask is a task as the API returns it (SPEC section 6). agent is
-// set from the first assignment on (after the task ends it names the agent
-// who had it last); referenceId is null when none was given.
-type OutboundTask struct {
-	ID                  string             `json:"id"`
-	ServiceID           string             `json:"serviceId"`
-	State               string             `json:"state"`
-	ReferenceID         *string            `json:"referenceId"`
-	Destination         string             `json:"destination"`
-	DueDateTimeUTC      time.Time          `json:"dueDateTimeUtc"`
-	Priority            int                `json:"priority"`
-	MaxAttempts         int                `json:"maxAttempts"`
-	MaxQueueTimeSeconds int                `json:"maxQueueTimeSeconds"`
-	PreferredUsers      []string           `json:"preferredUsers"`
-	Context             map[string]string  `json:"context"`
-	Agent               *OutboundTaskAgent `json:"agent"`
-	Attempts            int                `json:"attempts"`
-	CreatedAt           time.Time          `json:"createdAt"`
-	UpdatedAt           time.Time          `json:"updatedAt"`
-}
+// OutboundTask is a task as the API returns it (SPEC section 6), the shape
+// its events carry too.
+type OutboundTask = switchboard.OutboundTaskView
 
 // OutboundTaskList is a page of the list. continuationToken (and nextLink,
 // the absolute URL of the next page, which Power Automate's pagination
@@ -104,36 +91,7 @@ type OutboundTaskCompletion struct {
 	Note    string `json:"note"`
 }
 
-func renderTask(t switchboard.OutboundTask) OutboundTask {
-	out := OutboundTask{
-		ID:                  t.ID,
-		ServiceID:           t.ServiceID,
-		State:               t.State,
-		Destination:         t.Destination,
-		DueDateTimeUTC:      t.DueAt,
-		Priority:            t.Priority,
-		MaxAttempts:         t.MaxAttempts,
-		MaxQueueTimeSeconds: t.MaxQueueTimeSeconds,
-		PreferredUsers:      t.PreferredUsers,
-		Context:             t.Context,
-		Attempts:            t.Attempts,
-		CreatedAt:           t.CreatedAt,
-		UpdatedAt:           t.UpdatedAt,
-	}
-	if t.ReferenceID != "" {
-		out.ReferenceID = &t.ReferenceID
-	}
-	if t.Agent != "" {
-		out.Agent = &OutboundTaskAgent{UserID: t.Agent}
-	}
-	if out.PreferredUsers == nil {
-		out.PreferredUsers = []string{}
-	}
-	if out.Context == nil {
-		out.Context = map[string]string{}
-	}
-	return out
-}
+func renderTask(t switchboard.OutboundTask) OutboundTask { return t.View() }
 
 func (a *OutboundAPI) schedule(w http.ResponseWriter, r *http.Request) error {
 	t, s, err := tenantAndService(r)
@@ -273,7 +231,34 @@ func (a *OutboundAPI) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return WriteJSON(w, http.StatusOK, renderTask(task))
+	return writeTask(w, http.StatusOK, task)
+}
+
+// writeTask answers with the task and its ETag, which If-Match on PATCH
+// takes.
+func writeTask(w http.ResponseWriter, status int, task switchboard.OutboundTask) error {
+	if task.ETag != "" {
+		w.Header().Set("ETag", switchboard.PublicETag(task.ETag))
+	}
+	return WriteJSON(w, status, renderTask(task))
+}
+
+// update applies a JSON merge patch (application/merge-patch+json or
+// application/json), If-Match optional.
+func (a *OutboundAPI) update(w http.ResponseWriter, r *http.Request) error {
+	t, s, id, err := taskRoute(r)
+	if err != nil {
+		return err
+	}
+	body, err := readMergePatch(r)
+	if err != nil {
+		return err
+	}
+	task, err := a.Tasks.Update(r.Context(), t, s, id, switchboard.OutboundTaskPatch{Merge: body, IfMatch: ifMatchAll(r)})
+	if err != nil {
+		return err
+	}
+	return writeTask(w, http.StatusOK, task)
 }
 
 func (a *OutboundAPI) cancel(w http.ResponseWriter, r *http.Request) error {

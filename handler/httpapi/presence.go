@@ -5,15 +5,14 @@ import (
 	"net/http"
 	"time"
 
-	"switchboard/handler/presence"
 	"switchboard/handler/switchboard"
 )
 
 // PresenceService is what the presence routes need.
 type PresenceService interface {
-	Tracking(ctx context.Context, tenant string) (presence.Tracking, error)
-	Test(ctx context.Context, tenant, upn string, account int) (presence.TestResult, error)
-	Reading(ctx context.Context, tenant, user string) (presence.UserPresence, error)
+	Tracking(ctx context.Context, tenant string) (switchboard.PresenceTracking, error)
+	Test(ctx context.Context, tenant, upn string, account int) (switchboard.PresenceTestResult, error)
+	Reading(ctx context.Context, tenant, user string) (switchboard.UserPresence, error)
 }
 
 // PresenceAPI serves presence tracking status, Test UPN and users'
@@ -96,7 +95,7 @@ type notificationsJSON struct {
 	LastError          *sourceErrorJSON       `json:"lastError"`
 }
 
-func renderNotifications(v presence.NotificationsView) notificationsJSON {
+func renderNotifications(v switchboard.PresenceNotificationsView) notificationsJSON {
 	out := notificationsJSON{State: v.State, Subscriptions: []subscriptionViewJSON{}, Covered: v.Covered, LastNotificationAt: timePtr(v.LastNotificationAt)}
 	for _, s := range v.Subscriptions {
 		out.Subscriptions = append(out.Subscriptions, subscriptionViewJSON{Account: s.Account, Users: s.Users, State: s.State, ExpiresAt: s.ExpiresAt})
@@ -114,7 +113,7 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func renderSource(v presence.SourceView) sourceJSON {
+func renderSource(v switchboard.PresenceSourceView) sourceJSON {
 	st := v.Status
 	out := sourceJSON{
 		Source: string(v.Source), Configured: v.Configured, Enabled: v.Enabled, State: v.State,
@@ -131,7 +130,7 @@ func renderSource(v presence.SourceView) sourceJSON {
 	return out
 }
 
-func renderPoll(f *presence.PollFigures) *pollJSON {
+func renderPoll(f *switchboard.PresencePollFigures) *pollJSON {
 	if f == nil {
 		return nil
 	}

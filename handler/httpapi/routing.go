@@ -286,6 +286,7 @@ func ifMatch(r *http.Request) string { return strings.TrimSpace(r.Header.Get("If
 type routeBody struct {
 	ConversationID string      `json:"conversationId"`
 	Reserve        bool        `json:"reserve"`
+	Preview        bool        `json:"preview"`
 	HoldSeconds    *int        `json:"holdSeconds"`
 	PreferredUsers []string    `json:"preferredUsers"`
 	RequiredSkills []skillJSON `json:"requiredSkills"`
@@ -368,7 +369,7 @@ func (a *RoutingAPI) route(w http.ResponseWriter, r *http.Request) error {
 	if err := notTaskConversation(op, "conversationId", body.ConversationID); err != nil {
 		return err
 	}
-	req := switchboard.RouteRequest{ConversationID: body.ConversationID, Reserve: body.Reserve, PreferredUsers: body.PreferredUsers, RequiredSkills: skillsFromJSON(body.RequiredSkills)}
+	req := switchboard.RouteRequest{ConversationID: body.ConversationID, Reserve: body.Reserve, Preview: body.Preview, PreferredUsers: body.PreferredUsers, RequiredSkills: skillsFromJSON(body.RequiredSkills)}
 	if a.Conversations != nil && body.ConversationID != "" && len(body.RequiredSkills) == 0 {
 		skills, ok, err := a.Conversations.RequiredSkills(r.Context(), t, body.ConversationID)
 		if err != nil {

@@ -154,20 +154,26 @@ func (a *SettingsAPI) patch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := mergePatchContentType(r.Header.Get("Content-Type")); err != nil {
-		return err
-	}
-	body, err := io.ReadAll(r.Body)
+	body, err := readMergePatch(r)
 	if err != nil {
 		return err
 	}
-	view, etag, err := a.Service.Patch(r.Context(), tenant, body, settingsIfMatch(r))
+	view, etag, err := a.Service.Patch(r.Context(), tenant, body, ifMatchAll(r))
 	if err != nil {
 		return err
 	}
 	a.addAccountStatus(r.Context(), tenant, &view)
 	w.Header().Set("ETag", etag)
 	return WriteJSON(w, http.StatusOK, view)
+}
+
+// readMergePatch returns the body of a JSON merge patch request, after
+// checking its Content-Type.
+func readMergePatch(r *http.Request) ([]byte, error) {
+	if err := mergePatchContentType(r.Header.Get("Content-Type")); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(r.Body) // a body past MaxBodyBytes is the router's 400
 }
 
 func mergePatchContentType(ct string) error {
@@ -186,9 +192,9 @@ func mergePatchContentType(ct string) error {
 	return &switchboard.Error{Code: switchboard.EINVALID, Op: "http", Message: "Content-Type " + mt + " is not supported: send a JSON merge patch as application/merge-patch+json or application/json"}
 }
 
-// settingsIfMatch returns the If-Match condition, all its header lines
-// joined: the settings take a list of ETags.
-func settingsIfMatch(r *http.Request) string {
+// ifMatchAll returns the If-Match condition, all its header lines
+// joined: settings and outbound tasks take a list of ETags.
+func ifMatchAll(r *http.Request) string {
 	return strings.Join(r.Header.Values("If-Match"), ",")
 }
 
@@ -199,7 +205,7 @@ func (a *SettingsAPI) refreshWidgetKey(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	view, etag, err := a.Service.RefreshWidgetKey(r.Context(), tenant, settingsIfMatch(r))
+	view, etag, err := a.Service.RefreshWidgetKey(r.Context(), tenant, ifMatchAll(r))
 	if err != nil {
 		return err
 	}

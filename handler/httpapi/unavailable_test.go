@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"switchboard/handler/presence"
 	"switchboard/handler/switchboard"
 )
 
@@ -40,16 +39,16 @@ func (f failing) Search(context.Context, string, switchboard.AttendantQuery) (sw
 	return switchboard.AttendantResult{}, f.err
 }
 
-func (f failing) Tracking(context.Context, string) (presence.Tracking, error) {
-	return presence.Tracking{}, f.err
+func (f failing) Tracking(context.Context, string) (switchboard.PresenceTracking, error) {
+	return switchboard.PresenceTracking{}, f.err
 }
 
-func (f failing) Test(context.Context, string, string, int) (presence.TestResult, error) {
-	return presence.TestResult{}, f.err
+func (f failing) Test(context.Context, string, string, int) (switchboard.PresenceTestResult, error) {
+	return switchboard.PresenceTestResult{}, f.err
 }
 
-func (f failing) Reading(context.Context, string, string) (presence.UserPresence, error) {
-	return presence.UserPresence{}, f.err
+func (f failing) Reading(context.Context, string, string) (switchboard.UserPresence, error) {
+	return switchboard.UserPresence{}, f.err
 }
 
 func (f failing) Route(context.Context, string, string, switchboard.RouteRequest) (switchboard.RouteDecision, error) {
@@ -85,6 +84,10 @@ func (f failing) Cancel(context.Context, string, string, string) (switchboard.Ou
 }
 
 func (f failing) Complete(context.Context, string, string, string, string, string) (switchboard.OutboundTask, error) {
+	return switchboard.OutboundTask{}, f.err
+}
+
+func (f failing) Update(context.Context, string, string, string, switchboard.OutboundTaskPatch) (switchboard.OutboundTask, error) {
 	return switchboard.OutboundTask{}, f.err
 }
 
@@ -124,6 +127,7 @@ func TestEveryCapabilityRendersUnavailableAndPrecondition(t *testing.T) {
 		{"outbound", http.MethodGet, base + "/services/support/outbound-tasks", ""},
 		{"outbound", http.MethodGet, task, ""},
 		{"outbound", http.MethodDelete, task, ""},
+		{"outbound", http.MethodPatch, task, `{"priority":60}`},
 		{"outbound", http.MethodPost, task + "/complete", `{"outcome":"Completed"}`},
 	}
 	kinds := []struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"switchboard/handler/internal/fakeclock"
 	"switchboard/handler/internal/fakes"
 	"switchboard/handler/internal/testenv"
+	"switchboard/handler/outbox"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -98,6 +100,7 @@ type fixture struct {
 	queue  *fakeQueue
 	router *fakeRouter
 	limits *fakeLimits
+	events *fakeOutbox
 	svc    *Service
 }
 
@@ -110,7 +113,7 @@ const (
 func newFixture(t *testing.T, tables store.Tables) *fixture {
 	t.Helper()
 	c := newClock()
-	f := &fixture{t: t, tables: tables, clock: c, queue: newQueue(c.Now), router: newRouter(), limits: &fakeLimits{limit: 20}}
+	f := &fixture{t: t, tables: tables, clock: c, queue: newQueue(c.Now), router: newRouter(), limits: &fakeLimits{limit: 20}, events: &fakeOutbox{tables: tables}}
 	f.svc = f.newService()
 	return f
 }
@@ -121,7 +124,7 @@ func (f *fixture) newService() *Service {
 	f.t.Helper()
 	s, err := New(context.Background(), Options{
 		Tables: f.tables, Queue: f.queue, QueueName: queue, Router: f.router, Limits: f.limits,
-		Services: fakeServices{service: true, "sales": true}, Now: f.clock.Now,
+		Services: fakeServices{service: true, "sales": true}, Events: f.events, Now: f.clock.Now,
 	})
 	if err != nil {
 		f.t.Fatal(err)
@@ -199,3 +202,57 @@ func actions(ws []Work) []string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// fakeOutbox is the events capability as outbound sees it: Prepare records
+// the partition, Flush reads the partition's outbox rows, records their
+// events and deletes them (as events.Service does, without delivery).
+type fakeOutbox struct {
+	tables store.Tables
+
+	mu       sync.Mutex
+	prepared []string
+	flushed  []switchboard.Event
+	// failPrepare fails every Prepare; hold keeps Flush from doing
+	// anything (a process that died before it).
+	failPrepare error
+	hold        bool
+}
+
+func (o *fakeOutbox) Prepare(ctx context.Context, table, pk string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.failPrepare != nil {
+		return o.failPrepare
+	}
+	o.prepared = append(o.prepared, table+"/"+pk)
+	return nil
+}
+
+func (o *fakeOutbox) Flush(ctx context.Context, table, pk string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.hold {
+		return
+	}
+	t, err := o.tables.Table(ctx, table)
+	if err != nil {
+		panic(err)
+	}
+	rows, err := outbox.Read(ctx, t, pk)
+	if err != nil {
+		panic(err)
+	}
+	for _, r := range rows {
+		if err := t.Delete(ctx, pk, r.RowKey, r.ETag); err != nil {
+			continue // a concurrent flush took it
+		}
+		o.flushed = append(o.flushed, r.Event)
+	}
+}
+
+// events returns the events flushed so far, in order.
+func (o *fakeOutbox) events() []switchboard.Event {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.flushed)
+}

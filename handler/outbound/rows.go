@@ -82,6 +82,7 @@ func taskEntity(t Task) store.Entity {
 		"SequenceNumber":      t.SequenceNumber,
 		"SendPending":         t.SendPending,
 		"Note":                t.Note,
+		"EventSeq":            t.EventSeq,
 	}
 	// Table Storage refuses DateTime values before 1601: unset times stay out.
 	for name, v := range map[string]time.Time{"NextTryAt": t.NextTryAt, "AssignedAt": t.AssignedAt, "EndedAt": t.EndedAt} {
@@ -118,6 +119,7 @@ func taskFromEntity(e store.Entity) (Task, error) {
 		AssignedAt:          utcOrZero(e.Time("AssignedAt")),
 		EndedAt:             utcOrZero(e.Time("EndedAt")),
 		Note:                e.String("Note"),
+		EventSeq:            e.Int64("EventSeq"),
 		ETag:                e.ETag,
 	}
 	if err := json.Unmarshal([]byte(e.String("PreferredUsers")), &t.PreferredUsers); err != nil {

@@ -19,9 +19,10 @@ var transitions = map[string][]string{
 	// Due or not: a new try (delivered early, or the sent mark), due and
 	// waiting, assigned at once, cancelled, queue time run out.
 	StateScheduled: {StateScheduled, StateQueued, StateInProgress, StateCancelled, StateExpired},
-	// The next try (nobody free, or the sent mark), assigned, cancelled,
+	// The next try (nobody free, the sent mark, or a changed queue time),
+	// due again later (a new due time by Update), assigned, cancelled,
 	// queue time run out.
-	StateQueued: {StateQueued, StateInProgress, StateCancelled, StateExpired},
+	StateQueued: {StateQueued, StateScheduled, StateInProgress, StateCancelled, StateExpired},
 	// Back in the queue after a failed attempt with attempts left,
 	// completed, failed (by the caller, or not completed in time).
 	StateInProgress: {StateQueued, StateCompleted, StateFailed},
@@ -109,28 +110,45 @@ func (s *Service) move(ctx context.Context, m taskMove) (Task, error) {
 
 // write writes the move from cur to next. fresh is the task as stored
 // when the write found it changed and read it already.
+// A change of state is written with its stateChanged event (counted in
+// next.EventSeq) in the same batch.
 func (s *Service) write(ctx context.Context, m taskMove, cur, next Task) (stored Task, fresh *Task, err error) {
-	switch {
-	case Final(next.State):
-		return s.writeFinal(ctx, cur, next)
-	case m.markOnly:
+	next.EventSeq = cur.EventSeq
+	if m.markOnly {
+		if next.State != cur.State {
+			return Task{}, nil, switchboard.Errorf(switchboard.EINTERNAL, m.op, "task %s: a mark-only write may not change its state", cur.ID)
+		}
 		etag, err := s.table.Update(ctx, taskEntity(next), cur.ETag)
 		if err != nil {
 			return Task{}, nil, err
 		}
 		next.ETag = etag
 		return next, nil, nil
-	default:
-		next, err := s.update(ctx, cur, next)
-		return next, nil, err
 	}
+	events, err := s.stateEvent(&cur, &next)
+	if err != nil {
+		return Task{}, nil, err
+	}
+	pk := partition(cur.TenantID, cur.ServiceID)
+	if err := s.prepareEvents(ctx, pk, events); err != nil {
+		return Task{}, nil, switchboard.Wrap(switchboard.EUNAVAILABLE, m.op, err)
+	}
+	if Final(next.State) {
+		stored, fresh, err = s.writeFinal(ctx, cur, next, events)
+	} else {
+		stored, err = s.update(ctx, cur, next, events)
+	}
+	if err == nil {
+		s.flushEvents(ctx, pk, events)
+	}
+	return stored, fresh, err
 }
 
 // writeFinal writes next (a final state) over cur and frees cur's slot:
-// the task, counter-1 and the open row's deletion in one batch, retried
+// the task, counter-1, the open row's deletion and the events in one batch, retried
 // while only the counter moved. Returns EPRECONDITION, with the task as
 // now stored, when the task changed since cur was read.
-func (s *Service) writeFinal(ctx context.Context, cur, next Task) (Task, *Task, error) {
+func (s *Service) writeFinal(ctx context.Context, cur, next Task, events []store.Op) (Task, *Task, error) {
 	const op = "outbound.finish"
 	pk := partition(cur.TenantID, cur.ServiceID)
 	unlock := s.lock(pk)
@@ -149,6 +167,7 @@ func (s *Service) writeFinal(ctx context.Context, cur, next Task) (Task, *Task, 
 				ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: openKey(cur.ID)}, IfMatch: "*"})
 			}
 		}
+		ops = append(ops, events...)
 		err := s.table.Batch(ctx, ops)
 		if err == nil {
 			// Read back for the new ETag (batches return none).

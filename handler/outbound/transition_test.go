@@ -13,12 +13,13 @@ import (
 // pair by pair: every allowed move and every refused one.
 func TestTransitionTable(t *testing.T) {
 	allowed := map[[2]string]string{
-		{StateScheduled, StateScheduled}:  "delivered early: a new try waits for the due time; the sent mark",
+		{StateScheduled, StateScheduled}:  "delivered early: a new try waits for the due time; the sent mark; changed by Update",
 		{StateScheduled, StateQueued}:     "due, nobody free: the next try",
 		{StateScheduled, StateInProgress}: "due and assigned at once",
 		{StateScheduled, StateCancelled}:  "cancelled before its due time",
 		{StateScheduled, StateExpired}:    "its message was lost and the queue time ran out (housekeeping)",
-		{StateQueued, StateQueued}:        "nobody free: the next try; the sent mark",
+		{StateQueued, StateQueued}:        "nobody free: the next try; the sent mark; a changed queue time or priority",
+		{StateQueued, StateScheduled}:     "rescheduled for later while waiting (Update)",
 		{StateQueued, StateInProgress}:    "assigned",
 		{StateQueued, StateCancelled}:     "cancelled while waiting",
 		{StateQueued, StateExpired}:       "nobody free within the queue time",
@@ -121,7 +122,7 @@ func TestMoveDecidesAgainAfterAConcurrentChange(t *testing.T) {
 			// Another instance writes the task between our read and write.
 			next := cur
 			next.Priority = cur.Priority + 1
-			if _, err := other.update(context.Background(), cur, next); err != nil {
+			if _, err := other.update(context.Background(), cur, next, nil); err != nil {
 				t.Fatalf("concurrent update: %v", err)
 			}
 		}

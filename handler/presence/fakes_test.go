@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/fakes"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -153,21 +154,6 @@ func (f fakeSettings) TrackOverGuestAccounts(ctx context.Context, tenant string)
 	return f.guest, nil
 }
 
-// fakeQueue records what is sent.
-type fakeQueue struct {
-	mu   sync.Mutex
-	sent []switchboard.Message
-}
-
-func (q *fakeQueue) Send(ctx context.Context, queue string, m switchboard.Message) (int64, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.sent = append(q.sent, m)
-	return 0, nil
-}
-
-func (q *fakeQueue) Cancel(ctx context.Context, queue string, seq int64) error { return nil }
-
 // countingTables counts the entity operations written per table.
 type countingTables struct {
 	store.Tables
@@ -259,7 +245,7 @@ type env struct {
 	tables  *countingTables
 	store   *Store
 	poller  *Poller
-	queue   *fakeQueue
+	queue   *fakes.Queue
 }
 
 type envOption func(*PollerOptions)
@@ -282,7 +268,7 @@ func newEnv(t testing.TB, tables store.Tables, guest bool, opts ...envOption) *e
 		opt(&o)
 	}
 	if o.Queue != nil {
-		e.queue, _ = o.Queue.(*fakeQueue)
+		e.queue, _ = o.Queue.(*fakes.Queue)
 	}
 	e.poller, err = NewPoller(o)
 	if err != nil {

@@ -142,69 +142,94 @@ func (n *Notifications) Handle(ctx context.Context, body []byte) error {
 	now := n.o.Now()
 	byTenant := map[string][]NotifiedReading{}
 	for _, raw := range payload.Value {
-		var m notificationJSON
-		if err := json.Unmarshal(raw, &m); err != nil || m.SubscriptionID == "" || m.TenantID == "" {
-			n.count(func(c *NotificationCounts) { c.Malformed++ })
-			n.o.Log.Warn("presence notification ignored: malformed")
-			continue
+		if tenant, r, ok := n.accept(ctx, raw, now); ok {
+			byTenant[tenant] = append(byTenant[tenant], r)
 		}
-		log := n.o.Log.With("tenant", m.TenantID, "subscription", m.SubscriptionID)
-		sub, ok := n.find(ctx, m.TenantID, m.SubscriptionID)
-		if !ok {
-			n.count(func(c *NotificationCounts) { c.UnknownSubscription++ })
-			log.Warn("presence notification ignored: unknown subscription")
-			continue
-		}
-		if subtle.ConstantTimeCompare([]byte(m.ClientState), []byte(sub.ClientState)) != 1 || sub.ClientState == "" {
-			n.count(func(c *NotificationCounts) { c.WrongClientState++ })
-			log.Warn("presence notification ignored: wrong client state")
-			continue
-		}
-		if m.LifecycleEvent != "" {
-			n.count(func(c *NotificationCounts) { c.Lifecycle++ })
-			log.Info("presence subscription lifecycle notification", "event", m.LifecycleEvent, "account", sub.Source)
-			if n.o.Lifecycle != nil {
-				if err := n.o.Lifecycle.Lifecycle(ctx, m.TenantID, sub.Source, m.LifecycleEvent); err != nil {
-					log.Warn("presence subscription lifecycle handling failed; housekeeping takes it over", "event", m.LifecycleEvent, "err", err)
-				}
-			}
-			continue
-		}
-		if m.EncryptedContent == nil {
-			n.count(func(c *NotificationCounts) { c.Malformed++ })
-			log.Warn("presence notification ignored: no encryptedContent")
-			continue
-		}
-		plain, err := n.o.Certificate.Decrypt(*m.EncryptedContent)
-		if err != nil {
-			n.count(func(c *NotificationCounts) { c.BadSignature++ })
-			log.Warn("presence notification ignored: it does not decrypt", "err", err)
-			continue
-		}
-		var p presenceResource
-		if err := json.Unmarshal(plain, &p); err != nil || p.ID == "" || p.Availability == "" {
-			n.count(func(c *NotificationCounts) { c.Malformed++ })
-			log.Warn("presence notification ignored: the resource is not a presence")
-			continue
-		}
-		if !covers(sub, p.ID) {
-			n.count(func(c *NotificationCounts) { c.NotCovered++ })
-			log.Warn("presence notification ignored: a user the subscription does not cover")
-			continue
-		}
-		r := switchboard.PresenceReading{UserID: p.ID, Availability: p.Availability, Activity: p.Activity}
-		if r.Activity == "" {
-			r.Activity = switchboard.ActivityPresenceUnknown
-		}
-		if p.OutOfOfficeSettings != nil && p.OutOfOfficeSettings.IsOutOfOffice != nil {
-			r.OutOfOffice = *p.OutOfOfficeSettings.IsOutOfOffice
-		}
-		n.count(func(c *NotificationCounts) { c.Accepted++ })
-		byTenant[m.TenantID] = append(byTenant[m.TenantID], NotifiedReading{PresenceReading: r, Source: sub.Source, At: now})
-		n.seen(ctx, m.TenantID, sub, now)
 	}
-	// One deadline for all: Graph batches notifications of many
-	// subscriptions (tenants) into one POST, and the reply is due in 3 s.
+	n.writeAll(ctx, byTenant)
+	return nil
+}
+
+// accept checks one notification against its subscription and returns
+// the reading it carries; a lifecycle notification is handed to
+// Lifecycle. It returns false for anything else, counted and logged.
+func (n *Notifications) accept(ctx context.Context, raw json.RawMessage, now time.Time) (string, NotifiedReading, bool) {
+	var m notificationJSON
+	if err := json.Unmarshal(raw, &m); err != nil || m.SubscriptionID == "" || m.TenantID == "" {
+		n.count(func(c *NotificationCounts) { c.Malformed++ })
+		n.o.Log.Warn("presence notification ignored: malformed")
+		return "", NotifiedReading{}, false
+	}
+	log := n.o.Log.With("tenant", m.TenantID, "subscription", m.SubscriptionID)
+	sub, ok := n.find(ctx, m.TenantID, m.SubscriptionID)
+	if !ok {
+		n.count(func(c *NotificationCounts) { c.UnknownSubscription++ })
+		log.Warn("presence notification ignored: unknown subscription")
+		return "", NotifiedReading{}, false
+	}
+	if subtle.ConstantTimeCompare([]byte(m.ClientState), []byte(sub.ClientState)) != 1 || sub.ClientState == "" {
+		n.count(func(c *NotificationCounts) { c.WrongClientState++ })
+		log.Warn("presence notification ignored: wrong client state")
+		return "", NotifiedReading{}, false
+	}
+	if m.LifecycleEvent != "" {
+		n.count(func(c *NotificationCounts) { c.Lifecycle++ })
+		log.Info("presence subscription lifecycle notification", "event", m.LifecycleEvent, "account", sub.Source)
+		if n.o.Lifecycle != nil {
+			if err := n.o.Lifecycle.Lifecycle(ctx, m.TenantID, sub.Source, m.LifecycleEvent); err != nil {
+				log.Warn("presence subscription lifecycle handling failed; housekeeping takes it over", "event", m.LifecycleEvent, "err", err)
+			}
+		}
+		return "", NotifiedReading{}, false
+	}
+	r, ok := n.decode(m, sub, log)
+	if !ok {
+		return "", NotifiedReading{}, false
+	}
+	n.count(func(c *NotificationCounts) { c.Accepted++ })
+	n.seen(ctx, m.TenantID, sub, now)
+	return m.TenantID, NotifiedReading{PresenceReading: r, Source: sub.Source, At: now}, true
+}
+
+// decode decrypts a change notification's content and returns the
+// reading, if it is the presence of a user sub covers.
+func (n *Notifications) decode(m notificationJSON, sub subState, log *slog.Logger) (switchboard.PresenceReading, bool) {
+	if m.EncryptedContent == nil {
+		n.count(func(c *NotificationCounts) { c.Malformed++ })
+		log.Warn("presence notification ignored: no encryptedContent")
+		return switchboard.PresenceReading{}, false
+	}
+	plain, err := n.o.Certificate.Decrypt(*m.EncryptedContent)
+	if err != nil {
+		n.count(func(c *NotificationCounts) { c.BadSignature++ })
+		log.Warn("presence notification ignored: it does not decrypt", "err", err)
+		return switchboard.PresenceReading{}, false
+	}
+	var p presenceResource
+	if err := json.Unmarshal(plain, &p); err != nil || p.ID == "" || p.Availability == "" {
+		n.count(func(c *NotificationCounts) { c.Malformed++ })
+		log.Warn("presence notification ignored: the resource is not a presence")
+		return switchboard.PresenceReading{}, false
+	}
+	if !covers(sub, p.ID) {
+		n.count(func(c *NotificationCounts) { c.NotCovered++ })
+		log.Warn("presence notification ignored: a user the subscription does not cover")
+		return switchboard.PresenceReading{}, false
+	}
+	r := switchboard.PresenceReading{UserID: p.ID, Availability: p.Availability, Activity: p.Activity}
+	if r.Activity == "" {
+		r.Activity = switchboard.ActivityPresenceUnknown
+	}
+	if p.OutOfOfficeSettings != nil && p.OutOfOfficeSettings.IsOutOfOffice != nil {
+		r.OutOfOffice = *p.OutOfOfficeSettings.IsOutOfOffice
+	}
+	return r, true
+}
+
+// writeAll writes each tenant's readings at once, all within one
+// deadline: Graph batches notifications of many subscriptions (tenants)
+// into one POST, and the reply is due in 3 s.
+func (n *Notifications) writeAll(ctx context.Context, byTenant map[string][]NotifiedReading) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.o.WriteWithin)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -216,7 +241,6 @@ func (n *Notifications) Handle(ctx context.Context, body []byte) error {
 		}()
 	}
 	wg.Wait()
-	return nil
 }
 
 // find returns the subscription a notification names, reading the state

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/fakes"
 	"switchboard/handler/richnotify"
 	"switchboard/handler/store"
 )
@@ -78,7 +79,7 @@ func TestNotificationsOverflowThroughTheQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := &fakeQueue{}
+	q := fakes.NewQueue(clk.Now)
 	n, err := NewNotifications(NotificationsOptions{Store: st, Certificate: cert, Queue: q, QueueName: "presence-poll", WriteWithin: 50 * time.Millisecond, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -91,15 +92,15 @@ func TestNotificationsOverflowThroughTheQueue(t *testing.T) {
 	if err := n.Handle(ctx, body); err != nil {
 		t.Fatal(err)
 	}
-	if len(q.sent) != 1 || !IsNotifyMessage(q.sent[0].Body) {
-		t.Fatalf("sent %d messages, want the reading queued", len(q.sent))
+	if sent := q.Messages(); len(sent) != 1 || !IsNotifyMessage(sent[0].Msg.Body) {
+		t.Fatalf("sent %d messages, want the reading queued", len(sent))
 	}
 	if c := n.Counts(); c.Queued != 1 || c.Written != 0 {
 		t.Fatalf("counts %+v", c)
 	}
 
 	slow.Store(false)
-	m, err := DecodeNotifyMessage(q.sent[0].Body)
+	m, err := DecodeNotifyMessage(q.Last().Msg.Body)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,36 +2,22 @@ package presence
 
 import (
 	"context"
-	"time"
 
 	"switchboard/handler/switchboard"
 )
 
 // Notification states in the tracking view.
 const (
-	NotifyActive  = "active"  // every subscription vouches for its users
-	NotifyOff     = "off"     // not configured, the tenant does not track over guest accounts, or no subscription yet
-	NotifyFailing = "failing" // a subscription failed or missed notifications: its users are polled
+	NotifyActive  = switchboard.NotificationsActive
+	NotifyOff     = switchboard.NotificationsOff
+	NotifyFailing = switchboard.NotificationsFailing
 )
 
-// SubscriptionView is one subscription as a tenant admin sees it.
-type SubscriptionView struct {
-	Account   int
-	Source    switchboard.PresenceSource
-	Users     int
-	State     string
-	ExpiresAt time.Time
-}
-
-// NotificationsView is the notifications part of the tracking state.
-type NotificationsView struct {
-	State              string
-	Subscriptions      []SubscriptionView
-	Covered            int // users vouched for by a trusted subscription now
-	LastNotificationAt time.Time
-	LastError          string
-	LastErrorAt        time.Time
-}
+// The notifications part of the tracking view is domain vocabulary.
+type (
+	SubscriptionView  = switchboard.PresenceSubscriptionView
+	NotificationsView = switchboard.PresenceNotificationsView
+)
 
 func (s *Service) notifications(ctx context.Context, tenant string, guest bool) (NotificationsView, error) {
 	v := NotificationsView{State: NotifyOff}

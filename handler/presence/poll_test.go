@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/fakes"
+	"switchboard/handler/internal/testenv"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
-
-func TestMain(m *testing.M) { mainWithTestenv(m) }
 
 func TestPollPacksCallsOf650(t *testing.T) {
 	cases := []struct {
@@ -54,7 +54,7 @@ func TestPollPacksCallsOf650(t *testing.T) {
 }
 
 func TestPollWritesOnlyChanges(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		e := newEnv(t, tables, true)
 		ids := userIDs(1000)
 		e.tracked.set(tenantA, ids)
@@ -140,7 +140,7 @@ func TestPollSurvivesThrottling(t *testing.T) {
 }
 
 func TestPollFailingCallKeepsTheRest(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		e := newEnv(t, tables, true)
 		ids := userIDs(1300)
 		e.tracked.set(tenantA, ids)
@@ -175,7 +175,7 @@ func TestPollFailingCallKeepsTheRest(t *testing.T) {
 }
 
 func TestPollRemovesUsersNoLongerTracked(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		e := newEnv(t, tables, true)
 		ids := userIDs(30)
 		e.tracked.set(tenantA, ids)
@@ -211,7 +211,7 @@ func TestPollUnreportedUserIsUnknown(t *testing.T) {
 }
 
 func TestReadingsGoStaleWhenPollsFail(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		e := newEnv(t, tables, true)
 		ids := userIDs(5)
 		e.tracked.set(tenantA, ids)
@@ -238,7 +238,7 @@ func TestReadingsGoStaleWhenPollsFail(t *testing.T) {
 }
 
 func TestRelayoutAsTheTenantGrows(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		e := newEnv(t, tables, true)
 		ids := userIDs(2000)
 		for _, id := range ids {
@@ -285,7 +285,7 @@ func TestRelayoutAsTheTenantGrows(t *testing.T) {
 }
 
 func TestStoreFollowsAnotherWriter(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
 		e := newEnv(t, tables, true)
 		ids := userIDs(100)
 		e.tracked.set(tenantA, ids)
@@ -365,7 +365,7 @@ func TestPollHonoursRetryAfterBeyondThePoll(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var opts []envOption
 			if tc.queue {
-				opts = append(opts, func(o *PollerOptions) { o.Queue, o.QueueName = &fakeQueue{}, "presence-poll" })
+				opts = append(opts, func(o *PollerOptions) { o.Queue, o.QueueName = fakes.NewQueue(o.Now), "presence-poll" })
 			}
 			e := newEnv(t, store.NewMemoryTables(), true, opts...)
 			ids := userIDs(10)
@@ -381,8 +381,8 @@ func TestPollHonoursRetryAfterBeyondThePoll(t *testing.T) {
 			}
 			allowed := throttledAt.Add(retryAfter)
 			if tc.queue {
-				for _, m := range e.queue.sent {
-					if got := m.ScheduledAt; got.Before(allowed) {
+				for _, m := range e.queue.Messages() {
+					if got := m.Msg.ScheduledAt; got.Before(allowed) {
 						t.Errorf("fan-out message scheduled at %v, want not before %v (Retry-After)", got, allowed)
 					}
 				}

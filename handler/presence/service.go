@@ -61,41 +61,21 @@ func NewService(o ServiceOptions) (*Service, error) {
 
 // Source states in the tracking view.
 const (
-	StateOK            = "ok"             // the last attempt worked
-	StateFailing       = "failing"        // the last attempt failed (see the status for why)
-	StateUntested      = "untested"       // enabled, never tried yet
-	StateDisabled      = "disabled"       // configured, but the tenant does not track over guest accounts
-	StateNotConfigured = "not-configured" // the deployment has no credentials for it
+	StateOK            = switchboard.PresenceSourceOK
+	StateFailing       = switchboard.PresenceSourceFailing
+	StateUntested      = switchboard.PresenceSourceUntested
+	StateDisabled      = switchboard.PresenceSourceDisabled
+	StateNotConfigured = switchboard.PresenceSourceNotConfigured
 )
 
-// SourceView is one source as a tenant admin sees it.
-type SourceView struct {
-	Source     switchboard.PresenceSource
-	Account    int    // 1 or 2 for the presence accounts, 0 for the application
-	UPN        string // the presence account's user principal name
-	Configured bool
-	// Enabled: the poll uses it (configured and, for the presence
-	// accounts, the tenant tracks over guest accounts).
-	Enabled bool
-	State   string
-	Status  SourceStatus
-}
-
-// Tracking is the presence tracking state of a tenant.
-type Tracking struct {
-	TrackOverGuestAccounts bool
-	Sources                []SourceView
-	// AdminConsentURL grants the delegated permissions the presence
-	// accounts use; ApplicationConsentURL grants what the app registration
-	// asks for, application permission Presence.Read.All included.
-	AdminConsentURL       string
-	ApplicationConsentURL string
-	LastPoll              *PollFigures
-	LastShardPoll         *PollFigures
-	Shards                int
-	StaleAfter            time.Duration
-	Notifications         NotificationsView
-}
+// The presence API's answers are domain vocabulary (the HTTP layer renders
+// them).
+type (
+	Tracking     = switchboard.PresenceTracking
+	SourceView   = switchboard.PresenceSourceView
+	TestResult   = switchboard.PresenceTestResult
+	UserPresence = switchboard.UserPresence
+)
 
 // Tracking returns the tenant's presence tracking state.
 func (s *Service) Tracking(ctx context.Context, tenant string) (Tracking, error) {
@@ -119,11 +99,11 @@ func (s *Service) Tracking(ctx context.Context, tenant string) (Tracking, error)
 		return Tracking{}, err
 	}
 	if !snap.Figures.StartedAt.IsZero() {
-		f := snap.Figures
+		f := snap.Figures.PresencePollFigures
 		tr.LastPoll = &f
 	}
 	if !snap.ShardFigures.StartedAt.IsZero() {
-		f := snap.ShardFigures
+		f := snap.ShardFigures.PresencePollFigures
 		tr.LastShardPoll = &f
 	}
 	return tr, nil
@@ -157,7 +137,7 @@ func (s *Service) trackOverGuestAccounts(ctx context.Context, tenant string) (bo
 func (s *Service) views(guest bool, statuses map[switchboard.PresenceSource]SourceStatus) []SourceView {
 	var out []SourceView
 	for _, src := range switchboard.PresenceSources {
-		v := SourceView{Source: src, Account: src.Account(), Status: statuses[src]}
+		v := SourceView{Source: src, Account: src.Account(), Status: statuses[src].PresenceSourceStatus}
 		v.Status.Source = src
 		switch src {
 		case switchboard.SourceAccount1:
@@ -207,19 +187,6 @@ func (s *Service) ConsentURL(tenant string, scopes []string) string {
 		q = append(q, "redirect_uri="+url.QueryEscape(s.o.ConsentRedirectURI))
 	}
 	return host + url.PathEscape(tenant) + "/v2.0/adminconsent?" + strings.Join(q, "&")
-}
-
-// TestResult is the outcome of a Test UPN.
-type TestResult struct {
-	UPN      string
-	Account  int
-	Source   switchboard.PresenceSource
-	OK       bool
-	User     *switchboard.DirectoryUser
-	Presence *switchboard.PresenceReading
-	Extended bool
-	ReadAt   time.Time
-	Error    *switchboard.SourceError
 }
 
 // Test resolves upn and reads its presence now through presence account
@@ -297,14 +264,6 @@ func validUPN(s string) bool {
 		return false
 	}
 	return true
-}
-
-// UserPresence is a stored reading with its age.
-type UserPresence struct {
-	switchboard.Presence
-	Age        time.Duration
-	Stale      bool
-	StaleAfter time.Duration
 }
 
 // Reading returns the stored reading of user. Returns ENOTFOUND when the

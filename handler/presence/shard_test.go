@@ -9,14 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/fakes"
+	"switchboard/handler/internal/testenv"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
 
 func TestPollFansOutWhatTheDeadlineLeaves(t *testing.T) {
-	backends(t, func(t *testing.T, tables store.Tables) {
-		q := &fakeQueue{}
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
+		var q *fakes.Queue
 		e := newEnv(t, tables, true, func(o *PollerOptions) {
+			q = fakes.NewQueue(o.Now)
 			o.Queue, o.QueueName, o.ParallelCalls, o.Margin = q, "presence-poll", 1, 3*time.Second
 		})
 		e.graph.latency = 10 * time.Second // a slow Graph: two calls fit before the deadline
@@ -27,15 +30,15 @@ func TestPollFansOutWhatTheDeadlineLeaves(t *testing.T) {
 		}
 		sum := e.poll(t)
 		fig := sum.Tenants[tenantA]
-		if fig.ShardsLeft == 0 || fig.ShardsFannedOut == 0 || len(q.sent) != fig.ShardsFannedOut {
-			t.Fatalf("figures %+v, %d messages: want shards left and fanned out", fig, len(q.sent))
+		if fig.ShardsLeft == 0 || fig.ShardsFannedOut == 0 || len(q.Messages()) != fig.ShardsFannedOut {
+			t.Fatalf("figures %+v, %d messages: want shards left and fanned out", fig, len(q.Messages()))
 		}
 
 		// The next timer poll leaves fanned-out shards alone.
 		handed := map[string]bool{}
-		for _, m := range q.sent {
+		for _, m := range q.Messages() {
 			var sm ShardMessage
-			if err := json.Unmarshal(m.Body, &sm); err != nil {
+			if err := json.Unmarshal(m.Msg.Body, &sm); err != nil {
 				t.Fatal(err)
 			}
 			for _, u := range sm.Users {
@@ -55,8 +58,8 @@ func TestPollFansOutWhatTheDeadlineLeaves(t *testing.T) {
 		}
 
 		// Each message polls its shard.
-		for _, m := range q.sent {
-			if err := e.poller.PollShard(context.Background(), m.Body, e.clock.Now().Add(time.Minute)); err != nil {
+		for _, m := range q.Messages() {
+			if err := e.poller.PollShard(context.Background(), m.Msg.Body, e.clock.Now().Add(time.Minute)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -129,8 +132,9 @@ func TestPollShardRedeliveryOnlyForStorage(t *testing.T) {
 // of timer polls for all of FanOutFor (2 minutes, more than the 120 s
 // staleness limit), it went stale between messages.
 func TestFannedOutShardReturnsToTheTimerOnceItsMessageRan(t *testing.T) {
-	q := &fakeQueue{}
+	var q *fakes.Queue
 	e := newEnv(t, store.NewMemoryTables(), true, func(o *PollerOptions) {
+		q = fakes.NewQueue(o.Now)
 		o.Queue, o.QueueName, o.ParallelCalls, o.Margin = q, "presence-poll", 1, 3*time.Second
 	})
 	e.graph.latency = 10 * time.Second // a slow Graph: two calls fit before the deadline
@@ -140,20 +144,20 @@ func TestFannedOutShardReturnsToTheTimerOnceItsMessageRan(t *testing.T) {
 		e.graph.set(id, switchboard.Available, switchboard.ActivityAvailable)
 	}
 	e.poll(t)
-	if len(q.sent) == 0 {
+	if len(q.Messages()) == 0 {
 		t.Fatal("nothing fanned out")
 	}
 	e.graph.latency = 0
 	handed := map[string]bool{}
-	for _, m := range q.sent {
+	for _, m := range q.Messages() {
 		var sm ShardMessage
-		if err := json.Unmarshal(m.Body, &sm); err != nil {
+		if err := json.Unmarshal(m.Msg.Body, &sm); err != nil {
 			t.Fatal(err)
 		}
 		for _, u := range sm.Users {
 			handed[u] = true
 		}
-		if err := e.poller.PollShard(context.Background(), m.Body, e.clock.Now().Add(25*time.Second)); err != nil {
+		if err := e.poller.PollShard(context.Background(), m.Msg.Body, e.clock.Now().Add(25*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}

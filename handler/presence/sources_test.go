@@ -203,8 +203,8 @@ func (f settingsFunc) TrackOverGuestAccounts(ctx context.Context, tenant string)
 
 func TestCandidates(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	paused := SourceStatus{RetryAt: now.Add(time.Minute)}
-	pauseOver := SourceStatus{RetryAt: now.Add(-time.Second)}
+	paused := SourceStatus{PresenceSourceStatus: switchboard.PresenceSourceStatus{RetryAt: now.Add(time.Minute)}}
+	pauseOver := SourceStatus{PresenceSourceStatus: switchboard.PresenceSourceStatus{RetryAt: now.Add(-time.Second)}}
 	var (
 		a1, a2, app = switchboard.PresenceSource(switchboard.SourceAccount1), switchboard.PresenceSource(switchboard.SourceAccount2),
 			switchboard.PresenceSource(switchboard.SourceApplication)

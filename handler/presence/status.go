@@ -12,31 +12,13 @@ import (
 	"switchboard/handler/switchboard"
 )
 
-// SourceStatus is how one source fares in one tenant.
+// SourceStatus is how one source fares in one tenant: what the tracking
+// view shows, and the sequence of its events.
 type SourceStatus struct {
-	Source        switchboard.PresenceSource
-	LastSuccessAt time.Time
-	LastErrorAt   time.Time
-	LastReason    switchboard.SourceReason
-	LastMessage   string
-	LastCode      string
-	// Invited is whether the presence account signed into the tenant as a
-	// guest (nil while unknown; always nil for the application).
-	Invited *bool
-	// PermissionGranted is whether Graph let the source read presence (nil
-	// while unknown).
-	PermissionGranted *bool
-	// RetryAt is when the poll tries the source again after a failure
-	// that is the source's own (a wrong password retried every 30 s would
-	// lock the account out): zero when it may be tried now.
-	RetryAt             time.Time
-	ConsecutiveFailures int
+	switchboard.PresenceSourceStatus
 	// EventSeq counts the source's stateChanged events (their sequence).
 	EventSeq int64
 }
-
-// Failing reports whether the last attempt failed.
-func (st SourceStatus) Failing() bool { return st.LastErrorAt.After(st.LastSuccessAt) }
 
 // succeeded returns st after a successful read at now.
 func (st SourceStatus) succeeded(now time.Time) SourceStatus {
@@ -84,17 +66,19 @@ func (st SourceStatus) failed(now time.Time, se *switchboard.SourceError, cooldo
 
 func sourceStatusFromEntity(src switchboard.PresenceSource, e store.Entity) SourceStatus {
 	st := SourceStatus{
-		Source:              src,
-		LastSuccessAt:       e.Time("LastSuccessAt"),
-		LastErrorAt:         e.Time("LastErrorAt"),
-		LastReason:          switchboard.SourceReason(e.String("LastReason")),
-		LastMessage:         e.String("LastMessage"),
-		LastCode:            e.String("LastCode"),
-		Invited:             triState(e.String("Invited")),
-		PermissionGranted:   triState(e.String("PermissionGranted")),
-		RetryAt:             e.Time("RetryAt"),
-		ConsecutiveFailures: int(e.Int64("ConsecutiveFailures")),
-		EventSeq:            e.Int64("EventSeq"),
+		PresenceSourceStatus: switchboard.PresenceSourceStatus{
+			Source:              src,
+			LastSuccessAt:       e.Time("LastSuccessAt"),
+			LastErrorAt:         e.Time("LastErrorAt"),
+			LastReason:          switchboard.SourceReason(e.String("LastReason")),
+			LastMessage:         e.String("LastMessage"),
+			LastCode:            e.String("LastCode"),
+			Invited:             triState(e.String("Invited")),
+			PermissionGranted:   triState(e.String("PermissionGranted")),
+			RetryAt:             e.Time("RetryAt"),
+			ConsecutiveFailures: int(e.Int64("ConsecutiveFailures")),
+		},
+		EventSeq: e.Int64("EventSeq"),
 	}
 	return st
 }
@@ -141,24 +125,11 @@ func triString(b *bool) string {
 	return "false"
 }
 
-// PollFigures are the figures of a tenant's last poll.
+// PollFigures are the figures of a tenant's poll: what the tracking view
+// shows of the last one (stored as its JSON), and whether it could not
+// even read its state.
 type PollFigures struct {
-	Kind      string        `json:"kind"` // "timer" or "shard" (a fanned-out shard)
-	StartedAt time.Time     `json:"startedAt"`
-	Duration  time.Duration `json:"duration"`
-	Users     int           `json:"users"`   // users read
-	Covered   int           `json:"covered"` // users not read: a trusted presence subscription vouches for them
-	Changed   int           `json:"changed"` // readings written (changed, new or removed)
-	Calls     int           `json:"calls"`   // Graph requests, retries included
-	Errors    int           `json:"errors"`  // failed Graph requests and failed writes
-	Throttled int           `json:"throttled"`
-	// Shards polled, confirmed (every user read), left over, fanned out.
-	Shards          int                          `json:"shards"`
-	ShardsConfirmed int                          `json:"shardsConfirmed"`
-	ShardsLeft      int                          `json:"shardsLeft"`
-	ShardsFannedOut int                          `json:"shardsFannedOut"`
-	Sources         []switchboard.PresenceSource `json:"sources"` // sources that read something, in order
-	Error           string                       `json:"error,omitempty"`
+	switchboard.PresencePollFigures
 
 	storageFailed bool // the poll could not read its state: nothing was tried
 }

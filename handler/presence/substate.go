@@ -205,3 +205,23 @@ func (s *Store) confirmCovered(cov coverage, p switchboard.Presence, st stored, 
 	p.ConfirmedAt = confirmed
 	return p
 }
+
+// untrustedSince returns since when users have gone without a trusted
+// subscription: zero when none vouched for any of them (polls read them
+// all along), now when one did (polls skipped them until now).
+func untrustedSince(subs map[switchboard.PresenceSource]subState, users []string, now time.Time) time.Time {
+	var since time.Time
+	for _, sub := range subs {
+		if !slices.ContainsFunc(users, func(u string) bool { return slices.Contains(sub.Users, u) }) {
+			continue
+		}
+		at := sub.UntrustedAt
+		if sub.trusted(now) || (at.IsZero() && sub.ID != "" && sub.State == SubActive) {
+			at = now
+		}
+		if at.After(since) {
+			since = at
+		}
+	}
+	return since
+}

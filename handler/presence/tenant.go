@@ -38,7 +38,7 @@ type tenantPoll struct {
 // statuses.
 func (p *Poller) pollTenant(ctx context.Context, pl pollPlan, deadline time.Time) PollFigures {
 	start := p.o.Now()
-	fig := PollFigures{Kind: pl.kind, StartedAt: start}
+	fig := PollFigures{PresencePollFigures: switchboard.PresencePollFigures{Kind: pl.kind, StartedAt: start}}
 	log := p.o.Log.With("tenant", pl.tenant, "kind", fig.Kind)
 	defer func() {
 		fig.Duration = p.o.Now().Sub(fig.StartedAt)
@@ -138,7 +138,7 @@ func (p *Poller) startTenantPoll(ctx context.Context, pl pollPlan, deadline time
 	p.mu.Unlock()
 	for _, src := range switchboard.PresenceSources {
 		if st, ok := t.statuses[src]; !ok || st.Source == "" {
-			t.statuses[src] = SourceStatus{Source: src}
+			t.statuses[src] = SourceStatus{PresenceSourceStatus: switchboard.PresenceSourceStatus{Source: src}}
 		}
 	}
 	var err error

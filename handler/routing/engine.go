@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -192,6 +190,9 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 	if err := checkID(op, "serviceId", serviceID); err != nil {
 		return switchboard.RouteDecision{}, err
 	}
+	if req.Preview && req.Reserve {
+		return switchboard.RouteDecision{}, switchboard.FieldError(op, "preview", "a preview reserves nothing: preview and reserve cannot both be true")
+	}
 	if req.ConversationID == "" && req.Reserve {
 		return switchboard.RouteDecision{}, switchboard.FieldError(op, "conversationId", "conversationId is required to reserve an agent")
 	}
@@ -327,7 +328,7 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 			return existing(switchboard.RouteDecision{ConversationID: req.ConversationID}, d, won.Agents), nil
 		}
 	}
-	if in.svc.Distribution.Order == OrderRoundRobin && len(out.Agents) > 0 {
+	if in.svc.Distribution.Order == OrderRoundRobin && len(out.Agents) > 0 && !req.Preview {
 		if err := e.state.advanceRoundRobin(ctx, tenant, serviceID, out.Agents[0].UserID, in.rrETag); err != nil {
 			e.log.Warn("round-robin position not advanced", "tenant", tenant, "service", serviceID, "err", err)
 		}
@@ -395,81 +396,4 @@ func existing(out switchboard.RouteDecision, d Decision, agents []switchboard.As
 		}
 	}
 	return out
-}
-
-// Release implements switchboard.Router: the conversation's holds are
-// dropped and each agent's idle time starts now (or when its hold expired,
-// if it did). Releasing twice, or an unknown conversation, is not an error.
-func (e *Engine) Release(ctx context.Context, tenant, conversationID string) error {
-	const op = "routing.Release"
-	if err := checkID(op, "conversationId", conversationID); err != nil {
-		return err
-	}
-	c, err := e.state.getConversation(ctx, tenant, conversationID)
-	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
-		return nil
-	}
-	if err != nil {
-		return switchboard.Wrap(switchboard.EINTERNAL, op, err)
-	}
-	now := wallClock(e.now)
-	var mu sync.Mutex
-	ends := map[string]time.Time{}
-	var errs []error
-	// Every hold is tried (the group's functions return no error, so none
-	// cancels the others); the failures are joined below.
-	var g errgroup.Group
-	g.SetLimit(8)
-	for _, a := range c.Agents {
-		g.Go(func() error {
-			end, err := e.releaseHold(ctx, tenant, a.UserID, conversationID, now)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-			} else if !end.IsZero() {
-				ends[a.UserID] = end
-			}
-			return nil
-		})
-	}
-	_ = g.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return switchboard.Wrap(switchboard.EINTERNAL, op, err)
-	}
-	// The index row goes last: a release that failed half way can be
-	// retried and finds the agents again.
-	if err := e.state.recordIdle(ctx, tenant, ends); err != nil {
-		return switchboard.Wrap(switchboard.EINTERNAL, op, err)
-	}
-	e.agents.idled(tenant, ends)
-	if err := e.state.deleteConversation(ctx, tenant, c); err != nil {
-		return switchboard.Wrap(switchboard.EINTERNAL, op, err)
-	}
-	return nil
-}
-
-// releaseHold drops one agent's hold on the conversation and returns when
-// the agent became idle (zero when the hold was not this conversation's).
-func (e *Engine) releaseHold(ctx context.Context, tenant, user, conversationID string, now time.Time) (time.Time, error) {
-	h, err := e.state.getHold(ctx, tenant, user)
-	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
-		return time.Time{}, nil // swept after expiry: the ledger has it
-	}
-	if err != nil {
-		return time.Time{}, err
-	}
-	if h.ConversationID != conversationID {
-		return time.Time{}, nil // expired and taken by another conversation
-	}
-	dropped, err := e.state.dropHold(ctx, tenant, h)
-	if err != nil || !dropped {
-		return time.Time{}, err
-	}
-	e.agents.dropped(tenant, user, h.ETag)
-	end := now
-	if !h.state().Holding(now) {
-		end = h.expiredAt()
-	}
-	return end, nil
 }

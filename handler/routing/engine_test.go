@@ -271,6 +271,29 @@ func TestRouteRoundRobinAcrossInstances(t *testing.T) {
 	}
 }
 
+// The web page polls "who can take a conversation now" every 5 s: a
+// preview must not take the turn from the agent whose turn it is.
+func TestRoutePreviewLeavesTheRoundRobinTurn(t *testing.T) {
+	f := newFixture(t, nil)
+	us := users(1, 3)
+	f.service("rr", DistributionInput{Order: ptr(OrderRoundRobin)}, us...)
+	f.available(us...)
+	f.route(f.engine, "rr", sb.RouteRequest{ConversationID: "c0"}) // u1's turn taken
+	for range 3 {
+		d := f.route(f.engine, "rr", sb.RouteRequest{Preview: true})
+		if got, want := agentIDs(d), []string{us[1]}; !slices.Equal(got, want) {
+			t.Fatalf("preview: agents = %v, want %v (the next turn, shown, not taken)", got, want)
+		}
+	}
+	d := f.route(f.newEngine(), "rr", sb.RouteRequest{ConversationID: "c1", Reserve: true})
+	if got, want := agentIDs(d), []string{us[1]}; !slices.Equal(got, want) {
+		t.Errorf("after previews: agents = %v, want %v", got, want)
+	}
+	if _, err := f.engine.Route(context.Background(), tenant, "rr", sb.RouteRequest{ConversationID: "c2", Reserve: true, Preview: true}); sb.ErrorField(err) != "preview" {
+		t.Errorf("preview with reserve: err = %v, want field preview", err)
+	}
+}
+
 func TestRouteBroadcast(t *testing.T) {
 	f := newFixture(t, nil)
 	us := users(1, 6)

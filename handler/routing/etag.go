@@ -1,13 +1,10 @@
 package routing
 
-import "strings"
+import "switchboard/handler/switchboard"
 
-// publicETag is the service's ETag as the API shows it: Table Storage's
-// ETag, whose value changes on every write of the row, given as the strong
-// entity tag it is for our representation (RFC 9110 section 8.8.3). A
-// storage ETag is weak (W/"datetime'...'"), and If-Match must use the
-// strong comparison, under which a weak tag never matches.
-func publicETag(stored string) string { return strings.TrimPrefix(stored, "W/") }
+// publicETag is the service's ETag as the API shows it (strong; see
+// switchboard.PublicETag).
+func publicETag(stored string) string { return switchboard.PublicETag(stored) }
 
 // publicService returns svc with its public ETag.
 func publicService(svc Service) Service {
@@ -15,27 +12,6 @@ func publicService(svc Service) Service {
 	return svc
 }
 
-// ifMatchHolds reports whether an If-Match header value (a list of entity
-// tags, not "*") names the stored ETag under the strong comparison of RFC
-// 9110 section 13.1.1: a weak tag in the list never matches, and a strong
-// one matches when its opaque tag is the service's. An unquoted tag is read
-// as if quoted: some clients drop the quotes.
-func ifMatchHolds(header, stored string) bool {
-	want := publicETag(stored)
-	if want == "" {
-		return false
-	}
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimSpace(t)
-		if t == "" || strings.HasPrefix(t, "W/") {
-			continue
-		}
-		if !strings.HasPrefix(t, `"`) {
-			t = `"` + t + `"`
-		}
-		if t == want {
-			return true
-		}
-	}
-	return false
-}
+// ifMatchHolds is switchboard.IfMatchHolds: the strong comparison of RFC
+// 9110 section 13.1.1.
+func ifMatchHolds(header, stored string) bool { return switchboard.IfMatchHolds(header, stored) }

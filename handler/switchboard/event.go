@@ -3,6 +3,7 @@ package switchboard
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -32,6 +33,36 @@ type Event struct {
 	Time     time.Time
 	// Data is the resource after the change, with previousState.
 	Data json.RawMessage
+}
+
+// EventTypes is the event catalogue of SPEC section 11: every type a
+// subscription may name, by resource.
+var EventTypes = []string{
+	"switchboard.conversation.queued", "switchboard.conversation.offered", "switchboard.conversation.offerDeclined",
+	"switchboard.conversation.offerLapsed", "switchboard.conversation.offerRescinded", "switchboard.conversation.connected",
+	"switchboard.conversation.ended", "switchboard.conversation.abandoned", "switchboard.conversation.timedOut",
+	"switchboard.conversation.rejected", "switchboard.conversation.forwarded", "switchboard.conversation.callbackScheduled",
+	OutboundTaskStateChanged,
+	"switchboard.agent.ronaStarted", "switchboard.agent.ronaEnded", "switchboard.agent.afterCallWorkStarted",
+	"switchboard.agent.afterCallWorkEnded",
+	"switchboard.presenceSource.stateChanged",
+	"switchboard.interactSession.started", "switchboard.interactSession.suspended", "switchboard.interactSession.resumed",
+	"switchboard.interactSession.ended",
+}
+
+// EventResource returns the resource an event type is about
+// ("conversation" for switchboard.conversation.offered), "" for a type
+// not shaped switchboard.<resource>.<event>.
+func EventResource(eventType string) string {
+	rest, ok := strings.CutPrefix(eventType, "switchboard.")
+	if !ok {
+		return ""
+	}
+	resource, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return ""
+	}
+	return resource
 }
 
 // EventOutbox publishes events that a capability wrote as outbox rows in

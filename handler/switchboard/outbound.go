@@ -1,6 +1,9 @@
 package switchboard
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // OutboundTask is an outbound task (package outbound keeps them).
 type OutboundTask struct {
@@ -51,6 +54,9 @@ type OutboundTask struct {
 	// is the caller's note from complete).
 	EndedAt time.Time
 	Note    string
+	// EventSeq counts the task's stateChanged events: the sequence of the
+	// last one written (SPEC section 11).
+	EventSeq int64
 
 	// ETag is Table Storage's ETag of the row the task was read from: it
 	// guards the task's next write. The API never shows it.
@@ -88,4 +94,85 @@ type OutboundListPage struct {
 	Tasks []OutboundTask
 	// Continuation fetches the next page; "" on the last one.
 	Continuation string
+}
+
+// OutboundTaskAgent is the agent of a task as the API shows it.
+type OutboundTaskAgent struct {
+	UserID string `json:"userId"`
+}
+
+// OutboundTaskView is a task as the API returns it and its events carry
+// (SPEC section 6). agent is set from the first assignment on (after the
+// task ends it names the agent who had it last); referenceId is null when
+// none was given.
+type OutboundTaskView struct {
+	ID                  string             `json:"id"`
+	ServiceID           string             `json:"serviceId"`
+	State               string             `json:"state"`
+	ReferenceID         *string            `json:"referenceId"`
+	Destination         string             `json:"destination"`
+	DueDateTimeUTC      time.Time          `json:"dueDateTimeUtc"`
+	Priority            int                `json:"priority"`
+	MaxAttempts         int                `json:"maxAttempts"`
+	MaxQueueTimeSeconds int                `json:"maxQueueTimeSeconds"`
+	PreferredUsers      []string           `json:"preferredUsers"`
+	Context             map[string]string  `json:"context"`
+	Agent               *OutboundTaskAgent `json:"agent"`
+	Attempts            int                `json:"attempts"`
+	CreatedAt           time.Time          `json:"createdAt"`
+	UpdatedAt           time.Time          `json:"updatedAt"`
+}
+
+// View returns t as the API shows it.
+func (t OutboundTask) View() OutboundTaskView {
+	out := OutboundTaskView{
+		ID:                  t.ID,
+		ServiceID:           t.ServiceID,
+		State:               t.State,
+		Destination:         t.Destination,
+		DueDateTimeUTC:      t.DueAt,
+		Priority:            t.Priority,
+		MaxAttempts:         t.MaxAttempts,
+		MaxQueueTimeSeconds: t.MaxQueueTimeSeconds,
+		PreferredUsers:      t.PreferredUsers,
+		Context:             t.Context,
+		Attempts:            t.Attempts,
+		CreatedAt:           t.CreatedAt,
+		UpdatedAt:           t.UpdatedAt,
+	}
+	if t.ReferenceID != "" {
+		out.ReferenceID = &t.ReferenceID
+	}
+	if t.Agent != "" {
+		out.Agent = &OutboundTaskAgent{UserID: t.Agent}
+	}
+	if out.PreferredUsers == nil {
+		out.PreferredUsers = []string{}
+	}
+	if out.Context == nil {
+		out.Context = map[string]string{}
+	}
+	return out
+}
+
+// OutboundTaskStateChanged is the type of the event a task's creation and
+// each change of its state emit.
+const OutboundTaskStateChanged = "switchboard.outboundTask.stateChanged"
+
+// OutboundTaskEventData is the data of OutboundTaskStateChanged: the task
+// after the change (its fields inline), with the state before it (null on
+// creation).
+type OutboundTaskEventData struct {
+	OutboundTaskView
+	PreviousState *string `json:"previousState"`
+}
+
+// OutboundTaskPatch is a JSON merge patch (RFC 7396) of a waiting task's
+// changeable fields: dueDateTimeUtc, priority, maxQueueTimeSeconds,
+// preferredUsers and context.
+type OutboundTaskPatch struct {
+	// Merge is the patch document as received.
+	Merge json.RawMessage
+	// IfMatch is the task's ETag the caller saw ("" or "*": any).
+	IfMatch string
 }

@@ -49,6 +49,10 @@ type RouteRequest struct {
 	ConversationID string
 	// Reserve holds the chosen agent(s) atomically for Hold.
 	Reserve bool
+	// Preview decides without changing anything: nothing is reserved and
+	// the round-robin position stays (the web page's "who can take a
+	// conversation now", polled every few seconds). Not with Reserve.
+	Preview bool
 	// Hold is how long a reservation lasts; 0 takes the service default.
 	Hold time.Duration
 	// UntilReleased makes the reservation last until Release (outbound

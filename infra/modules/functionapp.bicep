@@ -27,6 +27,9 @@ param presenceAccount1Upn string
 param presenceAccount2Upn string
 param presenceConsentRedirectUri string
 param apiAudience string
+
+@description('Client id of the web page\'s SPA app registration (UI_CLIENT_ID).')
+param uiClientId string
 param graphBaseUrl string
 param authorityHost string
 param presencePollSchedule string
@@ -111,6 +114,8 @@ var appSettings = {
   // The API: tenant routes need an Entra token for this audience.
   API_AUTH: 'entra'
   API_AUDIENCE: apiAudience
+  // The web page (/api/ui/) signs in with this SPA registration.
+  UI_CLIENT_ID: uiClientId
 
   // Tenant secrets at rest (always stored: main.bicep requires the key).
   SECRETS_KEY: secretRef(keyVaultName, 'secrets-key')

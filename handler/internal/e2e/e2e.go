@@ -151,6 +151,11 @@ func Start(t testing.TB, opts Options) *Env {
 	return &Env{BaseURL: p.baseURL, Tables: tables, Settings: settings, proc: p}
 }
 
+// Stop stops the runner and the handler now, as a crash or a redeploy
+// would (SIGTERM, then SIGKILL after 10 s); what they stored stays in the
+// tables and on an external queue. Stopping twice is harmless.
+func (e *Env) Stop() { e.proc.stop() }
+
 // Output returns what the runner and the handler have printed so far.
 func (e *Env) Output() string { return e.proc.out.String() }
 

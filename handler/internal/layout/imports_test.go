@@ -50,6 +50,7 @@ var packages = map[string]kind{
 	"dev/cmd/graphsim":    command,
 	"dev/cmd/localrunner": command,
 	"dev/cmd/eventsink":   command,
+	"dev/cmd/connector":   command,
 
 	"switchboard": vocabulary,
 	"store":       vocabulary,
@@ -87,10 +88,13 @@ var packages = map[string]kind{
 	"httpapi":    adapter,
 	"functions":  adapter,
 	"localqueue": adapter,
+	// webui serves the web page's embedded files (HTTP, no domain logic).
+	"webui": adapter,
 
 	"dev/acstest":     tool,
 	"dev/graphsim":    tool,
 	"dev/localrunner": tool,
+	"dev/connector":   tool,
 	"dev/procnet":     tool,
 
 	"internal/testenv":             harness,
@@ -103,6 +107,7 @@ var packages = map[string]kind{
 	"store/storetest":              harness,
 	"outbound/outbounde2e":         harness,
 	"routing/routinge2e":           harness,
+	"webui/browsertest":            harness,
 	"distribution/distributione2e": harness,
 }
 
@@ -123,12 +128,7 @@ var mayImport = map[kind][]kind{
 // pending are imports that break the rules and are being removed, each
 // with the reason. Remove an entry when its import goes: the test fails
 // for an entry that no longer happens.
-var pending = map[[2]string]string{
-	// The presence API's views (Tracking, SourceView, SourceStatus,
-	// PollFigures, TestResult, UserPresence) are still presence's: once
-	// they are in switchboard, httpapi's PresenceService returns those.
-	{"httpapi", "presence"}: "presence tracking views still in package presence",
-}
+var pending = map[[2]string]string{}
 
 // onlyIn names third-party import paths that only the given packages may
 // import (README: msgraph-sdk-go in handler/graph only).

@@ -86,6 +86,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		*api = "http://127.0.0.1:" + port // the local runner's -port
 	}
 
+	if *demo {
+		// The first thing `make run` prints: where to click.
+		fmt.Fprintf(stderr, "Switchboard web page (demo tenant selected): %s\n", pageURL(*api))
+	}
 	sim, err := graphsim.Start(graphsim.Options{Seed: 2026, Latency: *latency, Jitter: *latency, GraphAddr: *graphAddr, LoginAddr: *loginAddr})
 	if err != nil {
 		return err
@@ -165,7 +169,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				fmt.Fprintln(stderr, "graphsim: demo set-up:", err)
 				return
 			}
-			fmt.Fprintf(stderr, `graphsim: demo ready. Try:
+			fmt.Fprintf(stderr, `graphsim: demo ready. The web page: %[4]s
+Or try:
   curl -s %[1]s/api/tenants/%[2]s/presence-tracking
   curl -s %[1]s/api/tenants/%[2]s/services/support
   curl -s -X POST %[1]s/api/tenants/%[2]s/services/support/route -H 'Content-Type: application/json' -d '{"conversationId":"c-1","reserve":true}'
@@ -175,7 +180,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
     -d "{\"attendantConsole\":{\"contactSearchFilter\":\"endsWith(userPrincipalName,'onmicrosoft.com') and preferredLanguage eq 'en-GB'\"}}"
 Events to a local webhook (it subscribes itself, verifies each signature and prints the events):
   go run ./handler/dev/cmd/eventsink -api %[1]s -tenant %[2]s
-`, *api, demoTenant, users[0].ID)
+`, *api, demoTenant, users[0].ID, pageURL(*api))
 		}()
 	}
 	select {
@@ -268,6 +273,11 @@ func setUpDemo(ctx context.Context, api string, users []graphsim.User) error {
 	// Housekeeping creates the presence subscriptions (when notifications
 	// are on) right away rather than at its next minute.
 	return call(http.MethodPost, "/admin/functions/Housekeeping", "application/json", map[string]any{"input": ""})
+}
+
+// pageURL is the web page (SPEC section 15) with the demo tenant chosen.
+func pageURL(api string) string {
+	return strings.TrimSuffix(api, "/") + "/api/ui/?tenant=" + demoTenant + "#/services/support"
 }
 
 // addDemoDirectory adds people who are not agents: the reception and the

@@ -27,6 +27,20 @@ func TestCommandGetsTheSettings(t *testing.T) {
 	}
 }
 
+// make run prints the web page's URL, with the demo tenant chosen, before
+// anything else.
+func TestDemoPrintsThePageURLFirst(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"-agents", "2", "-demo", "--", "true", "-port", "7999"}, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	first, _, _ := strings.Cut(stderr.String(), "\n")
+	want := "http://127.0.0.1:7999/api/ui/?tenant=" + demoTenant + "#/"
+	if !strings.HasPrefix(first, "Switchboard web page") || !strings.Contains(first, want) {
+		t.Errorf("first line %q, want the page %s...", first, want)
+	}
+}
+
 func TestDemoSetUp(t *testing.T) {
 	var mu sync.Mutex
 	var calls []string
