@@ -5,7 +5,7 @@ SHELL := bash
 GO ?= go
 TOOLS_STAMP := tools/node_modules/.switchboard-installed
 
-.PHONY: all build run test test-short bench package connector vet fmt tools clean chromium ui-vendor
+.PHONY: all build run test test-short fuzz fuzz-targets bench package connector vet fmt tools clean chromium ui-vendor
 
 all: build
 
@@ -41,8 +41,28 @@ ui-vendor: tools
 
 # Every test, integration tests included: they start Azurite and the other
 # local servers themselves, on free loopback ports, and stop them after.
+# Then every fuzz target for FUZZTIME (20 s each, one after the other).
 test: tools chromium vet
 	$(GO) test -count=1 -timeout 25m ./...
+	$(MAKE) --no-print-directory fuzz-targets FUZZTIME=20s
+
+# Every fuzz target for longer: make fuzz FUZZTIME=30m for a night's run.
+# Inputs that fail are kept under the package's testdata/fuzz and are then
+# run by every go test.
+FUZZTIME ?= 5m
+fuzz: tools
+	$(MAKE) --no-print-directory fuzz-targets FUZZTIME=$(FUZZTIME)
+
+# Each func FuzzXxx of each package under handler/, one at a time (go test
+# -fuzz takes one target per run).
+fuzz-targets:
+	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' handler | sort); do \
+		pkg=./$$(dirname $$file); \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "fuzz: $$pkg $$target for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 # Unit tests only: every test that needs a server (Azurite, the Service Bus
 # stand-in, the handler behind the local runner) skips under -short

@@ -166,7 +166,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	wireEvents(a)
 	wireAttendant(a)
 	wireUI(a)
-	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), distributionHousekeeping(a), eventsHousekeeping(a)}
+	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), distributionHousekeeping(a), eventsHousekeeping(a), settingsHousekeeping(a)}
 	if a.notifications != nil {
 		jobs = append(jobs, notificationsHousekeeping(a))
 	}

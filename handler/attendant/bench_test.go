@@ -21,6 +21,7 @@ import (
 	"switchboard/handler/internal/testenv"
 	"switchboard/handler/presence"
 	"switchboard/handler/routing"
+	"switchboard/handler/secrets"
 	"switchboard/handler/settings"
 )
 
@@ -84,7 +85,7 @@ func BenchmarkAttendantSearchHTTP(b *testing.B) {
 	if _, err := poller.Poll(ctx, time.Now().Add(time.Minute)); err != nil {
 		b.Fatal(err)
 	}
-	set, err := settings.New(ctx, settings.Options{Tables: tables, ACS: acs.New(acs.Options{}), Filters: client, Log: log})
+	set, err := settings.New(ctx, settings.Options{Tables: tables, Secrets: secrets.Ephemeral(), ACS: acs.New(acs.Options{}), Filters: client, Log: log})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -175,6 +175,9 @@ type claims struct {
 	ObjectID string `json:"oid"`
 	AZP      string `json:"azp"`
 	AppID    string `json:"appid"`
+	// Roles are the app roles assigned to the user or granted to the
+	// application (SPEC section 9).
+	Roles []string `json:"roles"`
 }
 
 // Verify checks token and returns its caller. Returns EUNAUTHORIZED, with a
@@ -209,7 +212,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (switchboard.Princi
 			v.authority+tid+"/v2.0",
 		))
 	}
-	p := switchboard.Principal{TenantID: tid, ObjectID: c.ObjectID, Subject: c.Subject, AppID: c.AZP}
+	p := switchboard.Principal{TenantID: tid, ObjectID: strings.ToLower(c.ObjectID), Subject: c.Subject, AppID: c.AZP, Roles: c.Roles}
 	if p.AppID == "" {
 		p.AppID = c.AppID
 	}

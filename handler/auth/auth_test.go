@@ -112,16 +112,17 @@ func (p *idp) verifier(t *testing.T, authority string) *auth.Verifier {
 func token(t *testing.T, method jwt.SigningMethod, key any, kid string, issuer string, over map[string]any) string {
 	t.Helper()
 	c := jwt.MapClaims{
-		"aud": audience,
-		"iss": issuer,
-		"tid": tenantA,
-		"oid": "0f3e2d1c-0000-4000-8000-000000000001",
-		"sub": "subject-1",
-		"azp": "a0a0a0a0-0000-4000-8000-00000000000a",
-		"iat": t0.Add(-5 * time.Minute).Unix(),
-		"nbf": t0.Add(-5 * time.Minute).Unix(),
-		"exp": t0.Add(55 * time.Minute).Unix(),
-		"ver": "2.0",
+		"aud":   audience,
+		"iss":   issuer,
+		"tid":   tenantA,
+		"oid":   "0f3e2d1c-0000-4000-8000-000000000001",
+		"sub":   "subject-1",
+		"azp":   "a0a0a0a0-0000-4000-8000-00000000000a",
+		"iat":   t0.Add(-5 * time.Minute).Unix(),
+		"nbf":   t0.Add(-5 * time.Minute).Unix(),
+		"exp":   t0.Add(55 * time.Minute).Unix(),
+		"ver":   "2.0",
+		"roles": []string{"Switchboard.Admin"},
 	}
 	for k, v := range over {
 		if v == nil {
@@ -188,6 +189,9 @@ func TestVerify(t *testing.T) {
 				}
 				if pr.ObjectID == "" || pr.Subject == "" || pr.AppID == "" {
 					t.Errorf("principal %+v lacks oid, sub or azp", pr)
+				}
+				if !pr.HasRole("Switchboard.Admin") || len(pr.Roles) != 1 {
+					t.Errorf("roles = %v, want the token's [Switchboard.Admin]", pr.Roles)
 				}
 				return
 			}
@@ -310,6 +314,8 @@ func TestRouterChecksTheTenant(t *testing.T) {
 	tokA := token(t, jwt.SigningMethodRS256, k, "key-1", p.authority()+tenantA+"/v2.0", nil)
 	tokB := token(t, jwt.SigningMethodRS256, k, "key-1", p.authority()+tenantB+"/v2.0", map[string]any{"tid": tenantB})
 	expired := token(t, jwt.SigningMethodRS256, k, "key-1", p.authority()+tenantA+"/v2.0", map[string]any{"exp": t0.Add(-time.Hour).Unix()})
+	noRole := token(t, jwt.SigningMethodRS256, k, "key-1", p.authority()+tenantA+"/v2.0", map[string]any{"roles": nil})
+	flowRole := token(t, jwt.SigningMethodRS256, k, "key-1", p.authority()+tenantA+"/v2.0", map[string]any{"roles": []string{"Switchboard.Flow"}})
 	tests := []struct {
 		name       string
 		auth       string
@@ -321,6 +327,8 @@ func TestRouterChecksTheTenant(t *testing.T) {
 		{"expired", "Bearer " + expired, http.StatusUnauthorized, "unauthorized"},
 		{"other tenant", "Bearer " + tokB, http.StatusForbidden, "forbidden"},
 		{"own tenant", "Bearer " + tokA, http.StatusOK, ""},
+		{"own tenant, no role", "Bearer " + noRole, http.StatusForbidden, "forbidden"},
+		{"own tenant, another role", "Bearer " + flowRole, http.StatusForbidden, "forbidden"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -345,6 +353,9 @@ func TestRouterChecksTheTenant(t *testing.T) {
 			}
 			if prob.Type != tt.wantType || prob.Title == "" {
 				t.Errorf("problem = %+v, want type %q with a title", prob, tt.wantType)
+			}
+			if strings.Contains(tt.name, "role") && !strings.Contains(prob.Title, "Switchboard.Admin") {
+				t.Errorf("title %q does not name the role the settings need", prob.Title)
 			}
 		})
 	}

@@ -17,6 +17,7 @@ import (
 	"switchboard/handler/attendant"
 	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/graph"
+	"switchboard/handler/secrets"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -189,7 +190,7 @@ func closedPort(t *testing.T) string {
 func TestSettingsCheckFiltersThroughGraph(t *testing.T) {
 	ctx := context.Background()
 	newSettings := func(t *testing.T, c *graph.Client) *settings.Service {
-		s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), ACS: acs.New(acs.Options{}), Filters: c})
+		s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), Secrets: secrets.Ephemeral(), ACS: acs.New(acs.Options{}), Filters: c})
 		if err != nil {
 			t.Fatal(err)
 		}

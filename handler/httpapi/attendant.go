@@ -29,7 +29,7 @@ type AttendantAPI struct {
 
 // Register adds the Attendant Console routes to r.
 func (a *AttendantAPI) Register(r *Router) {
-	r.Tenant("GET /api/tenants/{t}/attendant/search", a.search) // roles: any (Admin, Supervisor, Agent, Flow)
+	r.Tenant("GET /api/tenants/{t}/attendant/search", a.search)
 }
 
 type contactJSON struct {

@@ -12,6 +12,7 @@ import (
 
 	"switchboard/handler/acs"
 	"switchboard/handler/attendant"
+	"switchboard/handler/secrets"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -31,7 +32,7 @@ func (f *fakeChecker) CheckUserFilter(ctx context.Context, tenantID, filter stri
 type oidVerifier struct{}
 
 func (oidVerifier) Verify(ctx context.Context, token string) (switchboard.Principal, error) {
-	return switchboard.Principal{TenantID: tenant, ObjectID: token}, nil
+	return switchboard.Principal{TenantID: tenant, ObjectID: token, Roles: []string{switchboard.RoleAdmin}}, nil
 }
 
 type stubDirectory struct{ err error }
@@ -70,7 +71,7 @@ func newAttendantEnv(t *testing.T, v switchboard.Verifier, dir attendant.Directo
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	checker := &fakeChecker{}
-	set, err := settings.New(context.Background(), settings.Options{Tables: store.NewMemoryTables(), ACS: acs.New(acs.Options{}), Filters: checker, Log: log})
+	set, err := settings.New(context.Background(), settings.Options{Tables: store.NewMemoryTables(), Secrets: secrets.Ephemeral(), ACS: acs.New(acs.Options{}), Filters: checker, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

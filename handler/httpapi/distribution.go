@@ -28,57 +28,20 @@ type DistributionAPI struct {
 	Now     func() time.Time
 }
 
-// App roles (SPEC section 9).
-const (
-	RoleAdmin      = "Switchboard.Admin"
-	RoleSupervisor = "Switchboard.Supervisor"
-	RoleAgent      = "Switchboard.Agent"
-	RoleFlow       = "Switchboard.Flow"
-)
-
-// RouteRoles is one route with the roles SPEC section 10's table allows
-// (Admin may do everything of its tenant and is not listed). Own means
-// the Agent role may call it only for itself ({u}, or userId in the body,
-// equal to the caller's oid). The roles engineer enforces these; until
-// then they document the contract.
-type RouteRoles struct {
-	Pattern string
-	Roles   []string
-	Own     bool // Agent only for itself
-}
-
-// DistributionRoutes are the waiting-line routes with their roles.
-var DistributionRoutes = []RouteRoles{
-	{"POST /api/tenants/{t}/services/{s}/queue", []string{RoleFlow}, false},
-	{"GET /api/tenants/{t}/services/{s}/queue", []string{RoleSupervisor, RoleFlow}, false},
-	{"GET /api/tenants/{t}/conversations/{c}", []string{RoleSupervisor, RoleFlow}, false},
-	{"POST /api/tenants/{t}/conversations/{c}/accept", []string{RoleAgent, RoleFlow}, true},
-	{"POST /api/tenants/{t}/conversations/{c}/decline", []string{RoleAgent, RoleFlow}, true},
-	{"GET /api/tenants/{t}/agents/{u}", []string{RoleSupervisor, RoleAgent, RoleFlow}, true},
-	{"POST /api/tenants/{t}/agents/{u}/rona/reset", []string{RoleSupervisor, RoleAgent}, true},
-	{"POST /api/tenants/{t}/agents/{u}/after-call-work/end", []string{RoleSupervisor, RoleAgent}, true},
-	{"GET /api/tenants/{t}/services", []string{RoleSupervisor, RoleAgent, RoleFlow}, false}, // any role
-	// DELETE /api/tenants/{t}/conversations/{c} (Supervisor, Flow) is
-	// registered by RoutingAPI, which hands distribution's conversations
-	// to it.
-}
-
-// Register adds the waiting-line routes to r.
+// Register adds the waiting-line routes to r; their roles are rows of
+// routeAccess (access.go). DELETE /api/tenants/{t}/conversations/{c} is
+// registered by RoutingAPI, which hands distribution's conversations to
+// it.
 func (a *DistributionAPI) Register(r *Router) {
-	handlers := map[string]HandlerFunc{
-		"POST /api/tenants/{t}/services/{s}/queue":             a.enqueue,
-		"GET /api/tenants/{t}/services/{s}/queue":              a.queue,
-		"GET /api/tenants/{t}/conversations/{c}":               a.get,
-		"POST /api/tenants/{t}/conversations/{c}/accept":       a.accept,
-		"POST /api/tenants/{t}/conversations/{c}/decline":      a.decline,
-		"GET /api/tenants/{t}/agents/{u}":                      a.agent,
-		"POST /api/tenants/{t}/agents/{u}/rona/reset":          a.ronaReset,
-		"POST /api/tenants/{t}/agents/{u}/after-call-work/end": a.afterCallWorkEnd,
-		"GET /api/tenants/{t}/services":                        a.services,
-	}
-	for _, rr := range DistributionRoutes {
-		r.Tenant(rr.Pattern, handlers[rr.Pattern])
-	}
+	r.Tenant("POST /api/tenants/{t}/services/{s}/queue", a.enqueue)
+	r.Tenant("GET /api/tenants/{t}/services/{s}/queue", a.queue)
+	r.Tenant("GET /api/tenants/{t}/conversations/{c}", a.get)
+	r.Tenant("POST /api/tenants/{t}/conversations/{c}/accept", a.accept)
+	r.Tenant("POST /api/tenants/{t}/conversations/{c}/decline", a.decline)
+	r.Tenant("GET /api/tenants/{t}/agents/{u}", a.agent)
+	r.Tenant("POST /api/tenants/{t}/agents/{u}/rona/reset", a.ronaReset)
+	r.Tenant("POST /api/tenants/{t}/agents/{u}/after-call-work/end", a.afterCallWorkEnd)
+	r.Tenant("GET /api/tenants/{t}/services", a.services)
 }
 
 type customerJSON struct {
@@ -297,6 +260,13 @@ func (a *DistributionAPI) offerAction(w http.ResponseWriter, r *http.Request, do
 	u, err := actingUser(r, body)
 	if err != nil {
 		return err
+	}
+	if AgentOnly(r.Context()) {
+		// An Agent accepts or declines only its own offers.
+		p, _ := PrincipalFrom(r.Context())
+		if id, ok := switchboard.NormalizeGUID(u); !ok || id != p.ObjectID {
+			return &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: "auth", Message: "an Agent may accept or decline only its own offers"}
+		}
 	}
 	conv, err := do(r.Context(), t, c, u)
 	if err != nil {

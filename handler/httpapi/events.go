@@ -11,8 +11,8 @@ import (
 	"switchboard/handler/switchboard"
 )
 
-// EventsAPI serves the event subscriptions of SPEC section 11. Roles (SPEC
-// section 9): Admin and Flow on every route.
+// EventsAPI serves the event subscriptions of SPEC section 11. Who may
+// call each route is in routeAccess (access.go).
 type EventsAPI struct {
 	Subscriptions switchboard.EventSubscriptions
 }

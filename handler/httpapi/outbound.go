@@ -34,10 +34,11 @@ type OutboundTasks interface {
 	// the field, ENOTFOUND, EPRECONDITION when the If-Match ETag is stale,
 	// ECONFLICT once the task is InProgress or has ended, EUNAVAILABLE.
 	Update(ctx context.Context, tenant, service, id string, p switchboard.OutboundTaskPatch) (switchboard.OutboundTask, error)
-	// Complete ends an InProgress task with outcome. Returns EINVALID for
-	// a bad outcome or note, ENOTFOUND, ECONFLICT when it is not in
-	// progress.
-	Complete(ctx context.Context, tenant, service, id, outcome, note string) (switchboard.OutboundTask, error)
+	// Complete ends an InProgress task with c's outcome; a completion for
+	// an attempt no longer current (c.Attempt, c.IfMatch) changes nothing
+	// and returns the task. Returns EINVALID for a bad outcome, note or
+	// attempt, ENOTFOUND, ECONFLICT when it is not in progress.
+	Complete(ctx context.Context, tenant, service, id string, c switchboard.OutboundCompletion) (switchboard.OutboundTask, error)
 }
 
 // OutboundAPI serves the outbound tasks (SPEC section 6) that Power
@@ -85,10 +86,13 @@ type OutboundTaskList struct {
 	NextLink          *string        `json:"nextLink"`
 }
 
-// OutboundTaskCompletion is the body of complete; it may be empty.
+// OutboundTaskCompletion is the body of complete; it may be empty. attempt
+// is the task's attempts as the caller saw it (the connector sends it): a
+// completion for an attempt no longer current changes nothing.
 type OutboundTaskCompletion struct {
 	Outcome string `json:"outcome"`
 	Note    string `json:"note"`
+	Attempt *int   `json:"attempt"`
 }
 
 func renderTask(t switchboard.OutboundTask) OutboundTask { return t.View() }
@@ -124,7 +128,7 @@ func (a *OutboundAPI) schedule(w http.ResponseWriter, r *http.Request) error {
 	if !created {
 		status = http.StatusOK
 	}
-	return WriteJSON(w, status, renderTask(task))
+	return writeTask(w, status, task)
 }
 
 func (a *OutboundAPI) list(w http.ResponseWriter, r *http.Request) error {
@@ -235,7 +239,7 @@ func (a *OutboundAPI) get(w http.ResponseWriter, r *http.Request) error {
 }
 
 // writeTask answers with the task and its ETag, which If-Match on PATCH
-// takes.
+// and on complete takes.
 func writeTask(w http.ResponseWriter, status int, task switchboard.OutboundTask) error {
 	if task.ETag != "" {
 		w.Header().Set("ETag", switchboard.PublicETag(task.ETag))
@@ -270,7 +274,7 @@ func (a *OutboundAPI) cancel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return WriteJSON(w, http.StatusOK, renderTask(task))
+	return writeTask(w, http.StatusOK, task)
 }
 
 func (a *OutboundAPI) complete(w http.ResponseWriter, r *http.Request) error {
@@ -289,9 +293,11 @@ func (a *OutboundAPI) complete(w http.ResponseWriter, r *http.Request) error {
 	} else if !errors.Is(err, io.EOF) {
 		return jsonError("http.DecodeJSON", err)
 	}
-	task, err := a.Tasks.Complete(r.Context(), t, s, id, strings.TrimSpace(body.Outcome), body.Note)
+	task, err := a.Tasks.Complete(r.Context(), t, s, id, switchboard.OutboundCompletion{
+		Outcome: strings.TrimSpace(body.Outcome), Note: body.Note, Attempt: body.Attempt, IfMatch: r.Header.Get("If-Match"),
+	})
 	if err != nil {
 		return err
 	}
-	return WriteJSON(w, http.StatusOK, renderTask(task))
+	return writeTask(w, http.StatusOK, task)
 }

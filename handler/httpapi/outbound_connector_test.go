@@ -123,37 +123,52 @@ func (d swaggerDoc) resolve(t *testing.T, s *swaggerSchema) *swaggerSchema {
 	return def
 }
 
-// functionRoutes returns "METHOD /api/route" for every httpTrigger binding
-// under functions/, with the function's name.
-func functionRoutes(t *testing.T) map[string]string {
+// httpBinding is a function's httpTrigger binding.
+type httpBinding struct {
+	function  string
+	Type      string   `json:"type"`
+	Route     string   `json:"route"`
+	Methods   []string `json:"methods"`
+	AuthLevel string   `json:"authLevel"`
+}
+
+// httpBindings returns every httpTrigger binding under functions/.
+func httpBindings(t *testing.T) []httpBinding {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(repoRoot(t), "functions", "*", "function.json"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no function.json files (%v)", err)
 	}
-	out := map[string]string{}
+	var out []httpBinding
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var fj struct {
-			Bindings []struct {
-				Type    string   `json:"type"`
-				Route   string   `json:"route"`
-				Methods []string `json:"methods"`
-			} `json:"bindings"`
+			Bindings []httpBinding `json:"bindings"`
 		}
 		if err := json.Unmarshal(raw, &fj); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
 		for _, b := range fj.Bindings {
-			if b.Type != "httpTrigger" {
-				continue
+			if b.Type == "httpTrigger" {
+				b.function = filepath.Base(filepath.Dir(f))
+				out = append(out, b)
 			}
-			for _, m := range b.Methods {
-				out[strings.ToUpper(m)+" /api/"+b.Route] = filepath.Base(filepath.Dir(f))
-			}
+		}
+	}
+	return out
+}
+
+// functionRoutes returns "METHOD /api/route" for every httpTrigger binding
+// under functions/, with the function's name.
+func functionRoutes(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, b := range httpBindings(t) {
+		for _, m := range b.Methods {
+			out[strings.ToUpper(m)+" /api/"+b.Route] = b.function
 		}
 	}
 	return out
@@ -664,27 +679,41 @@ func TestConnectorSecurity(t *testing.T) {
 	if err := json.Unmarshal(raw, &props); err != nil {
 		t.Fatalf("apiProperties.json: %v", err)
 	}
+	// The Entra token is the connection's only credential: the handler
+	// checks it and its app roles, and the routes are anonymous at the host
+	// (function keys are not a way to secure production endpoints).
 	cp := props.Properties.ConnectionParameters
-	if cp["token"].Type != "oauthSetting" || cp["functionKey"].Type != "securestring" {
-		t.Errorf("connection parameters %v, want token (oauthSetting) and functionKey (securestring)", cp)
+	if len(cp) != 1 || cp["token"].Type != "oauthSetting" {
+		t.Errorf("connection parameters %v, want only token (oauthSetting)", cp)
 	}
-	found := false
 	for _, p := range props.Properties.PolicyTemplateInstances {
-		if p.TemplateID == "setheader" && p.Parameters["x-ms-apimTemplateParameter.name"] == "x-functions-key" &&
-			p.Parameters["x-ms-apimTemplateParameter.value"] == "@connectionParameters('functionKey')" {
-			found = true
+		for _, v := range p.Parameters {
+			if strings.Contains(strings.ToLower(v), "functions-key") || strings.Contains(v, "functionKey") {
+				t.Errorf("policy %s still sends a function key: %v", p.TemplateID, p.Parameters)
+			}
 		}
 	}
-	if !found {
-		t.Error("no setheader policy sending the functionKey connection parameter as x-functions-key")
+	tenantRoutes := 0
+	for _, b := range httpBindings(t) {
+		if strings.HasPrefix(b.Route, "tenants/{t}/") {
+			tenantRoutes++
+			if b.AuthLevel != "anonymous" {
+				t.Errorf("%s (route %s) has authLevel %q: tenant routes are anonymous at the host, the handler's token and role check is the gate", b.function, b.Route, b.AuthLevel)
+			}
+		}
+	}
+	if tenantRoutes < 10 {
+		t.Errorf("found %d tenant routes in functions/: the scan is broken", tenantRoutes)
 	}
 }
 
 // isDistributionRoute reports whether key ("METHOD /api/...") is one of the
 // waiting-line routes (SPEC section 10).
 func isDistributionRoute(key string) bool {
-	for _, rr := range DistributionRoutes {
-		if rr.Pattern == key {
+	rt := NewRouter(slog.New(slog.DiscardHandler), nil)
+	(&DistributionAPI{Now: time.Now}).Register(rt)
+	for _, p := range rt.TenantRoutes() {
+		if p == key {
 			return true
 		}
 	}

@@ -298,6 +298,56 @@ func TestOutboundList(t *testing.T) {
 	}
 }
 
+// A retried complete(Failed) (Power Automate retries timed-out actions)
+// must not fail the attempt after it: the body's attempt or If-Match names
+// the attempt the caller saw.
+func TestOutboundRetriedCompleteIsANoOp(t *testing.T) {
+	e := newOutboundEnv(t, 20)
+	_, task, _ := e.post(`{"destination": "+41440000000", "maxAttempts": 3}`)
+	e.deliverAll()
+	var first OutboundTask
+	resp, b := e.do(http.MethodGet, e.path("/"+task.ID), "", &first)
+	firstETag := resp.Header.Get("ETag")
+	if resp.StatusCode != http.StatusOK || first.State != "InProgress" || first.Attempts != 1 || !strings.HasPrefix(firstETag, `"`) {
+		t.Fatalf("GET = %d %s (ETag %q), want InProgress, 1 attempt, a strong ETag", resp.StatusCode, b, firstETag)
+	}
+	completePath := e.path("/" + task.ID + "/complete")
+	var got OutboundTask
+	if resp, b := e.do(http.MethodPost, completePath, `{"outcome": "Failed", "attempt": 1}`, &got); resp.StatusCode != http.StatusOK || got.State != "Queued" {
+		t.Fatalf("complete Failed attempt 1 = %d %s, want 200 Queued", resp.StatusCode, b)
+	}
+	e.deliverAll() // attempt 2 gets the agent
+	if resp, b := e.do(http.MethodGet, e.path("/"+task.ID), "", &got); resp.StatusCode != http.StatusOK || got.State != "InProgress" || got.Attempts != 2 {
+		t.Fatalf("GET = %d %s, want the second attempt InProgress", resp.StatusCode, b)
+	}
+	retry := func(name, body string, header ...string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+completePath, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got OutboundTask
+		rb, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(rb, &got) != nil || got.State != "InProgress" || got.Attempts != 2 {
+			t.Errorf("%s = %d %s, want 200 and the second attempt still InProgress", name, resp.StatusCode, rb)
+		}
+	}
+	retry("retried complete for attempt 1", `{"outcome": "Failed", "attempt": 1}`)
+	retry("retried complete with the first attempt's ETag", `{"outcome": "Failed"}`, "If-Match", firstETag)
+	if resp, b := e.do(http.MethodPost, completePath, `{"outcome": "Failed", "attempt": 0}`, nil); resp.StatusCode != http.StatusBadRequest || outboundProblem(t, b).Field != "attempt" {
+		t.Errorf("complete attempt 0 = %d %s, want 400 naming attempt", resp.StatusCode, b)
+	}
+	if resp, b := e.do(http.MethodPost, completePath, `{"outcome": "Completed", "attempt": 2}`, &got); resp.StatusCode != http.StatusOK || got.State != "Completed" || got.Attempts != 2 {
+		t.Errorf("complete attempt 2 = %d %s, want 200 Completed", resp.StatusCode, b)
+	}
+}
+
 // patch sends a merge patch with the given Content-Type and If-Match.
 func (e *outboundEnv) patch(id, contentType, ifMatch, body string) (*http.Response, OutboundTask, []byte) {
 	e.t.Helper()

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"switchboard/handler/switchboard"
@@ -31,6 +32,7 @@ type Router struct {
 	mux      *http.ServeMux
 	verifier switchboard.Verifier
 	log      *slog.Logger
+	patterns []string // the tenant routes, as registered
 }
 
 // NewRouter returns a Router. A nil verifier turns tenant authentication off
@@ -53,34 +55,50 @@ func (rt *Router) Anonymous(pattern string, h HandlerFunc) {
 }
 
 // Tenant registers a route under /api/tenants/{t}/...: {t} must be a GUID,
-// and unless authentication is off the caller's Entra token must be valid
-// and issued by that tenant.
+// and unless authentication is off the caller's Entra token must be valid,
+// issued by that tenant, and carry one of the app roles the route's row of
+// routeAccess names (with authentication off every role is the caller's,
+// and ?asUser= names the user).
 func (rt *Router) Tenant(pattern string, h HandlerFunc) {
 	if !strings.Contains(pattern, "{t}") {
 		panic("httpapi: tenant route without {t}: " + pattern)
 	}
+	if _, ok := routeAccess[pattern]; !ok {
+		rt.log.Error("httpapi: tenant route without app roles in routeAccess: it refuses every caller", "route", pattern)
+	}
+	rt.patterns = append(rt.patterns, pattern)
 	rt.mux.Handle(pattern, rt.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		tenant, err := TenantID(r)
 		if err != nil {
 			return err
 		}
+		var p switchboard.Principal
 		if rt.verifier == nil {
-			return h(w, r)
+			if p, err = localPrincipal(r, tenant); err != nil {
+				return err
+			}
+		} else {
+			token, ok := bearer(r)
+			if !ok {
+				return &switchboard.Error{Code: switchboard.EUNAUTHORIZED, Op: "auth", Message: "a bearer token (Entra ID) is required"}
+			}
+			if p, err = rt.verifier.Verify(r.Context(), token); err != nil {
+				return err
+			}
+			if !strings.EqualFold(p.TenantID, tenant) {
+				return &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: "auth", Message: "the token was issued for another tenant"}
+			}
 		}
-		token, ok := bearer(r)
-		if !ok {
-			return &switchboard.Error{Code: switchboard.EUNAUTHORIZED, Op: "auth", Message: "a bearer token (Entra ID) is required"}
-		}
-		p, err := rt.verifier.Verify(r.Context(), token)
+		ctx, err := authorize(r.Context(), r, pattern, p)
 		if err != nil {
 			return err
 		}
-		if !strings.EqualFold(p.TenantID, tenant) {
-			return &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: "auth", Message: "the token was issued for another tenant"}
-		}
-		return h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+		return h(w, r.WithContext(context.WithValue(ctx, principalKey{}, p)))
 	}))
 }
+
+// TenantRoutes returns the patterns of the tenant routes registered so far.
+func (rt *Router) TenantRoutes() []string { return slices.Clone(rt.patterns) }
 
 func bearer(r *http.Request) (string, bool) {
 	h := r.Header.Get("Authorization")

@@ -213,7 +213,24 @@ func (a *RoutingAPI) getService(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if AgentOnly(r.Context()) && !isMember(svc, r) {
+		return notMember()
+	}
 	return writeService(w, http.StatusOK, svc)
+}
+
+// isMember reports whether the caller is a member of svc.
+func isMember(svc switchboard.Service, r *http.Request) bool {
+	caller, err := Caller(r)
+	if err != nil {
+		return false
+	}
+	for _, m := range svc.Members {
+		if m.UserID == caller {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *RoutingAPI) putService(w http.ResponseWriter, r *http.Request) error {

@@ -61,7 +61,7 @@ func (a *SettingsAPI) Register(r *Router) {
 	r.Tenant("PATCH /api/tenants/{t}/settings", a.patch)
 	r.Tenant("POST /api/tenants/{t}/settings/widget-key/refresh", a.refreshWidgetKey)
 	r.Tenant("POST /api/tenants/{t}/settings/acs-check", a.checkACS)
-	r.Tenant("POST /api/tenants/{t}/settings/attendant-filter-check", a.checkFilter) // roles: Switchboard.Admin
+	r.Tenant("POST /api/tenants/{t}/settings/attendant-filter-check", a.checkFilter)
 }
 
 type filterCheckBody struct {

@@ -17,6 +17,7 @@ import (
 
 	"switchboard/handler/acs"
 	"switchboard/handler/dev/acstest"
+	"switchboard/handler/secrets"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -50,6 +51,7 @@ func newSettingsEnvWith(t *testing.T, accounts PresenceAccounts) *settingsEnv {
 	log := slog.New(slog.NewJSONHandler(lockedWriter{&e.mu, &e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	svc, err := settings.New(context.Background(), settings.Options{
 		Tables:      store.NewMemoryTables(),
+		Secrets:     mustKeyring(t),
 		Account1UPN: "presence1@switchboard.example",
 		Account2UPN: "presence2@switchboard.example",
 		ACS:         acs.New(acs.Options{AllowPrivate: true, RootCAs: e.acs.CertPool()}),
@@ -500,7 +502,7 @@ func TestSettingsShowPresenceAccountStatus(t *testing.T) {
 func TestSettingsMissingAccountIsNotConfigured(t *testing.T) {
 	e := &settingsEnv{t: t, acs: acstest.NewServer(t)}
 	svc, err := settings.New(context.Background(), settings.Options{
-		Tables: store.NewMemoryTables(), Account1UPN: "presence1@switchboard.example", ACS: acs.New(acs.Options{AllowPrivate: true, RootCAs: e.acs.CertPool()}), AllowPrivateEndpoints: true,
+		Tables: store.NewMemoryTables(), Secrets: mustKeyring(t), Account1UPN: "presence1@switchboard.example", ACS: acs.New(acs.Options{AllowPrivate: true, RootCAs: e.acs.CertPool()}), AllowPrivateEndpoints: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -517,4 +519,13 @@ func TestSettingsMissingAccountIsNotConfigured(t *testing.T) {
 	if got := v.PresenceTracking.Account2Status.State; got != switchboard.AccountNotConfigured || v.PresenceTracking.Account2UPN != nil {
 		t.Errorf("account 2 = %q (upn %v), want not-configured and no upn", got, v.PresenceTracking.Account2UPN)
 	}
+}
+
+func mustKeyring(t *testing.T) *secrets.Keyring {
+	t.Helper()
+	k, err := secrets.New(secrets.GenerateKey(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

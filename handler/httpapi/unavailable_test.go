@@ -83,7 +83,7 @@ func (f failing) Cancel(context.Context, string, string, string) (switchboard.Ou
 	return switchboard.OutboundTask{}, f.err
 }
 
-func (f failing) Complete(context.Context, string, string, string, string, string) (switchboard.OutboundTask, error) {
+func (f failing) Complete(context.Context, string, string, string, switchboard.OutboundCompletion) (switchboard.OutboundTask, error) {
 	return switchboard.OutboundTask{}, f.err
 }
 

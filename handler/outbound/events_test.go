@@ -85,13 +85,13 @@ func TestTaskStateChangedEvents(t *testing.T) {
 		if got := actions(f.deliver()); !slices.Equal(got, []string{ActionAssigned}) {
 			t.Fatalf("deliver: %v, want assigned", got)
 		}
-		if _, err := f.svc.Complete(ctx, tenant, service, task.ID, OutcomeFailed, "no answer"); err != nil {
+		if _, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeFailed, Note: "no answer"}); err != nil {
 			t.Fatal(err)
 		}
 		if got := actions(f.deliver()); !slices.Equal(got, []string{ActionAssigned}) {
 			t.Fatalf("second attempt: %v, want assigned", got)
 		}
-		if _, err := f.svc.Complete(ctx, tenant, service, task.ID, OutcomeCompleted, "talked"); err != nil {
+		if _, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeCompleted, Note: "talked"}); err != nil {
 			t.Fatal(err)
 		}
 		evs = f.events.events()

@@ -28,7 +28,8 @@ type Report struct {
 }
 
 func (r Report) String() string {
-	return fmt.Sprintf("%d services (%d fully scanned): %d expired, %d timed out, %d resent, %d index rows repaired, %d counters fixed, %d deleted; stopped at deadline: %v",
+	return fmt.Sprintf("%d services (%d fully scanned): %d expired, %d timed out, %d resent, %d index rows repaired, %d counters fixed, %d "+
+		"deleted; stopped at deadline: %v",
 		r.Services, r.FullScans, r.Expired, r.TimedOut, r.Resent, r.IndexRepaired, r.CountersFixed, r.Deleted, r.StoppedAtDeadline)
 }
 
@@ -130,7 +131,8 @@ func (s *Service) checkTask(ctx context.Context, pk, id string, hasOpen bool, no
 	}
 	switch {
 	case waiting(t) && now.After(t.Deadline.Add(s.o.ExpiryGrace)):
-		if _, err := s.finish(ctx, t, StateExpired, fmt.Sprintf("no agent was free within %d seconds (expired by housekeeping: the task's message was lost or dead-lettered)", t.MaxQueueTimeSeconds)); err != nil && !switchboard.IsCode(err, switchboard.EPRECONDITION) {
+		if _, err := s.finish(ctx, t, StateExpired, fmt.Sprintf("no agent was free within %d seconds (expired by housekeeping: the task's message "+
+			"was lost or dead-lettered)", t.MaxQueueTimeSeconds)); err != nil && !switchboard.IsCode(err, switchboard.EPRECONDITION) {
 			return err
 		} else if err == nil {
 			s.release(ctx, t)
@@ -141,7 +143,8 @@ func (s *Service) checkTask(ctx context.Context, pk, id string, hasOpen bool, no
 		if err := s.o.Router.Release(ctx, t.TenantID, conv); err != nil {
 			return err
 		}
-		if _, err := s.finish(ctx, t, StateFailed, fmt.Sprintf("not completed within %s of its assignment", s.o.InProgressLimit)); err != nil && !switchboard.IsCode(err, switchboard.EPRECONDITION) {
+		if _, err := s.finish(ctx, t, StateFailed, fmt.Sprintf("not completed within %s of its "+
+			"assignment", s.o.InProgressLimit)); err != nil && !switchboard.IsCode(err, switchboard.EPRECONDITION) {
 			return err
 		} else if err == nil {
 			rep.TimedOut++
@@ -240,7 +243,10 @@ func (s *Service) fullScan(ctx context.Context, pk string, now time.Time, rep *R
 				ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: pk, RowKey: ref.RowKey}, IfMatch: ref.ETag})
 			}
 		}
-		if err := s.table.Batch(ctx, ops); err != nil && !switchboard.IsCode(err, switchboard.EPRECONDITION) && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		if err := s.table.Batch(ctx, ops); err != nil && !switchboard.IsCode(
+			err,
+			switchboard.EPRECONDITION,
+		) && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			errs = append(errs, err)
 			continue
 		}

@@ -96,7 +96,8 @@ func (s *Service) Schedule(ctx context.Context, tenant, service string, n NewTas
 	if err != nil {
 		if uerr := s.undoAdmission(ctx, t, events); uerr != nil {
 			// The task stays, marked as not sent: housekeeping sends it.
-			s.o.Log.Error("outbound: task admitted but neither sent nor withdrawn; housekeeping will send it", "tenant", tenant, "service", service, "task", t.ID, "sendErr", err, "undoErr", uerr)
+			s.o.Log.Error("outbound: task admitted but neither sent nor withdrawn; housekeeping will send "+
+				"it", "tenant", tenant, "service", service, "task", t.ID, "sendErr", err, "undoErr", uerr)
 		}
 		return Task{}, false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
@@ -115,7 +116,8 @@ const sendFirstAhead = 2 * time.Second
 
 func limitError(op, service string, limit int) error {
 	return &switchboard.Error{Code: switchboard.ELIMIT, Op: op, Type: "outbound-task-limit-reached",
-		Message: "service " + service + " has reached its limit of " + itoa(limit) + " scheduled, queued and in-progress outbound tasks (outbound.maxScheduledTasksPerService); the task was discarded"}
+		Message: "service " + service + " has reached its limit of " + itoa(limit) + " scheduled, queued and in-progress outbound tasks " +
+			"(outbound.maxScheduledTasksPerService); the task was discarded"}
 }
 
 // admit writes the task with its slot: counter+1, task, open row and

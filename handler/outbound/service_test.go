@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -241,7 +242,7 @@ func TestCancelInProgressConflicts(t *testing.T) {
 	if !switchboard.IsCode(err, switchboard.ECONFLICT) {
 		t.Fatalf("Cancel while InProgress: %v, want ECONFLICT", err)
 	}
-	if _, err := f.svc.Complete(ctx, tenant, service, task.ID, "", "done"); err != nil {
+	if _, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: "", Note: "done"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.svc.Cancel(ctx, tenant, service, task.ID); !switchboard.IsCode(err, switchboard.ECONFLICT) {
@@ -268,17 +269,17 @@ func TestCompleteFreesSlotAndAgent(t *testing.T) {
 		if _, _, err := f.svc.Schedule(ctx, tenant, service, NewTask{Destination: "+41440000000"}); !switchboard.IsCode(err, switchboard.ELIMIT) {
 			t.Fatalf("Schedule while InProgress holds the only slot: %v, want ELIMIT", err)
 		}
-		done, err := f.svc.Complete(ctx, tenant, service, task.ID, OutcomeCompleted, "talked")
+		done, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeCompleted, Note: "talked"})
 		if err != nil || done.State != StateCompleted || done.Agent != agentA {
 			t.Fatalf("Complete: %+v, %v; want Completed, agent kept", done, err)
 		}
 		if held := f.router.Held(); len(held) != 0 {
 			t.Errorf("holds after complete: %v, want none", held)
 		}
-		if again, err := f.svc.Complete(ctx, tenant, service, task.ID, OutcomeCompleted, "talked"); err != nil || again.State != StateCompleted {
+		if again, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeCompleted, Note: "talked"}); err != nil || again.State != StateCompleted {
 			t.Errorf("Complete again: %v, want the same task", err)
 		}
-		if _, err := f.svc.Complete(ctx, tenant, service, task.ID, OutcomeFailed, ""); !switchboard.IsCode(err, switchboard.ECONFLICT) {
+		if _, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeFailed, Note: ""}); !switchboard.IsCode(err, switchboard.ECONFLICT) {
 			t.Errorf("Complete Completed task as Failed: %v, want ECONFLICT", err)
 		}
 		if got := f.counter(); got != 0 {
@@ -299,7 +300,7 @@ func TestCompleteValidation(t *testing.T) {
 		{"not in progress", "", "", switchboard.ECONFLICT, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := f.svc.Complete(ctx, tenant, service, task.ID, tc.outcome, tc.note)
+			_, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: tc.outcome, Note: tc.note})
 			if got := switchboard.ErrorCode(err); got != tc.code {
 				t.Fatalf("code = %q (%v), want %q", got, err, tc.code)
 			}
@@ -316,7 +317,7 @@ func TestFailedAttemptRequeues(t *testing.T) {
 	task := f.schedule(NewTask{Destination: "+41440000000", MaxAttempts: ptr(2)})
 	f.deliver()
 	first := f.get(task.ID)
-	done, err := f.svc.Complete(ctx, tenant, service, task.ID, OutcomeFailed, "no answer")
+	done, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeFailed, Note: "no answer"})
 	if err != nil || done.State != StateQueued || done.Agent != "" || done.Attempts != 1 {
 		t.Fatalf("Complete Failed with an attempt left: %+v, %v; want Queued, no agent, 1 attempt", done, err)
 	}
@@ -333,7 +334,7 @@ func TestFailedAttemptRequeues(t *testing.T) {
 	if second.Agent != first.Agent {
 		t.Logf("second attempt went to %s, the first to %s", second.Agent, first.Agent)
 	}
-	done, err = f.svc.Complete(ctx, tenant, service, task.ID, OutcomeFailed, "no answer again")
+	done, err = f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeFailed, Note: "no answer again"})
 	if err != nil || done.State != StateFailed {
 		t.Fatalf("Complete Failed on the last attempt: %+v, %v; want Failed", done, err)
 	}
@@ -577,3 +578,86 @@ func TestUnknownIDs(t *testing.T) {
 }
 
 var errBoom = errors.New("boom")
+
+// Power Automate retries an action that timed out: complete(Failed) for
+// attempt 1 may arrive again while attempt 2 is in progress. Naming the
+// attempt (or the ETag the caller saw) makes the retry a no-op.
+func TestRetriedFailedCompleteDoesNotEndTheNextAttempt(t *testing.T) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
+		f := newFixture(t, tables)
+		f.router.SetAgents(agentA, agentB)
+		task := f.schedule(NewTask{Destination: "+41440000000", MaxAttempts: ptr(3)})
+		f.deliver()
+		first := f.get(task.ID)
+		if first.State != StateInProgress || first.Attempts != 1 || switchboard.PublicETag(first.ETag) == "" {
+			t.Fatalf("first attempt: %s attempts %d etag %q, want InProgress 1 with an ETag", first.State, first.Attempts, switchboard.PublicETag(first.ETag))
+		}
+		failFirst := Completion{Outcome: OutcomeFailed, Note: "no answer", Attempt: ptr(1)}
+		if done, err := f.svc.Complete(ctx, tenant, service, task.ID, failFirst); err != nil || done.State != StateQueued {
+			t.Fatalf("Complete Failed attempt 1: %+v, %v; want Queued", done, err)
+		}
+		// The retry while the task waits for its second attempt.
+		if got, err := f.svc.Complete(ctx, tenant, service, task.ID, failFirst); err != nil || got.State != StateQueued || got.Attempts != 1 {
+			t.Fatalf("retried Complete while Queued: %+v, %v; want the task unchanged (Queued, 1 attempt)", got, err)
+		}
+		if got := actions(f.deliver()); !slices.Equal(got, []string{ActionAssigned}) {
+			t.Fatalf("deliver: %v, want assigned", got)
+		}
+		second := f.get(task.ID)
+		if second.State != StateInProgress || second.Attempts != 2 {
+			t.Fatalf("second attempt: %s attempts %d, want InProgress 2", second.State, second.Attempts)
+		}
+		heldBefore := f.router.Held()
+		for _, c := range []struct {
+			name string
+			c    Completion
+		}{
+			{"attempt 1 again", failFirst},
+			{"attempt 1 as Completed", Completion{Outcome: OutcomeCompleted, Attempt: ptr(1)}},
+			{"the first attempt's ETag", Completion{Outcome: OutcomeFailed, IfMatch: switchboard.PublicETag(first.ETag)}},
+		} {
+			got, err := f.svc.Complete(ctx, tenant, service, task.ID, c.c)
+			if err != nil || got.State != StateInProgress || got.Attempts != 2 || got.Agent != second.Agent {
+				t.Fatalf("%s: %+v, %v; want the second attempt untouched (InProgress, 2 attempts, agent %s)", c.name, got, err, second.Agent)
+			}
+		}
+		if held := f.router.Held(); !maps.Equal(held, heldBefore) || len(held) != 1 {
+			t.Fatalf("holds after the retries: %v, want %v: the second attempt's agent stays held", held, heldBefore)
+		}
+		if got := f.counter(); got != 1 {
+			t.Errorf("counter = %d, want 1", got)
+		}
+		// An attempt that has not begun is a mistake of the caller's.
+		if _, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Attempt: ptr(3)}); !switchboard.IsCode(err, switchboard.ECONFLICT) || switchboard.ErrorField(err) != "attempt" {
+			t.Errorf("Complete attempt 3: %v, want ECONFLICT naming attempt", err)
+		}
+		// The current attempt, by number and by ETag.
+		done, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeFailed, Attempt: ptr(2)})
+		if err != nil || done.State != StateQueued {
+			t.Fatalf("Complete Failed attempt 2: %+v, %v; want Queued", done, err)
+		}
+		f.deliver()
+		third := f.get(task.ID)
+		done, err = f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeCompleted, IfMatch: switchboard.PublicETag(third.ETag)})
+		if err != nil || done.State != StateCompleted || done.Attempts != 3 {
+			t.Fatalf("Complete attempt 3 by ETag: %+v, %v; want Completed after 3 attempts", done, err)
+		}
+		if got, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Outcome: OutcomeCompleted, Attempt: ptr(3)}); err != nil || got.State != StateCompleted {
+			t.Errorf("retried Complete of the last attempt: %+v, %v; want the Completed task", got, err)
+		}
+		if held := f.router.Held(); len(held) != 0 {
+			t.Errorf("holds: %v, want none", held)
+		}
+	})
+}
+
+func TestCompleteAttemptValidation(t *testing.T) {
+	f := newFixture(t, store.NewMemoryTables())
+	task := f.schedule(NewTask{Destination: "+41440000000"})
+	for _, n := range []int{0, -1, MaxMaxAttempts + 1} {
+		_, err := f.svc.Complete(ctx, tenant, service, task.ID, Completion{Attempt: ptr(n)})
+		if !switchboard.IsCode(err, switchboard.EINVALID) || switchboard.ErrorField(err) != "attempt" {
+			t.Errorf("attempt %d: %v, want EINVALID naming attempt", n, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ package outbound
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"switchboard/handler/switchboard"
@@ -58,17 +59,25 @@ func (s *Service) Cancel(ctx context.Context, tenant, service, id string) (Task,
 	return done, nil
 }
 
+// Completion is a complete call (domain vocabulary).
+type Completion = switchboard.OutboundCompletion
+
 // Complete ends an InProgress task with outcome Completed or Failed and
 // frees its agent. A Failed attempt of a task with attempts left puts it
-// back in the queue (Queued, slot kept) instead. Completing a task again
-// with the outcome it ended with returns it unchanged. Returns EINVALID for
-// a bad outcome or note, ENOTFOUND for an unknown task, ECONFLICT when the
-// task is not in progress.
-func (s *Service) Complete(ctx context.Context, tenant, service, id, outcome, note string) (Task, error) {
+// back in the queue (Queued, slot kept) instead. A completion that names an
+// attempt no longer current (c.Attempt below the task's attempts, or the
+// attempt already ended; c.IfMatch not the task's ETag) changes nothing and
+// returns the task as it is: Power Automate retries a call that timed out,
+// and the retry must not end the next attempt. Completing a task again with
+// the outcome it ended with returns it unchanged. Returns EINVALID for a
+// bad outcome, note or attempt, ENOTFOUND for an unknown task, ECONFLICT
+// when the task is not in progress (or c.Attempt has not begun).
+func (s *Service) Complete(ctx context.Context, tenant, service, id string, c Completion) (Task, error) {
 	const op = "outbound.Complete"
 	if err := checkIDs(op, tenant, service); err != nil {
 		return Task{}, err
 	}
+	outcome, note := c.Outcome, c.Note
 	if outcome == "" {
 		outcome = OutcomeCompleted
 	}
@@ -78,6 +87,9 @@ func (s *Service) Complete(ctx context.Context, tenant, service, id, outcome, no
 	if len([]rune(note)) > MaxNoteLength {
 		return Task{}, switchboard.FieldError(op, "note", "note must be at most %d characters", MaxNoteLength)
 	}
+	if c.Attempt != nil && (*c.Attempt < 1 || *c.Attempt > MaxMaxAttempts) {
+		return Task{}, switchboard.FieldError(op, "attempt", "attempt must be an integer between 1 and %d: the task's attempts as you read it", MaxMaxAttempts)
+	}
 	if err := checkTaskID(op, id); err != nil {
 		return Task{}, err
 	}
@@ -85,6 +97,9 @@ func (s *Service) Complete(ctx context.Context, tenant, service, id, outcome, no
 	requeued := false
 	done, err := s.move(ctx, taskMove{op: op, pk: pk, id: id, tries: maxWriteRetries,
 		decide: func(cur Task) (Task, bool, error) {
+			if err := completionCurrent(op, cur, c); err != nil {
+				return cur, false, err
+			}
 			if !canMove(cur.State, outcome) {
 				if cur.State == outcome && cur.Note == note {
 					return cur, false, errAlreadyDone
@@ -104,7 +119,7 @@ func (s *Service) Complete(ctx context.Context, tenant, service, id, outcome, no
 			return ended(cur, outcome, note, now), true, nil
 		}})
 	switch {
-	case errors.Is(err, errAlreadyDone):
+	case errors.Is(err, errAlreadyDone), errors.Is(err, errNotCurrent):
 		return done, nil
 	case switchboard.IsCode(err, switchboard.EPRECONDITION):
 		return Task{}, switchboard.Errorf(switchboard.EUNAVAILABLE, op, "task %s keeps changing; retry", id)
@@ -115,6 +130,32 @@ func (s *Service) Complete(ctx context.Context, tenant, service, id, outcome, no
 		return s.sendRequeued(ctx, done), nil
 	}
 	return done, nil
+}
+
+// errNotCurrent stops a completion for an attempt that is no longer the
+// task's current one: the task is returned unchanged.
+var errNotCurrent = errors.New("outbound: the completion is for an earlier attempt")
+
+// completionCurrent checks that c is for cur's current attempt: errNotCurrent
+// when it names an earlier one (or one that already ended), ECONFLICT for
+// one that has not begun, nil when c names none.
+func completionCurrent(op string, cur Task, c Completion) error {
+	if c.IfMatch != "" && c.IfMatch != "*" && !switchboard.IfMatchHolds(c.IfMatch, cur.ETag) {
+		return errNotCurrent
+	}
+	if c.Attempt == nil {
+		return nil
+	}
+	switch n := *c.Attempt; {
+	case n > cur.Attempts:
+		return &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-not-in-progress", Field: "attempt",
+			Message: fmt.Sprintf("task %s has had %d attempts: attempt %d has not begun", cur.ID, cur.Attempts, n)}
+	case n < cur.Attempts, cur.State != StateInProgress:
+		// An earlier attempt, or this one ended already (completed,
+		// failed and queued again, or timed out).
+		return errNotCurrent
+	}
+	return nil
 }
 
 // requeuedTask is an InProgress task whose attempt failed, back in the

@@ -164,14 +164,16 @@ func validateNewTask(n NewTask, now time.Time) (Task, error) {
 	}
 	dest, ok := NormalizeDestination(n.Destination)
 	if !ok {
-		return t, switchboard.FieldError(op, "destination", "destination %q is neither a phone number in E.164 form (+ and 7 to 15 digits) nor a UPN / e-mail address", truncate(n.Destination, 64))
+		return t, switchboard.FieldError(op, "destination", "destination %q is neither a phone number in E.164 form (+ and 7 to 15 digits) nor a "+
+			"UPN / e-mail address", truncate(n.Destination, 64))
 	}
 	t.Destination = dest
 	t.DueAt = now
 	if n.DueDateTimeUTC != "" {
 		due, err := time.Parse(time.RFC3339Nano, n.DueDateTimeUTC)
 		if err != nil {
-			return t, switchboard.FieldError(op, "dueDateTimeUtc", "dueDateTimeUtc %q is not an RFC 3339 date-time such as 2026-11-22T12:00:00Z", truncate(n.DueDateTimeUTC, 64))
+			return t, switchboard.FieldError(op, "dueDateTimeUtc", "dueDateTimeUtc %q is not an RFC 3339 date-time such as "+
+				"2026-11-22T12:00:00Z", truncate(n.DueDateTimeUTC, 64))
 		}
 		if due.After(now.Add(MaxScheduleAhead)) {
 			// A task holds a slot of the cap until it ends: one due in
@@ -185,7 +187,12 @@ func validateNewTask(n NewTask, now time.Time) (Task, error) {
 	t.DueAt = t.DueAt.UTC().Truncate(time.Millisecond)
 	if n.ReferenceID != "" {
 		if utf8.RuneCountInString(n.ReferenceID) > MaxReferenceIDLength || !utf8.ValidString(n.ReferenceID) || strings.TrimSpace(n.ReferenceID) != n.ReferenceID {
-			return t, switchboard.FieldError(op, "referenceId", "referenceId must be at most %d characters without leading or trailing spaces", MaxReferenceIDLength)
+			return t, switchboard.FieldError(
+				op,
+				"referenceId",
+				"referenceId must be at most %d characters without leading or trailing spaces",
+				MaxReferenceIDLength,
+			)
 		}
 		t.ReferenceID = n.ReferenceID
 	}

@@ -37,7 +37,12 @@ func parsePatch(op string, raw []byte) (map[string]json.RawMessage, error) {
 	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&fields); err != nil || fields == nil || dec.More() {
-		return nil, switchboard.Errorf(switchboard.EINVALID, op, "the body must be a JSON merge patch: an object with some of %s", strings.Join(Patchable, ", "))
+		return nil, switchboard.Errorf(
+			switchboard.EINVALID,
+			op,
+			"the body must be a JSON merge patch: an object with some of %s",
+			strings.Join(Patchable, ", "),
+		)
 	}
 	for name := range fields {
 		ok := false
@@ -118,9 +123,15 @@ func (s *Service) Update(ctx context.Context, tenant, service, id string, p swit
 			}
 			switch {
 			case c.State == StateInProgress:
-				return Task{}, false, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-in-progress", Message: "task " + id + " is in progress with an agent and cannot be changed"}
+				return Task{}, false, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-in-progress",
+					Message: "task " + id + " is in progress with an agent and cannot be changed"}
 			case !waiting(c):
-				return Task{}, false, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-finished", Message: "task " + id + " has already ended (" + c.State + ")"}
+				return Task{}, false, &switchboard.Error{
+					Code:    switchboard.ECONFLICT,
+					Op:      op,
+					Type:    "outbound-task-finished",
+					Message: "task " + id + " has already ended (" + c.State + ")",
+				}
 			}
 			next, changed, moved, err := s.patched(op, c, p.Merge, dueTouched)
 			if err != nil || !changed {

@@ -151,7 +151,7 @@ func TestWorkerAssignsWhenAnAgentFreesUp(t *testing.T) {
 	if got := actions(f.deliver()); !slices.Equal(got, []string{ActionAssigned, ActionWaiting}) {
 		t.Fatalf("deliver: %v, want assigned then waiting", got)
 	}
-	if _, err := f.svc.Complete(ctx, tenant, service, first.ID, "", ""); err != nil {
+	if _, err := f.svc.Complete(ctx, tenant, service, first.ID, Completion{Outcome: "", Note: ""}); err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Advance(10 * time.Second)

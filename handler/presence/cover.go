@@ -17,7 +17,13 @@ import (
 // new choice is made at most every ChooseEvery; in between, the sets stay
 // as they are, and a set whose account stopped working moves to a live
 // account that has none (or its users go back to polling).
-func (s *Subscriber) targets(ctx context.Context, tenant string, subs map[switchboard.PresenceSource]subState, live []switchboard.PresenceSource, now time.Time) (map[switchboard.PresenceSource][]string, time.Time, error) {
+func (s *Subscriber) targets(
+	ctx context.Context,
+	tenant string,
+	subs map[switchboard.PresenceSource]subState,
+	live []switchboard.PresenceSource,
+	now time.Time,
+) (map[switchboard.PresenceSource][]string, time.Time, error) {
 	var lastChosen time.Time
 	for _, sub := range subs {
 		if sub.ChosenAt.After(lastChosen) && len(sub.Users) > 0 {
@@ -79,7 +85,12 @@ func (s *Subscriber) targets(ctx context.Context, tenant string, subs map[switch
 // max each: an account keeps those of its current users that are still
 // chosen (so that an unchanged set is only renewed, not re-created), and
 // the rest fill the accounts in order.
-func splitCovered(chosen []string, live []switchboard.PresenceSource, subs map[switchboard.PresenceSource]subState, maxUsers int) map[switchboard.PresenceSource][]string {
+func splitCovered(
+	chosen []string,
+	live []switchboard.PresenceSource,
+	subs map[switchboard.PresenceSource]subState,
+	maxUsers int,
+) map[switchboard.PresenceSource][]string {
 	out := map[switchboard.PresenceSource][]string{}
 	placed := map[string]bool{}
 	in := map[string]bool{}

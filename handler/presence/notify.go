@@ -299,7 +299,13 @@ func (n *Notifications) seen(ctx context.Context, tenant string, sub subState, n
 	}
 	n.lastSeen[sub.ID] = now
 	n.mu.Unlock()
-	err := n.o.Store.mergeSubscription(ctx, tenant, sub.Source, map[string]any{"LastNotificationAt": now.UTC()}, func(s *subState) { s.LastNotificationAt = now })
+	err := n.o.Store.mergeSubscription(
+		ctx,
+		tenant,
+		sub.Source,
+		map[string]any{"LastNotificationAt": now.UTC()},
+		func(s *subState) { s.LastNotificationAt = now },
+	)
 	if err != nil {
 		n.o.Log.Warn("presence notification: recording it failed", "tenant", tenant, "err", err)
 	}
@@ -314,14 +320,23 @@ func (n *Notifications) write(wctx, ctx context.Context, tenant string, readings
 		return
 	}
 	if n.o.Queue == nil {
-		n.o.Log.Warn("presence notification: writing failed and no queue takes it; the next poll reconciles", "tenant", tenant, "readings", len(readings), "err", err)
+		n.o.Log.Warn(
+			"presence notification: writing failed and no queue takes it; the next poll reconciles",
+			"tenant",
+			tenant,
+			"readings",
+			len(readings),
+			"err",
+			err,
+		)
 		return
 	}
 	body, _ := json.Marshal(NotifyMessage{Kind: notifyKindReadings, Tenant: tenant, Readings: readings})
 	qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer qcancel()
 	if _, qerr := n.o.Queue.Send(qctx, n.o.QueueName, switchboard.Message{Body: body, ContentType: "application/json"}); qerr != nil {
-		n.o.Log.Error("presence notification: neither written nor queued; the next poll reconciles", "tenant", tenant, "readings", len(readings), "err", err, "queueErr", qerr)
+		n.o.Log.Error("presence notification: neither written nor queued; the next poll "+
+			"reconciles", "tenant", tenant, "readings", len(readings), "err", err, "queueErr", qerr)
 		return
 	}
 	n.count(func(c *NotificationCounts) { c.Queued += len(readings) })

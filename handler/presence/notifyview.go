@@ -41,7 +41,10 @@ func (s *Service) notifications(ctx context.Context, tenant string, guest bool) 
 		} else {
 			v.Covered += len(sub.Users)
 		}
-		v.Subscriptions = append(v.Subscriptions, SubscriptionView{Account: src.Account(), Source: src, Users: len(sub.Users), State: state, ExpiresAt: sub.ExpiresAt})
+		v.Subscriptions = append(
+			v.Subscriptions,
+			SubscriptionView{Account: src.Account(), Source: src, Users: len(sub.Users), State: state, ExpiresAt: sub.ExpiresAt},
+		)
 		if sub.LastNotificationAt.After(v.LastNotificationAt) {
 			v.LastNotificationAt = sub.LastNotificationAt
 		}

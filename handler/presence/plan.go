@@ -100,6 +100,12 @@ func (p *Poller) layOut(ctx context.Context, pl *pollPlan, users []string) (bool
 	if nShards == 0 {
 		return false, nil // no users and never polled: nothing to do
 	}
+	for _, sh := range pl.only {
+		if sh >= nShards {
+			p.o.Log.Error("presence shard message dropped: its generation has no such shard", "tenant", pl.tenant, "gen", gen, "shard", sh, "shards", nShards)
+			return false, nil
+		}
+	}
 	pl.gen = gen
 	pl.byShard = make([][]string, nShards)
 	for _, id := range users {

@@ -275,7 +275,8 @@ func (s *Service) Reading(ctx context.Context, tenant, user string) (UserPresenc
 	}
 	p, ok := m[user]
 	if !ok {
-		return UserPresence{}, switchboard.Errorf(switchboard.ENOTFOUND, "presence.Reading", "no presence was read for user %s in this tenant (is the user a member of a service?)", user)
+		return UserPresence{}, switchboard.Errorf(switchboard.ENOTFOUND, "presence.Reading", "no presence was read for user %s in this tenant (is "+
+			"the user a member of a service?)", user)
 	}
 	now := s.o.Now()
 	return UserPresence{Presence: p, Age: p.Age(now), Stale: p.Stale(now, s.o.StaleAfter), StaleAfter: s.o.StaleAfter}, nil

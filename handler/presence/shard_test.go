@@ -92,6 +92,8 @@ func TestPollShardDropsBadMessages(t *testing.T) {
 		{"shard out of range", mutate(func(m *ShardMessage) { m.Shard = -1 })},
 		{"expired", mutate(func(m *ShardMessage) { m.NotAfter = e.clock.Now().Add(-time.Second) })},
 		{"from an older layout", mutate(func(m *ShardMessage) { m.Gen = 9 })},
+		{"a shard the layout does not have", mutate(func(m *ShardMessage) { m.Shard = 5 })},
+		{"another layout's shard beyond this one's", mutate(func(m *ShardMessage) { m.Gen, m.Shard = 9, 3 })},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -169,7 +169,12 @@ func (s *Store) Status(ctx context.Context, tenant string) (Snapshot, error) {
 	}
 	tc.mu.RLock()
 	defer tc.mu.RUnlock()
-	snap := Snapshot{Sources: make(map[switchboard.PresenceSource]SourceStatus, len(tc.sources)), Figures: tc.figures, ShardFigures: tc.shardFigures, Shards: tc.lay.Shards}
+	snap := Snapshot{
+		Sources:      make(map[switchboard.PresenceSource]SourceStatus, len(tc.sources)),
+		Figures:      tc.figures,
+		ShardFigures: tc.shardFigures,
+		Shards:       tc.lay.Shards,
+	}
 	for k, v := range tc.sources {
 		snap.Sources[k] = v
 	}

@@ -23,7 +23,12 @@ import (
 // carries Graph's HTTP status (404: no such subscription; 409: the user
 // already has a presence subscription of this application).
 type Subscriptions interface {
-	CreateSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, req switchboard.PresenceSubscriptionRequest) (switchboard.PresenceSubscription, error)
+	CreateSubscription(
+		ctx context.Context,
+		tenant string,
+		src switchboard.PresenceSource,
+		req switchboard.PresenceSubscriptionRequest,
+	) (switchboard.PresenceSubscription, error)
 	// RenewSubscription asks for a new expiry and returns the granted one.
 	RenewSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string, expiresAt time.Time) (time.Time, error)
 	ReauthorizeSubscription(ctx context.Context, tenant string, src switchboard.PresenceSource, id string) error
@@ -84,7 +89,8 @@ type Subscriber struct {
 // NewSubscriber returns a Subscriber.
 func NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
 	if o.Store == nil || o.Graph == nil || o.Subs == nil || o.Tracked == nil || o.NotificationURL == "" || o.Certificate == nil {
-		return nil, switchboard.Errorf(switchboard.EINTERNAL, "presence.NewSubscriber", "store, graph, subscriptions, tracked users, notification URL and certificate are required")
+		return nil, switchboard.Errorf(switchboard.EINTERNAL, "presence.NewSubscriber", "store, graph, subscriptions, tracked users, notification "+
+			"URL and certificate are required")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -297,7 +303,13 @@ func (s *Subscriber) maintainAccount(ctx context.Context, tenant string, src swi
 // reconcile reads the users of every active subscription that missed
 // notifications or was last read ReconcileEvery ago, and returns the
 // errors of the reads that failed.
-func (s *Subscriber) reconcile(ctx context.Context, tenant string, subs map[switchboard.PresenceSource]subState, now time.Time, rep *HousekeepingReport) []error {
+func (s *Subscriber) reconcile(
+	ctx context.Context,
+	tenant string,
+	subs map[switchboard.PresenceSource]subState,
+	now time.Time,
+	rep *HousekeepingReport,
+) []error {
 	var errs []error
 	for _, sub := range subs {
 		if sub.ID == "" || sub.State != SubActive {

@@ -57,7 +57,17 @@ func (s *Subscriber) create(ctx context.Context, tenant string, src switchboard.
 		if serr := s.o.Store.saveSubscription(ctx, tenant, sub); serr != nil {
 			return errors.Join(se, serr)
 		}
-		s.o.Log.Warn("presence subscription: creation failed; its agents are polled", "tenant", tenant, "account", src, "reason", se.Reason, "status", se.Status)
+		s.o.Log.Warn(
+			"presence subscription: creation failed; its agents are polled",
+			"tenant",
+			tenant,
+			"account",
+			src,
+			"reason",
+			se.Reason,
+			"status",
+			se.Status,
+		)
 		if se.Disqualifies() {
 			st := s.o.Store.sourceStatuses(tenant)[src]
 			st.Source = src
@@ -133,7 +143,15 @@ func (s *Subscriber) markFailing(ctx context.Context, tenant string, sub subStat
 func (s *Subscriber) deleteRemote(ctx context.Context, tenant string, sub subState) {
 	if err := s.o.Subs.DeleteSubscription(ctx, tenant, sub.Source, sub.ID); err != nil {
 		if se := switchboard.AsSourceError(sub.Source, err); se.Status != http.StatusNotFound {
-			s.o.Log.Warn("presence subscription: deleting it in Graph failed; it lapses at its expiry", "tenant", tenant, "account", sub.Source, "reason", se.Reason)
+			s.o.Log.Warn(
+				"presence subscription: deleting it in Graph failed; it lapses at its expiry",
+				"tenant",
+				tenant,
+				"account",
+				sub.Source,
+				"reason",
+				se.Reason,
+			)
 		}
 	}
 }
@@ -267,7 +285,8 @@ func (s *Subscriber) Act(ctx context.Context, tenant string, src switchboard.Pre
 		// renewal after it (or instead of it, when Graph refuses it)
 		// pushes the expiry out again.
 		if rerr := s.o.Subs.ReauthorizeSubscription(ctx, tenant, src, sub.ID); rerr != nil {
-			s.o.Log.Info("presence subscription: reauthorizing failed; renewing instead", "tenant", tenant, "account", src, "reason", switchboard.AsSourceError(src, rerr).Reason)
+			s.o.Log.Info("presence subscription: reauthorizing failed; renewing "+
+				"instead", "tenant", tenant, "account", src, "reason", switchboard.AsSourceError(src, rerr).Reason)
 		}
 		err = s.renew(ctx, tenant, sub, s.o.Now())
 		unlock()

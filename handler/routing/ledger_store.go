@@ -156,7 +156,10 @@ func (s *stateStore) updateLedgerRow(ctx context.Context, tenant string, shard i
 		if err == nil {
 			return nil
 		}
-		if !switchboard.IsCode(err, switchboard.EPRECONDITION) && !switchboard.IsCode(err, switchboard.ECONFLICT) && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		if !switchboard.IsCode(
+			err,
+			switchboard.EPRECONDITION,
+		) && !switchboard.IsCode(err, switchboard.ECONFLICT) && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			return err
 		}
 		// Another instance won: back off a little, with jitter, and retry.
@@ -166,5 +169,6 @@ func (s *stateStore) updateLedgerRow(ctx context.Context, tenant string, shard i
 		case <-time.After(time.Duration(2+rand.IntN(8*(attempt+1))) * time.Millisecond):
 		}
 	}
-	return switchboard.Errorf(switchboard.EUNAVAILABLE, "routing.recordIdle", "the idle ledger of tenant %s is contended; giving up after %d attempts", tenant, attempts)
+	return switchboard.Errorf(switchboard.EUNAVAILABLE, "routing.recordIdle", "the idle ledger of tenant %s is contended; giving up after %d "+
+		"attempts", tenant, attempts)
 }

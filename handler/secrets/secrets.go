@@ -164,3 +164,27 @@ func (k *Keyring) Open(stored, aad string) (plaintext string, reseal bool, err e
 // Sealed reports whether a stored value is sealed (rather than plain text
 // from before encryption, or empty).
 func Sealed(stored string) bool { return strings.HasPrefix(stored, prefix) }
+
+// NeedsReseal reports, without decrypting, whether a stored value should be
+// sealed again under the current key: plain text from before encryption,
+// or sealed under another key. The empty string needs nothing.
+func (k *Keyring) NeedsReseal(stored string) bool {
+	if stored == "" {
+		return false
+	}
+	if !Sealed(stored) {
+		return true
+	}
+	id, _, _ := strings.Cut(stored[len(prefix):], ":")
+	return id != k.current.id
+}
+
+// Ephemeral returns a keyring under a new random key: what it seals opens
+// only in this process (tests, and runs that keep nothing).
+func Ephemeral() *Keyring {
+	k, err := New(GenerateKey(), "")
+	if err != nil {
+		panic("secrets: a generated key is refused: " + err.Error())
+	}
+	return k
+}

@@ -133,3 +133,23 @@ func TestNewRefusesBadKeysWithoutEchoingThem(t *testing.T) {
 		t.Errorf("unpadded key refused: %v", err)
 	}
 }
+
+func TestNeedsReseal(t *testing.T) {
+	old := mustNew(t, GenerateKey(), "")
+	cur := mustNew(t, GenerateKey(), "")
+	underOld, _ := old.Seal("s", "aad")
+	underCur, _ := cur.Seal("s", "aad")
+	for _, tc := range []struct {
+		name, stored string
+		want         bool
+	}{
+		{"empty", "", false},
+		{"plain text", "endpoint=https://x.communication.azure.com/;accesskey=eA==", true},
+		{"another key", underOld, true},
+		{"the current key", underCur, false},
+	} {
+		if got := cur.NeedsReseal(tc.stored); got != tc.want {
+			t.Errorf("%s: NeedsReseal = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -44,7 +44,11 @@ func (s *Service) CheckACS(ctx context.Context, tenant string, req ACSCheckReque
 	var res ACSCheckResult
 	switch {
 	case cs != "" && target != "":
-		return res, switchboard.FieldError(op, "target", "give either connectionString (to check it before storing it) or target (to check the stored one), not both")
+		return res, switchboard.FieldError(
+			op,
+			"target",
+			"give either connectionString (to check it before storing it) or target (to check the stored one), not both",
+		)
 	case cs == "":
 		if target == "" {
 			target = TargetInteract
@@ -59,10 +63,18 @@ func (s *Service) CheckACS(ctx context.Context, tenant string, req ACSCheckReque
 		case TargetAssistant:
 			cs = st.Assistant.ACSConnectionString.Reveal()
 		default:
-			return res, switchboard.FieldError(op, "target", "target must be %s or %s (case-sensitive); got %q", TargetInteract, TargetAssistant, clip(target, 40))
+			return res, switchboard.FieldError(
+				op,
+				"target",
+				"target must be %s or %s (case-sensitive); got %q",
+				TargetInteract,
+				TargetAssistant,
+				clip(target, 40),
+			)
 		}
 		if cs == "" {
-			return res, switchboard.FieldError(op, "target", "no ACS connection string is stored for %s: set %s.acsConnectionString, or send connectionString to check one", target, target)
+			return res, switchboard.FieldError(op, "target", "no ACS connection string is stored for %s: set %s.acsConnectionString, or send "+
+				"connectionString to check one", target, target)
 		}
 		res.Target = target
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"switchboard/handler/acs"
+	"switchboard/handler/secrets"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -18,7 +19,7 @@ func (c stubChecker) CheckUserFilter(context.Context, string, string) error { re
 // ContactSearch answers from its copy and follows this process's writes at
 // once.
 func TestContactSearchFollowsWrites(t *testing.T) {
-	s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), ACS: acs.New(acs.Options{}), Filters: stubChecker{}})
+	s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), Secrets: secrets.Ephemeral(), ACS: acs.New(acs.Options{}), Filters: stubChecker{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func TestPatchFilterCheckOutcomes(t *testing.T) {
 		{"unreachable", errors.New("dial tcp 127.0.0.1:1: connection refused"), "", settings.FilterUnverified},
 		{"ok", nil, "", settings.FilterOK},
 	} {
-		s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), ACS: acs.New(acs.Options{}), Filters: stubChecker{c.err}})
+		s, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), Secrets: secrets.Ephemeral(), ACS: acs.New(acs.Options{}), Filters: stubChecker{c.err}})
 		if err != nil {
 			t.Fatal(err)
 		}

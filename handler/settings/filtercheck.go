@@ -89,7 +89,7 @@ func (s *Service) CheckFilter(ctx context.Context, tenant, filter string) (Filte
 	const op = "settings.CheckFilter"
 	stored := filter == ""
 	if stored {
-		st, err := s.Lookup(ctx, tenant)
+		st, err := s.lookupPlain(ctx, tenant)
 		if err != nil {
 			return FilterCheck{}, err
 		}
@@ -106,7 +106,7 @@ func (s *Service) CheckFilter(ctx context.Context, tenant, filter string) (Filte
 	s.o.Log.Info("contact search filter checked", "tenant", tenant, "stored", stored, "state", c.State, "reason", c.Reason)
 	if stored {
 		// Recorded only if the filter is still the one checked.
-		_, err := s.update(ctx, op, tenant, "", func(cur Settings) (Settings, error) {
+		_, err := s.update(ctx, op, tenant, "", nil, func(cur Settings) (Settings, error) {
 			if cur.AttendantConsole.ContactSearchFilter != filter {
 				return cur, errFilterChanged
 			}
@@ -139,7 +139,7 @@ const (
 )
 
 func (s *Service) loadSearch(ctx context.Context, tenant string, _ AttendantConsole) (AttendantConsole, error) {
-	st, err := s.Lookup(ctx, tenant)
+	st, err := s.lookupPlain(ctx, tenant) // the search needs no secret
 	return st.AttendantConsole, err
 }
 

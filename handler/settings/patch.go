@@ -65,16 +65,17 @@ var writable = map[string]map[string]fieldSpec{
 // readOnly lists the fields a GET shows that no patch may set, with what to
 // do instead.
 var readOnly = map[string]string{
-	"interact.widgetKey":                        "it is generated; POST .../settings/widget-key/refresh replaces it",
-	"interact.acsConnectionStringSet":           "it reports whether interact.acsConnectionString is stored; set or clear that instead",
-	"interact.acsEndpoint":                      "it is the endpoint of interact.acsConnectionString; set that instead",
-	"assistant.acsConnectionStringSet":          "it reports whether assistant.acsConnectionString is stored; set or clear that instead",
-	"assistant.acsEndpoint":                     "it is the endpoint of assistant.acsConnectionString; set that instead",
-	"presenceTracking.account1Upn":              "the presence accounts are the deployment's configuration (PRESENCE_ACCOUNT1_UPN)",
-	"presenceTracking.account2Upn":              "the presence accounts are the deployment's configuration (PRESENCE_ACCOUNT2_UPN)",
-	"presenceTracking.account1Status":           "it is reported by the presence poll",
-	"presenceTracking.account2Status":           "it is reported by the presence poll",
-	"attendantConsole.contactSearchFilterCheck": "it is the outcome of checking attendantConsole.contactSearchFilter against Microsoft Graph when it was saved; POST .../settings/attendant-filter-check checks a filter",
+	"interact.widgetKey":               "it is generated; POST .../settings/widget-key/refresh replaces it",
+	"interact.acsConnectionStringSet":  "it reports whether interact.acsConnectionString is stored; set or clear that instead",
+	"interact.acsEndpoint":             "it is the endpoint of interact.acsConnectionString; set that instead",
+	"assistant.acsConnectionStringSet": "it reports whether assistant.acsConnectionString is stored; set or clear that instead",
+	"assistant.acsEndpoint":            "it is the endpoint of assistant.acsConnectionString; set that instead",
+	"presenceTracking.account1Upn":     "the presence accounts are the deployment's configuration (PRESENCE_ACCOUNT1_UPN)",
+	"presenceTracking.account2Upn":     "the presence accounts are the deployment's configuration (PRESENCE_ACCOUNT2_UPN)",
+	"presenceTracking.account1Status":  "it is reported by the presence poll",
+	"presenceTracking.account2Status":  "it is reported by the presence poll",
+	"attendantConsole.contactSearchFilterCheck": "it is the outcome of checking attendantConsole.contactSearchFilter against Microsoft Graph when " +
+		"it was saved; POST .../settings/attendant-filter-check checks a filter",
 }
 
 // Patch is a decoded JSON merge patch (RFC 7396) of settings: only known,
@@ -113,7 +114,8 @@ func DecodePatch(data []byte) (*Patch, error) {
 	var root any
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, switchboard.Errorf(switchboard.EINVALID, op, "the patch is empty; send a JSON object such as {\"outbound\": {\"maxScheduledTasksPerService\": 20}}")
+			return nil, switchboard.Errorf(switchboard.EINVALID, op, "the patch is empty; send a JSON object such as {\"outbound\": "+
+				"{\"maxScheduledTasksPerService\": 20}}")
 		}
 		return nil, switchboard.Errorf(switchboard.EINVALID, op, "the patch is not JSON: %s", jsonProblem(err))
 	}
@@ -147,7 +149,8 @@ func DecodePatch(data []byte) (*Patch, error) {
 			}
 			spec, known := fields[name]
 			if !known {
-				return nil, switchboard.FieldError(op, dotted, "unknown setting %s; the settings of %s are %s", clip(dotted, 80), sec, strings.Join(sortedKeys(fields), ", "))
+				return nil, switchboard.FieldError(op, dotted, "unknown setting %s; the settings of %s are "+
+					"%s", clip(dotted, 80), sec, strings.Join(sortedKeys(fields), ", "))
 			}
 			v, err := decodeValue(op, dotted, spec, members[name])
 			if err != nil {
@@ -264,7 +267,10 @@ func (p *Patch) Apply(cur Settings) (Settings, error) {
 		// by whichever of the two the patch touched: name that one.
 		var e *switchboard.Error
 		if errors.As(err, &e) {
-			for sw, cs := range map[string]string{"interact.enabled": "interact.acsConnectionString", "assistant.useOwnAcsInstance": "assistant.acsConnectionString"} {
+			for sw, cs := range map[string]string{
+				"interact.enabled":            "interact.acsConnectionString",
+				"assistant.useOwnAcsInstance": "assistant.acsConnectionString",
+			} {
 				if e.Field == sw && !p.Touches(sw) && p.Touches(cs) {
 					return Settings{}, switchboard.FieldError(op, cs, "%s cannot be removed while %s is true: set %s to false in the same patch", cs, sw, sw)
 				}

@@ -9,9 +9,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
+	"switchboard/handler/secrets"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -33,7 +36,31 @@ type record struct {
 	storageETag string // Table Storage's ETag: guards the read-modify-write
 	version     string // the public ETag's value, new on every write
 	updatedAt   time.Time
+	// reseal: a secret is stored in plain text (written before secrets were
+	// encrypted) or sealed under SECRETS_KEY_PREVIOUS.
+	reseal bool
+	// unopened holds, by field, why the keyring cannot open a stored
+	// secret (sealed under an unknown key, or altered); openErr is the
+	// first. Such a row is written only by a change that replaces them.
+	unopened map[string]error
+	openErr  error
 }
+
+// secretField is one tenant secret: its dotted name, its property in the
+// row, and where it is in Settings.
+type secretField struct {
+	field, prop string
+	of          func(*Settings) *Secret
+}
+
+var secretFields = []secretField{
+	{"interact.acsConnectionString", "InteractAcsConnectionString", func(s *Settings) *Secret { return &s.Interact.ACSConnectionString }},
+	{"assistant.acsConnectionString", "AssistantAcsConnectionString", func(s *Settings) *Secret { return &s.Assistant.ACSConnectionString }},
+}
+
+// secretAAD binds a sealed secret to its tenant and field: a value copied
+// into another tenant's row, or into the other field, does not open.
+func secretAAD(tenant, field string) string { return "settings|" + tenant + "|" + field }
 
 // ETag returns the record's HTTP ETag (a strong one, quoted).
 func (r record) ETag() string {
@@ -59,15 +86,42 @@ func (s *Service) read(ctx context.Context, tenant string) (record, error) {
 		}
 	}
 	st := fromDoc(d)
-	st.Interact.ACSConnectionString = Secret(e.String("InteractAcsConnectionString"))
-	st.Assistant.ACSConnectionString = Secret(e.String("AssistantAcsConnectionString"))
 	st.Interact.WidgetKey = e.String("WidgetKey")
 	if raw := e.String("AttendantFilterCheck"); raw != "" {
 		if err := json.Unmarshal([]byte(raw), &st.AttendantConsole.ContactSearchFilterCheck); err != nil {
 			s.o.Log.Warn("settings: stored contact search filter check unreadable", "tenant", tenant)
 		}
 	}
-	return record{settings: st, exists: true, storageETag: e.ETag, version: e.String("Version"), updatedAt: e.Time("UpdatedAt")}, nil
+	rec := record{exists: true, storageETag: e.ETag, version: e.String("Version"), updatedAt: e.Time("UpdatedAt")}
+	for _, f := range secretFields {
+		plain, reseal, err := s.o.Secrets.Open(e.String(f.prop), secretAAD(tenant, f.field))
+		if err != nil {
+			if rec.unopened == nil {
+				rec.unopened = map[string]error{}
+			}
+			rec.unopened[f.field] = unreadableSecret(op, tenant, f.field, err)
+			if rec.openErr == nil {
+				rec.openErr = rec.unopened[f.field]
+			}
+			continue
+		}
+		*f.of(&st) = Secret(plain)
+		rec.reseal = rec.reseal || reseal
+	}
+	rec.settings = st
+	return rec, nil
+}
+
+// unreadableSecret is the error of a stored secret the keyring cannot open.
+// Nothing is written over it: restoring the key it was sealed under (as
+// SECRETS_KEY_PREVIOUS) brings it back.
+func unreadableSecret(op, tenant, field string, err error) error {
+	why := "does not authenticate (altered, or copied from another tenant or field)"
+	if errors.Is(err, secrets.ErrUnknownKey) {
+		why = "was sealed under a key that is neither SECRETS_KEY nor SECRETS_KEY_PREVIOUS"
+	}
+	return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Type: "secret-unreadable", Field: field,
+		Message: fmt.Sprintf("the stored %s of tenant %s %s: the deployment's operator restores that key as SECRETS_KEY_PREVIOUS, or a tenant admin sets %s again; nothing was changed", field, tenant, why, field)}
 }
 
 // write stores next over rec: an insert when rec was not stored, else an
@@ -87,14 +141,21 @@ func (s *Service) write(ctx context.Context, tenant string, rec record, next Set
 	}
 	out := record{settings: next, exists: true, version: newVersion(), updatedAt: s.o.Now().UTC()}
 	e := store.Entity{PartitionKey: tenant, RowKey: rowKey, Props: map[string]any{
-		"Settings":                     string(raw),
-		"InteractAcsConnectionString":  next.Interact.ACSConnectionString.Reveal(),
-		"AssistantAcsConnectionString": next.Assistant.ACSConnectionString.Reveal(),
-		"WidgetKey":                    next.Interact.WidgetKey,
-		"AttendantFilterCheck":         check,
-		"Version":                      out.version,
-		"UpdatedAt":                    out.updatedAt,
+		"Settings":             string(raw),
+		"WidgetKey":            next.Interact.WidgetKey,
+		"AttendantFilterCheck": check,
+		"Version":              out.version,
+		"UpdatedAt":            out.updatedAt,
 	}}
+	for _, f := range secretFields {
+		// Every write seals under the current key: a value that was plain
+		// text or under the previous key is re-sealed here.
+		sealed, err := s.o.Secrets.Seal(f.of(&next).Reveal(), secretAAD(tenant, f.field))
+		if err != nil {
+			return record{}, switchboard.Wrap(switchboard.EINTERNAL, "settings.write", err)
+		}
+		e.Props[f.prop] = sealed
+	}
 	if rec.exists {
 		out.storageETag, err = s.table.Update(ctx, e, rec.storageETag)
 	} else {
@@ -122,15 +183,23 @@ func newVersion() string {
 // update runs a read-modify-write of the tenant's settings. With an If-Match
 // condition (anything but "" and "*") the read must match it and a lost
 // race is EPRECONDITION; without one, a lost race reads again and retries.
-func (s *Service) update(ctx context.Context, op, tenant, ifMatch string, change func(Settings) (Settings, error)) (record, error) {
+// replaces, when not nil, reports whether the change sets or clears a
+// secret field: a row with a secret the keyring cannot open is written only
+// by a change that replaces every such secret (nothing else is lost).
+func (s *Service) update(ctx context.Context, op, tenant, ifMatch string, replaces func(field string) bool, change func(Settings) (Settings, error)) (record, error) {
 	conditional := strings.TrimSpace(ifMatch) != "" && strings.TrimSpace(ifMatch) != "*"
 	for attempt := 1; ; attempt++ {
 		rec, err := s.read(ctx, tenant)
 		if err != nil {
 			return record{}, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 		}
-		if conditional && !matchesIfMatch(ifMatch, rec.ETag()) {
+		if conditional && !switchboard.IfMatchHolds(ifMatch, rec.ETag()) {
 			return record{}, switchboard.Errorf(switchboard.EPRECONDITION, op, "the settings changed since they were read (If-Match %s): read them again and reapply the change", clip(strings.TrimSpace(ifMatch), 80))
+		}
+		for _, f := range secretFields {
+			if err := rec.unopened[f.field]; err != nil && (replaces == nil || !replaces(f.field)) {
+				return record{}, err
+			}
 		}
 		next, err := change(rec.settings)
 		if err != nil {
@@ -153,19 +222,4 @@ func (s *Service) update(ctx context.Context, op, tenant, ifMatch string, change
 		}
 		return out, nil
 	}
-}
-
-// matchesIfMatch reports whether an If-Match header value (a list of
-// ETags, or *) names etag. Quotes are optional: some clients drop them.
-func matchesIfMatch(header, etag string) bool {
-	if etag == "" {
-		return false
-	}
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimSpace(t)
-		if t == "*" || t == etag || `"`+t+`"` == etag {
-			return true
-		}
-	}
-	return false
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"switchboard/handler/internal/follow"
+	"switchboard/handler/secrets"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -15,6 +16,8 @@ import (
 // Options configures a Service.
 type Options struct {
 	Tables store.Tables
+	// Secrets seals the ACS connection strings at rest (required).
+	Secrets *secrets.Keyring
 	// Account1UPN and Account2UPN are the deployment's presence accounts
 	// (PRESENCE_ACCOUNT1_UPN, PRESENCE_ACCOUNT2_UPN), shown read-only.
 	Account1UPN, Account2UPN string
@@ -45,6 +48,9 @@ type Service struct {
 func New(ctx context.Context, o Options) (*Service, error) {
 	if o.Tables == nil {
 		return nil, switchboard.Errorf(switchboard.EINTERNAL, "settings.New", "tables are required")
+	}
+	if o.Secrets == nil {
+		return nil, switchboard.Errorf(switchboard.EINTERNAL, "settings.New", "a secrets keyring is required")
 	}
 	t, err := o.Tables.Table(ctx, TableName)
 	if err != nil {
@@ -78,6 +84,9 @@ func (s *Service) Get(ctx context.Context, tenant string) (View, string, error) 
 		rec, err := s.read(ctx, tenant)
 		if err != nil {
 			return View{}, "", err
+		}
+		if rec.openErr != nil {
+			return View{}, "", rec.openErr
 		}
 		if !rec.exists {
 			st := rec.settings
@@ -120,7 +129,7 @@ func (s *Service) Patch(ctx context.Context, tenant string, patch []byte, ifMatc
 			return View{}, "", refusal(check)
 		}
 	}
-	rec, err := s.update(ctx, op, tenant, ifMatch, func(cur Settings) (Settings, error) {
+	rec, err := s.update(ctx, op, tenant, ifMatch, p.Touches, func(cur Settings) (Settings, error) {
 		next, err := p.Apply(cur)
 		if err != nil {
 			return next, err
@@ -141,7 +150,7 @@ func (s *Service) Patch(ctx context.Context, tenant string, patch []byte, ifMatc
 // and returns the settings and their new ETag. ifMatch as for Patch.
 func (s *Service) RefreshWidgetKey(ctx context.Context, tenant, ifMatch string) (View, string, error) {
 	const op = "settings.RefreshWidgetKey"
-	rec, err := s.update(ctx, op, tenant, ifMatch, func(cur Settings) (Settings, error) {
+	rec, err := s.update(ctx, op, tenant, ifMatch, nil, func(cur Settings) (Settings, error) {
 		old := cur.Interact.WidgetKey
 		for range 3 {
 			if key := s.o.NewWidgetKey(); key != old {
@@ -160,26 +169,48 @@ func (s *Service) RefreshWidgetKey(ctx context.Context, tenant, ifMatch string) 
 
 // Lookup returns the tenant's settings, or the defaults (without a widget
 // key) when none are stored; it never writes. For the other capabilities:
-// the poll, the outbound cap.
+// the poll, the outbound cap, Interact. Returns EUNAVAILABLE (type
+// secret-unreadable) when a stored secret cannot be opened.
 func (s *Service) Lookup(ctx context.Context, tenant string) (Settings, error) {
 	rec, err := s.read(ctx, tenant)
 	if err != nil {
 		return Settings{}, err
 	}
+	if rec.openErr != nil {
+		return Settings{}, rec.openErr
+	}
 	return rec.settings, nil
+}
+
+// lookupPlain returns the settings without their secrets, for the
+// capabilities that need none: a secret the keyring cannot open does not
+// stop the poll, the outbound cap or the contact search.
+func (s *Service) lookupPlain(ctx context.Context, tenant string) (Settings, error) {
+	rec, err := s.read(ctx, tenant)
+	if err != nil {
+		return Settings{}, err
+	}
+	if rec.openErr != nil {
+		s.o.Log.Error("settings: a stored secret cannot be opened", "tenant", tenant, "err", rec.openErr)
+	}
+	st := rec.settings
+	for _, f := range secretFields {
+		*f.of(&st) = ""
+	}
+	return st, nil
 }
 
 // TrackOverGuestAccounts returns presenceTracking.trackOverGuestAccounts
 // (false when never set). It implements presence.Settings.
 func (s *Service) TrackOverGuestAccounts(ctx context.Context, tenant string) (bool, error) {
-	st, err := s.Lookup(ctx, tenant)
+	st, err := s.lookupPlain(ctx, tenant)
 	return st.PresenceTracking.TrackOverGuestAccounts, err
 }
 
 // MaxScheduledTasksPerService returns outbound.maxScheduledTasksPerService
 // (20 when never set).
 func (s *Service) MaxScheduledTasksPerService(ctx context.Context, tenant string) (int, error) {
-	st, err := s.Lookup(ctx, tenant)
+	st, err := s.lookupPlain(ctx, tenant)
 	if err != nil {
 		return 0, err
 	}

@@ -13,6 +13,7 @@ import (
 	"switchboard/handler/acs"
 	"switchboard/handler/dev/acstest"
 	"switchboard/handler/internal/testenv"
+	"switchboard/handler/secrets"
 	"switchboard/handler/settings"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -58,6 +59,9 @@ func newService(t *testing.T, tables store.Tables, o settings.Options) fixture {
 	t.Helper()
 	logs := &syncBuffer{}
 	o.Tables = tables
+	if o.Secrets == nil {
+		o.Secrets = testKeyring(t, secrets.GenerateKey(), "")
+	}
 	if o.ACS == nil {
 		o.ACS = unexpectedACS{t}
 	}
@@ -455,7 +459,11 @@ func TestNewRefusesMissingDependencies(t *testing.T) {
 	if _, err := settings.New(ctx, settings.Options{ACS: unexpectedACS{t}}); err == nil {
 		t.Error("New without tables: no error")
 	}
-	if _, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables()}); err == nil {
+	k := testKeyring(t, secrets.GenerateKey(), "")
+	if _, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), Secrets: k}); err == nil {
 		t.Error("New without an ACS checker: no error")
+	}
+	if _, err := settings.New(ctx, settings.Options{Tables: store.NewMemoryTables(), ACS: unexpectedACS{t}}); err == nil || !strings.Contains(err.Error(), "keyring") {
+		t.Errorf("New without a keyring: %v, want an error naming it", err)
 	}
 }

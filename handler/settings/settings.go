@@ -142,14 +142,21 @@ func Defaults() Settings {
 // violation as EINVALID naming the dotted field and what is allowed.
 func Validate(s Settings) error {
 	const op = "settings.Validate"
-	if err := checkRange(op, "outbound.maxScheduledTasksPerService", int64(s.Outbound.MaxScheduledTasksPerService), MinMaxScheduledTasksPerService, MaxMaxScheduledTasksPerService); err != nil {
+	if err := checkRange(
+		op,
+		"outbound.maxScheduledTasksPerService",
+		int64(s.Outbound.MaxScheduledTasksPerService),
+		MinMaxScheduledTasksPerService,
+		MaxMaxScheduledTasksPerService,
+	); err != nil {
 		return err
 	}
 	if err := checkSecret(op, "interact.acsConnectionString", s.Interact.ACSConnectionString.Reveal()); err != nil {
 		return err
 	}
 	if s.Interact.Enabled && !s.Interact.ACSConnectionString.IsSet() {
-		return switchboard.FieldError(op, "interact.enabled", "interact.enabled can be true only with an ACS connection string: set interact.acsConnectionString (in the same patch or before)")
+		return switchboard.FieldError(op, "interact.enabled", "interact.enabled can be true only with an ACS connection string: set "+
+			"interact.acsConnectionString (in the same patch or before)")
 	}
 	if err := checkGUID(op, "interact.o365UserId", s.Interact.O365UserID); err != nil {
 		return err
@@ -159,7 +166,13 @@ func Validate(s Settings) error {
 			return err
 		}
 	}
-	if err := checkRange(op, "interact.sessionRecoveryTimeoutSeconds", int64(s.Interact.SessionRecoveryTimeoutSeconds), MinSessionRecoveryTimeoutSeconds, MaxSessionRecoveryTimeoutSeconds); err != nil {
+	if err := checkRange(
+		op,
+		"interact.sessionRecoveryTimeoutSeconds",
+		int64(s.Interact.SessionRecoveryTimeoutSeconds),
+		MinSessionRecoveryTimeoutSeconds,
+		MaxSessionRecoveryTimeoutSeconds,
+	); err != nil {
 		return err
 	}
 	if err := checkEnum(op, "interact.authorization", s.Interact.Authorization, Authorizations); err != nil {
@@ -169,7 +182,8 @@ func Validate(s Settings) error {
 		return err
 	}
 	if s.Assistant.UseOwnACSInstance && !s.Assistant.ACSConnectionString.IsSet() {
-		return switchboard.FieldError(op, "assistant.useOwnAcsInstance", "assistant.useOwnAcsInstance can be true only with an ACS connection string: set assistant.acsConnectionString (in the same patch or before)")
+		return switchboard.FieldError(op, "assistant.useOwnAcsInstance", "assistant.useOwnAcsInstance can be true only with an ACS connection "+
+			"string: set assistant.acsConnectionString (in the same patch or before)")
 	}
 	if err := checkFilter(op, "attendantConsole.contactSearchFilter", s.AttendantConsole.ContactSearchFilter); err != nil {
 		return err
@@ -205,7 +219,8 @@ func checkGUID(op, field, v string) error {
 		return nil
 	}
 	if u, err := uuid.Parse(v); err != nil || len(v) != 36 || u.String() != v {
-		return switchboard.FieldError(op, field, "%s must be an Entra object id (a GUID such as 00000000-0000-0000-0000-000000000000) or empty; got %q", field, clip(v, 40))
+		return switchboard.FieldError(op, field, "%s must be an Entra object id (a GUID such as 00000000-0000-0000-0000-000000000000) or empty; "+
+			"got %q", field, clip(v, 40))
 	}
 	return nil
 }
@@ -232,7 +247,8 @@ func checkFilter(op, field, v string) error {
 		}
 	}
 	if !balanced(v) {
-		return switchboard.FieldError(op, field, "%s has an unterminated string literal or unbalanced parentheses: the search is ANDed to the filter in parentheses, which the filter must not close (a ' inside a literal is written '')", field)
+		return switchboard.FieldError(op, field, "%s has an unterminated string literal or unbalanced parentheses: the search is ANDed to the "+
+			"filter in parentheses, which the filter must not close (a ' inside a literal is written '')", field)
 	}
 	return nil
 }

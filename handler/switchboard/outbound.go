@@ -63,6 +63,20 @@ type OutboundTask struct {
 	ETag string
 }
 
+// OutboundCompletion is a complete call: the outcome, the caller's note,
+// and which attempt it is for (Attempt, the task's attempts as the caller
+// saw it, or IfMatch, the ETag the API showed with the task; either
+// may be unset).
+type OutboundCompletion struct {
+	Outcome string // Completed (the default) or Failed
+	Note    string
+	// Attempt, when not nil, names the attempt this completion is for.
+	Attempt *int
+	// IfMatch, when not "", is the If-Match header: the task as the caller
+	// saw it.
+	IfMatch string
+}
+
 // NewOutboundTask is a schedule request, as the API receives it. Nil pointers take
 // the defaults.
 type NewOutboundTask struct {

@@ -111,7 +111,9 @@ var appSettings = {
   PRESENCE_NOTIFICATIONS_CERTIFICATE: empty(presenceNotificationsCertificateName) ? '' : secretRef(keyVaultName, presenceNotificationsCertificateName)
   PRESENCE_RECONCILE_EVERY: presenceReconcileEvery
 
-  // The API: tenant routes need an Entra token for this audience.
+  // The API: tenant routes need an Entra token for this audience with one of
+  // the route's app roles (infra/app-roles.json); every route is anonymous
+  // at the host (function.json), the handler's check is the gate.
   API_AUTH: 'entra'
   API_AUDIENCE: apiAudience
   // The web page (/api/ui/) signs in with this SPA registration.

@@ -328,7 +328,7 @@ func (r *Runner) serveStatus(w http.ResponseWriter, req *http.Request) {
 	for _, fn := range r.app.Functions {
 		names = append(names, fn.Name)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"state": r.stateName(), "version": HostVersion, "functions": names, "handler": r.handlerURL})
+	writeJSON(w, http.StatusOK, map[string]any{"state": r.stateName(), "version": HostVersion, "functions": names, "handler": r.handlerURL, "handlerPid": r.handlerPID.Load()})
 }
 
 // functionInfo is a function as GET /admin/functions lists it.

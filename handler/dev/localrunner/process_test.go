@@ -37,7 +37,7 @@ func fakeHandlerProcess() {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ready")) })
 	mux.HandleFunc("GET /api/env", func(w http.ResponseWriter, r *http.Request) {
 		env := map[string]string{}
-		for _, k := range []string{"FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWORKER_PORT", "LOCAL_QUEUE_URL", "FOO", "AzureWebJobsScriptRoot", "SWITCHBOARD_NOT_A_SETTING"} {
+		for _, k := range []string{"FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWORKER_PORT", "LOCAL_QUEUE_URL", "FOO", "AzureWebJobsScriptRoot", "SWITCHBOARD_NOT_A_SETTING", "SECRETS_KEY"} {
 			env[k] = os.Getenv(k)
 		}
 		wd, _ := os.Getwd()
@@ -114,15 +114,55 @@ func TestHandlerProcess(t *testing.T) {
 		t.Errorf("ports = %q, %q", env["FUNCTIONS_CUSTOMHANDLER_PORT"], env["FUNCTIONS_HTTPWORKER_PORT"])
 	}
 
+	// A handler that dies is started again, as the host does, with the same
+	// settings (the one SECRETS_KEY of the run among them)...
+	pid := handlerPID(t, base)
 	do(t, "POST", base+"/admin/functions/Exit?wait=true", "", nil)
+	waitFor(t, "a new handler", func() bool {
+		status, body := get(t, base+"/admin/host/status")
+		return status == 200 && strings.Contains(string(body), `"Running"`) && handlerPID(t, base) != pid
+	})
+	var again map[string]string
+	if status, body := get(t, base+"/api/env"); status != 200 || json.Unmarshal(body, &again) != nil {
+		t.Fatalf("GET /api/env after the restart = %d %s", status, body)
+	}
+	if again["SECRETS_KEY"] == "" || again["SECRETS_KEY"] != env["SECRETS_KEY"] || again["FOO"] != "bar" {
+		t.Errorf("restarted handler's SECRETS_KEY %q, FOO %q; want the first one's %q and bar", again["SECRETS_KEY"], again["FOO"], env["SECRETS_KEY"])
+	}
+	// ...until it keeps dying: then Run reports it.
+	for i := 0; i < maxHandlerRestarts+1; i++ {
+		waitFor(t, "handler running", func() bool {
+			status, body := get(t, base+"/admin/host/status")
+			return status == 200 && strings.Contains(string(body), `"Running"`)
+		})
+		do(t, "POST", base+"/admin/functions/Exit?wait=true", "", nil)
+		select {
+		case err := <-done:
+			if i < maxHandlerRestarts-1 || err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "times within a minute") {
+				t.Fatalf("Run = %v after %d exits, want the handler's repeated exits reported after %d", err, i+2, maxHandlerRestarts+1)
+			}
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "exit status 3") {
-			t.Errorf("Run = %v, want the handler's exit reported", err)
+			t.Errorf("Run = %v, want the handler's exits reported", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return after the handler exited")
+		t.Fatal("Run did not return after the handler kept exiting")
 	}
+}
+
+func handlerPID(t *testing.T, base string) int64 {
+	t.Helper()
+	_, body := get(t, base+"/admin/host/status")
+	var st struct {
+		HandlerPID int64 `json:"handlerPid"`
+	}
+	_ = json.Unmarshal(body, &st)
+	return st.HandlerPID
 }
 
 // Cancelling Run stops the handler (SIGTERM) and returns nil.

@@ -24,9 +24,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"switchboard/handler/secrets"
 )
 
 // Options configure a Runner.
@@ -85,6 +88,7 @@ type Runner struct {
 
 	state      atomic.Int32
 	handlerURL string
+	handlerPID atomic.Int64           // the handler process (0 with Options.HandlerURL)
 	proxy      *httputil.ReverseProxy // forward's, to handlerURL
 	workCtx    context.Context        // the runner's lifetime: background invocations
 	background sync.WaitGroup
@@ -135,6 +139,17 @@ func New(opts Options) (*Runner, error) {
 		timers: map[string]*timerState{},
 	}
 	r.broker.MaxDeliveryCount, r.broker.RedeliveryDelay = opts.MaxDeliveryCount, opts.RedeliveryDelay
+	if strings.TrimSpace(r.settings["SECRETS_KEY"]) == "" {
+		// One key for every handler process of this run, so that a restarted
+		// handler still opens the secrets the one before it sealed.
+		settings := Settings{}
+		for k, v := range r.settings {
+			settings[k] = v
+		}
+		settings["SECRETS_KEY"] = secrets.GenerateKey()
+		r.settings = settings
+		r.log.printf("runner", "SECRETS_KEY is not set: tenant secrets are sealed under a key made for this run (local development; set SECRETS_KEY to keep them across runs)")
+	}
 	if err := r.chooseQueues(); err != nil {
 		return nil, err
 	}
@@ -240,6 +255,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		if handler, err = r.startHandler(frontURL, port); err != nil {
 			return err
 		}
+		r.setHandlerPID(handler.cmd.Process.Pid)
 		if err := waitHTTP(ctx, r.handlerURL+"/", r.opts.StartTimeout, handler); err != nil {
 			return fmt.Errorf("handler: %w", err)
 		}
@@ -252,22 +268,56 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	var exited <-chan struct{}
-	if handler != nil {
-		exited = handler.done
-	}
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-exited:
-		if ctx.Err() != nil {
-			return nil // stopped by the same signal as the runner
+	var restarts []time.Time
+	for {
+		var exited <-chan struct{}
+		if handler != nil {
+			exited = handler.done
 		}
-		return fmt.Errorf("the handler stopped unexpectedly: %s", handler.exited())
-	case err := <-srvErr:
-		return fmt.Errorf("HTTP front: %w", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-exited:
+			if ctx.Err() != nil {
+				return nil // stopped by the same signal as the runner
+			}
+			// The Functions host starts a worker that died again; one that
+			// keeps dying is given up on.
+			now := time.Now()
+			restarts = append(restarts, now)
+			for len(restarts) > 0 && now.Sub(restarts[0]) > time.Minute {
+				restarts = restarts[1:]
+			}
+			if len(restarts) > maxHandlerRestarts {
+				return fmt.Errorf("the handler stopped unexpectedly %d times within a minute, the last time: %s", len(restarts), handler.exited())
+			}
+			r.state.Store(stateStarting)
+			r.log.printf("runner", "the handler stopped unexpectedly (%s); starting it again, as the Functions host does", handler.exited())
+			next, err := r.startHandler(frontURL, port)
+			if err != nil {
+				return err
+			}
+			handler = next
+			r.setHandlerPID(handler.cmd.Process.Pid)
+			if err := waitHTTP(ctx, r.handlerURL+"/", r.opts.StartTimeout, handler); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("handler: %w", err)
+			}
+			r.state.Store(stateRunning)
+			r.log.printf("runner", "handler ready again at %s", r.handlerURL)
+		case err := <-srvErr:
+			return fmt.Errorf("HTTP front: %w", err)
+		}
 	}
 }
+
+// maxHandlerRestarts bounds how often within a minute the runner starts a
+// handler that stopped unexpectedly.
+const maxHandlerRestarts = 5
+
+func (r *Runner) setHandlerPID(pid int) { r.handlerPID.Store(int64(pid)) }
 
 // startHandler starts the handler executable as the host does: in the
 // working directory, with the app settings as environment and the port in

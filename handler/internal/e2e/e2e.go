@@ -151,6 +151,46 @@ func Start(t testing.TB, opts Options) *Env {
 	return &Env{BaseURL: p.baseURL, Tables: tables, Settings: settings, proc: p}
 }
 
+// HandlerPID returns the process id of the handler the runner runs now.
+func (e *Env) HandlerPID(t testing.TB) int {
+	t.Helper()
+	var st struct {
+		State      string `json:"state"`
+		HandlerPID int    `json:"handlerPid"`
+	}
+	status, _, raw := e.Do(t, http.MethodGet, "/admin/host/status", nil)
+	if status != http.StatusOK || json.Unmarshal(raw, &st) != nil || st.HandlerPID <= 0 {
+		t.Fatalf("e2e: host status: %d %s", status, raw)
+	}
+	return st.HandlerPID
+}
+
+// KillHandler kills the handler process (SIGKILL: no shutdown, work in
+// flight is cut off) and returns once the runner has started a new one and
+// it is ready, as the Functions host restarts a worker that died.
+func (e *Env) KillHandler(t testing.TB) {
+	t.Helper()
+	old := e.HandlerPID(t)
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatalf("e2e: kill handler %d: %v", old, err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var st struct {
+			State      string `json:"state"`
+			HandlerPID int    `json:"handlerPid"`
+		}
+		status, _, raw := e.Do(t, http.MethodGet, "/admin/host/status", nil)
+		if status == http.StatusOK && json.Unmarshal(raw, &st) == nil && st.State == "Running" && st.HandlerPID != old && st.HandlerPID > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("e2e: no new handler 60 s after killing %d; status %s", old, raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Stop stops the runner and the handler now, as a crash or a redeploy
 // would (SIGTERM, then SIGKILL after 10 s); what they stored stays in the
 // tables and on an external queue. Stopping twice is harmless.

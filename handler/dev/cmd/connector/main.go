@@ -24,7 +24,8 @@ func main() {
 	out := flag.String("out", "dist/connector", "folder to write the ready-to-import copy to")
 	flag.Parse()
 	if err := connector.Write(*src, *out, connector.FromEnv(os.Getenv)); err != nil {
-		fmt.Fprintf(os.Stderr, "connector: nothing written:\n%v\n(azd env set NAME value, then azd hooks run postprovision; or export them and run make connector)\n", err)
+		fmt.Fprintf(os.Stderr, "connector: nothing written:\n%v\n(azd env set NAME value, then azd hooks run postprovision; or export them and run "+
+			"make connector)\n", err)
 		os.Exit(1)
 	}
 	fmt.Printf("connector: %s is ready to import (paconn create --api-def %[1]s/apiDefinition.swagger.json --api-prop %[1]s/apiProperties.json)\n", *out)
