@@ -17,6 +17,7 @@ import (
 
 	"switchboard/handler/attendant"
 	"switchboard/handler/config"
+	"switchboard/handler/distribution"
 	"switchboard/handler/events"
 	"switchboard/handler/functions"
 	"switchboard/handler/graph"
@@ -68,6 +69,7 @@ type app struct {
 	presence      *presence.Service
 	notifications *notificationsWiring // nil without PRESENCE_NOTIFICATIONS_URL
 	outbound      *outbound.Service
+	distribution  *distribution.Service
 	attendant     *attendant.Service
 	interact      *interact.Service
 	ui            *webui.UI
@@ -80,7 +82,9 @@ type app struct {
 // (reads presence), the poller (polls the routing services' members) and
 // the presence service, the presence subscriptions (cover the most
 // recently routed first), outbound (routes through the engine), the
-// Attendant Console's search (reads settings, services and presence).
+// Attendant Console's search (reads settings, services and presence),
+// distribution (offers through the engine, serves outbound's waiting
+// tasks, is told of presence changes).
 func (a *app) build(ctx context.Context) error {
 	var err error
 	if a.tables, err = openTables(ctx, a.cfg); err != nil {
@@ -128,6 +132,9 @@ func (a *app) build(ctx context.Context) error {
 	if a.ui, err = newUI(a); err != nil {
 		return err
 	}
+	if a.distribution, err = newDistribution(ctx, a); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -160,13 +167,15 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	wirePresence(a)
 	wireRouting(a)
 	wireOutbound(a)
+	wireDistribution(a)
 	wireEvents(a)
 	wireAttendant(a)
 	if err := wireInteract(ctx, a); err != nil {
 		return err
 	}
 	wireUI(a)
-	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), eventsHousekeeping(a), settingsHousekeeping(a), interactHousekeeping(a)}
+	jobs := []housekeepingJob{routingHousekeeping(a), outboundHousekeeping(a), distributionHousekeeping(a), eventsHousekeeping(a), settingsHousekeeping(a),
+		interactHousekeeping(a)}
 	if a.notifications != nil {
 		jobs = append(jobs, notificationsHousekeeping(a))
 	}

@@ -24,6 +24,10 @@ func newOutbound(ctx context.Context, a *app) (*outbound.Service, error) {
 		Events:    a.events, // switchboard.outboundTask.stateChanged
 		Now:       a.now,
 		Log:       a.log,
+		// Distribution serves waiting tasks with the conversations, at
+		// once when an agent is freed (no retry every 10 s).
+		ServedByLine: true,
+		AgentFreed:   a.agentFreed,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbound: %w", err)

@@ -28,9 +28,10 @@ func newRouting(ctx context.Context, a *app) (*routing.Engine, error) {
 }
 
 // wireRouting registers the routing capability's routes: Services,
-// ServiceRoute, ServiceSync, Conversations (HTTP).
+// ServiceRoute, ServiceSync, Conversations (HTTP; distribution's
+// conversations are ended there, and a queued conversation's skills used).
 func wireRouting(a *app) {
-	(&httpapi.RoutingAPI{Engine: a.routing, Now: a.now}).Register(a.router)
+	(&httpapi.RoutingAPI{Engine: a.routing, Now: a.now, Conversations: a.distribution}).Register(a.router)
 }
 
 // routingHousekeeping is routing's Housekeeping job: expired holds, team

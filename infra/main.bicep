@@ -133,6 +133,17 @@ var serviceBusQueues = [
     defaultMessageTimeToLive: 'PT5M'
   }
   {
+    // Due times of the waiting lines (offer lapse, wait timeout, RONA and
+    // after-call work ending), scheduled for their time. Every message is
+    // idempotent; what a dead-lettered one left undone, housekeeping does
+    // within a minute. A due time is at most 45 min plus 320 min away.
+    name: 'distribution'
+    setting: 'DISTRIBUTION_QUEUE'
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 10
+    defaultMessageTimeToLive: 'P1D'
+  }
+  {
     // Event deliveries to webhook subscriptions. The app schedules its own
     // retries (10 s to hourly, for 24 h) as new messages; a message that
     // fails maxDeliveryCount times (storage down) is dead-lettered. The lock

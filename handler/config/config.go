@@ -28,6 +28,7 @@ type Config struct {
 	ServiceBusClientID   string // ServiceBusConnection__clientId
 	OutboundQueue        string // OUTBOUND_QUEUE, default outbound-tasks
 	PresenceQueue        string // PRESENCE_QUEUE, default presence-poll: shards fanned out by the poll
+	DistributionQueue    string // DISTRIBUTION_QUEUE, default distribution: due times of the waiting lines (SPEC section 10)
 	// LocalQueueURL is set by the local runner only (never in Azure): the
 	// base URL of its in-process queues, used when no Service Bus is
 	// configured.
@@ -102,6 +103,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ServiceBusClientID:       get("ServiceBusConnection__clientId", ""),
 		OutboundQueue:            get("OUTBOUND_QUEUE", "outbound-tasks"),
 		PresenceQueue:            get("PRESENCE_QUEUE", "presence-poll"),
+		DistributionQueue:        get("DISTRIBUTION_QUEUE", "distribution"),
 		LocalQueueURL:            get("LOCAL_QUEUE_URL", ""),
 		GraphBaseURL:             strings.TrimRight(get("GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0"), "/"),
 		AuthorityHost:            get("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/"),

@@ -16,6 +16,7 @@ func TestDefaults(t *testing.T) {
 	checks := []struct{ name, got, want string }{
 		{"Port", c.Port, "8080"},
 		{"OutboundQueue", c.OutboundQueue, "outbound-tasks"},
+		{"DistributionQueue", c.DistributionQueue, "distribution"},
 		{"GraphBaseURL", c.GraphBaseURL, "https://graph.microsoft.com/v1.0"},
 		{"AuthorityHost", c.AuthorityHost, "https://login.microsoftonline.com/"},
 		{"PresenceSchedule", c.PresenceSchedule, "*/30 * * * * *"},

@@ -88,6 +88,18 @@ var routeAccess = map[string]access{
 	"POST /api/tenants/{t}/interact/sessions/{id}/agent-rejoined": {roles: []string{admin, flow}, own: OwnSession},
 	"POST /api/tenants/{t}/interact/sessions/{id}/end":            {roles: []string{admin, flow}, own: OwnSession},
 	"POST /api/tenants/{t}/assistant/token":                       {roles: []string{admin, switchboard.RoleAgent}},
+	// Distribution (SPEC section 10). Accept and decline: an Agent for its
+	// own offers only (the handler holds userId to the caller's oid when
+	// AgentOnly).
+	"POST /api/tenants/{t}/services/{s}/queue":             {roles: []string{admin, flow}},
+	"GET /api/tenants/{t}/services/{s}/queue":              {roles: []string{admin, super, flow}},
+	"GET /api/tenants/{t}/conversations/{c}":               {roles: []string{admin, super, flow}},
+	"POST /api/tenants/{t}/conversations/{c}/accept":       {roles: []string{admin, flow}, own: OwnMembership},
+	"POST /api/tenants/{t}/conversations/{c}/decline":      {roles: []string{admin, flow}, own: OwnMembership},
+	"GET /api/tenants/{t}/agents/{u}":                      {roles: []string{admin, super, flow}, own: OwnUser},
+	"POST /api/tenants/{t}/agents/{u}/rona/reset":          {roles: []string{admin, super}, own: OwnUser},
+	"POST /api/tenants/{t}/agents/{u}/after-call-work/end": {roles: []string{admin, super}, own: OwnUser},
+	"GET /api/tenants/{t}/services":                        {roles: switchboard.Roles},
 }
 
 // RouteRoles returns the roles that may call a tenant route (pattern as

@@ -145,6 +145,7 @@ func accessRouter(v switchboard.Verifier) *Router {
 	(&EventsAPI{Subscriptions: failingEvents{f.err}}).Register(rt)
 	(&AttendantAPI{Service: f, Now: time.Now}).Register(rt)
 	(&InteractAPI{Sessions: failingInteract{f.err}}).Register(rt)
+	(&DistributionAPI{Service: failingDistribution{f.err}, Now: time.Now}).Register(rt)
 	return rt
 }
 
@@ -219,6 +220,15 @@ func accessCases() []accessCase {
 		{"POST /api/tenants/{t}/services/{s}/sync", http.MethodPost, base + "/services/support/sync", "", adminOnly, OwnNone},
 		{"POST /api/tenants/{t}/services/{s}/route", http.MethodPost, base + "/services/support/route", `{"conversationId":"call-1"}`, adminFlow, OwnNone},
 		{"DELETE /api/tenants/{t}/conversations/{c}", http.MethodDelete, base + "/conversations/call-1", "", adminSuperFlow, OwnNone},
+		{"POST /api/tenants/{t}/services/{s}/queue", http.MethodPost, base + "/services/support/queue", `{"conversationId":"call-1"}`, adminFlow, OwnNone},
+		{"GET /api/tenants/{t}/services/{s}/queue", http.MethodGet, base + "/services/support/queue", "", adminSuperFlow, OwnNone},
+		{"GET /api/tenants/{t}/conversations/{c}", http.MethodGet, base + "/conversations/call-1", "", adminSuperFlow, OwnNone},
+		{"POST /api/tenants/{t}/conversations/{c}/accept", http.MethodPost, base + "/conversations/call-1/accept", `{"userId":"00000000-0000-4000-8000-0000000000ff"}`, adminFlow, OwnMembership},
+		{"POST /api/tenants/{t}/conversations/{c}/decline", http.MethodPost, base + "/conversations/call-1/decline", `{"userId":"00000000-0000-4000-8000-0000000000ff"}`, adminFlow, OwnMembership},
+		{"GET /api/tenants/{t}/agents/{u}", http.MethodGet, base + "/agents/" + user, "", adminSuperFlow, OwnUser},
+		{"POST /api/tenants/{t}/agents/{u}/rona/reset", http.MethodPost, base + "/agents/" + user + "/rona/reset", "", adminSuper, OwnUser},
+		{"POST /api/tenants/{t}/agents/{u}/after-call-work/end", http.MethodPost, base + "/agents/" + user + "/after-call-work/end", "", adminSuper, OwnUser},
+		{"GET /api/tenants/{t}/services", http.MethodGet, base + "/services", "", switchboard.Roles, OwnNone},
 		{"POST /api/tenants/{t}/services/{s}/outbound-tasks", http.MethodPost, base + "/services/support/outbound-tasks", `{"destination":"+41440000000"}`, adminFlow, OwnNone},
 		{"GET /api/tenants/{t}/services/{s}/outbound-tasks", http.MethodGet, base + "/services/support/outbound-tasks", "", adminSuperFlow, OwnNone},
 		{"GET /api/tenants/{t}/services/{s}/outbound-tasks/{id}", http.MethodGet, task, "", adminSuperFlow, OwnNone},
@@ -387,4 +397,31 @@ func sorted(s []string) []string {
 	out := slices.Clone(s)
 	slices.Sort(out)
 	return out
+}
+
+// failingDistribution is a distribution whose storage is unreachable.
+type failingDistribution struct{ err error }
+
+func (f failingDistribution) Enqueue(context.Context, string, string, switchboard.EnqueueInput) (switchboard.Conversation, bool, error) {
+	return switchboard.Conversation{}, false, f.err
+}
+func (f failingDistribution) Queue(context.Context, string, string) (switchboard.QueueView, error) {
+	return switchboard.QueueView{}, f.err
+}
+func (f failingDistribution) Get(context.Context, string, string) (switchboard.Positioned, error) {
+	return switchboard.Positioned{}, f.err
+}
+func (f failingDistribution) Accept(context.Context, string, string, string) (switchboard.Conversation, error) {
+	return switchboard.Conversation{}, f.err
+}
+func (f failingDistribution) Decline(context.Context, string, string, string) (switchboard.Conversation, error) {
+	return switchboard.Conversation{}, f.err
+}
+func (f failingDistribution) Agent(context.Context, string, string) (switchboard.AgentView, error) {
+	return switchboard.AgentView{}, f.err
+}
+func (f failingDistribution) ResetRona(context.Context, string, string) error        { return f.err }
+func (f failingDistribution) EndAfterCallWork(context.Context, string, string) error { return f.err }
+func (f failingDistribution) Services(context.Context, string) ([]switchboard.ServiceSummary, error) {
+	return nil, f.err
 }

@@ -219,6 +219,7 @@ func TestConnectorRoutesMatchFunctions(t *testing.T) {
 	rt := NewRouter(slog.New(slog.DiscardHandler), nil)
 	(&OutboundAPI{}).Register(rt)
 	(&RoutingAPI{Now: time.Now}).Register(rt)
+	(&DistributionAPI{Now: time.Now}).Register(rt)
 	(&EventsAPI{}).Register(rt)
 	for path, ops := range doc.Paths {
 		for method, op := range ops {
@@ -277,9 +278,9 @@ func TestConnectorRoutesMatchFunctions(t *testing.T) {
 			}
 		}
 	}
-	// Every outbound and events route is in the connector.
+	// Every outbound, events and waiting-line route is in the connector.
 	for key, fn := range routes {
-		if (strings.HasPrefix(fn, "Outbound") || strings.HasPrefix(fn, "Subscription") || fn == "EventTypes") && !covered[key] {
+		if (strings.HasPrefix(fn, "Outbound") || strings.HasPrefix(fn, "Subscription") || fn == "EventTypes" || isDistributionRoute(key)) && !covered[key] {
 			t.Errorf("%s (function %s) is missing from the connector", key, fn)
 		}
 	}
@@ -463,6 +464,15 @@ func TestConnectorSchemasMatchGoTypes(t *testing.T) {
 		{"OutboundTaskChangedTrigger", "201", switchboard.EventSubscription{}, true},
 		{"RouteConversation", "", routeBody{}, false},
 		{"RouteConversation", "200", routeJSON{}, true},
+		{"EnqueueConversation", "", enqueueBody{}, false},
+		{"EnqueueConversation", "202", conversationJSON{}, true},
+		{"GetQueue", "200", queueReplyJSON{}, true},
+		{"GetConversation", "200", conversationJSON{}, true},
+		{"AcceptOffer", "", offerActionBody{}, false},
+		{"AcceptOffer", "200", conversationJSON{}, true},
+		{"DeclineOffer", "", offerActionBody{}, false},
+		{"DeclineOffer", "200", conversationJSON{}, true},
+		{"GetAgentState", "200", agentJSONView{}, true},
 	} {
 		t.Run(tc.op+" "+tc.code, func(t *testing.T) {
 			op := operation(t, doc, tc.op)
@@ -695,4 +705,17 @@ func TestConnectorSecurity(t *testing.T) {
 	if tenantRoutes < 10 {
 		t.Errorf("found %d tenant routes in functions/: the scan is broken", tenantRoutes)
 	}
+}
+
+// isDistributionRoute reports whether key ("METHOD /api/...") is one of the
+// waiting-line routes (SPEC section 10).
+func isDistributionRoute(key string) bool {
+	rt := NewRouter(slog.New(slog.DiscardHandler), nil)
+	(&DistributionAPI{Now: time.Now}).Register(rt)
+	for _, p := range rt.TenantRoutes() {
+		if p == key {
+			return true
+		}
+	}
+	return false
 }

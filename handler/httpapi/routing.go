@@ -33,9 +33,29 @@ type RoutingAPI struct {
 	Engine RoutingService
 	// Now is the clock presence ages are reported against.
 	Now func() time.Time
+	// Conversations, when set, is the waiting line (SPEC section 10): a
+	// DELETE of one of its conversations ends it there, and a route for a
+	// queued conversation's id uses its required skills.
+	Conversations QueuedConversations
 }
 
-// Register adds the routing routes to r.
+// QueuedConversations is what the routing routes need of distribution.
+type QueuedConversations interface {
+	// End ends a conversation distribution knows and reports whether it
+	// knew it.
+	End(ctx context.Context, tenant, conversationID string) (bool, error)
+	// RequiredSkills returns a queued conversation's required skills;
+	// false when distribution does not know it.
+	RequiredSkills(ctx context.Context, tenant, conversationID string) ([]switchboard.Skill, bool, error)
+	// ServiceChanged distributes a service whose definition or members
+	// changed (an agent may have opted in).
+	ServiceChanged(tenant, serviceID string)
+}
+
+// Register adds the routing routes to r. Roles (SPEC section 9), for the
+// roles table: GET services/{s} any role (Agent: its own services); PUT,
+// DELETE services/{s} and sync Admin; route Flow; DELETE conversations/{c}
+// Supervisor, Flow.
 func (a *RoutingAPI) Register(r *Router) {
 	r.Tenant("GET /api/tenants/{t}/services/{s}", a.getService)
 	r.Tenant("PUT /api/tenants/{t}/services/{s}", a.putService)
@@ -46,16 +66,55 @@ func (a *RoutingAPI) Register(r *Router) {
 }
 
 type memberJSON struct {
-	UserID string `json:"userId"`
-	Active *bool  `json:"active,omitempty"`
+	UserID string         `json:"userId"`
+	Active *bool          `json:"active,omitempty"`
+	Skills map[string]int `json:"skills,omitempty"`
 }
 
 type distributionJSON struct {
-	DeliverWhileBusy *bool   `json:"deliverWhileBusy"`
-	DeliverWhileAway *bool   `json:"deliverWhileAway"`
-	Order            *string `json:"order"`
-	BroadcastSize    *int    `json:"broadcastSize"`
-	HoldSeconds      *int    `json:"holdSeconds"`
+	DeliverWhileBusy     *bool      `json:"deliverWhileBusy"`
+	DeliverWhileAway     *bool      `json:"deliverWhileAway"`
+	Order                *string    `json:"order"`
+	BroadcastSize        *int       `json:"broadcastSize"`
+	HoldSeconds          *int       `json:"holdSeconds"`
+	RingSeconds          *int       `json:"ringSeconds"`
+	Rona                 *ronaJSON  `json:"rona"`
+	AfterCallWorkSeconds *int       `json:"afterCallWorkSeconds"`
+	Queue                *queueJSON `json:"queue"`
+}
+
+type ronaJSON struct {
+	Enabled      *bool `json:"enabled"`
+	ResetSeconds *int  `json:"resetSeconds"`
+	OnDecline    *bool `json:"onDecline"`
+}
+
+type queueJSON struct {
+	MaxWaitSeconds *int          `json:"maxWaitSeconds"`
+	MaxLength      *int          `json:"maxLength"`
+	OnTimeout      *overflowJSON `json:"onTimeout"`
+	OnFull         *overflowJSON `json:"onFull"`
+	OnNoAgents     *overflowJSON `json:"onNoAgents"`
+}
+
+type overflowJSON struct {
+	Action    *string `json:"action"`
+	ServiceID *string `json:"serviceId"`
+}
+
+func (o *overflowJSON) input() *switchboard.OverflowInput {
+	if o == nil {
+		return nil
+	}
+	return &switchboard.OverflowInput{Action: o.Action, ServiceID: o.ServiceID}
+}
+
+func renderOverflow(o switchboard.Overflow) *overflowJSON {
+	out := &overflowJSON{Action: &o.Action, ServiceID: nil}
+	if o.ServiceID != "" {
+		out.ServiceID = &o.ServiceID
+	}
+	return out
 }
 
 // serviceBody is the PUT body. The read-only fields GET adds are accepted
@@ -97,11 +156,16 @@ func renderService(s switchboard.Service) serviceJSON {
 		Name:    s.Name,
 		Members: make([]memberJSON, len(s.Members)),
 		Distribution: distributionJSON{
-			DeliverWhileBusy: &d.DeliverWhileBusy,
-			DeliverWhileAway: &d.DeliverWhileAway,
-			Order:            &d.Order,
-			BroadcastSize:    &d.BroadcastSize,
-			HoldSeconds:      &d.HoldSeconds,
+			DeliverWhileBusy:     &d.DeliverWhileBusy,
+			DeliverWhileAway:     &d.DeliverWhileAway,
+			Order:                &d.Order,
+			BroadcastSize:        &d.BroadcastSize,
+			HoldSeconds:          &d.HoldSeconds,
+			RingSeconds:          &d.RingSeconds,
+			Rona:                 &ronaJSON{Enabled: &d.Rona.Enabled, ResetSeconds: &d.Rona.ResetSeconds, OnDecline: &d.Rona.OnDecline},
+			AfterCallWorkSeconds: &d.AfterCallWorkSeconds,
+			Queue: &queueJSON{MaxWaitSeconds: &d.Queue.MaxWaitSeconds, MaxLength: &d.Queue.MaxLength,
+				OnTimeout: renderOverflow(d.Queue.OnTimeout), OnFull: renderOverflow(d.Queue.OnFull), OnNoAgents: renderOverflow(d.Queue.OnNoAgents)},
 		},
 		MemberCount:       len(s.Members),
 		ActiveMemberCount: s.ActiveCount(),
@@ -109,7 +173,7 @@ func renderService(s switchboard.Service) serviceJSON {
 		UpdatedAt:         s.UpdatedAt,
 	}
 	for i, m := range s.Members {
-		out.Members[i] = memberJSON{UserID: m.UserID, Active: &m.Active}
+		out.Members[i] = memberJSON{UserID: m.UserID, Active: &m.Active, Skills: m.Skills}
 	}
 	if s.TeamID != "" {
 		out.TeamID = &s.TeamID
@@ -180,14 +244,24 @@ func (a *RoutingAPI) putService(w http.ResponseWriter, r *http.Request) error {
 	}
 	in := switchboard.ServiceInput{Name: body.Name, TeamID: body.TeamID}
 	for _, m := range body.Members {
-		in.Members = append(in.Members, switchboard.MemberInput{UserID: m.UserID, Active: m.Active})
+		in.Members = append(in.Members, switchboard.MemberInput{UserID: m.UserID, Active: m.Active, Skills: m.Skills})
 	}
 	if d := body.Distribution; d != nil {
-		in.Distribution = switchboard.DistributionInput{DeliverWhileBusy: d.DeliverWhileBusy, DeliverWhileAway: d.DeliverWhileAway, Order: d.Order, BroadcastSize: d.BroadcastSize, HoldSeconds: d.HoldSeconds}
+		in.Distribution = switchboard.DistributionInput{DeliverWhileBusy: d.DeliverWhileBusy, DeliverWhileAway: d.DeliverWhileAway, Order: d.Order, BroadcastSize: d.BroadcastSize, HoldSeconds: d.HoldSeconds,
+			RingSeconds: d.RingSeconds, AfterCallWorkSeconds: d.AfterCallWorkSeconds}
+		if r := d.Rona; r != nil {
+			in.Distribution.Rona = &switchboard.RonaInput{Enabled: r.Enabled, ResetSeconds: r.ResetSeconds, OnDecline: r.OnDecline}
+		}
+		if q := d.Queue; q != nil {
+			in.Distribution.Queue = &switchboard.QueueInput{MaxWaitSeconds: q.MaxWaitSeconds, MaxLength: q.MaxLength, OnTimeout: q.OnTimeout.input(), OnFull: q.OnFull.input(), OnNoAgents: q.OnNoAgents.input()}
+		}
 	}
 	svc, created, err := a.Engine.PutService(r.Context(), t, s, in, ifMatch(r))
 	if err != nil {
 		return err
+	}
+	if a.Conversations != nil {
+		a.Conversations.ServiceChanged(t, s)
 	}
 	status := http.StatusOK
 	if created {
@@ -217,6 +291,9 @@ func (a *RoutingAPI) syncService(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if a.Conversations != nil {
+		a.Conversations.ServiceChanged(t, s)
+	}
 	return writeService(w, http.StatusOK, svc)
 }
 
@@ -224,11 +301,34 @@ func (a *RoutingAPI) syncService(w http.ResponseWriter, r *http.Request) error {
 func ifMatch(r *http.Request) string { return strings.TrimSpace(r.Header.Get("If-Match")) }
 
 type routeBody struct {
-	ConversationID string   `json:"conversationId"`
-	Reserve        bool     `json:"reserve"`
-	Preview        bool     `json:"preview"`
-	HoldSeconds    *int     `json:"holdSeconds"`
-	PreferredUsers []string `json:"preferredUsers"`
+	ConversationID string      `json:"conversationId"`
+	Reserve        bool        `json:"reserve"`
+	Preview        bool        `json:"preview"`
+	HoldSeconds    *int        `json:"holdSeconds"`
+	PreferredUsers []string    `json:"preferredUsers"`
+	RequiredSkills []skillJSON `json:"requiredSkills"`
+}
+
+// skillJSON is a required skill: {"name": "german", "minLevel": 2}.
+type skillJSON struct {
+	Name     string `json:"name"`
+	MinLevel int    `json:"minLevel"`
+}
+
+func skillsFromJSON(in []skillJSON) []switchboard.Skill {
+	out := make([]switchboard.Skill, len(in))
+	for i, s := range in {
+		out[i] = switchboard.Skill{Name: s.Name, MinLevel: s.MinLevel}
+	}
+	return out
+}
+
+func skillsToJSON(in []switchboard.Skill) []skillJSON {
+	out := make([]skillJSON, len(in))
+	for i, s := range in {
+		out[i] = skillJSON{Name: s.Name, MinLevel: s.MinLevel}
+	}
+	return out
 }
 
 type presenceJSON struct {
@@ -286,7 +386,16 @@ func (a *RoutingAPI) route(w http.ResponseWriter, r *http.Request) error {
 	if err := notTaskConversation(op, "conversationId", body.ConversationID); err != nil {
 		return err
 	}
-	req := switchboard.RouteRequest{ConversationID: body.ConversationID, Reserve: body.Reserve, Preview: body.Preview, PreferredUsers: body.PreferredUsers}
+	req := switchboard.RouteRequest{ConversationID: body.ConversationID, Reserve: body.Reserve, Preview: body.Preview, PreferredUsers: body.PreferredUsers, RequiredSkills: skillsFromJSON(body.RequiredSkills)}
+	if a.Conversations != nil && body.ConversationID != "" && len(body.RequiredSkills) == 0 {
+		skills, ok, err := a.Conversations.RequiredSkills(r.Context(), t, body.ConversationID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			req.RequiredSkills = skills
+		}
+	}
 	if body.HoldSeconds != nil {
 		if err := switchboard.CheckHoldSeconds(op, "holdSeconds", *body.HoldSeconds); err != nil {
 			return err
@@ -321,16 +430,22 @@ func (a *RoutingAPI) route(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *RoutingAPI) deleteConversation(w http.ResponseWriter, r *http.Request) error {
-	t, err := TenantID(r)
-	if err != nil {
-		return err
-	}
-	c, err := PathID(r, "c")
+	t, c, err := tenantAndConversation(r)
 	if err != nil {
 		return err
 	}
 	if err := notTaskConversation("http.ReleaseConversation", "c", c); err != nil {
 		return err
+	}
+	if a.Conversations != nil {
+		known, err := a.Conversations.End(r.Context(), t, c)
+		if err != nil {
+			return err
+		}
+		if known {
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
 	}
 	if err := a.Engine.Release(r.Context(), t, c); err != nil {
 		return err

@@ -122,8 +122,15 @@ func TestServiceAPI(t *testing.T) {
 			map[string]any{"userId": agentUser(1), "active": false},
 			map[string]any{"userId": agentUser(2), "active": true},
 		},
-		"distribution": map[string]any{"deliverWhileBusy": true, "deliverWhileAway": false, "order": "RoundRobin", "broadcastSize": 10.0, "holdSeconds": 45.0},
-		"memberCount":  2.0, "activeMemberCount": 1.0,
+		"distribution": map[string]any{"deliverWhileBusy": true, "deliverWhileAway": false, "order": "RoundRobin", "broadcastSize": 10.0, "holdSeconds": 45.0,
+			// SPEC section 10's defaults.
+			"ringSeconds": 20.0, "afterCallWorkSeconds": 0.0,
+			"rona": map[string]any{"enabled": true, "resetSeconds": 600.0, "onDecline": false},
+			"queue": map[string]any{"maxWaitSeconds": 1200.0, "maxLength": 50.0,
+				"onTimeout":  map[string]any{"action": "Disconnect", "serviceId": nil},
+				"onFull":     map[string]any{"action": "Disconnect", "serviceId": nil},
+				"onNoAgents": map[string]any{"action": "Queue", "serviceId": nil}}},
+		"memberCount": 2.0, "activeMemberCount": 1.0,
 		"createdAt": "2026-11-22T12:00:00Z", "updatedAt": "2026-11-22T12:00:00Z",
 		"lastTeamSync": nil, "lastTeamSyncError": nil,
 	}

@@ -75,6 +75,15 @@ type Options struct {
 	// FullScanEvery is how often housekeeping reconciles a service's
 	// counter against all its task rows rather than its index rows.
 	FullScanEvery time.Duration
+
+	// ServedByLine says that distribution (SPEC section 10) gives waiting
+	// tasks to agents as soon as one is freed (AssignWaiting): the worker
+	// then does not retry every RetryInterval, its next try is only at the
+	// end of the queue time (to expire the task).
+	ServedByLine bool
+	// AgentFreed, when set, is told of an agent a task let go (completed,
+	// cancelled, failed), so that it is given its next item at once.
+	AgentFreed func(tenant, service, user string)
 }
 
 // Service runs the outbound tasks.

@@ -170,6 +170,9 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 				return cur, false, nil
 			}
 			nextTry = now.Add(s.o.RetryInterval)
+			if s.o.ServedByLine {
+				nextTry = cur.Deadline // distribution assigns it when an agent is freed
+			}
 			if nextTry.After(cur.Deadline) {
 				nextTry = cur.Deadline
 			}

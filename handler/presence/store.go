@@ -57,8 +57,9 @@ type Store struct {
 	// fills in place.
 	fresh *follow.Cache[string, *tenantCache]
 
-	mu      sync.Mutex
-	tenants map[string]*tenantCache
+	mu       sync.Mutex
+	tenants  map[string]*tenantCache
+	onChange ChangeFunc
 }
 
 var _ switchboard.PresenceStore = (*Store)(nil)

@@ -163,6 +163,7 @@ func (s *Store) commit(ctx context.Context, tenant string, gen int64, writes []s
 		return stats, err
 	}
 	s.cacheWritten(tc, g, tenant, writes, ops, failed, version, states, next, stats.Switched)
+	s.notify(tenant, changedReadings(ops, failed))
 	return stats, nil
 }
 

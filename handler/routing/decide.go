@@ -28,6 +28,11 @@ type DecideInput struct {
 	// by an earlier attempt for the same conversation) does not exclude.
 	ConversationID string
 	Distribution   Distribution
+	// RequiredSkills exclude members below a level (SkillMismatch).
+	RequiredSkills []switchboard.Skill
+	// Skip lists users not to rank although eligible (they declined the
+	// conversation); they come last among the ranked.
+	Skip []string
 	// RoundRobinLast is the member the service's round robin chose last.
 	RoundRobinLast string
 	Now            time.Time
@@ -47,6 +52,8 @@ type Ranked struct {
 type Decision struct {
 	Eligible []Ranked
 	Excluded []switchboard.Exclusion
+	// Skipped are eligible members the request asked not to choose.
+	Skipped []Ranked
 }
 
 // Decide evaluates every member (and every preferred user) and ranks the
@@ -81,10 +88,10 @@ func Decide(in DecideInput) Decision {
 		if t, ok := in.Idle[m.UserID]; ok && t.After(st.IdleSince) {
 			st.IdleSince = t
 		}
-		if st.ConversationID != "" && st.ConversationID == in.ConversationID {
+		if st.ConversationID != "" && st.ConversationID == in.ConversationID && st.Kind == switchboard.HoldConversation {
 			st.ConversationID = ""
 		}
-		v := Evaluate(m, p, st, in.Distribution, in.Now, in.StaleAfter)
+		v := EvaluateSkills(m, p, st, in.RequiredSkills, in.Distribution, in.Now, in.StaleAfter)
 		if !v.Eligible {
 			d.Excluded = append(d.Excluded, exclusion(m.UserID, v, p))
 			continue
@@ -92,7 +99,27 @@ func Decide(in DecideInput) Decision {
 		d.Eligible = append(d.Eligible, Ranked{UserID: m.UserID, Presence: *p, IdleSince: st.IdleSince, Note: v.Message})
 	}
 	d.Eligible = Rank(in.Distribution.Order, d.Eligible, preferred, in.RoundRobinLast)
+	if len(in.Skip) > 0 {
+		skip := make(map[string]bool, len(in.Skip))
+		for _, u := range in.Skip {
+			skip[u] = true
+		}
+		d.Eligible, d.Skipped = partition(d.Eligible, skip)
+	}
 	return d
+}
+
+// partition splits ranked members into those not in skip and those in it,
+// each in rank order.
+func partition(r []Ranked, skip map[string]bool) (keep, skipped []Ranked) {
+	for _, x := range r {
+		if skip[x.UserID] {
+			skipped = append(skipped, x)
+		} else {
+			keep = append(keep, x)
+		}
+	}
+	return keep, skipped
 }
 
 func exclusion(user string, v Verdict, p *switchboard.Presence) switchboard.Exclusion {

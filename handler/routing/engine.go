@@ -132,7 +132,7 @@ type routeInputs struct {
 // member set from the cache) then its members' presence and its round-robin
 // position; the tenant's holds and idle ledger; the conversation's index
 // row.
-func (e *Engine) read(ctx context.Context, tenant, serviceID, conversationID string, now time.Time) (routeInputs, error) {
+func (e *Engine) read(ctx context.Context, tenant, serviceID, conversationID string, offer bool, now time.Time) (routeInputs, error) {
 	var in routeInputs
 	var wg sync.WaitGroup
 	var svcErr, snapErr, convErr error
@@ -166,7 +166,7 @@ func (e *Engine) read(ctx context.Context, tenant, serviceID, conversationID str
 	}()
 	go func() {
 		defer wg.Done()
-		if conversationID == "" {
+		if conversationID == "" || offer {
 			return
 		}
 		c, err := e.state.getConversation(ctx, tenant, conversationID)
@@ -210,9 +210,15 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 	if len(req.PreferredUsers) > MaxPreferredUsers {
 		return switchboard.RouteDecision{}, switchboard.FieldError(op, "preferredUsers", "at most %d preferred users, not %d", MaxPreferredUsers, len(req.PreferredUsers))
 	}
+	if err := CheckRequiredSkills(op, "requiredSkills", req.RequiredSkills); err != nil {
+		return switchboard.RouteDecision{}, err
+	}
+	if req.Offer && (!req.Reserve || req.UntilReleased || req.Hold <= 0) {
+		return switchboard.RouteDecision{}, switchboard.Errorf(switchboard.EINTERNAL, op, "an offer is a reservation with a ring time")
+	}
 	snapshotAt := time.Now() // monotonic: orders this route's reads against claims
 	now := wallClock(e.now)
-	in, err := e.read(ctx, tenant, serviceID, req.ConversationID, now)
+	in, err := e.read(ctx, tenant, serviceID, req.ConversationID, req.Offer, now)
 	if err != nil {
 		return switchboard.RouteDecision{}, switchboard.Wrap(switchboard.EINTERNAL, op, err)
 	}
@@ -231,6 +237,8 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 		Idle:           in.idle,
 		ConversationID: req.ConversationID,
 		Distribution:   in.svc.Distribution,
+		RequiredSkills: req.RequiredSkills,
+		Skip:           req.Skip,
 		RoundRobinLast: in.rrLast,
 		Now:            now,
 		StaleAfter:     e.staleAfter,
@@ -263,6 +271,9 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 			continue
 		}
 		h := hold{UserID: r.UserID, ConversationID: req.ConversationID, ServiceID: serviceID, HeldAt: now, UntilReleased: req.UntilReleased}
+		if req.Offer {
+			h.Kind = switchboard.HoldOffer
+		}
 		if !req.UntilReleased {
 			h.ExpiresAt = now.Add(holdFor)
 		}
@@ -282,8 +293,11 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 		out.Agents = append(out.Agents, switchboard.Assignment{UserID: got.UserID, HoldExpiresAt: got.ExpiresAt})
 	}
 	out.Excluded = d.Excluded
+	for _, r := range d.Skipped {
+		out.Candidates = append(out.Candidates, switchboard.Candidate{UserID: r.UserID, Presence: r.Presence})
+	}
 
-	if req.Reserve && len(taken) > 0 {
+	if req.Reserve && len(taken) > 0 && !req.Offer {
 		c := conversation{ID: req.ConversationID, ServiceID: serviceID, Agents: out.Agents, UntilReleased: req.UntilReleased, HeldAt: now}
 		if !req.UntilReleased {
 			c.ExpiresAt = now.Add(holdFor)

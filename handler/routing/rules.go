@@ -28,6 +28,17 @@ const (
 type (
 	Distribution = switchboard.Distribution
 	Member       = switchboard.Member
+	Rona         = switchboard.Rona
+	QueueRules   = switchboard.QueueRules
+	Overflow     = switchboard.Overflow
+)
+
+// Overflow actions (SPEC section 10).
+const (
+	ActionDisconnect = switchboard.ActionDisconnect
+	ActionForward    = switchboard.ActionForward
+	ActionCallback   = switchboard.ActionCallback
+	ActionQueue      = switchboard.ActionQueue
 )
 
 // MaxUntilReleased bounds a hold taken until released (an outbound task in
@@ -49,6 +60,9 @@ type AgentState struct {
 	// HoldExpiresAt ends the hold by itself; ignored when UntilReleased.
 	HoldExpiresAt time.Time
 	UntilReleased bool
+	// Kind is what the hold is: a conversation (switchboard.HoldConversation),
+	// a ringing offer, RONA or after-call work.
+	Kind string
 	// IdleSince is when the agent's last routed conversation ended (or its
 	// last hold expired unused); zero when it never had one.
 	IdleSince time.Time
@@ -90,13 +104,35 @@ func exclude(reason, format string, args ...any) Verdict {
 // read. The checks run in the order of the section: membership, the active
 // flag, a conversation already held, freshness, then the presence table.
 func Evaluate(m *Member, p *switchboard.Presence, st AgentState, d Distribution, now time.Time, staleAfter time.Duration) Verdict {
+	return EvaluateSkills(m, p, st, nil, d, now, staleAfter)
+}
+
+// EvaluateSkills is Evaluate for a conversation that requires skills. The
+// agent's hold comes after the active flag: a conversation
+// (InConversation), a ringing offer (OfferPending), RONA, after-call work;
+// then the skills (SkillMismatch), then freshness and presence. RONA ends
+// with a presence reading of Offline (SPEC section 10), so an agent in
+// RONA who reads Offline is Offline.
+func EvaluateSkills(m *Member, p *switchboard.Presence, st AgentState, need []switchboard.Skill, d Distribution, now time.Time, staleAfter time.Duration) Verdict {
+	holding := st.Holding(now)
 	switch {
 	case m == nil:
 		return exclude(switchboard.ReasonNotMember, "not a member of this service")
 	case !m.Active:
 		return exclude(switchboard.ReasonNotActive, "a member who has opted out of this service (inactive)")
-	case st.Holding(now):
+	case holding && st.Kind == switchboard.HoldConversation:
 		return exclude(switchboard.ReasonInConversation, "already handling or holding a Switchboard conversation")
+	case holding && st.Kind == switchboard.HoldOffer:
+		return exclude(switchboard.ReasonOfferPending, "an offer is ringing for this agent (one offer at a time)")
+	case holding && st.Kind == switchboard.HoldRona && !readsOffline(p, now, staleAfter):
+		return exclude(switchboard.ReasonRona, "ring, no answer: let an offer ring out, held out of distribution until %s (or a reset)", st.HoldExpiresAt.UTC().Format(time.RFC3339))
+	case holding && st.Kind == switchboard.HoldAfterCallWork:
+		return exclude(switchboard.ReasonAfterCallWork, "in after-call work until %s", st.HoldExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if v, ok := skillVerdict(m, need); !ok {
+		return v
+	}
+	switch {
 	case p == nil:
 		return exclude(switchboard.ReasonPresenceUnknown, "no presence reading yet: the presence poll has not read this user")
 	case p.Stale(now, staleAfter):
@@ -165,6 +201,27 @@ func PresenceVerdict(p switchboard.Presence, d Distribution) Verdict {
 		return deliver("delivered while Away or Be right back: Teams does not report calls in these states, so this may be a second call")
 	}
 	return exclude(switchboard.ReasonPresenceUnknown, "Teams reported an availability Switchboard does not know (%q)", p.Availability)
+}
+
+// readsOffline reports whether a fresh presence reading says Offline
+// (which ends RONA).
+func readsOffline(p *switchboard.Presence, now time.Time, staleAfter time.Duration) bool {
+	return p != nil && !p.Stale(now, staleAfter) && (p.Availability == switchboard.Offline || p.Extended && p.Activity == switchboard.ActivityOffWork)
+}
+
+// skillVerdict checks the member's skills against need; ok is false, with
+// the SkillMismatch verdict, when one is missing or below its level.
+func skillVerdict(m *Member, need []switchboard.Skill) (Verdict, bool) {
+	for _, s := range need {
+		have, ok := m.Skills[s.Name]
+		if !ok {
+			return exclude(switchboard.ReasonSkillMismatch, "lacks the skill %q (level %d or more required)", s.Name, s.MinLevel), false
+		}
+		if have < s.MinLevel {
+			return exclude(switchboard.ReasonSkillMismatch, "has %q at level %d; level %d or more required", s.Name, have, s.MinLevel), false
+		}
+	}
+	return Verdict{}, true
 }
 
 func inCall(activity string) bool {

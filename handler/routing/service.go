@@ -2,6 +2,7 @@ package routing
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -20,7 +21,28 @@ const (
 	MaxHoldSeconds     = switchboard.MaxHoldSeconds
 	DefaultHoldSeconds = switchboard.DefaultHoldSeconds
 	MaxPreferredUsers  = switchboard.MaxPreferredUsers
+
+	// SPEC section 10.
+	MinRingSeconds          = switchboard.MinRingSeconds
+	MaxRingSeconds          = switchboard.MaxRingSeconds
+	DefaultRingSeconds      = switchboard.DefaultRingSeconds
+	MinRonaResetSeconds     = switchboard.MinRonaResetSeconds
+	MaxRonaResetSeconds     = switchboard.MaxRonaResetSeconds
+	DefaultRonaResetSeconds = switchboard.DefaultRonaResetSeconds
+	MaxAfterCallWorkSeconds = switchboard.MaxAfterCallWorkSeconds
+	MinMaxWaitSeconds       = switchboard.MinMaxWaitSeconds
+	MaxMaxWaitSeconds       = switchboard.MaxMaxWaitSeconds
+	DefaultMaxWaitSeconds   = switchboard.DefaultMaxWaitSeconds
+	MinMaxLength            = switchboard.MinMaxLength
+	MaxMaxLength            = switchboard.MaxMaxLength
+	DefaultMaxLength        = switchboard.DefaultMaxLength
+	MaxSkillsPerMember      = switchboard.MaxSkillsPerMember
+	MinSkillLevel           = switchboard.MinSkillLevel
+	MaxSkillLevel           = switchboard.MaxSkillLevel
 )
+
+// DefaultDistribution is switchboard.DefaultDistribution.
+func DefaultDistribution() Distribution { return switchboard.DefaultDistribution() }
 
 // A service and what a caller sends to define one are domain values
 // (package switchboard): the HTTP layer takes and renders them.
@@ -29,6 +51,9 @@ type (
 	ServiceInput      = switchboard.ServiceInput
 	MemberInput       = switchboard.MemberInput
 	DistributionInput = switchboard.DistributionInput
+	RonaInput         = switchboard.RonaInput
+	QueueInput        = switchboard.QueueInput
+	OverflowInput     = switchboard.OverflowInput
 )
 
 // NormalizeUserID returns an Entra object id in its canonical lower-case
@@ -71,7 +96,11 @@ func validateService(in ServiceInput) (name, teamID string, members []Member, d 
 			return "", "", nil, d, switchboard.FieldError(op, fmt.Sprintf("members[%d].userId", i), "user %s is listed twice (members[%d] and members[%d])", id, j, i)
 		}
 		seen[id] = i
-		members = append(members, Member{UserID: id, Active: m.Active == nil || *m.Active})
+		skills, err := checkSkills(op, fmt.Sprintf("members[%d].skills", i), m.Skills)
+		if err != nil {
+			return "", "", nil, d, err
+		}
+		members = append(members, Member{UserID: id, Active: m.Active == nil || *m.Active, Skills: skills})
 	}
 	slices.SortFunc(members, func(a, b Member) int { return strings.Compare(a.UserID, b.UserID) })
 	d, err = validateDistribution(in.Distribution, op)
@@ -79,7 +108,7 @@ func validateService(in ServiceInput) (name, teamID string, members []Member, d 
 }
 
 func validateDistribution(in DistributionInput, op string) (Distribution, error) {
-	d := Distribution{Order: OrderLongestIdle, BroadcastSize: DefaultBroadcast, HoldSeconds: DefaultHoldSeconds}
+	d := DefaultDistribution()
 	if in.DeliverWhileBusy != nil {
 		d.DeliverWhileBusy = *in.DeliverWhileBusy
 	}
@@ -106,7 +135,132 @@ func validateDistribution(in DistributionInput, op string) (Distribution, error)
 		}
 		d.HoldSeconds = *in.HoldSeconds
 	}
+	if in.RingSeconds != nil {
+		if err := checkRange(op, "distribution.ringSeconds", *in.RingSeconds, MinRingSeconds, MaxRingSeconds); err != nil {
+			return d, err
+		}
+		d.RingSeconds = *in.RingSeconds
+	}
+	if r := in.Rona; r != nil {
+		if r.Enabled != nil {
+			d.Rona.Enabled = *r.Enabled
+		}
+		if r.OnDecline != nil {
+			d.Rona.OnDecline = *r.OnDecline
+		}
+		if r.ResetSeconds != nil {
+			if err := checkRange(op, "distribution.rona.resetSeconds", *r.ResetSeconds, MinRonaResetSeconds, MaxRonaResetSeconds); err != nil {
+				return d, err
+			}
+			d.Rona.ResetSeconds = *r.ResetSeconds
+		}
+	}
+	if in.AfterCallWorkSeconds != nil {
+		if err := checkRange(op, "distribution.afterCallWorkSeconds", *in.AfterCallWorkSeconds, 0, MaxAfterCallWorkSeconds); err != nil {
+			return d, err
+		}
+		d.AfterCallWorkSeconds = *in.AfterCallWorkSeconds
+	}
+	if q := in.Queue; q != nil {
+		if q.MaxWaitSeconds != nil {
+			if err := checkRange(op, "distribution.queue.maxWaitSeconds", *q.MaxWaitSeconds, MinMaxWaitSeconds, MaxMaxWaitSeconds); err != nil {
+				return d, err
+			}
+			d.Queue.MaxWaitSeconds = *q.MaxWaitSeconds
+		}
+		if q.MaxLength != nil {
+			if err := checkRange(op, "distribution.queue.maxLength", *q.MaxLength, MinMaxLength, MaxMaxLength); err != nil {
+				return d, err
+			}
+			d.Queue.MaxLength = *q.MaxLength
+		}
+		var err error
+		if d.Queue.OnTimeout, err = validateOverflow(q.OnTimeout, op, "distribution.queue.onTimeout", d.Queue.OnTimeout, false); err != nil {
+			return d, err
+		}
+		if d.Queue.OnFull, err = validateOverflow(q.OnFull, op, "distribution.queue.onFull", d.Queue.OnFull, false); err != nil {
+			return d, err
+		}
+		if d.Queue.OnNoAgents, err = validateOverflow(q.OnNoAgents, op, "distribution.queue.onNoAgents", d.Queue.OnNoAgents, true); err != nil {
+			return d, err
+		}
+	}
 	return d, nil
+}
+
+// checkSkills validates a member's skills: at most MaxSkillsPerMember,
+// names matching ^[a-z0-9][a-z0-9-]{0,39}$, levels 1-10. Nil for none.
+func checkSkills(op, field string, skills map[string]int) (map[string]int, error) {
+	if len(skills) == 0 {
+		return nil, nil
+	}
+	if len(skills) > MaxSkillsPerMember {
+		return nil, switchboard.FieldError(op, field, "a member has at most %d skills, not %d", MaxSkillsPerMember, len(skills))
+	}
+	names := make([]string, 0, len(skills))
+	for n := range skills {
+		names = append(names, n)
+	}
+	slices.Sort(names) // the first bad one named is the same every time
+	for _, n := range names {
+		if !switchboard.ValidSkillName(n) {
+			return nil, switchboard.FieldError(op, field+"."+n, "skill name %q must be 1-40 lower-case letters, digits and -, starting with a letter or digit", n)
+		}
+		if l := skills[n]; l < MinSkillLevel || l > MaxSkillLevel {
+			return nil, switchboard.FieldError(op, field+"."+n, "skill level must be between %d and %d, not %d", MinSkillLevel, MaxSkillLevel, l)
+		}
+	}
+	return maps.Clone(skills), nil
+}
+
+// CheckRequiredSkills is switchboard.CheckRequiredSkills.
+func CheckRequiredSkills(op, field string, need []switchboard.Skill) error {
+	return switchboard.CheckRequiredSkills(op, field, need)
+}
+
+func checkRange(op, field string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return switchboard.FieldError(op, field, "%s must be between %d and %d, not %d", field[strings.LastIndex(field, ".")+1:], lo, hi, v)
+	}
+	return nil
+}
+
+func validateOverflow(in *OverflowInput, op, field string, def Overflow, allowQueue bool) (Overflow, error) {
+	if in == nil {
+		return def, nil
+	}
+	o := Overflow{Action: def.Action}
+	if in.Action != nil {
+		o.Action = *in.Action
+	}
+	actions := "Disconnect, Forward, Callback"
+	switch o.Action {
+	case ActionDisconnect, ActionForward, ActionCallback:
+	case ActionQueue:
+		if !allowQueue {
+			return o, switchboard.FieldError(op, field+".action", "action Queue applies to onNoAgents only; here it is one of %s", actions)
+		}
+	default:
+		if allowQueue {
+			actions = "Queue, " + actions
+		}
+		return o, switchboard.FieldError(op, field+".action", "action %q is not one of %s", o.Action, actions)
+	}
+	if in.ServiceID != nil && *in.ServiceID != "" {
+		if !switchboard.ValidID(*in.ServiceID) {
+			return o, switchboard.FieldError(op, field+".serviceId", "serviceId %q is not a valid service id", *in.ServiceID)
+		}
+		switch o.Action {
+		case ActionForward, ActionCallback:
+			o.ServiceID = *in.ServiceID
+		default:
+			return o, switchboard.FieldError(op, field+".serviceId", "serviceId applies to Forward and Callback only, not %s", o.Action)
+		}
+	}
+	if o.Action == ActionForward && o.ServiceID == "" {
+		return o, switchboard.FieldError(op, field+".serviceId", "Forward needs the serviceId of the target service")
+	}
+	return o, nil
 }
 
 // CheckHoldSeconds is switchboard.CheckHoldSeconds.

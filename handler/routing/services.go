@@ -51,11 +51,14 @@ func (e *Engine) PutService(ctx context.Context, tenant, id string, in ServiceIn
 		if err != nil {
 			return Service{}, false, err
 		}
-		flags := activeFlags(prev.Members)
-		for _, m := range members { // flags given now win over the stored ones
+		flags, skills := activeFlags(prev.Members), memberSkills(prev.Members)
+		for _, m := range members { // flags and skills given now win over the stored ones
 			flags[m.UserID] = m.Active
+			if m.Skills != nil {
+				skills[m.UserID] = m.Skills
+			}
 		}
-		svc.Members = teamMemberSet(ids, flags)
+		svc.Members = withSkills(teamMemberSet(ids, flags), skills)
 		svc.LastTeamSync = now
 	}
 	// Without If-Match the last writer wins: a concurrent write that got
@@ -115,9 +118,9 @@ func (e *Engine) SyncTeam(ctx context.Context, tenant, id string) (Service, erro
 			return Service{}, terr
 		}
 		next := svc
-		next.Members = teamMemberSet(ids, activeFlags(svc.Members))
+		next.Members = withSkills(teamMemberSet(ids, activeFlags(svc.Members)), memberSkills(svc.Members))
 		next.LastTeamSync, next.LastTeamSyncError = now, ""
-		if !slices.Equal(next.Members, svc.Members) {
+		if !slices.EqualFunc(next.Members, svc.Members, Member.Equal) {
 			next.UpdatedAt = now
 		}
 		stored, _, err := e.services.put(ctx, next, publicETag(svc.ETag))
@@ -152,6 +155,25 @@ func activeFlags(members []Member) map[string]bool {
 		flags[m.UserID] = m.Active
 	}
 	return flags
+}
+
+func memberSkills(members []Member) map[string]map[string]int {
+	out := make(map[string]map[string]int, len(members))
+	for _, m := range members {
+		if m.Skills != nil {
+			out[m.UserID] = m.Skills
+		}
+	}
+	return out
+}
+
+// withSkills gives team members the skills they had (skills are not in the
+// team: they are kept across syncs like the active flags).
+func withSkills(members []Member, skills map[string]map[string]int) []Member {
+	for i := range members {
+		members[i].Skills = skills[members[i].UserID]
+	}
+	return members
 }
 
 // teamMemberSet turns a team's member ids into members sorted by user id,

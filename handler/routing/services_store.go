@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"log/slog"
 	"slices"
 	"strings"
@@ -125,6 +126,7 @@ func encodeService(s Service, version string, count int) store.Entity {
 		"order":            d.Order,
 		"broadcastSize":    int32(d.BroadcastSize),
 		"holdSeconds":      int32(d.HoldSeconds),
+		"distribution":     encodeDistribution(d),
 		"memberVersion":    version,
 		"memberCount":      int32(count),
 		"createdAt":        s.CreatedAt.UTC(),
@@ -143,17 +145,11 @@ func encodeService(s Service, version string, count int) store.Entity {
 func decodeService(e store.Entity) serviceRow {
 	return serviceRow{
 		Service: Service{
-			TenantID: e.PartitionKey,
-			ID:       e.RowKey,
-			Name:     e.String("name"),
-			TeamID:   e.String("teamId"),
-			Distribution: Distribution{
-				DeliverWhileBusy: e.Bool("deliverWhileBusy"),
-				DeliverWhileAway: e.Bool("deliverWhileAway"),
-				Order:            e.String("order"),
-				BroadcastSize:    int(e.Int64("broadcastSize")),
-				HoldSeconds:      int(e.Int64("holdSeconds")),
-			},
+			TenantID:            e.PartitionKey,
+			ID:                  e.RowKey,
+			Name:                e.String("name"),
+			TeamID:              e.String("teamId"),
+			Distribution:        decodeDistribution(e),
 			CreatedAt:           e.Time("createdAt"),
 			UpdatedAt:           e.Time("updatedAt"),
 			LastTeamSync:        e.Time("lastTeamSync"),
@@ -164,6 +160,48 @@ func decodeService(e store.Entity) serviceRow {
 		version: e.String("memberVersion"),
 		count:   int(e.Int64("memberCount")),
 	}
+}
+
+// distributionV2 is how the section 10 fields are stored: one JSON
+// property, so that a field added later reads as its default on rows
+// written before (a missing key keeps the default).
+type distributionV2 struct {
+	RingSeconds          *int        `json:"ringSeconds,omitempty"`
+	Rona                 *Rona       `json:"rona,omitempty"`
+	AfterCallWorkSeconds *int        `json:"afterCallWorkSeconds,omitempty"`
+	Queue                *QueueRules `json:"queue,omitempty"`
+}
+
+func encodeDistribution(d Distribution) string {
+	b, _ := json.Marshal(distributionV2{RingSeconds: &d.RingSeconds, Rona: &d.Rona, AfterCallWorkSeconds: &d.AfterCallWorkSeconds, Queue: &d.Queue})
+	return string(b)
+}
+
+// decodeDistribution reads a service row's distribution; a row stored
+// before section 10 existed gets its defaults.
+func decodeDistribution(e store.Entity) Distribution {
+	d := DefaultDistribution()
+	d.DeliverWhileBusy = e.Bool("deliverWhileBusy")
+	d.DeliverWhileAway = e.Bool("deliverWhileAway")
+	d.Order = e.String("order")
+	d.BroadcastSize = int(e.Int64("broadcastSize"))
+	d.HoldSeconds = int(e.Int64("holdSeconds"))
+	var v2 distributionV2
+	if raw := e.String("distribution"); raw != "" && json.Unmarshal([]byte(raw), &v2) == nil {
+		if v2.RingSeconds != nil {
+			d.RingSeconds = *v2.RingSeconds
+		}
+		if v2.Rona != nil {
+			d.Rona = *v2.Rona
+		}
+		if v2.AfterCallWorkSeconds != nil {
+			d.AfterCallWorkSeconds = *v2.AfterCallWorkSeconds
+		}
+		if v2.Queue != nil {
+			d.Queue = *v2.Queue
+		}
+	}
+	return d
 }
 
 // definition reads a definition row. Returns ENOTFOUND for an unknown
@@ -205,7 +243,11 @@ func (s *serviceStore) memberSet(ctx context.Context, tenant, id, version string
 	}
 	var members []Member
 	err := store.QueryAll(ctx, s.members, store.Query{PartitionKey: pk}, func(e store.Entity) error {
-		members = append(members, Member{UserID: e.RowKey, Active: e.Bool("active")})
+		m := Member{UserID: e.RowKey, Active: e.Bool("active")}
+		if raw := e.String("skills"); raw != "" {
+			_ = json.Unmarshal([]byte(raw), &m.Skills)
+		}
+		members = append(members, m)
 		return nil
 	})
 	if err != nil {
@@ -264,7 +306,7 @@ func (s *serviceStore) put(ctx context.Context, svc Service, ifMatch string) (Se
 		if err != nil {
 			return Service{}, false, err
 		}
-		if slices.Equal(old, svc.Members) {
+		if slices.EqualFunc(old, svc.Members, Member.Equal) {
 			version = cur.version
 		}
 	}
@@ -319,7 +361,12 @@ func (s *serviceStore) writeMembers(ctx context.Context, tenant, id, version str
 	pk := membersPartition(tenant, id, version)
 	ops := make([]store.Op, len(members))
 	for i, m := range members {
-		ops[i] = store.Op{Kind: store.OpUpsert, Entity: store.Entity{PartitionKey: pk, RowKey: m.UserID, Props: map[string]any{"active": m.Active}}}
+		props := map[string]any{"active": m.Active}
+		if len(m.Skills) > 0 {
+			b, _ := json.Marshal(m.Skills)
+			props["skills"] = string(b)
+		}
+		ops[i] = store.Op{Kind: store.OpUpsert, Entity: store.Entity{PartitionKey: pk, RowKey: m.UserID, Props: props}}
 	}
 	_, err := store.WriteBatched(ctx, s.members, ops)
 	return err

@@ -3,7 +3,7 @@ package routing
 import (
 	"context"
 	"fmt"
-	"slices"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -60,11 +60,13 @@ func TestPutServiceDefaultsAndReplace(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("PutService: created %v, %v", created, err)
 	}
-	want := Distribution{Order: OrderLongestIdle, BroadcastSize: DefaultBroadcast, HoldSeconds: DefaultHoldSeconds}
+	want := Distribution{Order: OrderLongestIdle, BroadcastSize: 10, HoldSeconds: 30,
+		RingSeconds: 20, Rona: Rona{Enabled: true, ResetSeconds: 600}, AfterCallWorkSeconds: 0,
+		Queue: QueueRules{MaxWaitSeconds: 1200, MaxLength: 50, OnTimeout: Overflow{Action: "Disconnect"}, OnFull: Overflow{Action: "Disconnect"}, OnNoAgents: Overflow{Action: "Queue"}}}
 	if svc.Distribution != want {
 		t.Errorf("distribution = %+v, want the defaults %+v", svc.Distribution, want)
 	}
-	if got, want := svc.Members, []Member{{UserID: user(1), Active: false}, {UserID: user(2), Active: true}}; !slices.Equal(got, want) {
+	if got, want := svc.Members, []Member{{UserID: user(1), Active: false}, {UserID: user(2), Active: true}}; !equalSlices(got, want) {
 		t.Errorf("members = %v, want %v (sorted, ids lower case, active by default)", got, want)
 	}
 	if svc.Name != "Support" || !svc.CreatedAt.Equal(t0) || svc.ETag == "" {
@@ -73,7 +75,7 @@ func TestPutServiceDefaultsAndReplace(t *testing.T) {
 
 	// A second instance reads the same.
 	got, err := f.newEngine().GetService(ctx, tenant, "support")
-	if err != nil || !slices.Equal(got.Members, svc.Members) || got.ETag != svc.ETag || got.Name != "Support" {
+	if err != nil || !equalSlices(got.Members, svc.Members) || got.ETag != svc.ETag || got.Name != "Support" {
 		t.Fatalf("GetService = %+v, %v; want %+v", got, err, svc)
 	}
 
@@ -89,7 +91,7 @@ func TestPutServiceDefaultsAndReplace(t *testing.T) {
 		t.Errorf("createdAt %v updatedAt %v, want %v and a minute later", svc2.CreatedAt, svc2.UpdatedAt, t0)
 	}
 	got, _ = f.newEngine().GetService(ctx, tenant, "support")
-	if !slices.Equal(got.Members, []Member{{UserID: user(3), Active: true}}) || got.Distribution.BroadcastSize != 5 || !got.Distribution.DeliverWhileBusy {
+	if !equalSlices(got.Members, []Member{{UserID: user(3), Active: true}}) || got.Distribution.BroadcastSize != 5 || !got.Distribution.DeliverWhileBusy {
 		t.Errorf("after replace: %+v", got)
 	}
 	if n := countMemberRows(t, f.tables); n != 3 {
@@ -250,7 +252,7 @@ func TestPutWithoutIfMatchNeverPreconditions(t *testing.T) {
 				t.Fatalf("PUT without If-Match: %v, want success", err)
 			}
 			got, err := f.newEngine().GetService(ctx, tenant, "support")
-			if err != nil || got.Name != "last" || !slices.Equal(got.Members, []Member{{UserID: user(3), Active: true}}) {
+			if err != nil || got.Name != "last" || !equalSlices(got.Members, []Member{{UserID: user(3), Active: true}}) {
 				t.Errorf("stored %+v (%v), want the last writer's service", got, err)
 			}
 		})
@@ -312,7 +314,7 @@ func TestTeamService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []Member{{UserID: user(1), Active: true}, {UserID: user(2), Active: false}}; !slices.Equal(svc.Members, want) {
+	if want := []Member{{UserID: user(1), Active: true}, {UserID: user(2), Active: false}}; !equalSlices(svc.Members, want) {
 		t.Errorf("members = %v, want %v (from the team; the flag given kept, a non-team user ignored)", svc.Members, want)
 	}
 	if !svc.LastTeamSync.Equal(t0) || svc.TeamID != team {
@@ -326,7 +328,7 @@ func TestTeamService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []Member{{UserID: user(2), Active: false}, {UserID: user(3), Active: true}}; !slices.Equal(svc.Members, want) {
+	if want := []Member{{UserID: user(2), Active: false}, {UserID: user(3), Active: true}}; !equalSlices(svc.Members, want) {
 		t.Errorf("after sync: members = %v, want %v", svc.Members, want)
 	}
 
@@ -444,6 +446,12 @@ func TestLedgerDropsOldestWhenFull(t *testing.T) {
 	if _, ok := got[oldest]; ok {
 		t.Error("the oldest entry was kept")
 	}
+}
+
+// equalSlices compares slices of members (whose skills are maps) or of
+// anything else.
+func equalSlices[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b))
 }
 
 // If-Match on services is compared strongly (RFC 9110 section 13.1.1): the

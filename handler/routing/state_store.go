@@ -49,11 +49,14 @@ type hold struct {
 	HeldAt         time.Time
 	ExpiresAt      time.Time
 	UntilReleased  bool
-	ETag           string
+	// Kind is switchboard.HoldConversation, HoldOffer, HoldRona or
+	// HoldAfterCallWork.
+	Kind string
+	ETag string
 }
 
 func (h hold) state() AgentState {
-	return AgentState{ConversationID: h.ConversationID, ServiceID: h.ServiceID, HeldAt: h.HeldAt, HoldExpiresAt: h.ExpiresAt, UntilReleased: h.UntilReleased}
+	return AgentState{ConversationID: h.ConversationID, ServiceID: h.ServiceID, HeldAt: h.HeldAt, HoldExpiresAt: h.ExpiresAt, UntilReleased: h.UntilReleased, Kind: h.Kind}
 }
 
 // expiredAt returns when an expired hold stopped holding.
@@ -74,6 +77,9 @@ func encodeHold(tenant string, h hold) store.Entity {
 	if !h.ExpiresAt.IsZero() {
 		props["expiresAt"] = h.ExpiresAt.UTC()
 	}
+	if h.Kind != "" {
+		props["kind"] = h.Kind
+	}
 	return store.Entity{PartitionKey: tenant, RowKey: holdPrefix + h.UserID, Props: props}
 }
 
@@ -85,6 +91,7 @@ func decodeHold(e store.Entity) hold {
 		HeldAt:         e.Time("heldAt"),
 		ExpiresAt:      e.Time("expiresAt"),
 		UntilReleased:  e.Bool("untilReleased"),
+		Kind:           e.String("kind"),
 		ETag:           e.ETag,
 	}
 }

@@ -18,7 +18,31 @@ const (
 	ReasonInACall          = "InACall"
 	ReasonBusyNotDelivered = "BusyNotDelivered"
 	ReasonAwayNotDelivered = "AwayNotDelivered"
+	// Distribution (SPEC section 10), checked after InConversation in this
+	// order, before freshness and presence.
+	ReasonOfferPending  = "OfferPending"  // a ringing offer: one offer at a time
+	ReasonRona          = "Rona"          // ring, no answer: held out for rona.resetSeconds
+	ReasonAfterCallWork = "AfterCallWork" // after-call work since the last release
+	ReasonSkillMismatch = "SkillMismatch" // a required skill missing or below its level
 )
+
+// Kinds of an agent's hold. An agent holds at most one thing at a time, so
+// one ETag-guarded row per agent keeps "one offer or conversation per
+// agent" exact across instances; RONA and after-call work are holds too,
+// and so keep the agent out of every service until they expire.
+const (
+	HoldConversation  = ""      // a reservation or a conversation (InConversation)
+	HoldOffer         = "offer" // a ringing offer (OfferPending)
+	HoldRona          = "rona"  // ring, no answer (Rona)
+	HoldAfterCallWork = "acw"   // after-call work (AfterCallWork)
+)
+
+// Skill is a skill a conversation requires: the member's level of Name
+// must be at least MinLevel.
+type Skill struct {
+	Name     string
+	MinLevel int
+}
 
 // RouteRequest asks for an agent for one conversation of a service.
 type RouteRequest struct {
@@ -40,6 +64,15 @@ type RouteRequest struct {
 	// order would offer (a Broadcast service offers several); 0 means no
 	// cap. An outbound task needs exactly one agent.
 	MaxAgents int
+	// Offer makes the reservation a ringing offer (held for Hold, reason
+	// OfferPending for other routes) instead of a conversation; no
+	// conversation index is written for it (distribution keeps its own).
+	Offer bool
+	// RequiredSkills exclude members below a level (SkillMismatch).
+	RequiredSkills []Skill
+	// Skip lists eligible users not to choose (they declined this
+	// conversation): they stay ranked candidates.
+	Skip []string
 }
 
 // Assignment is an agent chosen for a conversation.

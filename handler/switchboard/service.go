@@ -27,6 +27,46 @@ type Distribution struct {
 	// HoldSeconds is how long a reservation lasts unless the route request
 	// says otherwise.
 	HoldSeconds int
+
+	// RingSeconds is how long an offer rings before it lapses (SPEC
+	// section 10).
+	RingSeconds int
+	Rona        Rona
+	// AfterCallWorkSeconds holds an agent out of distribution after a
+	// released conversation.
+	AfterCallWorkSeconds int
+	Queue                QueueRules
+}
+
+// Rona is what a lapsed (or declined) offer does to its agent.
+type Rona struct {
+	Enabled      bool
+	ResetSeconds int
+	OnDecline    bool
+}
+
+// QueueRules are a service's waiting-line limits and what happens past them.
+type QueueRules struct {
+	MaxWaitSeconds int
+	MaxLength      int
+	OnTimeout      Overflow
+	OnFull         Overflow
+	OnNoAgents     Overflow
+}
+
+// Overflow actions.
+const (
+	ActionDisconnect = "Disconnect"
+	ActionForward    = "Forward"
+	ActionCallback   = "Callback"
+	ActionQueue      = "Queue" // onNoAgents only: queue anyway
+)
+
+// Overflow is one overflow rule: an action and, for Forward (required) and
+// Callback (optional, default the same service), the target service.
+type Overflow struct {
+	Action    string
+	ServiceID string
 }
 
 // Member is a user of a service. An inactive member has opted out and is
@@ -34,6 +74,21 @@ type Distribution struct {
 type Member struct {
 	UserID string
 	Active bool
+	// Skills are the member's skill levels (1-10) by name.
+	Skills map[string]int
+}
+
+// Equal reports whether two members are the same (slices.EqualFunc).
+func (m Member) Equal(o Member) bool {
+	if m.UserID != o.UserID || m.Active != o.Active || len(m.Skills) != len(o.Skills) {
+		return false
+	}
+	for k, v := range m.Skills {
+		if o.Skills[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // Want returns how many agents the service offers a conversation to at once.
@@ -55,7 +110,39 @@ const (
 	MaxHoldSeconds       = 3600
 	DefaultHoldSeconds   = 30
 	MaxPreferredUsers    = 10
+
+	// SPEC section 10.
+	MinRingSeconds          = 5
+	MaxRingSeconds          = 180
+	DefaultRingSeconds      = 20
+	MinRonaResetSeconds     = 10
+	MaxRonaResetSeconds     = 19200
+	DefaultRonaResetSeconds = 600
+	MaxAfterCallWorkSeconds = 3600
+	MinMaxWaitSeconds       = 10
+	MaxMaxWaitSeconds       = 2700
+	DefaultMaxWaitSeconds   = 1200
+	MinMaxLength            = 1
+	MaxMaxLength            = 200
+	DefaultMaxLength        = 50
+	MaxSkillsPerMember      = 50
+	MinSkillLevel           = 1
+	MaxSkillLevel           = 10
 )
+
+// DefaultDistribution is the distribution of a service that sets nothing,
+// and what services stored before a field existed read as.
+func DefaultDistribution() Distribution {
+	return Distribution{
+		Order: OrderLongestIdle, BroadcastSize: DefaultBroadcast, HoldSeconds: DefaultHoldSeconds,
+		RingSeconds: DefaultRingSeconds,
+		Rona:        Rona{Enabled: true, ResetSeconds: DefaultRonaResetSeconds},
+		Queue: QueueRules{
+			MaxWaitSeconds: DefaultMaxWaitSeconds, MaxLength: DefaultMaxLength,
+			OnTimeout: Overflow{Action: ActionDisconnect}, OnFull: Overflow{Action: ActionDisconnect}, OnNoAgents: Overflow{Action: ActionQueue},
+		},
+	}
+}
 
 // Service is a service: who can take its conversations and how they are
 // distributed.
@@ -106,6 +193,7 @@ type ServiceInput struct {
 type MemberInput struct {
 	UserID string
 	Active *bool
+	Skills map[string]int
 }
 
 // DistributionInput is a distribution as a caller gives it.
@@ -115,6 +203,33 @@ type DistributionInput struct {
 	Order            *string
 	BroadcastSize    *int
 	HoldSeconds      *int
+
+	RingSeconds          *int
+	Rona                 *RonaInput
+	AfterCallWorkSeconds *int
+	Queue                *QueueInput
+}
+
+// RonaInput is rona as a caller gives it.
+type RonaInput struct {
+	Enabled      *bool
+	ResetSeconds *int
+	OnDecline    *bool
+}
+
+// QueueInput is queue as a caller gives it.
+type QueueInput struct {
+	MaxWaitSeconds *int
+	MaxLength      *int
+	OnTimeout      *OverflowInput
+	OnFull         *OverflowInput
+	OnNoAgents     *OverflowInput
+}
+
+// OverflowInput is an overflow rule as a caller gives it.
+type OverflowInput struct {
+	Action    *string
+	ServiceID *string
 }
 
 // CheckHoldSeconds returns EINVALID naming field unless s is a hold time a

@@ -77,6 +77,9 @@ var packages = map[string]kind{
 	"events":    capability,
 	"attendant": capability,
 	"interact":  capability,
+	// distribution knows routing and outbound only through switchboard's
+	// types and its own small interfaces (Agents, Outbound).
+	"distribution": capability,
 
 	"graph":      adapter,
 	"auth":       adapter,
@@ -95,17 +98,18 @@ var packages = map[string]kind{
 	"dev/connector":   tool,
 	"dev/procnet":     tool,
 
-	"internal/testenv":     harness,
-	"internal/deploytest":  harness,
-	"internal/e2e":         harness,
-	"internal/fakeclock":   harness,
-	"internal/fakes":       harness,
-	"internal/layout":      harness,
-	"internal/queuetest":   harness,
-	"store/storetest":      harness,
-	"outbound/outbounde2e": harness,
-	"routing/routinge2e":   harness,
-	"webui/browsertest":    harness,
+	"internal/testenv":             harness,
+	"internal/deploytest":          harness,
+	"internal/e2e":                 harness,
+	"internal/fakeclock":           harness,
+	"internal/fakes":               harness,
+	"internal/layout":              harness,
+	"internal/queuetest":           harness,
+	"store/storetest":              harness,
+	"outbound/outbounde2e":         harness,
+	"routing/routinge2e":           harness,
+	"webui/browsertest":            harness,
+	"distribution/distributione2e": harness,
 }
 
 // mayImport says which kinds a package of each kind may import in its

@@ -24,7 +24,7 @@ var pages = []struct{ name, fragment, ready string }{
 	{"presence", "presence", `tr[data-key="account1"]`},
 	{"service", "services/support", `tr[data-reason]`},
 	{"services", "services", `a[href="#/services/support"]`},
-	{"live", "live", `.alert.info`},
+	{"live", "live", `ul.figures li`},
 	{"outbound", "outbound", `#tasks-h`},
 }
 
@@ -38,7 +38,7 @@ func TestWebPage(t *testing.T) {
 	t.Run("TestUPNShowsPresence", func(t *testing.T) { testUPN(t, s) })
 	t.Run("ServicesShowReasonsThatFollowPresence", func(t *testing.T) { serviceReasons(t, s) })
 	t.Run("ServiceEditorSavesAndShowsFieldErrors", func(t *testing.T) { serviceEditor(t, s) })
-	t.Run("LiveViewSaysDistributionIsMissing", func(t *testing.T) { liveDegrades(t, s) })
+	t.Run("LiveViewShowsTheQueue", func(t *testing.T) { liveShowsQueue(t, s) })
 	t.Run("OutboundTasksByStateAndCancel", func(t *testing.T) { outboundTasks(t, s) })
 	t.Run("EventSubscriptionsWithDeliveries", func(t *testing.T) { subscriptions(t, s) })
 	t.Run("EntraSignInOffered", func(t *testing.T) { signInOffered(t, s) })
@@ -214,12 +214,13 @@ func serviceReasons(t *testing.T, s *site) {
 	}
 }
 
-// Until distribution lands, the live view says so instead of failing.
-func liveDegrades(t *testing.T, s *site) {
-	s.open(t, "live", `.alert.info`)
-	text := eval[string](t, s, textOf(".alert.info"))
-	if !strings.Contains(text, "needs distribution") {
-		t.Errorf("live view says %q", text)
+// With distribution deployed, the live view shows each service's queue
+// figures from GET .../queue.
+func liveShowsQueue(t *testing.T, s *site) {
+	s.open(t, "live", `ul.figures li`)
+	text := eval[string](t, s, textOf("ul.figures"))
+	if !strings.Contains(text, "waiting: 0") || !strings.Contains(text, "agents eligible") {
+		t.Errorf("live view figures %q, want the queue's (waiting: 0, agents eligible)", text)
 	}
 }
 

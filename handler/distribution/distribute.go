@@ -1,0 +1,261 @@
+package distribution
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"switchboard/handler/switchboard"
+)
+
+// maxPassItems bounds how many waiting items one pass looks at, so that a
+// long line of conversations nobody can take does not make a pass long.
+const maxPassItems = 200
+
+// kick distributes services, and every service where one of agents is an
+// active member, in the background: the caller's reply does not wait.
+func (s *Service) kick(tenant string, services, agents []string) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Distribute(ctx, tenant, services, agents); err != nil {
+			s.o.Log.Warn("distribution pass failed; the next event or housekeeping distributes again", "tenant", tenant, "err", err)
+		}
+	}()
+}
+
+// Distribute runs a distribution pass over the given services and over
+// every service where one of agents is an active member (an agent was
+// freed: it gets its services' next items).
+func (s *Service) Distribute(ctx context.Context, tenant string, services, agents []string) error {
+	set := slices.Clone(services)
+	if len(agents) > 0 {
+		all, err := s.o.Agents.Services(ctx, tenant)
+		if err != nil {
+			return err
+		}
+		for _, svc := range all {
+			if memberOf(svc, agents) && !slices.Contains(set, svc.ID) {
+				set = append(set, svc.ID)
+			}
+		}
+	}
+	var first error
+	for _, id := range set {
+		if err := s.runPass(ctx, tenant, id); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func memberOf(svc switchboard.Service, users []string) bool {
+	for _, u := range users {
+		i, ok := slices.BinarySearchFunc(svc.Members, u, func(m switchboard.Member, u string) int {
+			switch {
+			case m.UserID < u:
+				return -1
+			case m.UserID > u:
+				return 1
+			}
+			return 0
+		})
+		if ok && svc.Members[i].Active {
+			return true
+		}
+	}
+	return false
+}
+
+// runPass runs one service's pass, or, when one is already running in this
+// process, asks it to run again once it is done.
+func (s *Service) runPass(ctx context.Context, tenant, service string) error {
+	key := tenant + "|" + service
+	s.mu.Lock()
+	if p, ok := s.passes[key]; ok {
+		p.again = true
+		s.mu.Unlock()
+		return nil
+	}
+	p := &pass{}
+	s.passes[key] = p
+	s.mu.Unlock()
+	var first error
+	failures := 0
+	for {
+		if err := s.pass(ctx, tenant, service); err != nil {
+			if first == nil {
+				first = err
+			}
+			// Storage failed part way: try again shortly rather than wait
+			// for the next event (the line may hold conversations nobody
+			// else will distribute soon).
+			if failures++; failures <= 3 && ctx.Err() == nil {
+				time.Sleep(time.Duration(failures) * 200 * time.Millisecond)
+				continue
+			}
+		}
+		s.mu.Lock()
+		if !p.again || ctx.Err() != nil {
+			delete(s.passes, key)
+			s.mu.Unlock()
+			return first
+		}
+		p.again = false
+		s.mu.Unlock()
+	}
+}
+
+// item is one waiting item of a service's line: an inbound conversation
+// or an outbound task.
+type item struct {
+	inbound  *entry
+	task     *WaitingTask
+	priority int
+	since    time.Time
+	id       string
+}
+
+// pass serves a service's line in order (priority, then waiting time):
+// each item nobody is offered yet goes to the best eligible agent. An item
+// that nobody eligible can take is passed over (no head-of-line blocking);
+// the pass ends when nobody is free at all. The line is read again once
+// the read is lineFresh old and something was given out, so that items
+// that arrived meanwhile take their place in the order.
+func (s *Service) pass(ctx context.Context, tenant, service string) error {
+	svc, err := s.o.Agents.RoutedService(ctx, tenant, service)
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for round := 0; round < maxPassItems; round++ {
+		more, err := s.round(ctx, tenant, svc)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// lineFresh is how old a pass's reading of the line may get before the
+// pass reads it again (after giving something out).
+const lineFresh = 250 * time.Millisecond
+
+// round reads the line once and serves it; more says the read grew old
+// while agents were still being given items (read again and go on).
+func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Service) (more bool, err error) {
+	service := svc.ID
+	readAt := time.Now()
+	line, err := s.convs.line(ctx, tenant, service)
+	if err != nil {
+		return false, err
+	}
+	var items []item
+	for i := range line {
+		if !line[i].Ringing {
+			e := &line[i]
+			items = append(items, item{inbound: e, priority: e.Priority, since: e.QueuedAt, id: e.ID})
+		}
+	}
+	if s.o.Outbound != nil {
+		tasks, err := s.o.Outbound.Waiting(ctx, tenant, service)
+		if err != nil {
+			s.o.Log.Warn("distribution: outbound tasks not read; serving conversations only", "tenant", tenant, "service", service, "err", err)
+		}
+		for i := range tasks {
+			t := &tasks[i]
+			items = append(items, item{task: t, priority: t.Priority, since: t.QueuedAt, id: "task:" + t.ID})
+		}
+	}
+	slices.SortFunc(items, func(a, b item) int {
+		switch {
+		case before(a.priority, a.since, a.id, b.priority, b.since, b.id):
+			return -1
+		case before(b.priority, b.since, b.id, a.priority, a.since, a.id):
+			return 1
+		}
+		return 0
+	})
+	if len(items) > maxPassItems {
+		items = items[:maxPassItems]
+	}
+	// How many agents are free at all: the round gives out at most that
+	// many items, up to offersInFlight at once (in queue order; concurrent
+	// routes of one process never take the same agent).
+	all, err := s.dryRoute(ctx, tenant, svc, nil, nil, nil)
+	if err != nil {
+		return false, err
+	}
+	free := len(all.Agents) + len(all.Candidates)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, offersInFlight)
+	defer wg.Wait()
+	for _, it := range items {
+		if free <= 0 {
+			return false, nil // nobody is free for anything
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		var skills []switchboard.Skill
+		var preferred, skip []string
+		if it.inbound != nil {
+			skills, preferred, skip = it.inbound.RequiredSkills, it.inbound.PreferredUsers, it.inbound.Declined
+		} else {
+			preferred = it.task.PreferredUsers
+		}
+		if len(skills) > 0 || len(skip) > 0 || len(preferred) > 0 {
+			d, err := s.dryRoute(ctx, tenant, svc, skills, preferred, skip)
+			if err != nil {
+				return false, err
+			}
+			if len(d.Agents) == 0 {
+				continue // nobody free can take this one: the next may be
+			}
+		}
+		free--
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if it.task != nil {
+				if _, err := s.o.Outbound.AssignWaiting(ctx, tenant, service, it.task.ID); err != nil {
+					s.o.Log.Warn("distribution: outbound task not assigned", "tenant", tenant, "service", service, "task", it.task.ID, "err", err)
+				}
+			} else if err := s.offerWaiting(ctx, tenant, it.inbound.ID, svc); err != nil {
+				s.o.Log.Warn("distribution: conversation not offered", "tenant", tenant, "service", service, "conversation", it.inbound.ID, "err", err)
+			}
+		}()
+		if time.Since(readAt) > lineFresh {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// offersInFlight bounds the offers one round makes at once.
+const offersInFlight = 8
+
+// offerWaiting offers a waiting conversation nobody is offered yet.
+func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switchboard.Service) error {
+	_, err := s.mutate(ctx, tenant, id, func(c *Conversation, fx *effects) (bool, error) {
+		if !c.Waiting() || len(c.Ringing()) > 0 || c.ServiceID != svc.ID {
+			return false, nil
+		}
+		offered, _, err := s.offerTo(ctx, c, svc, fx)
+		return offered, err
+	})
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		return nil
+	}
+	return err
+}
+
+// Kick distributes services, and the services of agents, in the
+// background (an outbound task freed its agent).
+func (s *Service) Kick(tenant string, services, agents []string) { s.kick(tenant, services, agents) }

@@ -1,0 +1,154 @@
+package distribution
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"switchboard/handler/job"
+	"switchboard/handler/store"
+	"switchboard/handler/switchboard"
+)
+
+// HousekeepingReport says what one Housekeep run did.
+type HousekeepingReport struct {
+	Tenants           int
+	OffersLapsed      int
+	TimedOut          int
+	Deleted           int
+	Leaked            int
+	StoppedAtDeadline bool
+}
+
+func (r HousekeepingReport) String() string {
+	return fmt.Sprintf("%d tenants, %d conversations with lapsed offers, %d timed out, %d connected too long ended, %d ended conversations deleted, stopped at deadline: %v",
+		r.Tenants, r.OffersLapsed, r.TimedOut, r.Leaked, r.Deleted, r.StoppedAtDeadline)
+}
+
+// Housekeep does what lost or dead-lettered messages left undone: offers
+// whose ring time ended more than Grace ago lapse, waits past their
+// deadline time out; and ended conversations older than Retention are
+// deleted. It works until ctx's deadline; per-item failures are collected.
+func (s *Service) Housekeep(ctx context.Context) (HousekeepingReport, error) {
+	var rep HousekeepingReport
+	tenants, err := s.o.Agents.Tenants(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Tenants = len(tenants)
+	var errs []error
+	for _, tenant := range tenants {
+		if deadlineNear(ctx) {
+			rep.StoppedAtDeadline = true
+			break
+		}
+		if err := s.housekeepTenant(ctx, tenant, &rep); err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s: %w", tenant, err))
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+func (s *Service) housekeepTenant(ctx context.Context, tenant string, rep *HousekeepingReport) error {
+	now := s.now()
+	lines, err := s.convs.allLines(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range lines {
+		if deadlineNear(ctx) {
+			rep.StoppedAtDeadline = true
+			return errors.Join(errs...)
+		}
+		if !e.Deadline.IsZero() && now.After(e.Deadline.Add(s.o.Grace)) {
+			out, err := s.timeout(ctx, tenant, e.ID, e.QueuedAt)
+			if err != nil {
+				errs = append(errs, err)
+			} else if out.Action == "acted" {
+				rep.TimedOut++
+			}
+			continue
+		}
+		if e.Ringing && now.After(e.RingExpires.Add(s.o.Grace)) {
+			out, err := s.lapse(ctx, tenant, e.ID, time.Time{})
+			if err != nil {
+				errs = append(errs, err)
+			} else if out.Action == "acted" {
+				rep.OffersLapsed++
+			}
+		}
+	}
+	var old, leaked []string
+	err = store.QueryAll(ctx, s.convs.t, store.Query{PartitionKey: tenant, Prefix: convPrefix}, func(e store.Entity) error {
+		if t := e.Time("endedAt"); !t.IsZero() && now.Sub(t) > s.o.Retention {
+			old = append(old, e.RowKey)
+		}
+		if t := e.Time("connectedAt"); e.String("state") == StateConnected && !t.IsZero() && now.Sub(t) > MaxConnected {
+			leaked = append(leaked, strings.TrimPrefix(e.RowKey, convPrefix))
+		}
+		return nil
+	})
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, id := range leaked {
+		if deadlineNear(ctx) {
+			rep.StoppedAtDeadline = true
+			break
+		}
+		n, err := s.endLeaked(ctx, tenant, id, now)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		rep.Leaked += n
+	}
+	for _, rk := range old {
+		if deadlineNear(ctx) {
+			rep.StoppedAtDeadline = true
+			break
+		}
+		if err := s.convs.t.Delete(ctx, tenant, rk, ""); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rep.Deleted++
+	}
+	return errors.Join(errs...)
+}
+
+// MaxConnected is how long a conversation may stay Connected without a
+// release: past it, its agent's hold has expired (routing drops holds
+// until released after 13 hours) and the conversation is ended, so that a
+// lost release does not leave it Connected for good.
+const MaxConnected = 13 * time.Hour
+
+// endLeaked ends a conversation connected for longer than MaxConnected.
+func (s *Service) endLeaked(ctx context.Context, tenant, id string, now time.Time) (int, error) {
+	n := 0
+	_, err := s.mutate(ctx, tenant, id, func(c *Conversation, fx *effects) (bool, error) {
+		if c.State != StateConnected || now.Sub(c.ConnectedAt) <= MaxConnected {
+			return false, nil
+		}
+		if _, changed, err := s.o.Agents.ReleaseAgent(ctx, tenant, c.Agent, c.ID, 0); err != nil {
+			return false, err
+		} else if changed {
+			fx.freed(c.Agent)
+		}
+		c.State, c.EndedAt, c.Outcome = StateEnded, now, StateEnded
+		c.OutcomeDetail = fmt.Sprintf("not released within %v of connecting: ended by housekeeping", MaxConnected)
+		c.Record(now, EventEnded, c.Agent, c.OutcomeDetail)
+		n = 1
+		return true, nil
+	})
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// deadlineNear reports whether ctx ends within a few seconds: too late to
+// start another item.
+func deadlineNear(ctx context.Context) bool { return job.Near(ctx, 3*time.Second) }

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"switchboard/handler/distribution"
+	"switchboard/handler/functions"
+	"switchboard/handler/httpapi"
+	"switchboard/handler/job"
+	"switchboard/handler/outbound"
+)
+
+// newDistribution returns the waiting lines (SPEC section 10) over the
+// routing engine, outbound tasks and the presence store, which tells it of
+// changed readings.
+func newDistribution(ctx context.Context, a *app) (*distribution.Service, error) {
+	svc, err := distribution.New(ctx, distribution.Options{
+		Tables:     a.tables,
+		Agents:     a.routing,
+		Presence:   a.presenceStore,
+		Outbound:   outboundLine{a.outbound},
+		Queue:      a.queue,
+		QueueName:  a.cfg.DistributionQueue,
+		Events:     a.events,
+		Now:        a.now,
+		Log:        a.log,
+		StaleAfter: a.cfg.PresenceStaleAfter,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("distribution: %w", err)
+	}
+	if a.queue == nil {
+		a.log.Warn("distribution: no queue configured; offers lapse, waits time out and RONA ends only at housekeeping (every minute)")
+	}
+	a.presenceStore.OnChange(svc.PresenceChanged)
+	return svc, nil
+}
+
+// wireDistribution registers the waiting lines' routes (ServiceQueue,
+// Conversations GET, ConversationAccept, ConversationDecline, Agent,
+// AgentRonaReset, AgentAfterCallWorkEnd, ServicesList) and the Distributor
+// (Service Bus trigger on DISTRIBUTION_QUEUE).
+func wireDistribution(a *app) {
+	svc := a.distribution
+	(&httpapi.DistributionAPI{Service: svc, Now: a.now}).Register(a.router)
+	a.dispatcher.Handle("Distributor", functions.ServiceBusFunc("message", func(ctx context.Context, inv *functions.Invocation, m functions.Message) error {
+		// One due time and the distribution pass it starts: well inside the
+		// queue's one-minute lock.
+		ctx, run := job.Start(ctx, job.Options{Name: "Distributor", Budget: distributorBudget, Grace: 5 * time.Second, Log: a.log})
+		out, err := svc.Handle(ctx, m.Body)
+		run.Fail(err)
+		run.Figure("messageId", m.MessageID, "delivery", m.DeliveryCount, "action", out.Action)
+		inv.Logf("distributor: message %s (delivery %d): %s", m.MessageID, m.DeliveryCount, out)
+		if out.Action == "dropped" {
+			a.log.Warn("distributor: message dropped", "messageId", m.MessageID, "detail", out.Detail)
+		}
+		return run.Finish()
+	}))
+}
+
+// distributionHousekeeping is distribution's Housekeeping job: due times
+// whose messages were lost, ended conversations past their retention.
+func distributionHousekeeping(a *app) housekeepingJob {
+	svc := a.distribution
+	return housekeepingJob{"distribution", func(ctx context.Context, inv *functions.Invocation) error {
+		rep, err := svc.Housekeep(ctx)
+		inv.Logf("distribution housekeeping: %s", rep)
+		return err
+	}}
+}
+
+// distributorBudget bounds one Distributor invocation.
+const distributorBudget = 30 * time.Second
+
+// outboundLine is outbound tasks as distribution sees them.
+type outboundLine struct{ s *outbound.Service }
+
+func (l outboundLine) ScheduleCallback(ctx context.Context, tenant, service string, cb distribution.Callback) (string, error) {
+	return l.s.ScheduleCallback(ctx, tenant, service, cb.ReferenceID, cb.Destination, cb.Priority, cb.Context)
+}
+
+func (l outboundLine) Waiting(ctx context.Context, tenant, service string) ([]distribution.WaitingTask, error) {
+	ts, err := l.s.Waiting(ctx, tenant, service)
+	out := make([]distribution.WaitingTask, len(ts))
+	for i, t := range ts {
+		out[i] = distribution.WaitingTask{ID: t.ID, Priority: t.Priority, QueuedAt: t.QueuedAt}
+	}
+	return out, err
+}
+
+func (l outboundLine) AssignWaiting(ctx context.Context, tenant, service, id string) (string, error) {
+	return l.s.AssignWaiting(ctx, tenant, service, id)
+}
+
+// agentFreed tells distribution of an agent an outbound task let go.
+func (a *app) agentFreed(tenant, service, user string) {
+	if a.distribution != nil {
+		a.distribution.Kick(tenant, []string{service}, []string{user})
+	}
+}
