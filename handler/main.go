@@ -123,6 +123,11 @@ func (a *app) build(ctx context.Context) error {
 	if a.outbound, err = newOutbound(ctx, a); err != nil {
 		return err
 	}
+	// The waiting lines, before the capabilities that use them (Interact
+	// sessions, the attendant's waiting counts).
+	if a.distribution, err = newDistribution(ctx, a); err != nil {
+		return err
+	}
 	if a.attendant, err = newAttendant(a); err != nil {
 		return err
 	}
@@ -130,9 +135,6 @@ func (a *app) build(ctx context.Context) error {
 		return err
 	}
 	if a.ui, err = newUI(a); err != nil {
-		return err
-	}
-	if a.distribution, err = newDistribution(ctx, a); err != nil {
 		return err
 	}
 	return nil

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"switchboard/handler/attendant"
+	"switchboard/handler/distribution"
 	"switchboard/handler/httpapi"
 )
 
@@ -19,8 +21,8 @@ func directoryConfigured(a *app) bool {
 // presence app's secret, searches return services only, with a
 // contactsError.
 func newAttendant(a *app) (*attendant.Service, error) {
-	o := attendant.Options{Services: a.routing, Presence: a.presenceStore, Settings: a.settings, Log: a.log}
-	// o.Waiting: the distribution capability's queue lengths plug in here.
+	o := attendant.Options{Services: a.routing, Presence: a.presenceStore, Settings: a.settings, Log: a.log,
+		Waiting: waitingCounts{a.distribution}}
 	if directoryConfigured(a) {
 		o.Directory = a.graph
 	} else {
@@ -36,4 +38,20 @@ func newAttendant(a *app) (*attendant.Service, error) {
 // wireAttendant registers the Attendant Console's route (AttendantSearch).
 func wireAttendant(a *app) {
 	(&httpapi.AttendantAPI{Service: a.attendant, Now: a.now}).Register(a.router)
+}
+
+// waitingCounts is distribution's waiting lines as the attendant search
+// counts them: every conversation not yet connected, ringing or not.
+type waitingCounts struct{ d *distribution.Service }
+
+func (w waitingCounts) Waiting(ctx context.Context, tenant string) (map[string]int, error) {
+	sums, err := w.d.Services(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, len(sums))
+	for _, s := range sums {
+		out[s.ID] = s.Waiting + s.Offered
+	}
+	return out, nil
 }

@@ -2,46 +2,61 @@ package main
 
 import (
 	"context"
+	"maps"
 
+	"switchboard/handler/distribution"
 	"switchboard/handler/interact"
 	"switchboard/handler/switchboard"
 )
 
 // newConversations returns what Interact sessions use of distribution
-// (SPEC section 10).
-//
-// DistributionAdapter is to be written once handler/distribution is on
-// this branch: until then no waiting line exists, and a session answers
-// 503 saying so instead of pretending to queue.
-func newConversations(a *app) interact.Conversations { return noDistribution{} }
+// (SPEC section 10): the service's waiting line.
+func newConversations(a *app) interact.Conversations { return distributionAdapter{a.distribution} }
 
-type noDistribution struct{}
+// distributionAdapter is distribution's waiting line as sessions see it.
+type distributionAdapter struct{ d *distribution.Service }
 
-func (noDistribution) unavailable() error {
-	return switchboard.Errorf(
-		switchboard.EUNAVAILABLE,
-		"interact",
-		"this build has no waiting lines (distribution, SPEC section 10): Interact sessions cannot reach an agent",
-	)
+func (a distributionAdapter) Enqueue(ctx context.Context, tenant, service string, c interact.NewConversation) (interact.ConversationState, error) {
+	ctxt := maps.Clone(c.Context)
+	if c.Customer.Email != "" {
+		if ctxt == nil {
+			ctxt = map[string]string{}
+		}
+		if _, set := ctxt["customerEmail"]; !set {
+			ctxt["customerEmail"] = c.Customer.Email
+		}
+	}
+	conv, _, err := a.d.Enqueue(ctx, tenant, service, distribution.EnqueueInput{
+		ConversationID: c.ID, Customer: distribution.Customer{DisplayName: c.Customer.DisplayName}, Context: ctxt,
+	})
+	if err != nil {
+		return interact.ConversationState{}, err
+	}
+	return a.State(ctx, tenant, conv.ID)
 }
 
-// Available tells sessions before they create anything.
-func (d noDistribution) Available() error { return d.unavailable() }
-
-func (d noDistribution) Enqueue(context.Context, string, string, interact.NewConversation) (interact.ConversationState, error) {
-	return interact.ConversationState{}, d.unavailable()
+// OfferDirect: distribution offers conversations to the members of a
+// service's line; an offer to one agent outside any line is not there yet.
+func (a distributionAdapter) OfferDirect(ctx context.Context, tenant, agent string, c interact.NewConversation) (interact.ConversationState, error) {
+	return interact.ConversationState{}, switchboard.Errorf(switchboard.EUNAVAILABLE, "interact", "direct sessions (userId) need offers to one agent outside a service's queue, which distribution does not make yet: use serviceId")
 }
 
-func (d noDistribution) OfferDirect(context.Context, string, string, interact.NewConversation) (interact.ConversationState, error) {
-	return interact.ConversationState{}, d.unavailable()
+func (a distributionAdapter) State(ctx context.Context, tenant, id string) (interact.ConversationState, error) {
+	p, err := a.d.Get(ctx, tenant, id)
+	if err != nil {
+		return interact.ConversationState{}, err
+	}
+	return interact.ConversationState{State: p.State, Agent: p.Agent, Position: p.Position}, nil
 }
 
-func (d noDistribution) State(context.Context, string, string) (interact.ConversationState, error) {
-	return interact.ConversationState{}, d.unavailable()
+func (a distributionAdapter) End(ctx context.Context, tenant, id string) error {
+	_, err := a.d.End(ctx, tenant, id)
+	return err
 }
 
-func (d noDistribution) End(context.Context, string, string) error { return d.unavailable() }
-
-func (d noDistribution) Requeue(context.Context, string, string) (interact.ConversationState, error) {
-	return interact.ConversationState{}, d.unavailable()
+func (a distributionAdapter) Requeue(ctx context.Context, tenant, id string) (interact.ConversationState, error) {
+	if _, err := a.d.Requeue(ctx, tenant, id); err != nil {
+		return interact.ConversationState{}, err
+	}
+	return a.State(ctx, tenant, id)
 }
