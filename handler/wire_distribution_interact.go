@@ -38,7 +38,8 @@ func (a distributionAdapter) Enqueue(ctx context.Context, tenant, service string
 // OfferDirect: distribution offers conversations to the members of a
 // service's line; an offer to one agent outside any line is not there yet.
 func (a distributionAdapter) OfferDirect(ctx context.Context, tenant, agent string, c interact.NewConversation) (interact.ConversationState, error) {
-	return interact.ConversationState{}, switchboard.Errorf(switchboard.EUNAVAILABLE, "interact", "direct sessions (userId) need offers to one agent outside a service's queue, which distribution does not make yet: use serviceId")
+	return interact.ConversationState{}, switchboard.Errorf(switchboard.EUNAVAILABLE, "interact", "direct sessions (userId) need offers to one "+
+		"agent outside a service's queue, which distribution does not make yet: use serviceId")
 }
 
 func (a distributionAdapter) State(ctx context.Context, tenant, id string) (interact.ConversationState, error) {

@@ -24,7 +24,8 @@ func newInteract(ctx context.Context, a *app) (*interact.Service, error) {
 	if a.cfg.PresenceAppClientID != "" && a.cfg.PresenceAppClientSecret != "" {
 		meetings = graphMeetings{a.graph}
 	} else {
-		a.log.Warn("interact: no presence app secret (PRESENCE_APP_CLIENT_ID, PRESENCE_APP_CLIENT_SECRET): Interact sessions cannot create Teams meetings and answer 503")
+		a.log.Warn("interact: no presence app secret (PRESENCE_APP_CLIENT_ID, PRESENCE_APP_CLIENT_SECRET): Interact sessions cannot create Teams " +
+			"meetings and answer 503")
 	}
 	timers := &processTimers{log: a.log}
 	var t interact.Timers = timers

@@ -18,7 +18,8 @@ func validateEnqueue(in *EnqueueInput) error {
 		return switchboard.FieldError(op, "conversationId", "conversationId is required")
 	}
 	if !switchboard.ValidID(in.ConversationID) {
-		return switchboard.FieldError(op, "conversationId", "conversationId %q is not a valid id: 1-128 letters, digits and . _ : @ -, starting with a letter or digit", in.ConversationID)
+		return switchboard.FieldError(op, "conversationId", "conversationId %q is not a valid id: 1-128 letters, digits and . _ : @ -, starting "+
+			"with a letter or digit", in.ConversationID)
 	}
 	if strings.HasPrefix(strings.ToLower(in.ConversationID), "task:") {
 		return switchboard.FieldError(op, "conversationId", "conversation ids starting with \"task:\" belong to outbound tasks")
@@ -142,7 +143,14 @@ var signedOut = map[string]bool{
 }
 
 // dryRoute asks who could take the conversation now, reserving nothing.
-func (s *Service) dryRoute(ctx context.Context, tenant string, svc switchboard.Service, skills []switchboard.Skill, preferred, skip []string) (switchboard.RouteDecision, error) {
+func (s *Service) dryRoute(
+	ctx context.Context,
+	tenant string,
+	svc switchboard.Service,
+	skills []switchboard.Skill,
+	preferred,
+	skip []string,
+) (switchboard.RouteDecision, error) {
 	return s.o.Agents.Route(ctx, tenant, svc.ID, switchboard.RouteRequest{
 		RequiredSkills: skills, PreferredUsers: preferred, Skip: skip, MaxAgents: svc.Distribution.Want(),
 	})
@@ -224,7 +232,15 @@ func signedIn(d switchboard.RouteDecision) bool {
 
 // overflow applies an overflow rule (onNoAgents and onFull at arrival,
 // onTimeout after maxWaitSeconds) to a waiting conversation.
-func (s *Service) overflow(ctx context.Context, c Conversation, svc switchboard.Service, rule switchboard.Overflow, which string, timeout bool, fx *effects) (Conversation, error) {
+func (s *Service) overflow(
+	ctx context.Context,
+	c Conversation,
+	svc switchboard.Service,
+	rule switchboard.Overflow,
+	which string,
+	timeout bool,
+	fx *effects,
+) (Conversation, error) {
 	now := s.now()
 	final, event := StateRejected, EventRejected
 	if timeout {
@@ -240,7 +256,8 @@ func (s *Service) overflow(ctx context.Context, c Conversation, svc switchboard.
 	switch rule.Action {
 	case switchboard.ActionForward:
 		if len(c.ForwardedFrom) >= MaxForwards {
-			c.EndAs(now, StateTimedOut, EventTimedOut, fmt.Sprintf("%s: Forward to %s refused: forwarded %d times already (at most %d)", which, rule.ServiceID, len(c.ForwardedFrom), MaxForwards))
+			c.EndAs(now, StateTimedOut, EventTimedOut, fmt.Sprintf("%s: Forward to %s refused: forwarded %d times already (at most "+
+				"%d)", which, rule.ServiceID, len(c.ForwardedFrom), MaxForwards))
 			return c, nil
 		}
 		target, err := s.o.Agents.RoutedService(ctx, c.TenantID, rule.ServiceID)
@@ -270,10 +287,16 @@ func (s *Service) overflow(ctx context.Context, c Conversation, svc switchboard.
 			c.EndAs(now, final, event, which+": Callback is not available (no outbound tasks in this deployment)")
 			return c, nil
 		}
-		id, err := s.o.Outbound.ScheduleCallback(ctx, c.TenantID, target, Callback{ReferenceID: "callback:" + c.ID, Destination: c.Customer.Phone, Priority: c.Priority, Context: c.Context})
+		id, err := s.o.Outbound.ScheduleCallback(
+			ctx,
+			c.TenantID,
+			target,
+			Callback{ReferenceID: "callback:" + c.ID, Destination: c.Customer.Phone, Priority: c.Priority, Context: c.Context},
+		)
 		switch {
 		case switchboard.IsCode(err, switchboard.ELIMIT):
-			c.EndAs(now, StateTimedOut, EventTimedOut, fmt.Sprintf("%s: Callback refused: service %s has reached its outbound task limit (%s)", which, target, switchboard.ErrorMessage(err)))
+			c.EndAs(now, StateTimedOut, EventTimedOut, fmt.Sprintf("%s: Callback refused: service %s has reached its outbound task limit "+
+				"(%s)", which, target, switchboard.ErrorMessage(err)))
 			return c, nil
 		case switchboard.IsCode(err, switchboard.EINVALID) || switchboard.IsCode(err, switchboard.ENOTFOUND):
 			c.EndAs(now, final, event, fmt.Sprintf("%s: Callback refused: %s", which, switchboard.ErrorMessage(err)))

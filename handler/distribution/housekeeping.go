@@ -23,7 +23,8 @@ type HousekeepingReport struct {
 }
 
 func (r HousekeepingReport) String() string {
-	return fmt.Sprintf("%d tenants, %d conversations with lapsed offers, %d timed out, %d connected too long ended, %d ended conversations deleted, stopped at deadline: %v",
+	return fmt.Sprintf("%d tenants, %d conversations with lapsed offers, %d timed out, %d connected too long ended, %d ended conversations "+
+		"deleted, stopped at deadline: %v",
 		r.Tenants, r.OffersLapsed, r.TimedOut, r.Leaked, r.Deleted, r.StoppedAtDeadline)
 }
 

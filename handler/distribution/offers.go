@@ -116,7 +116,13 @@ func (s *Service) mutate(ctx context.Context, tenant, id string, fn func(c *Conv
 
 // mutateFrom is mutate starting from read, the conversation as the caller
 // has just read it (nil: read it).
-func (s *Service) mutateFrom(ctx context.Context, tenant, id string, read *Conversation, fn func(c *Conversation, fx *effects) (bool, error)) (Conversation, error) {
+func (s *Service) mutateFrom(
+	ctx context.Context,
+	tenant,
+	id string,
+	read *Conversation,
+	fn func(c *Conversation, fx *effects) (bool, error),
+) (Conversation, error) {
 	for attempt := 0; attempt < 8; attempt++ {
 		var cur Conversation
 		var err error

@@ -204,7 +204,10 @@ func (s *Service) Services(ctx context.Context, tenant string) ([]ServiceSummary
 	out := make([]ServiceSummary, 0, len(svcs))
 	for _, svc := range svcs {
 		n := byService[svc.ID]
-		out = append(out, ServiceSummary{ID: svc.ID, Name: svc.Name, MemberCount: len(svc.Members), ActiveMemberCount: svc.ActiveCount(), Waiting: n[0], Offered: n[1]})
+		out = append(
+			out,
+			ServiceSummary{ID: svc.ID, Name: svc.Name, MemberCount: len(svc.Members), ActiveMemberCount: svc.ActiveCount(), Waiting: n[0], Offered: n[1]},
+		)
 	}
 	return out, nil
 }

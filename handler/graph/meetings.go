@@ -98,12 +98,14 @@ func meetingError(op, organizer string, se *switchboard.SourceError) error {
 	case se.Status == http.StatusForbidden && strings.Contains(graphMsg, "application access policy"):
 		return &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: op, Type: TypeMeetingPolicyMissing, Field: "interact.o365UserId", Err: se,
 			Message: fmt.Sprintf(
-				"no application access policy lets the presence app create meetings for user %s: a Teams admin must run New-CsApplicationAccessPolicy and Grant-CsApplicationAccessPolicy (see the README)",
+				"no application access policy lets the presence app create meetings for user %s: a Teams admin must run "+
+					"New-CsApplicationAccessPolicy and Grant-CsApplicationAccessPolicy (see the README)",
 				organizer,
 			)}
 	case se.Status == http.StatusForbidden || se.Reason == switchboard.SourcePermissionNotGranted:
 		return &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: op, Type: TypeMeetingPermissionMissing, Err: se,
-			Message: "Microsoft Graph refused to create the meeting: a tenant admin must grant the application permission OnlineMeetings.ReadWrite.All to the presence app"}
+			Message: "Microsoft Graph refused to create the meeting: a tenant admin must grant the application permission " +
+				"OnlineMeetings.ReadWrite.All to the presence app"}
 	}
 	return &switchboard.Error{
 		Code:    switchboard.EUNAVAILABLE,

@@ -127,7 +127,8 @@ func authorize(ctx context.Context, r *http.Request, pattern string, p switchboa
 	a, ok := routeAccess[pattern]
 	if !ok {
 		// A route nobody wrote a row for is refused: fail closed.
-		return ctx, &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: "auth", Message: "this route has no app roles configured (httpapi routeAccess): nobody may call it"}
+		return ctx, &switchboard.Error{Code: switchboard.EFORBIDDEN, Op: "auth", Message: "this route has no app roles configured (httpapi " +
+			"routeAccess): nobody may call it"}
 	}
 	for _, role := range a.roles {
 		if p.HasRole(role) {
@@ -194,5 +195,6 @@ func Caller(r *http.Request) (string, error) {
 	if p, ok := PrincipalFrom(r.Context()); ok && p.ObjectID != "" {
 		return p.ObjectID, nil
 	}
-	return "", switchboard.FieldError("auth", "asUser", "this route acts for a user: the token has no oid (with API_AUTH=none, name the user with ?asUser=<object id>)")
+	return "", switchboard.FieldError("auth", "asUser", "this route acts for a user: the token has no oid (with API_AUTH=none, name the user with "+
+		"?asUser=<object id>)")
 }

@@ -98,7 +98,8 @@ func (a *AttendantAPI) search(w http.ResponseWriter, r *http.Request) error {
 	if v := r.URL.Query().Get("top"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n == 0 {
-			return switchboard.FieldError(op, "top", "top must be an integer from %d to %d; got %q", switchboard.AttendantMinTop, switchboard.AttendantMaxTop, clipText(v, 20))
+			return switchboard.FieldError(op, "top", "top must be an integer from %d to %d; got "+
+				"%q", switchboard.AttendantMinTop, switchboard.AttendantMaxTop, clipText(v, 20))
 		}
 		q.Top = n
 	}

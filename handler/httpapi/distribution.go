@@ -167,7 +167,13 @@ func (a *DistributionAPI) enqueue(w http.ResponseWriter, r *http.Request) error 
 	if err := DecodeJSON(r, &body); err != nil {
 		return err
 	}
-	in := switchboard.EnqueueInput{ConversationID: body.ConversationID, Priority: body.Priority, RequiredSkills: skillsFromJSON(body.RequiredSkills), PreferredUsers: body.PreferredUsers, Context: body.Context}
+	in := switchboard.EnqueueInput{
+		ConversationID: body.ConversationID,
+		Priority:       body.Priority,
+		RequiredSkills: skillsFromJSON(body.RequiredSkills),
+		PreferredUsers: body.PreferredUsers,
+		Context:        body.Context,
+	}
 	if c := body.Customer; c != nil {
 		if c.DisplayName != nil {
 			in.Customer.DisplayName = *c.DisplayName
@@ -246,7 +252,11 @@ func actingUser(r *http.Request, body offerActionBody) (string, error) {
 	return "", switchboard.FieldError("http.Offer", "userId", "userId is required: the agent whose offer this is")
 }
 
-func (a *DistributionAPI) offerAction(w http.ResponseWriter, r *http.Request, do func(ctx context.Context, tenant, conv, user string) (switchboard.Conversation, error)) error {
+func (a *DistributionAPI) offerAction(
+	w http.ResponseWriter,
+	r *http.Request,
+	do func(ctx context.Context, tenant, conv, user string) (switchboard.Conversation, error),
+) error {
 	t, c, err := tenantAndConversation(r)
 	if err != nil {
 		return err
@@ -332,7 +342,12 @@ func (a *DistributionAPI) agent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := agentJSONView{UserID: v.UserID, Presence: renderPresence(v.Presence, a.Now()), IdleSince: optTime(v.IdleSince), Services: make([]agentServiceJSON, len(v.Services))}
+	out := agentJSONView{
+		UserID:    v.UserID,
+		Presence:  renderPresence(v.Presence, a.Now()),
+		IdleSince: optTime(v.IdleSince),
+		Services:  make([]agentServiceJSON, len(v.Services)),
+	}
 	if c := v.Conversation; c != nil {
 		out.Conversation = &agentConversationJSON{ConversationID: c.ConversationID, ServiceID: c.ServiceID, Since: c.Since.UTC()}
 	}
@@ -393,7 +408,14 @@ func (a *DistributionAPI) services(w http.ResponseWriter, r *http.Request) error
 		Value []serviceSummaryJSON `json:"value"`
 	}{Value: make([]serviceSummaryJSON, len(list))}
 	for i, s := range list {
-		out.Value[i] = serviceSummaryJSON{ID: s.ID, Name: s.Name, MemberCount: s.MemberCount, ActiveMemberCount: s.ActiveMemberCount, Waiting: s.Waiting, Offered: s.Offered}
+		out.Value[i] = serviceSummaryJSON{
+			ID:                s.ID,
+			Name:              s.Name,
+			MemberCount:       s.MemberCount,
+			ActiveMemberCount: s.ActiveMemberCount,
+			Waiting:           s.Waiting,
+			Offered:           s.Offered,
+		}
 	}
 	return WriteJSON(w, http.StatusOK, out)
 }

@@ -50,7 +50,13 @@ func (a *EventsAPI) eventTypes(w http.ResponseWriter, r *http.Request) error {
 	}
 	resource := r.URL.Query().Get("resource")
 	if resource != "" && !knownResource(resource) {
-		return switchboard.FieldError("http.eventTypes", "resource", "unknown resource %q: one of %s", truncateID(resource), strings.Join(eventResources(), ", "))
+		return switchboard.FieldError(
+			"http.eventTypes",
+			"resource",
+			"unknown resource %q: one of %s",
+			truncateID(resource),
+			strings.Join(eventResources(), ", "),
+		)
 	}
 	out := EventTypeList{Value: []EventType{}}
 	for _, t := range switchboard.EventTypes {
@@ -67,7 +73,12 @@ func (a *EventsAPI) eventTypes(w http.ResponseWriter, r *http.Request) error {
 func (a *EventsAPI) trigger(w http.ResponseWriter, r *http.Request) error {
 	resource := r.PathValue("resource")
 	if !knownResource(resource) {
-		return &switchboard.Error{Code: switchboard.ENOTFOUND, Op: "http.trigger", Field: "resource", Message: "no trigger for " + strconv.Quote(truncateID(resource)) + ": one of " + strings.Join(eventResources(), ", ")}
+		return &switchboard.Error{
+			Code:    switchboard.ENOTFOUND,
+			Op:      "http.trigger",
+			Field:   "resource",
+			Message: "no trigger for " + strconv.Quote(truncateID(resource)) + ": one of " + strings.Join(eventResources(), ", "),
+		}
 	}
 	var req switchboard.EventSubscriptionRequest
 	if err := DecodeJSON(r, &req); err != nil {
@@ -78,7 +89,8 @@ func (a *EventsAPI) trigger(w http.ResponseWriter, r *http.Request) error {
 	}
 	for i, t := range req.Events {
 		if switchboard.EventResource(t) != resource {
-			return switchboard.FieldError("http.trigger", fmt.Sprintf("events[%d]", i), "this trigger takes events of %s (switchboard.%s.*), not %q", resource, resource, truncateID(t))
+			return switchboard.FieldError("http.trigger", fmt.Sprintf("events[%d]", i), "this trigger takes events of %s (switchboard.%s.*), not "+
+				"%q", resource, resource, truncateID(t))
 		}
 	}
 	return a.subscribe(w, r, req)

@@ -30,7 +30,12 @@ func (a *InteractAPI) Register(rt *Router) {
 	rt.Anonymous("GET /api/interact/{t}/sessions/{id}", a.widget(a.customer(a.Sessions.Get)))
 	rt.Anonymous("POST /api/interact/{t}/sessions/{id}/leave", a.widget(a.customer(a.Sessions.Leave)))
 	rt.Anonymous("POST /api/interact/{t}/sessions/{id}/rejoin", a.widget(a.customer(a.Sessions.Rejoin)))
-	for _, p := range []string{"/api/interact/{t}/sessions", "/api/interact/{t}/sessions/{id}", "/api/interact/{t}/sessions/{id}/leave", "/api/interact/{t}/sessions/{id}/rejoin"} {
+	for _, p := range []string{
+		"/api/interact/{t}/sessions",
+		"/api/interact/{t}/sessions/{id}",
+		"/api/interact/{t}/sessions/{id}/leave",
+		"/api/interact/{t}/sessions/{id}/rejoin",
+	} {
 		rt.Anonymous("OPTIONS "+p, preflight)
 	}
 	rt.Tenant("POST /api/tenants/{t}/interact/sessions/{id}/agent-left", a.agent(a.Sessions.AgentLeft))

@@ -136,7 +136,11 @@ func (p *problemOnError) WriteHeader(status int) {
 		title = "method not allowed on this route"
 	}
 	p.ResponseWriter.Header().Del("X-Content-Type-Options")
-	writeProblem(p.ResponseWriter, status, problem{Type: strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "-")), Title: title, Status: status, Instance: p.r.URL.Path})
+	writeProblem(
+		p.ResponseWriter,
+		status,
+		problem{Type: strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "-")), Title: title, Status: status, Instance: p.r.URL.Path},
+	)
 }
 
 func (p *problemOnError) Write(b []byte) (int, error) {
@@ -214,7 +218,14 @@ func (rt *Router) Error(w http.ResponseWriter, r *http.Request, err error) {
 	if typ == "" {
 		typ = cs.typ
 	}
-	p := problem{Type: typ, Title: switchboard.ErrorMessage(err), Status: cs.status, Detail: switchboard.ErrorDetail(err), Field: switchboard.ErrorField(err), Instance: r.URL.Path}
+	p := problem{
+		Type:     typ,
+		Title:    switchboard.ErrorMessage(err),
+		Status:   cs.status,
+		Detail:   switchboard.ErrorDetail(err),
+		Field:    switchboard.ErrorField(err),
+		Instance: r.URL.Path,
+	}
 	if code == switchboard.EUNAUTHORIZED {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 	}
@@ -274,7 +285,12 @@ func jsonError(op string, err error) error {
 	case errors.Is(err, io.EOF):
 		return &switchboard.Error{Code: switchboard.EINVALID, Op: op, Message: "the request body is empty; a JSON object is required"}
 	case errors.As(err, &ute):
-		return &switchboard.Error{Code: switchboard.EINVALID, Op: op, Field: ute.Field, Message: fmt.Sprintf("%s must be of type %s, not %s", fieldOrBody(ute.Field), jsonTypeName(ute.Type.Kind().String()), ute.Value)}
+		return &switchboard.Error{
+			Code:    switchboard.EINVALID,
+			Op:      op,
+			Field:   ute.Field,
+			Message: fmt.Sprintf("%s must be of type %s, not %s", fieldOrBody(ute.Field), jsonTypeName(ute.Type.Kind().String()), ute.Value),
+		}
 	case errors.As(err, &se):
 		return &switchboard.Error{Code: switchboard.EINVALID, Op: op, Message: fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -320,7 +336,8 @@ func TenantID(r *http.Request) (string, error) {
 func PathID(r *http.Request, name string) (string, error) {
 	v := r.PathValue(name)
 	if !switchboard.ValidID(v) {
-		return "", &switchboard.Error{Code: switchboard.EINVALID, Op: "http", Field: name, Message: fmt.Sprintf("%s %q is not a valid id: 1-128 letters, digits and . _ : @ -", name, v)}
+		return "", &switchboard.Error{Code: switchboard.EINVALID, Op: "http", Field: name, Message: fmt.Sprintf("%s %q is not a valid id: 1-128 "+
+			"letters, digits and . _ : @ -", name, v)}
 	}
 	return v, nil
 }

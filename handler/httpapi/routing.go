@@ -247,13 +247,20 @@ func (a *RoutingAPI) putService(w http.ResponseWriter, r *http.Request) error {
 		in.Members = append(in.Members, switchboard.MemberInput{UserID: m.UserID, Active: m.Active, Skills: m.Skills})
 	}
 	if d := body.Distribution; d != nil {
-		in.Distribution = switchboard.DistributionInput{DeliverWhileBusy: d.DeliverWhileBusy, DeliverWhileAway: d.DeliverWhileAway, Order: d.Order, BroadcastSize: d.BroadcastSize, HoldSeconds: d.HoldSeconds,
+		in.Distribution = switchboard.DistributionInput{DeliverWhileBusy: d.DeliverWhileBusy, DeliverWhileAway: d.DeliverWhileAway,
+			Order: d.Order, BroadcastSize: d.BroadcastSize, HoldSeconds: d.HoldSeconds,
 			RingSeconds: d.RingSeconds, AfterCallWorkSeconds: d.AfterCallWorkSeconds}
 		if r := d.Rona; r != nil {
 			in.Distribution.Rona = &switchboard.RonaInput{Enabled: r.Enabled, ResetSeconds: r.ResetSeconds, OnDecline: r.OnDecline}
 		}
 		if q := d.Queue; q != nil {
-			in.Distribution.Queue = &switchboard.QueueInput{MaxWaitSeconds: q.MaxWaitSeconds, MaxLength: q.MaxLength, OnTimeout: q.OnTimeout.input(), OnFull: q.OnFull.input(), OnNoAgents: q.OnNoAgents.input()}
+			in.Distribution.Queue = &switchboard.QueueInput{
+				MaxWaitSeconds: q.MaxWaitSeconds,
+				MaxLength:      q.MaxLength,
+				OnTimeout:      q.OnTimeout.input(),
+				OnFull:         q.OnFull.input(),
+				OnNoAgents:     q.OnNoAgents.input(),
+			}
 		}
 	}
 	svc, created, err := a.Engine.PutService(r.Context(), t, s, in, ifMatch(r))
@@ -386,7 +393,13 @@ func (a *RoutingAPI) route(w http.ResponseWriter, r *http.Request) error {
 	if err := notTaskConversation(op, "conversationId", body.ConversationID); err != nil {
 		return err
 	}
-	req := switchboard.RouteRequest{ConversationID: body.ConversationID, Reserve: body.Reserve, Preview: body.Preview, PreferredUsers: body.PreferredUsers, RequiredSkills: skillsFromJSON(body.RequiredSkills)}
+	req := switchboard.RouteRequest{
+		ConversationID: body.ConversationID,
+		Reserve:        body.Reserve,
+		Preview:        body.Preview,
+		PreferredUsers: body.PreferredUsers,
+		RequiredSkills: skillsFromJSON(body.RequiredSkills),
+	}
 	if a.Conversations != nil && body.ConversationID != "" && len(body.RequiredSkills) == 0 {
 		skills, ok, err := a.Conversations.RequiredSkills(r.Context(), t, body.ConversationID)
 		if err != nil {
@@ -459,7 +472,8 @@ func (a *RoutingAPI) deleteConversation(w http.ResponseWriter, r *http.Request) 
 // the task's complete or cancel, never directly.
 func notTaskConversation(op, field, id string) error {
 	if switchboard.IsTaskConversation(id) {
-		return switchboard.FieldError(op, field, "conversation ids starting with %q belong to outbound tasks: complete or cancel the task instead", switchboard.TaskConversationPrefix)
+		return switchboard.FieldError(op, field, "conversation ids starting with %q belong to outbound tasks: complete or cancel the task "+
+			"instead", switchboard.TaskConversationPrefix)
 	}
 	return nil
 }

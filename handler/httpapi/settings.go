@@ -187,9 +187,11 @@ func mergePatchContentType(ct string) error {
 	case mt == "application/merge-patch+json" || mt == "application/json":
 		return nil
 	case mt == "application/json-patch+json":
-		return &switchboard.Error{Code: switchboard.EINVALID, Op: "http", Message: "JSON Patch (RFC 6902) is not supported: send a JSON merge patch (RFC 7396) as application/merge-patch+json or application/json"}
+		return &switchboard.Error{Code: switchboard.EINVALID, Op: "http", Message: "JSON Patch (RFC 6902) is not supported: send a JSON merge " +
+			"patch (RFC 7396) as application/merge-patch+json or application/json"}
 	}
-	return &switchboard.Error{Code: switchboard.EINVALID, Op: "http", Message: "Content-Type " + mt + " is not supported: send a JSON merge patch as application/merge-patch+json or application/json"}
+	return &switchboard.Error{Code: switchboard.EINVALID, Op: "http", Message: "Content-Type " + mt + " is not supported: send a JSON merge patch " +
+		"as application/merge-patch+json or application/json"}
 }
 
 // ifMatchAll returns the If-Match condition, all its header lines

@@ -37,7 +37,8 @@ func (s *Service) AssistantToken(ctx context.Context, tenant, user string) (ACSV
 		raw, field = st.AssistantACSConnectionString, "assistant.acsConnectionString"
 	}
 	if raw == "" {
-		msg := "this deployment has no ACS of its own (ACS_CONNECTION_STRING): set assistant.useOwnAcsInstance with assistant.acsConnectionString, or ask the operator to configure one"
+		msg := "this deployment has no ACS of its own (ACS_CONNECTION_STRING): set assistant.useOwnAcsInstance with assistant.acsConnectionString, " +
+			"or ask the operator to configure one"
 		if field != "" {
 			msg = "assistant.useOwnAcsInstance is on but assistant.acsConnectionString is not set"
 		}

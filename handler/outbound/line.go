@@ -69,7 +69,15 @@ func (s *Service) AssignWaiting(ctx context.Context, tenant, service, id string)
 // that timed out or overflowed (referenceId callback:<conversationId>, so
 // the same conversation never gets two). Returns ELIMIT when the cap is
 // reached.
-func (s *Service) ScheduleCallback(ctx context.Context, tenant, service, referenceID, destination string, priority int, context map[string]string) (string, error) {
+func (s *Service) ScheduleCallback(
+	ctx context.Context,
+	tenant,
+	service,
+	referenceID,
+	destination string,
+	priority int,
+	context map[string]string,
+) (string, error) {
 	n := NewTask{Destination: destination, ReferenceID: referenceID, Priority: &priority, Context: context}
 	t, _, err := s.Schedule(ctx, tenant, service, n)
 	if err != nil {

@@ -35,9 +35,15 @@ func (s *Service) Cancel(ctx context.Context, tenant, service, id string) (Task,
 				cur = c
 				return ended(c, StateCancelled, "cancelled by the caller", s.now()), true, nil
 			case c.State == StateInProgress:
-				return Task{}, false, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-in-progress", Message: "task " + id + " is in progress with an agent and cannot be cancelled; complete it instead"}
+				return Task{}, false, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-in-progress",
+					Message: "task " + id + " is in progress with an agent and cannot be cancelled; complete it instead"}
 			default:
-				return Task{}, false, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-finished", Message: "task " + id + " has already ended (" + c.State + ")"}
+				return Task{}, false, &switchboard.Error{
+					Code:    switchboard.ECONFLICT,
+					Op:      op,
+					Type:    "outbound-task-finished",
+					Message: "task " + id + " has already ended (" + c.State + ")",
+				}
 			}
 		}})
 	switch {
@@ -104,7 +110,12 @@ func (s *Service) Complete(ctx context.Context, tenant, service, id string, c Co
 				if cur.State == outcome && cur.Note == note {
 					return cur, false, errAlreadyDone
 				}
-				return Task{}, false, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Type: "outbound-task-not-in-progress", Message: "task " + id + " is " + cur.State + ", not InProgress"}
+				return Task{}, false, &switchboard.Error{
+					Code:    switchboard.ECONFLICT,
+					Op:      op,
+					Type:    "outbound-task-not-in-progress",
+					Message: "task " + id + " is " + cur.State + ", not InProgress",
+				}
 			}
 			// The agent goes first: a task left InProgress by a failed
 			// write can be completed again, an agent left held could not.

@@ -208,7 +208,13 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 		return switchboard.RouteDecision{}, switchboard.FieldError(op, "holdSeconds", "the hold time cannot be negative")
 	}
 	if len(req.PreferredUsers) > MaxPreferredUsers {
-		return switchboard.RouteDecision{}, switchboard.FieldError(op, "preferredUsers", "at most %d preferred users, not %d", MaxPreferredUsers, len(req.PreferredUsers))
+		return switchboard.RouteDecision{}, switchboard.FieldError(
+			op,
+			"preferredUsers",
+			"at most %d preferred users, not %d",
+			MaxPreferredUsers,
+			len(req.PreferredUsers),
+		)
 	}
 	if err := CheckRequiredSkills(op, "requiredSkills", req.RequiredSkills); err != nil {
 		return switchboard.RouteDecision{}, err
@@ -247,7 +253,12 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 
 	if c := in.conv; c != nil && c.live(now) {
 		if c.ServiceID != serviceID {
-			return out, &switchboard.Error{Code: switchboard.ECONFLICT, Op: op, Field: "conversationId", Message: "conversation " + c.ID + " is already routed in service " + c.ServiceID}
+			return out, &switchboard.Error{
+				Code:    switchboard.ECONFLICT,
+				Op:      op,
+				Field:   "conversationId",
+				Message: "conversation " + c.ID + " is already routed in service " + c.ServiceID,
+			}
 		}
 		return existing(out, d, c.Agents), nil
 	}
@@ -283,7 +294,11 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 			return switchboard.RouteDecision{}, switchboard.Wrap(switchboard.EINTERNAL, op, err)
 		}
 		if !ok {
-			x := switchboard.Exclusion{UserID: r.UserID, Reason: switchboard.ReasonInConversation, Message: "just reserved for another Switchboard conversation"}
+			x := switchboard.Exclusion{
+				UserID:  r.UserID,
+				Reason:  switchboard.ReasonInConversation,
+				Message: "just reserved for another Switchboard conversation",
+			}
 			p := r.Presence
 			x.Presence = &p
 			d.Excluded = append(d.Excluded, x)
@@ -318,7 +333,8 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 			won, gerr := e.state.getConversation(ctx, tenant, req.ConversationID)
 			if gerr != nil || !won.live(now) || won.ServiceID != serviceID {
 				e.undo(ctx, tenant, taken)
-				return switchboard.RouteDecision{}, switchboard.Errorf(switchboard.ECONFLICT, op, "conversation %s was routed concurrently by another request; retry", req.ConversationID)
+				return switchboard.RouteDecision{}, switchboard.Errorf(switchboard.ECONFLICT, op, "conversation %s was routed concurrently by "+
+					"another request; retry", req.ConversationID)
 			}
 			winners := map[string]bool{}
 			for _, a := range won.Agents {

@@ -113,7 +113,15 @@ func Evaluate(m *Member, p *switchboard.Presence, st AgentState, d Distribution,
 // then the skills (SkillMismatch), then freshness and presence. RONA ends
 // with a presence reading of Offline (SPEC section 10), so an agent in
 // RONA who reads Offline is Offline.
-func EvaluateSkills(m *Member, p *switchboard.Presence, st AgentState, need []switchboard.Skill, d Distribution, now time.Time, staleAfter time.Duration) Verdict {
+func EvaluateSkills(
+	m *Member,
+	p *switchboard.Presence,
+	st AgentState,
+	need []switchboard.Skill,
+	d Distribution,
+	now time.Time,
+	staleAfter time.Duration,
+) Verdict {
 	holding := st.Holding(now)
 	switch {
 	case m == nil:
@@ -125,7 +133,8 @@ func EvaluateSkills(m *Member, p *switchboard.Presence, st AgentState, need []sw
 	case holding && st.Kind == switchboard.HoldOffer:
 		return exclude(switchboard.ReasonOfferPending, "an offer is ringing for this agent (one offer at a time)")
 	case holding && st.Kind == switchboard.HoldRona && !readsOffline(p, now, staleAfter):
-		return exclude(switchboard.ReasonRona, "ring, no answer: let an offer ring out, held out of distribution until %s (or a reset)", st.HoldExpiresAt.UTC().Format(time.RFC3339))
+		return exclude(switchboard.ReasonRona, "ring, no answer: let an offer ring out, held out of distribution until %s (or a "+
+			"reset)", st.HoldExpiresAt.UTC().Format(time.RFC3339))
 	case holding && st.Kind == switchboard.HoldAfterCallWork:
 		return exclude(switchboard.ReasonAfterCallWork, "in after-call work until %s", st.HoldExpiresAt.UTC().Format(time.RFC3339))
 	}
@@ -188,7 +197,8 @@ func PresenceVerdict(p switchboard.Presence, d Distribution) Verdict {
 			return deliver("")
 		}
 		if !d.DeliverWhileBusy {
-			return exclude(switchboard.ReasonBusyNotDelivered, "Busy: the service does not deliver while Busy (\"Do not distribute to user\"); without a presence account Teams does not tell whether the user is in a call")
+			return exclude(switchboard.ReasonBusyNotDelivered, "Busy: the service does not deliver while Busy (\"Do not distribute to user\"); "+
+				"without a presence account Teams does not tell whether the user is in a call")
 		}
 		return deliver("delivered while Busy: without a presence account Teams cannot show \"in a call\", so this may be a second call")
 	case switchboard.Away, switchboard.BeRightBack:
@@ -196,7 +206,8 @@ func PresenceVerdict(p switchboard.Presence, d Distribution) Verdict {
 			return exclude(switchboard.ReasonInACall, "%s (Teams)", desc)
 		}
 		if !d.DeliverWhileAway {
-			return exclude(switchboard.ReasonAwayNotDelivered, "%s: the service does not deliver while Away or Be right back (Teams does not report calls in Away or Be right back)", desc)
+			return exclude(switchboard.ReasonAwayNotDelivered, "%s: the service does not deliver while Away or Be right back (Teams does not "+
+				"report calls in Away or Be right back)", desc)
 		}
 		return deliver("delivered while Away or Be right back: Teams does not report calls in these states, so this may be a second call")
 	}

@@ -93,7 +93,14 @@ func validateService(in ServiceInput) (name, teamID string, members []Member, d 
 			return "", "", nil, d, switchboard.FieldError(op, fmt.Sprintf("members[%d].userId", i), "userId %q is not an Entra object id (a GUID)", m.UserID)
 		}
 		if j, dup := seen[id]; dup {
-			return "", "", nil, d, switchboard.FieldError(op, fmt.Sprintf("members[%d].userId", i), "user %s is listed twice (members[%d] and members[%d])", id, j, i)
+			return "", "", nil, d, switchboard.FieldError(
+				op,
+				fmt.Sprintf("members[%d].userId", i),
+				"user %s is listed twice (members[%d] and members[%d])",
+				id,
+				j,
+				i,
+			)
 		}
 		seen[id] = i
 		skills, err := checkSkills(op, fmt.Sprintf("members[%d].skills", i), m.Skills)
@@ -125,7 +132,8 @@ func validateDistribution(in DistributionInput, op string) (Distribution, error)
 	}
 	if in.BroadcastSize != nil {
 		if *in.BroadcastSize < MinBroadcastSize || *in.BroadcastSize > MaxBroadcastSize {
-			return d, switchboard.FieldError(op, "distribution.broadcastSize", "broadcastSize must be between %d and %d, not %d", MinBroadcastSize, MaxBroadcastSize, *in.BroadcastSize)
+			return d, switchboard.FieldError(op, "distribution.broadcastSize", "broadcastSize must be between %d and %d, not "+
+				"%d", MinBroadcastSize, MaxBroadcastSize, *in.BroadcastSize)
 		}
 		d.BroadcastSize = *in.BroadcastSize
 	}
@@ -204,7 +212,12 @@ func checkSkills(op, field string, skills map[string]int) (map[string]int, error
 	slices.Sort(names) // the first bad one named is the same every time
 	for _, n := range names {
 		if !switchboard.ValidSkillName(n) {
-			return nil, switchboard.FieldError(op, field+"."+n, "skill name %q must be 1-40 lower-case letters, digits and -, starting with a letter or digit", n)
+			return nil, switchboard.FieldError(
+				op,
+				field+"."+n,
+				"skill name %q must be 1-40 lower-case letters, digits and -, starting with a letter or digit",
+				n,
+			)
 		}
 		if l := skills[n]; l < MinSkillLevel || l > MaxSkillLevel {
 			return nil, switchboard.FieldError(op, field+"."+n, "skill level must be between %d and %d, not %d", MinSkillLevel, MaxSkillLevel, l)

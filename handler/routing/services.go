@@ -134,7 +134,8 @@ func (e *Engine) SyncTeam(ctx context.Context, tenant, id string) (Service, erro
 func (e *Engine) teamMembers(ctx context.Context, tenant, teamID string) ([]string, error) {
 	const op = "routing.TeamMembers"
 	if e.teams == nil {
-		return nil, &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Field: "teamId", Message: "Teams sync is not available: Microsoft Graph is not configured for this deployment"}
+		return nil, &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Field: "teamId", Message: "Teams sync is not available: Microsoft " +
+			"Graph is not configured for this deployment"}
 	}
 	ids, err := e.teams.TeamMembers(ctx, tenant, teamID)
 	if err != nil {

@@ -56,7 +56,14 @@ type hold struct {
 }
 
 func (h hold) state() AgentState {
-	return AgentState{ConversationID: h.ConversationID, ServiceID: h.ServiceID, HeldAt: h.HeldAt, HoldExpiresAt: h.ExpiresAt, UntilReleased: h.UntilReleased, Kind: h.Kind}
+	return AgentState{
+		ConversationID: h.ConversationID,
+		ServiceID:      h.ServiceID,
+		HeldAt:         h.HeldAt,
+		HoldExpiresAt:  h.ExpiresAt,
+		UntilReleased:  h.UntilReleased,
+		Kind:           h.Kind,
+	}
 }
 
 // expiredAt returns when an expired hold stopped holding.
@@ -314,14 +321,22 @@ func (s *stateStore) advanceRoundRobin(ctx context.Context, tenant, service, use
 		if err == nil {
 			return nil
 		}
-		if !switchboard.IsCode(err, switchboard.ECONFLICT) && !switchboard.IsCode(err, switchboard.EPRECONDITION) && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		if !switchboard.IsCode(err, switchboard.ECONFLICT) && !switchboard.IsCode(
+			err,
+			switchboard.EPRECONDITION,
+		) && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			return err
 		}
 		if _, etag, err = s.roundRobin(ctx, tenant, service); err != nil {
 			return err
 		}
 	}
-	return switchboard.Errorf(switchboard.EUNAVAILABLE, "routing.RoundRobin", "the round-robin position of service %s is contended; it was not advanced", service)
+	return switchboard.Errorf(
+		switchboard.EUNAVAILABLE,
+		"routing.RoundRobin",
+		"the round-robin position of service %s is contended; it was not advanced",
+		service,
+	)
 }
 
 func (s *stateStore) deleteRoundRobin(ctx context.Context, tenant, service string) error {

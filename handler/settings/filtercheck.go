@@ -43,7 +43,8 @@ func (s *Service) runFilterCheck(ctx context.Context, tenant, filter string) (Fi
 	fc := s.o.Filters
 	at := s.o.Now().UTC().Round(time.Second)
 	if fc == nil {
-		return FilterCheck{State: FilterUnverified, At: at, Message: "not checked: this deployment has no Microsoft Graph access configured (PRESENCE_APP_CLIENT_ID, PRESENCE_APP_CLIENT_SECRET)"}, nil
+		return FilterCheck{State: FilterUnverified, At: at, Message: "not checked: this deployment has no Microsoft Graph access configured " +
+			"(PRESENCE_APP_CLIENT_ID, PRESENCE_APP_CLIENT_SECRET)"}, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, filterCheckTimeout)
 	defer cancel()
@@ -57,10 +58,12 @@ func (s *Service) runFilterCheck(ctx context.Context, tenant, filter string) (Fi
 		return FilterCheck{State: FilterInvalid, At: at, Reason: FilterReasonInvalid, Message: switchboard.ErrorMessage(err)}, nil
 	case switchboard.IsCode(err, switchboard.EFORBIDDEN):
 		return FilterCheck{State: FilterInvalid, At: at, Reason: FilterReasonPermissionMissing,
-			Message: "Microsoft Graph refused to read the directory: a tenant admin must grant the application permission " + UserReadPermission + " to the presence app"}, nil
+			Message: "Microsoft Graph refused to read the directory: a tenant admin must grant the application " +
+				"permission " + UserReadPermission + " to the presence app"}, nil
 	}
 	s.o.Log.Warn("settings: contact search filter not verified", "tenant", tenant, "err", err)
-	return FilterCheck{State: FilterUnverified, At: at, Message: "Microsoft Graph could not be asked now; the filter is saved unchecked: " + switchboard.ErrorMessage(err)}, nil
+	return FilterCheck{State: FilterUnverified, At: at, Message: "Microsoft Graph could not be asked now; the filter is saved " +
+		"unchecked: " + switchboard.ErrorMessage(err)}, nil
 }
 
 const filterField = "attendantConsole.contactSearchFilter"

@@ -121,7 +121,8 @@ func unreadableSecret(op, tenant, field string, err error) error {
 		why = "was sealed under a key that is neither SECRETS_KEY nor SECRETS_KEY_PREVIOUS"
 	}
 	return &switchboard.Error{Code: switchboard.EUNAVAILABLE, Op: op, Type: "secret-unreadable", Field: field,
-		Message: fmt.Sprintf("the stored %s of tenant %s %s: the deployment's operator restores that key as SECRETS_KEY_PREVIOUS, or a tenant admin sets %s again; nothing was changed", field, tenant, why, field)}
+		Message: fmt.Sprintf("the stored %s of tenant %s %s: the deployment's operator restores that key as SECRETS_KEY_PREVIOUS, or a tenant "+
+			"admin sets %s again; nothing was changed", field, tenant, why, field)}
 }
 
 // write stores next over rec: an insert when rec was not stored, else an
@@ -186,7 +187,14 @@ func newVersion() string {
 // replaces, when not nil, reports whether the change sets or clears a
 // secret field: a row with a secret the keyring cannot open is written only
 // by a change that replaces every such secret (nothing else is lost).
-func (s *Service) update(ctx context.Context, op, tenant, ifMatch string, replaces func(field string) bool, change func(Settings) (Settings, error)) (record, error) {
+func (s *Service) update(
+	ctx context.Context,
+	op,
+	tenant,
+	ifMatch string,
+	replaces func(field string) bool,
+	change func(Settings) (Settings, error),
+) (record, error) {
 	conditional := strings.TrimSpace(ifMatch) != "" && strings.TrimSpace(ifMatch) != "*"
 	for attempt := 1; ; attempt++ {
 		rec, err := s.read(ctx, tenant)
@@ -194,7 +202,8 @@ func (s *Service) update(ctx context.Context, op, tenant, ifMatch string, replac
 			return record{}, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 		}
 		if conditional && !switchboard.IfMatchHolds(ifMatch, rec.ETag()) {
-			return record{}, switchboard.Errorf(switchboard.EPRECONDITION, op, "the settings changed since they were read (If-Match %s): read them again and reapply the change", clip(strings.TrimSpace(ifMatch), 80))
+			return record{}, switchboard.Errorf(switchboard.EPRECONDITION, op, "the settings changed since they were read (If-Match %s): read them "+
+				"again and reapply the change", clip(strings.TrimSpace(ifMatch), 80))
 		}
 		for _, f := range secretFields {
 			if err := rec.unopened[f.field]; err != nil && (replaces == nil || !replaces(f.field)) {
@@ -211,7 +220,11 @@ func (s *Service) update(ctx context.Context, op, tenant, ifMatch string, replac
 		out, err := s.write(ctx, tenant, rec, next)
 		if switchboard.IsCode(err, switchboard.EPRECONDITION) {
 			if conditional {
-				return record{}, switchboard.Errorf(switchboard.EPRECONDITION, op, "the settings were changed concurrently: read them again and reapply the change")
+				return record{}, switchboard.Errorf(
+					switchboard.EPRECONDITION,
+					op,
+					"the settings were changed concurrently: read them again and reapply the change",
+				)
 			}
 			if attempt < maxAttempts && ctx.Err() == nil {
 				continue

@@ -45,7 +45,8 @@ func graphError(w http.ResponseWriter, status int, code, message string) {
 func caeChallenge(w http.ResponseWriter, loginURL string, revokedAt time.Time) {
 	claims := fmt.Sprintf(`{"access_token":{"nbf":{"essential":true,"value":"%d"}}}`, revokedAt.Unix())
 	w.Header().
-		Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="", authorization_uri="%scommon/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="%s"`,
+		Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="", authorization_uri="%scommon/oauth2/authorize", `+
+			`client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="%s"`,
 			loginURL, base64.StdEncoding.EncodeToString([]byte(claims))))
 	graphError(
 		w,

@@ -140,7 +140,8 @@ func (r *Runner) forward(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		if len(body) > maxForwardedBody {
-			writeProblem(w, req, http.StatusRequestEntityTooLarge, "request-too-large", "the request body is larger than the host accepts", fmt.Sprintf("at most %d bytes", maxForwardedBody))
+			writeProblem(w, req, http.StatusRequestEntityTooLarge, "request-too-large", "the request body is larger than the host "+
+				"accepts", fmt.Sprintf("at most %d bytes", maxForwardedBody))
 			return
 		}
 		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
@@ -176,7 +177,8 @@ func (r *Runner) newProxy() *httputil.ReverseProxy {
 		},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
 			if errors.Is(req.Context().Err(), context.DeadlineExceeded) {
-				writeProblem(w, req, http.StatusGatewayTimeout, "function-timeout", "the function did not answer within functionTimeout", r.app.Host.FunctionTimeout.String())
+				writeProblem(w, req, http.StatusGatewayTimeout, "function-timeout", "the function did not answer within "+
+					"functionTimeout", r.app.Host.FunctionTimeout.String())
 				return
 			}
 			writeProblem(w, req, http.StatusBadGateway, "handler-unreachable", "the handler did not answer", err.Error())
@@ -229,7 +231,8 @@ func (r *Runner) invokeHTTP(w http.ResponseWriter, req *http.Request, fn *Functi
 		Headers    map[string]string `json:"headers"`
 	}
 	if len(raw) == 0 || json.Unmarshal(raw, &res) != nil {
-		writeProblem(w, req, http.StatusInternalServerError, "function-failed", "the function returned no HTTP response", fmt.Sprintf("Outputs.%s is missing or not an object", fn.HTTPOut))
+		writeProblem(w, req, http.StatusInternalServerError, "function-failed", "the function returned no HTTP "+
+			"response", fmt.Sprintf("Outputs.%s is missing or not an object", fn.HTTPOut))
 		return
 	}
 	status := http.StatusOK
@@ -328,7 +331,11 @@ func (r *Runner) serveStatus(w http.ResponseWriter, req *http.Request) {
 	for _, fn := range r.app.Functions {
 		names = append(names, fn.Name)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"state": r.stateName(), "version": HostVersion, "functions": names, "handler": r.handlerURL, "handlerPid": r.handlerPID.Load()})
+	writeJSON(
+		w,
+		http.StatusOK,
+		map[string]any{"state": r.stateName(), "version": HostVersion, "functions": names, "handler": r.handlerURL, "handlerPid": r.handlerPID.Load()},
+	)
 }
 
 // functionInfo is a function as GET /admin/functions lists it.
@@ -351,7 +358,10 @@ func (r *Runner) serveFunctionList(w http.ResponseWriter, req *http.Request) {
 	for _, fn := range r.app.Functions {
 		info := functionInfo{Name: fn.Name, Trigger: fn.Trigger, Binding: fn.Binding, Schedule: fn.ScheduleText, Queue: fn.Queue}
 		if fn.Trigger == HTTPTrigger {
-			info.Route, info.URL, info.Methods, info.AuthLevel, info.Forwarded = fn.Route.Template, r.functionURL("http://"+req.Host, fn), fn.Methods, fn.AuthLevel, fn.Forward
+			info.Route, info.URL, info.Methods, info.AuthLevel, info.Forwarded = fn.Route.Template, r.functionURL(
+				"http://"+req.Host,
+				fn,
+			), fn.Methods, fn.AuthLevel, fn.Forward
 		}
 		if fn.Trigger == ServiceBusTrigger {
 			info.Source = r.queueSource(fn)
@@ -413,7 +423,8 @@ func (r *Runner) serveInvoke(w http.ResponseWriter, req *http.Request) {
 // Service Bus: the in-process queue is not used then.
 func (r *Runner) queueAdmin(w http.ResponseWriter, req *http.Request) bool {
 	if r.serviceBus {
-		writeProblem(w, req, http.StatusConflict, "queues-on-service-bus", "the queues are on Service Bus", "ServiceBusConnection is configured: send to and inspect the queues there")
+		writeProblem(w, req, http.StatusConflict, "queues-on-service-bus", "the queues are on Service Bus", "ServiceBusConnection is configured: "+
+			"send to and inspect the queues there")
 		return false
 	}
 	return true
@@ -494,7 +505,8 @@ func (r *Runner) serveSend(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if len(body) > MaxMessageBytes {
-		writeProblem(w, req, http.StatusRequestEntityTooLarge, "message-size-exceeded", "the message is larger than Service Bus allows", fmt.Sprintf("at most %d bytes", MaxMessageBytes))
+		writeProblem(w, req, http.StatusRequestEntityTooLarge, "message-size-exceeded", "the message is larger than Service Bus "+
+			"allows", fmt.Sprintf("at most %d bytes", MaxMessageBytes))
 		return
 	}
 	m := Message{Body: body, ContentType: req.Header.Get("Content-Type")}

@@ -148,7 +148,8 @@ func New(opts Options) (*Runner, error) {
 		}
 		settings["SECRETS_KEY"] = secrets.GenerateKey()
 		r.settings = settings
-		r.log.printf("runner", "SECRETS_KEY is not set: tenant secrets are sealed under a key made for this run (local development; set SECRETS_KEY to keep them across runs)")
+		r.log.printf("runner", "SECRETS_KEY is not set: tenant secrets are sealed under a key made for this run (local development; set "+
+			"SECRETS_KEY to keep them across runs)")
 	}
 	if err := r.chooseQueues(); err != nil {
 		return nil, err
@@ -182,7 +183,8 @@ func (r *Runner) chooseQueues() error {
 	var errs []error
 	for _, fn := range r.app.Functions {
 		if fn.Trigger == ServiceBusTrigger && !serviceBusConfigured(r.settings, fn.Connection) {
-			errs = append(errs, fmt.Errorf("function %s: Service Bus connection setting %s is not set (neither %s nor %s__fullyQualifiedNamespace)", fn.Name, fn.Connection, fn.Connection, fn.Connection))
+			errs = append(errs, fmt.Errorf("function %s: Service Bus connection setting %s is not set (neither %s nor "+
+				"%s__fullyQualifiedNamespace)", fn.Name, fn.Connection, fn.Connection, fn.Connection))
 		}
 	}
 	return errors.Join(errs...)
@@ -233,7 +235,13 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	// Bounded like a real front end: a client that sends slowly or never
 	// stops sending headers does not hold a connection or memory forever.
 	// No write timeout: a function may run up to functionTimeout.
-	srv := &http.Server{Handler: r.front(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	srv := &http.Server{
+		Handler:           r.front(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
 	defer func() {
@@ -332,7 +340,8 @@ func (r *Runner) startHandler(frontURL string, port int) (*child, error) {
 		}
 	}
 	if !isExecutableFile(path) {
-		return nil, fmt.Errorf("handler executable %s not found (host.json defaultExecutablePath %q): build it or name it with HandlerPath", path, r.app.Host.ExecutablePath)
+		return nil, fmt.Errorf("handler executable %s not found (host.json defaultExecutablePath %q): build it or name it with "+
+			"HandlerPath", path, r.app.Host.ExecutablePath)
 	}
 	env := Settings{}
 	for k, v := range r.settings {

@@ -101,7 +101,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sim.AddAccount(demoAccount2, demoPassword2, false)
 	sim.AddTenant(
 		demoTenant,
-		graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, UserReadConsent: true, MeetingsConsent: true, Guests: []string{demoAccount1, demoAccount2}},
+		graphsim.TenantOptions{
+			DelegatedConsent: true,
+			AppConsent:       true,
+			UserReadConsent:  true,
+			MeetingsConsent:  true,
+			Guests:           []string{demoAccount1, demoAccount2},
+		},
 	)
 	// The agents have onmicrosoft.com addresses and, like the rest of the
 	// directory, a department and a preferred language, so that seed 004's
@@ -196,7 +202,10 @@ Or try:
   curl -s '%[1]s/api/tenants/%[2]s/attendant/search?q=ag&top=5&asUser=%[3]s'
   curl -s -X PATCH %[1]s/api/tenants/%[2]s/settings -H 'Content-Type: application/merge-patch+json' \
     -d "{\"attendantConsole\":{\"contactSearchFilter\":\"endsWith(userPrincipalName,'onmicrosoft.com') and preferredLanguage eq 'en-GB'\"}}"
-  curl -s -X POST %[1]s/api/interact/%[2]s/sessions -H 'X-Widget-Key: %[5]s' -H 'Content-Type: application/json' -d '{"serviceId":"support","customer":{"displayName":"Ada"}}'
+  curl -s -X POST %[1]s/api/interact/%[2]s/sessions -H 'X-Widget-Key: %[5]s' -H 'Content-Type: application/json' -d '{
+	"serviceId":"support",
+	"customer":{"displayName":"Ada"},
+}'
   curl -s -X POST '%[1]s/api/tenants/%[2]s/assistant/token?asUser=%[3]s'
 Events to a local webhook (it subscribes itself, verifies each signature and prints the events):
   go run ./handler/dev/cmd/eventsink -api %[1]s -tenant %[2]s
