@@ -762,3 +762,27 @@ func TestLineOrderLongLine(t *testing.T) {
 		}
 	}
 }
+
+// A pass gives each free agent the first conversation in queue order that
+// it is eligible for, even when a conversation behind could take it too:
+// a (german, only user(2) can take it) comes first and gets user(2); b
+// prefers user(2) but comes second and gets user(1). (Offers made
+// concurrently without matching let b's route take user(2) first.)
+func TestPassMatchesAgentsInQueueOrder(t *testing.T) {
+	for range 10 {
+		f := newFixture(t)
+		f.service("support", 2, routing.DistributionInput{}, map[int]map[string]int{2: {"german": 3}})
+		f.presence.set(user(1), sb.Busy)
+		f.presence.set(user(2), sb.Busy)
+		f.enqueue("support", "a", EnqueueInput{Priority: ptr(90), RequiredSkills: []sb.Skill{{Name: "german", MinLevel: 2}}})
+		f.clock.Advance(time.Second)
+		f.enqueue("support", "b", EnqueueInput{Priority: ptr(50), PreferredUsers: []string{user(2)}})
+		f.presence.set(user(1), sb.Available)
+		f.presence.set(user(2), sb.Available)
+		f.svc.PresenceChanged(ctx, tenant, []sb.Presence{{UserID: user(1), Availability: sb.Available}, {UserID: user(2), Availability: sb.Available}})
+		f.svc.Wait()
+		if a, b := ringing(f.get("a")), ringing(f.get("b")); !slices.Equal(a, []string{user(2)}) || !slices.Equal(b, []string{user(1)}) {
+			t.Fatalf("a offered to %v, b to %v; want a to %s (first in order, only it can), b to %s", a, b, user(2), user(1))
+		}
+	}
+}

@@ -119,7 +119,7 @@ func (s *Service) Enqueue(ctx context.Context, tenant, service string, in Enqueu
 		return existing(op, cur, service)
 	}
 	if err != nil {
-		fx.undo(ctx, s, tenant, c.ID)
+		fx.undoUnlessUnsure(ctx, s, tenant, c.ID, err)
 		return Conversation{}, false, err
 	}
 	s.after(ctx, tenant, saved, fx)
@@ -174,7 +174,7 @@ func (s *Service) arrive(ctx context.Context, c Conversation, svc switchboard.Se
 	}()
 	try := clone(c)
 	tfx := newEffects()
-	offered, d, oerr := s.offerTo(ctx, &try, svc, tfx)
+	offered, d, oerr := s.offerTo(ctx, &try, svc, nil, tfx)
 	<-read
 	if lerr != nil || oerr != nil {
 		tfx.undo(ctx, s, c.TenantID, c.ID)
@@ -314,13 +314,42 @@ func (s *Service) overflow(
 
 // offerTo offers a waiting conversation to the next agent(s) of its
 // service: one for LongestIdle and RoundRobin, up to broadcastSize for
-// Broadcast. Each offer is the agent's hold for the ring time.
-func (s *Service) offerTo(ctx context.Context, c *Conversation, svc switchboard.Service, fx *effects) (bool, switchboard.RouteDecision, error) {
-	ring := ringFor(svc)
+// Broadcast, the agents of prefer first (those a pass matched it with).
+// Each offer is the agent's hold for the ring time. A Broadcast that rings
+// already takes agents up to broadcastSize, ringing until its round does
+// (the first accept still wins; the lapses put nobody into RONA).
+func (s *Service) offerTo(
+	ctx context.Context,
+	c *Conversation,
+	svc switchboard.Service,
+	prefer []string,
+	fx *effects,
+) (bool, switchboard.RouteDecision, error) {
+	ring, want, skip := ringFor(svc), svc.Distribution.Want(), c.Declined
+	if ringing := c.Ringing(); len(ringing) > 0 {
+		want = broadcastRoom(svc, len(ringing), earliestExpiry(*c), s.now())
+		if want == 0 {
+			return false, switchboard.RouteDecision{}, nil
+		}
+		ring = earliestExpiry(*c).Sub(s.now()).Truncate(time.Millisecond)
+		skip = slices.Clone(skip)
+		for _, o := range ringing {
+			skip = append(skip, o.UserID)
+		}
+	}
+	preferred := c.PreferredUsers
+	if len(prefer) > 0 {
+		preferred = nil
+		for _, u := range append(slices.Clone(prefer), c.PreferredUsers...) {
+			if !slices.Contains(preferred, u) && len(preferred) < MaxPreferred {
+				preferred = append(preferred, u)
+			}
+		}
+	}
 	d, err := s.o.Agents.Route(ctx, c.TenantID, svc.ID, switchboard.RouteRequest{
 		ConversationID: c.ID, Reserve: true, Offer: true, Hold: ring,
-		PreferredUsers: c.PreferredUsers, RequiredSkills: c.RequiredSkills, Skip: c.Declined,
-		MaxAgents: svc.Distribution.Want(),
+		PreferredUsers: preferred, RequiredSkills: c.RequiredSkills, Skip: skip,
+		MaxAgents: want,
 	})
 	if err != nil {
 		return false, d, err
