@@ -171,6 +171,17 @@ const lineFresh = 250 * time.Millisecond
 // declines or skills narrow to one agent loses it to any item behind it).
 func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Service, p *pass) (more bool, err error) {
 	service := svc.ID
+	// The free agents, best ranked first, read before the line: every item
+	// that waited before one of them was freed is in the line read (the
+	// round gives out at most that many, up to offersInFlight at once).
+	all, err := s.dryRoute(ctx, tenant, svc, nil, nil, nil)
+	if err != nil {
+		return false, err
+	}
+	free := ranked(all, nil)
+	if len(free) == 0 {
+		return false, nil
+	}
 	readAt := time.Now()
 	line, err := s.convs.line(ctx, tenant, service)
 	if err != nil {
@@ -206,13 +217,6 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 	if len(items) > maxPassItems {
 		items = items[:maxPassItems]
 	}
-	// The free agents, best ranked first: the round gives out at most that
-	// many, up to offersInFlight offers at once.
-	all, err := s.dryRoute(ctx, tenant, svc, nil, nil, nil)
-	if err != nil {
-		return false, err
-	}
-	free := ranked(all, nil)
 	taken := map[string]bool{}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, offersInFlight)
