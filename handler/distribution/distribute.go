@@ -181,6 +181,9 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 		}
 		return 0
 	})
+	if len(items) == 0 {
+		return false, nil
+	}
 	if len(items) > maxPassItems {
 		items = items[:maxPassItems]
 	}
