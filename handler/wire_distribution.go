@@ -73,9 +73,11 @@ func distributionHousekeeping(a *app) housekeepingJob {
 // distributorBudget bounds one Distributor invocation.
 const distributorBudget = 30 * time.Second
 
-// agentFreed tells distribution of an agent an outbound task let go.
-func (a *app) agentFreed(tenant, service, user string) {
+// agentsFreed tells distribution of agents a routing release let go (an
+// outbound task completed, cancelled or failed; a route API conversation
+// released): each gets its services' next item at once.
+func (a *app) agentsFreed(tenant string, users []string) {
 	if a.distribution != nil {
-		a.distribution.Kick(tenant, []string{service}, []string{user})
+		a.distribution.Kick(tenant, nil, users)
 	}
 }

@@ -25,12 +25,12 @@ func newOutbound(ctx context.Context, a *app) (*outbound.Service, error) {
 		Now:       a.now,
 		Log:       a.log,
 		// Waiting tasks are served by distribution's line: an agent a task
-		// lets go (complete, cancel, housekeeping) is told to it and gets
-		// its services' next item at once, and distribution's housekeeping
-		// serves every waiting line once a tick. The worker no longer
-		// retries every 10 s; its last try expires the task.
+		// lets go (complete, cancel, housekeeping) is released through
+		// routing, which tells distribution (agentsFreed), and the agent
+		// gets its services' next item at once; distribution's
+		// housekeeping serves every waiting line once a tick. The worker
+		// does not retry every 10 s; its last try expires the task.
 		ServedByLine: true,
-		AgentFreed:   a.agentFreed,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbound: %w", err)

@@ -260,5 +260,6 @@ func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switc
 }
 
 // Kick distributes services, and the services of agents, in the
-// background (an outbound task freed its agent).
+// background (a routing release freed agents: an outbound task's, a route
+// API conversation's).
 func (s *Service) Kick(tenant string, services, agents []string) { s.kick(tenant, services, agents) }

@@ -143,7 +143,6 @@ func (s *Service) checkTask(ctx context.Context, pk, id string, hasOpen bool, no
 		if err := s.o.Router.Release(ctx, t.TenantID, conv); err != nil {
 			return err
 		}
-		s.agentFreed(t.TenantID, t.ServiceID, t.Agent)
 		if _, err := s.finish(ctx, t, StateFailed, fmt.Sprintf("not completed within %s of its "+
 			"assignment", s.o.InProgressLimit)); err != nil && !switchboard.IsCode(err, switchboard.EPRECONDITION) {
 			return err

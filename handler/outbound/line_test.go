@@ -55,14 +55,15 @@ func newLine(t *testing.T, n int, d sb.DistributionInput) *line {
 	l.queue = fakes.NewQueue(l.clock.Now)
 	tables := store.NewMemoryTables()
 	var err error
-	l.engine, err = routing.New(ctx, routing.Options{Tables: tables, Presence: l.presence, StaleAfter: 120 * time.Second, Now: l.clock.Now, StateRefresh: -1})
+	l.engine, err = routing.New(ctx, routing.Options{
+		Tables: tables, Presence: l.presence, StaleAfter: 120 * time.Second, Now: l.clock.Now, StateRefresh: -1,
+		Freed: func(tenant string, users []string) { l.dist.Kick(tenant, nil, users) }, // as the handler wires it
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.out, err = outbound.New(ctx, outbound.Options{
-		Tables: tables, Queue: l.queue, QueueName: tasksQueue, Router: l.engine, Limits: capOf20{}, Now: l.clock.Now,
-		ServedByLine: true,
-		AgentFreed:   func(tenant, service, user string) { l.dist.Kick(tenant, []string{service}, []string{user}) },
+		Tables: tables, Queue: l.queue, QueueName: tasksQueue, Router: l.engine, Limits: capOf20{}, Now: l.clock.Now, ServedByLine: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -212,6 +213,24 @@ func TestCompleteGivesTheAgentToTheWaitingTaskAtOnce(t *testing.T) {
 
 	l.complete(a.ID) // no message delivered, no clock moved
 	l.wantAssigned(b.ID, lineUser(1), "after a was completed")
+}
+
+// An agent a route API conversation held is released: the router tells
+// distribution, and the waiting task gets the agent at once.
+func TestRouteReleaseGivesTheAgentToTheWaitingTask(t *testing.T) {
+	l := newLine(t, 1, sb.DistributionInput{})
+	ctx := context.Background()
+	d, err := l.engine.Route(ctx, lineTenant, lineService, sb.RouteRequest{ConversationID: "own-queue-1", Reserve: true, UntilReleased: true})
+	if err != nil || len(d.Agents) != 1 {
+		t.Fatalf("route: %+v %v, want the agent held", d, err)
+	}
+	tk := l.schedule("t", 0)
+	l.wantWaiting(tk.ID, "the agent is held by a route API conversation")
+	if err := l.engine.Release(ctx, lineTenant, "own-queue-1"); err != nil {
+		t.Fatal(err)
+	}
+	l.dist.Wait()
+	l.wantAssigned(tk.ID, lineUser(1), "after the route API conversation was released")
 }
 
 // A failed attempt frees its agent too: the next waiting task comes first

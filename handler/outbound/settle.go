@@ -101,7 +101,6 @@ func (s *Service) Complete(ctx context.Context, tenant, service, id string, c Co
 	}
 	pk := partition(tenant, service)
 	requeued := false
-	freed := "" // the agent whose hold this completion released
 	done, err := s.move(ctx, taskMove{op: op, pk: pk, id: id, tries: maxWriteRetries,
 		decide: func(cur Task) (Task, bool, error) {
 			if err := completionCurrent(op, cur, c); err != nil {
@@ -123,7 +122,6 @@ func (s *Service) Complete(ctx context.Context, tenant, service, id string, c Co
 			if err := s.o.Router.Release(ctx, tenant, conversationID(cur.ID, cur.Attempts)); err != nil {
 				return Task{}, false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 			}
-			freed = cur.Agent
 			now := s.now()
 			requeued = outcome == OutcomeFailed && cur.Attempts < cur.MaxAttempts
 			if requeued {
@@ -131,9 +129,6 @@ func (s *Service) Complete(ctx context.Context, tenant, service, id string, c Co
 			}
 			return ended(cur, outcome, note, now), true, nil
 		}})
-	// The agent is free once its hold is released, whether or not the
-	// task's write then succeeded: its next item goes to it at once.
-	s.agentFreed(tenant, service, freed)
 	switch {
 	case errors.Is(err, errAlreadyDone), errors.Is(err, errNotCurrent):
 		return done, nil
@@ -209,13 +204,5 @@ func (s *Service) release(ctx context.Context, t Task) {
 		if err := s.o.Router.Release(ctx, t.TenantID, conversationID(t.ID, attempt)); err != nil {
 			s.o.Log.Warn("outbound: agent hold not released; routing housekeeping will", "task", t.ID, "err", err)
 		}
-	}
-	s.agentFreed(t.TenantID, t.ServiceID, t.Agent)
-}
-
-// agentFreed tells Options.AgentFreed of an agent a task let go ("": none).
-func (s *Service) agentFreed(tenant, service, user string) {
-	if user != "" && s.o.AgentFreed != nil {
-		s.o.AgentFreed(tenant, service, user)
 	}
 }

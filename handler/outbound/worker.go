@@ -301,10 +301,8 @@ func (s *Service) assign(ctx context.Context, t Task) (string, error) {
 	case switchboard.IsCode(err, switchboard.EPRECONDITION) && cur.State == StateInProgress && cur.Attempts == attempt:
 		return cur.Agent, nil // as above, seen on the last read
 	case errors.Is(err, errMovedOn), switchboard.IsCode(err, switchboard.EPRECONDITION):
-		// Give the agent back: a distribution pass may have passed it
-		// over while this task held it.
+		// Give the agent back.
 		s.releaseConv(ctx, t.TenantID, conv)
-		s.agentFreed(t.TenantID, t.ServiceID, agent)
 		return "", nil
 	default:
 		return "", err // the write failed (the hold is released) or the read did
