@@ -569,8 +569,9 @@ func TestRedeliveredMessagesEndToEnd(t *testing.T) {
 
 // 200 conversations enqueued concurrently on 2 instances sharing Azurite,
 // 50 agents accepting at random: every conversation connected exactly
-// once, no agent ever with two offers or an offer while connected, queue
-// order by priority then arrival.
+// once, every offer's end in the history, no agent ever with two offers or
+// an offer while connected, german conversations only with german agents,
+// queue order by priority then arrival (checkHolds, checkOrder).
 func TestConcurrentLineEndToEnd(t *testing.T) {
 	// The timers run as in Azure: housekeeping catches a due time whose
 	// message failed on every delivery (storage timing out under load).
@@ -904,5 +905,65 @@ func checkOrder(t *testing.T, convs []conversation, answered []time.Time, canTak
 	t.Logf("queue order: %d offers; a conversation passed over went on waiting for at most %d further offers (allowed %d)", len(offers), worst, inFlight)
 	if out > 0 {
 		t.Errorf("%d offers out of queue order", out)
+	}
+}
+
+// Queue order when many agents come free at once, through the handler:
+// each freed agent gets the first conversation in the order it can take.
+// Five german conversations (priority 90) come first and three of the ten
+// agents speak german: those three get the first three german
+// conversations, the other seven the first seven of the rest (priority
+// 50); the last two german ones wait (nobody left can take them) without
+// blocking the line. Decided by which conversations ring, not by times.
+func TestLineOrderWhenAgentsComeFreeEndToEnd(t *testing.T) {
+	h := start(t, 10, 1)
+	german := map[string]bool{}
+	members := make([]map[string]any, len(h.users))
+	for i, u := range h.users {
+		members[i] = map[string]any{"userId": u}
+		if i < 3 {
+			german[u] = true
+			members[i]["skills"] = map[string]int{"german": 2}
+		}
+		h.sim.SetPresence(tenant, u, "Busy", "InACall", false)
+	}
+	h.serviceMembers("order", members, map[string]any{"ringSeconds": 120})
+	h.poll()
+	var ids []string
+	for i := range 5 {
+		id := fmt.Sprintf("de-%d", i)
+		h.enqueue("order", map[string]any{"conversationId": id, "priority": 90, "requiredSkills": []map[string]any{{"name": "german", "minLevel": 2}}})
+		ids = append(ids, id)
+	}
+	for i := range 10 {
+		id := fmt.Sprintf("any-%d", i)
+		h.enqueue("order", map[string]any{"conversationId": id, "priority": 50})
+		ids = append(ids, id)
+	}
+	for _, u := range h.users {
+		h.sim.SetPresence(tenant, u, "Available", "Available", false)
+	}
+	h.poll()
+	h.wait("every freed agent offered a conversation", 20*time.Second, func() bool {
+		for _, u := range h.users {
+			if h.agent(u).Offer == nil {
+				return false
+			}
+		}
+		return true
+	})
+	want := map[string]bool{"de-0": true, "de-1": true, "de-2": true}
+	for i := range 7 {
+		want[fmt.Sprintf("any-%d", i)] = true
+	}
+	for _, id := range ids {
+		c := h.get(id)
+		r := c.ringing()
+		if want[id] != (len(r) == 1) {
+			t.Errorf("%s: ringing %v, want offered %v", id, r, want[id])
+		}
+		if strings.HasPrefix(id, "de-") && len(r) == 1 && !german[r[0]] {
+			t.Errorf("%s (german) offered to %s, who speaks none", id, r[0])
+		}
 	}
 }
