@@ -21,6 +21,7 @@ type landingTables struct {
 	store.Tables
 	mu    sync.Mutex
 	fails []error // the next conversation writes' errors, after they land
+	lost  []error // the next conversation writes' errors, not landing
 }
 
 func (l *landingTables) failNext(errs ...error) {
@@ -43,6 +44,14 @@ type landingTable struct {
 }
 
 func (t *landingTable) Batch(ctx context.Context, ops []store.Op) error {
+	t.l.mu.Lock()
+	if len(t.l.lost) > 0 && strings.HasPrefix(ops[0].Entity.RowKey, convPrefix) {
+		err := t.l.lost[0]
+		t.l.lost = t.l.lost[1:]
+		t.l.mu.Unlock()
+		return err
+	}
+	t.l.mu.Unlock()
 	if err := t.Table.Batch(ctx, ops); err != nil {
 		return err
 	}
@@ -98,6 +107,45 @@ func TestWriteThatLandedButFailedKeepsItsOffers(t *testing.T) {
 			assertOffersEnded(t, c, ringing(c)...) // it may ring for the next agent
 
 		})
+	}
+}
+
+// A write that timed out and left the row as it was may still land: its
+// offer's hold stays (nobody else is offered that agent) until its ring
+// time, and the caller is told to retry.
+func TestWriteWhoseOutcomeIsUnknownKeepsItsHolds(t *testing.T) {
+	lt := &landingTables{Tables: store.NewMemoryTables()}
+	f := newFixtureOn(t, lt)
+	f.service("support", 2, routing.DistributionInput{}, nil)
+	lt.mu.Lock()
+	lt.lost = append(lt.lost, errTimedOut)
+	lt.mu.Unlock()
+	_, _, err := f.svc.Enqueue(ctx, tenant, "support", EnqueueInput{ConversationID: "c-1"})
+	f.svc.Wait()
+	if sb.ErrorCode(err) != sb.EUNAVAILABLE {
+		t.Fatalf("enqueue whose write timed out: %v, want EUNAVAILABLE", err)
+	}
+	held := ""
+	for _, u := range []string{user(1), user(2)} {
+		if a := f.agent(u); a.Offer != nil && a.Offer.ConversationID == "c-1" {
+			held = u
+		}
+	}
+	if held == "" {
+		t.Fatal("no agent holds c-1's offer: a write that may still land lost its hold")
+	}
+	c2 := f.enqueue("support", "c-2", EnqueueInput{})
+	if got := ringing(c2); len(got) != 1 || got[0] == held {
+		t.Fatalf("c-2 offered to %v while %s holds c-1's offer", got, held)
+	}
+	// The hold lapses at its ring time (the agent may be offered c-2 then);
+	// the caller's retry creates the conversation.
+	f.advance(21 * time.Second)
+	if a := f.agent(held); a.Offer != nil && a.Offer.ConversationID == "c-1" {
+		t.Fatalf("%s after the ring time: still holds c-1's offer", held)
+	}
+	if _, created, err := f.svc.Enqueue(ctx, tenant, "support", EnqueueInput{ConversationID: "c-1"}); err != nil || !created {
+		t.Fatalf("c-1 enqueued again: created %v, %v", created, err)
 	}
 }
 
