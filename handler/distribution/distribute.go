@@ -269,6 +269,13 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 			<-sem
 			return true, nil
 		}
+		// The agents of the items ahead are theirs: should this item's
+		// agents be gone meanwhile, it may take another free agent, not one
+		// of theirs.
+		ahead := make([]string, 0, len(taken))
+		for u := range taken {
+			ahead = append(ahead, u)
+		}
 		for _, u := range agents {
 			taken[u] = true
 		}
@@ -280,7 +287,7 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 				if _, err := s.o.Outbound.AssignWaiting(ctx, tenant, service, it.task.ID); err != nil {
 					s.o.Log.Warn("distribution: outbound task not assigned", "tenant", tenant, "service", service, "task", it.task.ID, "err", err)
 				}
-			} else if err := s.offerWaiting(ctx, tenant, it.inbound.ID, svc, agents); err != nil {
+			} else if err := s.offerWaiting(ctx, tenant, it.inbound.ID, svc, agents, ahead); err != nil {
 				s.o.Log.Warn("distribution: conversation not offered", "tenant", tenant, "service", service, "conversation", it.inbound.ID, "err", err)
 			}
 		}()
@@ -308,8 +315,9 @@ const offersInFlight = 8
 
 // offerWaiting offers a waiting conversation nobody is offered yet, or
 // adds agents to a ringing Broadcast with room; agents are those the
-// round matched it with (tried first).
-func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switchboard.Service, agents []string) error {
+// round matched it with (tried first), avoid those it matched with items
+// ahead (never taken).
+func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switchboard.Service, agents, avoid []string) error {
 	_, err := s.mutate(ctx, tenant, id, func(c *Conversation, fx *effects) (bool, error) {
 		if !c.Waiting() || c.ServiceID != svc.ID {
 			return false, nil
@@ -317,7 +325,7 @@ func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switc
 		if n := len(c.Ringing()); n > 0 && broadcastRoom(svc, n, earliestExpiry(*c), s.now()) == 0 {
 			return false, nil
 		}
-		offered, _, err := s.offerTo(ctx, c, svc, agents, fx)
+		offered, _, err := s.offerTo(ctx, c, svc, agents, avoid, fx)
 		return offered, err
 	})
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {

@@ -174,7 +174,7 @@ func (s *Service) arrive(ctx context.Context, c Conversation, svc switchboard.Se
 	}()
 	try := clone(c)
 	tfx := newEffects()
-	offered, d, oerr := s.offerTo(ctx, &try, svc, nil, tfx)
+	offered, d, oerr := s.offerTo(ctx, &try, svc, nil, nil, tfx)
 	<-read
 	if lerr != nil || oerr != nil {
 		tfx.undo(ctx, s, c.TenantID, c.ID)
@@ -314,25 +314,26 @@ func (s *Service) overflow(
 
 // offerTo offers a waiting conversation to the next agent(s) of its
 // service: one for LongestIdle and RoundRobin, up to broadcastSize for
-// Broadcast, the agents of prefer first (those a pass matched it with).
-// Each offer is the agent's hold for the ring time. A Broadcast that rings
+// Broadcast, the agents of prefer first (those a pass matched it with),
+// never those of avoid (a pass's agents for the items ahead). Each offer is the agent's hold for the ring time. A Broadcast that rings
 // already takes agents up to broadcastSize, ringing until its round does
 // (the first accept still wins; the lapses put nobody into RONA).
 func (s *Service) offerTo(
 	ctx context.Context,
 	c *Conversation,
 	svc switchboard.Service,
-	prefer []string,
+	prefer,
+	avoid []string,
 	fx *effects,
 ) (bool, switchboard.RouteDecision, error) {
-	ring, want, skip := ringFor(svc), svc.Distribution.Want(), c.Declined
+	ring, want := ringFor(svc), svc.Distribution.Want()
+	skip := append(slices.Clone(c.Declined), avoid...)
 	if ringing := c.Ringing(); len(ringing) > 0 {
 		want = broadcastRoom(svc, len(ringing), earliestExpiry(*c), s.now())
 		if want == 0 {
 			return false, switchboard.RouteDecision{}, nil
 		}
 		ring = earliestExpiry(*c).Sub(s.now()).Truncate(time.Millisecond)
-		skip = slices.Clone(skip)
 		for _, o := range ringing {
 			skip = append(skip, o.UserID)
 		}
