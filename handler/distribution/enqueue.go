@@ -164,9 +164,12 @@ func (s *Service) arrive(ctx context.Context, c Conversation, svc switchboard.Se
 	// when an agent is free nothing eligible waits ahead (it would have
 	// been offered), so the offer usually stands and the caller waits for
 	// one round trip less. When something does come first, or the queue is
-	// full, the offer goes back.
+	// full, the offer goes back. A reading that is lineFresh old once the
+	// offer is made (a slow route under load) is taken again: an agent the
+	// offer took may have been freed after it, with something ahead.
 	var line []entry
 	var lerr error
+	readAt := time.Now()
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
@@ -176,6 +179,9 @@ func (s *Service) arrive(ctx context.Context, c Conversation, svc switchboard.Se
 	tfx := newEffects()
 	offered, d, oerr := s.offerTo(ctx, &try, svc, nil, nil, tfx)
 	<-read
+	if offered && lerr == nil && oerr == nil && time.Since(readAt) > lineFresh {
+		line, lerr = s.convs.line(ctx, c.TenantID, svc.ID)
+	}
 	if lerr != nil || oerr != nil {
 		tfx.undo(ctx, s, c.TenantID, c.ID)
 		return c, errors.Join(lerr, oerr)
