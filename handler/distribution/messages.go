@@ -206,28 +206,19 @@ func (s *Service) timeout(ctx context.Context, tenant, conv string, queuedAt tim
 	return Outcome{Action: "acted", Detail: conv + " timed out: " + c.State}, nil
 }
 
-// agentHoldEnd ends an agent's RONA or after-call work at its time and
-// distributes the agent's services.
+// agentHoldEnd ends an agent's RONA or after-call work at its time (with
+// its event, routing's) and distributes the agent's services.
 func (s *Service) agentHoldEnd(ctx context.Context, tenant, user, kind string, until time.Time) (Outcome, error) {
 	user, _ = switchboard.NormalizeGUID(user)
-	ended, err := s.o.Agents.EndAgentHold(ctx, tenant, user, kind, until)
+	ended, err := s.o.Agents.EndAgentHold(ctx, tenant, user, kind, until, switchboard.HoldEndTime)
 	if err != nil {
 		return Outcome{}, err
 	}
 	if !ended {
 		return Outcome{Action: "noop", Detail: "ended already"}, nil
 	}
-	s.agentEvent(ctx, tenant, endedEvent(kind), agentEventData{UserID: user, Reason: "its time ended"})
 	if err := s.Distribute(ctx, tenant, nil, []string{user}); err != nil {
 		return Outcome{Action: "acted", Detail: "distribution failed: " + err.Error()}, nil
 	}
 	return Outcome{Action: "acted", Detail: kind + " of " + user + " ended"}, nil
-}
-
-// endedEvent is the agent event of the end of a hold kind.
-func endedEvent(kind string) string {
-	if kind == switchboard.HoldRona {
-		return agentRonaEnded
-	}
-	return agentAfterCallWorkEnded
 }

@@ -91,16 +91,14 @@ func (s *Service) endHoldAfter(ctx context.Context, tenant, conv string, h holdE
 		s.o.Log.Warn("distribution: agent's hold not changed; it expires by itself", "tenant", tenant, "conversation", conv, "user", h.user, "err", err)
 		return
 	}
-	kind, started := kindRonaEnd, agentRonaStarted
+	kind := kindRonaEnd
 	if h.release {
-		kind, started = kindAfterCallWorkEnd, agentAfterCallWorkStarted
+		kind = kindAfterCallWorkEnd
 	}
 	switch {
 	case !until.IsZero():
+		// Its ...Started event is routing's, in the hold change's batch.
 		fx.send(agentMessage(kind, tenant, h.user, until))
-		if changed {
-			s.agentEvent(ctx, tenant, started, agentEventData{UserID: h.user, ServiceID: h.serviceID, ConversationID: conv, Until: &until})
-		}
 	case changed:
 		fx.freed(h.user)
 	}

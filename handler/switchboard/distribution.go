@@ -224,6 +224,14 @@ type OfferEnd struct {
 	Idle bool
 }
 
+// Why an agent's RONA or after-call work ended: the reason of its
+// switchboard.agent.ronaEnded or afterCallWorkEnded event.
+const (
+	HoldEndTime    = "TimeEnded"       // at its time (its due message, or routing's expiry sweep)
+	HoldEndEarly   = "EndedEarly"      // RONA reset, or after-call work ended, through the API
+	HoldEndOffline = "PresenceOffline" // RONA ends when the agent's presence reads Offline
+)
+
 // AgentHold is an agent's hold as storage has it (Kind one of the Hold*
 // kinds; ConversationID empty when it holds nothing), and when its idle
 // time started (zero when never routed).
