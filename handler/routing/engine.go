@@ -384,6 +384,10 @@ func (e *Engine) acquire(ctx context.Context, tenant string, h hold, holds map[s
 		got, ok, err = e.state.acquire(ctx, tenant, h, prev)
 	}
 	switch {
+	case ok && got.ETag == "":
+		// Taken in a transaction whose row was not read back: the copy
+		// must not hold a row without its ETag.
+		e.agents.reread(tenant, h.UserID)
 	case ok:
 		e.agents.held(tenant, got)
 	case err == nil:

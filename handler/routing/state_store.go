@@ -147,6 +147,10 @@ func (s *stateStore) snapshot(ctx context.Context, tenant string) (snapshot, err
 func (s *stateStore) acquire(ctx context.Context, tenant string, h hold, prev *hold) (hold, bool, error) {
 	e := encodeHold(tenant, h)
 	var err error
+	if prev != nil && prev.ETag == "" {
+		// An update without If-Match would take the row whatever it holds.
+		return hold{}, false, nil
+	}
 	if prev != nil {
 		h.ETag, err = s.t.Update(ctx, e, prev.ETag)
 		if switchboard.IsCode(err, switchboard.ENOTFOUND) {
