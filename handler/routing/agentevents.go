@@ -31,7 +31,7 @@ const (
 // that started or ended.
 type agentEventData struct {
 	UserID         string     `json:"userId"`
-	State          string     `json:"state"`         // Rona, AfterCallWork, or Available once ended
+	State          string     `json:"state"`         // Rona, AfterCallWork, or Free once ended (free for distribution, whatever its presence)
 	PreviousState  string     `json:"previousState"` // what the agent's hold was before
 	ServiceID      string     `json:"serviceId,omitempty"`
 	ConversationID string     `json:"conversationId,omitempty"`
@@ -80,7 +80,7 @@ func endedEvent(tenant string, h hold, end time.Time, reason string, now time.Ti
 		return nil
 	}
 	end = end.UTC()
-	return agentEvent(tenant, typ, now, agentEventData{UserID: h.UserID, State: "Available", PreviousState: holdStateNames[h.Kind],
+	return agentEvent(tenant, typ, now, agentEventData{UserID: h.UserID, State: "Free", PreviousState: holdStateNames[h.Kind],
 		ServiceID: h.ServiceID, ConversationID: h.ConversationID, Since: h.HeldAt, Until: h.ExpiresAt, EndedAt: &end, Reason: reason})
 }
 

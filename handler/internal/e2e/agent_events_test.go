@@ -131,9 +131,9 @@ func TestAgentEventsEndToEnd(t *testing.T) {
 
 	want := []string{
 		"ronaStarted Offered>Rona ",
-		"ronaEnded Rona>Available EndedEarly",
+		"ronaEnded Rona>Free EndedEarly",
 		"afterCallWorkStarted Conversation>AfterCallWork ",
-		"afterCallWorkEnded AfterCallWork>Available TimeEnded",
+		"afterCallWorkEnded AfterCallWork>Free TimeEnded",
 	}
 	var order []string
 	seen := map[string]int{}
