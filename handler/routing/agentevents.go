@@ -51,36 +51,33 @@ var holdStateNames = map[string]string{
 	switchboard.HoldAfterCallWork: "AfterCallWork",
 }
 
+// agentEventTypes are the started and ended event types of the hold kinds
+// that have events.
+var agentEventTypes = map[string][2]string{
+	switchboard.HoldRona:          {AgentRonaStarted, AgentRonaEnded},
+	switchboard.HoldAfterCallWork: {AgentAfterCallWorkStarted, AgentAfterCallWorkEnded},
+}
+
 // startedEvent is the event of next (RONA or after-call work) replacing
 // prev; nil for any other hold.
 func startedEvent(tenant string, prev, next hold, now time.Time) *switchboard.Event {
-	typ := ""
-	switch next.Kind {
-	case switchboard.HoldRona:
-		typ = AgentRonaStarted
-	case switchboard.HoldAfterCallWork:
-		typ = AgentAfterCallWorkStarted
-	default:
+	types, ok := agentEventTypes[next.Kind]
+	if !ok {
 		return nil
 	}
-	return agentEvent(tenant, typ, now, agentEventData{UserID: next.UserID, State: holdStateNames[next.Kind], PreviousState: holdStateNames[prev.Kind],
+	return agentEvent(tenant, types[0], now, agentEventData{UserID: next.UserID, State: holdStateNames[next.Kind], PreviousState: holdStateNames[prev.Kind],
 		ServiceID: next.ServiceID, ConversationID: next.ConversationID, Since: next.HeldAt, Until: next.ExpiresAt})
 }
 
 // endedEvent is the event of RONA or after-call work h ending at end
 // (nil for any other hold).
 func endedEvent(tenant string, h hold, end time.Time, reason string, now time.Time) *switchboard.Event {
-	typ := ""
-	switch h.Kind {
-	case switchboard.HoldRona:
-		typ = AgentRonaEnded
-	case switchboard.HoldAfterCallWork:
-		typ = AgentAfterCallWorkEnded
-	default:
+	types, ok := agentEventTypes[h.Kind]
+	if !ok {
 		return nil
 	}
 	end = end.UTC()
-	return agentEvent(tenant, typ, now, agentEventData{UserID: h.UserID, State: "Free", PreviousState: holdStateNames[h.Kind],
+	return agentEvent(tenant, types[1], now, agentEventData{UserID: h.UserID, State: "Free", PreviousState: holdStateNames[h.Kind],
 		ServiceID: h.ServiceID, ConversationID: h.ConversationID, Since: h.HeldAt, Until: h.ExpiresAt, EndedAt: &end, Reason: reason})
 }
 
