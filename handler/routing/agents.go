@@ -58,11 +58,12 @@ type (
 )
 
 // Agent returns the agent's current hold (no conversation when it holds
-// nothing or its hold expired) and idle time, as of one consistent read:
-// the hold row from storage (the authority), the idle time from the
-// in-process copy of the tenant's state when that copy has the same hold
-// row (so it saw the agent's last change), else from a fresh read of the
-// tenant's holds and ledger (one query) that gives both.
+// nothing or its hold expired) and idle time. The hold is the stored row
+// (one point read, the authority). The idle time is the in-process copy's
+// when that copy has the same hold row, so it saw the agent's last change;
+// else another instance changed the agent a moment ago, and the agent's
+// ledger entry is read too (and both go into the copy, so the next read
+// here agrees).
 func (e *Engine) Agent(ctx context.Context, tenant, user string) (AgentHold, error) {
 	now := wallClock(e.now)
 	h, err := e.state.getHold(ctx, tenant, user)
@@ -74,25 +75,31 @@ func (e *Engine) Agent(ctx context.Context, tenant, user string) (AgentHold, err
 	if err != nil {
 		return AgentHold{}, err
 	}
+	idle := snap.idle[user]
 	if cached, ok := snap.holds[user]; ok != found || found && cached.ETag != h.ETag {
-		// The copy is behind this agent (another instance changed its
-		// hold a moment ago), and so may its idle time be.
-		if snap, err = e.state.snapshot(ctx, tenant); err != nil {
+		stored, err := e.state.idleOf(ctx, tenant, user)
+		if err != nil {
 			return AgentHold{}, err
 		}
-		h, found = snap.holds[user]
+		idle = later(idle, stored)
+		e.agents.stored(tenant, user, h, found, stored)
 	}
-	out := AgentHold{IdleSince: snap.idle[user]}
+	out := AgentHold{IdleSince: idle}
 	switch {
 	case !found:
 	case h.state().Holding(now):
 		out.Kind, out.ConversationID, out.ServiceID, out.HeldAt, out.ExpiresAt = h.Kind, h.ConversationID, h.ServiceID, h.HeldAt, h.ExpiresAt
 	default:
-		if t := h.expiredAt(); t.After(out.IdleSince) {
-			out.IdleSince = t
-		}
+		out.IdleSince = later(out.IdleSince, h.expiredAt())
 	}
 	return out, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // AcceptOffer turns the agent's ringing offer of the conversation into a
