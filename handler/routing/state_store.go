@@ -24,6 +24,8 @@ import (
 //	                the same conversation asked twice returns the same hold
 //	                and Release finds its agents.
 //	r|<service>     the round-robin position of a service.
+//	outbox|...      agent events written with a hold change (package
+//	                outbox), until the events capability hands them on.
 //
 // Holds and ledger share the prefix "a|" so that one query reads both.
 const (
