@@ -98,7 +98,9 @@ func startSite(t *testing.T) *site {
 	sim.AddApp(app, secret, true)
 	sim.AddAccount(account1, "pw-1", false)
 	sim.AddAccount(account2, "pw-2", false)
-	sim.AddTenant(tenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, Guests: []string{account1, account2}})
+	// User.Read.All too: the settings page checks contact search filters
+	// with it (without it every check says the permission is missing).
+	sim.AddTenant(tenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, UserReadConsent: true, Guests: []string{account1, account2}})
 	users := sim.AddUsers(tenant, "contoso-browser.example", 6)
 	sim.SetPresence(tenant, users[0].ID, "Busy", "InACall", false)
 	sim.SetPresence(tenant, users[1].ID, "Available", "Available", false)
