@@ -44,6 +44,7 @@ func TestWebPage(t *testing.T) {
 	t.Run("OutboundTasksByStateAndCancel", func(t *testing.T) { outboundTasks(t, s) })
 	t.Run("EventSubscriptionsWithDeliveries", func(t *testing.T) { subscriptions(t, s) })
 	t.Run("EntraSignInOffered", func(t *testing.T) { signInOffered(t, s) })
+	t.Run("SupervisorSeesTheSettingsReadOnly", func(t *testing.T) { supervisorReadOnly(t, s) })
 	if p := s.takeProblems(); len(p) > 0 {
 		t.Errorf("page problems: %v", p)
 	}
@@ -80,14 +81,7 @@ func pagesLoad(t *testing.T, s *site) {
 		for _, v := range violations {
 			t.Errorf("%s: axe %s (%s): %s at %v", p.name, v.ID, v.Impact, v.Help, v.Nodes)
 		}
-		for _, size := range [][2]int64{{1280, 800}, {390, 844}} {
-			s.run(t, "viewport", chromedp.EmulateViewport(size[0], size[1]), chromedp.Sleep(200*time.Millisecond))
-			png := get(t, s, "screenshot", chromedp.CaptureScreenshot())
-			name := filepath.Join(dir, fmt.Sprintf("%s-%dx%d.png", p.name, size[0], size[1]))
-			if err := os.WriteFile(name, png, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		screenshots(t, s, p.name)
 		// Narrow: nothing wider than the screen but the tables' own scroll.
 		if eval[bool](t, s, `document.documentElement.scrollWidth > window.innerWidth + 1`) {
 			t.Errorf("%s: the page is wider than 390 px", p.name)
@@ -98,6 +92,20 @@ func pagesLoad(t *testing.T, s *site) {
 	}
 	s.run(t, "viewport", chromedp.EmulateViewport(1280, 800))
 	t.Logf("screenshots in %s", dir)
+}
+
+// screenshots photographs the page at 1280×800 and 390×844 into the
+// screenshot folder as name-WxH.png, and leaves the narrow viewport set.
+func screenshots(t *testing.T, s *site, name string) {
+	t.Helper()
+	dir := screenshotDir(t)
+	for _, size := range [][2]int64{{1280, 800}, {390, 844}} {
+		s.run(t, "viewport", chromedp.EmulateViewport(size[0], size[1]), chromedp.Sleep(200*time.Millisecond))
+		png := get(t, s, "screenshot", chromedp.CaptureScreenshot())
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%dx%d.png", name, size[0], size[1])), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 const capInput = `input[data-field="outbound.maxScheduledTasksPerService"]`
@@ -285,6 +293,8 @@ func liveShowsRingingOffer(t *testing.T, s *site) {
 	if !eval[bool](t, s, fmt.Sprintf(`document.querySelector(%q)?.dataset.marked === "1"`, panel)) {
 		t.Error("the live view was rebuilt instead of refreshed")
 	}
+	screenshots(t, s, "live-offer")
+	s.run(t, "viewport", chromedp.EmulateViewport(1280, 800))
 
 	for _, id := range []string{"browser-c1", "browser-c2"} {
 		if status, _, raw := s.env.Do(t, http.MethodDelete, "/api/tenants/"+tenant+"/conversations/"+id, nil); status >= 300 {
