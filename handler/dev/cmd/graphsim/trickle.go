@@ -37,6 +37,9 @@ type trickle struct {
 	// A caller waiting longer than patience hangs up.
 	patience time.Duration
 
+	// Conversations are named prefix-1, prefix-2, ...; the prefix is the
+	// start time, so that a restarted demo does not meet its old ids.
+	prefix  string
 	n       int
 	decided map[string]bool      // conversation/agent offers already acted on (or let ring)
 	release map[string]time.Time // connected conversation → when its agent releases it
@@ -46,7 +49,7 @@ func newTrickle(api, tenant string, services []string, every time.Duration, log 
 	return &trickle{
 		api: strings.TrimRight(api, "/"), tenant: tenant, services: services, every: every,
 		client: &http.Client{Timeout: 10 * time.Second}, rand: rand.New(rand.NewPCG(2026, uint64(time.Now().UnixNano()))),
-		log: log, now: time.Now,
+		log: log, now: time.Now, prefix: fmt.Sprintf("demo-%d", time.Now().Unix()),
 		accept: 0.7, decline: 0.1, talkMin: 15 * time.Second, talkSpread: 30 * time.Second, patience: 3 * time.Minute,
 		decided: map[string]bool{}, release: map[string]time.Time{},
 	}
@@ -74,7 +77,7 @@ func (t *trickle) step(ctx context.Context) {
 	svc := t.services[t.rand.IntN(len(t.services))]
 	name := demoCustomers[t.rand.IntN(len(demoCustomers))]
 	conv := map[string]any{
-		"conversationId": fmt.Sprintf("demo-%d-%d", t.now().Unix(), t.n),
+		"conversationId": fmt.Sprintf("%s-%d", t.prefix, t.n),
 		"priority":       30 + t.rand.IntN(41),
 		"customer":       map[string]any{"displayName": name, "phone": fmt.Sprintf("+4144%07d", t.rand.IntN(10_000_000))},
 		"context":        map[string]any{"source": "demo trickle"},
