@@ -44,6 +44,9 @@ func (s *Service) Distribute(ctx context.Context, tenant string, services, agent
 		}
 	}
 	var first error
+	if len(agents) > 0 {
+		first = s.distributeDirect(ctx, tenant, agents)
+	}
 	for _, id := range set {
 		if err := s.runPass(ctx, tenant, id); err != nil && first == nil {
 			first = err
