@@ -23,6 +23,10 @@ func (a distributionAdapter) Enqueue(ctx context.Context, tenant, service string
 	return a.State(ctx, tenant, conv.ID)
 }
 
+func (a distributionAdapter) CheckDirect(ctx context.Context, tenant, agent string) error {
+	return a.d.CheckDirect(ctx, tenant, agent)
+}
+
 // OfferDirect offers the conversation to the one agent (SPEC section 12):
 // at once when free, when free again when busy; an agent not signed in
 // gets none (the conversation is Rejected, and the session Ended).

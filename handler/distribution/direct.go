@@ -163,6 +163,17 @@ func (s *Service) OfferDirect(ctx context.Context, tenant, user string, in Enque
 	return saved, true, nil
 }
 
+// CheckDirect says whether a direct conversation could ever be offered to
+// user. Returns EINVALID (field userId) for a malformed id or a member of
+// none of the tenant's services.
+func (s *Service) CheckDirect(ctx context.Context, tenant, user string) error {
+	user, err := checkUser("distribution.OfferDirect", user)
+	if err != nil {
+		return err
+	}
+	return s.checkTracked(ctx, tenant, user)
+}
+
 // checkTracked refuses an agent who is a member of none of the tenant's
 // services: Switchboard reads presence only for services' members, so it
 // could never tell whether that agent is signed in.
@@ -214,6 +225,9 @@ func (s *Service) tryDirect(ctx context.Context, c *Conversation, fx *effects) e
 // changed). One query reads the tenant's direct lines, which are usually
 // empty.
 func (s *Service) distributeDirect(ctx context.Context, tenant string, agents []string) error {
+	if len(agents) == 0 {
+		return nil
+	}
 	lines, err := s.directLines(ctx, tenant)
 	if err != nil || len(lines) == 0 {
 		return err

@@ -51,6 +51,17 @@ func TestInteractDirectSessionEndToEnd(t *testing.T) {
 	s := startSessions(t)
 	agent := s.agents[0]
 
+	// Presence is followed for services' members only: anyone else is
+	// refused before an identity and a meeting are made.
+	const stranger = "0f3e2d1c-0000-4000-8000-0000000000ee"
+	status, _, raw := s.env.Do(t, "POST", "/api/interact/"+interactTenant+"/sessions", map[string]any{"userId": stranger}, "X-Widget-Key", s.key)
+	var problem struct {
+		Field string `json:"field"`
+	}
+	if _ = json.Unmarshal(raw, &problem); status != http.StatusBadRequest || problem.Field != "userId" {
+		t.Errorf("a direct session for a user in no service: %d %s, want 400 naming userId", status, raw)
+	}
+
 	first := s.createFor("userId", agent)
 	firstConv := "interact:" + first.SessionID
 	if first.State != "Waiting" {
@@ -109,7 +120,8 @@ func TestInteractDirectSessionEndToEnd(t *testing.T) {
 // The agent of a direct session leaves: back within the recovery time the
 // session continues (same agent, same meeting); gone for good it ends
 // (agentLeft: a direct session has no queue to go back to), within 2 s of
-// the recovery time's end, and the agent is released.
+// the recovery time's end, and the agent is released: a second direct
+// session, which waited for the busy agent, is offered to it then.
 func TestInteractDirectAgentLeavesEndToEnd(t *testing.T) {
 	s := startSessions(t)
 	agent := s.agents[1]
@@ -117,6 +129,14 @@ func TestInteractDirectAgentLeavesEndToEnd(t *testing.T) {
 	conv := "interact:" + sess.SessionID
 	s.offeredTo(conv, agent)
 	s.tenantCall("POST", "/conversations/"+conv+"/accept", map[string]any{"userId": agent}, http.StatusOK)
+	next := s.createFor("userId", agent)
+	nextConv := "interact:" + next.SessionID
+	if _, r := s.customer("GET", next, ""); r.State != "Waiting" || r.Position == nil || *r.Position != 1 {
+		t.Errorf("a direct session for the busy agent: %+v, want Waiting at position 1", r)
+	}
+	if c := s.conversation(nextConv); c.State != "Queued" {
+		t.Errorf("its conversation %s while the agent is busy, want Queued", c.State)
+	}
 
 	s.tenantCall("POST", "/interact/sessions/"+sess.SessionID+"/agent-left", nil, http.StatusOK)
 	if _, r := s.customer("GET", sess, ""); r.State != "Suspended" || r.SuspendedParty == nil || *r.SuspendedParty != "agent" {
@@ -151,7 +171,5 @@ func TestInteractDirectAgentLeavesEndToEnd(t *testing.T) {
 	if c := s.conversation(conv); c.State != "Ended" {
 		t.Errorf("conversation %s, want Ended (not back in a queue)", c.State)
 	}
-	if s.agentHolds(agent) {
-		t.Errorf("agent %s still holds the conversation", agent)
-	}
+	s.offeredTo(nextConv, agent)
 }
