@@ -309,6 +309,20 @@ func TestDirectHousekeeping(t *testing.T) {
 	}
 }
 
+// outboxBySequence returns the events written to the outbox, in sequence
+// order (receivers order by it; the fake clock gives every event the same
+// time, by which the outbox orders its rows).
+func (f *fixture) outboxBySequence() []outbox.Pending {
+	f.t.Helper()
+	table, _ := f.tables.Table(ctx, TableName)
+	rows, err := outbox.Read(ctx, table, tenant)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	slices.SortFunc(rows, func(a, b outbox.Pending) int { return int(a.Event.Sequence - b.Event.Sequence) })
+	return rows
+}
+
 // A direct conversation's changes are events as any conversation's, with
 // no service.
 func TestDirectEvents(t *testing.T) {
@@ -328,14 +342,8 @@ func TestDirectEvents(t *testing.T) {
 	if _, err := s.End(ctx, tenant, "interact:s-1"); err != nil {
 		t.Fatal(err)
 	}
-	table, _ := f.tables.Table(ctx, TableName)
-	rows, err := outbox.Read(ctx, table, tenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.SortFunc(rows, func(a, b outbox.Pending) int { return int(a.Event.Sequence - b.Event.Sequence) })
 	var types []string
-	for _, r := range rows {
+	for _, r := range f.outboxBySequence() {
 		types = append(types, strings.TrimPrefix(r.Event.Type, "switchboard.conversation."))
 		if r.Event.Subject != "conversations/interact:s-1" || r.Event.ServiceID != "" {
 			t.Errorf("event %s: subject %s, service %q", r.Event.Type, r.Event.Subject, r.Event.ServiceID)

@@ -35,6 +35,28 @@ func (s *sessionEnv) agentHolds(user string) bool {
 	return a.Conversation != nil || a.Offer != nil
 }
 
+// endsAtRecoveryEnd waits for the session a party left (left is the reply
+// to the leave) to end, and checks it ended within 2 s of the recovery
+// time's end with the outcome given.
+func (s *sessionEnv) endsAtRecoveryEnd(sess, left sessionReply, outcome string) {
+	s.t.Helper()
+	if left.SuspendedUntil == nil {
+		s.t.Fatalf("left: %+v, want suspendedUntil", left)
+	}
+	due := *left.SuspendedUntil
+	var last sessionReply
+	ended := s.waitFor("Ended", 10*time.Second, func() bool {
+		_, last = s.customer("GET", sess, "")
+		return last.State == "Ended"
+	})
+	if late := ended.Sub(due); late > 2*time.Second || late < -2*time.Second {
+		s.t.Errorf("ended %s after the recovery time, want within 2 s", late)
+	}
+	if last.Outcome != outcome {
+		s.t.Errorf("outcome %q, want %q", last.Outcome, outcome)
+	}
+}
+
 // offeredTo waits until the conversation rings for exactly that agent.
 func (s *sessionEnv) offeredTo(conv, agent string) {
 	s.t.Helper()
@@ -92,20 +114,7 @@ func TestInteractDirectSessionEndToEnd(t *testing.T) {
 		t.Fatalf("rejoin: %d %+v", status, back)
 	}
 	_, left := s.customer("POST", sess, "leave")
-	if left.SuspendedUntil == nil {
-		t.Fatalf("left: %+v, want suspendedUntil", left)
-	}
-	due := *left.SuspendedUntil
-	ended := s.waitFor("Ended", 10*time.Second, func() bool {
-		_, r := s.customer("GET", sess, "")
-		return r.State == "Ended"
-	})
-	if late := ended.Sub(due); late > 2*time.Second || late < -2*time.Second {
-		t.Errorf("ended %s after the recovery time, want within 2 s", late)
-	}
-	if _, r := s.customer("GET", sess, ""); r.Outcome != "customerLeft" {
-		t.Errorf("outcome %q, want customerLeft", r.Outcome)
-	}
+	s.endsAtRecoveryEnd(sess, left, "customerLeft")
 	if c := s.conversation(conv); c.State != "Ended" {
 		t.Errorf("conversation %s, want Ended", c.State)
 	}
@@ -154,20 +163,7 @@ func TestInteractDirectAgentLeavesEndToEnd(t *testing.T) {
 
 	var left sessionReply
 	_ = json.Unmarshal(s.tenantCall("POST", "/interact/sessions/"+sess.SessionID+"/agent-left", nil, http.StatusOK), &left)
-	if left.SuspendedUntil == nil {
-		t.Fatalf("agent left: %+v, want suspendedUntil", left)
-	}
-	due := *left.SuspendedUntil
-	ended := s.waitFor("Ended", 10*time.Second, func() bool {
-		_, r := s.customer("GET", sess, "")
-		return r.State == "Ended"
-	})
-	if late := ended.Sub(due); late > 2*time.Second || late < -2*time.Second {
-		t.Errorf("ended %s after the recovery time, want within 2 s", late)
-	}
-	if _, r := s.customer("GET", sess, ""); r.Outcome != "agentLeft" {
-		t.Errorf("outcome %q, want agentLeft", r.Outcome)
-	}
+	s.endsAtRecoveryEnd(sess, left, "agentLeft")
 	if c := s.conversation(conv); c.State != "Ended" {
 		t.Errorf("conversation %s, want Ended (not back in a queue)", c.State)
 	}
