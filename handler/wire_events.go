@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -61,12 +62,20 @@ func wireEvents(a *app) {
 	}))
 }
 
-// eventsHousekeeping hands over what a crash left in the outbox.
+// eventsHousekeeping hands over what a crash left in the outbox, and
+// re-seals under SECRETS_KEY the subscription secrets still sealed under
+// SECRETS_KEY_PREVIOUS.
 func eventsHousekeeping(a *app) housekeepingJob {
 	svc := a.events
 	return housekeepingJob{"events", func(ctx context.Context, inv *functions.Invocation) error {
-		n, err := svc.SweepOutbox(ctx, func() bool { return job.Near(ctx, 5*time.Second) })
+		near := func() bool { return job.Near(ctx, 5*time.Second) }
+		n, err := svc.SweepOutbox(ctx, near)
 		inv.Logf("events housekeeping: %d events handed over from the outbox", n)
-		return err
+		if near() {
+			return err
+		}
+		rep, rerr := svc.ResealSecrets(ctx, near)
+		inv.Logf("events housekeeping: subscription secrets: %s", rep)
+		return errors.Join(err, rerr)
 	}}
 }

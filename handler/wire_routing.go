@@ -24,6 +24,7 @@ func newRouting(ctx context.Context, a *app) (*routing.Engine, error) {
 		StaleAfter: a.cfg.PresenceStaleAfter,
 		Now:        a.now,
 		Log:        a.log,
+		Freed:      a.agentsFreed,
 	})
 }
 

@@ -51,8 +51,7 @@ func settingsHousekeeping(a *app) housekeepingJob {
 	svc := a.settings
 	return housekeepingJob{"settings", func(ctx context.Context, inv *functions.Invocation) error {
 		rep, err := svc.ResealSecrets(ctx, func() bool { return job.Near(ctx, 5*time.Second) })
-		inv.Logf("settings housekeeping: %d rows, %d re-sealed under the current key, %d unreadable, %d changed "+
-			"meanwhile", rep.Rows, rep.Resealed, rep.Unreadable, rep.Skipped)
+		inv.Logf("settings housekeeping: secrets: %s", rep)
 		return err
 	}}
 }

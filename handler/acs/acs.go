@@ -11,18 +11,15 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"time"
 
+	"switchboard/handler/egress"
 	"switchboard/handler/switchboard"
 )
 
@@ -78,11 +75,6 @@ func Signature(key []byte, method, pathAndQuery, date, host, contentHash string)
 	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// Resolver looks up a host's addresses; *net.Resolver is one.
-type Resolver interface {
-	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-}
-
 // Options configures a Client.
 type Options struct {
 	// AllowPrivate (ALLOW_PRIVATE_ENDPOINTS: local development and tests
@@ -94,8 +86,8 @@ type Options struct {
 	// Resolver and Dial are how the client finds and connects to the
 	// endpoint (nil: net.DefaultResolver and a net.Dialer). Dial is called
 	// only with an address that passed the address rules.
-	Resolver Resolver
-	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	Resolver egress.Resolver
+	Dial     egress.DialFunc
 	Now      func() time.Time
 	// Timeout bounds one check (default 20 s).
 	Timeout time.Duration
@@ -103,11 +95,12 @@ type Options struct {
 
 // Client checks ACS connection strings. Any tenant admin picks the endpoint,
 // so a check must not become a way to reach the deployment's own network:
-// the endpoint must be an ACS host on port 443 (CheckEndpoint), every
-// address it resolves to must be public, and the address dialled is the
-// one checked (no second lookup to rebind). Redirects are not followed, and
-// a failed check says only its reason in a fixed sentence, never the
-// transport's text or the remote reply.
+// the endpoint must be an ACS host on port 443 (CheckEndpoint), and the
+// connection goes through egress.Guard, the rules of every tenant-chosen
+// URL: every address the host resolves to must be public, and the address
+// dialled is the one checked (no second lookup to rebind). Redirects are
+// not followed, and a failed check says only its reason in a fixed
+// sentence, never the transport's text or the remote reply.
 type Client struct {
 	http         *http.Client
 	allowPrivate bool
@@ -123,107 +116,8 @@ func New(o Options) *Client {
 	if o.Timeout <= 0 {
 		o.Timeout = 20 * time.Second
 	}
-	if o.Resolver == nil {
-		o.Resolver = net.DefaultResolver
-	}
-	if o.Dial == nil {
-		o.Dial = (&net.Dialer{Timeout: 10 * time.Second}).DialContext
-	}
-	g := guard{allowPrivate: o.AllowPrivate, resolver: o.Resolver, dial: o.Dial}
-	transport := &http.Transport{
-		// No proxy: it would connect to the endpoint on our behalf,
-		// past the address rules.
-		Proxy:               nil,
-		DialContext:         g.dialContext,
-		TLSClientConfig:     &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout: 10 * time.Second,
-		MaxIdleConns:        4,
-		IdleConnTimeout:     30 * time.Second,
-	}
-	hc := &http.Client{
-		Transport: transport,
-		Timeout:   o.Timeout,
-		// A redirect could lead anywhere the rules refuse.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	return &Client{http: hc, allowPrivate: o.AllowPrivate, now: o.Now, timeout: o.Timeout}
-}
-
-// errAddressRefused says that the endpoint resolved to an address the rules
-// refuse; no connection was opened.
-var errAddressRefused = errors.New("acs: the endpoint resolves to a loopback, private, link-local or unspecified address")
-
-// guard decides on every address before a connection is opened.
-type guard struct {
-	allowPrivate bool
-	resolver     Resolver
-	dial         func(ctx context.Context, network, addr string) (net.Conn, error)
-}
-
-func (g guard) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	if g.allowPrivate {
-		return g.dial(ctx, network, addr)
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	var addrs []netip.Addr
-	if a, err := netip.ParseAddr(host); err == nil {
-		addrs = []netip.Addr{a}
-	} else if addrs, err = g.resolver.LookupNetIP(ctx, "ip", host); err != nil {
-		return nil, err
-	}
-	if len(addrs) == 0 {
-		return nil, &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
-	}
-	// Every address must pass, not only the first: a name that also
-	// points inside would otherwise work on some attempts.
-	for _, a := range addrs {
-		if !PublicAddress(a) {
-			return nil, errAddressRefused
-		}
-	}
-	var last error
-	for _, a := range addrs {
-		conn, err := g.dial(ctx, network, net.JoinHostPort(a.Unmap().String(), port))
-		if err == nil {
-			return conn, nil
-		}
-		last = err
-	}
-	return nil, last
-}
-
-// PublicAddress reports whether a may be connected to: not loopback,
-// private (RFC 1918, unique local), link-local (the metadata services),
-// unspecified, multicast, CGNAT shared space or an IPv4-mapped form of any of these.
-func PublicAddress(a netip.Addr) bool {
-	a = a.Unmap()
-	switch {
-	case !a.IsValid(), a.IsLoopback(), a.IsPrivate(), a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast(),
-		a.IsInterfaceLocalMulticast(), a.IsMulticast(), a.IsUnspecified():
-		return false
-	}
-	for _, p := range nonPublic {
-		if p.Contains(a) {
-			return false
-		}
-	}
-	return true
-}
-
-// nonPublic are further ranges that are not the Internet: "this network",
-// CGNAT shared space, IETF protocol assignments, benchmarking, reserved,
-// the limited broadcast, NAT64 and IPv4-compatible IPv6.
-var nonPublic = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("64:ff9b::/96"),
-	netip.MustParsePrefix("::/96"),
+	g := egress.Guard{AllowPrivate: o.AllowPrivate, Resolver: o.Resolver, Dial: o.Dial, RootCAs: o.RootCAs}
+	return &Client{http: g.Client(o.Timeout), allowPrivate: o.AllowPrivate, now: o.Now, timeout: o.Timeout}
 }
 
 // identityReply is the part of a "create identity" reply the check reads.
@@ -262,7 +156,7 @@ func (c *Client) Check(ctx context.Context, connString string) error {
 	defer cancel()
 	body := []byte(`{"createTokenWithScopes":["voip"]}`)
 	status, reply, err := c.do(ctx, cs, http.MethodPost, "identities", body)
-	if errors.Is(err, errAddressRefused) {
+	if egress.Refused(err) {
 		return checkError(switchboard.EINVALID, op, TypeNotAllowed, "The endpoint resolves to a loopback, private or link-local address; it was not contacted.")
 	}
 	if err != nil {

@@ -62,21 +62,6 @@ func TestCheckEndpoint(t *testing.T) {
 	}
 }
 
-func TestPublicAddress(t *testing.T) {
-	for addr, want := range map[string]bool{
-		"20.42.6.1": true, "2603:1030::1": true,
-		"127.0.0.1": false, "127.8.9.10": false, "::1": false,
-		"10.1.2.3": false, "172.16.0.1": false, "192.168.1.1": false, "fd00::1": false,
-		"169.254.169.254": false, "fe80::1": false,
-		"0.0.0.0": false, "::": false, "100.64.0.1": false, "224.0.0.1": false,
-		"::ffff:10.0.0.1": false, "::ffff:127.0.0.1": false, "255.255.255.255": false,
-	} {
-		if got := acs.PublicAddress(netip.MustParseAddr(addr)); got != want {
-			t.Errorf("PublicAddress(%s) = %v, want %v", addr, got, want)
-		}
-	}
-}
-
 // fakeResolver answers every lookup with addrs, whatever the name: the
 // test decides what an ACS host resolves to without any DNS.
 type fakeResolver struct {

@@ -3,10 +3,10 @@ package acs
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 
+	"switchboard/handler/egress"
 	"switchboard/handler/switchboard"
 )
 
@@ -78,7 +78,7 @@ func (c *Client) call(ctx context.Context, op string, cs ConnectionString, path 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	status, reply, err := c.do(ctx, cs, http.MethodPost, path, body)
-	if errors.Is(err, errAddressRefused) {
+	if egress.Refused(err) {
 		return identityError(
 			op,
 			TypeNotAllowed,

@@ -224,6 +224,9 @@ func (t *Table) Query(ctx context.Context, q store.Query) (store.Page, error) {
 	if q.PartitionKey != "" {
 		clauses = append(clauses, "PartitionKey eq "+quote(q.PartitionKey))
 	}
+	if q.PartitionPrefix != "" {
+		clauses = append(clauses, "PartitionKey ge "+quote(q.PartitionPrefix), "PartitionKey lt "+quote(store.PrefixEnd(q.PartitionPrefix)))
+	}
 	if from != "" {
 		clauses = append(clauses, "RowKey ge "+quote(from))
 	}

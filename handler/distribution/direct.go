@@ -292,14 +292,18 @@ func (s *Service) serveDirect(ctx context.Context, tenant string, line []entry) 
 
 // housekeepDirect tries every agent's waiting direct conversations once
 // (what an agent event missed: a presence change to Offline ends them,
-// an agent freed on another instance is offered them).
-func (s *Service) housekeepDirect(ctx context.Context, tenant string) error {
-	lines, err := s.directLines(ctx, tenant)
-	if err != nil {
-		return err
+// an agent freed on another instance is offered them); all are the
+// tenant's line entries as housekeeping read them.
+func (s *Service) housekeepDirect(ctx context.Context, tenant string, all []entry) error {
+	lines := map[string][]entry{}
+	for _, e := range all {
+		if u, ok := strings.CutPrefix(e.ServiceID, directLinePrefix); ok {
+			lines[u] = append(lines[u], e)
+		}
 	}
 	var errs []error
 	for _, es := range lines {
+		sortEntries(es)
 		if deadlineNear(ctx) {
 			break
 		}

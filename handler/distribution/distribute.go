@@ -188,6 +188,9 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 		}
 		return 0
 	})
+	if len(items) == 0 {
+		return false, nil
+	}
 	if len(items) > maxPassItems {
 		items = items[:maxPassItems]
 	}
@@ -264,5 +267,6 @@ func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switc
 }
 
 // Kick distributes services, and the services of agents, in the
-// background (an outbound task freed its agent).
+// background (a routing release freed agents: an outbound task's, a route
+// API conversation's).
 func (s *Service) Kick(tenant string, services, agents []string) { s.kick(tenant, services, agents) }

@@ -45,7 +45,7 @@ type Agents interface {
 
 // Outbound is what distribution needs of outbound tasks: callbacks, and
 // the service's waiting tasks served in the same line. *outbound.Service
-// is one (through its Line methods).
+// is one (its line.go).
 type Outbound interface {
 	// ScheduleCallback creates (or, for the same referenceID, returns) an
 	// outbound task due now. Returns ELIMIT when the service's cap is

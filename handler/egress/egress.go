@@ -1,6 +1,6 @@
 // Package egress decides whether the app may call a URL that a tenant
-// chose (an event subscription's receiver), and dials only addresses it has
-// checked: a name is resolved once, every address it resolves to must be
+// chose (an event subscription's receiver, an ACS endpoint), and dials only
+// addresses it has checked: a name is resolved once, every address it resolves to must be
 // public, and the connection goes to a checked address, so that a DNS
 // answer that changes between the check and the dial (rebinding) cannot
 // reach the app's own network.
@@ -8,6 +8,9 @@ package egress
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -28,14 +31,19 @@ type Resolver interface {
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // Guard checks URLs and dials checked addresses. The zero value refuses
-// private addresses and uses the system resolver and dialer.
+// private addresses and uses the system resolver, dialer and trusted
+// certificates.
 type Guard struct {
 	// AllowPrivate (ALLOW_PRIVATE_ENDPOINTS, local development and tests
 	// only) allows http, and hosts on loopback, private and link-local
 	// addresses.
 	AllowPrivate bool
 	Resolver     Resolver
-	Dial         DialFunc
+	// Dial is called only with an address that passed the rules.
+	Dial DialFunc
+	// RootCAs are the certificates Client trusts (nil: the system's, which
+	// honour SSL_CERT_FILE).
+	RootCAs *x509.CertPool
 }
 
 // Refusal codes, stable for callers and tests.
@@ -125,8 +133,9 @@ func (g Guard) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 }
 
 // Public reports whether a is an address the app may call from Azure: not
-// loopback, private (RFC 1918, RFC 4193), link-local, unspecified,
-// multicast, carrier-grade NAT (100.64/10) or an IPv4-mapped form of those.
+// loopback, private (RFC 1918, RFC 4193), link-local (the metadata
+// services), unspecified, multicast, one of the other ranges that are not
+// the Internet (nonPublic), or an IPv4-mapped form of those.
 func Public(a netip.Addr) bool {
 	a = a.Unmap()
 	switch {
@@ -134,13 +143,34 @@ func Public(a netip.Addr) bool {
 		a.IsInterfaceLocalMulticast(), a.IsMulticast(), a.IsUnspecified():
 		return false
 	}
-	if a.Is4() && cgnat.Contains(a) {
-		return false
+	for _, p := range nonPublic {
+		if p.Contains(a) {
+			return false
+		}
 	}
 	return true
 }
 
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+// nonPublic are further ranges that are not the Internet: "this network",
+// carrier-grade NAT shared space, IETF protocol assignments, benchmarking,
+// reserved and the limited broadcast, NAT64 and IPv4-compatible IPv6.
+var nonPublic = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("::/96"),
+}
+
+// Refused reports whether err (from a request made with Client, or from
+// DialContext) is the guard refusing an address, decided before any
+// connection was opened.
+func Refused(err error) bool {
+	var e *switchboard.Error
+	return errors.As(err, &e) && e.Type == ReasonAddress
+}
 
 // DialContext resolves addr's host, refuses it unless every address is
 // allowed, and dials the first address that answers. It is the dialer of
@@ -161,7 +191,7 @@ func (g Guard) DialContext(ctx context.Context, network, addr string) (net.Conn,
 	}
 	var last error
 	for _, a := range addrs {
-		c, err := dial(ctx, network, net.JoinHostPort(a.String(), port))
+		c, err := dial(ctx, network, net.JoinHostPort(a.Unmap().String(), port))
 		if err == nil {
 			return c, nil
 		}
@@ -171,11 +201,14 @@ func (g Guard) DialContext(ctx context.Context, network, addr string) (net.Conn,
 }
 
 // Client returns an HTTP client that dials through the guard, follows no
-// redirect (a receiver could point it anywhere) and gives up after timeout.
+// redirect (a receiver could point it anywhere), trusts RootCAs and gives
+// up after timeout.
 func (g Guard) Client(timeout time.Duration) *http.Client {
 	tr := &http.Transport{
-		DialContext:           g.DialContext,
+		DialContext: g.DialContext,
+		// No proxy: it would connect on our behalf, past the rules.
 		Proxy:                 nil,
+		TLSClientConfig:       &tls.Config{RootCAs: g.RootCAs, MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          100,
 		MaxIdleConnsPerHost:   10,

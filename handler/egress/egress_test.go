@@ -2,6 +2,7 @@ package egress
 
 import (
 	"context"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -111,8 +112,8 @@ func TestClientRefusesAtEveryConnection(t *testing.T) {
 	d := &loopbackOnly{t: t}
 	g := Guard{Resolver: stubResolver{"rebound.example.net": {"127.0.0.1"}}, Dial: d.dial}
 	_, err := g.Client(5e9).Get("http://rebound.example.net:" + port + "/")
-	if err == nil || !strings.Contains(err.Error(), "loopback") {
-		t.Fatalf("GET through the guard to a name on loopback: err = %v, want a refusal", err)
+	if err == nil || !strings.Contains(err.Error(), "loopback") || !Refused(err) {
+		t.Fatalf("GET through the guard to a name on loopback: err = %v, want a refusal (Refused)", err)
 	}
 	if n := d.count(); n != 0 {
 		t.Fatalf("the guard dialled %d times before refusing", n)
@@ -160,9 +161,35 @@ func TestPublic(t *testing.T) {
 		"192.0.2.1": true, "2001:db8::1": true, "127.0.0.1": false, "127.8.9.1": false, "10.0.0.1": false,
 		"172.31.255.255": false, "192.168.1.1": false, "169.254.1.1": false, "fe80::1": false, "::1": false,
 		"0.0.0.0": false, "::": false, "224.0.0.1": false, "100.100.1.1": false, "::ffff:10.0.0.1": false,
+		"20.42.6.1": true, "2603:1030::1": true, "::ffff:127.0.0.1": false, "255.255.255.255": false, "0.1.2.3": false,
+		"192.0.0.8": false, "198.18.0.1": false, "240.0.0.1": false, "64:ff9b::a00:1": false, "::a00:1": false,
 	} {
 		if got := Public(netip.MustParseAddr(ip)); got != want {
 			t.Errorf("Public(%s) = %v, want %v", ip, got, want)
 		}
+	}
+}
+
+// The client trusts RootCAs, and only them: a TLS receiver with a
+// certificate outside them is not reached, and Refused tells that failure
+// from the guard's own refusal.
+func TestClientTrustsRootCAs(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }))
+	defer srv.Close()
+	d := &loopbackOnly{t: t}
+	g := Guard{AllowPrivate: true, Dial: d.dial}
+	_, err := g.Client(5e9).Get(srv.URL)
+	if err == nil || Refused(err) {
+		t.Fatalf("GET of a server outside the trusted certificates: %v; want a TLS failure, not a refusal", err)
+	}
+	g.RootCAs = x509.NewCertPool()
+	g.RootCAs.AddCert(srv.Certificate())
+	resp, err := g.Client(5e9).Get(srv.URL)
+	if err != nil {
+		t.Fatalf("with its certificate trusted: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Fatalf("status %d, want 204", resp.StatusCode)
 	}
 }

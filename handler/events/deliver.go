@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"switchboard/handler/secrets"
+	"switchboard/handler/secrets/reseal"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -45,7 +48,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Report, error) {
 	if err := json.Unmarshal(body, &k); err != nil || k.Tenant == "" || k.Sub == "" || k.Subject == "" {
 		return Report{Skipped: "a message that is not an event delivery"}, nil
 	}
-	sub, sealed, _, err := s.get(ctx, k.Tenant, k.Sub)
+	sub, e, err := s.get(ctx, k.Tenant, k.Sub)
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 		s.deletePartition(ctx, lanePartition(k.Tenant, k.Sub))
 		return Report{Skipped: "the subscription was deleted"}, nil
@@ -56,10 +59,11 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Report, error) {
 	if sub.State == StateDisabled {
 		return Report{Skipped: "the subscription is disabled"}, nil
 	}
-	secret, _, err := s.o.Secrets.Open(sealed, secretAAD(k.Tenant, k.Sub))
+	// A secret under SECRETS_KEY_PREVIOUS opens; the delivery's update of
+	// the subscription (updateSub) seals it again under SECRETS_KEY.
+	secret, _, err := s.o.Secrets.Open(e.String("Secret"), secretAAD(k.Tenant, k.Sub))
 	if err != nil {
-		s.o.Log.Error("events: a subscription's secret cannot be opened (SECRETS_KEY changed without SECRETS_KEY_PREVIOUS?)", "subscription", k.Sub, "err", err)
-		return Report{}, switchboard.Wrap(switchboard.EINTERNAL, "events.Handle", err)
+		return s.unopened(ctx, sub, k, err)
 	}
 	pk := lanePartition(k.Tenant, k.Sub)
 	lease, ok, err := s.acquire(ctx, pk, k.Subject)
@@ -380,10 +384,12 @@ func (s *Service) failed(ctx context.Context, sub Subscription, k kick, row stor
 }
 
 // updateSub applies change to the stored subscription, retrying on a
-// concurrent update (other lanes of the same subscription).
+// concurrent update (other lanes of the same subscription). The write
+// seals the secret again under the current key if it was not (one that
+// cannot be opened is kept as stored).
 func (s *Service) updateSub(ctx context.Context, sub Subscription, change func(*Subscription)) error {
 	for range 10 {
-		cur, sealed, etag, err := s.get(ctx, sub.TenantID, sub.ID)
+		cur, e, err := s.get(ctx, sub.TenantID, sub.ID)
 		if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			return nil
 		}
@@ -391,7 +397,11 @@ func (s *Service) updateSub(ctx context.Context, sub Subscription, change func(*
 			return err
 		}
 		change(&cur)
-		_, err = s.table.Update(ctx, subEntity(cur, sealed), etag)
+		next := subEntity(cur, e.String("Secret"))
+		if sealed, _, err := reseal.Row(s.o.Secrets, next, secretColumns); err == nil {
+			next = sealed
+		}
+		_, err = s.table.Update(ctx, next, e.ETag)
 		if switchboard.IsCode(err, switchboard.EPRECONDITION) {
 			continue
 		}
@@ -401,4 +411,33 @@ func (s *Service) updateSub(ctx context.Context, sub Subscription, change func(*
 		return err
 	}
 	return switchboard.Errorf(switchboard.EUNAVAILABLE, "events.updateSub", "too many concurrent updates of subscription %s", sub.ID)
+}
+
+// unopenedWait is how long the lane of a subscription whose secret cannot
+// be opened waits before it looks again.
+const unopenedWait = 10 * time.Minute
+
+// unopened keeps the lane of a subscription whose secret the keyring
+// cannot open: its events wait (none is lost or sent unsigned), the
+// subscription's lastError and the log say why and what fixes it, and the
+// lane looks again in unopenedWait, so that restoring the key as
+// SECRETS_KEY_PREVIOUS resumes delivery by itself.
+func (s *Service) unopened(ctx context.Context, sub Subscription, k kick, err error) (Report, error) {
+	why := "it does not authenticate (altered, or copied from another subscription)"
+	if errors.Is(err, secrets.ErrUnknownKey) {
+		why = "it was sealed under a key that is neither SECRETS_KEY nor SECRETS_KEY_PREVIOUS (the operator restores that key as SECRETS_KEY_PREVIOUS)"
+	}
+	msg := "events wait undelivered: the subscription's signing secret cannot be opened: " + why
+	s.o.Log.Error("events: "+msg, "tenant", k.Tenant, "subscription", k.Sub)
+	if err := s.updateSub(ctx, sub, func(c *Subscription) {
+		c.LastError = msg
+		if c.State == StateActive {
+			c.State = StateFailing
+		}
+	}); err != nil {
+		return Report{}, err
+	}
+	at := s.o.Now().Add(unopenedWait)
+	again := kick{Tenant: k.Tenant, Sub: k.Sub, Subject: k.Subject}
+	return Report{Skipped: msg}, s.kick(ctx, again, at, fmt.Sprintf("%s|%s|unopened|%d", k.Sub, subjectKey(k.Subject), at.Unix()/int64(unopenedWait.Seconds())))
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/google/uuid"
 
 	"switchboard/handler/egress"
+	"switchboard/handler/secrets/reseal"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -75,11 +76,8 @@ func RetryDelay(attempts int) time.Duration {
 	return time.Hour
 }
 
-// Sealer encrypts subscription secrets at rest (package secrets).
-type Sealer interface {
-	Seal(plaintext, aad string) (string, error)
-	Open(stored, aad string) (plaintext string, reseal bool, err error)
-}
+// Sealer encrypts subscription secrets at rest (a *secrets.Keyring).
+type Sealer = reseal.Keyring
 
 // Options configures a Service. Tables, Secrets and Guard are required;
 // without a Queue events are recorded but not delivered (logged at start).

@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
+	"switchboard/handler/secrets/reseal"
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
 )
@@ -209,34 +211,65 @@ func (s *Service) List(ctx context.Context, tenant string) ([]Subscription, erro
 	return out, nil
 }
 
-// Get returns one subscription, without its secret. Returns ENOTFOUND.
+// Get returns one subscription, without its secret. A secret found under
+// SECRETS_KEY_PREVIOUS (or in plain text) is sealed again under SECRETS_KEY
+// on the way. Returns ENOTFOUND.
 func (s *Service) Get(ctx context.Context, tenant, id string) (Subscription, error) {
-	sub, _, _, err := s.get(ctx, tenant, id)
+	sub, e, err := s.get(ctx, tenant, id)
+	if err == nil && reseal.Needed(s.o.Secrets, e, secretColumns) {
+		s.resealRead(ctx, e)
+	}
 	return sub, err
 }
 
-// get returns the subscription, its stored (sealed) secret and its ETag.
-func (s *Service) get(ctx context.Context, tenant, id string) (Subscription, string, string, error) {
+// get returns the subscription and its stored row (the sealed secret in
+// "Secret", and the ETag).
+func (s *Service) get(ctx context.Context, tenant, id string) (Subscription, store.Entity, error) {
 	const op = "events.Get"
+	notFound := &switchboard.Error{Code: switchboard.ENOTFOUND, Op: op, Message: fmt.Sprintf("no event subscription %q in this tenant", id)}
+	if id == countKey {
+		return Subscription{}, store.Entity{}, notFound
+	}
 	e, err := s.table.Get(ctx, subPartition(tenant), id)
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
-		return Subscription{}, "", "", &switchboard.Error{
-			Code:    switchboard.ENOTFOUND,
-			Op:      op,
-			Message: fmt.Sprintf("no event subscription %q in this tenant", id),
-		}
+		return Subscription{}, store.Entity{}, notFound
 	}
 	if err != nil {
-		return Subscription{}, "", "", switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+		return Subscription{}, store.Entity{}, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
-	if id == countKey {
-		return Subscription{}, "", "", &switchboard.Error{
-			Code:    switchboard.ENOTFOUND,
-			Op:      op,
-			Message: fmt.Sprintf("no event subscription %q in this tenant", id),
-		}
+	return subFrom(tenant, e), e, nil
+}
+
+// secretColumns is the sealed property of a subscription row, bound to
+// its tenant and id.
+var secretColumns = []reseal.Column{{Prop: "Secret", AAD: func(e store.Entity) string {
+	return secretAAD(strings.TrimPrefix(e.PartitionKey, subPartition("")), e.RowKey)
+}}}
+
+// resealRead seals the secret of a subscription row read under the
+// previous key again under the current one. Best effort: the housekeeping
+// sweep does the same, and a row changed meanwhile was sealed by its
+// writer.
+func (s *Service) resealRead(ctx context.Context, e store.Entity) {
+	_, err := reseal.Write(ctx, s.table, s.o.Secrets, e, secretColumns)
+	var unreadable *reseal.Unreadable
+	if err != nil && !errors.As(err, &unreadable) && !switchboard.IsCode(err, switchboard.EPRECONDITION) && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		s.o.Log.Warn("events: a subscription's secret was not re-sealed under the current key (housekeeping will)", "subscription", e.RowKey, "err", err)
 	}
-	return subFrom(tenant, e), e.String("Secret"), e.ETag, nil
+}
+
+// ResealSecrets is the events share of the Housekeeping sweep that seals
+// every stored secret under SECRETS_KEY: it reads the subscription rows of
+// every tenant (the partitions "sub|...", a range Table Storage scans
+// without reading lanes or logs) and re-seals those still under
+// SECRETS_KEY_PREVIOUS or in plain text, each under its own ETag, so a
+// concurrent update of the subscription is never lost.
+func (s *Service) ResealSecrets(ctx context.Context, stop func() bool) (reseal.Report, error) {
+	return reseal.Sweep{
+		Name: "events", Table: s.table, Keyring: s.o.Secrets, Columns: secretColumns, Log: s.o.Log,
+		Query: store.Query{PartitionPrefix: subPartition("")},
+		Match: func(e store.Entity) bool { return e.RowKey != countKey },
+	}.Run(ctx, stop)
 }
 
 // Delete removes a subscription, its waiting events and its delivery log.

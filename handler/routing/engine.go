@@ -42,6 +42,11 @@ type Options struct {
 	StateMaxLag  time.Duration
 	Now          func() time.Time
 	Log          *slog.Logger
+	// Freed, when set, is told of the agents a Release let go (their
+	// holds ended), once the release is stored: distribution gives them
+	// their services' next items. Called on the releasing goroutine; it
+	// must not block.
+	Freed func(tenant string, users []string)
 }
 
 // Engine is the routing capability: services, route decisions, holds. It
@@ -57,6 +62,7 @@ type Engine struct {
 	log              *slog.Logger
 	claims           *claims
 	agents           *stateCache
+	freed            func(tenant string, users []string)
 }
 
 var (
@@ -106,6 +112,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		now:              opts.Now,
 		log:              opts.Log,
 		claims:           newClaims(),
+		freed:            opts.Freed,
 	}, nil
 }
 

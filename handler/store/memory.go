@@ -218,7 +218,7 @@ func (m *Memory) Query(ctx context.Context, q Query) (Page, error) {
 	m.mu.Lock()
 	var keys [][2]string
 	for k := range m.rows {
-		if q.PartitionKey != "" && k[0] != q.PartitionKey {
+		if q.PartitionKey != "" && k[0] != q.PartitionKey || !strings.HasPrefix(k[0], q.PartitionPrefix) {
 			continue
 		}
 		if from != "" && k[1] < from || to != "" && k[1] >= to {

@@ -65,17 +65,20 @@ func (e Entity) Time(name string) time.Time {
 }
 
 // Query selects rows of a table. An empty PartitionKey scans every
-// partition. RowKeyFrom (inclusive) and RowKeyTo (exclusive) bound the row
+// partition; PartitionPrefix keeps to the partitions whose key starts with
+// it (a range of partitions, which Table Storage scans without reading the
+// others). RowKeyFrom (inclusive) and RowKeyTo (exclusive) bound the row
 // keys when set; Prefix is a shorthand for the range of keys starting with
 // it. Top caps the page size (0 means the table's default, at most 1,000).
 // Continuation is the token of a previous page.
 type Query struct {
-	PartitionKey string
-	RowKeyFrom   string
-	RowKeyTo     string
-	Prefix       string
-	Top          int
-	Continuation string
+	PartitionKey    string
+	PartitionPrefix string
+	RowKeyFrom      string
+	RowKeyTo        string
+	Prefix          string
+	Top             int
+	Continuation    string
 }
 
 // Page is one page of a query. Continuation is empty on the last page.

@@ -6,6 +6,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -211,6 +212,21 @@ func Run(t *testing.T, newTable func(t *testing.T) store.Table) {
 		}
 		if got := count(store.Query{Top: 10}); got != 50 {
 			t.Errorf("all partitions: %d rows, want 50", got)
+		}
+		for _, pk := range []string{"sub|1", "sub|2", "suc", "su"} {
+			if _, err := tb.Insert(ctx, ent(pk, "r", nil)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []string
+		if err := store.QueryAll(ctx, tb, store.Query{PartitionPrefix: "sub|", Top: 1}, func(e store.Entity) error {
+			got = append(got, e.PartitionKey)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, ",") != "sub|1,sub|2" {
+			t.Errorf("partitions with prefix sub|, a row per page: %v, want sub|1 and sub|2", got)
 		}
 	})
 
