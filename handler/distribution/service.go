@@ -37,6 +37,10 @@ type Agents interface {
 	// EndAgentHold ends RONA or after-call work (kind); until, when not
 	// zero, must be its end.
 	EndAgentHold(ctx context.Context, tenant, user, kind string, until time.Time) (bool, error)
+	// OfferDirect takes one agent's offer hold for ring when the agent is
+	// free, outside any service: the agent in the decision's Agents, or in
+	// Excluded with the reason.
+	OfferDirect(ctx context.Context, tenant, user, conv string, ring time.Duration) (switchboard.RouteDecision, error)
 }
 
 // Outbound is what distribution needs of outbound tasks: callbacks, and
