@@ -9,7 +9,6 @@ import (
 	"switchboard/handler/functions"
 	"switchboard/handler/httpapi"
 	"switchboard/handler/job"
-	"switchboard/handler/outbound"
 )
 
 // newDistribution returns the waiting lines (SPEC section 10) over the
@@ -20,7 +19,7 @@ func newDistribution(ctx context.Context, a *app) (*distribution.Service, error)
 		Tables:     a.tables,
 		Agents:     a.routing,
 		Presence:   a.presenceStore,
-		Outbound:   outboundLine{a.outbound},
+		Outbound:   a.outbound,
 		Queue:      a.queue,
 		QueueName:  a.cfg.DistributionQueue,
 		Events:     a.events,
@@ -74,29 +73,11 @@ func distributionHousekeeping(a *app) housekeepingJob {
 // distributorBudget bounds one Distributor invocation.
 const distributorBudget = 30 * time.Second
 
-// outboundLine is outbound tasks as distribution sees them.
-type outboundLine struct{ s *outbound.Service }
-
-func (l outboundLine) ScheduleCallback(ctx context.Context, tenant, service string, cb distribution.Callback) (string, error) {
-	return l.s.ScheduleCallback(ctx, tenant, service, cb.ReferenceID, cb.Destination, cb.Priority, cb.Context)
-}
-
-func (l outboundLine) Waiting(ctx context.Context, tenant, service string) ([]distribution.WaitingTask, error) {
-	ts, err := l.s.Waiting(ctx, tenant, service)
-	out := make([]distribution.WaitingTask, len(ts))
-	for i, t := range ts {
-		out[i] = distribution.WaitingTask{ID: t.ID, Priority: t.Priority, QueuedAt: t.QueuedAt}
-	}
-	return out, err
-}
-
-func (l outboundLine) AssignWaiting(ctx context.Context, tenant, service, id string) (string, error) {
-	return l.s.AssignWaiting(ctx, tenant, service, id)
-}
-
-// agentFreed tells distribution of an agent an outbound task let go.
-func (a *app) agentFreed(tenant, service, user string) {
+// agentsFreed tells distribution of agents a routing release let go (an
+// outbound task completed, cancelled or failed; a route API conversation
+// released): each gets its services' next item at once.
+func (a *app) agentsFreed(tenant string, users []string) {
 	if a.distribution != nil {
-		a.distribution.Kick(tenant, []string{service}, []string{user})
+		a.distribution.Kick(tenant, nil, users)
 	}
 }

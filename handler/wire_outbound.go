@@ -24,14 +24,13 @@ func newOutbound(ctx context.Context, a *app) (*outbound.Service, error) {
 		Events:    a.events, // switchboard.outboundTask.stateChanged
 		Now:       a.now,
 		Log:       a.log,
-		// A freed agent is told to distribution, which serves the line
-		// (conversations and waiting tasks) at once. The worker's retry
-		// every 10 s stays on: through the real handler a task freed by
-		// complete was not given to the waiting task by the line
-		// (TestHandlerKilledDuringOutboundAssignment), so the retry is the
-		// path that is known to work.
-		ServedByLine: false,
-		AgentFreed:   a.agentFreed,
+		// Waiting tasks are served by distribution's line: an agent a task
+		// lets go (complete, cancel, housekeeping) is released through
+		// routing, which tells distribution (agentsFreed), and the agent
+		// gets its services' next item at once; distribution's
+		// housekeeping serves every waiting line once a tick. The worker
+		// does not retry every 10 s; its last try expires the task.
+		ServedByLine: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbound: %w", err)

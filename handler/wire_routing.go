@@ -25,6 +25,7 @@ func newRouting(ctx context.Context, a *app) (*routing.Engine, error) {
 		Events:     a.events, // the agent events, in the hold changes' batches
 		Now:        a.now,
 		Log:        a.log,
+		Freed:      a.agentsFreed,
 	})
 }
 

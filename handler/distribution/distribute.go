@@ -43,11 +43,18 @@ func (s *Service) Distribute(ctx context.Context, tenant string, services, agent
 			}
 		}
 	}
+	// The agents' direct conversations are served beside the passes (their
+	// one hold row decides who gets an agent both want).
+	direct := make(chan error, 1)
+	go func() { direct <- s.distributeDirect(ctx, tenant, agents) }()
 	var first error
 	for _, id := range set {
 		if err := s.runPass(ctx, tenant, id); err != nil && first == nil {
 			first = err
 		}
+	}
+	if err := <-direct; err != nil && first == nil {
+		first = err
 	}
 	return first
 }
@@ -181,6 +188,9 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 		}
 		return 0
 	})
+	if len(items) == 0 {
+		return false, nil
+	}
 	if len(items) > maxPassItems {
 		items = items[:maxPassItems]
 	}
@@ -257,5 +267,6 @@ func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switc
 }
 
 // Kick distributes services, and the services of agents, in the
-// background (an outbound task freed its agent).
+// background (a routing release freed agents: an outbound task's, a route
+// API conversation's).
 func (s *Service) Kick(tenant string, services, agents []string) { s.kick(tenant, services, agents) }

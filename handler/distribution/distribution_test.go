@@ -645,17 +645,9 @@ func TestConversationEventsInTheOutbox(t *testing.T) {
 	if _, err := s.End(ctx, tenant, "c-1"); err != nil {
 		t.Fatal(err)
 	}
-	table, _ := f.tables.Table(ctx, TableName)
-	rows, err := outbox.Read(ctx, table, tenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Receivers order by sequence (the fake clock gives every event the
-	// same time, by which the outbox orders its rows).
-	slices.SortFunc(rows, func(a, b outbox.Pending) int { return int(a.Event.Sequence - b.Event.Sequence) })
 	var types []string
 	var seq int64
-	for _, r := range rows {
+	for _, r := range f.outboxBySequence() {
 		ev := r.Event
 		types = append(types, strings.TrimPrefix(ev.Type, "switchboard.conversation."))
 		if ev.Sequence != seq+1 || ev.Subject != "conversations/c-1" || ev.ServiceID != "support" {

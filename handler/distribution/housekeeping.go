@@ -14,23 +14,29 @@ import (
 
 // HousekeepingReport says what one Housekeep run did.
 type HousekeepingReport struct {
-	Tenants           int
-	OffersLapsed      int
-	TimedOut          int
-	Deleted           int
-	Leaked            int
+	Tenants      int
+	OffersLapsed int
+	TimedOut     int
+	Deleted      int
+	Leaked       int
+	// Served counts the lines (services with waiting conversations or
+	// outbound tasks) given a distribution pass.
+	Served            int
 	StoppedAtDeadline bool
 }
 
 func (r HousekeepingReport) String() string {
 	return fmt.Sprintf("%d tenants, %d conversations with lapsed offers, %d timed out, %d connected too long ended, %d ended conversations "+
-		"deleted, stopped at deadline: %v",
-		r.Tenants, r.OffersLapsed, r.TimedOut, r.Leaked, r.Deleted, r.StoppedAtDeadline)
+		"deleted, %d lines served, stopped at deadline: %v",
+		r.Tenants, r.OffersLapsed, r.TimedOut, r.Leaked, r.Deleted, r.Served, r.StoppedAtDeadline)
 }
 
 // Housekeep does what lost or dead-lettered messages left undone: offers
 // whose ring time ended more than Grace ago lapse, waits past their
-// deadline time out; and ended conversations older than Retention are
+// deadline time out; every line with a waiting conversation or outbound
+// task gets a distribution pass (an agent freed without telling
+// distribution: a process that died before its pass, a hold of the route
+// API that ran out); and ended conversations older than Retention are
 // deleted. It works until ctx's deadline; per-item failures are collected.
 func (s *Service) Housekeep(ctx context.Context) (HousekeepingReport, error) {
 	var rep HousekeepingReport
@@ -82,6 +88,9 @@ func (s *Service) housekeepTenant(ctx context.Context, tenant string, rep *House
 			}
 		}
 	}
+	if err := s.housekeepDirect(ctx, tenant, lines); err != nil {
+		errs = append(errs, err)
+	}
 	var old, leaked []string
 	err = store.QueryAll(ctx, s.convs.t, store.Query{PartitionKey: tenant, Prefix: convPrefix}, func(e store.Entity) error {
 		if t := e.Time("endedAt"); !t.IsZero() && now.Sub(t) > s.o.Retention {
@@ -116,6 +125,49 @@ func (s *Service) housekeepTenant(ctx context.Context, tenant string, rep *House
 			continue
 		}
 		rep.Deleted++
+	}
+	if err := s.serveLines(ctx, tenant, lines, rep); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// serveLines runs a distribution pass over each of the tenant's services
+// with a waiting conversation (in lines, as read before the timeouts) or
+// a waiting outbound task.
+func (s *Service) serveLines(ctx context.Context, tenant string, lines []entry, rep *HousekeepingReport) error {
+	waiting := map[string]bool{}
+	for _, e := range lines {
+		if !e.Ringing {
+			waiting[e.ServiceID] = true
+		}
+	}
+	svcs, err := s.o.Agents.Services(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, svc := range svcs {
+		if deadlineNear(ctx) {
+			rep.StoppedAtDeadline = true
+			break
+		}
+		if !waiting[svc.ID] && s.o.Outbound != nil {
+			tasks, err := s.o.Outbound.Waiting(ctx, tenant, svc.ID)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			waiting[svc.ID] = len(tasks) > 0
+		}
+		if !waiting[svc.ID] {
+			continue
+		}
+		if err := s.runPass(ctx, tenant, svc.ID); err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", svc.ID, err))
+			continue
+		}
+		rep.Served++
 	}
 	return errors.Join(errs...)
 }

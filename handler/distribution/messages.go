@@ -127,7 +127,7 @@ func (s *Service) lapse(ctx context.Context, tenant, conv string, offeredAt time
 	_, err := s.mutate(ctx, tenant, conv, func(c *Conversation, fx *effects) (bool, error) {
 		n = 0
 		now := s.now()
-		svc, err := s.o.Agents.RoutedService(ctx, tenant, c.ServiceID)
+		svc, err := s.serviceFor(ctx, c)
 		if err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			return false, err
 		}
@@ -140,16 +140,10 @@ func (s *Service) lapse(ctx context.Context, tenant, conv string, offeredAt time
 			}
 			c.Offers[i].State = OfferLapsed
 			c.Record(now, EventOfferLapsed, o.UserID, "")
+			s.offerEnded(c, now, o.UserID, false, fx)
 			n++
 		}
-		if n == 0 {
-			return false, nil
-		}
-		if len(c.Ringing()) == 0 {
-			c.State = StateQueued
-		}
-		fx.distribute(c.ServiceID)
-		return true, nil
+		return n > 0, nil
 	})
 	switch {
 	case switchboard.IsCode(err, switchboard.ENOTFOUND):
@@ -172,7 +166,7 @@ func (s *Service) timeout(ctx context.Context, tenant, conv string, queuedAt tim
 		if !c.Waiting() || !c.QueuedAt.Equal(queuedAt) {
 			return false, nil
 		}
-		svc, err := s.o.Agents.RoutedService(ctx, tenant, c.ServiceID)
+		svc, err := s.serviceFor(ctx, c)
 		if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			for i, o := range c.Offers {
 				if o.State == OfferRinging {

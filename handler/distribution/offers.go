@@ -287,7 +287,7 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 		// The history's time is taken before the hold is let go, so that
 		// the agent's next offer never seems to start before this one ended.
 		now := s.now()
-		svc, err := s.o.Agents.RoutedService(ctx, tenant, c.ServiceID)
+		svc, err := s.serviceFor(ctx, c)
 		if err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			return false, err
 		}
@@ -297,10 +297,7 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 		c.Offers[i].State = OfferDeclined
 		c.Declined = append(c.Declined, user)
 		c.Record(now, EventOfferDeclined, user, "")
-		if len(c.Ringing()) == 0 {
-			c.State = StateQueued
-		}
-		fx.distribute(c.ServiceID)
+		s.offerEnded(c, now, user, true, fx)
 		return true, nil
 	})
 	if err != nil {
@@ -330,7 +327,7 @@ func (s *Service) End(ctx context.Context, tenant, conv string) (bool, error) {
 		now := s.now()
 		switch {
 		case c.State == StateConnected:
-			svc, err := s.o.Agents.RoutedService(ctx, tenant, c.ServiceID)
+			svc, err := s.serviceFor(ctx, c)
 			if err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 				return false, err
 			}

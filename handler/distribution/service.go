@@ -37,11 +37,15 @@ type Agents interface {
 	// EndRonaIfHeld ends the RONA of those of users in RONA, as storage
 	// has it, and returns whose ended.
 	EndRonaIfHeld(ctx context.Context, tenant string, users []string, reason string) ([]string, error)
+	// OfferDirect takes one agent's offer hold for ring when the agent is
+	// free, outside any service: the agent in the decision's Agents, or in
+	// Excluded with the reason.
+	OfferDirect(ctx context.Context, tenant, user, conv string, ring time.Duration) (switchboard.RouteDecision, error)
 }
 
 // Outbound is what distribution needs of outbound tasks: callbacks, and
 // the service's waiting tasks served in the same line. *outbound.Service
-// is one (through its Line methods).
+// is one (its line.go).
 type Outbound interface {
 	// ScheduleCallback creates (or, for the same referenceID, returns) an
 	// outbound task due now. Returns ELIMIT when the service's cap is

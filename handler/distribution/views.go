@@ -19,7 +19,7 @@ func (s *Service) Get(ctx context.Context, tenant, id string) (Positioned, error
 	}
 	p := Positioned{Conversation: c}
 	if c.Waiting() {
-		line, err := s.convs.line(ctx, tenant, c.ServiceID)
+		line, err := s.convs.line(ctx, tenant, lineOf(c))
 		if err != nil {
 			return Positioned{}, err
 		}

@@ -3,7 +3,6 @@ package outbound
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"switchboard/handler/store"
 	"switchboard/handler/switchboard"
@@ -13,12 +12,9 @@ import (
 // are served with its inbound conversations, by priority then waiting
 // time, when an agent is freed.
 
-// WaitingTask is a task waiting for an agent.
-type WaitingTask struct {
-	ID       string
-	Priority int
-	QueuedAt time.Time
-}
+// WaitingTask is a task waiting for an agent. (With ScheduleCallback and
+// AssignWaiting, Service is distribution's Outbound.)
+type WaitingTask = switchboard.WaitingTask
 
 // Waiting returns the service's tasks that wait for an agent now (due,
 // queue time not over), from the index rows.
@@ -66,19 +62,11 @@ func (s *Service) AssignWaiting(ctx context.Context, tenant, service, id string)
 }
 
 // ScheduleCallback schedules a callback task due now for a conversation
-// that timed out or overflowed (referenceId callback:<conversationId>, so
-// the same conversation never gets two). Returns ELIMIT when the cap is
+// that timed out or overflowed (cb.ReferenceID callback:<conversationId>,
+// so the same conversation never gets two). Returns ELIMIT when the cap is
 // reached.
-func (s *Service) ScheduleCallback(
-	ctx context.Context,
-	tenant,
-	service,
-	referenceID,
-	destination string,
-	priority int,
-	context map[string]string,
-) (string, error) {
-	n := NewTask{Destination: destination, ReferenceID: referenceID, Priority: &priority, Context: context}
+func (s *Service) ScheduleCallback(ctx context.Context, tenant, service string, cb switchboard.Callback) (string, error) {
+	n := NewTask{Destination: cb.Destination, ReferenceID: cb.ReferenceID, Priority: &cb.Priority, Context: cb.Context}
 	t, _, err := s.Schedule(ctx, tenant, service, n)
 	if err != nil {
 		return "", fmt.Errorf("callback task: %w", err)

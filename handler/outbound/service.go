@@ -55,7 +55,7 @@ type Options struct {
 	NewID func() string
 
 	// RetryInterval is how long a due task waits before it asks for an
-	// agent again when none was free.
+	// agent again when none was free (not with ServedByLine).
 	RetryInterval time.Duration
 	// ExpiryGrace is how long after its deadline housekeeping expires a
 	// task that still waits: the worker's own last try runs at the
@@ -77,13 +77,13 @@ type Options struct {
 	FullScanEvery time.Duration
 
 	// ServedByLine says that distribution (SPEC section 10) gives waiting
-	// tasks to agents as soon as one is freed (AssignWaiting): the worker
-	// then does not retry every RetryInterval, its next try is only at the
-	// end of the queue time (to expire the task).
+	// tasks to agents as soon as one is freed (AssignWaiting: the router
+	// tells it of every agent a Release lets go, a task's included), and
+	// its housekeeping serves every line once a tick (a freed agent nobody
+	// was told of): the worker then does not retry every RetryInterval,
+	// its next try is only at the end of the queue time (to expire the
+	// task).
 	ServedByLine bool
-	// AgentFreed, when set, is told of an agent a task let go (completed,
-	// cancelled, failed), so that it is given its next item at once.
-	AgentFreed func(tenant, service, user string)
 }
 
 // Service runs the outbound tasks.

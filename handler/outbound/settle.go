@@ -205,7 +205,4 @@ func (s *Service) release(ctx context.Context, t Task) {
 			s.o.Log.Warn("outbound: agent hold not released; routing housekeeping will", "task", t.ID, "err", err)
 		}
 	}
-	if t.Agent != "" && s.o.AgentFreed != nil {
-		s.o.AgentFreed(t.TenantID, t.ServiceID, t.Agent)
-	}
 }

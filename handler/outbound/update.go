@@ -222,7 +222,7 @@ func (s *Service) patched(op string, c Task, merge []byte, dueTouched bool) (nex
 		next.Try, next.SendPending, next.SequenceNumber = c.Try+1, true, 0
 		next.NextTryAt = next.DueAt
 		if next.State == StateQueued {
-			next.NextTryAt = minTime(now.Add(s.o.RetryInterval), next.Deadline)
+			next.NextTryAt = s.retryAt(now, next.Deadline)
 		}
 		if next.NextTryAt.Before(now) {
 			next.NextTryAt = now

@@ -64,7 +64,8 @@ const lateTolerance = 2 * time.Second
 // is no longer waiting, changes nothing. Otherwise the task is assigned to
 // an eligible agent (preferred users first) or, when nobody is free, tried
 // again after RetryInterval until its queue time runs out (Expired, slot
-// freed). Before its own task, the message assigns waiting tasks of the
+// freed); with ServedByLine it is tried again only when its queue time
+// runs out, distribution giving it the next agent freed meanwhile. Before its own task, the message assigns waiting tasks of the
 // same service that come first (higher priority, then longer waiting).
 // Returns an error (the message is then retried, and after the queue's
 // MaxDeliveryCount dead-lettered) only when storage, routing or the queue
@@ -169,13 +170,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 				outcome = expired
 				return cur, false, nil
 			}
-			nextTry = now.Add(s.o.RetryInterval)
-			if s.o.ServedByLine {
-				nextTry = cur.Deadline // distribution assigns it when an agent is freed
-			}
-			if nextTry.After(cur.Deadline) {
-				nextTry = cur.Deadline
-			}
+			nextTry = s.retryAt(now, cur.Deadline)
 			return startTry(cur, nextTry, s.now()), true, nil
 		}})
 	switch {
@@ -197,6 +192,17 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 		return w, nil
 	}
 	return s.sendTry(ctx, n, nextTry, w)
+}
+
+// retryAt is when a queued task nobody took asks for an agent again: with
+// ServedByLine only at the end of its queue time (to expire it), since
+// distribution gives it to the next agent freed and housekeeping's pass
+// catches a freeing nobody was told of; else after RetryInterval.
+func (s *Service) retryAt(now, deadline time.Time) time.Time {
+	if s.o.ServedByLine {
+		return deadline
+	}
+	return minTime(now.Add(s.o.RetryInterval), deadline)
 }
 
 // waiting reports whether the task waits for an agent (or for its due

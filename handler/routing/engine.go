@@ -46,6 +46,11 @@ type Options struct {
 	Events switchboard.EventOutbox
 	Now    func() time.Time
 	Log    *slog.Logger
+	// Freed, when set, is told of the agents a Release let go (their
+	// holds ended), once the release is stored: distribution gives them
+	// their services' next items. Called on the releasing goroutine; it
+	// must not block.
+	Freed func(tenant string, users []string)
 }
 
 // Engine is the routing capability: services, route decisions, holds. It
@@ -62,6 +67,7 @@ type Engine struct {
 	claims           *claims
 	agents           *stateCache
 	events           switchboard.EventOutbox
+	freed            func(tenant string, users []string)
 }
 
 var (
@@ -112,6 +118,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		log:              opts.Log,
 		claims:           newClaims(),
 		events:           opts.Events,
+		freed:            opts.Freed,
 	}, nil
 }
 

@@ -378,6 +378,35 @@ func TestReleaseIsIdempotent(t *testing.T) {
 	}
 }
 
+// Release tells Options.Freed of the agents it let go (distribution gives
+// them their next items), once per release that freed someone.
+func TestReleaseTellsWhoItFreed(t *testing.T) {
+	f := newFixture(t, nil)
+	var freed [][]string
+	e, err := New(ctx, Options{Tables: f.tables, Presence: f.presence, StaleAfter: staleAfter, Now: f.clock.Now,
+		Freed: func(tenant string, users []string) { freed = append(freed, append([]string{tenant}, users...)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	us := users(1, 3)
+	f.service("support", DistributionInput{Order: ptr(sb.OrderBroadcast), BroadcastSize: ptr(2)}, us...)
+	f.available(us...)
+	d := f.route(e, "support", sb.RouteRequest{ConversationID: "c1", Reserve: true})
+	held := agentIDs(d)
+	slices.Sort(held)
+	if len(held) != 2 {
+		t.Fatalf("broadcast held %v, want 2 agents", held)
+	}
+	for _, conv := range []string{"c1", "c1", "never-routed"} {
+		if err := e.Release(ctx, tenant, conv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := [][]string{append([]string{tenant}, held...)}; !slices.EqualFunc(freed, want, slices.Equal) {
+		t.Errorf("Freed told %v, want %v once (nothing for a second release or an unknown conversation)", freed, want)
+	}
+}
+
 // After a hold expires unreleased, the agent's idle time counts from the
 // expiry (an offer not taken is not a rest), whether housekeeping swept it
 // or not.

@@ -6,6 +6,8 @@ package routing
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,7 +18,8 @@ import (
 
 // Release implements switchboard.Router: the conversation's holds are
 // dropped and each agent's idle time starts now (or when its hold expired,
-// if it did). Releasing twice, or an unknown conversation, is not an error.
+// if it did); Options.Freed is told of the agents let go. Releasing twice,
+// or an unknown conversation, is not an error.
 func (e *Engine) Release(ctx context.Context, tenant, conversationID string) error {
 	const op = "routing.Release"
 	if err := checkID(op, "conversationId", conversationID); err != nil {
@@ -62,6 +65,9 @@ func (e *Engine) Release(ctx context.Context, tenant, conversationID string) err
 	e.agents.idled(tenant, ends)
 	if err := e.state.deleteConversation(ctx, tenant, c); err != nil {
 		return switchboard.Wrap(switchboard.EINTERNAL, op, err)
+	}
+	if e.freed != nil && len(ends) > 0 {
+		e.freed(tenant, slices.Sorted(maps.Keys(ends)))
 	}
 	return nil
 }

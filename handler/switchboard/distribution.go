@@ -110,6 +110,10 @@ type Conversation struct {
 	ForwardedFrom  []string            `json:"forwardedFrom"`
 	CallbackTaskID string              `json:"callbackTaskId,omitempty"`
 	History        []ConversationEvent `json:"history"`
+	// DirectUserID is the one agent a direct conversation (an Interact
+	// session with userId, SPEC section 12) is offered to; it has no
+	// service (ServiceID is empty).
+	DirectUserID string `json:"directUserId,omitempty"`
 	// Deadline is when the wait times out (QueuedAt + maxWaitSeconds of
 	// the service it waits in).
 	Deadline time.Time `json:"deadline,omitzero"`
@@ -122,6 +126,10 @@ type Conversation struct {
 
 	ETag string `json:"-"`
 }
+
+// Direct reports whether the conversation is offered to one agent only,
+// outside any service.
+func (c Conversation) Direct() bool { return c.DirectUserID != "" }
 
 // Waiting reports whether the conversation is in a waiting line.
 func (c Conversation) Waiting() bool { return c.State == StateQueued || c.State == StateOffered }

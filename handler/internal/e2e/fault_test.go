@@ -216,7 +216,10 @@ func TestHandlerKilledDuringOutboundAssignment(t *testing.T) {
 	if status != http.StatusOK || json.Unmarshal(raw, &d) != nil || len(d.Agents) != 0 {
 		t.Fatalf("route while every agent has a task: %d %s, want 200 and no agent", status, raw)
 	}
-	// ...and completing one frees its agent for the next waiting task.
+	// ...and completing one gives its agent to a waiting task at once,
+	// through distribution's line: the worker has no retry (the waiting
+	// tasks' next messages are at their deadlines, 15 minutes away) and
+	// the timers (housekeeping) are off here.
 	var done faultTask
 	for agent, id := range agents {
 		var cur faultTask
