@@ -6,17 +6,42 @@ import (
 
 	"switchboard/handler/distribution"
 	"switchboard/handler/interact"
-	"switchboard/handler/switchboard"
 )
 
 // newConversations returns what Interact sessions use of distribution
-// (SPEC section 10): the service's waiting line.
+// (SPEC section 10): the service's waiting line, or the offer to one agent.
 func newConversations(a *app) interact.Conversations { return distributionAdapter{a.distribution} }
 
 // distributionAdapter is distribution's waiting line as sessions see it.
 type distributionAdapter struct{ d *distribution.Service }
 
 func (a distributionAdapter) Enqueue(ctx context.Context, tenant, service string, c interact.NewConversation) (interact.ConversationState, error) {
+	conv, _, err := a.d.Enqueue(ctx, tenant, service, enqueueInput(c))
+	if err != nil {
+		return interact.ConversationState{}, err
+	}
+	return a.State(ctx, tenant, conv.ID)
+}
+
+func (a distributionAdapter) CheckDirect(ctx context.Context, tenant, agent string) error {
+	return a.d.CheckDirect(ctx, tenant, agent)
+}
+
+// OfferDirect offers the conversation to the one agent (SPEC section 12):
+// at once when free, when free again when busy; an agent not signed in
+// gets none (the conversation is Rejected, and the session Ended).
+func (a distributionAdapter) OfferDirect(ctx context.Context, tenant, agent string, c interact.NewConversation) (interact.ConversationState, error) {
+	conv, _, err := a.d.OfferDirect(ctx, tenant, agent, enqueueInput(c))
+	if err != nil {
+		return interact.ConversationState{}, err
+	}
+	return a.State(ctx, tenant, conv.ID)
+}
+
+// enqueueInput is a session's conversation as distribution takes it: the
+// customer's e-mail goes into the context (distribution's customer has
+// none).
+func enqueueInput(c interact.NewConversation) distribution.EnqueueInput {
 	ctxt := maps.Clone(c.Context)
 	if c.Customer.Email != "" {
 		if ctxt == nil {
@@ -26,20 +51,7 @@ func (a distributionAdapter) Enqueue(ctx context.Context, tenant, service string
 			ctxt["customerEmail"] = c.Customer.Email
 		}
 	}
-	conv, _, err := a.d.Enqueue(ctx, tenant, service, distribution.EnqueueInput{
-		ConversationID: c.ID, Customer: distribution.Customer{DisplayName: c.Customer.DisplayName}, Context: ctxt,
-	})
-	if err != nil {
-		return interact.ConversationState{}, err
-	}
-	return a.State(ctx, tenant, conv.ID)
-}
-
-// OfferDirect: distribution offers conversations to the members of a
-// service's line; an offer to one agent outside any line is not there yet.
-func (a distributionAdapter) OfferDirect(ctx context.Context, tenant, agent string, c interact.NewConversation) (interact.ConversationState, error) {
-	return interact.ConversationState{}, switchboard.Errorf(switchboard.EUNAVAILABLE, "interact", "direct sessions (userId) need offers to one "+
-		"agent outside a service's queue, which distribution does not make yet: use serviceId")
+	return distribution.EnqueueInput{ConversationID: c.ID, Customer: distribution.Customer{DisplayName: c.Customer.DisplayName}, Context: ctxt}
 }
 
 func (a distributionAdapter) State(ctx context.Context, tenant, id string) (interact.ConversationState, error) {

@@ -22,6 +22,7 @@ func newRouting(ctx context.Context, a *app) (*routing.Engine, error) {
 		Presence:   a.presenceStore,
 		Teams:      teams,
 		StaleAfter: a.cfg.PresenceStaleAfter,
+		Events:     a.events, // the agent events, in the hold changes' batches
 		Now:        a.now,
 		Log:        a.log,
 		Freed:      a.agentsFreed,

@@ -43,11 +43,18 @@ func (s *Service) Distribute(ctx context.Context, tenant string, services, agent
 			}
 		}
 	}
+	// The agents' direct conversations are served beside the passes (their
+	// one hold row decides who gets an agent both want).
+	direct := make(chan error, 1)
+	go func() { direct <- s.distributeDirect(ctx, tenant, agents) }()
 	var first error
 	for _, id := range set {
 		if err := s.runPass(ctx, tenant, id); err != nil && first == nil {
 			first = err
 		}
+	}
+	if err := <-direct; err != nil && first == nil {
+		first = err
 	}
 	return first
 }

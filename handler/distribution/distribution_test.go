@@ -645,17 +645,9 @@ func TestConversationEventsInTheOutbox(t *testing.T) {
 	if _, err := s.End(ctx, tenant, "c-1"); err != nil {
 		t.Fatal(err)
 	}
-	table, _ := f.tables.Table(ctx, TableName)
-	rows, err := outbox.Read(ctx, table, tenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Receivers order by sequence (the fake clock gives every event the
-	// same time, by which the outbox orders its rows).
-	slices.SortFunc(rows, func(a, b outbox.Pending) int { return int(a.Event.Sequence - b.Event.Sequence) })
 	var types []string
 	var seq int64
-	for _, r := range rows {
+	for _, r := range f.outboxBySequence() {
 		ev := r.Event
 		types = append(types, strings.TrimPrefix(ev.Type, "switchboard.conversation."))
 		if ev.Sequence != seq+1 || ev.Subject != "conversations/c-1" || ev.ServiceID != "support" {
@@ -679,10 +671,18 @@ func TestConversationEventsInTheOutbox(t *testing.T) {
 	}
 }
 
-// RONA and after-call work starting and ending are agent events.
+// RONA and after-call work starting and ending are agent events, written
+// by routing with the agent's hold (in routing's table), with why they
+// ended.
 func TestAgentEventsInTheOutbox(t *testing.T) {
 	f := newFixture(t)
-	s, err := New(ctx, Options{Tables: f.tables, Agents: f.engine, Presence: f.presence, Queue: f.queue, QueueName: "distribution", Now: f.clock.Now, Events: &fakeOutbox{}})
+	ob := &fakeOutbox{}
+	engine, err := routing.New(ctx, routing.Options{Tables: f.tables, Presence: f.presence, StaleAfter: 120 * time.Second, Now: f.clock.Now, StateRefresh: -1, Events: ob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.engine = engine
+	s, err := New(ctx, Options{Tables: f.tables, Agents: engine, Presence: f.presence, Queue: f.queue, QueueName: "distribution", Now: f.clock.Now, Events: ob})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -701,22 +701,33 @@ func TestAgentEventsInTheOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.advance(30 * time.Second) // after-call work of user(2) ends
-	table, _ := f.tables.Table(ctx, TableName)
+	table, _ := f.tables.Table(ctx, routing.StateTable)
 	rows, err := outbox.Read(ctx, table, tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]string{}
 	for _, r := range rows {
-		if strings.HasPrefix(r.Event.Type, "switchboard.agent.") {
-			got[strings.TrimPrefix(r.Event.Type, "switchboard.agent.")] = r.Event.Subject
-		}
+		var data struct{ Reason string }
+		_ = json.Unmarshal(r.Event.Data, &data)
+		got[strings.TrimPrefix(r.Event.Type, "switchboard.agent.")] = r.Event.Subject + " " + data.Reason
 	}
-	want := map[string]string{"ronaStarted": "agents/" + user(1), "ronaEnded": "agents/" + user(1),
-		"afterCallWorkStarted": "agents/" + user(2), "afterCallWorkEnded": "agents/" + user(2)}
+	want := map[string]string{"ronaStarted": "agents/" + user(1) + " ", "ronaEnded": "agents/" + user(1) + " " + sb.HoldEndEarly,
+		"afterCallWorkStarted": "agents/" + user(2) + " ", "afterCallWorkEnded": "agents/" + user(2) + " " + sb.HoldEndTime}
+	if len(got) != len(want) {
+		t.Errorf("agent events %v, want %v", got, want)
+	}
 	for k, v := range want {
 		if got[k] != v {
-			t.Errorf("agent event %s: subject %q, want %q (all: %v)", k, got[k], v, got)
+			t.Errorf("agent event %s: %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+	if dist, _ := f.tables.Table(ctx, TableName); dist != nil {
+		rows, _ := outbox.Read(ctx, dist, tenant)
+		for _, r := range rows {
+			if strings.HasPrefix(r.Event.Type, "switchboard.agent.") {
+				t.Errorf("agent event %s in distribution's table: written apart from the hold", r.Event.Type)
+			}
 		}
 	}
 }

@@ -88,6 +88,9 @@ func (s *Service) housekeepTenant(ctx context.Context, tenant string, rep *House
 			}
 		}
 	}
+	if err := s.housekeepDirect(ctx, tenant, lines); err != nil {
+		errs = append(errs, err)
+	}
 	var old, leaked []string
 	err = store.QueryAll(ctx, s.convs.t, store.Query{PartitionKey: tenant, Prefix: convPrefix}, func(e store.Entity) error {
 		if t := e.Time("endedAt"); !t.IsZero() && now.Sub(t) > s.o.Retention {

@@ -127,7 +127,7 @@ func (s *Service) lapse(ctx context.Context, tenant, conv string, offeredAt time
 	_, err := s.mutate(ctx, tenant, conv, func(c *Conversation, fx *effects) (bool, error) {
 		n = 0
 		now := s.now()
-		svc, err := s.o.Agents.RoutedService(ctx, tenant, c.ServiceID)
+		svc, err := s.serviceFor(ctx, c)
 		if err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			return false, err
 		}
@@ -140,16 +140,10 @@ func (s *Service) lapse(ctx context.Context, tenant, conv string, offeredAt time
 			}
 			c.Offers[i].State = OfferLapsed
 			c.Record(now, EventOfferLapsed, o.UserID, "")
+			s.offerEnded(c, now, o.UserID, false, fx)
 			n++
 		}
-		if n == 0 {
-			return false, nil
-		}
-		if len(c.Ringing()) == 0 {
-			c.State = StateQueued
-		}
-		fx.distribute(c.ServiceID)
-		return true, nil
+		return n > 0, nil
 	})
 	switch {
 	case switchboard.IsCode(err, switchboard.ENOTFOUND):
@@ -172,7 +166,7 @@ func (s *Service) timeout(ctx context.Context, tenant, conv string, queuedAt tim
 		if !c.Waiting() || !c.QueuedAt.Equal(queuedAt) {
 			return false, nil
 		}
-		svc, err := s.o.Agents.RoutedService(ctx, tenant, c.ServiceID)
+		svc, err := s.serviceFor(ctx, c)
 		if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			now := s.now()
 			for i, o := range c.Offers {
@@ -208,28 +202,19 @@ func (s *Service) timeout(ctx context.Context, tenant, conv string, queuedAt tim
 	return Outcome{Action: "acted", Detail: conv + " timed out: " + c.State}, nil
 }
 
-// agentHoldEnd ends an agent's RONA or after-call work at its time and
-// distributes the agent's services.
+// agentHoldEnd ends an agent's RONA or after-call work at its time (with
+// its event, routing's) and distributes the agent's services.
 func (s *Service) agentHoldEnd(ctx context.Context, tenant, user, kind string, until time.Time) (Outcome, error) {
 	user, _ = switchboard.NormalizeGUID(user)
-	ended, err := s.o.Agents.EndAgentHold(ctx, tenant, user, kind, until)
+	ended, err := s.o.Agents.EndAgentHold(ctx, tenant, user, kind, until, switchboard.HoldEndTime)
 	if err != nil {
 		return Outcome{}, err
 	}
 	if !ended {
 		return Outcome{Action: "noop", Detail: "ended already"}, nil
 	}
-	s.agentEvent(ctx, tenant, endedEvent(kind), agentEventData{UserID: user, Reason: "its time ended"})
 	if err := s.Distribute(ctx, tenant, nil, []string{user}); err != nil {
 		return Outcome{Action: "acted", Detail: "distribution failed: " + err.Error()}, nil
 	}
 	return Outcome{Action: "acted", Detail: kind + " of " + user + " ended"}, nil
-}
-
-// endedEvent is the agent event of the end of a hold kind.
-func endedEvent(kind string) string {
-	if kind == switchboard.HoldRona {
-		return agentRonaEnded
-	}
-	return agentAfterCallWorkEnded
 }

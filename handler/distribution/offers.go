@@ -107,16 +107,14 @@ func (s *Service) endHoldAfter(ctx context.Context, tenant, conv string, h holdE
 		s.o.Log.Warn("distribution: agent's hold not changed; it expires by itself", "tenant", tenant, "conversation", conv, "user", h.user, "err", err)
 		return
 	}
-	kind, started := kindRonaEnd, agentRonaStarted
+	kind := kindRonaEnd
 	if h.release {
-		kind, started = kindAfterCallWorkEnd, agentAfterCallWorkStarted
+		kind = kindAfterCallWorkEnd
 	}
 	switch {
 	case !until.IsZero():
+		// Its ...Started event is routing's, in the hold change's batch.
 		fx.send(agentMessage(kind, tenant, h.user, until))
-		if changed {
-			s.agentEvent(ctx, tenant, started, agentEventData{UserID: h.user, ServiceID: h.serviceID, ConversationID: conv, Until: &until})
-		}
 	case changed:
 		fx.freed(h.user)
 	}
@@ -305,7 +303,7 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 		// The history's time is taken before the hold is let go, so that
 		// the agent's next offer never seems to start before this one ended.
 		now := s.now()
-		svc, err := s.o.Agents.RoutedService(ctx, tenant, c.ServiceID)
+		svc, err := s.serviceFor(ctx, c)
 		if err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			return false, err
 		}
@@ -315,10 +313,7 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 		c.Offers[i].State = OfferDeclined
 		c.Declined = append(c.Declined, user)
 		c.Record(now, EventOfferDeclined, user, "")
-		if len(c.Ringing()) == 0 {
-			c.State = StateQueued
-		}
-		fx.distribute(c.ServiceID)
+		s.offerEnded(c, now, user, true, fx)
 		return true, nil
 	})
 	if err != nil {
@@ -348,7 +343,7 @@ func (s *Service) End(ctx context.Context, tenant, conv string) (bool, error) {
 		now := s.now()
 		switch {
 		case c.State == StateConnected:
-			svc, err := s.o.Agents.RoutedService(ctx, tenant, c.ServiceID)
+			svc, err := s.serviceFor(ctx, c)
 			if err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
 				return false, err
 			}

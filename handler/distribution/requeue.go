@@ -24,6 +24,8 @@ func (s *Service) Requeue(ctx context.Context, tenant, conv string) (Conversatio
 		switch {
 		case c.Waiting():
 			return false, nil
+		case c.Direct():
+			return false, switchboard.Errorf(switchboard.ECONFLICT, op, "conversation %s is direct: it has no queue to go back to", conv)
 		case c.State != StateConnected:
 			return false, switchboard.Errorf(switchboard.ECONFLICT, op, "conversation %s is %s", conv, c.State)
 		}

@@ -21,9 +21,6 @@ type Agents interface {
 	Services(ctx context.Context, tenant string) ([]switchboard.Service, error)
 	// Tenants returns every tenant with a service.
 	Tenants(ctx context.Context) ([]string, error)
-	// HoldKinds returns the kind of every live hold by user (from a copy
-	// that may lag other instances by about a second).
-	HoldKinds(ctx context.Context, tenant string) (map[string]string, error)
 	// Agent returns an agent's current hold and idle time.
 	Agent(ctx context.Context, tenant, user string) (switchboard.AgentHold, error)
 	// AcceptOffer turns a ringing offer into a hold until released.
@@ -35,8 +32,15 @@ type Agents interface {
 	// work when afterCallWork > 0.
 	ReleaseAgent(ctx context.Context, tenant, user, conv string, afterCallWork time.Duration) (acwUntil time.Time, changed bool, err error)
 	// EndAgentHold ends RONA or after-call work (kind); until, when not
-	// zero, must be its end.
-	EndAgentHold(ctx context.Context, tenant, user, kind string, until time.Time) (bool, error)
+	// zero, must be its end; reason is its event's (switchboard.HoldEnd*).
+	EndAgentHold(ctx context.Context, tenant, user, kind string, until time.Time, reason string) (bool, error)
+	// EndRonaIfHeld ends the RONA of those of users in RONA, as storage
+	// has it, and returns whose ended.
+	EndRonaIfHeld(ctx context.Context, tenant string, users []string, reason string) ([]string, error)
+	// OfferDirect takes one agent's offer hold for ring when the agent is
+	// free, outside any service: the agent in the decision's Agents, or in
+	// Excluded with the reason.
+	OfferDirect(ctx context.Context, tenant, user, conv string, ring time.Duration) (switchboard.RouteDecision, error)
 }
 
 // Outbound is what distribution needs of outbound tasks: callbacks, and
@@ -64,7 +68,8 @@ type Options struct {
 	QueueName string // DISTRIBUTION_QUEUE
 	// Events publishes each change of a conversation as its event (SPEC
 	// section 11: switchboard.conversation.<history event>), in the same
-	// batch as the change; nil: no events.
+	// batch as the change; nil: no events. (The agent events are routing's,
+	// in the batch of the agent's hold change.)
 	Events switchboard.EventOutbox
 	Now    func() time.Time
 	Log    *slog.Logger

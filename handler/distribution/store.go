@@ -129,7 +129,7 @@ func encodeEntry(c Conversation) store.Entity {
 	if ringing {
 		props["ringExpires"], props["ringingN"] = expires.UTC(), int32(n)
 	}
-	return store.Entity{PartitionKey: c.TenantID, RowKey: lineKey(c.ServiceID, c.ID), Props: props}
+	return store.Entity{PartitionKey: c.TenantID, RowKey: lineKey(lineOf(c), c.ID), Props: props}
 }
 
 func decodeEntry(e store.Entity) entry {
@@ -176,8 +176,8 @@ func (s *conversations) save(ctx context.Context, cur *Conversation, next Conver
 		ops = append(ops, store.Op{Kind: store.OpInsert, Entity: c})
 	} else {
 		ops = append(ops, store.Op{Kind: store.OpUpdate, Entity: c, IfMatch: cur.ETag})
-		if cur.Waiting() && (!next.Waiting() || cur.ServiceID != next.ServiceID) {
-			ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: cur.TenantID, RowKey: lineKey(cur.ServiceID, cur.ID)}, IfMatch: "*"})
+		if cur.Waiting() && (!next.Waiting() || lineOf(*cur) != lineOf(next)) {
+			ops = append(ops, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: cur.TenantID, RowKey: lineKey(lineOf(*cur), cur.ID)}, IfMatch: "*"})
 		}
 	}
 	if next.Waiting() {

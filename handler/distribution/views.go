@@ -19,7 +19,7 @@ func (s *Service) Get(ctx context.Context, tenant, id string) (Positioned, error
 	}
 	p := Positioned{Conversation: c}
 	if c.Waiting() {
-		line, err := s.convs.line(ctx, tenant, c.ServiceID)
+		line, err := s.convs.line(ctx, tenant, lineOf(c))
 		if err != nil {
 			return Positioned{}, err
 		}
@@ -170,12 +170,11 @@ func (s *Service) endHold(ctx context.Context, tenant, user, kind string) error 
 	if err != nil {
 		return err
 	}
-	ended, err := s.o.Agents.EndAgentHold(ctx, tenant, user, kind, time.Time{})
+	ended, err := s.o.Agents.EndAgentHold(ctx, tenant, user, kind, time.Time{}, switchboard.HoldEndEarly)
 	if err != nil {
 		return err
 	}
 	if ended {
-		s.agentEvent(ctx, tenant, endedEvent(kind), agentEventData{UserID: user, Reason: "ended early"})
 		s.kick(tenant, nil, []string{user})
 	}
 	return nil
@@ -220,25 +219,20 @@ func (s *Service) PresenceChanged(ctx context.Context, tenant string, readings [
 	if len(readings) == 0 {
 		return
 	}
-	kinds, err := s.o.Agents.HoldKinds(ctx, tenant)
-	if err != nil {
-		s.o.Log.Warn("distribution: agents' holds not read; RONA of agents gone Offline ends at its time", "tenant", tenant, "err", err)
-	}
-	var agents []string
+	var agents, offline []string
 	for _, p := range readings {
 		if p.Availability == switchboard.Offline {
-			if kinds[p.UserID] != switchboard.HoldRona {
-				continue // not in RONA (as far as this instance knows)
-			}
-			ended, err := s.o.Agents.EndAgentHold(ctx, tenant, p.UserID, switchboard.HoldRona, time.Time{})
-			if err != nil {
-				s.o.Log.Warn("distribution: RONA not ended for an Offline agent", "tenant", tenant, "user", p.UserID, "err", err)
-			} else if ended {
-				s.agentEvent(ctx, tenant, agentRonaEnded, agentEventData{UserID: p.UserID, Reason: "presence reads Offline"})
-			}
+			offline = append(offline, p.UserID)
 			continue
 		}
 		agents = append(agents, p.UserID)
+	}
+	if len(offline) > 0 {
+		// Decided from storage, not this instance's copy of the holds: a
+		// RONA another instance set a moment ago ends too.
+		if _, err := s.o.Agents.EndRonaIfHeld(ctx, tenant, offline, switchboard.HoldEndOffline); err != nil {
+			s.o.Log.Warn("distribution: RONA not ended for agents gone Offline; it ends at its time", "tenant", tenant, "err", err)
+		}
 	}
 	if len(agents) > 0 {
 		s.kick(tenant, nil, agents)

@@ -80,6 +80,7 @@ type userRefJSON struct {
 type conversationJSON struct {
 	ConversationID string            `json:"conversationId"`
 	ServiceID      string            `json:"serviceId"`
+	DirectUserID   string            `json:"directUserId,omitempty"`
 	State          string            `json:"state"`
 	Priority       int               `json:"priority"`
 	RequiredSkills []skillJSON       `json:"requiredSkills"`
@@ -123,7 +124,7 @@ func optString(s string) *string {
 func renderConversation(p switchboard.Positioned) conversationJSON {
 	c := p.Conversation
 	out := conversationJSON{
-		ConversationID: c.ID, ServiceID: c.ServiceID, State: c.State, Priority: c.Priority,
+		ConversationID: c.ID, ServiceID: c.ServiceID, DirectUserID: c.DirectUserID, State: c.State, Priority: c.Priority,
 		RequiredSkills: skillsToJSON(c.RequiredSkills), PreferredUsers: c.PreferredUsers,
 		Customer: customerOutJSON{DisplayName: c.Customer.DisplayName, Phone: c.Customer.Phone},
 		Context:  c.Context, QueuedAt: c.QueuedAt.UTC(), WaitSeconds: p.WaitSeconds,

@@ -170,6 +170,17 @@ func (f *fakeDistribution) Enqueue(ctx context.Context, tenant, service string, 
 	return f.stateLocked(c.ID), nil
 }
 
+// stranger is a user distribution could never offer anything (a member of
+// no service).
+const stranger = "0f3e2d1c-0000-4000-8000-0000000000ee"
+
+func (f *fakeDistribution) CheckDirect(ctx context.Context, tenant, agent string) error {
+	if agent == stranger {
+		return switchboard.FieldError("fake", "userId", "%s is a member of none of this tenant's services", agent)
+	}
+	return nil
+}
+
 func (f *fakeDistribution) OfferDirect(ctx context.Context, tenant, agent string, c interact.NewConversation) (interact.ConversationState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -165,6 +165,11 @@ type Conversations interface {
 	// Enqueue puts a new conversation into a service's queue. Returns
 	// ENOTFOUND for an unknown service.
 	Enqueue(ctx context.Context, tenant, service string, c NewConversation) (ConversationState, error)
+	// CheckDirect says whether a direct conversation could ever be offered
+	// to the agent, before a session makes an identity and a meeting for
+	// it. Returns EINVALID (field userId) for a user who cannot be offered
+	// anything.
+	CheckDirect(ctx context.Context, tenant, agent string) error
 	// OfferDirect offers a new conversation to one agent only (RONA rules
 	// apply; the service defaults of section 10 for times). Returns
 	// EINVALID for a user who cannot be offered anything.

@@ -208,6 +208,11 @@ func (s *Service) Create(ctx context.Context, tenant string, in CreateInput) (Vi
 			return View{}, err
 		}
 	}
+	if in.UserID != "" {
+		if err := s.o.Conversations.CheckDirect(ctx, tenant, in.UserID); err != nil {
+			return View{}, err
+		}
+	}
 	now := s.now()
 	if _, _, err := s.admit(ctx, tenant, in.ClientAddress, now); err != nil {
 		return View{}, err

@@ -656,3 +656,19 @@ func TestAgentSideOwnSession(t *testing.T) {
 		t.Errorf("a supervisor: %d, want 403", got)
 	}
 }
+
+// A direct session for a user distribution could never offer anything is
+// refused before an ACS identity or a meeting is made for it.
+func TestDirectSessionForStrangerRefusedFirst(t *testing.T) {
+	e := newEnv(t)
+	r := e.create(map[string]any{"userId": stranger})
+	if r.status != http.StatusBadRequest || r.str("field") != "userId" {
+		t.Fatalf("create for a user in no service: %d %s, want 400 naming userId", r.status, r.body)
+	}
+	if n, m := len(e.acs.identities), e.meetings.n; n != 0 || m != 0 {
+		t.Errorf("%d ACS identities and %d meetings made for a refused session, want none", n, m)
+	}
+	if r := e.create(map[string]any{"userId": agentA}); r.status != http.StatusCreated {
+		t.Errorf("then for an agent: %d %s, want 201", r.status, r.body)
+	}
+}

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -57,45 +58,48 @@ type (
 )
 
 // Agent returns the agent's current hold (no conversation when it holds
-// nothing or its hold expired) and idle time.
+// nothing or its hold expired) and idle time. The hold is the stored row
+// (one point read, the authority). The idle time is the in-process copy's
+// when that copy has the same hold row, so it saw the agent's last change;
+// else another instance changed the agent a moment ago, and the agent's
+// ledger entry is read too (and both go into the copy, so the next read
+// here agrees).
 func (e *Engine) Agent(ctx context.Context, tenant, user string) (AgentHold, error) {
 	now := wallClock(e.now)
-	_, _, idle, err := e.agents.read(ctx, tenant, now)
+	h, err := e.state.getHold(ctx, tenant, user)
+	found := err == nil
+	if err != nil && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		return AgentHold{}, err
+	}
+	snap, err := e.agents.Get(ctx, tenant)
 	if err != nil {
 		return AgentHold{}, err
 	}
-	out := AgentHold{IdleSince: idle[user]}
-	h, err := e.state.getHold(ctx, tenant, user)
+	idle := snap.idle[user]
+	if cached, ok := snap.holds[user]; ok != found || found && cached.ETag != h.ETag {
+		stored, err := e.state.idleOf(ctx, tenant, user)
+		if err != nil {
+			return AgentHold{}, err
+		}
+		idle = later(idle, stored)
+		e.agents.stored(tenant, user, h, found, stored)
+	}
+	out := AgentHold{IdleSince: idle}
 	switch {
-	case switchboard.IsCode(err, switchboard.ENOTFOUND):
-	case err != nil:
-		return AgentHold{}, err
+	case !found:
 	case h.state().Holding(now):
 		out.Kind, out.ConversationID, out.ServiceID, out.HeldAt, out.ExpiresAt = h.Kind, h.ConversationID, h.ServiceID, h.HeldAt, h.ExpiresAt
 	default:
-		if t := h.expiredAt(); t.After(out.IdleSince) {
-			out.IdleSince = t
-		}
+		out.IdleSince = later(out.IdleSince, h.expiredAt())
 	}
 	return out, nil
 }
 
-// HoldKinds returns the kind of every live hold of the tenant's agents, by
-// user, from the in-process copy of the agents' state (it may lag other
-// instances by about a second).
-func (e *Engine) HoldKinds(ctx context.Context, tenant string) (map[string]string, error) {
-	now := wallClock(e.now)
-	states, _, _, err := e.agents.read(ctx, tenant, now)
-	if err != nil {
-		return nil, err
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
 	}
-	out := make(map[string]string, len(states))
-	for u, st := range states {
-		if st.Holding(now) {
-			out[u] = st.Kind
-		}
-	}
-	return out, nil
+	return a
 }
 
 // AcceptOffer turns the agent's ringing offer of the conversation into a
@@ -157,13 +161,12 @@ func (e *Engine) EndOffer(ctx context.Context, tenant, user, conv string, end Of
 	}
 	if end.Rona > 0 {
 		next := hold{UserID: user, ConversationID: conv, ServiceID: h.ServiceID, HeldAt: now, ExpiresAt: now.Add(end.Rona), Kind: switchboard.HoldRona}
-		if next.ETag, err = e.state.t.Update(ctx, encodeHold(tenant, next), h.ETag); err != nil {
+		if _, err = e.updateHold(ctx, tenant, h, next, startedEvent(tenant, h, next, now)); err != nil {
 			if switchboard.IsCode(err, switchboard.EPRECONDITION) || switchboard.IsCode(err, switchboard.ENOTFOUND) {
 				return time.Time{}, false, nil
 			}
 			return time.Time{}, false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 		}
-		e.agents.held(tenant, next)
 		return next.ExpiresAt, true, e.idleAt(ctx, tenant, user, now, end.Idle)
 	}
 	dropped, err := e.state.dropHold(ctx, tenant, h)
@@ -211,13 +214,12 @@ func (e *Engine) ReleaseAgent(ctx context.Context, tenant, user, conv string, af
 	}
 	if afterCallWork > 0 {
 		next := hold{UserID: user, ConversationID: conv, ServiceID: h.ServiceID, HeldAt: now, ExpiresAt: now.Add(afterCallWork), Kind: switchboard.HoldAfterCallWork}
-		if next.ETag, err = e.state.t.Update(ctx, encodeHold(tenant, next), h.ETag); err != nil {
+		if _, err = e.updateHold(ctx, tenant, h, next, startedEvent(tenant, h, next, now)); err != nil {
 			if switchboard.IsCode(err, switchboard.EPRECONDITION) || switchboard.IsCode(err, switchboard.ENOTFOUND) {
 				return time.Time{}, false, nil
 			}
 			return time.Time{}, false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 		}
-		e.agents.held(tenant, next)
 		return next.ExpiresAt, true, nil
 	}
 	dropped, err := e.state.dropHold(ctx, tenant, h)
@@ -231,11 +233,14 @@ func (e *Engine) ReleaseAgent(ctx context.Context, tenant, user, conv string, af
 }
 
 // EndAgentHold ends the agent's RONA or after-call work (kind) early or at
-// its time: the hold row goes, and after after-call work the agent's idle
-// time starts (at the hold's end, or now when ended early). until, when
-// not zero, must be the hold's end (a message for an earlier RONA changes
-// nothing). It reports whether a hold ended.
-func (e *Engine) EndAgentHold(ctx context.Context, tenant, user, kind string, until time.Time) (bool, error) {
+// its time: the hold row goes, with its ...Ended event in the same
+// transaction, and after after-call work the agent's idle time starts (at
+// the hold's end, or now when ended early). until, when not zero, must be
+// the hold's end (a message for an earlier RONA changes nothing). reason
+// is the event's (switchboard.HoldEnd*; a hold past its time ended at its
+// time, whatever the caller says). It reports whether a hold ended: of
+// several callers ending the same hold, one does.
+func (e *Engine) EndAgentHold(ctx context.Context, tenant, user, kind string, until time.Time, reason string) (bool, error) {
 	const op = "routing.EndAgentHold"
 	now := wallClock(e.now)
 	h, err := e.state.getHold(ctx, tenant, user)
@@ -248,17 +253,58 @@ func (e *Engine) EndAgentHold(ctx context.Context, tenant, user, kind string, un
 	if h.Kind != kind || !until.IsZero() && !h.ExpiresAt.Equal(until) {
 		return false, nil
 	}
-	dropped, err := e.state.dropHold(ctx, tenant, h)
-	if err != nil || !dropped {
-		return false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+	return e.endAgentHold(ctx, tenant, h, reason, now)
+}
+
+// endAgentHold ends RONA or after-call work h, read from storage, as
+// EndAgentHold does.
+func (e *Engine) endAgentHold(ctx context.Context, tenant string, h hold, reason string, now time.Time) (bool, error) {
+	end := now
+	if !h.ExpiresAt.After(now) {
+		end, reason = h.ExpiresAt, switchboard.HoldEndTime
 	}
-	e.agents.dropped(tenant, user, h.ETag)
-	if kind == switchboard.HoldAfterCallWork {
-		end := now
-		if h.ExpiresAt.Before(end) {
-			end = h.ExpiresAt
-		}
-		return true, e.idleAt(ctx, tenant, user, end, true)
+	dropped, err := e.deleteHold(ctx, tenant, h, endedEvent(tenant, h, end, reason, now))
+	if err != nil || !dropped {
+		return false, switchboard.Wrap(switchboard.EUNAVAILABLE, "routing.EndAgentHold", err)
+	}
+	if h.Kind == switchboard.HoldAfterCallWork {
+		return true, e.idleAt(ctx, tenant, h.UserID, end, true)
 	}
 	return true, nil
+}
+
+// EndRonaIfHeld ends the RONA of those of users who are in RONA, as
+// storage has it (one read of the tenant's holds, so a RONA another
+// instance set a moment ago is ended too): for agents whose presence reads
+// Offline. It returns the agents whose RONA ended.
+func (e *Engine) EndRonaIfHeld(ctx context.Context, tenant string, users []string, reason string) ([]string, error) {
+	const op = "routing.EndRonaIfHeld"
+	if len(users) == 0 {
+		return nil, nil
+	}
+	now := wallClock(e.now)
+	all, err := e.state.holds(ctx, tenant)
+	if err != nil {
+		return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+	}
+	want := make(map[string]bool, len(users))
+	for _, u := range users {
+		want[u] = true
+	}
+	var ended []string
+	var errs []error
+	for _, h := range all {
+		if !want[h.UserID] || h.Kind != switchboard.HoldRona {
+			continue
+		}
+		ok, err := e.endAgentHold(ctx, tenant, h, reason, now)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("agent %s: %w", h.UserID, err))
+			continue
+		}
+		if ok {
+			ended = append(ended, h.UserID)
+		}
+	}
+	return ended, errors.Join(errs...)
 }

@@ -40,8 +40,12 @@ type Options struct {
 	// (default 10 s).
 	StateRefresh time.Duration
 	StateMaxLag  time.Duration
-	Now          func() time.Time
-	Log          *slog.Logger
+	// Events publishes the agent events (RONA and after-call work started
+	// and ended), each written in the transaction of its hold change; nil:
+	// no events.
+	Events switchboard.EventOutbox
+	Now    func() time.Time
+	Log    *slog.Logger
 	// Freed, when set, is told of the agents a Release let go (their
 	// holds ended), once the release is stored: distribution gives them
 	// their services' next items. Called on the releasing goroutine; it
@@ -62,6 +66,7 @@ type Engine struct {
 	log              *slog.Logger
 	claims           *claims
 	agents           *stateCache
+	events           switchboard.EventOutbox
 	freed            func(tenant string, users []string)
 }
 
@@ -112,6 +117,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		now:              opts.Now,
 		log:              opts.Log,
 		claims:           newClaims(),
+		events:           opts.Events,
 		freed:            opts.Freed,
 	}, nil
 }
@@ -376,8 +382,19 @@ func (e *Engine) acquire(ctx context.Context, tenant string, h hold, holds map[s
 	if p, ok := holds[h.UserID]; ok {
 		prev = &p
 	}
-	got, ok, err := e.state.acquire(ctx, tenant, h, prev)
+	var got hold
+	var ok bool
+	var err error
+	if ev := expiredEnd(tenant, prev, h.HeldAt); ev != nil && e.events != nil {
+		got, ok, err = e.acquireEnded(ctx, tenant, h, *prev, ev)
+	} else {
+		got, ok, err = e.state.acquire(ctx, tenant, h, prev)
+	}
 	switch {
+	case ok && got.ETag == "":
+		// Taken in a transaction whose row was not read back: the copy
+		// must not hold a row without its ETag.
+		e.agents.reread(tenant, h.UserID)
 	case ok:
 		e.agents.held(tenant, got)
 	case err == nil:
@@ -387,9 +404,45 @@ func (e *Engine) acquire(ctx context.Context, tenant string, h hold, holds map[s
 	return got, ok, err
 }
 
+// expiredEnd is the ...Ended event of prev, an expired RONA or after-call
+// work that a new hold replaces before its due message or the sweep ended
+// it; nil for any other row.
+func expiredEnd(tenant string, prev *hold, now time.Time) *switchboard.Event {
+	if prev == nil || prev.state().Holding(now) {
+		return nil
+	}
+	return endedEvent(tenant, *prev, prev.ExpiresAt, switchboard.HoldEndTime, now)
+}
+
+// acquireEnded is stateStore.acquire over an expired RONA or after-call
+// work, with its ended event in the same transaction: the row was not
+// ended by its message or the sweep yet, and once replaced it never will.
+func (e *Engine) acquireEnded(ctx context.Context, tenant string, h, prev hold, ev *switchboard.Event) (hold, bool, error) {
+	got, err := e.changeHold(ctx, tenant, store.Op{Kind: store.OpUpdate, Entity: encodeHold(tenant, h), IfMatch: prev.ETag}, ev)
+	switch switchboard.ErrorCode(err) {
+	case "":
+		if got != nil && got.Kind == h.Kind && got.ConversationID == h.ConversationID {
+			h.ETag = got.ETag
+		}
+		return h, true, nil
+	case switchboard.ENOTFOUND:
+		// Swept meanwhile, with its event: take the agent afresh.
+		return e.state.acquire(ctx, tenant, h, nil)
+	case switchboard.ECONFLICT, switchboard.EPRECONDITION:
+		return hold{}, false, nil
+	}
+	return hold{}, false, err
+}
+
 // undo gives back holds taken by a route that failed after taking them.
 func (e *Engine) undo(ctx context.Context, tenant string, taken []hold) {
 	for _, h := range taken {
+		if h.ETag == "" {
+			// Taken in a transaction whose row could not be read back: a
+			// delete without its ETag could remove someone else's hold.
+			e.log.Warn("hold not given back; it expires by itself", "tenant", tenant, "user", h.UserID, "conversation", h.ConversationID)
+			continue
+		}
 		if _, err := e.state.dropHold(context.WithoutCancel(ctx), tenant, h); err != nil {
 			e.log.Warn("hold not given back; it expires by itself", "tenant", tenant, "user", h.UserID, "conversation", h.ConversationID, "err", err)
 			continue

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"switchboard/handler/job"
+	"switchboard/handler/switchboard"
 )
 
 // HousekeepingReport says what one Housekeep run did.
@@ -92,7 +93,10 @@ func (e *Engine) sweep(ctx context.Context, tenant string) (holds, convs int, er
 		if h.state().Holding(now) {
 			continue
 		}
-		dropped, err := e.state.dropHold(ctx, tenant, h)
+		// A RONA or after-call work ends here when its due message did not
+		// end it (lost, or late): its ...Ended event goes in the same
+		// transaction, and the ETag makes sure only one of the two ends it.
+		dropped, err := e.deleteHold(ctx, tenant, h, endedEvent(tenant, h, h.ExpiresAt, switchboard.HoldEndTime, now))
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -100,7 +104,6 @@ func (e *Engine) sweep(ctx context.Context, tenant string) (holds, convs int, er
 		if dropped {
 			holds++
 			ends[h.UserID] = h.expiredAt()
-			e.agents.dropped(tenant, h.UserID, h.ETag)
 		}
 	}
 	if err := e.state.recordIdle(ctx, tenant, ends); err != nil {

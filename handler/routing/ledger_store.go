@@ -99,6 +99,18 @@ func encodeLedger(tenant string, shard int, idle map[string]time.Time) store.Ent
 	return store.Entity{PartitionKey: tenant, RowKey: idleRowKey(shard), Props: props}
 }
 
+// idleOf reads one agent's ledger entry (zero when it has none).
+func (s *stateStore) idleOf(ctx context.Context, tenant, user string) (time.Time, error) {
+	e, err := s.t.Get(ctx, tenant, idleRowKey(idleShard(user)))
+	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return decodeLedger(e)[user], nil
+}
+
 // recordIdle sets the ledger entry of each agent in ends to the later of
 // its current value and the given time. Each ledger row is read, modified
 // and written back ETag-guarded, retried when a concurrent writer won.

@@ -85,14 +85,15 @@ func (e *Engine) releaseHold(ctx context.Context, tenant, user, conversationID s
 	if h.ConversationID != conversationID {
 		return time.Time{}, nil // expired and taken by another conversation
 	}
-	dropped, err := e.state.dropHold(ctx, tenant, h)
+	end, reason := now, switchboard.HoldEndEarly
+	if !h.state().Holding(now) {
+		end, reason = h.expiredAt(), switchboard.HoldEndTime
+	}
+	// A distribution conversation's RONA or after-call work released here
+	// ends with its event (nil for the other holds).
+	dropped, err := e.deleteHold(ctx, tenant, h, endedEvent(tenant, h, end, reason, now))
 	if err != nil || !dropped {
 		return time.Time{}, err
-	}
-	e.agents.dropped(tenant, user, h.ETag)
-	end := now
-	if !h.state().Holding(now) {
-		end = h.expiredAt()
 	}
 	return end, nil
 }

@@ -118,6 +118,24 @@ func (c *stateCache) idled(tenant string, ends map[string]time.Time) {
 	})
 }
 
+// stored records one agent's rows as just read from storage: its hold row
+// (none when !found) and its ledger entry (zero: none).
+func (c *stateCache) stored(tenant, user string, h hold, found bool, idle time.Time) {
+	c.update(tenant, func(holds map[string]hold, cur map[string]time.Time) (map[string]hold, map[string]time.Time) {
+		holds = withHolds(holds, func(m map[string]hold) {
+			if found {
+				m[user] = h
+			} else {
+				delete(m, user)
+			}
+		})
+		return holds, cur
+	})
+	if !idle.IsZero() {
+		c.idled(tenant, map[string]time.Time{user: idle})
+	}
+}
+
 // reread reads one agent's hold row again after this process lost a race
 // for it, so that later routes here see who holds it. It runs in the
 // background: the route that lost has moved on.

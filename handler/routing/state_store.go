@@ -24,6 +24,8 @@ import (
 //	                the same conversation asked twice returns the same hold
 //	                and Release finds its agents.
 //	r|<service>     the round-robin position of a service.
+//	outbox|...      agent events written with a hold change (package
+//	                outbox), until the events capability hands them on.
 //
 // Holds and ledger share the prefix "a|" so that one query reads both.
 const (
@@ -147,6 +149,10 @@ func (s *stateStore) snapshot(ctx context.Context, tenant string) (snapshot, err
 func (s *stateStore) acquire(ctx context.Context, tenant string, h hold, prev *hold) (hold, bool, error) {
 	e := encodeHold(tenant, h)
 	var err error
+	if prev != nil && prev.ETag == "" {
+		// An update without If-Match would take the row whatever it holds.
+		return hold{}, false, nil
+	}
 	if prev != nil {
 		h.ETag, err = s.t.Update(ctx, e, prev.ETag)
 		if switchboard.IsCode(err, switchboard.ENOTFOUND) {

@@ -110,6 +110,10 @@ type Conversation struct {
 	ForwardedFrom  []string            `json:"forwardedFrom"`
 	CallbackTaskID string              `json:"callbackTaskId,omitempty"`
 	History        []ConversationEvent `json:"history"`
+	// DirectUserID is the one agent a direct conversation (an Interact
+	// session with userId, SPEC section 12) is offered to; it has no
+	// service (ServiceID is empty).
+	DirectUserID string `json:"directUserId,omitempty"`
 	// Deadline is when the wait times out (QueuedAt + maxWaitSeconds of
 	// the service it waits in).
 	Deadline time.Time `json:"deadline,omitzero"`
@@ -122,6 +126,10 @@ type Conversation struct {
 
 	ETag string `json:"-"`
 }
+
+// Direct reports whether the conversation is offered to one agent only,
+// outside any service.
+func (c Conversation) Direct() bool { return c.DirectUserID != "" }
 
 // Waiting reports whether the conversation is in a waiting line.
 func (c Conversation) Waiting() bool { return c.State == StateQueued || c.State == StateOffered }
@@ -223,6 +231,14 @@ type OfferEnd struct {
 	// sends the agent to the back of LongestIdle; a rescinded one does not).
 	Idle bool
 }
+
+// Why an agent's RONA or after-call work ended: the reason of its
+// switchboard.agent.ronaEnded or afterCallWorkEnded event.
+const (
+	HoldEndTime    = "TimeEnded"       // at its time (its due message, or routing's expiry sweep)
+	HoldEndEarly   = "EndedEarly"      // RONA reset, or after-call work ended, through the API
+	HoldEndOffline = "PresenceOffline" // RONA ends when the agent's presence reads Offline
+)
 
 // AgentHold is an agent's hold as storage has it (Kind one of the Hold*
 // kinds; ConversationID empty when it holds nothing), and when its idle

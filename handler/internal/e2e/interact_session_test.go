@@ -103,7 +103,14 @@ func startSessions(t *testing.T) *sessionEnv {
 
 func (s *sessionEnv) create() sessionReply {
 	s.t.Helper()
-	status, _, raw := s.env.Do(s.t, "POST", "/api/interact/"+interactTenant+"/sessions", map[string]any{"serviceId": "support", "customer": map[string]any{"displayName": "Ada"}}, "X-Widget-Key", s.key)
+	return s.createFor("serviceId", "support")
+}
+
+// createFor starts a session for a service (field serviceId) or, direct,
+// for one agent (field userId).
+func (s *sessionEnv) createFor(field, id string) sessionReply {
+	s.t.Helper()
+	status, _, raw := s.env.Do(s.t, "POST", "/api/interact/"+interactTenant+"/sessions", map[string]any{field: id, "customer": map[string]any{"displayName": "Ada"}}, "X-Widget-Key", s.key)
 	if status != http.StatusCreated {
 		s.t.Fatalf("create: %d %s", status, raw)
 	}

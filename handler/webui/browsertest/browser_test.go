@@ -9,6 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -49,6 +51,11 @@ type site struct {
 	sim   *graphsim.Sim
 	users []graphsim.User
 	ctx   context.Context // the tab
+
+	// authority is the Entra stand-in the sign-in tests use; the proxy
+	// tunnels to it and the browser accepts its certificate.
+	authority *fakeAuthority
+	entra     *e2e.Env // the same app with Entra sign-in
 
 	mu       sync.Mutex
 	problems []string // console errors, exceptions, refused requests since the last take
@@ -98,7 +105,9 @@ func startSite(t *testing.T) *site {
 	sim.AddApp(app, secret, true)
 	sim.AddAccount(account1, "pw-1", false)
 	sim.AddAccount(account2, "pw-2", false)
-	sim.AddTenant(tenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, Guests: []string{account1, account2}})
+	// User.Read.All too: the settings page checks contact search filters
+	// with it (without it every check says the permission is missing).
+	sim.AddTenant(tenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, UserReadConsent: true, Guests: []string{account1, account2}})
 	users := sim.AddUsers(tenant, "contoso-browser.example", 6)
 	sim.SetPresence(tenant, users[0].ID, "Busy", "InACall", false)
 	sim.SetPresence(tenant, users[1].ID, "Available", "Available", false)
@@ -110,8 +119,9 @@ func startSite(t *testing.T) *site {
 		"PRESENCE_ACCOUNT1_UPN": account1, "PRESENCE_ACCOUNT1_PASSWORD": "pw-1",
 		"PRESENCE_ACCOUNT2_UPN": account2, "PRESENCE_ACCOUNT2_PASSWORD": "pw-2",
 	}})
-	s := &site{env: env, sim: sim, users: users, allowed: map[string]bool{}}
+	s := &site{env: env, sim: sim, users: users, allowed: map[string]bool{}, authority: startAuthority(t)}
 	s.allow(env.BaseURL)
+	s.entra = startEntraApp(t, s)
 	var members []map[string]any
 	for _, u := range users {
 		members = append(members, map[string]any{"userId": u.ID, "active": true})
@@ -139,6 +149,8 @@ func startSite(t *testing.T) *site {
 		chromedp.Flag("proxy-server", proxy),
 		// Loopback goes through the proxy too.
 		chromedp.Flag("proxy-bypass-list", "<-loopback>"),
+		// The fake authority's certificate only, not any other untrusted one.
+		chromedp.Flag("ignore-certificate-errors-spki-list", s.authority.SPKI()),
 		chromedp.WindowSize(1280, 800),
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -202,15 +214,22 @@ func startSite(t *testing.T) *site {
 }
 
 // newProxy is the browser's only way out: it forwards plain-HTTP requests
-// for the app (s.allowed) and refuses everything else, every CONNECT
-// included, before connecting anywhere.
+// for the app (s.allowed), tunnels CONNECT to the fake authority (loopback
+// TLS) and refuses everything else before connecting anywhere.
 func newProxy(t *testing.T, s *site) string {
 	t.Helper()
 	forward := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		r.Out.URL.Scheme, r.Out.URL.Host = "http", r.In.URL.Host
 		r.Out.Host = r.In.URL.Host
+	}, ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+		s.report("proxy: %s %s: %v", r.Method, r.URL, err)
+		w.WriteHeader(http.StatusBadGateway)
 	}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect && r.Host == s.authority.Host() {
+			tunnel(w, r.Host)
+			return
+		}
 		s.mu.Lock()
 		ok := r.Method != http.MethodConnect && r.URL.Scheme == "http" && s.allowed[r.URL.Host]
 		if !ok {
@@ -225,6 +244,29 @@ func newProxy(t *testing.T, s *site) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// tunnel joins the browser's connection to host (the fake authority, on
+// loopback) for a CONNECT.
+func tunnel(w http.ResponseWriter, host string) {
+	upstream, err := net.Dial("tcp", host)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		upstream.Close()
+		return
+	}
+	_, _ = conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
+	go func() {
+		// Whatever the browser sent after the CONNECT is buffered.
+		_, _ = io.Copy(upstream, buf)
+		upstream.Close()
+	}()
+	_, _ = io.Copy(conn, upstream)
+	conn.Close()
 }
 
 func (s *site) must(t *testing.T, method, path string, body any) []byte {
@@ -262,7 +304,9 @@ func (s *site) run(t *testing.T, what string, steps ...chromedp.Action[chromedp.
 
 func (s *site) fail(t *testing.T, what string, err error) {
 	t.Helper()
-	html, _ := chromedp.Run(s.ctx, chromedp.OuterHTML(chromedp.CSS("main")))
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second) // a page without main
+	defer cancel()
+	html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("main")))
 	t.Fatalf("%s: %v\nmain: %.3000s", what, err, html)
 }
 

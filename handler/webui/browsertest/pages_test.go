@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -39,9 +40,11 @@ func TestWebPage(t *testing.T) {
 	t.Run("ServicesShowReasonsThatFollowPresence", func(t *testing.T) { serviceReasons(t, s) })
 	t.Run("ServiceEditorSavesAndShowsFieldErrors", func(t *testing.T) { serviceEditor(t, s) })
 	t.Run("LiveViewShowsTheQueue", func(t *testing.T) { liveShowsQueue(t, s) })
+	t.Run("LiveViewShowsAQueuedConversationAndItsRingingOffer", func(t *testing.T) { liveShowsRingingOffer(t, s) })
 	t.Run("OutboundTasksByStateAndCancel", func(t *testing.T) { outboundTasks(t, s) })
 	t.Run("EventSubscriptionsWithDeliveries", func(t *testing.T) { subscriptions(t, s) })
 	t.Run("EntraSignInOffered", func(t *testing.T) { signInOffered(t, s) })
+	t.Run("SupervisorSeesTheSettingsReadOnly", func(t *testing.T) { supervisorReadOnly(t, s) })
 	if p := s.takeProblems(); len(p) > 0 {
 		t.Errorf("page problems: %v", p)
 	}
@@ -78,14 +81,7 @@ func pagesLoad(t *testing.T, s *site) {
 		for _, v := range violations {
 			t.Errorf("%s: axe %s (%s): %s at %v", p.name, v.ID, v.Impact, v.Help, v.Nodes)
 		}
-		for _, size := range [][2]int64{{1280, 800}, {390, 844}} {
-			s.run(t, "viewport", chromedp.EmulateViewport(size[0], size[1]), chromedp.Sleep(200*time.Millisecond))
-			png := get(t, s, "screenshot", chromedp.CaptureScreenshot())
-			name := filepath.Join(dir, fmt.Sprintf("%s-%dx%d.png", p.name, size[0], size[1]))
-			if err := os.WriteFile(name, png, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		screenshots(t, s, p.name)
 		// Narrow: nothing wider than the screen but the tables' own scroll.
 		if eval[bool](t, s, `document.documentElement.scrollWidth > window.innerWidth + 1`) {
 			t.Errorf("%s: the page is wider than 390 px", p.name)
@@ -96,6 +92,20 @@ func pagesLoad(t *testing.T, s *site) {
 	}
 	s.run(t, "viewport", chromedp.EmulateViewport(1280, 800))
 	t.Logf("screenshots in %s", dir)
+}
+
+// screenshots photographs the page at 1280×800 and 390×844 into the
+// screenshot folder as name-WxH.png, and leaves the narrow viewport set.
+func screenshots(t *testing.T, s *site, name string) {
+	t.Helper()
+	dir := screenshotDir(t)
+	for _, size := range [][2]int64{{1280, 800}, {390, 844}} {
+		s.run(t, "viewport", chromedp.EmulateViewport(size[0], size[1]), chromedp.Sleep(200*time.Millisecond))
+		png := get(t, s, "screenshot", chromedp.CaptureScreenshot())
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%dx%d.png", name, size[0], size[1])), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 const capInput = `input[data-field="outbound.maxScheduledTasksPerService"]`
@@ -217,10 +227,85 @@ func serviceReasons(t *testing.T, s *site) {
 // With distribution deployed, the live view shows each service's queue
 // figures from GET .../queue.
 func liveShowsQueue(t *testing.T, s *site) {
-	s.open(t, "live", `ul.figures li`)
-	text := eval[string](t, s, textOf("ul.figures"))
+	s.open(t, "live", `section[aria-labelledby="live-support"] ul.figures li`)
+	text := eval[string](t, s, textOf(`section[aria-labelledby="live-support"] ul.figures`))
 	if !strings.Contains(text, "waiting: 0") || !strings.Contains(text, "agents eligible") {
 		t.Errorf("live view figures %q, want the queue's (waiting: 0, agents eligible)", text)
+	}
+}
+
+// A conversation enqueued through the API while the live view is open
+// shows at the page's own refresh, offered to the one free agent with its
+// ringing offer (agent, time left), in the queue and in the agents table;
+// a second one, with nobody free, shows queued behind it. Ending both
+// takes them off the page.
+func liveShowsRingingOffer(t *testing.T, s *site) {
+	agent := s.users[3] // Available in the simulator, and only in this service
+	s.must(t, http.MethodPut, "/services/desk", map[string]any{"name": "Front desk", "members": []map[string]any{{"userId": agent.ID, "active": true}},
+		"distribution": map[string]any{"order": "LongestIdle", "ringSeconds": 180}})
+	s.env.Invoke(t, "PresencePoll") // fresh readings: the agent is eligible
+	const panel = `section[aria-labelledby="live-desk"]`
+	// The tab may show the live view already: a reload lists the new service.
+	s.run(t, "open live", navigate(s.pageURL("live")), chromedp.Reload(), waitVisible(panel+` ul.figures li`))
+	eval[bool](t, s, fmt.Sprintf(`(document.querySelector(%q).dataset.marked = "1") === "1"`, panel))
+	enqueue := func(id, name string) {
+		var c struct{ State string }
+		if err := json.Unmarshal(s.must(t, http.MethodPost, "/services/desk/queue", map[string]any{
+			"conversationId": id, "customer": map[string]any{"displayName": name}}), &c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enqueue("browser-c1", "Ada")
+	row := func(id string) string { return fmt.Sprintf(`%s tr[data-key=%q]`, panel, id) }
+	cell := func(id, label string) string { return textOf(fmt.Sprintf(`%s td[data-label=%q]`, row(id), label)) }
+	s.waitFor(t, "the offered conversation", cell("browser-c1", "State")+` === "Offered"`)
+	ringing := eval[string](t, s, cell("browser-c1", "Ringing offers"))
+	if !strings.Contains(ringing, agent.ID+" (lapses in ") {
+		t.Errorf("ringing offers %q, want %s with the time left", ringing, agent.ID)
+	}
+	if got := eval[string](t, s, cell("browser-c1", "Customer")); got != "Ada" {
+		t.Errorf("customer %q, want Ada", got)
+	}
+	s.waitFor(t, "the agent's ringing offer", cell(agent.ID, "Offer")+`.startsWith("Ringing: browser-c1, lapses in ")`)
+
+	enqueue("browser-c2", "Grace")
+	s.waitFor(t, "the waiting conversation", cell("browser-c2", "State")+` === "Queued"`)
+	if got := eval[string](t, s, cell("browser-c2", "Ringing offers")); got != "—" {
+		t.Errorf("the waiting conversation shows offers %q, want none (nobody is free)", got)
+	}
+	order := eval[[]string](t, s, fmt.Sprintf(`[...document.querySelectorAll(%q)].map(tr => tr.dataset.key)`, panel+` table[data-table=queue] tbody tr`))
+	if len(order) != 2 || order[0] != "browser-c1" || order[1] != "browser-c2" {
+		t.Errorf("queue rows %v, want browser-c1 then browser-c2", order)
+	}
+	figures := eval[string](t, s, textOf(panel+" ul.figures"))
+	if !strings.Contains(figures, "waiting: 1") || !strings.Contains(figures, "offered: 1") {
+		t.Errorf("figures %q, want waiting: 1 and offered: 1", figures)
+	}
+	// The data age says the table is fresh, and the rows came by refresh:
+	// the panel seen before the enqueue is the one showing them.
+	age := get(t, s, "the data age", chromedp.Evaluate[struct {
+		Text  string
+		Stale bool
+	}](fmt.Sprintf(`(() => { const e = document.querySelector(%q); return {text: e.textContent, stale: e.classList.contains("stale")}; })()`, panel+" p.age")))
+	if !regexp.MustCompile(`^Updated \d+ s ago$`).MatchString(age.Text) || age.Stale {
+		t.Errorf("data age %+v, want a fresh \"Updated N s ago\"", age)
+	}
+	if !eval[bool](t, s, fmt.Sprintf(`document.querySelector(%q)?.dataset.marked === "1"`, panel)) {
+		t.Error("the live view was rebuilt instead of refreshed")
+	}
+	screenshots(t, s, "live-offer")
+	s.run(t, "viewport", chromedp.EmulateViewport(1280, 800))
+
+	for _, id := range []string{"browser-c1", "browser-c2"} {
+		if status, _, raw := s.env.Do(t, http.MethodDelete, "/api/tenants/"+tenant+"/conversations/"+id, nil); status >= 300 {
+			t.Fatalf("ending %s: %d %s", id, status, raw)
+		}
+	}
+	s.waitFor(t, "the ended conversations gone", fmt.Sprintf(`document.querySelector(%q) === null && document.querySelector(%q) === null`, row("browser-c1"), row("browser-c2")))
+	s.waitFor(t, "the agent free again", cell(agent.ID, "Offer")+` === "—"`)
+	// The other tests know one service.
+	if status, _, raw := s.env.Do(t, http.MethodDelete, "/api/tenants/"+tenant+"/services/desk", nil); status >= 300 {
+		t.Fatalf("deleting the service: %d %s", status, raw)
 	}
 }
 
@@ -334,4 +419,19 @@ func attendantFilter(t *testing.T, s *site) {
 	// Well formed, but Graph refuses it: the check says why.
 	s.run(t, "a filter Graph refuses", setValue(filter, "favouriteColour eq 'blue'"), click(`button[data-filter-check]`))
 	s.waitFor(t, "invalid", result+`.textContent.startsWith("invalid")`)
+	if got := eval[string](t, s, result+".textContent"); !strings.Contains(got, "favouriteColour") {
+		t.Errorf("the check says %q, want Graph's message naming the property", got)
+	}
+	// A filter Graph accepts checks ok, saves, and is recorded as checked.
+	s.run(t, "a filter Graph accepts", setValue(filter, "department eq 'Sales'"), click(`button[data-filter-check]`))
+	s.waitFor(t, "ok", result+`.textContent === "ok"`)
+	s.run(t, "save it", click(`button[type=submit]`))
+	s.waitFor(t, "Saved", `[...document.querySelectorAll(".alert.ok")].some(e => e.textContent === "Saved.")`)
+	ac := s.settings(t)["attendantConsole"].(map[string]any)
+	if check, _ := ac["contactSearchFilterCheck"].(map[string]any); ac["contactSearchFilter"] != "department eq 'Sales'" || check["state"] != "ok" {
+		t.Errorf("stored %v, want the filter with its check ok", ac)
+	}
+	if got := eval[string](t, s, textOf("[data-filter-check-state]")); !strings.HasPrefix(got, "Last check: ok") {
+		t.Errorf("last check shown %q, want Last check: ok", got)
+	}
 }

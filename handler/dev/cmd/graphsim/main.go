@@ -3,14 +3,17 @@
 // over time, and prints the settings that point a handler at it.
 //
 //	graphsim [-agents 50] [-change 0.1] [-every 10s] [-latency 100ms] [-graph addr] [-login addr]
-//	graphsim -demo [-api http://127.0.0.1:7071] -- command args...
+//	graphsim -demo [-api http://127.0.0.1:7071] [-trickle 4s] -- command args...
 //
 // With a command after "--" (`make run` passes the local runner), the
 // command runs with those settings in its environment (GRAPH_BASE_URL,
 // AZURE_AUTHORITY_HOST, SSL_CERT_FILE, the presence app and accounts,
 // API_AUTH=none); with -demo, once the app answers on -api, graphsim
 // creates the demo services through the API, switches the demo tenant to
-// tracking over guest accounts, and fires a first presence poll.
+// tracking over guest accounts, fires a first presence poll, and starts
+// the demo trickle: a conversation enqueued every -trickle, offers
+// answered by the demo agents (trickle.go). Only -demo starts it; the
+// production wiring has no such thing.
 package main
 
 import (
@@ -68,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	graphAddr := fs.String("graph", "127.0.0.1:0", "Graph listen address")
 	loginAddr := fs.String("login", "127.0.0.1:0", "Entra listen address")
 	demo := fs.Bool("demo", false, "after the command's app answers on -api: create the demo services, enable guest tracking, fire a poll")
+	trickleEvery := fs.Duration("trickle", 4*time.Second,
+		"with -demo: enqueue a demo conversation this often and have the demo agents answer offers (0: off)")
 	api := fs.String("api", "http://127.0.0.1:7071", "the app's base URL (with -demo; default from the command's -port)")
 	notifications := fs.Bool(
 		"notifications",
@@ -193,6 +198,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				fmt.Fprintln(stderr, "graphsim: demo set-up:", err)
 				return
 			}
+			if *trickleEvery > 0 {
+				fmt.Fprintf(stderr, "graphsim: demo trickle: a conversation every %s into support or sales; the demo agents answer most offers\n", *trickleEvery)
+				go func() { _ = newTrickle(*api, demoTenant, demoServices, *trickleEvery, stderr).run(ctx) }()
+			}
 			fmt.Fprintf(stderr, `graphsim: demo ready. The web page: %[4]s
 Or try:
   curl -s %[1]s/api/tenants/%[2]s/presence-tracking
@@ -228,6 +237,9 @@ Events to a local webhook (it subscribes itself, verifies each signature and pri
 		return nil
 	}
 }
+
+// demoServices are the services setUpDemo creates.
+var demoServices = []string{"support", "sales"}
 
 // setUpDemo waits for the app, then creates two services over the demo
 // agents (overlapping: some agents serve both), switches the tenant to
@@ -287,9 +299,11 @@ func setUpDemo(ctx context.Context, api string, users []graphsim.User, organizer
 		body map[string]any
 	}{
 		{"support", map[string]any{"name": "Support", "members": members(0, 2*third+1),
-			"distribution": map[string]any{"deliverWhileBusy": true, "deliverWhileAway": false, "order": "LongestIdle", "holdSeconds": 30}}},
+			"distribution": map[string]any{"deliverWhileBusy": true, "deliverWhileAway": false, "order": "LongestIdle", "holdSeconds": 30,
+				"ringSeconds": 15, "afterCallWorkSeconds": 10, "rona": map[string]any{"enabled": true, "resetSeconds": 30}}}},
 		{"sales", map[string]any{"name": "Sales", "members": members(third, len(users)),
-			"distribution": map[string]any{"deliverWhileBusy": false, "deliverWhileAway": false, "order": "RoundRobin", "holdSeconds": 30}}},
+			"distribution": map[string]any{"deliverWhileBusy": false, "deliverWhileAway": false, "order": "RoundRobin", "holdSeconds": 30,
+				"ringSeconds": 15, "afterCallWorkSeconds": 10, "rona": map[string]any{"enabled": true, "resetSeconds": 30}}}},
 	}
 	for _, s := range services {
 		if err := call(http.MethodPut, "/api/tenants/"+demoTenant+"/services/"+s.id, "application/json", s.body); err != nil {

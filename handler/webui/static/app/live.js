@@ -91,9 +91,11 @@ export function setCells(tr, labels, values) {
   });
 }
 
-export function table(labels, { caption, numeric = [] } = {}) {
+// table builds a live table; name (if given) is its data-table, for tests
+// and styles to find it.
+export function table(labels, { caption, numeric = [], name } = {}) {
   const tbody = h("tbody");
-  const t = h("table", { class: "cards" },
+  const t = h("table", { class: "cards", dataset: name ? { table: name } : {} },
     caption ? h("caption", {}, caption) : null,
     h("thead", {}, h("tr", {}, labels.map((l, i) => h("th", { scope: "col", class: numeric.includes(i) ? "num" : null }, l)))),
     tbody);

@@ -42,9 +42,9 @@ function servicePanel(signal, svc) {
   const alert = h("div", { class: "alert", "aria-live": "polite" });
   const figures = h("ul", { class: "figures" });
   const qLabels = ["Position", "Conversation", "Customer", "Priority", "Waiting", "State", "Ringing offers"];
-  const queue = table(qLabels, { caption: "Waiting and offered conversations", numeric: [0, 3, 4] });
+  const queue = table(qLabels, { caption: "Waiting and offered conversations", numeric: [0, 3, 4], name: "queue" });
   const aLabels = ["Agent", "Presence", "Conversation", "Offer", "RONA", "After-call work"];
-  const agents = table(aLabels, { caption: "Agents" });
+  const agents = table(aLabels, { caption: "Agents", name: "agents" });
   const agentAlert = h("div", { class: "alert", "aria-live": "polite" });
   const panel = h("section", { class: "panel", "aria-labelledby": headingId },
     h("h2", { id: headingId }, `${svc.name || sid} `, h("span", { class: "muted" }, `(${sid})`)), fresh.el, alert, figures, queue.el, agentAlert, agents.el);
