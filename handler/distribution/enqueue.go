@@ -354,7 +354,7 @@ func (s *Service) offerTo(
 		}
 	}
 	d, err := s.o.Agents.Route(ctx, c.TenantID, svc.ID, switchboard.RouteRequest{
-		ConversationID: c.ID, Reserve: true, Offer: true, Hold: ring,
+		ConversationID: c.ID, Reserve: true, Offer: true, Hold: ring, Rona: ronaFor(svc, false),
 		PreferredUsers: preferred, RequiredSkills: c.RequiredSkills, Skip: skip,
 		MaxAgents: want,
 	})

@@ -288,9 +288,16 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 	if err != nil {
 		return Conversation{}, err
 	}
-	found := false
+	found, rangOut := false, false
 	out, err := s.mutate(ctx, tenant, conv, func(c *Conversation, fx *effects) (bool, error) {
+		rangOut = false
 		i := c.OfferOf(user)
+		if i >= 0 && !s.now().Before(c.Offers[i].ExpiresAt) {
+			// Too late, as for an accept: it rang out, and its lapse (RONA
+			// as the service says) is on its way.
+			found, rangOut = true, true
+			return false, nil
+		}
 		if i < 0 {
 			for _, d := range c.Declined {
 				if d == user { // a retried decline
@@ -318,6 +325,9 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 	})
 	if err != nil {
 		return Conversation{}, err
+	}
+	if rangOut {
+		return Conversation{}, notPending(op, conv, user, "the offer lapsed")
 	}
 	if !found {
 		return Conversation{}, notPending(op, conv, user, offerWhy(out, user))
