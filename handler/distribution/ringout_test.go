@@ -1,0 +1,161 @@
+package distribution
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"switchboard/handler/outbox"
+	"switchboard/handler/routing"
+	sb "switchboard/handler/switchboard"
+)
+
+// withEvents gives the fixture's app, and returns another instance of it
+// on the same tables, the agent and conversation events of ob.
+func (f *fixture) withEvents(ob *fakeOutbox) (*routing.Engine, *Service) {
+	f.t.Helper()
+	build := func() (*routing.Engine, *Service) {
+		e, err := routing.New(ctx, routing.Options{Tables: f.tables, Presence: f.presence, StaleAfter: 120 * time.Second, Now: f.clock.Now, StateRefresh: -1, Events: ob})
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		s, err := New(ctx, Options{Tables: f.tables, Agents: e, Presence: f.presence, Outbound: f.outbound, Queue: f.queue, QueueName: "distribution",
+			Now: f.clock.Now, Events: ob})
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		f.t.Cleanup(s.Wait)
+		return e, s
+	}
+	f.engine, f.svc = build()
+	return build()
+}
+
+// ronaEvents returns the agent's ronaStarted and ronaEnded events in the
+// routing outbox, in order.
+func (f *fixture) ronaEvents(u string) []string {
+	f.t.Helper()
+	table, _ := f.tables.Table(ctx, routing.StateTable)
+	rows, err := outbox.Read(ctx, table, tenant)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	slices.SortFunc(rows, func(a, b outbox.Pending) int { return int(a.Event.Sequence - b.Event.Sequence) })
+	var out []string
+	for _, r := range rows {
+		var d struct{ UserID, ConversationID string }
+		_ = json.Unmarshal(r.Event.Data, &d)
+		if d.UserID == u && (r.Event.Type == routing.AgentRonaStarted || r.Event.Type == routing.AgentRonaEnded) {
+			out = append(out, r.Event.Type[len("switchboard.agent."):]+" "+d.ConversationID)
+		}
+	}
+	return out
+}
+
+// The defect this guards against: an offer's hold ends at its ring time,
+// its lapse message runs a moment later; a conversation arriving in
+// between (on another instance) found the agent free, took it, and the
+// lapse then found another hold: the agent let a call ring out and never
+// went into RONA. Now the rung-out offer is the agent's RONA from the end
+// of the ring, on every instance, and the lapse (or housekeeping) writes
+// it once, with one ronaStarted however often it runs.
+func TestRingOutIsRonaBeforeTheLapseRuns(t *testing.T) {
+	f := newFixture(t)
+	ob := &fakeOutbox{}
+	_, other := f.withEvents(ob)
+	f.service("support", 1, routing.DistributionInput{RingSeconds: ptr(20), Rona: &routing.RonaInput{ResetSeconds: ptr(600)}}, nil)
+	u := user(1)
+	if c := f.enqueue("support", "c-1", EnqueueInput{}); !slices.Equal(ringing(c), []string{u}) {
+		t.Fatalf("c-1 offered to %v, want %s", ringing(c), u)
+	}
+	ringEnd := t0.Add(20 * time.Second)
+
+	// The ring is over; its lapse message has not run yet.
+	f.clock.Advance(20*time.Second + 500*time.Millisecond)
+	c2, _, err := other.Enqueue(ctx, tenant, "support", EnqueueInput{ConversationID: "c-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Wait()
+	if c2.State != StateQueued || len(c2.Offers) != 0 {
+		t.Fatalf("c-2 arriving in the gap: %s with offers %+v; want Queued, offered to nobody", c2.State, c2.Offers)
+	}
+	if r := f.reason("support", u); r != sb.ReasonRona {
+		t.Errorf("route reply in the gap: %s for the agent, want Rona", r)
+	}
+	if v := f.agent(u); v.Offer != nil || v.Rona == nil || v.Rona.ConversationID != "c-1" || !v.Rona.Since.Equal(ringEnd) ||
+		!v.Rona.Until.Equal(ringEnd.Add(600*time.Second)) {
+		t.Errorf("agent view in the gap: offer %+v, rona %+v; want RONA of c-1 from %s for 600 s", v.Offer, v.Rona, ringEnd)
+	}
+	if _, err := other.Decline(ctx, tenant, "c-1", u); !sb.IsCode(err, sb.ECONFLICT) {
+		t.Errorf("a decline after the ring: %v, want offer-not-pending", err)
+	}
+	if got := f.ronaEvents(u); len(got) != 0 {
+		t.Errorf("RONA events before anything wrote the RONA: %v", got)
+	}
+
+	// The lapse runs (and is redelivered), housekeeping runs too.
+	lapses := f.queue.due(f.clock.Now())
+	if len(lapses) != 1 {
+		t.Fatalf("%d due messages, want the lapse", len(lapses))
+	}
+	for _, s := range []*Service{f.svc, other, f.svc} {
+		if _, err := s.Handle(ctx, lapses[0].Body); err != nil {
+			t.Fatal(err)
+		}
+		s.Wait()
+	}
+	f.clock.Advance(10 * time.Second)
+	if _, err := f.engine.Housekeep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Housekeep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.svc.Wait()
+	c1 := f.get("c-1")
+	if c1.State != StateQueued || c1.Offers[0].State != OfferLapsed {
+		t.Errorf("c-1 after its lapse: %s, offer %s; want Queued, Lapsed", c1.State, c1.Offers[0].State)
+	}
+	if got := ringing(f.get("c-2")); len(got) != 0 {
+		t.Errorf("c-2 offered to %v while its only agent is in RONA", got)
+	}
+	if r := f.reason("support", u); r != sb.ReasonRona {
+		t.Errorf("route reply after the lapse: %s, want Rona", r)
+	}
+	if got := f.ronaEvents(u); !slices.Equal(got, []string{"ronaStarted c-1"}) {
+		t.Errorf("RONA events %v, want exactly one ronaStarted", got)
+	}
+
+	// The RONA ends at its time (from the ring's end); c-1, first in the
+	// queue, goes to the agent.
+	f.advance(ringEnd.Add(600 * time.Second).Sub(f.clock.Now()))
+	if got := ringing(f.get("c-1")); !slices.Equal(got, []string{u}) {
+		t.Errorf("after the RONA: c-1 ringing %v, want %s", got, u)
+	}
+	if got := f.ronaEvents(u); !slices.Equal(got, []string{"ronaStarted c-1", "ronaEnded c-1"}) {
+		t.Errorf("RONA events %v, want one ronaStarted, one ronaEnded", got)
+	}
+}
+
+// A broadcast offer that rings out puts nobody into RONA, in the gap
+// before its lapse too: an agent freed by the end of the ring takes the
+// next conversation at once.
+func TestBroadcastRingOutIsNoRona(t *testing.T) {
+	f := newFixture(t)
+	f.service("support", 2, routing.DistributionInput{Order: ptr(routing.OrderBroadcast), BroadcastSize: ptr(2), RingSeconds: ptr(20)}, nil)
+	if c := f.enqueue("support", "c-1", EnqueueInput{}); len(ringing(c)) != 2 {
+		t.Fatalf("c-1 ringing %v, want both agents", ringing(c))
+	}
+	f.clock.Advance(20*time.Second + 500*time.Millisecond)
+	if r := f.reason("support", user(1)); r != "" {
+		t.Errorf("a rung-out broadcast agent in the gap: %s, want free", r)
+	}
+	f.advance(0)
+	for _, u := range []string{user(1), user(2)} {
+		if v := f.agent(u); v.Rona != nil {
+			t.Errorf("%s in RONA after a broadcast ring-out: %+v", u, v.Rona)
+		}
+	}
+}
