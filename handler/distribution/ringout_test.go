@@ -159,3 +159,41 @@ func TestBroadcastRingOutIsNoRona(t *testing.T) {
 		}
 	}
 }
+
+// Housekeeping serves a ringing Broadcast that has room: an agent freed
+// without distribution being told (its presence change missed) is added
+// to it within a tick; a full one is left alone.
+func TestHousekeepingServesRingingBroadcastWithRoom(t *testing.T) {
+	f := newFixture(t)
+	f.service("support", 3, routing.DistributionInput{Order: ptr(routing.OrderBroadcast), BroadcastSize: ptr(3), RingSeconds: ptr(30)}, nil)
+	f.presence.set(user(2), sb.Busy)
+	f.presence.set(user(3), sb.Busy)
+	if c := f.enqueue("support", "c-1", EnqueueInput{}); !slices.Equal(ringing(c), []string{user(1)}) {
+		t.Fatalf("c-1 ringing %v, want %s alone", ringing(c), user(1))
+	}
+	housekeep := func() HousekeepingReport {
+		t.Helper()
+		rep, err := f.svc.Housekeep(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.svc.Wait()
+		return rep
+	}
+	f.clock.Advance(5 * time.Second)
+	f.presence.set(user(2), sb.Available) // no event tells distribution
+	if rep := housekeep(); rep.Served != 1 {
+		t.Errorf("housekeeping served %d lines, want the ringing broadcast with room", rep.Served)
+	}
+	if got := sortedCopy(ringing(f.get("c-1"))); !slices.Equal(got, []string{user(1), user(2)}) {
+		t.Fatalf("after housekeeping: ringing %v, want users 1 and 2", got)
+	}
+	f.presence.set(user(3), sb.Available)
+	housekeep()
+	if got := ringing(f.get("c-1")); len(got) != 3 {
+		t.Fatalf("after housekeeping: ringing %v, want all 3", got)
+	}
+	if rep := housekeep(); rep.Served != 0 {
+		t.Errorf("housekeeping served %d lines with the broadcast full, want 0", rep.Served)
+	}
+}
