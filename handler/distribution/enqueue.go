@@ -252,13 +252,7 @@ func (s *Service) overflow(
 	if timeout {
 		final, event = StateTimedOut, EventTimedOut
 	}
-	for i, o := range c.Offers {
-		if o.State == OfferRinging {
-			c.Offers[i].State = OfferRescinded
-			c.Record(now, EventOfferRescinded, o.UserID, which)
-			fx.rescindAfter(o.UserID)
-		}
-	}
+	endRinging(&c, now, which, fx)
 	switch rule.Action {
 	case switchboard.ActionForward:
 		if len(c.ForwardedFrom) >= MaxForwards {

@@ -344,6 +344,26 @@ func (s *Service) endOffer(ctx context.Context, c *Conversation, svc switchboard
 	return nil
 }
 
+// endRinging ends the ringing offers of a conversation that ends or moves
+// on (why): those are Rescinded, but an offer whose ring time is up rang
+// out, its lapse still to come, and is Lapsed (its agent goes into the
+// RONA its hold carries, as routing has seen it since the ring ended).
+func endRinging(c *Conversation, now time.Time, why string, fx *effects) {
+	for i, o := range c.Offers {
+		switch {
+		case o.State != OfferRinging:
+		case !now.Before(o.ExpiresAt):
+			c.Offers[i].State = OfferLapsed
+			c.Record(now, EventOfferLapsed, o.UserID, "")
+			fx.holdEnds = append(fx.holdEnds, holdEnd{user: o.UserID, serviceID: c.ServiceID, idle: true})
+		default:
+			c.Offers[i].State = OfferRescinded
+			c.Record(now, EventOfferRescinded, o.UserID, why)
+			fx.rescindAfter(o.UserID)
+		}
+	}
+}
+
 // End ends a conversation (DELETE): a connected one is released (after-call
 // work starts), a waiting one is Abandoned and its offers rescinded; an
 // ended one is left as it is. It reports false when distribution does not
@@ -364,13 +384,7 @@ func (s *Service) End(ctx context.Context, tenant, conv string) (bool, error) {
 			c.Record(now, EventEnded, c.Agent, "")
 			return true, nil
 		case c.Waiting():
-			for i, o := range c.Offers {
-				if o.State == OfferRinging {
-					c.Offers[i].State = OfferRescinded
-					c.Record(now, EventOfferRescinded, o.UserID, "the caller hung up")
-					fx.rescindAfter(o.UserID)
-				}
-			}
+			endRinging(c, now, "the caller hung up", fx)
 			c.EndAs(now, StateAbandoned, EventAbandoned, "the caller hung up")
 			return true, nil
 		}

@@ -197,3 +197,33 @@ func TestHousekeepingServesRingingBroadcastWithRoom(t *testing.T) {
 		t.Errorf("housekeeping served %d lines with the broadcast full, want 0", rep.Served)
 	}
 }
+
+// A caller hanging up between the ring-out and its lapse: the offer rang
+// out (Lapsed, not Rescinded) and its agent is in RONA, which ends at its
+// time by its due message.
+func TestHangUpAfterRingOutIsALapse(t *testing.T) {
+	f := newFixture(t)
+	f.service("support", 1, routing.DistributionInput{RingSeconds: ptr(20), Rona: &routing.RonaInput{ResetSeconds: ptr(60)}}, nil)
+	u := user(1)
+	f.enqueue("support", "c-1", EnqueueInput{})
+	f.clock.Advance(20*time.Second + 200*time.Millisecond)
+	if _, err := f.svc.End(ctx, tenant, "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	f.svc.Wait()
+	c := f.get("c-1")
+	if c.State != StateAbandoned || c.Offers[0].State != OfferLapsed {
+		t.Fatalf("after the hang-up: %s, offer %s; want Abandoned, the offer Lapsed", c.State, c.Offers[0].State)
+	}
+	if v := f.agent(u); v.Rona == nil || !v.Rona.Until.Equal(t0.Add(80*time.Second)) {
+		t.Fatalf("agent's RONA %+v, want until the ring's end + 60 s", v.Rona)
+	}
+	f.enqueue("support", "c-2", EnqueueInput{})
+	f.advance(t0.Add(80 * time.Second).Sub(f.clock.Now()))
+	if v := f.agent(u); v.Rona != nil {
+		t.Errorf("RONA after its time: %+v", v.Rona)
+	}
+	if got := ringing(f.get("c-2")); !slices.Equal(got, []string{u}) {
+		t.Errorf("c-2 ringing %v once the RONA ended, want %s", got, u)
+	}
+}
