@@ -190,15 +190,11 @@ func (f *agentEventsFixture) outboxRows() []outbox.Pending {
 	return rows
 }
 
-// offer offers conversation conv to the service's next agent and returns
-// who got it.
+// offer offers conversation conv to the service's next agent, its
+// ring-out into no RONA, and returns who got it.
 func (f *agentEventsFixture) offer(conv string) string {
 	f.t.Helper()
-	d := f.route(f.engine, "support", sb.RouteRequest{ConversationID: conv, Reserve: true, Offer: true, Hold: 20 * time.Second, MaxAgents: 1})
-	if len(d.Agents) != 1 {
-		f.t.Fatalf("offer of %s: agents %v", conv, d.Agents)
-	}
-	return d.Agents[0].UserID
+	return f.offerRona(conv, 0)
 }
 
 func TestAgentEventIsCommittedIffTheHoldChangeIs(t *testing.T) {
@@ -546,9 +542,8 @@ func TestRingOutRonaNobodyWroteEndsWithBothEvents(t *testing.T) {
 	f.service("support", DistributionInput{}, us...)
 	f.available(us...)
 	offered := map[string]string{}
-	for i, conv := range []string{"c-1", "c-2", "c-3"} {
+	for _, conv := range []string{"c-1", "c-2", "c-3"} {
 		offered[conv] = f.offerRona(conv, time.Minute)
-		_ = i
 	}
 	broadcast := f.offerRona("c-4", 0)
 	f.clock.Advance(21 * time.Second)
