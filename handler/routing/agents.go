@@ -189,7 +189,7 @@ func (e *Engine) endOffer(ctx context.Context, tenant, user, conv string, end Of
 		return time.Time{}, false, false, err
 	}
 	if r, ringOut := h.current(now); ringOut {
-		// Idle from the ring's end: where the lapse would have put it.
+		// The agent's idle time starts at the ring's end, whenever this runs.
 		if !r.state().Holding(now) {
 			// Handled after its RONA ended too: it ends now, with both events.
 			dropped, err := e.deleteHold(ctx, tenant, h, endEvents(tenant, r, true, r.ExpiresAt, switchboard.HoldEndTime, now)...)
