@@ -106,31 +106,12 @@ func start(t *testing.T, n, instances int) *harness { return startWith(t, n, ins
 // their schedules when timers is set.
 func startWith(t *testing.T, n, instances int, timers bool) *harness {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("end to end: needs the local runner and Azurite")
-	}
-	sim, err := graphsim.Start(graphsim.Options{Seed: 17})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	sim.AddApp(appID, appSecret, true)
-	sim.AddTenant(tenant, graphsim.TenantOptions{AppConsent: true})
-	h := &harness{t: t, sim: sim}
-	for _, u := range sim.AddUsers(tenant, "contoso.example", n) {
-		h.users = append(h.users, u.ID)
-		sim.SetPresence(tenant, u.ID, "Available", "Available", false)
-	}
-	settings := map[string]string{
-		"GRAPH_BASE_URL":             sim.GraphURL(),
-		"AZURE_AUTHORITY_HOST":       sim.AuthorityURL(),
-		"SSL_CERT_FILE":              sim.CertFile(),
-		"PRESENCE_APP_CLIENT_ID":     appID,
-		"PRESENCE_APP_CLIENT_SECRET": appSecret,
-	}
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 17}, ID: tenant, App: appID, Secret: appSecret,
+		Users: n, Domain: "contoso.example", Available: true})
+	h := &harness{t: t, sim: tn.Sim, users: tn.UserIDs()}
 	tables := ""
 	for range instances {
-		env := e2e.Start(t, e2e.Options{Env: settings, Tables: tables, Timers: timers})
+		env := tn.Start(t, e2e.Options{Tables: tables, Timers: timers})
 		tables = env.Tables
 		h.envs = append(h.envs, env)
 	}

@@ -108,37 +108,19 @@ type harness struct {
 // in-process queues.
 func start(t *testing.T, serviceBus bool) *harness {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end: builds the handler and starts Azurite")
-	}
-	sim, err := graphsim.Start(graphsim.Options{Seed: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	sim.AddApp(appID, appSecret, true)
-	sim.AddTenant(tenant, graphsim.TenantOptions{AppConsent: true})
-	h := &harness{t: t, sim: sim, transport: "in-process queue"}
-	for _, u := range sim.AddUsers(tenant, "contoso.example", 3) {
-		h.users = append(h.users, u.ID)
-	}
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 5}, ID: tenant, App: appID, Secret: appSecret,
+		Users: 3, Domain: "contoso.example"})
+	h := &harness{t: t, sim: tn.Sim, transport: "in-process queue", users: tn.UserIDs()}
 	tables, tablesConn := newFaultyTables(t)
 	h.tables = tables
-	settings := map[string]string{
-		"GRAPH_BASE_URL":             sim.GraphURL(),
-		"AZURE_AUTHORITY_HOST":       sim.AuthorityURL(),
-		"SSL_CERT_FILE":              sim.CertFile(),
-		"PRESENCE_APP_CLIENT_ID":     appID,
-		"PRESENCE_APP_CLIENT_SECRET": appSecret,
-		"OUTBOUND_QUEUE":             queue,
-	}
+	settings := map[string]string{"OUTBOUND_QUEUE": queue}
 	var sbConn string
 	if serviceBus {
 		sbConn = testenv.NewServiceBus(t, testenv.ServiceBusOptions{MaxDeliveryCount: maxDeliveries})
 		settings["ServiceBusConnection"] = sbConn
 		h.transport = "Service Bus stand-in"
 	}
-	h.env = e2e.Start(t, e2e.Options{Env: settings, Tables: tablesConn, MaxDeliveryCount: maxDeliveries})
+	h.env = tn.Start(t, e2e.Options{Env: settings, Tables: tablesConn, MaxDeliveryCount: maxDeliveries})
 	if serviceBus {
 		h.deadLetters = func(n int) []string { return serviceBusDeadLetters(t, sbConn, n) }
 		h.send = func(body string) { serviceBusSend(t, sbConn, body) }

@@ -84,26 +84,11 @@ func (h *harness) release(conversation string) {
 // of service "support"; their presence is polled once.
 func start(t *testing.T, n int) (*harness, []string) {
 	t.Helper()
-	skipShort(t)
-	sim, err := graphsim.Start(graphsim.Options{Seed: 11})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	sim.AddApp(appID, appSecret, true)
-	sim.AddTenant(tenant, graphsim.TenantOptions{AppConsent: true})
-	var users []string
-	for _, u := range sim.AddUsers(tenant, "contoso.example", n) {
-		users = append(users, u.ID)
-	}
-	env := e2e.Start(t, e2e.Options{Env: map[string]string{
-		"GRAPH_BASE_URL":             sim.GraphURL(),
-		"AZURE_AUTHORITY_HOST":       sim.AuthorityURL(),
-		"SSL_CERT_FILE":              sim.CertFile(),
-		"PRESENCE_APP_CLIENT_ID":     appID,
-		"PRESENCE_APP_CLIENT_SECRET": appSecret,
-	}})
-	h := &harness{t: t, env: env, sim: sim}
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 11}, ID: tenant, App: appID, Secret: appSecret,
+		Users: n, Domain: "contoso.example"})
+	users := tn.UserIDs()
+	env := tn.Start(t, e2e.Options{})
+	h := &harness{t: t, env: env, sim: tn.Sim}
 	members := make([]map[string]any, len(users))
 	for i, u := range users {
 		members[i] = map[string]any{"userId": u, "active": true}
@@ -257,13 +242,4 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
-}
-
-// skipShort skips end-to-end tests under -short (make test-short: unit
-// tests only).
-func skipShort(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end to end: needs the local runner and Azurite")
-	}
 }

@@ -96,29 +96,15 @@ func (s serviceReply) flags() map[string]bool {
 // on POST .../sync, keeps the active flags across syncs, and its members
 // are polled for presence and routed like listed ones.
 func TestTeamServiceEndToEnd(t *testing.T) {
-	skipShort(t)
-	sim, err := graphsim.Start(graphsim.Options{Seed: 12})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	sim.AddApp(appID, appSecret, true)
-	sim.AddTenant(tenant, graphsim.TenantOptions{AppConsent: true})
-	var users []string
-	for _, u := range sim.AddUsers(tenant, "contoso.example", 4) {
-		users = append(users, u.ID)
-	}
-	teams, front := newTeamsFront(t, sim)
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 12}, ID: tenant, App: appID, Secret: appSecret,
+		Users: 4, Domain: "contoso.example"})
+	users := tn.UserIDs()
+	teams, front := newTeamsFront(t, tn.Sim)
 	const team = "1e2d3c4b-5a69-4788-9a0b-1c2d3e4f5a6b"
 	teams.set(team, users[0], users[1], users[2])
 
-	env := e2e.Start(t, e2e.Options{Env: map[string]string{
-		"GRAPH_BASE_URL":             front.URL + "/v1.0",
-		"AZURE_AUTHORITY_HOST":       sim.AuthorityURL(),
-		"SSL_CERT_FILE":              sim.CertFile(),
-		"PRESENCE_APP_CLIENT_ID":     appID,
-		"PRESENCE_APP_CLIENT_SECRET": appSecret,
-	}})
+	// Graph is the teams front, which passes all but team members on.
+	env := tn.Start(t, e2e.Options{Env: map[string]string{"GRAPH_BASE_URL": front.URL + "/v1.0"}})
 	path := "/api/tenants/" + tenant + "/services/team"
 	decode := func(raw []byte) serviceReply {
 		t.Helper()
