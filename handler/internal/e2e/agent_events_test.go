@@ -30,19 +30,12 @@ func TestAgentEventsEndToEnd(t *testing.T) {
 		app       = "7d3e9f4a-0000-4000-8000-0000000000a1"
 		appSecret = "e2e-secret"
 	)
-	sim, err := graphsim.Start(graphsim.Options{Seed: 12})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	sim.AddApp(app, appSecret, true)
-	sim.AddTenant(tenant, graphsim.TenantOptions{AppConsent: true})
-	agent := sim.AddUsers(tenant, "contoso-agents.example", 1)[0].ID
-	sim.SetPresence(tenant, agent, "Available", "Available", false)
-	env := e2e.Start(t, e2e.Options{Tables: testenv.NewAzurite(t), Env: map[string]string{
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 12}, ID: tenant, App: app, Secret: appSecret,
+		Users: 1, Domain: "contoso-agents.example", Available: true})
+	agent := tn.Users[0].ID
+	env := tn.Start(t, e2e.Options{Tables: testenv.NewAzurite(t), Env: map[string]string{
 		"ServiceBusConnection": testenv.NewServiceBus(t, testenv.ServiceBusOptions{}), "ALLOW_PRIVATE_ENDPOINTS": "true",
-		"SECRETS_KEY": secrets.GenerateKey(), "GRAPH_BASE_URL": sim.GraphURL(), "AZURE_AUTHORITY_HOST": sim.AuthorityURL(),
-		"SSL_CERT_FILE": sim.CertFile(), "PRESENCE_APP_CLIENT_ID": app, "PRESENCE_APP_CLIENT_SECRET": appSecret,
+		"SECRETS_KEY": secrets.GenerateKey(),
 	}})
 	base := "/api/tenants/" + tenant
 

@@ -24,22 +24,14 @@ func TestAttendantSearchEndToEnd(t *testing.T) {
 		app    = "9a1b2c3d-0000-4000-8000-0000000000a1"
 		secret = "e2e-secret"
 	)
-	sim, err := graphsim.Start(graphsim.Options{Seed: 13})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	sim.AddApp(app, secret, true)
-	sim.AddTenant(tenant, graphsim.TenantOptions{AppConsent: true, UserReadConsent: true})
 	// Departments go round Support, Sales, Billing, Reception: agents 1
 	// and 5 are Support.
-	agents := sim.AddUsers(tenant, "contoso.onmicrosoft.com", 8)
-	sim.SetPresence(tenant, agents[4].ID, "Busy", "InACall", false)
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 13}, ID: tenant, App: app, Secret: secret,
+		Consent: graphsim.TenantOptions{UserReadConsent: true}, Users: 8, Domain: "contoso.onmicrosoft.com"})
+	agents := tn.Users
+	tn.Sim.SetPresence(tenant, agents[4].ID, "Busy", "InACall", false)
 
-	env := e2e.Start(t, e2e.Options{Env: map[string]string{
-		"GRAPH_BASE_URL": sim.GraphURL(), "AZURE_AUTHORITY_HOST": sim.AuthorityURL(), "SSL_CERT_FILE": sim.CertFile(),
-		"PRESENCE_APP_CLIENT_ID": app, "PRESENCE_APP_CLIENT_SECRET": secret,
-	}})
+	env := tn.Start(t, e2e.Options{})
 	base := "/api/tenants/" + tenant
 	put := func(id, name string, us []graphsim.User) {
 		var members []map[string]any

@@ -30,24 +30,13 @@ func TestEventsEndToEnd(t *testing.T) {
 		account1 = "presence1@switchboard-events.example"
 		account2 = "presence2@switchboard-events.example"
 	)
-	sim, err := graphsim.Start(graphsim.Options{Seed: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	sim.AddApp(app, secret, true)
-	sim.AddAccount(account1, "pw-1", true) // MFA: account 1 turns failing
-	sim.AddAccount(account2, "pw-2", false)
-	sim.AddTenant(tenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, Guests: []string{account1, account2}})
-	users := sim.AddUsers(tenant, "contoso-events.example", 5)
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 7}, ID: tenant, App: app, Secret: secret,
+		Consent:  graphsim.TenantOptions{DelegatedConsent: true},
+		Accounts: []e2e.Account{{UPN: account1, Password: "pw-1", MFA: true /* account 1 turns failing */}, {UPN: account2, Password: "pw-2"}},
+		Users:    5, Domain: "contoso-events.example"})
+	users := tn.Users
 
-	env := e2e.Start(t, e2e.Options{Env: map[string]string{
-		"GRAPH_BASE_URL": sim.GraphURL(), "AZURE_AUTHORITY_HOST": sim.AuthorityURL(), "SSL_CERT_FILE": sim.CertFile(),
-		"PRESENCE_APP_CLIENT_ID": app, "PRESENCE_APP_CLIENT_SECRET": secret,
-		"PRESENCE_ACCOUNT1_UPN": account1, "PRESENCE_ACCOUNT1_PASSWORD": "pw-1",
-		"PRESENCE_ACCOUNT2_UPN": account2, "PRESENCE_ACCOUNT2_PASSWORD": "pw-2",
-		"ALLOW_PRIVATE_ENDPOINTS": "true", "SECRETS_KEY": secrets.GenerateKey(),
-	}})
+	env := tn.Start(t, e2e.Options{Env: map[string]string{"ALLOW_PRIVATE_ENDPOINTS": "true", "SECRETS_KEY": secrets.GenerateKey()}})
 	base := "/api/tenants/" + tenant
 
 	type delivery struct {

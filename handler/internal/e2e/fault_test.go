@@ -36,28 +36,10 @@ type faultEnv struct {
 
 func startFaultEnv(t *testing.T, n int, o e2e.Options, latency time.Duration) *faultEnv {
 	t.Helper()
-	sim, err := graphsim.Start(graphsim.Options{Seed: 21, Latency: latency})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	sim.AddApp(faultApp, faultSecret, true)
-	sim.AddTenant(faultTenant, graphsim.TenantOptions{AppConsent: true})
-	f := &faultEnv{sim: sim}
-	for _, u := range sim.AddUsers(faultTenant, "fault.example", n) {
-		sim.SetPresence(faultTenant, u.ID, "Available", "Available", false)
-		f.users = append(f.users, u.ID)
-	}
-	if o.Env == nil {
-		o.Env = map[string]string{}
-	}
-	for k, v := range map[string]string{
-		"GRAPH_BASE_URL": sim.GraphURL(), "AZURE_AUTHORITY_HOST": sim.AuthorityURL(), "SSL_CERT_FILE": sim.CertFile(),
-		"PRESENCE_APP_CLIENT_ID": faultApp, "PRESENCE_APP_CLIENT_SECRET": faultSecret,
-	} {
-		o.Env[k] = v
-	}
-	f.env = e2e.Start(t, o)
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 21, Latency: latency}, ID: faultTenant, App: faultApp, Secret: faultSecret,
+		Users: n, Domain: "fault.example", Available: true})
+	f := &faultEnv{sim: tn.Sim, users: tn.UserIDs()}
+	f.env = tn.Start(t, o)
 	if n > 0 {
 		members := make([]map[string]any, n)
 		for i, u := range f.users {

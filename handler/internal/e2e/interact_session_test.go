@@ -3,8 +3,6 @@ package e2e_test
 import (
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -48,36 +46,14 @@ type sessionReply struct {
 
 func startSessions(t *testing.T) *sessionEnv {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end: builds the handler and starts Azurite")
-	}
-	const appID, appSecret = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4f", "e2e-interact-secret"
-	sim, err := graphsim.Start(graphsim.Options{Seed: 23})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	sim.AddApp(appID, appSecret, true)
-	sim.AddTenant(interactTenant, graphsim.TenantOptions{AppConsent: true, MeetingsConsent: true})
-	s := &sessionEnv{t: t, sim: sim, acs: acstest.NewServer(t)}
-	for _, u := range sim.AddUsers(interactTenant, "contoso.example", 2) {
-		s.agents = append(s.agents, u.ID)
-		sim.SetPresence(interactTenant, u.ID, "Available", "Available", false)
-	}
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 23}, ID: interactTenant,
+		App: "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4f", Secret: "e2e-interact-secret",
+		Consent: graphsim.TenantOptions{MeetingsConsent: true}, Users: 2, Domain: "contoso.example", Available: true})
+	sim := tn.Sim
+	s := &sessionEnv{t: t, sim: sim, acs: acstest.NewServer(t), agents: tn.UserIDs()}
 	organizer := sim.AddUsers(interactTenant, "contoso.example", 1)[0].ID
 	sim.GrantMeetingPolicy(interactTenant, organizer, true)
-	simCerts, err := os.ReadFile(sim.CertFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs := filepath.Join(t.TempDir(), "certs.pem")
-	if err := os.WriteFile(certs, append(append(simCerts, '\n'), s.acs.CertificatePEM()...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.env = e2e.Start(t, e2e.Options{Env: map[string]string{
-		"GRAPH_BASE_URL": sim.GraphURL(), "AZURE_AUTHORITY_HOST": sim.AuthorityURL(), "SSL_CERT_FILE": certs,
-		"PRESENCE_APP_CLIENT_ID": appID, "PRESENCE_APP_CLIENT_SECRET": appSecret,
-	}})
+	s.env = tn.Start(t, e2e.Options{Env: map[string]string{"SSL_CERT_FILE": tn.TrustAlso(t, s.acs.CertificatePEM())}})
 	members := []map[string]any{{"userId": s.agents[0]}, {"userId": s.agents[1]}}
 	if status, _, raw := s.env.Do(t, "PUT", "/api/tenants/"+interactTenant+"/services/support", map[string]any{
 		"name": "Support", "members": members, "distribution": map[string]any{"ringSeconds": 60, "rona": map[string]any{"enabled": false}},
@@ -170,6 +146,31 @@ func (s *sessionEnv) waitFor(what string, within time.Duration, cond func() bool
 	return time.Now()
 }
 
+// offeredToOne waits (5 s) for conv to ring exactly one agent, and returns
+// that agent.
+func (s *sessionEnv) offeredToOne(what, conv string) string {
+	s.t.Helper()
+	var agent string
+	s.waitFor(what, 5*time.Second, func() bool {
+		r := s.ringing(conv)
+		if len(r) == 1 {
+			agent = r[0]
+		}
+		return len(r) == 1
+	})
+	return agent
+}
+
+// waitState waits for the customer's view of sess to be in state, and
+// returns when it was seen.
+func (s *sessionEnv) waitState(what string, within time.Duration, sess sessionReply, state string) time.Time {
+	s.t.Helper()
+	return s.waitFor(what, within, func() bool {
+		_, r := s.customer("GET", sess, "")
+		return r.State == state
+	})
+}
+
 // A service session through the whole path: offered, accepted, Connected;
 // the customer leaves and comes back within the recovery time (same agent,
 // same meeting, new token for the same ACS identity); leaves for good:
@@ -178,14 +179,7 @@ func TestInteractServiceSessionEndToEnd(t *testing.T) {
 	s := startSessions(t)
 	sess := s.create()
 	conv := "interact:" + sess.SessionID
-	var agent string
-	s.waitFor("offered", 5*time.Second, func() bool {
-		r := s.ringing(conv)
-		if len(r) == 1 {
-			agent = r[0]
-		}
-		return len(r) == 1
-	})
+	agent := s.offeredToOne("offered", conv)
 	s.tenantCall("POST", "/conversations/"+conv+"/accept", map[string]any{"userId": agent}, 200)
 	_, got := s.customer("GET", sess, "")
 	if got.State != "Connected" || got.Agent == nil || got.Agent.UserID != agent {
@@ -200,10 +194,7 @@ func TestInteractServiceSessionEndToEnd(t *testing.T) {
 	}
 	_, left := s.customer("POST", sess, "leave")
 	due := *left.SuspendedUntil
-	ended := s.waitFor("Ended", 10*time.Second, func() bool {
-		_, r := s.customer("GET", sess, "")
-		return r.State == "Ended"
-	})
+	ended := s.waitState("Ended", 10*time.Second, sess, "Ended")
 	if late := ended.Sub(due); late > 2*time.Second {
 		t.Errorf("ended %s after the recovery time, want within 2 s", late)
 	}
@@ -223,14 +214,7 @@ func TestInteractAgentLeavesEndToEnd(t *testing.T) {
 	s := startSessions(t)
 	first := s.create()
 	firstConv := "interact:" + first.SessionID
-	var x string
-	s.waitFor("first offered", 5*time.Second, func() bool {
-		r := s.ringing(firstConv)
-		if len(r) == 1 {
-			x = r[0]
-		}
-		return len(r) == 1
-	})
+	x := s.offeredToOne("first offered", firstConv)
 	s.tenantCall("POST", "/conversations/"+firstConv+"/accept", map[string]any{"userId": x}, 200)
 	second := s.create()
 	secondConv := "interact:" + second.SessionID
@@ -241,10 +225,7 @@ func TestInteractAgentLeavesEndToEnd(t *testing.T) {
 	s.waitFor("second offered to the other agent", 5*time.Second, func() bool { return slices.Equal(s.ringing(secondConv), []string{y}) })
 
 	s.tenantCall("POST", "/interact/sessions/"+first.SessionID+"/agent-left", nil, 200)
-	s.waitFor("first back in the queue", 10*time.Second, func() bool {
-		_, r := s.customer("GET", first, "")
-		return r.State == "Waiting"
-	})
+	s.waitState("first back in the queue", 10*time.Second, first, "Waiting")
 	var q struct {
 		Conversations []struct {
 			ConversationID string `json:"conversationId"`

@@ -24,15 +24,10 @@ func TestPresenceNotificationsEndToEnd(t *testing.T) {
 		secret   = "e2e-secret"
 		account1 = "presence1@switchboard-e2e.example"
 	)
-	sim, err := graphsim.Start(graphsim.Options{Seed: 12})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	sim.AddApp(app, secret, true)
-	sim.AddAccount(account1, "pw-1", false)
-	sim.AddTenant(tenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, Guests: []string{account1}})
-	users := sim.AddUsers(tenant, "contoso-e2e.example", 5)
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 12}, ID: tenant, App: app, Secret: secret,
+		Consent: graphsim.TenantOptions{DelegatedConsent: true}, Accounts: []e2e.Account{{UPN: account1, Password: "pw-1"}},
+		Users: 5, Domain: "contoso-e2e.example"})
+	sim, users := tn.Sim, tn.Users
 	pemBytes, err := richnotify.GenerateCertificate("e2e")
 	if err != nil {
 		t.Fatal(err)
@@ -41,10 +36,7 @@ func TestPresenceNotificationsEndToEnd(t *testing.T) {
 	if err := os.WriteFile(certFile, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := e2e.Start(t, e2e.Options{Env: map[string]string{
-		"GRAPH_BASE_URL": sim.GraphURL(), "AZURE_AUTHORITY_HOST": sim.AuthorityURL(), "SSL_CERT_FILE": sim.CertFile(),
-		"PRESENCE_APP_CLIENT_ID": app, "PRESENCE_APP_CLIENT_SECRET": secret,
-		"PRESENCE_ACCOUNT1_UPN": account1, "PRESENCE_ACCOUNT1_PASSWORD": "pw-1",
+	env := tn.Start(t, e2e.Options{Env: map[string]string{
 		"PRESENCE_NOTIFICATIONS_URL":         e2e.RunnerURL + "/api/presence-notifications",
 		"PRESENCE_NOTIFICATIONS_CERTIFICATE": certFile,
 	}})

@@ -32,21 +32,13 @@ func TestOutboundTaskEventsSurviveARestart(t *testing.T) {
 		app       = "6c2d8e3f-0000-4000-8000-0000000000a1"
 		appSecret = "e2e-secret"
 	)
-	sim, err := graphsim.Start(graphsim.Options{Seed: 11})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	sim.AddApp(app, appSecret, true)
-	sim.AddTenant(tenant, graphsim.TenantOptions{AppConsent: true})
-	member := sim.AddUsers(tenant, "contoso-outbound.example", 1)[0].ID
-	sim.SetPresence(tenant, member, "Available", "Available", false)
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 11}, ID: tenant, App: app, Secret: appSecret,
+		Users: 1, Domain: "contoso-outbound.example", Available: true})
+	member := tn.Users[0].ID
 	sb := testenv.NewServiceBus(t, testenv.ServiceBusOptions{})
 	tables := testenv.NewAzurite(t)
-	settings := map[string]string{"ServiceBusConnection": sb, "ALLOW_PRIVATE_ENDPOINTS": "true", "SECRETS_KEY": secrets.GenerateKey(),
-		"GRAPH_BASE_URL": sim.GraphURL(), "AZURE_AUTHORITY_HOST": sim.AuthorityURL(), "SSL_CERT_FILE": sim.CertFile(),
-		"PRESENCE_APP_CLIENT_ID": app, "PRESENCE_APP_CLIENT_SECRET": appSecret}
-	env := e2e.Start(t, e2e.Options{Env: settings, Tables: tables})
+	settings := map[string]string{"ServiceBusConnection": sb, "ALLOW_PRIVATE_ENDPOINTS": "true", "SECRETS_KEY": secrets.GenerateKey()}
+	env := tn.Start(t, e2e.Options{Env: settings, Tables: tables})
 	base := "/api/tenants/" + tenant
 
 	type delivery struct {
@@ -183,7 +175,7 @@ func TestOutboundTaskEventsSurviveARestart(t *testing.T) {
 	env.Stop()
 
 	// A new handler on the same tables and Service Bus.
-	env2 := e2e.Start(t, e2e.Options{Env: settings, Tables: tables})
+	env2 := tn.Start(t, e2e.Options{Env: settings, Tables: tables})
 	waitFor("the cancellation after the restart", 60*time.Second, func(ds []delivery) bool { return delivered(ds, task.ID, "Cancelled") != nil })
 	if c := delivered(deliveries(), task.ID, "Cancelled"); c.id != failedID {
 		t.Errorf("the retry's webhook-id %s, want the failed attempt's %s", c.id, failedID)

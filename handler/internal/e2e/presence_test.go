@@ -23,24 +23,17 @@ func TestPresenceEndToEnd(t *testing.T) {
 		account1 = "presence1@switchboard-e2e.example"
 		account2 = "presence2@switchboard-e2e.example"
 	)
-	sim, err := graphsim.Start(graphsim.Options{Seed: 11})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	sim.AddApp(app, secret, true)
-	sim.AddAccount(account1, "pw-1", true) // the tenant demands MFA of account 1
-	sim.AddAccount(account2, "pw-2", false)
-	sim.AddTenant(tenant, graphsim.TenantOptions{DelegatedConsent: true, AppConsent: true, Guests: []string{account1, account2}})
-	users := sim.AddUsers(tenant, "contoso-e2e.example", 30)
-	sim.SetPresence(tenant, users[0].ID, "Busy", "InACall", false)
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 11}, ID: tenant, App: app, Secret: secret,
+		Consent: graphsim.TenantOptions{DelegatedConsent: true},
+		Accounts: []e2e.Account{
+			{UPN: account1, Password: "pw-1", MFA: true}, // the tenant demands MFA of account 1
+			{UPN: account2, Password: "pw-2"},
+		},
+		Users: 30, Domain: "contoso-e2e.example"})
+	users := tn.Users
+	tn.Sim.SetPresence(tenant, users[0].ID, "Busy", "InACall", false)
 
-	env := e2e.Start(t, e2e.Options{Env: map[string]string{
-		"GRAPH_BASE_URL": sim.GraphURL(), "AZURE_AUTHORITY_HOST": sim.AuthorityURL(), "SSL_CERT_FILE": sim.CertFile(),
-		"PRESENCE_APP_CLIENT_ID": app, "PRESENCE_APP_CLIENT_SECRET": secret,
-		"PRESENCE_ACCOUNT1_UPN": account1, "PRESENCE_ACCOUNT1_PASSWORD": "pw-1",
-		"PRESENCE_ACCOUNT2_UPN": account2, "PRESENCE_ACCOUNT2_PASSWORD": "pw-2",
-	}})
+	env := tn.Start(t, e2e.Options{})
 	base := "/api/tenants/" + tenant
 	var members []map[string]any
 	for _, u := range users {

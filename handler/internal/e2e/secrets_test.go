@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -36,31 +34,16 @@ func TestSecretsKeyRotationEndToEnd(t *testing.T) {
 		app       = "7d3e9f4a-0000-4000-8000-0000000000a1"
 		appSecret = "e2e-secret"
 	)
-	sim, err := graphsim.Start(graphsim.Options{Seed: 13})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	sim.AddApp(app, appSecret, true)
-	sim.AddTenant(tenant, graphsim.TenantOptions{AppConsent: true})
-	member := sim.AddUsers(tenant, "contoso-rotation.example", 1)[0].ID
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 13}, ID: tenant, App: app, Secret: appSecret,
+		Users: 1, Domain: "contoso-rotation.example"})
+	member := tn.Users[0].ID
 	fake := acstest.NewServer(t)
-	// One SSL_CERT_FILE trusting the Graph simulator and the ACS fake.
-	simCerts, err := os.ReadFile(sim.CertFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile := filepath.Join(t.TempDir(), "certs.pem")
-	if err := os.WriteFile(certFile, append(simCerts, fake.CertificatePEM()...), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certFile := tn.TrustAlso(t, fake.CertificatePEM())
 	tables := testenv.NewAzurite(t)
 	oldKey, newKey := secrets.GenerateKey(), secrets.GenerateKey()
 	start := func(current, previous string) *e2e.Env {
-		return e2e.Start(t, e2e.Options{Tables: tables, Env: map[string]string{
-			"SECRETS_KEY": current, "SECRETS_KEY_PREVIOUS": previous, "ALLOW_PRIVATE_ENDPOINTS": "true",
-			"GRAPH_BASE_URL": sim.GraphURL(), "AZURE_AUTHORITY_HOST": sim.AuthorityURL(), "SSL_CERT_FILE": certFile,
-			"PRESENCE_APP_CLIENT_ID": app, "PRESENCE_APP_CLIENT_SECRET": appSecret,
+		return tn.Start(t, e2e.Options{Tables: tables, Env: map[string]string{
+			"SECRETS_KEY": current, "SECRETS_KEY_PREVIOUS": previous, "ALLOW_PRIVATE_ENDPOINTS": "true", "SSL_CERT_FILE": certFile,
 		}})
 	}
 	base := "/api/tenants/" + tenant
