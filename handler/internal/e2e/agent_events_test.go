@@ -2,15 +2,11 @@ package e2e_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/internal/e2e"
@@ -43,14 +39,8 @@ func TestAgentEventsEndToEnd(t *testing.T) {
 		id, typ, subject, state, previous, reason, conversation string
 		valid                                                   bool
 	}
-	var mu sync.Mutex
-	var got []delivery
-	var whSecret string
-	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		wh, err := standardwebhooks.NewWebhook(whSecret)
+	rcv := e2e.NewReceiver(t, func(e2e.Delivery) int { return http.StatusNoContent })
+	parse := func(d e2e.Delivery) delivery {
 		var ce struct {
 			ID, Subject, Type string
 			Data              struct {
@@ -60,30 +50,23 @@ func TestAgentEventsEndToEnd(t *testing.T) {
 				ConversationID string `json:"conversationId"`
 			} `json:"data"`
 		}
-		_ = json.Unmarshal(body, &ce)
-		got = append(got, delivery{id: r.Header.Get("webhook-id"), typ: strings.TrimPrefix(ce.Type, "switchboard.agent."), subject: ce.Subject,
+		_ = json.Unmarshal(d.Body, &ce)
+		return delivery{id: d.Header.Get("webhook-id"), typ: strings.TrimPrefix(ce.Type, "switchboard.agent."), subject: ce.Subject,
 			state: ce.Data.State, previous: ce.Data.PreviousState, reason: ce.Data.Reason, conversation: ce.Data.ConversationID,
-			valid: err == nil && wh.Verify(body, r.Header) == nil && ce.ID == r.Header.Get("webhook-id")})
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer rcv.Close()
+			valid: d.Verified && ce.ID == d.Header.Get("webhook-id")}
+	}
+	// waitFor waits for a delivery of type typ and returns all so far.
 	waitFor := func(what string, within time.Duration, typ string) []delivery {
 		t.Helper()
-		deadline := time.Now().Add(within)
-		for {
-			mu.Lock()
-			ds := append([]delivery(nil), got...)
-			mu.Unlock()
-			for _, d := range ds {
-				if d.typ == typ {
-					return ds
-				}
+		var ds []delivery
+		rcv.WaitFor(t, what, within, func(raw []e2e.Delivery) bool {
+			ds = nil
+			for _, d := range raw {
+				ds = append(ds, parse(d))
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: deliveries %+v", what, ds)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return slices.ContainsFunc(ds, func(d delivery) bool { return d.typ == typ })
+		})
+		return ds
 	}
 	do := func(method, path string, body any, want int) []byte {
 		t.Helper()
@@ -96,9 +79,7 @@ func TestAgentEventsEndToEnd(t *testing.T) {
 
 	var sub struct{ Secret string }
 	_ = json.Unmarshal(do(http.MethodPost, "/subscriptions", map[string]any{"url": rcv.URL + "/agents", "events": []string{"switchboard.agent.*"}}, http.StatusCreated), &sub)
-	mu.Lock()
-	whSecret = sub.Secret
-	mu.Unlock()
+	rcv.SetSecret(sub.Secret)
 	do(http.MethodPut, "/services/support", map[string]any{"name": "Support", "members": []map[string]any{{"userId": agent}},
 		"distribution": map[string]any{"ringSeconds": 5, "rona": map[string]any{"resetSeconds": 600}, "afterCallWorkSeconds": 5}}, http.StatusCreated)
 	env.Invoke(t, "PresencePoll")

@@ -19,6 +19,9 @@
 // that Azurite, API_AUTH=none and Options.Env laid over them. Timer
 // schedules do not run unless Options.Timers is set: tests fire timers with
 // Invoke and know when they have finished.
+//
+// NewTenant starts the Graph simulator with one tenant and Tenant.Start a
+// handler on it; NewReceiver is a webhook for the handler's events.
 package e2e
 
 import (

@@ -2,15 +2,10 @@ package e2e_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/internal/e2e"
@@ -39,31 +34,12 @@ func TestEventsEndToEnd(t *testing.T) {
 	env := tn.Start(t, e2e.Options{Env: map[string]string{"ALLOW_PRIVATE_ENDPOINTS": "true", "SECRETS_KEY": secrets.GenerateKey()}})
 	base := "/api/tenants/" + tenant
 
-	type delivery struct {
-		body   map[string]any
-		header http.Header
-		valid  bool
-	}
-	var mu sync.Mutex
-	var got []delivery
-	var whSecret string
-	goneCalls := 0
-	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		if r.URL.Path == "/gone" {
-			goneCalls++
-			w.WriteHeader(http.StatusGone)
-			return
+	rcv := e2e.NewReceiver(t, func(d e2e.Delivery) int {
+		if d.Path == "/gone" {
+			return http.StatusGone
 		}
-		wh, err := standardwebhooks.NewWebhook(whSecret)
-		d := delivery{header: r.Header.Clone(), valid: err == nil && wh.Verify(body, r.Header) == nil}
-		_ = json.Unmarshal(body, &d.body)
-		got = append(got, d)
-		w.WriteHeader(http.StatusOK)
-	}))
-	defer rcv.Close()
+		return http.StatusOK
+	})
 
 	status, hdr, raw := env.Do(t, http.MethodPost, base+"/subscriptions", map[string]any{
 		"url": rcv.URL + "/hook", "events": []string{"switchboard.presenceSource.*"}, "description": "e2e"})
@@ -75,9 +51,7 @@ func TestEventsEndToEnd(t *testing.T) {
 		Secret string `json:"secret"`
 	}
 	_ = json.Unmarshal(raw, &sub)
-	mu.Lock()
-	whSecret = sub.Secret
-	mu.Unlock()
+	rcv.SetSecret(sub.Secret)
 	location := hdr.Get("Location")
 	// Absolute, on the host the caller used (Power Automate calls it as
 	// it is when the flow is turned off).
@@ -115,23 +89,26 @@ func TestEventsEndToEnd(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	want := map[string]string{"presence-sources/account1": "failing", "presence-sources/account2": "ok"}
 	for {
-		mu.Lock()
 		seen := map[string]string{}
-		for _, d := range got {
-			subject, _ := d.body["subject"].(string)
-			data, _ := d.body["data"].(map[string]any)
+		for _, d := range rcv.Deliveries() {
+			if d.Path == "/gone" {
+				continue
+			}
+			var body map[string]any
+			_ = json.Unmarshal(d.Body, &body)
+			subject, _ := body["subject"].(string)
+			data, _ := body["data"].(map[string]any)
 			state, _ := data["state"].(string)
 			seen[subject] = state
-			if !d.valid {
-				t.Errorf("delivery %v does not verify with the subscription's secret", d.body)
+			if !d.Verified {
+				t.Errorf("delivery %v does not verify with the subscription's secret", body)
 			}
-			if d.body["type"] != "switchboard.presenceSource.stateChanged" || d.body["specversion"] != "1.0" ||
-				d.body["source"] != "/tenants/"+tenant || d.header.Get("webhook-id") != d.body["id"] ||
-				!strings.HasPrefix(d.header.Get("Content-Type"), "application/cloudevents+json") {
-				t.Errorf("delivery %v with headers %v is not the CloudEvent Standard Webhooks form", d.body, d.header)
+			if body["type"] != "switchboard.presenceSource.stateChanged" || body["specversion"] != "1.0" ||
+				body["source"] != "/tenants/"+tenant || d.Header.Get("webhook-id") != body["id"] ||
+				!strings.HasPrefix(d.Header.Get("Content-Type"), "application/cloudevents+json") {
+				t.Errorf("delivery %v with headers %v is not the CloudEvent Standard Webhooks form", body, d.Header)
 			}
 		}
-		mu.Unlock()
 		if seen["presence-sources/account1"] == want["presence-sources/account1"] && seen["presence-sources/account2"] == want["presence-sources/account2"] {
 			break
 		}
@@ -168,9 +145,12 @@ func TestEventsEndToEnd(t *testing.T) {
 	}
 
 	status, _, _ = env.Do(t, http.MethodGet, base+"/subscriptions/"+goneSub.ID, nil)
-	mu.Lock()
-	calls := goneCalls
-	mu.Unlock()
+	calls := 0
+	for _, d := range rcv.Deliveries() {
+		if d.Path == "/gone" {
+			calls++
+		}
+	}
 	// Its two lanes (one per subject) may each have started a delivery
 	// before the first 410 deleted it; none starts after.
 	if status != http.StatusNotFound || calls < 1 || calls > 2 {

@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,16 +40,7 @@ func TestPresenceNotificationsEndToEnd(t *testing.T) {
 		"PRESENCE_NOTIFICATIONS_CERTIFICATE": certFile,
 	}})
 	base := "/api/tenants/" + tenant
-	var members []map[string]any
-	for _, u := range users {
-		members = append(members, map[string]any{"userId": u.ID, "active": true})
-	}
-	if status, _, raw := env.Do(t, http.MethodPut, base+"/services/support", map[string]any{"name": "Support", "members": members}); status != http.StatusCreated && status != http.StatusOK {
-		t.Fatalf("PUT service: %d %s", status, raw)
-	}
-	if status, _, raw := env.Do(t, http.MethodPatch, base+"/settings", `{"presenceTracking":{"trackOverGuestAccounts":true}}`, "Content-Type", "application/merge-patch+json"); status != http.StatusOK {
-		t.Fatalf("PATCH settings: %d %s", status, raw)
-	}
+	trackOverGuests(t, env, base, users)
 	env.Invoke(t, "PresencePoll")
 	env.Invoke(t, "Housekeeping")
 

@@ -2,15 +2,11 @@ package e2e_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"switchboard/handler/dev/graphsim"
 	"switchboard/handler/internal/e2e"
@@ -46,15 +42,7 @@ func TestOutboundTaskEventsSurviveARestart(t *testing.T) {
 		valid                                  bool
 		status                                 int
 	}
-	var mu sync.Mutex
-	var got []delivery
-	var whSecret string
-	failNext := map[string]bool{} // states whose next delivery is answered 503
-	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		wh, err := standardwebhooks.NewWebhook(whSecret)
+	parse := func(d e2e.Delivery) delivery {
 		var ce struct {
 			ID, Subject, Sequence, Type string
 			Data                        struct {
@@ -62,39 +50,42 @@ func TestOutboundTaskEventsSurviveARestart(t *testing.T) {
 				PreviousState *string `json:"previousState"`
 			} `json:"data"`
 		}
-		_ = json.Unmarshal(body, &ce)
-		d := delivery{id: r.Header.Get("webhook-id"), subject: ce.Subject, sequence: ce.Sequence, state: ce.Data.State, previous: "null",
-			valid:  err == nil && wh.Verify(body, r.Header) == nil && ce.Type == "switchboard.outboundTask.stateChanged" && ce.ID == r.Header.Get("webhook-id"),
-			status: http.StatusOK}
+		_ = json.Unmarshal(d.Body, &ce)
+		p := delivery{id: d.Header.Get("webhook-id"), subject: ce.Subject, sequence: ce.Sequence, state: ce.Data.State, previous: "null",
+			valid:  d.Verified && ce.Type == "switchboard.outboundTask.stateChanged" && ce.ID == d.Header.Get("webhook-id"),
+			status: d.Status}
 		if ce.Data.PreviousState != nil {
-			d.previous = *ce.Data.PreviousState
+			p.previous = *ce.Data.PreviousState
 		}
-		if failNext[d.state] {
-			failNext[d.state] = false
-			d.status = http.StatusServiceUnavailable
-		}
-		got = append(got, d)
-		w.WriteHeader(d.status)
-	}))
-	defer rcv.Close()
-	deliveries := func() []delivery {
+		return p
+	}
+	var mu sync.Mutex
+	failNext := map[string]bool{} // states whose next delivery is answered 503
+	rcv := e2e.NewReceiver(t, func(d e2e.Delivery) int {
 		mu.Lock()
 		defer mu.Unlock()
-		return append([]delivery(nil), got...)
+		if state := parse(d).state; failNext[state] {
+			failNext[state] = false
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	parseAll := func(raw []e2e.Delivery) []delivery {
+		var ds []delivery
+		for _, d := range raw {
+			ds = append(ds, parse(d))
+		}
+		return ds
 	}
+	deliveries := func() []delivery { return parseAll(rcv.Deliveries()) }
 	waitFor := func(what string, within time.Duration, ok func([]delivery) bool) []delivery {
 		t.Helper()
-		deadline := time.Now().Add(within)
-		for {
-			ds := deliveries()
-			if ok(ds) {
-				return ds
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: deliveries %+v", what, ds)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		var ds []delivery
+		rcv.WaitFor(t, what, within, func(raw []e2e.Delivery) bool {
+			ds = parseAll(raw)
+			return ok(ds)
+		})
+		return ds
 	}
 	delivered := func(ds []delivery, task, state string) *delivery {
 		for i := range ds {
@@ -116,9 +107,7 @@ func TestOutboundTaskEventsSurviveARestart(t *testing.T) {
 		Events []string `json:"events"`
 	}
 	_ = json.Unmarshal(raw, &sub)
-	mu.Lock()
-	whSecret = sub.Secret
-	mu.Unlock()
+	rcv.SetSecret(sub.Secret)
 	if len(sub.Events) != 1 || sub.Events[0] != "switchboard.outboundTask.*" {
 		t.Fatalf("trigger subscribed to %v, want switchboard.outboundTask.*", sub.Events)
 	}

@@ -35,16 +35,7 @@ func TestPresenceEndToEnd(t *testing.T) {
 
 	env := tn.Start(t, e2e.Options{})
 	base := "/api/tenants/" + tenant
-	var members []map[string]any
-	for _, u := range users {
-		members = append(members, map[string]any{"userId": u.ID, "active": true})
-	}
-	if status, _, raw := env.Do(t, http.MethodPut, base+"/services/support", map[string]any{"name": "Support", "members": members}); status != http.StatusCreated && status != http.StatusOK {
-		t.Fatalf("PUT service: %d %s", status, raw)
-	}
-	if status, _, raw := env.Do(t, http.MethodPatch, base+"/settings", `{"presenceTracking":{"trackOverGuestAccounts":true}}`, "Content-Type", "application/merge-patch+json"); status != http.StatusOK {
-		t.Fatalf("PATCH settings: %d %s", status, raw)
-	}
+	trackOverGuests(t, env, base, users)
 
 	env.Invoke(t, "PresencePoll")
 
@@ -101,6 +92,23 @@ func TestPresenceEndToEnd(t *testing.T) {
 	})
 	if st.DeadLettered != 0 {
 		t.Errorf("the malformed message was dead-lettered (%d); it should be dropped at once", st.DeadLettered)
+	}
+}
+
+// trackOverGuests makes users the active members of service "support" of
+// the tenant at base and has the tenant's presence tracked over the guest
+// accounts.
+func trackOverGuests(t *testing.T, env *e2e.Env, base string, users []graphsim.User) {
+	t.Helper()
+	var members []map[string]any
+	for _, u := range users {
+		members = append(members, map[string]any{"userId": u.ID, "active": true})
+	}
+	if status, _, raw := env.Do(t, http.MethodPut, base+"/services/support", map[string]any{"name": "Support", "members": members}); status != http.StatusCreated && status != http.StatusOK {
+		t.Fatalf("PUT service: %d %s", status, raw)
+	}
+	if status, _, raw := env.Do(t, http.MethodPatch, base+"/settings", `{"presenceTracking":{"trackOverGuestAccounts":true}}`, "Content-Type", "application/merge-patch+json"); status != http.StatusOK {
+		t.Fatalf("PATCH settings: %d %s", status, raw)
 	}
 }
 

@@ -3,15 +3,10 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"switchboard/handler/aztable"
 	"switchboard/handler/dev/acstest"
@@ -48,22 +43,7 @@ func TestSecretsKeyRotationEndToEnd(t *testing.T) {
 	}
 	base := "/api/tenants/" + tenant
 
-	var mu sync.Mutex
-	var whSecret string
-	var verified, unverified int
-	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		wh, err := standardwebhooks.NewWebhook(whSecret)
-		if err == nil && wh.Verify(body, r.Header) == nil {
-			verified++
-		} else {
-			unverified++
-		}
-		w.WriteHeader(http.StatusOK)
-	}))
-	defer rcv.Close()
+	rcv := e2e.NewReceiver(t, func(e2e.Delivery) int { return http.StatusOK })
 
 	// Under the old key.
 	env := start(oldKey, "")
@@ -77,9 +57,7 @@ func TestSecretsKeyRotationEndToEnd(t *testing.T) {
 	}
 	var sub struct{ ID, Secret string }
 	_ = json.Unmarshal(raw, &sub)
-	mu.Lock()
-	whSecret = sub.Secret
-	mu.Unlock()
+	rcv.SetSecret(sub.Secret)
 	if status, _, raw := env.Do(t, http.MethodPut, base+"/services/support", map[string]any{"name": "Support", "members": []map[string]any{{"userId": member, "active": true}}}); status/100 != 2 {
 		t.Fatalf("PUT service: %d %s", status, raw)
 	}
@@ -132,9 +110,14 @@ func TestSecretsKeyRotationEndToEnd(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		mu.Lock()
-		v, u := verified, unverified
-		mu.Unlock()
+		v, u := 0, 0
+		for _, d := range rcv.Deliveries() {
+			if d.Verified {
+				v++
+			} else {
+				u++
+			}
+		}
 		if u > 0 {
 			t.Fatalf("%d deliveries do not verify with the subscription's secret", u)
 		}
