@@ -22,18 +22,10 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // demo agents, accepted, connected and released: what the live view of
 // `make run` shows moving.
 func TestDemoTrickleMovesTheRealApp(t *testing.T) {
-	sim, err := graphsim.Start(graphsim.Options{Seed: 11})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	sim.AddApp(demoApp, demoSecret, true)
-	sim.AddTenant(demoTenant, graphsim.TenantOptions{AppConsent: true})
-	users := sim.AddUsers(demoTenant, "contosodemo.onmicrosoft.com", 3) // Available
-	env := e2e.Start(t, e2e.Options{Env: map[string]string{
-		"GRAPH_BASE_URL": sim.GraphURL(), "AZURE_AUTHORITY_HOST": sim.AuthorityURL(), "SSL_CERT_FILE": sim.CertFile(),
-		"PRESENCE_APP_CLIENT_ID": demoApp, "PRESENCE_APP_CLIENT_SECRET": demoSecret,
-	}})
+	tn := e2e.NewTenant(t, e2e.TenantOptions{Sim: graphsim.Options{Seed: 11}, ID: demoTenant, App: demoApp, Secret: demoSecret,
+		Users: 3, Domain: "contosodemo.onmicrosoft.com"}) // Available
+	users := tn.Users
+	env := tn.Start(t, e2e.Options{})
 	var members []map[string]any
 	for _, u := range users {
 		members = append(members, map[string]any{"userId": u.ID, "active": true})
