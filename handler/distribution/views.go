@@ -212,9 +212,11 @@ func (s *Service) Services(ctx context.Context, tenant string) ([]ServiceSummary
 }
 
 // PresenceChanged is told of readings the presence poll wrote: an agent
-// whose presence reads Offline leaves RONA, and the services of every
-// agent whose presence changed are distributed (a newly Available agent
-// gets the next item at once).
+// whose presence reads Offline leaves RONA and its waiting direct
+// conversations end Rejected at once (it is not signed in); the services
+// and direct conversations of every other agent whose presence changed
+// are distributed (a newly Available agent gets the next item at once, one
+// that reads PresenceUnknown has its direct conversations Rejected).
 func (s *Service) PresenceChanged(ctx context.Context, tenant string, readings []switchboard.Presence) {
 	if len(readings) == 0 {
 		return
@@ -233,6 +235,10 @@ func (s *Service) PresenceChanged(ctx context.Context, tenant string, readings [
 		if _, err := s.o.Agents.EndRonaIfHeld(ctx, tenant, offline, switchboard.HoldEndOffline); err != nil {
 			s.o.Log.Warn("distribution: RONA not ended for agents gone Offline; it ends at its time", "tenant", tenant, "err", err)
 		}
+		// After RONA ended (a RONA would be the reason given, not Offline):
+		// the direct conversations waiting for them are Rejected now. Their
+		// services' lines gain no agent, so no pass runs for them.
+		s.kickDirect(tenant, offline)
 	}
 	if len(agents) > 0 {
 		s.kick(tenant, nil, agents)
