@@ -151,7 +151,9 @@ func (f *fixture) instance() (*routing.Engine, *Service) {
 	var s *Service
 	e, err := routing.New(ctx, routing.Options{Tables: f.tables, Presence: f.presence, StaleAfter: 120 * time.Second, Now: f.clock.Now, StateRefresh: -1,
 		// As the handler wires it: a route API hold that runs out is a due time.
-		Expiring: func(tenant, conv string, users []string, expires time.Time) { s.HoldExpires(tenant, conv, users, expires) },
+		Expiring: func(tenant, conv string, users []string, expires time.Time) {
+			s.HoldExpires(tenant, conv, users, expires)
+		},
 	})
 	if err != nil {
 		f.t.Fatal(err)
