@@ -256,15 +256,11 @@ func (s *Service) distributeDirect(ctx context.Context, tenant string, agents []
 
 // kickDirect runs distributeDirect for agents in the background.
 func (s *Service) kickDirect(tenant string, agents []string) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
+	s.background(func(ctx context.Context) {
 		if err := s.distributeDirect(ctx, tenant, agents); err != nil {
 			s.o.Log.Warn("distribution: direct conversations not served; the next event or housekeeping serves them", "tenant", tenant, "err", err)
 		}
-	}()
+	})
 }
 
 // directLines returns the tenant's waiting direct conversations by agent,

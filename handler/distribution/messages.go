@@ -250,13 +250,7 @@ func (s *Service) HoldExpires(tenant, conversationID string, users []string, exp
 		return
 	}
 	m := holdEndMessage(tenant, conversationID, users, expires)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		s.sendMessage(ctx, m)
-	}()
+	s.background(func(ctx context.Context) { s.sendMessage(ctx, m) })
 }
 
 func holdEndMessage(tenant, conv string, users []string, expires time.Time) switchboard.Message {
