@@ -153,7 +153,7 @@ func (s *Service) OfferDirect(ctx context.Context, tenant, user string, in Enque
 		return cur, false, nil
 	}
 	if err != nil {
-		fx.undo(ctx, s, tenant, c.ID)
+		fx.undoUnlessUnsure(ctx, s, tenant, c.ID, err)
 		return Conversation{}, false, err
 	}
 	s.after(ctx, tenant, saved, fx)

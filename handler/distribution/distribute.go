@@ -86,7 +86,8 @@ func memberOf(svc switchboard.Service, users []string) bool {
 }
 
 // runPass runs one service's pass, or, when one is already running in this
-// process, asks it to run again once it is done.
+// process, asks it to run again once it is done (and to read the line
+// again before its next offer: what changed may come first).
 func (s *Service) runPass(ctx context.Context, tenant, service string) error {
 	key := tenant + "|" + service
 	s.mu.Lock()
@@ -101,7 +102,7 @@ func (s *Service) runPass(ctx context.Context, tenant, service string) error {
 	var first error
 	failures := 0
 	for {
-		if err := s.pass(ctx, tenant, service); err != nil {
+		if err := s.pass(ctx, tenant, service, p); err != nil {
 			if first == nil {
 				first = err
 			}
@@ -124,6 +125,16 @@ func (s *Service) runPass(ctx context.Context, tenant, service string) error {
 	}
 }
 
+// changed reports, and forgets, that an event asked for another pass while
+// this one runs: the line it read may be out of date.
+func (s *Service) changed(p *pass) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	again := p.again
+	p.again = false
+	return again
+}
+
 // item is one waiting item of a service's line: an inbound conversation
 // or an outbound task.
 type item struct {
@@ -135,12 +146,14 @@ type item struct {
 }
 
 // pass serves a service's line in order (priority, then waiting time):
-// each item nobody is offered yet goes to the best eligible agent. An item
+// each item nobody is offered yet goes to the best eligible agent, and a
+// ringing Broadcast with room takes agents freed while it rings. An item
 // that nobody eligible can take is passed over (no head-of-line blocking);
 // the pass ends when nobody is free at all. The line is read again once
-// the read is lineFresh old and something was given out, so that items
-// that arrived meanwhile take their place in the order.
-func (s *Service) pass(ctx context.Context, tenant, service string) error {
+// the read is lineFresh old, or an event changed it, and something was
+// given out, so that items that arrived or came back meanwhile take their
+// place in the order.
+func (s *Service) pass(ctx context.Context, tenant, service string, p *pass) error {
 	svc, err := s.o.Agents.RoutedService(ctx, tenant, service)
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 		return nil
@@ -149,7 +162,7 @@ func (s *Service) pass(ctx context.Context, tenant, service string) error {
 		return err
 	}
 	for round := 0; round < maxPassItems; round++ {
-		more, err := s.round(ctx, tenant, svc)
+		more, err := s.round(ctx, tenant, svc, p)
 		if err != nil || !more {
 			return err
 		}
@@ -161,18 +174,38 @@ func (s *Service) pass(ctx context.Context, tenant, service string) error {
 // pass reads it again (after giving something out).
 const lineFresh = 250 * time.Millisecond
 
-// round reads the line once and serves it; more says the read grew old
-// while agents were still being given items (read again and go on).
-func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Service) (more bool, err error) {
+// round reads the line once and serves it; more says the read grew old, or
+// an event changed the line, while agents were still being given items
+// (read again and go on).
+//
+// The round matches items to agents itself, in queue order, before any
+// offer is made: each item is given the best-ranked free agent it is
+// eligible for that no item ahead of it took. The offers then run
+// concurrently, each to its own agents, so that a later item never takes
+// the agent an earlier one needed (as racing routes would: an item that
+// declines or skills narrow to one agent loses it to any item behind it).
+func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Service, p *pass) (more bool, err error) {
 	service := svc.ID
+	// The free agents, best ranked first, read before the line: every item
+	// that waited before one of them was freed is in the line read (the
+	// round gives out at most that many, up to offersInFlight at once).
+	all, err := s.dryRoute(ctx, tenant, svc, nil, nil, nil)
+	if err != nil {
+		return false, err
+	}
+	free := ranked(all, nil)
+	if len(free) == 0 {
+		return false, nil
+	}
 	readAt := time.Now()
 	line, err := s.convs.line(ctx, tenant, service)
 	if err != nil {
 		return false, err
 	}
+	now := s.now()
 	var items []item
 	for i := range line {
-		if !line[i].Ringing {
+		if !line[i].Ringing || broadcastRoom(svc, line[i].RingingN, line[i].RingExpires, now) > 0 {
 			e := &line[i]
 			items = append(items, item{inbound: e, priority: e.Priority, since: e.QueuedAt, id: e.ID})
 		}
@@ -202,42 +235,66 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 	if len(items) > maxPassItems {
 		items = items[:maxPassItems]
 	}
-	// How many agents are free at all: the round gives out at most that
-	// many items, up to offersInFlight at once (in queue order; concurrent
-	// routes of one process never take the same agent).
-	all, err := s.dryRoute(ctx, tenant, svc, nil, nil, nil)
-	if err != nil {
-		return false, err
-	}
-	free := len(all.Agents) + len(all.Candidates)
+	taken := map[string]bool{}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, offersInFlight)
 	defer wg.Wait()
+	launched := 0
 	for _, it := range items {
-		if free <= 0 {
+		if len(taken) >= len(free) {
 			return false, nil // nobody is free for anything
 		}
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
+		want := 1
 		var skills []switchboard.Skill
 		var preferred, skip []string
 		if it.inbound != nil {
 			skills, preferred, skip = it.inbound.RequiredSkills, it.inbound.PreferredUsers, it.inbound.Declined
+			want = svc.Distribution.Want()
+			if it.inbound.Ringing {
+				want = broadcastRoom(svc, it.inbound.RingingN, it.inbound.RingExpires, now)
+			}
 		} else {
 			preferred = it.task.PreferredUsers
 		}
+		eligible := free
 		if len(skills) > 0 || len(skip) > 0 || len(preferred) > 0 {
 			d, err := s.dryRoute(ctx, tenant, svc, skills, preferred, skip)
 			if err != nil {
 				return false, err
 			}
-			if len(d.Agents) == 0 {
-				continue // nobody free can take this one: the next may be
+			eligible = ranked(d, skip)
+		}
+		var agents []string
+		for _, u := range eligible {
+			if !taken[u] && slices.Contains(free, u) {
+				agents = append(agents, u)
+				if len(agents) == want {
+					break
+				}
 			}
 		}
-		free--
+		if len(agents) == 0 {
+			continue // nobody free can take this one: the next may be
+		}
 		sem <- struct{}{}
+		if launched > 0 && (time.Since(readAt) > lineFresh || s.changed(p)) {
+			<-sem
+			return true, nil
+		}
+		// The agents of the items ahead are theirs: should this item's
+		// agents be gone meanwhile, it may take another free agent, not one
+		// of theirs.
+		ahead := make([]string, 0, len(taken))
+		for u := range taken {
+			ahead = append(ahead, u)
+		}
+		for _, u := range agents {
+			taken[u] = true
+		}
+		launched++
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
@@ -245,33 +302,78 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 				if _, err := s.o.Outbound.AssignWaiting(ctx, tenant, service, it.task.ID); err != nil {
 					s.o.Log.Warn("distribution: outbound task not assigned", "tenant", tenant, "service", service, "task", it.task.ID, "err", err)
 				}
-			} else if err := s.offerWaiting(ctx, tenant, it.inbound.ID, svc); err != nil {
+			} else if err := s.offerWaiting(ctx, tenant, it.inbound.ID, svc, agents, ahead); err != nil {
 				s.o.Log.Warn("distribution: conversation not offered", "tenant", tenant, "service", service, "conversation", it.inbound.ID, "err", err)
 			}
 		}()
-		if time.Since(readAt) > lineFresh {
-			return true, nil
-		}
 	}
 	return false, nil
+}
+
+// ranked returns a decision's eligible agents, best first, without those
+// it skips.
+func ranked(d switchboard.RouteDecision, skip []string) []string {
+	out := make([]string, 0, len(d.Agents)+len(d.Candidates))
+	for _, a := range d.Agents {
+		out = append(out, a.UserID)
+	}
+	for _, c := range d.Candidates {
+		if !slices.Contains(skip, c.UserID) {
+			out = append(out, c.UserID)
+		}
+	}
+	return out
 }
 
 // offersInFlight bounds the offers one round makes at once.
 const offersInFlight = 8
 
-// offerWaiting offers a waiting conversation nobody is offered yet.
-func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switchboard.Service) error {
+// offerWaiting offers a waiting conversation nobody is offered yet, or
+// adds agents to a ringing Broadcast with room; agents are those the
+// round matched it with (tried first), avoid those it matched with items
+// ahead (never taken).
+func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switchboard.Service, agents, avoid []string) error {
 	_, err := s.mutate(ctx, tenant, id, func(c *Conversation, fx *effects) (bool, error) {
-		if !c.Waiting() || len(c.Ringing()) > 0 || c.ServiceID != svc.ID {
+		if !c.Waiting() || c.ServiceID != svc.ID {
 			return false, nil
 		}
-		offered, _, err := s.offerTo(ctx, c, svc, fx)
+		if n := len(c.Ringing()); n > 0 && broadcastRoom(svc, n, earliestExpiry(*c), s.now()) == 0 {
+			return false, nil
+		}
+		offered, _, err := s.offerTo(ctx, c, svc, agents, avoid, fx)
 		return offered, err
 	})
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 		return nil
 	}
 	return err
+}
+
+// minAddedRing is the least ring time left for which an agent freed while
+// a broadcast rings is added to it: a shorter ring is no offer.
+const minAddedRing = 3 * time.Second
+
+// broadcastRoom returns how many agents a ringing offer round of n offers
+// that ring until expires can still take: for a Broadcast service, up to
+// broadcastSize at once, while at least minAddedRing of its ring is left.
+// n == 0 (a line entry written before the count was kept) is full.
+func broadcastRoom(svc switchboard.Service, n int, expires, now time.Time) int {
+	if svc.Distribution.Order != switchboard.OrderBroadcast || n <= 0 || expires.Sub(now) < minAddedRing {
+		return 0
+	}
+	return max(svc.Distribution.Want()-n, 0)
+}
+
+// earliestExpiry returns when the first of a conversation's ringing offers
+// lapses (zero when none rings).
+func earliestExpiry(c Conversation) time.Time {
+	var t time.Time
+	for _, o := range c.Ringing() {
+		if t.IsZero() || o.ExpiresAt.Before(t) {
+			t = o.ExpiresAt
+		}
+	}
+	return t
 }
 
 // Kick distributes services, and the services of agents, in the

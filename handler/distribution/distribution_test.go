@@ -773,3 +773,119 @@ func TestLineOrderLongLine(t *testing.T) {
 		}
 	}
 }
+
+// A pass gives each free agent the first conversation in queue order that
+// it is eligible for, even when a conversation behind could take it too:
+// a (german, only user(2) can take it) comes first and gets user(2); b
+// prefers user(2) but comes second and gets user(1). (Offers made
+// concurrently without matching let b's route take user(2) first.)
+func TestPassMatchesAgentsInQueueOrder(t *testing.T) {
+	for range 10 {
+		f := newFixture(t)
+		f.service("support", 2, routing.DistributionInput{}, map[int]map[string]int{2: {"german": 3}})
+		f.presence.set(user(1), sb.Busy)
+		f.presence.set(user(2), sb.Busy)
+		f.enqueue("support", "a", EnqueueInput{Priority: ptr(90), RequiredSkills: []sb.Skill{{Name: "german", MinLevel: 2}}})
+		f.clock.Advance(time.Second)
+		f.enqueue("support", "b", EnqueueInput{Priority: ptr(50), PreferredUsers: []string{user(2)}})
+		f.presence.set(user(1), sb.Available)
+		f.presence.set(user(2), sb.Available)
+		f.svc.PresenceChanged(ctx, tenant, []sb.Presence{{UserID: user(1), Availability: sb.Available}, {UserID: user(2), Availability: sb.Available}})
+		f.svc.Wait()
+		if a, b := ringing(f.get("a")), ringing(f.get("b")); !slices.Equal(a, []string{user(2)}) || !slices.Equal(b, []string{user(1)}) {
+			t.Fatalf("a offered to %v, b to %v; want a to %s (first in order, only it can), b to %s", a, b, user(2), user(1))
+		}
+	}
+}
+
+// An agent freed while a Broadcast rings is offered it too, ringing until
+// the broadcast's ring time ends (not once that is nearly over); the first
+// accept still wins, and the added offers' lapses put nobody into RONA.
+func TestBroadcastTakesAgentsFreedWhileItRings(t *testing.T) {
+	f := newFixture(t)
+	f.service("support", 6, routing.DistributionInput{Order: ptr("Broadcast"), BroadcastSize: ptr(5)}, nil)
+	for i := 4; i <= 6; i++ {
+		f.presence.set(user(i), sb.Busy)
+	}
+	free := func(us ...string) {
+		var ps []sb.Presence
+		for _, u := range us {
+			f.presence.set(u, sb.Available)
+			ps = append(ps, sb.Presence{UserID: u, Availability: sb.Available})
+		}
+		f.svc.PresenceChanged(ctx, tenant, ps)
+		f.svc.Wait()
+	}
+	c := f.enqueue("support", "c-1", EnqueueInput{})
+	if got := sortedCopy(ringing(c)); !slices.Equal(got, []string{user(1), user(2), user(3)}) {
+		t.Fatalf("broadcast with 3 agents free: ringing %v", got)
+	}
+	end := c.Offers[0].ExpiresAt
+	f.clock.Advance(5 * time.Second)
+	free(user(4))
+	c = f.get("c-1")
+	if got := sortedCopy(ringing(c)); !slices.Equal(got, []string{user(1), user(2), user(3), user(4)}) {
+		t.Fatalf("after user(4) was freed: ringing %v, want users 1-4", got)
+	}
+	added := c.Offers[len(c.Offers)-1]
+	if added.UserID != user(4) || !added.ExpiresAt.Equal(end) || !added.OfferedAt.Equal(t0.Add(5*time.Second)) {
+		t.Fatalf("added offer %+v, want user(4)'s, offered at +5 s, ringing until the broadcast's end %v", added, end)
+	}
+	if a := f.agent(user(4)); a.Offer == nil || !a.Offer.ExpiresAt.Equal(end) {
+		t.Fatalf("user(4)'s hold: %+v, want the offer until %v", a.Offer, end)
+	}
+	// With less than minAddedRing left, a freed agent is not added.
+	f.clock.Advance(end.Sub(f.clock.Now()) - 2*time.Second)
+	free(user(5))
+	if got := ringing(f.get("c-1")); len(got) != 4 {
+		t.Fatalf("2 s before the broadcast ends: ringing %v, want the 4 as before", got)
+	}
+	if _, err := f.svc.Accept(ctx, tenant, "c-1", user(4)); err != nil {
+		t.Fatalf("accept by the added agent: %v", err)
+	}
+	f.svc.Wait()
+	c = f.get("c-1")
+	n := map[string]int{}
+	for _, o := range c.Offers {
+		n[o.State]++
+	}
+	if c.State != StateConnected || c.Agent != user(4) || n[OfferRescinded] != 3 || n[OfferAccepted] != 1 {
+		t.Fatalf("after the added agent accepted: %s to %s, offers %v; want Connected to %s, 3 rescinded", c.State, c.Agent, n, user(4))
+	}
+	assertOffersEnded(t, c)
+
+	// The added offers lapse with the broadcast, into no RONA.
+	f.presence.set(user(1), sb.Busy)
+	f.presence.set(user(2), sb.Busy)
+	c = f.enqueue("support", "c-2", EnqueueInput{})
+	if got := sortedCopy(ringing(c)); !slices.Equal(got, []string{user(3), user(5)}) {
+		t.Fatalf("c-2: ringing %v, want users 3 and 5", got)
+	}
+	f.clock.Advance(10 * time.Second)
+	free(user(1), user(2))
+	if got := ringing(f.get("c-2")); len(got) != 4 {
+		t.Fatalf("c-2 after users 1 and 2 were freed: ringing %v, want 4", got)
+	}
+	f.advance(11 * time.Second)
+	c = f.get("c-2")
+	lapsed := 0
+	for _, e := range c.History {
+		if e.Event == EventOfferLapsed {
+			lapsed++
+		}
+	}
+	if lapsed != 4 {
+		t.Errorf("c-2: %d offers lapsed, want 4: %+v", lapsed, c.History)
+	}
+	for _, i := range []int{1, 2, 3, 5} {
+		if r := f.reason("support", user(i)); r == sb.ReasonRona {
+			t.Errorf("%s in RONA after a lapsed broadcast offer", user(i))
+		}
+	}
+}
+
+func sortedCopy(us []string) []string {
+	out := slices.Clone(us)
+	slices.Sort(out)
+	return out
+}

@@ -119,7 +119,7 @@ func (s *Service) Enqueue(ctx context.Context, tenant, service string, in Enqueu
 		return existing(op, cur, service)
 	}
 	if err != nil {
-		fx.undo(ctx, s, tenant, c.ID)
+		fx.undoUnlessUnsure(ctx, s, tenant, c.ID, err)
 		return Conversation{}, false, err
 	}
 	s.after(ctx, tenant, saved, fx)
@@ -164,9 +164,12 @@ func (s *Service) arrive(ctx context.Context, c Conversation, svc switchboard.Se
 	// when an agent is free nothing eligible waits ahead (it would have
 	// been offered), so the offer usually stands and the caller waits for
 	// one round trip less. When something does come first, or the queue is
-	// full, the offer goes back.
+	// full, the offer goes back. A reading that is lineFresh old once the
+	// offer is made (a slow route under load) is taken again: an agent the
+	// offer took may have been freed after it, with something ahead.
 	var line []entry
 	var lerr error
+	readAt := time.Now()
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
@@ -174,8 +177,11 @@ func (s *Service) arrive(ctx context.Context, c Conversation, svc switchboard.Se
 	}()
 	try := clone(c)
 	tfx := newEffects()
-	offered, d, oerr := s.offerTo(ctx, &try, svc, tfx)
+	offered, d, oerr := s.offerTo(ctx, &try, svc, nil, nil, tfx)
 	<-read
+	if offered && lerr == nil && oerr == nil && time.Since(readAt) > lineFresh {
+		line, lerr = s.convs.line(ctx, c.TenantID, svc.ID)
+	}
 	if lerr != nil || oerr != nil {
 		tfx.undo(ctx, s, c.TenantID, c.ID)
 		return c, errors.Join(lerr, oerr)
@@ -314,13 +320,43 @@ func (s *Service) overflow(
 
 // offerTo offers a waiting conversation to the next agent(s) of its
 // service: one for LongestIdle and RoundRobin, up to broadcastSize for
-// Broadcast. Each offer is the agent's hold for the ring time.
-func (s *Service) offerTo(ctx context.Context, c *Conversation, svc switchboard.Service, fx *effects) (bool, switchboard.RouteDecision, error) {
-	ring := ringFor(svc)
+// Broadcast, the agents of prefer first (those a pass matched it with),
+// never those of avoid (a pass's agents for the items ahead). Each offer is the agent's hold for the ring time. A Broadcast that rings
+// already takes agents up to broadcastSize, ringing until its round does
+// (the first accept still wins; the lapses put nobody into RONA).
+func (s *Service) offerTo(
+	ctx context.Context,
+	c *Conversation,
+	svc switchboard.Service,
+	prefer,
+	avoid []string,
+	fx *effects,
+) (bool, switchboard.RouteDecision, error) {
+	ring, want := ringFor(svc), svc.Distribution.Want()
+	skip := append(slices.Clone(c.Declined), avoid...)
+	if ringing := c.Ringing(); len(ringing) > 0 {
+		want = broadcastRoom(svc, len(ringing), earliestExpiry(*c), s.now())
+		if want == 0 {
+			return false, switchboard.RouteDecision{}, nil
+		}
+		ring = earliestExpiry(*c).Sub(s.now()).Truncate(time.Millisecond)
+		for _, o := range ringing {
+			skip = append(skip, o.UserID)
+		}
+	}
+	preferred := c.PreferredUsers
+	if len(prefer) > 0 {
+		preferred = nil
+		for _, u := range append(slices.Clone(prefer), c.PreferredUsers...) {
+			if !slices.Contains(preferred, u) && len(preferred) < MaxPreferred {
+				preferred = append(preferred, u)
+			}
+		}
+	}
 	d, err := s.o.Agents.Route(ctx, c.TenantID, svc.ID, switchboard.RouteRequest{
 		ConversationID: c.ID, Reserve: true, Offer: true, Hold: ring,
-		PreferredUsers: c.PreferredUsers, RequiredSkills: c.RequiredSkills, Skip: c.Declined,
-		MaxAgents: svc.Distribution.Want(),
+		PreferredUsers: preferred, RequiredSkills: c.RequiredSkills, Skip: skip,
+		MaxAgents: want,
 	})
 	if err != nil {
 		return false, d, err

@@ -138,7 +138,13 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{t: t, tables: store.NewMemoryTables(), clock: fakeclock.New(t0), queue: &fakeQueue{}, outbound: &fakeOutbound{waiting: map[string][]WaitingTask{}}}
+	return newFixtureOn(t, store.NewMemoryTables())
+}
+
+// newFixtureOn is newFixture on the given tables.
+func newFixtureOn(t *testing.T, tables store.Tables) *fixture {
+	t.Helper()
+	f := &fixture{t: t, tables: tables, clock: fakeclock.New(t0), queue: &fakeQueue{}, outbound: &fakeOutbound{waiting: map[string][]WaitingTask{}}}
 	f.presence = &fakePresence{clock: f.clock, readings: map[string]sb.Presence{}}
 	f.engine, f.svc = f.instance()
 	return f

@@ -49,6 +49,22 @@ func (fx *effects) undo(ctx context.Context, s *Service, tenant, conv string) {
 	fx.offered = nil
 }
 
+// undoUnlessUnsure undoes the effects of a write that failed, unless
+// whether it landed is unknown: then the offers' holds stay (they lapse by
+// themselves at their ring time) so that no agent is offered anything else
+// while a conversation may record it ringing.
+func (fx *effects) undoUnlessUnsure(ctx context.Context, s *Service, tenant, conv string, err error) {
+	if isUnsure(err) {
+		if len(fx.offered) > 0 {
+			s.o.Log.Warn("distribution: not known whether an offer was written; its holds lapse by themselves", "tenant", tenant,
+				"conversation", conv, "users", fx.offered, "err", err)
+		}
+		fx.offered = nil
+		return
+	}
+	fx.undo(ctx, s, tenant, conv)
+}
+
 // after carries out a written change's effects.
 func (s *Service) after(ctx context.Context, tenant string, c Conversation, fx *effects) {
 	ctx = context.WithoutCancel(ctx)
@@ -146,7 +162,7 @@ func (s *Service) mutateFrom(
 			continue
 		}
 		if err != nil {
-			fx.undo(ctx, s, tenant, id)
+			fx.undoUnlessUnsure(ctx, s, tenant, id, err)
 			return Conversation{}, err
 		}
 		s.after(ctx, tenant, saved, fx)

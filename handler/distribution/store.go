@@ -3,6 +3,7 @@ package distribution
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -48,6 +49,7 @@ type entry struct {
 	QueuedAt       time.Time
 	Deadline       time.Time
 	Ringing        bool
+	RingingN       int       // how many offers ring (0 with Ringing: written before it was kept; take it as full)
 	RingExpires    time.Time // earliest expiry of a ringing offer
 	RequiredSkills []switchboard.Skill
 	PreferredUsers []string
@@ -58,9 +60,11 @@ func (e entry) constrained() bool {
 	return len(e.RequiredSkills) > 0 || len(e.Declined) > 0 || len(e.PreferredUsers) > 0
 }
 
-func encodeConversation(c Conversation) store.Entity {
+// encodeConversation renders the conversation's row; write names the
+// write (save decides by it whether a failed write landed).
+func encodeConversation(c Conversation, write string) store.Entity {
 	doc, _ := json.Marshal(c)
-	props := map[string]any{"serviceId": c.ServiceID, "state": c.State, "doc": string(doc)}
+	props := map[string]any{"serviceId": c.ServiceID, "state": c.State, "doc": string(doc), "write": write}
 	if !c.EndedAt.IsZero() {
 		props["endedAt"] = c.EndedAt.UTC()
 	}
@@ -110,8 +114,10 @@ func encodeEntry(c Conversation) store.Entity {
 	j := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 	var ringing bool
 	var expires time.Time
+	n := 0
 	for _, o := range c.Ringing() {
 		ringing = true
+		n++
 		if expires.IsZero() || o.ExpiresAt.Before(expires) {
 			expires = o.ExpiresAt
 		}
@@ -121,7 +127,7 @@ func encodeEntry(c Conversation) store.Entity {
 		"ringing": ringing, "skills": j(c.RequiredSkills), "preferred": j(c.PreferredUsers), "declined": j(c.Declined),
 	}
 	if ringing {
-		props["ringExpires"] = expires.UTC()
+		props["ringExpires"], props["ringingN"] = expires.UTC(), int32(n)
 	}
 	return store.Entity{PartitionKey: c.TenantID, RowKey: lineKey(lineOf(c), c.ID), Props: props}
 }
@@ -130,7 +136,7 @@ func decodeEntry(e store.Entity) entry {
 	rest := strings.TrimPrefix(e.RowKey, linePrefix)
 	service, id, _ := strings.Cut(rest, "|")
 	en := entry{ID: id, ServiceID: service, Priority: int(e.Int64("priority")), QueuedAt: e.Time("queuedAt"), Deadline: e.Time("deadline"),
-		Ringing: e.Bool("ringing"), RingExpires: e.Time("ringExpires")}
+		Ringing: e.Bool("ringing"), RingingN: int(e.Int64("ringingN")), RingExpires: e.Time("ringExpires")}
 	_ = json.Unmarshal([]byte(e.String("skills")), &en.RequiredSkills)
 	_ = json.Unmarshal([]byte(e.String("preferred")), &en.PreferredUsers)
 	_ = json.Unmarshal([]byte(e.String("declined")), &en.Declined)
@@ -151,10 +157,20 @@ func (s *conversations) get(ctx context.Context, tenant, id string) (Conversatio
 
 // save writes next over cur (nil: insert) with its line entry, in one
 // transaction conditional on cur's ETag. Returns ECONFLICT when inserting
-// an existing conversation, EPRECONDITION when cur is stale. The returned
-// conversation has no ETag (read it again to write it again).
+// an existing conversation, EPRECONDITION when cur is stale, and an
+// unsure error (see isUnsure) when it cannot tell whether the write
+// landed. The returned conversation has no ETag (read it again to write it
+// again).
+//
+// A write that timed out may still have landed, and the client's own retry
+// of it then fails on the ETag (or the insert) its first try used up. Each
+// write therefore carries an id in the row, and a failed write is decided
+// by reading the row back: a write that landed is a success, so that its
+// effects (the offers' holds, the history's events) are kept and carried
+// out rather than undone under a conversation that records them.
 func (s *conversations) save(ctx context.Context, cur *Conversation, next Conversation) (Conversation, error) {
-	c := encodeConversation(next)
+	write := uuid.NewString()
+	c := encodeConversation(next, write)
 	var ops []store.Op
 	if cur == nil {
 		ops = append(ops, store.Op{Kind: store.OpInsert, Entity: c})
@@ -186,7 +202,7 @@ func (s *conversations) save(ctx context.Context, cur *Conversation, next Conver
 		}
 		ops = append(ops, eops...)
 		// The conversation row carries the sequence the events took.
-		ops[0].Entity = encodeConversation(next)
+		ops[0].Entity = encodeConversation(next, write)
 		published = true
 	}
 	err := s.t.Batch(ctx, ops)
@@ -198,6 +214,9 @@ func (s *conversations) save(ctx context.Context, cur *Conversation, next Conver
 			err = s.t.Batch(ctx, ops)
 		}
 	}
+	if err != nil {
+		err = s.decide(ctx, cur, next, write, err)
+	}
 	switch switchboard.ErrorCode(err) {
 	case "":
 		next.ETag, next.Unpublished = "", nil
@@ -208,7 +227,44 @@ func (s *conversations) save(ctx context.Context, cur *Conversation, next Conver
 	case switchboard.ECONFLICT, switchboard.EPRECONDITION:
 		return next, err
 	}
+	if isUnsure(err) {
+		return next, err
+	}
 	return next, switchboard.Wrap(switchboard.EUNAVAILABLE, "distribution.save", err)
+}
+
+// decide settles a failed write by reading the conversation back: nil when
+// the write landed after all; the write's error when another write is
+// there instead (so this one never can land); unsure when the row is as it
+// was (the write may still be under way) or cannot be read.
+func (s *conversations) decide(ctx context.Context, cur *Conversation, next Conversation, write string, err error) error {
+	e, gerr := s.t.Get(context.WithoutCancel(ctx), next.TenantID, convPrefix+next.ID)
+	switch {
+	case gerr == nil && e.String("write") == write:
+		return nil
+	case gerr == nil && (cur == nil || e.ETag != cur.ETag):
+		return err
+	case switchboard.IsCode(gerr, switchboard.ENOTFOUND) && cur != nil:
+		return err // deleted (retention): nothing of this write is there
+	case switchboard.IsCode(err, switchboard.ECONFLICT) || switchboard.IsCode(err, switchboard.EPRECONDITION):
+		if gerr == nil {
+			return err // the store refused it for the row as it is
+		}
+	}
+	return unsure{switchboard.Wrap(switchboard.EUNAVAILABLE, "distribution.save", errors.Join(err, gerr))}
+}
+
+// unsure is a write's failure that leaves open whether it landed: its
+// effects are kept (an offer's hold then lapses by itself at its ring
+// time, and housekeeping lapses an offer the conversation records) rather
+// than undone under a conversation that may record them.
+type unsure struct{ error }
+
+func (u unsure) Unwrap() error { return u.error }
+
+func isUnsure(err error) bool {
+	var u unsure
+	return errors.As(err, &u)
 }
 
 // line returns a service's waiting-line entries in queue order.
