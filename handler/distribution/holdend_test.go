@@ -159,3 +159,29 @@ func TestBroadcastRouteHoldRunsOut(t *testing.T) {
 		t.Fatalf("at the hold's end c-1 rings at %v, want all three", r)
 	}
 }
+
+// An Offline reading that ends an agent's RONA distributes its services:
+// the agent's next reading (back Available) may have been told while the
+// agent was still in RONA (the two notifications run side by side), and
+// nothing else would offer it the waiting conversation.
+func TestOfflineEndingRonaDistributes(t *testing.T) {
+	f := newFixture(t)
+	f.service("support", 1, routing.DistributionInput{}, nil)
+	f.enqueue("support", "c-1", EnqueueInput{})
+	f.advance(20 * time.Second) // user(1) lets it ring: RONA
+	if v := f.agent(user(1)); v.Rona == nil {
+		t.Fatalf("after the lapse: %+v, want RONA", v)
+	}
+	// The Available reading was written (and told, and found the agent in
+	// RONA) before the Offline reading's notification ended the RONA.
+	f.svc.PresenceChanged(ctx, tenant, []sb.Presence{{UserID: user(1), Availability: sb.Available, Activity: sb.Available}})
+	f.svc.Wait()
+	if r := ringing(f.get("c-1")); len(r) != 0 {
+		t.Fatalf("c-1 rings at %v while the agent is in RONA", r)
+	}
+	f.svc.PresenceChanged(ctx, tenant, []sb.Presence{{UserID: user(1), Availability: sb.Offline, Activity: sb.Offline}})
+	f.svc.Wait()
+	if r := ringing(f.get("c-1")); !slices.Equal(r, []string{user(1)}) {
+		t.Fatalf("after the Offline reading ended RONA (the agent reads Available now): c-1 rings at %v, want user(1)", r)
+	}
+}
