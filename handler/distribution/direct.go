@@ -199,7 +199,7 @@ func (s *Service) checkTracked(ctx context.Context, tenant, user string) error {
 // leaves it waiting otherwise.
 func (s *Service) tryDirect(ctx context.Context, c *Conversation, fx *effects) error {
 	ring := ringFor(directService())
-	d, err := s.o.Agents.OfferDirect(ctx, c.TenantID, c.DirectUserID, c.ID, ring)
+	d, err := s.o.Agents.OfferDirect(ctx, c.TenantID, c.DirectUserID, c.ID, ring, ronaFor(directService(), false))
 	if err != nil {
 		return err
 	}

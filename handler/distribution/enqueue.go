@@ -252,13 +252,7 @@ func (s *Service) overflow(
 	if timeout {
 		final, event = StateTimedOut, EventTimedOut
 	}
-	for i, o := range c.Offers {
-		if o.State == OfferRinging {
-			c.Offers[i].State = OfferRescinded
-			c.Record(now, EventOfferRescinded, o.UserID, which)
-			fx.rescindAfter(o.UserID)
-		}
-	}
+	endRinging(&c, now, which, fx)
 	switch rule.Action {
 	case switchboard.ActionForward:
 		if len(c.ForwardedFrom) >= MaxForwards {
@@ -354,7 +348,7 @@ func (s *Service) offerTo(
 		}
 	}
 	d, err := s.o.Agents.Route(ctx, c.TenantID, svc.ID, switchboard.RouteRequest{
-		ConversationID: c.ID, Reserve: true, Offer: true, Hold: ring,
+		ConversationID: c.ID, Reserve: true, Offer: true, Hold: ring, Rona: ronaFor(svc, false),
 		PreferredUsers: preferred, RequiredSkills: c.RequiredSkills, Skip: skip,
 		MaxAgents: want,
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -133,25 +134,28 @@ func (s *Service) housekeepTenant(ctx context.Context, tenant string, rep *House
 }
 
 // serveLines runs a distribution pass over each of the tenant's services
-// with a waiting conversation (in lines, as read before the timeouts) or
-// a waiting outbound task.
+// with a waiting conversation (in lines, as read before the timeouts), a
+// ringing Broadcast with room for more agents, or a waiting outbound task.
 func (s *Service) serveLines(ctx context.Context, tenant string, lines []entry, rep *HousekeepingReport) error {
-	waiting := map[string]bool{}
+	byService := map[string][]entry{}
 	for _, e := range lines {
-		if !e.Ringing {
-			waiting[e.ServiceID] = true
-		}
+		byService[e.ServiceID] = append(byService[e.ServiceID], e)
 	}
 	svcs, err := s.o.Agents.Services(ctx, tenant)
 	if err != nil {
 		return err
 	}
+	now := s.now()
+	waiting := map[string]bool{}
 	var errs []error
 	for _, svc := range svcs {
 		if deadlineNear(ctx) {
 			rep.StoppedAtDeadline = true
 			break
 		}
+		waiting[svc.ID] = slices.ContainsFunc(byService[svc.ID], func(e entry) bool {
+			return !e.Ringing || broadcastRoom(svc, e.RingingN, e.RingExpires, now) > 0
+		})
 		if !waiting[svc.ID] && s.o.Outbound != nil {
 			tasks, err := s.o.Outbound.Waiting(ctx, tenant, svc.ID)
 			if err != nil {

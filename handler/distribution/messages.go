@@ -186,13 +186,7 @@ func (s *Service) timeout(ctx context.Context, tenant, conv string, queuedAt tim
 		svc, err := s.serviceFor(ctx, c)
 		if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 			now := s.now()
-			for i, o := range c.Offers {
-				if o.State == OfferRinging {
-					c.Offers[i].State = OfferRescinded
-					c.Record(now, EventOfferRescinded, o.UserID, "the service no longer exists")
-					fx.rescindAfter(o.UserID)
-				}
-			}
+			endRinging(c, now, "the service no longer exists", fx)
 			c.EndAs(now, StateTimedOut, EventTimedOut, "the service no longer exists")
 			acted = true
 			return true, nil

@@ -288,9 +288,16 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 	if err != nil {
 		return Conversation{}, err
 	}
-	found := false
+	found, rangOut := false, false
 	out, err := s.mutate(ctx, tenant, conv, func(c *Conversation, fx *effects) (bool, error) {
+		rangOut = false
 		i := c.OfferOf(user)
+		if i >= 0 && !s.now().Before(c.Offers[i].ExpiresAt) {
+			// Too late, as for an accept: it rang out, and its lapse (RONA
+			// as the service says) is on its way.
+			found, rangOut = true, true
+			return false, nil
+		}
 		if i < 0 {
 			for _, d := range c.Declined {
 				if d == user { // a retried decline
@@ -319,6 +326,9 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 	if err != nil {
 		return Conversation{}, err
 	}
+	if rangOut {
+		return Conversation{}, notPending(op, conv, user, "the offer lapsed")
+	}
 	if !found {
 		return Conversation{}, notPending(op, conv, user, offerWhy(out, user))
 	}
@@ -332,6 +342,26 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 func (s *Service) endOffer(ctx context.Context, c *Conversation, svc switchboard.Service, user string, declined bool, fx *effects) error {
 	fx.holdEnds = append(fx.holdEnds, holdEnd{user: user, serviceID: c.ServiceID, rona: ronaFor(svc, declined), idle: true})
 	return nil
+}
+
+// endRinging ends the ringing offers of a conversation that ends or moves
+// on (why): those are Rescinded, but an offer whose ring time is up rang
+// out, its lapse still to come, and is Lapsed (its agent goes into the
+// RONA its hold carries, as routing has seen it since the ring ended).
+func endRinging(c *Conversation, now time.Time, why string, fx *effects) {
+	for i, o := range c.Offers {
+		switch {
+		case o.State != OfferRinging:
+		case !now.Before(o.ExpiresAt):
+			c.Offers[i].State = OfferLapsed
+			c.Record(now, EventOfferLapsed, o.UserID, "")
+			fx.holdEnds = append(fx.holdEnds, holdEnd{user: o.UserID, serviceID: c.ServiceID, idle: true})
+		default:
+			c.Offers[i].State = OfferRescinded
+			c.Record(now, EventOfferRescinded, o.UserID, why)
+			fx.rescindAfter(o.UserID)
+		}
+	}
 }
 
 // End ends a conversation (DELETE): a connected one is released (after-call
@@ -354,13 +384,7 @@ func (s *Service) End(ctx context.Context, tenant, conv string) (bool, error) {
 			c.Record(now, EventEnded, c.Agent, "")
 			return true, nil
 		case c.Waiting():
-			for i, o := range c.Offers {
-				if o.State == OfferRinging {
-					c.Offers[i].State = OfferRescinded
-					c.Record(now, EventOfferRescinded, o.UserID, "the caller hung up")
-					fx.rescindAfter(o.UserID)
-				}
-			}
+			endRinging(c, now, "the caller hung up", fx)
 			c.EndAs(now, StateAbandoned, EventAbandoned, "the caller hung up")
 			return true, nil
 		}

@@ -40,7 +40,7 @@ type Agents interface {
 	// OfferDirect takes one agent's offer hold for ring when the agent is
 	// free, outside any service: the agent in the decision's Agents, or in
 	// Excluded with the reason.
-	OfferDirect(ctx context.Context, tenant, user, conv string, ring time.Duration) (switchboard.RouteDecision, error)
+	OfferDirect(ctx context.Context, tenant, user, conv string, ring, rona time.Duration) (switchboard.RouteDecision, error)
 }
 
 // Outbound is what distribution needs of outbound tasks: callbacks, and

@@ -81,6 +81,25 @@ func endedEvent(tenant string, h hold, end time.Time, reason string, now time.Ti
 		ServiceID: h.ServiceID, ConversationID: h.ConversationID, Since: h.HeldAt, Until: h.ExpiresAt, EndedAt: &end, Reason: reason})
 }
 
+// ringOutStarted is the ronaStarted event of a ring-out (r, as
+// hold.current returned it), written with whichever change first stores
+// that RONA or its end: the lapse, the expiry sweep, a reset, an Offline
+// reading, or a new offer over it once it ended.
+func ringOutStarted(tenant string, r hold, now time.Time) *switchboard.Event {
+	return startedEvent(tenant, hold{Kind: switchboard.HoldOffer}, r, now)
+}
+
+// endEvents are the events of RONA or after-call work h (as hold.current
+// returned it) ending at end: a ring-out's ronaStarted first, never
+// written before, then its ...Ended a nanosecond later (the sequence is
+// the time).
+func endEvents(tenant string, h hold, ringOut bool, end time.Time, reason string, now time.Time) []*switchboard.Event {
+	if !ringOut {
+		return []*switchboard.Event{endedEvent(tenant, h, end, reason, now)}
+	}
+	return []*switchboard.Event{ringOutStarted(tenant, h, now), endedEvent(tenant, h, end, reason, now.Add(time.Nanosecond))}
+}
+
 func agentEvent(tenant, typ string, now time.Time, d agentEventData) *switchboard.Event {
 	d.Since, d.Until = d.Since.UTC(), d.Until.UTC()
 	data, _ := json.Marshal(d)
@@ -91,15 +110,21 @@ func agentEvent(tenant, typ string, now time.Time, d agentEventData) *switchboar
 }
 
 // changeHold writes one change of an agent's hold row (op: an update,
-// insert or delete conditional on the row read) and, when ev is not nil
-// and events are on, ev's outbox row in the same transaction. For an update
+// insert or delete conditional on the row read) and, when events are on,
+// the outbox rows of evs (nil ones left out) in the same transaction. For an update
 // or insert it returns the row as now stored, with its ETag; a transaction
 // returns no ETags, so the row is then read again (nil when that read
 // failed: the cache re-reads it in the background). Errors are the
 // store's: EPRECONDITION, ENOTFOUND, ECONFLICT when the row changed
 // meanwhile.
-func (e *Engine) changeHold(ctx context.Context, tenant string, op store.Op, ev *switchboard.Event) (*hold, error) {
-	if ev == nil || e.events == nil {
+func (e *Engine) changeHold(ctx context.Context, tenant string, op store.Op, evs ...*switchboard.Event) (*hold, error) {
+	var batch []switchboard.Event
+	for _, ev := range evs {
+		if ev != nil {
+			batch = append(batch, *ev)
+		}
+	}
+	if len(batch) == 0 || e.events == nil {
 		var etag string
 		var err error
 		switch op.Kind {
@@ -120,7 +145,7 @@ func (e *Engine) changeHold(ctx context.Context, tenant string, op store.Op, ev 
 	if op.Kind == store.OpDelete && op.IfMatch == "" {
 		op.IfMatch = "*"
 	}
-	ops, err := outbox.Ops(tenant, []switchboard.Event{*ev})
+	ops, err := outbox.Ops(tenant, batch)
 	if err != nil {
 		return nil, err
 	}
@@ -145,11 +170,11 @@ func (e *Engine) changeHold(ctx context.Context, tenant string, op store.Op, ev 
 	return &h, nil
 }
 
-// updateHold replaces prev with next (ETag-guarded), with the agent event
+// updateHold replaces prev with next (ETag-guarded), with the agent events
 // of the change, if any, and tells the cache. The hold returned has no
 // ETag when the row could not be read back.
-func (e *Engine) updateHold(ctx context.Context, tenant string, prev, next hold, ev *switchboard.Event) (hold, error) {
-	got, err := e.changeHold(ctx, tenant, store.Op{Kind: store.OpUpdate, Entity: encodeHold(tenant, next), IfMatch: prev.ETag}, ev)
+func (e *Engine) updateHold(ctx context.Context, tenant string, prev, next hold, evs ...*switchboard.Event) (hold, error) {
+	got, err := e.changeHold(ctx, tenant, store.Op{Kind: store.OpUpdate, Entity: encodeHold(tenant, next), IfMatch: prev.ETag}, evs...)
 	if err != nil {
 		return hold{}, err
 	}
@@ -164,10 +189,10 @@ func (e *Engine) updateHold(ctx context.Context, tenant string, prev, next hold,
 }
 
 // deleteHold deletes h if it is still the row read (ETag), with the agent
-// event of its end, if any, and tells the cache. A row changed or gone
+// events of its end, if any, and tells the cache. A row changed or gone
 // meanwhile is left alone (false, no error).
-func (e *Engine) deleteHold(ctx context.Context, tenant string, h hold, ev *switchboard.Event) (bool, error) {
-	_, err := e.changeHold(ctx, tenant, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: tenant, RowKey: holdPrefix + h.UserID}, IfMatch: h.ETag}, ev)
+func (e *Engine) deleteHold(ctx context.Context, tenant string, h hold, evs ...*switchboard.Event) (bool, error) {
+	_, err := e.changeHold(ctx, tenant, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: tenant, RowKey: holdPrefix + h.UserID}, IfMatch: h.ETag}, evs...)
 	switch switchboard.ErrorCode(err) {
 	case "":
 		e.agents.dropped(tenant, h.UserID, h.ETag)

@@ -190,15 +190,11 @@ func (f *agentEventsFixture) outboxRows() []outbox.Pending {
 	return rows
 }
 
-// offer offers conversation conv to the service's next agent and returns
-// who got it.
+// offer offers conversation conv to the service's next agent, its
+// ring-out into no RONA, and returns who got it.
 func (f *agentEventsFixture) offer(conv string) string {
 	f.t.Helper()
-	d := f.route(f.engine, "support", sb.RouteRequest{ConversationID: conv, Reserve: true, Offer: true, Hold: 20 * time.Second, MaxAgents: 1})
-	if len(d.Agents) != 1 {
-		f.t.Fatalf("offer of %s: agents %v", conv, d.Agents)
-	}
-	return d.Agents[0].UserID
+	return f.offerRona(conv, 0)
 }
 
 func TestAgentEventIsCommittedIffTheHoldChangeIs(t *testing.T) {
@@ -424,5 +420,178 @@ func TestAnOfferOverAnExpiredRonaEndsIt(t *testing.T) {
 	}
 	if h, err := f.engine.state.getHold(ctx, tenant, u); err != nil || h.Kind != sb.HoldOffer || h.ConversationID != "c-2" {
 		t.Errorf("hold %+v, %v; want the offer of c-2", h, err)
+	}
+}
+
+// offerRona offers conv to the service's next agent with a ring-out RONA
+// of rona and returns who got it.
+func (f *agentEventsFixture) offerRona(conv string, rona time.Duration) string {
+	f.t.Helper()
+	d := f.route(f.engine, "support", sb.RouteRequest{ConversationID: conv, Reserve: true, Offer: true, Hold: 20 * time.Second, MaxAgents: 1, Rona: rona})
+	if len(d.Agents) != 1 {
+		f.t.Fatalf("offer of %s: agents %v", conv, d.Agents)
+	}
+	return d.Agents[0].UserID
+}
+
+// An offer that rings out is the agent's RONA from the end of its ring, on
+// every instance, before anything handles the lapse: the gap between the
+// ring's end and the lapse message gives the agent nothing else. The
+// lapse (redelivered, on two instances) and the expiry sweep racing it
+// write that RONA once, with one ronaStarted; its end has one ronaEnded.
+func TestRingOutIsRonaBeforeItsLapseAndStartsOnce(t *testing.T) {
+	testenv.Backends(t, func(t *testing.T, tables store.Tables) {
+		f := newAgentEventsFixture(t, tables)
+		u := user(1)
+		f.service("support", DistributionInput{}, u)
+		f.available(u)
+		if got := f.offerRona("c-1", time.Minute); got != u {
+			t.Fatalf("c-1 offered to %s", got)
+		}
+		ringEnd := f.clock.Now().Add(20 * time.Second)
+		f.clock.Advance(20*time.Second + 300*time.Millisecond)
+
+		// The gap: the ring is over, its lapse not handled. Another
+		// instance's route sees the agent in RONA and takes nobody.
+		other := f.instance()
+		d := f.route(other, "support", sb.RouteRequest{ConversationID: "c-2", Reserve: true, Offer: true, Hold: 20 * time.Second, Rona: time.Minute})
+		if len(d.Agents) != 0 || reasons(d)[u] != sb.ReasonRona {
+			t.Fatalf("c-2 in the gap: agents %v, reasons %v; want nobody, %s Rona", d.Agents, reasons(d), u)
+		}
+		if h, err := other.Agent(ctx, tenant, u); err != nil || h.Kind != sb.HoldRona || h.ConversationID != "c-1" ||
+			!h.HeldAt.Equal(ringEnd) || !h.ExpiresAt.Equal(ringEnd.Add(time.Minute)) {
+			t.Fatalf("agent in the gap: %+v, %v; want RONA of c-1 from %s for a minute", h, err, ringEnd)
+		}
+		if err := other.AcceptOffer(ctx, tenant, u, "c-1"); !sb.IsCode(err, sb.ECONFLICT) {
+			t.Errorf("accept after the ring: %v, want offer-not-pending", err)
+		}
+		if rows := f.outboxRows(); len(rows) != 0 {
+			t.Fatalf("events written by reading: %d", len(rows))
+		}
+
+		// The lapse, delivered twice on two instances, and the sweep race.
+		var wg sync.WaitGroup
+		untils := make([]time.Time, 3)
+		wg.Add(4)
+		for i, e := range []*Engine{f.engine, other, f.engine} {
+			go func() {
+				defer wg.Done()
+				until, _, err := e.EndOffer(ctx, tenant, u, "c-1", sb.OfferEnd{Rona: time.Minute, Idle: true})
+				if err != nil {
+					t.Errorf("EndOffer: %v", err)
+				}
+				untils[i] = until
+			}()
+		}
+		go func() {
+			defer wg.Done()
+			if _, err := f.instance().Housekeep(ctx); err != nil {
+				t.Errorf("Housekeep: %v", err)
+			}
+		}()
+		wg.Wait()
+		f.waitFlush() // one transaction wrote the RONA
+		for i, until := range untils {
+			if !until.Equal(ringEnd.Add(time.Minute)) {
+				t.Errorf("lapse %d: RONA until %s, want %s (every delivery learns it, to schedule its end)", i, until, ringEnd.Add(time.Minute))
+			}
+		}
+		h, err := f.engine.state.getHold(ctx, tenant, u)
+		if err != nil || h.Kind != sb.HoldRona || !h.HeldAt.Equal(ringEnd) || !h.ExpiresAt.Equal(ringEnd.Add(time.Minute)) {
+			t.Fatalf("stored hold %+v, %v; want the RONA from the ring's end", h, err)
+		}
+		got := f.pump()
+		if len(got) != 1 || got[0].Type != AgentRonaStarted || got[0].Data.PreviousState != "Offered" || got[0].Data.ConversationID != "c-1" ||
+			!got[0].Data.Since.Equal(ringEnd) || !got[0].Data.Until.Equal(ringEnd.Add(time.Minute)) {
+			t.Fatalf("delivered %+v, want one ronaStarted of c-1 from %s", got, ringEnd)
+		}
+
+		// Its end: the due message and the sweep race, one ronaEnded.
+		f.clock.Advance(time.Minute)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if _, err := other.EndAgentHold(ctx, tenant, u, sb.HoldRona, ringEnd.Add(time.Minute), sb.HoldEndTime); err != nil {
+				t.Errorf("EndAgentHold: %v", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if _, err := f.engine.Housekeep(ctx); err != nil {
+				t.Errorf("Housekeep: %v", err)
+			}
+		}()
+		wg.Wait()
+		f.waitFlush()
+		got = f.pump()
+		if len(got) != 2 || agentEnds(got, AgentRonaEnded)[u] != 1 {
+			t.Fatalf("delivered %+v, want ronaStarted then one ronaEnded", got)
+		}
+		if d := f.route(other, "support", sb.RouteRequest{}); len(d.Agents) != 1 {
+			t.Errorf("after the RONA: %+v, want the agent free", d)
+		}
+	})
+}
+
+// A ring-out's RONA that nothing wrote ends with both its events, once:
+// by an Offline reading, by a reset, or by a new offer taking the row once
+// that RONA too is over. A broadcast offer (no RONA) rings out free.
+func TestRingOutRonaNobodyWroteEndsWithBothEvents(t *testing.T) {
+	f := newAgentEventsFixture(t, nil)
+	us := users(1, 4)
+	f.service("support", DistributionInput{}, us...)
+	f.available(us...)
+	offered := map[string]string{}
+	for _, conv := range []string{"c-1", "c-2", "c-3"} {
+		offered[conv] = f.offerRona(conv, time.Minute)
+	}
+	broadcast := f.offerRona("c-4", 0)
+	f.clock.Advance(21 * time.Second)
+
+	ended, err := f.instance().EndRonaIfHeld(ctx, tenant, []string{offered["c-1"], broadcast}, sb.HoldEndOffline)
+	if err != nil || len(ended) != 1 || ended[0] != offered["c-1"] {
+		t.Fatalf("EndRonaIfHeld = %v, %v; want the ring-out of c-1 only", ended, err)
+	}
+	f.waitFlush()
+	if ok, err := f.engine.EndAgentHold(ctx, tenant, offered["c-2"], sb.HoldRona, time.Time{}, sb.HoldEndEarly); err != nil || !ok {
+		t.Fatalf("reset: %v, %v", ok, err)
+	}
+	f.waitFlush()
+	// c-3's RONA runs out unwritten; a new offer takes the row (the others
+	// are away).
+	f.clock.Advance(time.Minute)
+	for _, u := range us {
+		if u != offered["c-3"] {
+			f.presence.Set(u, sb.Away, sb.Away)
+		}
+	}
+	if got := f.offerRona("c-5", time.Minute); got != offered["c-3"] {
+		t.Fatalf("c-5 offered to %s, want %s", got, offered["c-3"])
+	}
+	f.waitFlush()
+	if rep, err := f.engine.Housekeep(ctx); err != nil || rep.HoldsExpired != 1 {
+		t.Errorf("housekeeping: %+v, %v; want the broadcast offer's expired hold swept, nothing else", rep, err)
+	}
+	got := f.pump()
+	starts, ends := agentEnds(got, AgentRonaStarted), agentEnds(got, AgentRonaEnded)
+	for conv, u := range offered {
+		if starts[u] != 1 || ends[u] != 1 {
+			t.Errorf("agent of %s: %d ronaStarted, %d ronaEnded; want one each", conv, starts[u], ends[u])
+		}
+	}
+	if starts[broadcast]+ends[broadcast] != 0 {
+		t.Errorf("the broadcast offer's agent has RONA events: %+v", got)
+	}
+	want := map[string]string{offered["c-1"]: sb.HoldEndOffline, offered["c-2"]: sb.HoldEndEarly, offered["c-3"]: sb.HoldEndTime}
+	for i, ev := range got {
+		if ev.Type != AgentRonaEnded {
+			continue
+		}
+		if ev.Data.Reason != want[ev.Data.UserID] {
+			t.Errorf("ronaEnded of %s: reason %s, want %s", ev.Data.UserID, ev.Data.Reason, want[ev.Data.UserID])
+		}
+		if i == 0 || got[i-1].Type != AgentRonaStarted || got[i-1].Data.UserID != ev.Data.UserID {
+			t.Errorf("ronaEnded of %s not right after its ronaStarted: %+v", ev.Data.UserID, got)
+		}
 	}
 }

@@ -85,6 +85,7 @@ func (e *Engine) Agent(ctx context.Context, tenant, user string) (AgentHold, err
 		e.agents.stored(tenant, user, h, found, stored)
 	}
 	out := AgentHold{IdleSince: idle}
+	h, _ = h.current(now)
 	switch {
 	case !found:
 	case h.state().Holding(now):
@@ -140,43 +141,83 @@ func (e *Engine) AcceptOffer(ctx context.Context, tenant, user, conv string) err
 }
 
 // EndOffer ends the agent's hold on the conversation (an offer, or a hold
-// accepted but not connected): the agent is free again, or in RONA. A hold
-// that is not the conversation's is left alone. It returns when RONA ends
-// (zero when the agent is not in RONA) and whether the hold changed.
+// accepted but not connected): the agent is free again, or in RONA for
+// end.Rona. An offer whose ring time is up rang out: whatever end says,
+// the agent goes into the RONA the offer carries (hold.current), from the
+// end of the ring, as every route saw it since. A hold that is not the
+// conversation's is left alone. It returns when RONA ends (zero when the
+// agent is not in RONA) and whether the hold changed.
 func (e *Engine) EndOffer(ctx context.Context, tenant, user, conv string, end OfferEnd) (time.Time, bool, error) {
 	const op = "routing.EndOffer"
+	for attempt := 0; ; attempt++ {
+		until, changed, retry, err := e.endOffer(ctx, tenant, user, conv, end)
+		switch {
+		case err != nil:
+			return time.Time{}, false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+		case !retry:
+			return until, changed, nil
+		case attempt == 2:
+			return time.Time{}, false, nil
+		}
+		// Changed meanwhile (the sweep or another instance wrote the same
+		// ring-out, or the agent moved on): read it again, so that a RONA
+		// written elsewhere still gets its end's due message.
+	}
+}
+
+// endOffer is one try of EndOffer; retry says the hold changed after it
+// was read.
+func (e *Engine) endOffer(ctx context.Context, tenant, user, conv string, end OfferEnd) (until time.Time, changed, retry bool, err error) {
 	now := wallClock(e.now)
 	h, err := e.state.getHold(ctx, tenant, user)
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
-		return time.Time{}, false, nil
+		return time.Time{}, false, false, nil
 	}
 	if err != nil {
-		return time.Time{}, false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+		return time.Time{}, false, false, err
 	}
 	if h.ConversationID != conv || h.Kind == switchboard.HoldRona || h.Kind == switchboard.HoldAfterCallWork {
 		if h.ConversationID == conv && h.Kind == switchboard.HoldRona {
-			return h.ExpiresAt, false, nil // done by an earlier delivery
+			return h.ExpiresAt, false, false, nil // done by an earlier delivery
 		}
-		return time.Time{}, false, nil
+		return time.Time{}, false, false, nil
+	}
+	lost := func(err error) (time.Time, bool, bool, error) {
+		if switchboard.IsCode(err, switchboard.EPRECONDITION) || switchboard.IsCode(err, switchboard.ENOTFOUND) {
+			return time.Time{}, false, true, nil
+		}
+		return time.Time{}, false, false, err
+	}
+	if r, ringOut := h.current(now); ringOut {
+		// The agent's idle time starts at the ring's end, whenever this runs.
+		if !r.state().Holding(now) {
+			// Handled after its RONA ended too: it ends now, with both events.
+			dropped, err := e.deleteHold(ctx, tenant, h, endEvents(tenant, r, true, r.ExpiresAt, switchboard.HoldEndTime, now)...)
+			if err != nil || !dropped {
+				return lost(err)
+			}
+			return time.Time{}, true, false, e.idleAt(ctx, tenant, user, h.ExpiresAt, true)
+		}
+		if _, err := e.updateHold(ctx, tenant, h, r, ringOutStarted(tenant, r, now)); err != nil {
+			return lost(err)
+		}
+		return r.ExpiresAt, true, false, e.idleAt(ctx, tenant, user, h.ExpiresAt, true)
 	}
 	if end.Rona > 0 {
 		next := hold{UserID: user, ConversationID: conv, ServiceID: h.ServiceID, HeldAt: now, ExpiresAt: now.Add(end.Rona), Kind: switchboard.HoldRona}
 		if _, err = e.updateHold(ctx, tenant, h, next, startedEvent(tenant, h, next, now)); err != nil {
-			if switchboard.IsCode(err, switchboard.EPRECONDITION) || switchboard.IsCode(err, switchboard.ENOTFOUND) {
-				return time.Time{}, false, nil
-			}
-			return time.Time{}, false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+			return lost(err)
 		}
-		return next.ExpiresAt, true, e.idleAt(ctx, tenant, user, now, end.Idle)
+		return next.ExpiresAt, true, false, e.idleAt(ctx, tenant, user, now, end.Idle)
 	}
 	dropped, err := e.state.dropHold(ctx, tenant, h)
 	if err != nil {
-		return time.Time{}, false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
+		return time.Time{}, false, false, err
 	}
 	if dropped {
 		e.agents.dropped(tenant, user, h.ETag)
 	}
-	return time.Time{}, dropped, e.idleAt(ctx, tenant, user, now, end.Idle && dropped)
+	return time.Time{}, dropped, false, e.idleAt(ctx, tenant, user, now, end.Idle && dropped)
 }
 
 func (e *Engine) idleAt(ctx context.Context, tenant, user string, at time.Time, do bool) error {
@@ -250,20 +291,22 @@ func (e *Engine) EndAgentHold(ctx context.Context, tenant, user, kind string, un
 	if err != nil {
 		return false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
 	}
-	if h.Kind != kind || !until.IsZero() && !h.ExpiresAt.Equal(until) {
+	cur, ringOut := h.current(now)
+	if cur.Kind != kind || !until.IsZero() && !cur.ExpiresAt.Equal(until) {
 		return false, nil
 	}
-	return e.endAgentHold(ctx, tenant, h, reason, now)
+	return e.endAgentHold(ctx, tenant, cur, ringOut, reason, now)
 }
 
-// endAgentHold ends RONA or after-call work h, read from storage, as
-// EndAgentHold does.
-func (e *Engine) endAgentHold(ctx context.Context, tenant string, h hold, reason string, now time.Time) (bool, error) {
+// endAgentHold ends RONA or after-call work h, read from storage (as
+// hold.current returned it: ringOut for a ring-out's RONA not written
+// yet), as EndAgentHold does.
+func (e *Engine) endAgentHold(ctx context.Context, tenant string, h hold, ringOut bool, reason string, now time.Time) (bool, error) {
 	end := now
 	if !h.ExpiresAt.After(now) {
 		end, reason = h.ExpiresAt, switchboard.HoldEndTime
 	}
-	dropped, err := e.deleteHold(ctx, tenant, h, endedEvent(tenant, h, end, reason, now))
+	dropped, err := e.deleteHold(ctx, tenant, h, endEvents(tenant, h, ringOut, end, reason, now)...)
 	if err != nil || !dropped {
 		return false, switchboard.Wrap(switchboard.EUNAVAILABLE, "routing.EndAgentHold", err)
 	}
@@ -294,10 +337,11 @@ func (e *Engine) EndRonaIfHeld(ctx context.Context, tenant string, users []strin
 	var ended []string
 	var errs []error
 	for _, h := range all {
+		h, ringOut := h.current(now)
 		if !want[h.UserID] || h.Kind != switchboard.HoldRona {
 			continue
 		}
-		ok, err := e.endAgentHold(ctx, tenant, h, reason, now)
+		ok, err := e.endAgentHold(ctx, tenant, h, ringOut, reason, now)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("agent %s: %w", h.UserID, err))
 			continue

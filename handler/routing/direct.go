@@ -15,8 +15,8 @@ import (
 // service's offer takes, so one offer or conversation per agent holds
 // across direct and service conversations alike. The decision has the
 // agent in Agents (with the offer's expiry) or in Excluded with the
-// reason. Returns EINVALID for a malformed user or conversation id.
-func (e *Engine) OfferDirect(ctx context.Context, tenant, user, conv string, ring time.Duration) (switchboard.RouteDecision, error) {
+// reason. rona is the RONA the offer's ring-out puts the agent into. Returns EINVALID for a malformed user or conversation id.
+func (e *Engine) OfferDirect(ctx context.Context, tenant, user, conv string, ring, rona time.Duration) (switchboard.RouteDecision, error) {
 	const op = "routing.OfferDirect"
 	id, ok := NormalizeUserID(user)
 	if !ok {
@@ -25,8 +25,8 @@ func (e *Engine) OfferDirect(ctx context.Context, tenant, user, conv string, rin
 	if err := checkID(op, "conversationId", conv); err != nil {
 		return switchboard.RouteDecision{}, err
 	}
-	if ring <= 0 {
-		return switchboard.RouteDecision{}, switchboard.Errorf(switchboard.EINTERNAL, op, "an offer needs a ring time")
+	if ring <= 0 || rona < 0 {
+		return switchboard.RouteDecision{}, switchboard.Errorf(switchboard.EINTERNAL, op, "an offer needs a ring time, and its RONA cannot be negative")
 	}
 	snapshotAt := time.Now() // monotonic: orders this read against claims
 	now := wallClock(e.now)
@@ -51,7 +51,8 @@ func (e *Engine) OfferDirect(ctx context.Context, tenant, user, conv string, rin
 	}
 	var st AgentState
 	if held != nil {
-		st = held.state()
+		cur, _ := held.current(now)
+		st = cur.state()
 	}
 	out := switchboard.RouteDecision{ConversationID: conv, Agents: []switchboard.Assignment{}, Candidates: []switchboard.Candidate{}, Excluded: []switchboard.Exclusion{}}
 	v := Evaluate(&Member{UserID: id, Active: true}, p, st, DefaultDistribution(), now, e.staleAfter)
@@ -63,7 +64,7 @@ func (e *Engine) OfferDirect(ctx context.Context, tenant, user, conv string, rin
 	if held != nil {
 		holds[id] = *held
 	}
-	got, ok, err := e.acquire(ctx, tenant, hold{UserID: id, ConversationID: conv, HeldAt: now, ExpiresAt: now.Add(ring), Kind: switchboard.HoldOffer},
+	got, ok, err := e.acquire(ctx, tenant, hold{UserID: id, ConversationID: conv, HeldAt: now, ExpiresAt: now.Add(ring), Kind: switchboard.HoldOffer, Rona: rona},
 		holds, snapshotAt)
 	if err != nil {
 		return switchboard.RouteDecision{}, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)

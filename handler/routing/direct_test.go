@@ -31,7 +31,7 @@ func TestOfferDirectOneHoldAcrossInstances(t *testing.T) {
 			if i%4 == 3 {
 				d, errs[i] = instances[i%2].Route(ctx, tenant, "support", sb.RouteRequest{ConversationID: conv, Reserve: true})
 			} else {
-				d, errs[i] = instances[i%2].OfferDirect(ctx, tenant, u, conv, 20*time.Second)
+				d, errs[i] = instances[i%2].OfferDirect(ctx, tenant, u, conv, 20*time.Second, time.Minute)
 			}
 			got[i] = len(d.Agents)
 		}()
@@ -55,7 +55,7 @@ func TestOfferDirectVerdicts(t *testing.T) {
 	f.service("support", DistributionInput{}, u)
 	offer := func(conv string) sb.RouteDecision {
 		t.Helper()
-		d, err := f.engine.OfferDirect(ctx, tenant, u, conv, 20*time.Second)
+		d, err := f.engine.OfferDirect(ctx, tenant, u, conv, 20*time.Second, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,10 +86,18 @@ func TestOfferDirectVerdicts(t *testing.T) {
 		t.Errorf("the agent's hold: %+v, %v; want the direct offer of c1, no service", h, err)
 	}
 	f.clock.Advance(20 * time.Second)
-	if d := offer("c2"); len(d.Agents) != 1 {
-		t.Errorf("after the offer expired: %+v, want the agent", d)
+	if r := reason(offer("c2")); r != sb.ReasonRona {
+		t.Errorf("after the offer rang out (its lapse not handled yet): %s, want Rona", r)
 	}
-	if _, err := f.engine.OfferDirect(ctx, tenant, "nobody", "c3", time.Second); !sb.IsCode(err, sb.EINVALID) {
+	if h, err := f.engine.Agent(ctx, tenant, u); err != nil || h.Kind != sb.HoldRona || h.ConversationID != "c1" ||
+		!h.HeldAt.Equal(t0.Add(20*time.Second)) || !h.ExpiresAt.Equal(t0.Add(80*time.Second)) {
+		t.Errorf("the agent's hold after the ring-out: %+v, %v; want RONA for c1 from the ring's end for a minute", h, err)
+	}
+	f.clock.Advance(time.Minute)
+	if d := offer("c2"); len(d.Agents) != 1 {
+		t.Errorf("after the RONA ended: %+v, want the agent", d)
+	}
+	if _, err := f.engine.OfferDirect(ctx, tenant, "nobody", "c3", time.Second, 0); !sb.IsCode(err, sb.EINVALID) {
 		t.Errorf("a malformed user: %v, want EINVALID", err)
 	}
 }

@@ -243,6 +243,9 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 	if req.Offer && (!req.Reserve || req.UntilReleased || req.Hold <= 0) {
 		return switchboard.RouteDecision{}, switchboard.Errorf(switchboard.EINTERNAL, op, "an offer is a reservation with a ring time")
 	}
+	if req.Rona < 0 || req.Rona > 0 && !req.Offer {
+		return switchboard.RouteDecision{}, switchboard.Errorf(switchboard.EINTERNAL, op, "only an offer has a RONA, and it cannot be negative")
+	}
 	snapshotAt := time.Now() // monotonic: orders this route's reads against claims
 	now := wallClock(e.now)
 	in, err := e.read(ctx, tenant, serviceID, req.ConversationID, req.Offer, now)
@@ -304,7 +307,7 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 		}
 		h := hold{UserID: r.UserID, ConversationID: req.ConversationID, ServiceID: serviceID, HeldAt: now, UntilReleased: req.UntilReleased}
 		if req.Offer {
-			h.Kind = switchboard.HoldOffer
+			h.Kind, h.Rona = switchboard.HoldOffer, req.Rona
 		}
 		if !req.UntilReleased {
 			h.ExpiresAt = now.Add(holdFor)
@@ -400,8 +403,8 @@ func (e *Engine) acquire(ctx context.Context, tenant string, h hold, holds map[s
 	var got hold
 	var ok bool
 	var err error
-	if ev := expiredEnd(tenant, prev, h.HeldAt); ev != nil && e.events != nil {
-		got, ok, err = e.acquireEnded(ctx, tenant, h, *prev, ev)
+	if evs := expiredEnd(tenant, prev, h.HeldAt); len(evs) > 0 && e.events != nil {
+		got, ok, err = e.acquireEnded(ctx, tenant, h, *prev, evs)
 	} else {
 		got, ok, err = e.state.acquire(ctx, tenant, h, prev)
 	}
@@ -421,19 +424,24 @@ func (e *Engine) acquire(ctx context.Context, tenant string, h hold, holds map[s
 
 // expiredEnd is the ...Ended event of prev, an expired RONA or after-call
 // work that a new hold replaces before its due message or the sweep ended
-// it; nil for any other row.
-func expiredEnd(tenant string, prev *hold, now time.Time) *switchboard.Event {
-	if prev == nil || prev.state().Holding(now) {
+// it (after a ring-out's RONA's ronaStarted, when nothing wrote that RONA
+// either); nil for any other row.
+func expiredEnd(tenant string, prev *hold, now time.Time) []*switchboard.Event {
+	if prev == nil {
 		return nil
 	}
-	return endedEvent(tenant, *prev, prev.ExpiresAt, switchboard.HoldEndTime, now)
+	cur, ringOut := prev.current(now)
+	if _, ok := agentEventTypes[cur.Kind]; !ok || cur.state().Holding(now) {
+		return nil
+	}
+	return endEvents(tenant, cur, ringOut, cur.ExpiresAt, switchboard.HoldEndTime, now)
 }
 
 // acquireEnded is stateStore.acquire over an expired RONA or after-call
-// work, with its ended event in the same transaction: the row was not
-// ended by its message or the sweep yet, and once replaced it never will.
-func (e *Engine) acquireEnded(ctx context.Context, tenant string, h, prev hold, ev *switchboard.Event) (hold, bool, error) {
-	got, err := e.changeHold(ctx, tenant, store.Op{Kind: store.OpUpdate, Entity: encodeHold(tenant, h), IfMatch: prev.ETag}, ev)
+// work, with its events in the same transaction: the row was not ended by
+// its message or the sweep yet, and once replaced it never will.
+func (e *Engine) acquireEnded(ctx context.Context, tenant string, h, prev hold, evs []*switchboard.Event) (hold, bool, error) {
+	got, err := e.changeHold(ctx, tenant, store.Op{Kind: store.OpUpdate, Entity: encodeHold(tenant, h), IfMatch: prev.ETag}, evs...)
 	switch switchboard.ErrorCode(err) {
 	case "":
 		if got != nil && got.Kind == h.Kind && got.ConversationID == h.ConversationID {

@@ -89,14 +89,25 @@ func (e *Engine) sweep(ctx context.Context, tenant string) (holds, convs int, er
 	}
 	ends := map[string]time.Time{}
 	var errs []error
-	for _, h := range all {
+	for _, raw := range all {
+		h, ringOut := raw.current(now)
 		if h.state().Holding(now) {
+			if ringOut {
+				// A ring-out whose lapse did not write its RONA (the message
+				// lost, or late): written here with its ronaStarted; the ETag
+				// makes sure only one of the two writes it.
+				if _, err := e.updateHold(ctx, tenant, raw, h, ringOutStarted(tenant, h, now)); err != nil &&
+					!switchboard.IsCode(err, switchboard.EPRECONDITION) && !switchboard.IsCode(err, switchboard.ENOTFOUND) {
+					errs = append(errs, err)
+				}
+			}
 			continue
 		}
 		// A RONA or after-call work ends here when its due message did not
 		// end it (lost, or late): its ...Ended event goes in the same
-		// transaction, and the ETag makes sure only one of the two ends it.
-		dropped, err := e.deleteHold(ctx, tenant, h, endedEvent(tenant, h, h.ExpiresAt, switchboard.HoldEndTime, now))
+		// transaction (a ring-out's RONA nobody wrote: its ronaStarted too),
+		// and the ETag makes sure only one of the two ends it.
+		dropped, err := e.deleteHold(ctx, tenant, h, endEvents(tenant, h, ringOut, h.ExpiresAt, switchboard.HoldEndTime, now)...)
 		if err != nil {
 			errs = append(errs, err)
 			continue

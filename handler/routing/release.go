@@ -85,13 +85,14 @@ func (e *Engine) releaseHold(ctx context.Context, tenant, user, conversationID s
 	if h.ConversationID != conversationID {
 		return time.Time{}, nil // expired and taken by another conversation
 	}
+	cur, ringOut := h.current(now)
 	end, reason := now, switchboard.HoldEndEarly
-	if !h.state().Holding(now) {
-		end, reason = h.expiredAt(), switchboard.HoldEndTime
+	if !cur.state().Holding(now) {
+		end, reason = cur.expiredAt(), switchboard.HoldEndTime
 	}
 	// A distribution conversation's RONA or after-call work released here
-	// ends with its event (nil for the other holds).
-	dropped, err := e.deleteHold(ctx, tenant, h, endedEvent(tenant, h, end, reason, now))
+	// ends with its events (none for the other holds).
+	dropped, err := e.deleteHold(ctx, tenant, h, endEvents(tenant, cur, ringOut, end, reason, now)...)
 	if err != nil || !dropped {
 		return time.Time{}, err
 	}

@@ -54,7 +54,27 @@ type hold struct {
 	// Kind is switchboard.HoldConversation, HoldOffer, HoldRona or
 	// HoldAfterCallWork.
 	Kind string
+	// Rona, on an offer, is the RONA its ring-out puts the agent into (0:
+	// none, as for Broadcast or with RONA off). It is stored with the
+	// offer so that the ring-out needs no later write to hold the agent
+	// out (see current).
+	Rona time.Duration
 	ETag string
+}
+
+// current returns the hold as it stands at now, and whether it is a
+// ring-out: an offer carrying a RONA whose ring time is up is that RONA,
+// from the end of the ring for Rona, although the row still reads "offer"
+// until the lapse message or the expiry sweep writes the RONA (with its
+// ronaStarted event). Every instance decides the same from the row alone,
+// so no route can take the agent between the ring's end and the lapse.
+func (h hold) current(now time.Time) (hold, bool) {
+	if h.Kind != switchboard.HoldOffer || h.Rona <= 0 || h.UntilReleased || now.Before(h.ExpiresAt) {
+		return h, false
+	}
+	r := h
+	r.Kind, r.HeldAt, r.ExpiresAt, r.Rona = switchboard.HoldRona, h.ExpiresAt, h.ExpiresAt.Add(h.Rona), 0
+	return r, true
 }
 
 func (h hold) state() AgentState {
@@ -89,6 +109,9 @@ func encodeHold(tenant string, h hold) store.Entity {
 	if h.Kind != "" {
 		props["kind"] = h.Kind
 	}
+	if h.Kind == switchboard.HoldOffer && h.Rona > 0 {
+		props["ronaMs"] = h.Rona.Milliseconds()
+	}
 	return store.Entity{PartitionKey: tenant, RowKey: holdPrefix + h.UserID, Props: props}
 }
 
@@ -101,6 +124,7 @@ func decodeHold(e store.Entity) hold {
 		ExpiresAt:      e.Time("expiresAt"),
 		UntilReleased:  e.Bool("untilReleased"),
 		Kind:           e.String("kind"),
+		Rona:           time.Duration(e.Int64("ronaMs")) * time.Millisecond,
 		ETag:           e.ETag,
 	}
 }
@@ -111,12 +135,14 @@ type snapshot struct {
 	idle  map[string]time.Time
 }
 
-// holdStates returns the agent state of every hold row. An expired hold
-// still in the table counts as free, idle since it expired; the ledger's
-// idle times are merged by Decide.
+// holdStates returns the agent state of every hold row as it stands at
+// now (a ring-out is its RONA). An expired hold still in the table counts
+// as free, idle since it expired; the ledger's idle times are merged by
+// Decide.
 func holdStates(holds map[string]hold, now time.Time) map[string]AgentState {
 	out := make(map[string]AgentState, len(holds))
 	for u, h := range holds {
+		h, _ = h.current(now)
 		st := h.state()
 		if !st.Holding(now) {
 			st.IdleSince = h.expiredAt()

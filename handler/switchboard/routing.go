@@ -68,6 +68,11 @@ type RouteRequest struct {
 	// OfferPending for other routes) instead of a conversation; no
 	// conversation index is written for it (distribution keeps its own).
 	Offer bool
+	// Rona, for an Offer, is the RONA its ring-out puts the agent into (0:
+	// none). It is stored in the offer's hold, so that from the end of the
+	// ring every instance sees the agent in RONA, before the lapse is
+	// handled.
+	Rona time.Duration
 	// RequiredSkills exclude members below a level (SkillMismatch).
 	RequiredSkills []Skill
 	// Skip lists eligible users not to choose (they declined this
