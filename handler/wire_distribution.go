@@ -81,3 +81,13 @@ func (a *app) agentsFreed(tenant string, users []string) {
 		a.distribution.Kick(tenant, nil, users)
 	}
 }
+
+// holdsExpire tells distribution of a route API reservation that ends by
+// itself (holdSeconds): it schedules a due time at its end, so that the
+// agents get their services' next items when it runs out, not at the next
+// housekeeping tick.
+func (a *app) holdsExpire(tenant, conversationID string, users []string, expires time.Time) {
+	if a.distribution != nil {
+		a.distribution.HoldExpires(tenant, conversationID, users, expires)
+	}
+}

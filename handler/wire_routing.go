@@ -26,6 +26,7 @@ func newRouting(ctx context.Context, a *app) (*routing.Engine, error) {
 		Now:        a.now,
 		Log:        a.log,
 		Freed:      a.agentsFreed,
+		Expiring:   a.holdsExpire,
 	})
 }
 

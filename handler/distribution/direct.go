@@ -29,7 +29,9 @@ import (
 //     queue order) and is offered as soon as the agent is free; at its wait
 //     limit it times out (TimedOut);
 //   - not signed in (Offline, no or a stale presence reading): Rejected at
-//     once, or, while waiting, when it is next tried;
+//     once, or, while waiting, when it is next tried: at once when the
+//     poll reads it Offline, also while an offer rings out, in RONA or in
+//     after-call work (not while it is in a conversation);
 //   - declines: Rejected (it cannot go to another agent, nor to this one
 //     again);
 //   - lets it ring out: the agent goes into RONA and the conversation ends
@@ -204,8 +206,16 @@ func (s *Service) tryDirect(ctx context.Context, c *Conversation, fx *effects) e
 	now := s.now()
 	if len(d.Agents) == 0 {
 		for _, x := range d.Excluded {
-			if signedOut[x.Reason] {
+			switch {
+			case signedOut[x.Reason]:
 				c.EndAs(now, StateRejected, EventRejected, "the agent is not signed in, or its presence is not known: "+x.Message)
+			case notWorking[x.Reason] && x.Presence != nil && x.Presence.Availability == switchboard.Offline && !x.Presence.Stale(now, s.o.StaleAfter):
+				// Signed out with an offer ringing out, in RONA or in
+				// after-call work: it will not take this one soon, so the
+				// customer learns it now rather than at the wait limit. (An
+				// agent in a conversation stays busy: it may well be
+				// working outside Teams.)
+				c.EndAs(now, StateRejected, EventRejected, "the agent is not signed in: its presence reads Offline ("+x.Message+")")
 			}
 		}
 		return nil
@@ -219,6 +229,9 @@ func (s *Service) tryDirect(ctx context.Context, c *Conversation, fx *effects) e
 	fx.send(lapseMessage(*c, now, expires))
 	return nil
 }
+
+// notWorking are the reasons of an agent held without a conversation.
+var notWorking = map[string]bool{switchboard.ReasonOfferPending: true, switchboard.ReasonRona: true, switchboard.ReasonAfterCallWork: true}
 
 // distributeDirect offers each of agents the first direct conversation
 // waiting for it, if any (the agents were freed, or their presence
@@ -241,6 +254,15 @@ func (s *Service) distributeDirect(ctx context.Context, tenant string, agents []
 	return errors.Join(errs...)
 }
 
+// kickDirect runs distributeDirect for agents in the background.
+func (s *Service) kickDirect(tenant string, agents []string) {
+	s.background(func(ctx context.Context) {
+		if err := s.distributeDirect(ctx, tenant, agents); err != nil {
+			s.o.Log.Warn("distribution: direct conversations not served; the next event or housekeeping serves them", "tenant", tenant, "err", err)
+		}
+	})
+}
+
 // directLines returns the tenant's waiting direct conversations by agent,
 // each agent's in queue order.
 func (s *Service) directLines(ctx context.Context, tenant string) (map[string][]entry, error) {
@@ -260,14 +282,15 @@ func (s *Service) directLines(ctx context.Context, tenant string) (map[string][]
 	return out, nil
 }
 
-// serveDirect offers an agent's line its first waiting conversation, unless
-// one rings for the agent already. A conversation that ends (its agent not
-// signed in) lets the next one be tried.
+// serveDirect offers an agent's line its first waiting conversation not
+// ringing yet (while one rings for the agent, the next waits: the agent's
+// one hold row refuses a second offer). A conversation that ends (its
+// agent not signed in) lets the next one be tried.
 func (s *Service) serveDirect(ctx context.Context, tenant string, line []entry) error {
-	if slices.ContainsFunc(line, func(e entry) bool { return e.Ringing }) {
-		return nil
-	}
 	for _, e := range line {
+		if e.Ringing {
+			continue
+		}
 		c, err := s.mutate(ctx, tenant, e.ID, func(c *Conversation, fx *effects) (bool, error) {
 			if !c.Direct() || !c.Waiting() || len(c.Ringing()) > 0 {
 				return false, nil

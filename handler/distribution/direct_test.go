@@ -353,3 +353,48 @@ func TestDirectEvents(t *testing.T) {
 		t.Errorf("events %v, want %v", types, want)
 	}
 }
+
+// An agent whose presence the poll reads Offline is not signed in: the
+// direct conversations waiting for it end Rejected at once (not at the
+// next event or housekeeping), while its offer of another one rings out
+// (that one lapses at its time) or while it is in RONA (which the Offline
+// reading ends first).
+func TestDirectAgentGoesOfflineRejectsItsWaitingConversations(t *testing.T) {
+	for name, rona := range map[string]bool{"busy with an offer": false, "in RONA": true} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			f.desk(direct)
+			f.presence.set(direct, sb.Available)
+			f.offerDirect("interact:s-1", direct)
+			if rona {
+				f.advance(20 * time.Second) // s-1 rings out: RONA
+				if v := f.agent(direct); v.Rona == nil {
+					t.Fatalf("after the ring time: %+v, want RONA", v)
+				}
+			}
+			f.clock.Advance(time.Second)
+			if c := f.offerDirect("interact:s-2", direct); c.State != StateQueued {
+				t.Fatalf("s-2 for a busy agent: %s, want Queued", c.State)
+			}
+			f.clock.Advance(time.Second)
+			f.presence.set(direct, sb.Offline)
+			f.svc.PresenceChanged(ctx, tenant, []sb.Presence{{UserID: direct, Availability: sb.Offline, Activity: sb.Offline}})
+			f.svc.Wait()
+			c := f.get("interact:s-2")
+			if c.State != StateRejected || !strings.Contains(c.OutcomeDetail, "not signed in") {
+				t.Fatalf("after the Offline reading s-2 is %s (%s), want Rejected: not signed in", c.State, c.OutcomeDetail)
+			}
+			if !c.EndedAt.Equal(f.clock.Now()) {
+				t.Errorf("s-2 ended at %v, want at the reading (%v)", c.EndedAt, f.clock.Now())
+			}
+			if v := f.agent(direct); v.Rona != nil {
+				t.Errorf("RONA %+v after the Offline reading, want ended", v.Rona)
+			}
+			if !rona {
+				if got := f.get("interact:s-1"); got.State != StateOffered {
+					t.Errorf("the ringing s-1 is %s, want still Offered (it lapses at its time)", got.State)
+				}
+			}
+		})
+	}
+}

@@ -16,14 +16,22 @@ const maxPassItems = 200
 // kick distributes services, and every service where one of agents is an
 // active member, in the background: the caller's reply does not wait.
 func (s *Service) kick(tenant string, services, agents []string) {
+	s.background(func(ctx context.Context) {
+		if err := s.Distribute(ctx, tenant, services, agents); err != nil {
+			s.o.Log.Warn("distribution pass failed; the next event or housekeeping distributes again", "tenant", tenant, "err", err)
+		}
+	})
+}
+
+// background runs fn on its own goroutine with a bounded context, tracked
+// by Wait.
+func (s *Service) background(fn func(ctx context.Context)) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := s.Distribute(ctx, tenant, services, agents); err != nil {
-			s.o.Log.Warn("distribution pass failed; the next event or housekeeping distributes again", "tenant", tenant, "err", err)
-		}
+		fn(ctx)
 	}()
 }
 

@@ -154,11 +154,17 @@ func newFixtureOn(t *testing.T, tables store.Tables) *fixture {
 func (f *fixture) instance() (*routing.Engine, *Service) {
 	f.t.Helper()
 	ctx := context.Background()
-	e, err := routing.New(ctx, routing.Options{Tables: f.tables, Presence: f.presence, StaleAfter: 120 * time.Second, Now: f.clock.Now, StateRefresh: -1})
+	var s *Service
+	e, err := routing.New(ctx, routing.Options{Tables: f.tables, Presence: f.presence, StaleAfter: 120 * time.Second, Now: f.clock.Now, StateRefresh: -1,
+		// As the handler wires it: a route API hold that runs out is a due time.
+		Expiring: func(tenant, conv string, users []string, expires time.Time) {
+			s.HoldExpires(tenant, conv, users, expires)
+		},
+	})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	s, err := New(ctx, Options{Tables: f.tables, Agents: e, Presence: f.presence, Outbound: f.outbound, Queue: f.queue, QueueName: "distribution", Now: f.clock.Now})
+	s, err = New(ctx, Options{Tables: f.tables, Agents: e, Presence: f.presence, Outbound: f.outbound, Queue: f.queue, QueueName: "distribution", Now: f.clock.Now})
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"switchboard/handler/switchboard"
@@ -16,16 +17,19 @@ const (
 	kindWaitTimeout      = "waitTimeout"
 	kindRonaEnd          = "ronaEnd"
 	kindAfterCallWorkEnd = "afterCallWorkEnd"
+	kindHoldEnd          = "holdEnd"
 )
 
 // message is a due time. Ref names what it is about, so that a message
 // for something that has moved on changes nothing: the offer round
-// (offeredAt), the wait (queuedAt), the RONA or after-call work (its end).
+// (offeredAt), the wait (queuedAt), the RONA or after-call work (its end),
+// the route API hold (its end; UserIDs are the agents it holds).
 type message struct {
 	Kind           string    `json:"kind"`
 	TenantID       string    `json:"tenantId"`
 	ConversationID string    `json:"conversationId,omitempty"`
 	UserID         string    `json:"userId,omitempty"`
+	UserIDs        []string  `json:"userIds,omitempty"`
 	Ref            time.Time `json:"ref"`
 	Due            time.Time `json:"due"`
 }
@@ -99,6 +103,17 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Outcome, error) {
 		if _, ok := switchboard.NormalizeGUID(m.UserID); !ok {
 			return Outcome{Action: "dropped", Detail: "message without a valid userId"}, nil
 		}
+	case kindHoldEnd:
+		if !switchboard.ValidID(m.ConversationID) || len(m.UserIDs) == 0 || len(m.UserIDs) > maxHoldEndUsers {
+			return Outcome{Action: "dropped", Detail: "message without a valid conversationId or its agents"}, nil
+		}
+		for i, u := range m.UserIDs {
+			id, ok := switchboard.NormalizeGUID(u)
+			if !ok {
+				return Outcome{Action: "dropped", Detail: "message with an invalid userId"}, nil
+			}
+			m.UserIDs[i] = id
+		}
 	default:
 		return Outcome{Action: "dropped", Detail: fmt.Sprintf("unknown kind %q", m.Kind)}, nil
 	}
@@ -115,6 +130,8 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Outcome, error) {
 		return s.timeout(ctx, m.TenantID, m.ConversationID, m.Ref)
 	case kindRonaEnd:
 		return s.agentHoldEnd(ctx, m.TenantID, m.UserID, switchboard.HoldRona, m.Ref)
+	case kindHoldEnd:
+		return s.holdEnd(ctx, m)
 	default:
 		return s.agentHoldEnd(ctx, m.TenantID, m.UserID, switchboard.HoldAfterCallWork, m.Ref)
 	}
@@ -211,4 +228,60 @@ func (s *Service) agentHoldEnd(ctx context.Context, tenant, user, kind string, u
 		return Outcome{Action: "acted", Detail: "distribution failed: " + err.Error()}, nil
 	}
 	return Outcome{Action: "acted", Detail: kind + " of " + user + " ended"}, nil
+}
+
+// maxHoldEndUsers bounds the agents of one holdEnd message (a route
+// reserves at most a broadcast's worth).
+const maxHoldEndUsers = 100
+
+// HoldExpires is routing's Options.Expiring: a route API reservation of
+// users for conversation ends by itself at expires, and nothing else would
+// tell distribution that the agents are free. A due-time message at
+// expires gives them their services' next items then (within the queue's
+// delivery time, on whichever instance takes it). It is sent in the
+// background: the route's reply does not wait for the queue. A lost send
+// leaves the agents to the next event or housekeeping tick.
+func (s *Service) HoldExpires(tenant, conversationID string, users []string, expires time.Time) {
+	if s.o.Queue == nil || len(users) == 0 || expires.IsZero() {
+		return
+	}
+	m := holdEndMessage(tenant, conversationID, users, expires)
+	s.background(func(ctx context.Context) { s.sendMessage(ctx, m) })
+}
+
+func holdEndMessage(tenant, conv string, users []string, expires time.Time) switchboard.Message {
+	expires = expires.UTC()
+	return encode(message{Kind: kindHoldEnd, TenantID: tenant, ConversationID: conv, UserIDs: slices.Clone(users), Ref: expires, Due: expires})
+}
+
+// holdEnd distributes the services of the agents a route API hold (Ref
+// its end) let go by running out. An agent that holds something else now
+// (released early and given more work, or held again) is not free, and
+// the rest changes nothing: a redelivered message runs one more pass, that
+// finds nothing new to give. An agent still held by this hold (delivered
+// a little early) has the message come back at its time.
+func (s *Service) holdEnd(ctx context.Context, m message) (Outcome, error) {
+	var free, busy []string
+	for _, u := range m.UserIDs {
+		h, err := s.o.Agents.Agent(ctx, m.TenantID, u)
+		if err != nil {
+			return Outcome{}, err
+		}
+		switch {
+		case h.ConversationID == "":
+			free = append(free, u)
+		case h.ConversationID == m.ConversationID && h.Kind == switchboard.HoldConversation && h.ExpiresAt.Sub(m.Ref).Abs() <= time.Second:
+			s.sendMessage(ctx, encode(m))
+			return Outcome{Action: "early", Detail: "the hold of " + m.ConversationID + " has not ended yet; rescheduled"}, nil
+		default:
+			busy = append(busy, u)
+		}
+	}
+	if len(free) == 0 {
+		return Outcome{Action: "noop", Detail: fmt.Sprintf("the agents of %s hold other work now", m.ConversationID)}, nil
+	}
+	if err := s.Distribute(ctx, m.TenantID, nil, free); err != nil {
+		return Outcome{Action: "acted", Detail: "distribution failed: " + err.Error()}, nil
+	}
+	return Outcome{Action: "acted", Detail: fmt.Sprintf("the hold of %s ended: %d agents free, %d busy", m.ConversationID, len(free), len(busy))}, nil
 }

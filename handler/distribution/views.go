@@ -2,6 +2,7 @@ package distribution
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -212,9 +213,11 @@ func (s *Service) Services(ctx context.Context, tenant string) ([]ServiceSummary
 }
 
 // PresenceChanged is told of readings the presence poll wrote: an agent
-// whose presence reads Offline leaves RONA, and the services of every
-// agent whose presence changed are distributed (a newly Available agent
-// gets the next item at once).
+// whose presence reads Offline leaves RONA and its waiting direct
+// conversations end Rejected at once (it is not signed in); the services
+// and direct conversations of every other agent whose presence changed
+// are distributed (a newly Available agent gets the next item at once, one
+// that reads PresenceUnknown has its direct conversations Rejected).
 func (s *Service) PresenceChanged(ctx context.Context, tenant string, readings []switchboard.Presence) {
 	if len(readings) == 0 {
 		return
@@ -230,8 +233,21 @@ func (s *Service) PresenceChanged(ctx context.Context, tenant string, readings [
 	if len(offline) > 0 {
 		// Decided from storage, not this instance's copy of the holds: a
 		// RONA another instance set a moment ago ends too.
-		if _, err := s.o.Agents.EndRonaIfHeld(ctx, tenant, offline, switchboard.HoldEndOffline); err != nil {
+		ended, err := s.o.Agents.EndRonaIfHeld(ctx, tenant, offline, switchboard.HoldEndOffline)
+		if err != nil {
 			s.o.Log.Warn("distribution: RONA not ended for agents gone Offline; it ends at its time", "tenant", tenant, "err", err)
+		}
+		// After RONA ended (a RONA would be the reason given, not Offline),
+		// the direct conversations waiting for them are Rejected now. An
+		// agent whose RONA ended gets its services' pass too: the next
+		// poll's reading (back Available) may have been told meanwhile,
+		// while the agent was still in RONA, and would be lost. The lines
+		// gain nobody else Offline, so no pass runs for the others.
+		if len(ended) > 0 {
+			s.kick(tenant, nil, ended)
+		}
+		if rest := slices.DeleteFunc(slices.Clone(offline), func(u string) bool { return slices.Contains(ended, u) }); len(rest) > 0 {
+			s.kickDirect(tenant, rest)
 		}
 	}
 	if len(agents) > 0 {

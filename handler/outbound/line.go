@@ -30,7 +30,7 @@ func (s *Service) Waiting(ctx context.Context, tenant, service string) ([]Waitin
 			if q.IsZero() {
 				q = o.DueAt
 			}
-			out = append(out, WaitingTask{ID: o.ID, Priority: o.Priority, QueuedAt: q})
+			out = append(out, WaitingTask{ID: o.ID, Priority: o.Priority, QueuedAt: q, PreferredUsers: o.PreferredUsers})
 		}
 		return nil
 	})

@@ -7,6 +7,7 @@ package outbound_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -57,7 +58,12 @@ func newLine(t *testing.T, n int, d sb.DistributionInput) *line {
 	var err error
 	l.engine, err = routing.New(ctx, routing.Options{
 		Tables: tables, Presence: l.presence, StaleAfter: 120 * time.Second, Now: l.clock.Now, StateRefresh: -1,
-		Freed: func(tenant string, users []string) { l.dist.Kick(tenant, nil, users) }, // as the handler wires it
+		// As the handler wires them: a release frees agents, a route API
+		// hold that runs out is a due time.
+		Freed: func(tenant string, users []string) { l.dist.Kick(tenant, nil, users) },
+		Expiring: func(tenant, conv string, users []string, expires time.Time) {
+			l.dist.HoldExpires(tenant, conv, users, expires)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -417,4 +423,91 @@ func TestHousekeepingServesTheLineWhenNobodyWasTold(t *testing.T) {
 	if rep, _ := l.dist.Housekeep(context.Background()); rep.Served != 0 {
 		t.Errorf("second run: %s, want no line served (nothing waits)", rep)
 	}
+}
+
+// A route API hold (holdSeconds) that runs out frees its agent: the
+// waiting task gets it at the hold's end (distribution's due-time
+// message), not at the next housekeeping tick nor the task's expiry.
+func TestRouteHoldThatRunsOutGivesTheAgentToTheWaitingTask(t *testing.T) {
+	l := newLine(t, 1, sb.DistributionInput{})
+	d, err := l.engine.Route(context.Background(), lineTenant, lineService, sb.RouteRequest{ConversationID: "own-queue-1", Reserve: true, Hold: 20 * time.Second})
+	if err != nil || len(d.Agents) != 1 {
+		t.Fatalf("route: %+v %v, want the agent held", d, err)
+	}
+	l.dist.Wait()
+	tk := l.schedule("t", 0)
+	l.wantWaiting(tk.ID, "the agent is held by a route API conversation")
+	l.clock.Advance(19 * time.Second)
+	l.deliver()
+	l.wantWaiting(tk.ID, "1 s before the hold ends")
+	l.clock.Advance(time.Second)
+	l.deliver()
+	l.wantAssigned(tk.ID, lineUser(1), "at the end of the route API hold")
+}
+
+// A waiting task's preferredUsers reach the line (Waiting) and rank first
+// there as in assignment (SPEC section 10: agents are "chosen as section
+// 4 ranks them (preferredUsers first)"): of the agents free at once the
+// preferred one gets the task; when no preferred agent is free, a freed
+// agent who is not preferred gets it at once (preferred users order, they
+// never hold a task back).
+func TestPreferredUsersRankFirstInTheLine(t *testing.T) {
+	l := newLine(t, 3, sb.DistributionInput{})
+	ctx := context.Background()
+	for i := 1; i <= 3; i++ {
+		l.presence.Set(lineUser(i), sb.Busy, sb.ActivityInACall)
+	}
+	n := outbound.NewTask{Destination: "+41440000000", ReferenceID: "pref", PreferredUsers: []string{lineUser(2)}}
+	created, _, err := l.out.Schedule(ctx, lineTenant, lineService, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.deliver()
+	l.wantWaiting(created.ID, "every agent in a call")
+	waiting, err := l.out.Waiting(ctx, lineTenant, lineService)
+	if err != nil || len(waiting) != 1 || !slices.Equal(waiting[0].PreferredUsers, []string{lineUser(2)}) {
+		t.Fatalf("Waiting: %+v %v, want the task with its preferred user", waiting, err)
+	}
+	// A PATCH of preferredUsers reaches the line too.
+	patch := func(users ...string) {
+		t.Helper()
+		raw, _ := json.Marshal(map[string]any{"preferredUsers": users})
+		if _, err := l.out.Update(ctx, lineTenant, lineService, created.ID, sb.OutboundTaskPatch{Merge: raw}); err != nil {
+			t.Fatal(err)
+		}
+		w, err := l.out.Waiting(ctx, lineTenant, lineService)
+		if err != nil || len(w) != 1 || !slices.Equal(w[0].PreferredUsers, users) {
+			t.Fatalf("Waiting after the patch: %+v %v, want preferred %v", w, err, users)
+		}
+	}
+	patch(lineUser(3))
+	patch(lineUser(2))
+
+	// Users 1 and 2 come out of their calls together: user 1 ranks first
+	// without a preference, the preferred user 2 gets the task.
+	var back []sb.Presence
+	for _, i := range []int{1, 2} {
+		l.presence.Set(lineUser(i), sb.Available, sb.ActivityAvailable)
+		back = append(back, sb.Presence{UserID: lineUser(i), Availability: sb.Available, Activity: sb.ActivityAvailable})
+	}
+	if d, err := l.engine.Route(ctx, lineTenant, lineService, sb.RouteRequest{MaxAgents: 1}); err != nil || len(d.Agents) != 1 || d.Agents[0].UserID != lineUser(1) {
+		t.Fatalf("dry route without a preference: %+v %v, want user 1 first", d.Agents, err)
+	}
+	l.dist.PresenceChanged(ctx, lineTenant, back)
+	l.dist.Wait()
+	l.wantAssigned(created.ID, lineUser(2), "the preferred agent among the free ones")
+
+	// The next task prefers user 3, still in a call; user 1 goes into a
+	// call. Freed by the first task's completion, user 2 (not preferred)
+	// gets it at once.
+	l.presence.Set(lineUser(1), sb.Busy, sb.ActivityInACall)
+	n = outbound.NewTask{Destination: "+41440000001", ReferenceID: "pref-2", PreferredUsers: []string{lineUser(3)}}
+	second, _, err := l.out.Schedule(ctx, lineTenant, lineService, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.deliver()
+	l.wantWaiting(second.ID, "the preferred agent in a call, the others busy")
+	l.complete(created.ID)
+	l.wantAssigned(second.ID, lineUser(2), "no preferred agent free: the freed one")
 }

@@ -156,20 +156,28 @@ type openEntry struct {
 	DueAt    time.Time
 	QueuedAt time.Time
 	Deadline time.Time
+	// PreferredUsers are the task's (distribution's line ranks them
+	// first); empty in rows written before they were kept here.
+	PreferredUsers []string
 }
 
 func openEntity(t Task) store.Entity {
-	return store.Entity{PartitionKey: partition(t.TenantID, t.ServiceID), RowKey: openKey(t.ID), Props: map[string]any{
+	e := store.Entity{PartitionKey: partition(t.TenantID, t.ServiceID), RowKey: openKey(t.ID), Props: map[string]any{
 		"State":    t.State,
 		"Priority": int64(t.Priority),
 		"DueAt":    t.DueAt,
 		"QueuedAt": t.QueuedAt,
 		"Deadline": t.Deadline,
 	}}
+	if len(t.PreferredUsers) > 0 {
+		pu, _ := json.Marshal(t.PreferredUsers)
+		e.Props["PreferredUsers"] = string(pu)
+	}
+	return e
 }
 
 func openFromEntity(e store.Entity) openEntry {
-	return openEntry{
+	o := openEntry{
 		ID:       strings.TrimPrefix(e.RowKey, openPrefix),
 		State:    e.String("State"),
 		Priority: int(e.Int64("Priority")),
@@ -177,6 +185,12 @@ func openFromEntity(e store.Entity) openEntry {
 		QueuedAt: e.Time("QueuedAt").UTC(),
 		Deadline: e.Time("Deadline").UTC(),
 	}
+	if pu := e.String("PreferredUsers"); pu != "" {
+		// Unreadable: the line ranks nobody first; the assignment reads
+		// the task's own row.
+		_ = json.Unmarshal([]byte(pu), &o.PreferredUsers)
+	}
+	return o
 }
 
 // waiting reports whether the task waits for an agent at now: due and not

@@ -51,6 +51,12 @@ type Options struct {
 	// their services' next items. Called on the releasing goroutine; it
 	// must not block.
 	Freed func(tenant string, users []string)
+	// Expiring, when set, is told of the agents a route reserved for a
+	// time (the route API's holdSeconds), once the reservation is stored:
+	// when such a hold simply runs out nothing else tells distribution, so
+	// it schedules its own due time at expiresAt. Called on the routing
+	// goroutine; it must not block.
+	Expiring func(tenant, conversationID string, users []string, expiresAt time.Time)
 }
 
 // Engine is the routing capability: services, route decisions, holds. It
@@ -68,6 +74,7 @@ type Engine struct {
 	agents           *stateCache
 	events           switchboard.EventOutbox
 	freed            func(tenant string, users []string)
+	expiring         func(tenant, conversationID string, users []string, expiresAt time.Time)
 }
 
 var (
@@ -119,6 +126,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		claims:           newClaims(),
 		events:           opts.Events,
 		freed:            opts.Freed,
+		expiring:         opts.Expiring,
 	}, nil
 }
 
@@ -358,6 +366,13 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 			}
 			e.undo(ctx, tenant, slices.DeleteFunc(taken, func(h hold) bool { return winners[h.UserID] }))
 			return existing(switchboard.RouteDecision{ConversationID: req.ConversationID}, d, won.Agents), nil
+		}
+		if e.expiring != nil && !req.UntilReleased {
+			users := make([]string, len(taken))
+			for i, h := range taken {
+				users[i] = h.UserID
+			}
+			e.expiring(tenant, req.ConversationID, users, c.ExpiresAt)
 		}
 	}
 	if in.svc.Distribution.Order == OrderRoundRobin && len(out.Agents) > 0 && !req.Preview {

@@ -407,6 +407,51 @@ func TestReleaseTellsWhoItFreed(t *testing.T) {
 	}
 }
 
+// A reservation with a hold time tells Options.Expiring once, when it is
+// stored, of its agents and its end (distribution schedules the end as a
+// due time); nothing else does: a hold until released, a dry route, the
+// same conversation asked again while held, an offer.
+func TestReservationTellsWhenItExpires(t *testing.T) {
+	f := newFixture(t, nil)
+	type told struct {
+		conv    string
+		users   []string
+		expires time.Time
+	}
+	var got []told
+	e, err := New(ctx, Options{Tables: f.tables, Presence: f.presence, StaleAfter: staleAfter, Now: f.clock.Now,
+		Expiring: func(tn, conv string, users []string, expires time.Time) {
+			if tn != tenant {
+				t.Errorf("Expiring for tenant %s", tn)
+			}
+			got = append(got, told{conv, slices.Clone(users), expires})
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	us := users(1, 4)
+	f.service("support", DistributionInput{Order: ptr(sb.OrderBroadcast), BroadcastSize: ptr(2), HoldSeconds: ptr(30)}, us...)
+	f.available(us...)
+	d := f.route(e, "support", sb.RouteRequest{ConversationID: "c1", Reserve: true})
+	held := agentIDs(d)
+	f.route(e, "support", sb.RouteRequest{ConversationID: "c1", Reserve: true}) // the same hold again
+	f.route(e, "support", sb.RouteRequest{ConversationID: "c1"})
+	f.route(e, "support", sb.RouteRequest{})
+	f.route(e, "support", sb.RouteRequest{ConversationID: "c2", Reserve: true, UntilReleased: true, MaxAgents: 1})
+	f.route(e, "support", sb.RouteRequest{ConversationID: "c3", Reserve: true, Offer: true, Hold: 20 * time.Second, MaxAgents: 1})
+	if want := []told{{"c1", held, t0.Add(30 * time.Second)}}; !slices.EqualFunc(got, want, func(a, b told) bool {
+		return a.conv == b.conv && slices.Equal(a.users, b.users) && a.expires.Equal(b.expires)
+	}) {
+		t.Errorf("Expiring told %+v, want %+v once", got, want)
+	}
+	f.clock.Advance(31 * time.Second)
+	got = nil
+	d = f.route(e, "support", sb.RouteRequest{ConversationID: "c1", Reserve: true, Hold: 10 * time.Second, MaxAgents: 1})
+	if len(got) != 1 || !slices.Equal(got[0].users, agentIDs(d)) || !got[0].expires.Equal(t0.Add(41*time.Second)) {
+		t.Errorf("the expired conversation held anew: Expiring told %+v, want its new agents until %v", got, t0.Add(41*time.Second))
+	}
+}
+
 // After a hold expires unreleased, the agent's idle time counts from the
 // expiry (an offer not taken is not a rest), whether housekeeping swept it
 // or not.
