@@ -107,6 +107,14 @@ func TestOfflineEndsRonaTheLapseWroteWhileItWasRead(t *testing.T) {
 	if _, err := f.engine.state.getHold(ctx, tenant, u); !sb.IsCode(err, sb.ENOTFOUND) {
 		t.Fatalf("hold after the Offline reading: %v, want none", err)
 	}
+	// The instance that ended it does not see the agent held either,
+	// though its copy had the offer's row, not the RONA's: back
+	// Available, it is free here at once, not after the copy's refresh.
+	f.presence.Set(u, sb.Available, sb.ActivityAvailable)
+	if d := f.route(f.engine, "support", sb.RouteRequest{}); len(d.Agents) != 1 {
+		t.Fatalf("back Available, on the instance that ended the RONA: %+v, want the agent free", d)
+	}
+	f.presence.Set(u, sb.Offline, sb.Offline)
 	// The RONA's due message, later, changes nothing.
 	f.clock.Advance(time.Minute)
 	if ok, err := lapser.EndAgentHold(ctx, tenant, u, sb.HoldRona, until, sb.HoldEndTime); err != nil || ok {
