@@ -1,14 +1,13 @@
 package distribution
 
 import (
-	"context"
 	"encoding/json"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/fakes"
 	"switchboard/handler/routing"
 	"switchboard/handler/store"
 	sb "switchboard/handler/switchboard"
@@ -189,36 +188,6 @@ func TestOfflineEndingRonaDistributes(t *testing.T) {
 	}
 }
 
-// holdDeleteRace is memory storage that runs race once, just before the
-// first delete of a hold row of user in routing's table: a writer that
-// gets in between the read of the row and its delete.
-type holdDeleteRace struct {
-	store.Tables
-	user  string
-	raced atomic.Bool
-	race  func()
-}
-
-func (r *holdDeleteRace) Table(ctx context.Context, name string) (store.Table, error) {
-	t, err := r.Tables.Table(ctx, name)
-	if err != nil || name != routing.StateTable {
-		return t, err
-	}
-	return holdDeleteRaceTable{t, r}, nil
-}
-
-type holdDeleteRaceTable struct {
-	store.Table
-	r *holdDeleteRace
-}
-
-func (t holdDeleteRaceTable) Delete(ctx context.Context, pk, rk, ifMatch string) error {
-	if strings.HasSuffix(rk, "|"+t.r.user) && t.r.race != nil && t.r.raced.CompareAndSwap(false, true) {
-		t.r.race()
-	}
-	return t.Table.Delete(ctx, pk, rk, ifMatch)
-}
-
 // TestRingNoAnswerEndToEnd's flake: the agent let an offer ring out and
 // its presence read Offline at once. The Offline reading's notification
 // read the rung-out offer's row; the lapse, on an instance whose presence
@@ -229,7 +198,8 @@ func (t holdDeleteRaceTable) Delete(ctx context.Context, pk, rk, ifMatch string)
 // too, and the waiting conversation is offered as soon as the agent reads
 // Available.
 func TestOfflineRacingTheLapseStillEndsRona(t *testing.T) {
-	race := &holdDeleteRace{Tables: store.NewMemoryTables(), user: user(1)}
+	race := &fakes.DeleteRace{Tables: store.NewMemoryTables(), TableName: routing.StateTable,
+		Match: func(rk string) bool { return strings.HasSuffix(rk, "|"+user(1)) }}
 	f := newFixtureOn(t, race)
 	f.service("support", 1, routing.DistributionInput{RingSeconds: ptr(20), Rona: &routing.RonaInput{ResetSeconds: ptr(600)}}, nil)
 	if c := f.enqueue("support", "c-1", EnqueueInput{}); !slices.Equal(ringing(c), []string{user(1)}) {
@@ -249,7 +219,7 @@ func TestOfflineRacingTheLapseStillEndsRona(t *testing.T) {
 	}
 	t.Cleanup(other.Wait)
 	lapsed := 0
-	race.race = func() {
+	race.Race = func() {
 		for _, m := range f.queue.due(f.clock.Now()) {
 			if o, err := other.Handle(ctx, m.Body); err != nil {
 				t.Errorf("Handle: %v", err)

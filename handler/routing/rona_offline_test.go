@@ -1,9 +1,6 @@
 package routing
 
 import (
-	"context"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,47 +14,6 @@ import (
 // tests cover that reading and the ring-out that writes the RONA arriving in
 // either order, and racing.
 
-// holdDeleteRace runs race once, just before the first delete of an
-// agent's hold row (alone or in a batch with its events): a writer that
-// gets in between the read of the row and the delete.
-type holdDeleteRace struct {
-	store.Tables
-	user  string
-	raced atomic.Bool
-	race  func()
-}
-
-func (r *holdDeleteRace) Table(ctx context.Context, name string) (store.Table, error) {
-	t, err := r.Tables.Table(ctx, name)
-	if err != nil || name != StateTable {
-		return t, err
-	}
-	return holdDeleteRaceTable{t, r}, nil
-}
-
-type holdDeleteRaceTable struct {
-	store.Table
-	r *holdDeleteRace
-}
-
-func (t holdDeleteRaceTable) before(rk string) {
-	if rk == holdPrefix+t.r.user && t.r.race != nil && t.r.raced.CompareAndSwap(false, true) {
-		t.r.race()
-	}
-}
-
-func (t holdDeleteRaceTable) Delete(ctx context.Context, pk, rk, ifMatch string) error {
-	t.before(rk)
-	return t.Table.Delete(ctx, pk, rk, ifMatch)
-}
-
-func (t holdDeleteRaceTable) Batch(ctx context.Context, ops []store.Op) error {
-	if len(ops) > 0 && ops[0].Kind == store.OpDelete && strings.HasPrefix(ops[0].Entity.RowKey, holdPrefix) {
-		t.before(ops[0].Entity.RowKey)
-	}
-	return t.Table.Batch(ctx, ops)
-}
-
 // The defect behind TestRingNoAnswerEndToEnd's flake: the Offline
 // reading's EndRonaIfHeld read the agent's rung-out offer row, the lapse
 // (on an instance whose presence copy still read Available) wrote the
@@ -66,7 +22,8 @@ func (t holdDeleteRaceTable) Batch(ctx context.Context, ops []store.Op) error {
 // read Offline: back Available, it was offered nothing. The RONA written
 // in between is ended too, with one ronaStarted and one ronaEnded.
 func TestOfflineEndsRonaTheLapseWroteWhileItWasRead(t *testing.T) {
-	race := &holdDeleteRace{Tables: store.NewMemoryTables(), user: user(1)}
+	race := &fakes.DeleteRace{Tables: store.NewMemoryTables(), TableName: StateTable,
+		Match: func(rk string) bool { return rk == holdPrefix+user(1) }}
 	f := newAgentEventsFixture(t, race)
 	u := user(1)
 	f.service("support", DistributionInput{}, u)
@@ -84,7 +41,7 @@ func TestOfflineEndsRonaTheLapseWroteWhileItWasRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	until := time.Time{}
-	race.race = func() {
+	race.Race = func() {
 		var err error
 		if until, _, err = lapser.EndOffer(ctx, tenant, u, "c-1", sb.OfferEnd{Rona: time.Minute, Idle: true}); err != nil {
 			t.Errorf("lapse: %v", err)
@@ -97,8 +54,8 @@ func TestOfflineEndsRonaTheLapseWroteWhileItWasRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !race.raced.Load() || until.IsZero() {
-		t.Fatalf("the lapse did not write the RONA in between (raced %v, until %v)", race.raced.Load(), until)
+	if !race.Raced() || until.IsZero() {
+		t.Fatalf("the lapse did not write the RONA in between (raced %v, until %v)", race.Raced(), until)
 	}
 	if len(ended) != 1 || ended[0] != u {
 		t.Fatalf("EndRonaIfHeld ended %v, want %s: its RONA was written while it was read", ended, u)
