@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/handler/internal/fakes"
 	"switchboard/handler/routing"
+	"switchboard/handler/store"
 	sb "switchboard/handler/switchboard"
 )
 
@@ -183,5 +185,92 @@ func TestOfflineEndingRonaDistributes(t *testing.T) {
 	f.svc.Wait()
 	if r := ringing(f.get("c-1")); !slices.Equal(r, []string{user(1)}) {
 		t.Fatalf("after the Offline reading ended RONA (the agent reads Available now): c-1 rings at %v, want user(1)", r)
+	}
+}
+
+// TestRingNoAnswerEndToEnd's flake: the agent let an offer ring out and
+// its presence read Offline at once. The Offline reading's notification
+// read the rung-out offer's row; the lapse, on an instance whose presence
+// copy still read Available, wrote the RONA over it; the notification's
+// delete then failed on its ETag and the agent stayed in RONA for the
+// whole reset time. Back Available (the next poll), it was offered
+// nothing until the RONA's time. Now the RONA written in between ends
+// too, and the waiting conversation is offered as soon as the agent reads
+// Available.
+func TestOfflineRacingTheLapseStillEndsRona(t *testing.T) {
+	race := &fakes.DeleteRace{Tables: store.NewMemoryTables(), TableName: routing.StateTable,
+		Match: func(rk string) bool { return strings.HasSuffix(rk, "|"+user(1)) }}
+	f := newFixtureOn(t, race)
+	f.service("support", 1, routing.DistributionInput{RingSeconds: ptr(20), Rona: &routing.RonaInput{ResetSeconds: ptr(600)}}, nil)
+	if c := f.enqueue("support", "c-1", EnqueueInput{}); !slices.Equal(ringing(c), []string{user(1)}) {
+		t.Fatalf("c-1 offered to %v, want user(1)", ringing(c))
+	}
+	f.clock.Advance(20*time.Second + 200*time.Millisecond) // rung out; the lapse message not handled yet
+
+	lagging := &fakePresence{clock: f.clock, readings: map[string]sb.Presence{}}
+	lagging.set(user(1), sb.Available)
+	e, err := routing.New(ctx, routing.Options{Tables: f.tables, Presence: lagging, StaleAfter: 120 * time.Second, Now: f.clock.Now, StateRefresh: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := New(ctx, Options{Tables: f.tables, Agents: e, Presence: lagging, Queue: f.queue, QueueName: "distribution", Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Wait)
+	lapsed := 0
+	race.Race = func() {
+		for _, m := range f.queue.due(f.clock.Now()) {
+			if o, err := other.Handle(ctx, m.Body); err != nil {
+				t.Errorf("Handle: %v", err)
+			} else if o.Action == "acted" {
+				lapsed++
+			}
+		}
+		other.Wait()
+	}
+
+	f.presence.set(user(1), sb.Offline)
+	f.svc.PresenceChanged(ctx, tenant, []sb.Presence{{UserID: user(1), Availability: sb.Offline, Activity: sb.Offline}})
+	f.svc.Wait()
+	if lapsed != 1 {
+		t.Fatalf("%d lapses handled while the Offline reading was ending RONA, want 1", lapsed)
+	}
+	if h, err := f.engine.Agent(ctx, tenant, user(1)); err != nil || h.Kind != "" {
+		t.Fatalf("after the Offline reading the agent's hold is %q (%v), want none: its presence read Offline", h.Kind, err)
+	}
+	f.presence.set(user(1), sb.Available)
+	lagging.set(user(1), sb.Available)
+	f.svc.PresenceChanged(ctx, tenant, []sb.Presence{{UserID: user(1), Availability: sb.Available, Activity: sb.Available}})
+	f.svc.Wait()
+	if r := ringing(f.get("c-1")); !slices.Equal(r, []string{user(1)}) {
+		t.Fatalf("back Available: c-1 rings at %v, want user(1) at once", r)
+	}
+}
+
+// An agent whose presence reads Offline while its offer rings lets it ring
+// out: the Offline reading came first, so nothing would end the RONA; it
+// ends at the lapse, and the agent signing back in is offered the waiting
+// conversation at once rather than held out for the reset time.
+func TestRingOutWhileOfflineLeavesNoRona(t *testing.T) {
+	f := newFixture(t)
+	f.service("support", 1, routing.DistributionInput{RingSeconds: ptr(20), Rona: &routing.RonaInput{ResetSeconds: ptr(600)}}, nil)
+	f.enqueue("support", "c-1", EnqueueInput{})
+	f.presence.set(user(1), sb.Offline)
+	f.svc.PresenceChanged(ctx, tenant, []sb.Presence{{UserID: user(1), Availability: sb.Offline, Activity: sb.Offline}})
+	f.svc.Wait()
+	f.advance(20 * time.Second) // the lapse
+	c := f.get("c-1")
+	if len(c.Offers) != 1 || c.Offers[0].State != OfferLapsed {
+		t.Fatalf("c-1 offers %+v, want the one lapsed", c.Offers)
+	}
+	if h, err := f.engine.Agent(ctx, tenant, user(1)); err != nil || h.Kind != "" {
+		t.Fatalf("after the ring-out the agent's hold is %q (%v), want none: it read Offline", h.Kind, err)
+	}
+	f.presence.set(user(1), sb.Available)
+	f.svc.PresenceChanged(ctx, tenant, []sb.Presence{{UserID: user(1), Availability: sb.Available, Activity: sb.Available}})
+	f.svc.Wait()
+	if r := ringing(f.get("c-1")); !slices.Equal(r, []string{user(1)}) {
+		t.Fatalf("signed back in: c-1 rings at %v, want user(1) at once", r)
 	}
 }

@@ -195,7 +195,14 @@ func (e *Engine) deleteHold(ctx context.Context, tenant string, h hold, evs ...*
 	_, err := e.changeHold(ctx, tenant, store.Op{Kind: store.OpDelete, Entity: store.Entity{PartitionKey: tenant, RowKey: holdPrefix + h.UserID}, IfMatch: h.ETag}, evs...)
 	switch switchboard.ErrorCode(err) {
 	case "":
-		e.agents.dropped(tenant, h.UserID, h.ETag)
+		if !e.agents.dropped(tenant, h.UserID, h.ETag) {
+			// This copy holds another version of the row than the one
+			// deleted (another instance wrote that): read it again now, not
+			// at the next refresh, so that the pass this end starts, and the
+			// agent's next presence reading, do not find the agent held here
+			// (an Offline reading ending the RONA a lapse elsewhere wrote).
+			e.agents.rereadNow(context.WithoutCancel(ctx), tenant, h.UserID)
+		}
 		return true, nil
 	case switchboard.ENOTFOUND, switchboard.EPRECONDITION:
 		return false, nil

@@ -144,7 +144,9 @@ func (e *Engine) AcceptOffer(ctx context.Context, tenant, user, conv string) err
 // accepted but not connected): the agent is free again, or in RONA for
 // end.Rona. An offer whose ring time is up rang out: whatever end says,
 // the agent goes into the RONA the offer carries (hold.current), from the
-// end of the ring, as every route saw it since. A hold that is not the
+// end of the ring, as every route saw it since. A RONA of an agent whose
+// presence reads Offline ends at once, with its ronaStarted and ronaEnded
+// (the Offline reading that ends RONA came first). A hold that is not the
 // conversation's is left alone. It returns when RONA ends (zero when the
 // agent is not in RONA) and whether the hold changed.
 func (e *Engine) EndOffer(ctx context.Context, tenant, user, conv string, end OfferEnd) (time.Time, bool, error) {
@@ -190,9 +192,16 @@ func (e *Engine) endOffer(ctx context.Context, tenant, user, conv string, end Of
 	}
 	if r, ringOut := h.current(now); ringOut {
 		// The agent's idle time starts at the ring's end, whenever this runs.
-		if !r.state().Holding(now) {
+		ends := []*switchboard.Event(nil)
+		switch {
+		case !r.state().Holding(now):
 			// Handled after its RONA ended too: it ends now, with both events.
-			dropped, err := e.deleteHold(ctx, tenant, h, endEvents(tenant, r, true, r.ExpiresAt, switchboard.HoldEndTime, now)...)
+			ends = endEvents(tenant, r, true, r.ExpiresAt, switchboard.HoldEndTime, now)
+		case e.readsOfflineNow(ctx, tenant, user, now):
+			ends = endEvents(tenant, r, true, now, switchboard.HoldEndOffline, now)
+		}
+		if ends != nil {
+			dropped, err := e.deleteHold(ctx, tenant, h, ends...)
 			if err != nil || !dropped {
 				return lost(err)
 			}
@@ -205,6 +214,15 @@ func (e *Engine) endOffer(ctx context.Context, tenant, user, conv string, end Of
 	}
 	if end.Rona > 0 {
 		next := hold{UserID: user, ConversationID: conv, ServiceID: h.ServiceID, HeldAt: now, ExpiresAt: now.Add(end.Rona), Kind: switchboard.HoldRona}
+		if e.readsOfflineNow(ctx, tenant, user, now) {
+			// Started and ended in one change, as a ring-out's.
+			dropped, err := e.deleteHold(ctx, tenant, h, startedEvent(tenant, h, next, now),
+				endedEvent(tenant, next, now, switchboard.HoldEndOffline, now.Add(time.Nanosecond)))
+			if err != nil || !dropped {
+				return lost(err)
+			}
+			return time.Time{}, true, false, e.idleAt(ctx, tenant, user, now, end.Idle)
+		}
 		if _, err = e.updateHold(ctx, tenant, h, next, startedEvent(tenant, h, next, now)); err != nil {
 			return lost(err)
 		}
@@ -337,11 +355,10 @@ func (e *Engine) EndRonaIfHeld(ctx context.Context, tenant string, users []strin
 	var ended []string
 	var errs []error
 	for _, h := range all {
-		h, ringOut := h.current(now)
-		if !want[h.UserID] || h.Kind != switchboard.HoldRona {
+		if !want[h.UserID] {
 			continue
 		}
-		ok, err := e.endAgentHold(ctx, tenant, h, ringOut, reason, now)
+		ok, err := e.endRonaOf(ctx, tenant, h, reason, now)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("agent %s: %w", h.UserID, err))
 			continue
@@ -351,4 +368,43 @@ func (e *Engine) EndRonaIfHeld(ctx context.Context, tenant string, users []strin
 		}
 	}
 	return ended, errors.Join(errs...)
+}
+
+// endRonaOf ends the RONA of raw, an agent's hold row as read, for
+// EndRonaIfHeld. A row that changed before the delete is read again: a
+// lapse or the sweep writing a rung-out offer's RONA in between (on an
+// instance whose presence copy has not seen the Offline reading yet) must
+// not leave the agent in a RONA that only its time would end.
+func (e *Engine) endRonaOf(ctx context.Context, tenant string, raw hold, reason string, now time.Time) (bool, error) {
+	for attempt := 0; ; attempt++ {
+		h, ringOut := raw.current(now)
+		if h.Kind != switchboard.HoldRona {
+			return false, nil
+		}
+		ok, err := e.endAgentHold(ctx, tenant, h, ringOut, reason, now)
+		if err != nil || ok || attempt == 2 {
+			return ok, err
+		}
+		if raw, err = e.state.getHold(ctx, tenant, raw.UserID); err != nil {
+			if switchboard.IsCode(err, switchboard.ENOTFOUND) {
+				return false, nil // ended meanwhile, by someone else
+			}
+			return false, switchboard.Wrap(switchboard.EUNAVAILABLE, "routing.EndRonaIfHeld", err)
+		}
+		now = wallClock(e.now)
+	}
+}
+
+// readsOfflineNow reports whether the agent's presence reads Offline: a
+// RONA starting now ends at once (SPEC section 10), as the Offline reading
+// that ends it came first and no later reading need come. A failed read
+// says no: that RONA ends by time, by a reset or at the next Offline
+// reading.
+func (e *Engine) readsOfflineNow(ctx context.Context, tenant, user string, now time.Time) bool {
+	ps, err := e.presence.Readings(ctx, tenant, []string{user})
+	if err != nil {
+		return false
+	}
+	p, ok := ps[user]
+	return ok && readsOffline(&p, now, e.staleAfter)
 }

@@ -92,6 +92,18 @@ func (e *Engine) sweep(ctx context.Context, tenant string) (holds, convs int, er
 	for _, raw := range all {
 		h, ringOut := raw.current(now)
 		if h.state().Holding(now) {
+			if ringOut && e.readsOfflineNow(ctx, tenant, h.UserID, now) {
+				// Its agent reads Offline: that RONA ends at once, as the
+				// lapse would end it (idle from the ring's end).
+				dropped, err := e.deleteHold(ctx, tenant, raw, endEvents(tenant, h, true, now, switchboard.HoldEndOffline, now)...)
+				if err != nil {
+					errs = append(errs, err)
+				} else if dropped {
+					holds++
+					ends[h.UserID] = raw.ExpiresAt
+				}
+				continue
+			}
 			if ringOut {
 				// A ring-out whose lapse did not write its RONA (the message
 				// lost, or late): written here with its ronaStarted; the ETag

@@ -90,14 +90,23 @@ func (c *stateCache) held(tenant string, h hold) {
 	})
 }
 
-// dropped records that this process deleted the hold row with etag.
-func (c *stateCache) dropped(tenant, user, etag string) {
+// dropped records that this process deleted the hold row with etag. It
+// reports false when the copy held another version of the row (left as
+// it is: it may be newer than the deletion).
+func (c *stateCache) dropped(tenant, user, etag string) bool {
+	known := true
 	c.update(tenant, func(holds map[string]hold, idle map[string]time.Time) (map[string]hold, map[string]time.Time) {
-		if cur, ok := holds[user]; !ok || cur.ETag != etag {
+		cur, ok := holds[user]
+		if !ok {
+			return holds, idle
+		}
+		if cur.ETag != etag {
+			known = false
 			return holds, idle
 		}
 		return withHolds(holds, func(m map[string]hold) { delete(m, user) }), idle
 	})
+	return known
 }
 
 // idled records ledger entries this process wrote.
@@ -143,16 +152,21 @@ func (c *stateCache) reread(tenant, user string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		h, err := c.store.getHold(ctx, tenant, user)
-		switch {
-		case err == nil:
-			c.held(tenant, h)
-		case switchboard.IsCode(err, switchboard.ENOTFOUND):
-			c.update(tenant, func(holds map[string]hold, idle map[string]time.Time) (map[string]hold, map[string]time.Time) {
-				return withHolds(holds, func(m map[string]hold) { delete(m, user) }), idle
-			})
-		default:
-			c.log.Warn("agent hold not re-read after a lost race", "tenant", tenant, "user", user, "err", err)
-		}
+		c.rereadNow(ctx, tenant, user)
 	}()
+}
+
+// rereadNow reads one agent's hold row again and records it.
+func (c *stateCache) rereadNow(ctx context.Context, tenant, user string) {
+	h, err := c.store.getHold(ctx, tenant, user)
+	switch {
+	case err == nil:
+		c.held(tenant, h)
+	case switchboard.IsCode(err, switchboard.ENOTFOUND):
+		c.update(tenant, func(holds map[string]hold, idle map[string]time.Time) (map[string]hold, map[string]time.Time) {
+			return withHolds(holds, func(m map[string]hold) { delete(m, user) }), idle
+		})
+	default:
+		c.log.Warn("agent hold not re-read", "tenant", tenant, "user", user, "err", err)
+	}
 }

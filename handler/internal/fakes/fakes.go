@@ -1,7 +1,8 @@
 // Package fakes holds the hand-written fakes the capabilities' tests share:
 // a queue, a router and a presence store, each keeping the contract of its
-// switchboard interface and recording what it was asked. (The clock is
-// handler/internal/fakeclock.)
+// switchboard interface and recording what it was asked, and storage that
+// lets a test get in between a read and a delete (DeleteRace). (The clock
+// is handler/internal/fakeclock.)
 package fakes
 
 import (
