@@ -25,11 +25,11 @@ type effects struct {
 // an offer that lapsed or was declined (into RONA for rona > 0), or a
 // connected conversation released (into after-call work for acw > 0).
 type holdEnd struct {
-	user, serviceID string
-	rona            time.Duration
-	idle            bool
-	release         bool
-	acw             time.Duration
+	user    string
+	rona    time.Duration
+	idle    bool
+	release bool
+	acw     time.Duration
 }
 
 func newEffects() *effects { return &effects{services: map[string]bool{}} }
@@ -340,7 +340,7 @@ func (s *Service) Decline(ctx context.Context, tenant, conv, user string) (Conve
 // conversation is written (effects.after), so that the agent is never free
 // for another offer while its conversation still shows this one ringing.
 func (s *Service) endOffer(ctx context.Context, c *Conversation, svc switchboard.Service, user string, declined bool, fx *effects) error {
-	fx.holdEnds = append(fx.holdEnds, holdEnd{user: user, serviceID: c.ServiceID, rona: ronaFor(svc, declined), idle: true})
+	fx.holdEnds = append(fx.holdEnds, holdEnd{user: user, rona: ronaFor(svc, declined), idle: true})
 	return nil
 }
 
@@ -355,7 +355,7 @@ func endRinging(c *Conversation, now time.Time, why string, fx *effects) {
 		case !now.Before(o.ExpiresAt):
 			c.Offers[i].State = OfferLapsed
 			c.Record(now, EventOfferLapsed, o.UserID, "")
-			fx.holdEnds = append(fx.holdEnds, holdEnd{user: o.UserID, serviceID: c.ServiceID, idle: true})
+			fx.holdEnds = append(fx.holdEnds, holdEnd{user: o.UserID, idle: true})
 		default:
 			c.Offers[i].State = OfferRescinded
 			c.Record(now, EventOfferRescinded, o.UserID, why)
@@ -379,7 +379,7 @@ func (s *Service) End(ctx context.Context, tenant, conv string) (bool, error) {
 			}
 			acw := time.Duration(svc.Distribution.AfterCallWorkSeconds) * time.Second
 			// Released once the conversation is written (effects.after).
-			fx.holdEnds = append(fx.holdEnds, holdEnd{user: c.Agent, serviceID: c.ServiceID, release: true, acw: acw})
+			fx.holdEnds = append(fx.holdEnds, holdEnd{user: c.Agent, release: true, acw: acw})
 			c.State, c.EndedAt, c.Outcome = StateEnded, now, StateEnded
 			c.Record(now, EventEnded, c.Agent, "")
 			return true, nil
