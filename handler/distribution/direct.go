@@ -266,20 +266,30 @@ func (s *Service) kickDirect(tenant string, agents []string) {
 // directLines returns the tenant's waiting direct conversations by agent,
 // each agent's in queue order.
 func (s *Service) directLines(ctx context.Context, tenant string) (map[string][]entry, error) {
-	out := map[string][]entry{}
+	var all []entry
 	err := store.QueryAll(ctx, s.convs.t, store.Query{PartitionKey: tenant, Prefix: linePrefix + directLinePrefix}, func(e store.Entity) error {
-		en := decodeEntry(e)
-		u := strings.TrimPrefix(en.ServiceID, directLinePrefix)
-		out[u] = append(out[u], en)
+		all = append(all, decodeEntry(e))
 		return nil
 	})
 	if err != nil {
 		return nil, switchboard.Wrap(switchboard.EUNAVAILABLE, "distribution.directLines", err)
 	}
+	return byDirectAgent(all), nil
+}
+
+// byDirectAgent groups the direct conversations among line entries by
+// their agent, each agent's in queue order; other entries are left out.
+func byDirectAgent(entries []entry) map[string][]entry {
+	out := map[string][]entry{}
+	for _, e := range entries {
+		if u, ok := strings.CutPrefix(e.ServiceID, directLinePrefix); ok {
+			out[u] = append(out[u], e)
+		}
+	}
 	for _, es := range out {
 		sortEntries(es)
 	}
-	return out, nil
+	return out
 }
 
 // serveDirect offers an agent's line its first waiting conversation not
@@ -318,15 +328,8 @@ func (s *Service) serveDirect(ctx context.Context, tenant string, line []entry) 
 // an agent freed on another instance is offered them); all are the
 // tenant's line entries as housekeeping read them.
 func (s *Service) housekeepDirect(ctx context.Context, tenant string, all []entry) error {
-	lines := map[string][]entry{}
-	for _, e := range all {
-		if u, ok := strings.CutPrefix(e.ServiceID, directLinePrefix); ok {
-			lines[u] = append(lines[u], e)
-		}
-	}
 	var errs []error
-	for _, es := range lines {
-		sortEntries(es)
+	for _, es := range byDirectAgent(all) {
 		if deadlineNear(ctx) {
 			break
 		}
