@@ -56,10 +56,6 @@ type entry struct {
 	Declined       []string
 }
 
-func (e entry) constrained() bool {
-	return len(e.RequiredSkills) > 0 || len(e.Declined) > 0 || len(e.PreferredUsers) > 0
-}
-
 // encodeConversation renders the conversation's row; write names the
 // write (save decides by it whether a failed write landed).
 func encodeConversation(c Conversation, write string) store.Entity {
