@@ -228,12 +228,9 @@ func (e *Engine) endOffer(ctx context.Context, tenant, user, conv string, end Of
 		}
 		return next.ExpiresAt, true, false, e.idleAt(ctx, tenant, user, now, end.Idle)
 	}
-	dropped, err := e.state.dropHold(ctx, tenant, h)
+	dropped, err := e.deleteHold(ctx, tenant, h)
 	if err != nil {
 		return time.Time{}, false, false, err
-	}
-	if dropped {
-		e.agents.dropped(tenant, user, h.ETag)
 	}
 	return time.Time{}, dropped, false, e.idleAt(ctx, tenant, user, now, end.Idle && dropped)
 }
@@ -281,12 +278,9 @@ func (e *Engine) ReleaseAgent(ctx context.Context, tenant, user, conv string, af
 		}
 		return next.ExpiresAt, true, nil
 	}
-	dropped, err := e.state.dropHold(ctx, tenant, h)
+	dropped, err := e.deleteHold(ctx, tenant, h)
 	if err != nil {
 		return time.Time{}, false, switchboard.Wrap(switchboard.EUNAVAILABLE, op, err)
-	}
-	if dropped {
-		e.agents.dropped(tenant, user, h.ETag)
 	}
 	return time.Time{}, dropped, e.idleAt(ctx, tenant, user, now, dropped)
 }

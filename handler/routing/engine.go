@@ -466,11 +466,9 @@ func (e *Engine) undo(ctx context.Context, tenant string, taken []hold) {
 			e.log.Warn("hold not given back; it expires by itself", "tenant", tenant, "user", h.UserID, "conversation", h.ConversationID)
 			continue
 		}
-		if _, err := e.state.dropHold(context.WithoutCancel(ctx), tenant, h); err != nil {
+		if _, err := e.deleteHold(context.WithoutCancel(ctx), tenant, h); err != nil {
 			e.log.Warn("hold not given back; it expires by itself", "tenant", tenant, "user", h.UserID, "conversation", h.ConversationID, "err", err)
-			continue
 		}
-		e.agents.dropped(tenant, h.UserID, h.ETag)
 	}
 }
 

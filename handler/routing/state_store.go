@@ -207,19 +207,6 @@ func (s *stateStore) getHold(ctx context.Context, tenant, user string) (hold, er
 	return decodeHold(e), nil
 }
 
-// dropHold deletes a hold row if it is still the one read (ETag); a row
-// changed or gone meanwhile is left alone.
-func (s *stateStore) dropHold(ctx context.Context, tenant string, h hold) (bool, error) {
-	err := s.t.Delete(ctx, tenant, holdPrefix+h.UserID, h.ETag)
-	switch switchboard.ErrorCode(err) {
-	case "":
-		return true, nil
-	case switchboard.ENOTFOUND, switchboard.EPRECONDITION:
-		return false, nil
-	}
-	return false, err
-}
-
 // holds returns every hold row of a tenant.
 func (s *stateStore) holds(ctx context.Context, tenant string) ([]hold, error) {
 	var out []hold
