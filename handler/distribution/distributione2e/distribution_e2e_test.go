@@ -153,6 +153,28 @@ func (h *harness) do(method, path string, body any, want int) []byte {
 	return raw
 }
 
+// call is do for the test's other goroutines (agents, callers), which
+// must not end the test: it retries a request that could not be sent or
+// was answered 502, 503 or 504 (storage busy: the reply says to retry),
+// as a client does, logging each; any other status than want fails the
+// test, with the reply. ok says the reply had one of the wanted statuses.
+func (h *harness) call(method, path string, body any, want ...int) (int, []byte, bool) {
+	for attempt := 1; ; attempt++ {
+		status, _, raw, err := h.env().Request(method, "/api/tenants/"+tenant+path, body)
+		switch {
+		case err == nil && slices.Contains(want, status):
+			return status, raw, true
+		case attempt < 5 && (err != nil || status == http.StatusBadGateway || status == http.StatusServiceUnavailable ||
+			status == http.StatusGatewayTimeout):
+			h.t.Logf("%s %s: %d %v %s (attempt %d; retrying)", method, path, status, err, raw, attempt)
+			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		default:
+			h.t.Errorf("%s %s: %d %v %s, want %v", method, path, status, err, raw, want)
+			return status, raw, false
+		}
+	}
+}
+
 func (h *harness) enqueue(service string, body map[string]any) conversation {
 	h.t.Helper()
 	var c conversation
@@ -587,8 +609,9 @@ func TestConcurrentLineEndToEnd(t *testing.T) {
 			if needsGerman(i) {
 				body["requiredSkills"] = []map[string]any{{"name": "german", "minLevel": 2}}
 			}
-			h.enqueue("line", body)
-			answered[i] = time.Now()
+			if _, _, ok := h.call("POST", "/services/line/queue", body, http.StatusAccepted); ok {
+				answered[i] = time.Now()
+			}
 		}()
 	}
 	wg.Wait()
@@ -610,8 +633,9 @@ func TestConcurrentLineEndToEnd(t *testing.T) {
 					return
 				default:
 				}
-				st := h.agent(u)
-				if st.Offer == nil {
+				var st agentState
+				_, raw, ok := h.call("GET", "/agents/"+u, nil, http.StatusOK)
+				if !ok || json.Unmarshal(raw, &st) != nil || st.Offer == nil {
 					// An agent's client looks about once a second (each look
 					// reads storage twice: on this shared 2-core machine
 					// 50 agents looking faster saturate Azurite).
@@ -621,15 +645,14 @@ func TestConcurrentLineEndToEnd(t *testing.T) {
 				time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
 				c := st.Offer.ConversationID
 				if rand.IntN(10) == 0 {
-					h.env().Do(t, "POST", "/api/tenants/"+tenant+"/conversations/"+c+"/decline", map[string]any{"userId": u})
+					h.call("POST", "/conversations/"+c+"/decline", map[string]any{"userId": u}, http.StatusOK, http.StatusConflict)
 					continue
 				}
-				status, _, _ := h.env().Do(t, "POST", "/api/tenants/"+tenant+"/conversations/"+c+"/accept", map[string]any{"userId": u})
-				if status != http.StatusOK {
-					continue
+				if status, _, _ := h.call("POST", "/conversations/"+c+"/accept", map[string]any{"userId": u}, http.StatusOK, http.StatusConflict); status != http.StatusOK {
+					continue // too late (409: lapsed), or failed
 				}
 				time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
-				h.env().Do(t, "DELETE", "/api/tenants/"+tenant+"/conversations/"+c, nil)
+				h.call("DELETE", "/conversations/"+c, nil, http.StatusNoContent)
 			}
 		}()
 	}

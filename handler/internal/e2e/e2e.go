@@ -148,10 +148,35 @@ func Start(t testing.TB, opts Options) *Env {
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
-			t.Logf("e2e: output of the local runner and the handler:\n%s", p.out.String())
+			logOutput(t, p.out.String())
 		}
 	})
 	return &Env{BaseURL: p.baseURL, Tables: tables, Settings: settings, proc: p}
+}
+
+// logOutput shows a failed test the output of its runner and handler: in
+// full with -v, otherwise written to a file in the system's temporary
+// directory (kept after the test) with its last lines in the log, so that
+// the test's own errors stay near the end of what CI prints.
+func logOutput(t testing.TB, out string) {
+	if testing.Verbose() || os.Getenv("E2E_FULL_LOG") != "" {
+		t.Logf("e2e: output of the local runner and the handler:\n%s", out)
+		return
+	}
+	f, err := os.CreateTemp("", "e2e-"+strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())+"-*.log")
+	if err == nil {
+		_, err = f.WriteString(out)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	tail := strings.Join(lines[max(len(lines)-8, 0):], "\n")
+	if err != nil {
+		t.Logf("e2e: output of the local runner and the handler not written (%v); its last lines:\n%s", err, tail)
+		return
+	}
+	t.Logf("e2e: output of the local runner and the handler in %s (go test -v or E2E_FULL_LOG=1 shows it here); its last lines:\n%s", f.Name(), tail)
 }
 
 // HandlerPID returns the process id of the handler the runner runs now.
@@ -204,8 +229,21 @@ func (e *Env) Output() string { return e.proc.out.String() }
 
 // Do sends a request to the runner's front. body is sent as JSON unless
 // it is a string or []byte (sent as is); hdr are header name/value pairs.
+// The test fails at once when the request cannot be sent or its reply
+// read; Do is for the test's own goroutine (others use Request).
 func (e *Env) Do(t testing.TB, method, path string, body any, hdr ...string) (status int, header http.Header, respBody []byte) {
 	t.Helper()
+	status, header, respBody, err := e.Request(method, path, body, hdr...)
+	if err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
+	return status, header, respBody
+}
+
+// Request is Do returning the failure to send the request or read its
+// reply, for goroutines other than the test's (which must not call
+// t.Fatal).
+func (e *Env) Request(method, path string, body any, hdr ...string) (status int, header http.Header, respBody []byte, err error) {
 	var r io.Reader
 	contentType := ""
 	switch b := body.(type) {
@@ -217,33 +255,33 @@ func (e *Env) Do(t testing.TB, method, path string, body any, hdr ...string) (st
 	default:
 		raw, err := json.Marshal(b)
 		if err != nil {
-			t.Fatalf("e2e: body: %v", err)
+			return 0, nil, nil, fmt.Errorf("body: %w", err)
 		}
 		r, contentType = bytes.NewReader(raw), "application/json"
 	}
 	req, err := http.NewRequest(method, e.BaseURL+path, r)
 	if err != nil {
-		t.Fatalf("e2e: %v", err)
+		return 0, nil, nil, err
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
 	if len(hdr)%2 != 0 {
-		t.Fatalf("e2e: Do: header name without a value: %v", hdr)
+		return 0, nil, nil, fmt.Errorf("header name without a value: %v", hdr)
 	}
 	for i := 0; i < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("e2e: %s %s: %v", method, path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	respBody, err = io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("e2e: %s %s: reading the reply: %v", method, path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: reading the reply: %w", method, path, err)
 	}
-	return resp.StatusCode, resp.Header, respBody
+	return resp.StatusCode, resp.Header, respBody, nil
 }
 
 // Invoke fires a timer or Service Bus function now through the runner's
