@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"switchboard/handler/switchboard"
@@ -86,8 +87,8 @@ func memberOf(svc switchboard.Service, users []string) bool {
 }
 
 // runPass runs one service's pass, or, when one is already running in this
-// process, asks it to run again once it is done (and to read the line
-// again before its next offer: what changed may come first).
+// process, asks it to run again once it is done (what changed meanwhile,
+// an agent freed or an item added, is served in that order then).
 func (s *Service) runPass(ctx context.Context, tenant, service string) error {
 	key := tenant + "|" + service
 	s.mu.Lock()
@@ -102,7 +103,7 @@ func (s *Service) runPass(ctx context.Context, tenant, service string) error {
 	var first error
 	failures := 0
 	for {
-		if err := s.pass(ctx, tenant, service, p); err != nil {
+		if err := s.pass(ctx, tenant, service); err != nil {
 			if first == nil {
 				first = err
 			}
@@ -125,16 +126,6 @@ func (s *Service) runPass(ctx context.Context, tenant, service string) error {
 	}
 }
 
-// changed reports, and forgets, that an event asked for another pass while
-// this one runs: the line it read may be out of date.
-func (s *Service) changed(p *pass) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	again := p.again
-	p.again = false
-	return again
-}
-
 // item is one waiting item of a service's line: an inbound conversation
 // or an outbound task.
 type item struct {
@@ -150,10 +141,11 @@ type item struct {
 // ringing Broadcast with room takes agents freed while it rings. An item
 // that nobody eligible can take is passed over (no head-of-line blocking);
 // the pass ends when nobody is free at all. The line is read again once
-// the read is lineFresh old, or an event changed it, and something was
-// given out, so that items that arrived or came back meanwhile take their
-// place in the order.
-func (s *Service) pass(ctx context.Context, tenant, service string, p *pass) error {
+// the read is lineFresh old and something was given out, so that items
+// that arrived or came back meanwhile take their place in the order, and
+// when an item lost the agents it was given (another instance took them
+// first): what that instance changed is then read.
+func (s *Service) pass(ctx context.Context, tenant, service string) error {
 	svc, err := s.o.Agents.RoutedService(ctx, tenant, service)
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
 		return nil
@@ -162,7 +154,7 @@ func (s *Service) pass(ctx context.Context, tenant, service string, p *pass) err
 		return err
 	}
 	for round := 0; round < maxPassItems; round++ {
-		more, err := s.round(ctx, tenant, svc, p)
+		more, err := s.round(ctx, tenant, svc)
 		if err != nil || !more {
 			return err
 		}
@@ -170,13 +162,14 @@ func (s *Service) pass(ctx context.Context, tenant, service string, p *pass) err
 	return nil
 }
 
-// lineFresh is how old a pass's reading of the line may get before the
-// pass reads it again (after giving something out).
+// lineFresh is how old a pass's reading of the line may get, from when
+// the read was complete, before the pass reads it again (after giving
+// something out).
 const lineFresh = 250 * time.Millisecond
 
-// round reads the line once and serves it; more says the read grew old, or
-// an event changed the line, while agents were still being given items
-// (read again and go on).
+// round reads the line once and serves it; more says the read grew old
+// while agents were still being given items, or an item lost its agents
+// (read again and go on: no further item is given out from this reading).
 //
 // The round matches items to agents itself, in queue order, before any
 // offer is made: each item is given the best-ranked free agent it is
@@ -184,7 +177,12 @@ const lineFresh = 250 * time.Millisecond
 // concurrently, each to its own agents, so that a later item never takes
 // the agent an earlier one needed (as racing routes would: an item that
 // declines or skills narrow to one agent loses it to any item behind it).
-func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Service, p *pass) (more bool, err error) {
+// An item whose agents are gone when its offer runs may take another agent
+// the round saw free, but never one of the items ahead, nor one freed
+// since the round's reading: an offer that ran late (storage slow) would
+// otherwise give an agent freed seconds later to an item behind everything
+// that waited meanwhile.
+func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Service) (more bool, err error) {
 	service := svc.ID
 	// The free agents, best ranked first, read before the line: every item
 	// that waited before one of them was freed is in the line read (the
@@ -197,7 +195,6 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 	if len(free) == 0 {
 		return false, nil
 	}
-	readAt := time.Now()
 	line, err := s.convs.line(ctx, tenant, service)
 	if err != nil {
 		return false, err
@@ -235,17 +232,22 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 	if len(items) > maxPassItems {
 		items = items[:maxPassItems]
 	}
+	readAt := time.Now()
 	taken := map[string]bool{}
 	var wg sync.WaitGroup
+	var missed atomic.Bool // an item's offer found none of the agents it may take
 	sem := make(chan struct{}, offersInFlight)
-	defer wg.Wait()
+	done := func(more bool, err error) (bool, error) {
+		wg.Wait()
+		return err == nil && (more || missed.Load()), err
+	}
 	launched := 0
 	for _, it := range items {
 		if len(taken) >= len(free) {
-			return false, nil // nobody is free for anything
+			return done(false, nil) // nobody is free for anything
 		}
 		if ctx.Err() != nil {
-			return false, ctx.Err()
+			return done(false, ctx.Err())
 		}
 		want := 1
 		var skills []switchboard.Skill
@@ -263,7 +265,7 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 		if len(skills) > 0 || len(skip) > 0 || len(preferred) > 0 {
 			d, err := s.dryRoute(ctx, tenant, svc, skills, preferred, skip)
 			if err != nil {
-				return false, err
+				return done(false, err)
 			}
 			eligible = ranked(d, skip)
 		}
@@ -280,16 +282,21 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 			continue // nobody free can take this one: the next may be
 		}
 		sem <- struct{}{}
-		if launched > 0 && (time.Since(readAt) > lineFresh || s.changed(p)) {
+		if launched > 0 && (time.Since(readAt) > lineFresh || missed.Load()) {
+			// Read again: the reading is old, or an item ahead lost its
+			// agents (the reading missed what another instance did), and
+			// what it lost may be freed for it.
 			<-sem
-			return true, nil
+			return done(true, nil)
 		}
 		// The agents of the items ahead are theirs: should this item's
-		// agents be gone meanwhile, it may take another free agent, not one
-		// of theirs.
-		ahead := make([]string, 0, len(taken))
-		for u := range taken {
-			ahead = append(ahead, u)
+		// agents be gone meanwhile, it may take another agent the round
+		// saw free, not one of theirs.
+		only := make([]string, 0, len(free))
+		for _, u := range free {
+			if !taken[u] {
+				only = append(only, u)
+			}
 		}
 		for _, u := range agents {
 			taken[u] = true
@@ -302,12 +309,14 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 				if _, err := s.o.Outbound.AssignWaiting(ctx, tenant, service, it.task.ID); err != nil {
 					s.o.Log.Warn("distribution: outbound task not assigned", "tenant", tenant, "service", service, "task", it.task.ID, "err", err)
 				}
-			} else if err := s.offerWaiting(ctx, tenant, it.inbound.ID, svc, agents, ahead); err != nil {
+			} else if offered, err := s.offerWaiting(ctx, tenant, it.inbound.ID, svc, agents, only); err != nil {
 				s.o.Log.Warn("distribution: conversation not offered", "tenant", tenant, "service", service, "conversation", it.inbound.ID, "err", err)
+			} else if !offered {
+				missed.Store(true)
 			}
 		}()
 	}
-	return false, nil
+	return done(false, nil)
 }
 
 // ranked returns a decision's eligible agents, best first, without those
@@ -330,23 +339,27 @@ const offersInFlight = 8
 
 // offerWaiting offers a waiting conversation nobody is offered yet, or
 // adds agents to a ringing Broadcast with room; agents are those the
-// round matched it with (tried first), avoid those it matched with items
-// ahead (never taken).
-func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switchboard.Service, agents, avoid []string) error {
+// round matched it with (tried first), only those it may take (none of
+// the items ahead). It reports whether the conversation was offered: false
+// also when it no longer waits, or a Broadcast has no room left.
+func (s *Service) offerWaiting(ctx context.Context, tenant, id string, svc switchboard.Service, agents, only []string) (bool, error) {
+	offered := false
 	_, err := s.mutate(ctx, tenant, id, func(c *Conversation, fx *effects) (bool, error) {
+		offered = false
 		if !c.Waiting() || c.ServiceID != svc.ID {
 			return false, nil
 		}
 		if n := len(c.Ringing()); n > 0 && broadcastRoom(svc, n, earliestExpiry(*c), s.now()) == 0 {
 			return false, nil
 		}
-		offered, _, err := s.offerTo(ctx, c, svc, agents, avoid, fx)
-		return offered, err
+		ok, _, err := s.offerTo(ctx, c, svc, agents, only, fx)
+		offered = ok
+		return ok, err
 	})
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
-		return nil
+		return false, nil
 	}
-	return err
+	return offered && err == nil, err
 }
 
 // minAddedRing is the least ring time left for which an agent freed while

@@ -315,7 +315,9 @@ func (s *Service) overflow(
 // offerTo offers a waiting conversation to the next agent(s) of its
 // service: one for LongestIdle and RoundRobin, up to broadcastSize for
 // Broadcast, the agents of prefer first (those a pass matched it with),
-// never those of avoid (a pass's agents for the items ahead). Each offer is the agent's hold for the ring time. A Broadcast that rings
+// only agents of only when it is not empty (those the pass saw free and
+// gave no item ahead). Each offer is the agent's hold for the ring time. A
+// Broadcast that rings
 // already takes agents up to broadcastSize, ringing until its round does
 // (the first accept still wins; the lapses put nobody into RONA).
 func (s *Service) offerTo(
@@ -323,11 +325,11 @@ func (s *Service) offerTo(
 	c *Conversation,
 	svc switchboard.Service,
 	prefer,
-	avoid []string,
+	only []string,
 	fx *effects,
 ) (bool, switchboard.RouteDecision, error) {
 	ring, want := ringFor(svc), svc.Distribution.Want()
-	skip := append(slices.Clone(c.Declined), avoid...)
+	skip := slices.Clone(c.Declined)
 	if ringing := c.Ringing(); len(ringing) > 0 {
 		want = broadcastRoom(svc, len(ringing), earliestExpiry(*c), s.now())
 		if want == 0 {
@@ -349,7 +351,7 @@ func (s *Service) offerTo(
 	}
 	d, err := s.o.Agents.Route(ctx, c.TenantID, svc.ID, switchboard.RouteRequest{
 		ConversationID: c.ID, Reserve: true, Offer: true, Hold: ring, Rona: ronaFor(svc, false),
-		PreferredUsers: preferred, RequiredSkills: c.RequiredSkills, Skip: skip,
+		PreferredUsers: preferred, RequiredSkills: c.RequiredSkills, Skip: skip, Only: only,
 		MaxAgents: want,
 	})
 	if err != nil {

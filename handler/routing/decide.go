@@ -33,6 +33,9 @@ type DecideInput struct {
 	// Skip lists users not to rank although eligible (they declined the
 	// conversation); they come last among the ranked.
 	Skip []string
+	// Only, when not empty, lists the users that may be ranked: the other
+	// eligible users are skipped, as those of Skip are.
+	Only []string
 	// RoundRobinLast is the member the service's round robin chose last.
 	RoundRobinLast string
 	Now            time.Time
@@ -99,10 +102,21 @@ func Decide(in DecideInput) Decision {
 		d.Eligible = append(d.Eligible, Ranked{UserID: m.UserID, Presence: *p, IdleSince: st.IdleSince, Note: v.Message})
 	}
 	d.Eligible = Rank(in.Distribution.Order, d.Eligible, preferred, in.RoundRobinLast)
-	if len(in.Skip) > 0 {
+	if len(in.Skip) > 0 || len(in.Only) > 0 {
 		skip := make(map[string]bool, len(in.Skip))
 		for _, u := range in.Skip {
 			skip[u] = true
+		}
+		if len(in.Only) > 0 {
+			only := make(map[string]bool, len(in.Only))
+			for _, u := range in.Only {
+				only[u] = true
+			}
+			for _, r := range d.Eligible {
+				if !only[r.UserID] {
+					skip[r.UserID] = true
+				}
+			}
 		}
 		d.Eligible, d.Skipped = partition(d.Eligible, skip)
 	}

@@ -110,6 +110,35 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// Skip and Only: a skipped user, or one outside Only, is never chosen but
+// stays a ranked candidate (Skipped, in rank order); an empty Only limits
+// nothing.
+func TestDecideSkipAndOnly(t *testing.T) {
+	members := []Member{{UserID: "u1", Active: true}, {UserID: "u2", Active: true}, {UserID: "u3", Active: true}, {UserID: "u4", Active: true}}
+	presence := map[string]sb.Presence{"u1": avail("u1"), "u2": avail("u2"), "u3": avail("u3"), "u4": avail("u4")}
+	idle := map[string]time.Time{"u1": t0.Add(-4 * time.Minute), "u2": t0.Add(-3 * time.Minute), "u3": t0.Add(-2 * time.Minute), "u4": t0.Add(-time.Minute)}
+	for _, c := range []struct {
+		name              string
+		skip, only        []string
+		eligible, skipped []string
+	}{
+		{"neither", nil, nil, []string{"u1", "u2", "u3", "u4"}, nil},
+		{"skip", []string{"u2"}, nil, []string{"u1", "u3", "u4"}, []string{"u2"}},
+		{"only", nil, []string{"u4", "u2"}, []string{"u2", "u4"}, []string{"u1", "u3"}},
+		{"skip and only", []string{"u2"}, []string{"u2", "u3"}, []string{"u3"}, []string{"u1", "u2", "u4"}},
+		{"only a stranger", nil, []string{"stranger"}, nil, []string{"u1", "u2", "u3", "u4"}},
+	} {
+		d := Decide(DecideInput{Members: members, Presence: presence, Idle: idle, Skip: c.skip, Only: c.only,
+			Distribution: Distribution{Order: OrderLongestIdle}, Now: t0, StaleAfter: staleAfter})
+		if got := ids(d.Eligible); !slices.Equal(got, c.eligible) {
+			t.Errorf("%s: eligible = %v, want %v", c.name, got, c.eligible)
+		}
+		if got := ids(d.Skipped); !slices.Equal(got, c.skipped) {
+			t.Errorf("%s: skipped = %v, want %v", c.name, got, c.skipped)
+		}
+	}
+}
+
 // BenchmarkDecide is the pure decision time (evaluate and rank) for a
 // service of 1,000 members with mixed presence and agent state. Each run
 // makes 200 decisions (so that -benchtime 1x, as make bench runs it, still

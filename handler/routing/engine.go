@@ -269,6 +269,7 @@ func (e *Engine) Route(ctx context.Context, tenant, serviceID string, req switch
 		Distribution:   in.svc.Distribution,
 		RequiredSkills: req.RequiredSkills,
 		Skip:           req.Skip,
+		Only:           req.Only,
 		RoundRobinLast: in.rrLast,
 		Now:            now,
 		StaleAfter:     e.staleAfter,

@@ -78,6 +78,10 @@ type RouteRequest struct {
 	// Skip lists eligible users not to choose (they declined this
 	// conversation): they stay ranked candidates.
 	Skip []string
+	// Only, when not empty, lists the users that may be chosen: the other
+	// eligible users stay ranked candidates, as skipped ones do (a
+	// distribution pass gives each item only agents its reading saw free).
+	Only []string
 }
 
 // Assignment is an agent chosen for a conversation.

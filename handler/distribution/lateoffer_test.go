@@ -1,0 +1,64 @@
+package distribution
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+
+	"switchboard/handler/routing"
+	sb "switchboard/handler/switchboard"
+)
+
+// hookedAgents is the routing engine with a hook run before each offer's
+// route: what another instance, or storage slow to answer, lets happen
+// between a pass's matching and the offer it makes.
+type hookedAgents struct {
+	*routing.Engine
+	before func(req sb.RouteRequest)
+}
+
+func (h hookedAgents) Route(ctx context.Context, tenant, service string, req sb.RouteRequest) (sb.RouteDecision, error) {
+	if req.Reserve && h.before != nil {
+		h.before(req)
+	}
+	return h.Engine.Route(ctx, tenant, service, req)
+}
+
+// A pass matched x (priority 10) with user(1), the one free agent; y
+// (priority 90, german) waited for user(2), the german agent, then busy.
+// By the time x's offer runs, user(1) is gone and user(2) is free: x must
+// not take user(2) (an agent freed after the pass's reading belongs to
+// the first item in the order that can take it), and the pass reads again
+// at once, so y gets user(2) without waiting for another event.
+func TestLateOfferTakesNoAgentFreedSinceTheReading(t *testing.T) {
+	f := newFixture(t)
+	f.service("support", 2, routing.DistributionInput{}, map[int]map[string]int{2: {"german": 3}})
+	f.presence.set(user(1), sb.Busy)
+	f.presence.set(user(2), sb.Busy)
+	f.enqueue("support", "y", EnqueueInput{Priority: ptr(90), RequiredSkills: []sb.Skill{{Name: "german", MinLevel: 2}}})
+	f.enqueue("support", "x", EnqueueInput{Priority: ptr(10)})
+
+	var once sync.Once
+	agents := hookedAgents{Engine: f.engine, before: func(req sb.RouteRequest) {
+		if req.ConversationID == "x" {
+			once.Do(func() {
+				f.presence.set(user(1), sb.Busy)      // taken meanwhile
+				f.presence.set(user(2), sb.Available) // freed meanwhile, not yet announced
+			})
+		}
+	}}
+	svc, err := New(ctx, Options{Tables: f.tables, Agents: agents, Presence: f.presence, Outbound: f.outbound, Queue: f.queue,
+		QueueName: "distribution", Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Wait)
+	f.presence.set(user(1), sb.Available)
+	svc.PresenceChanged(ctx, tenant, []sb.Presence{{UserID: user(1), Availability: sb.Available}})
+	svc.Wait()
+	if x, y := ringing(f.get("x")), ringing(f.get("y")); len(x) != 0 || !slices.Equal(y, []string{user(2)}) {
+		t.Fatalf("x rings %v, y rings %v; want x waiting (its agent was gone) and y offered to %s, freed after the pass's reading",
+			x, y, user(2))
+	}
+}
