@@ -306,7 +306,7 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			if it.task != nil {
-				if _, err := s.o.Outbound.AssignWaiting(ctx, tenant, service, it.task.ID); err != nil {
+				if _, err := s.o.Outbound.AssignWaiting(ctx, tenant, service, it.task.ID, agents, only); err != nil {
 					s.o.Log.Warn("distribution: outbound task not assigned", "tenant", tenant, "service", service, "task", it.task.ID, "err", err)
 				}
 			} else if offered, err := s.offerWaiting(ctx, tenant, it.inbound.ID, svc, agents, only); err != nil {

@@ -515,7 +515,7 @@ func TestOutboundTasksInTheSameLine(t *testing.T) {
 	f.enqueue("support", "low", EnqueueInput{Priority: ptr(20)})
 	f.outbound.waiting["support"] = []WaitingTask{{ID: "t-high", Priority: 60, QueuedAt: t0}}
 	var got []string
-	f.outbound.assign = func(service, task string) string {
+	f.outbound.assign = func(service, task string, _, _ []string) string {
 		// The fake assigns by taking the agent through the engine as the
 		// outbound worker does.
 		d, err := f.engine.Route(ctx, tenant, service, sb.RouteRequest{ConversationID: "task:" + task + ":1", Reserve: true, UntilReleased: true, MaxAgents: 1})

@@ -88,7 +88,7 @@ type fakeOutbound struct {
 	callbacks []Callback
 	refuse    bool
 	waiting   map[string][]WaitingTask // by service
-	assign    func(service, task string) string
+	assign    func(service, task string, prefer, only []string) string
 	assigned  []string
 }
 
@@ -108,13 +108,13 @@ func (f *fakeOutbound) Waiting(ctx context.Context, tenant, service string) ([]W
 	return slices.Clone(f.waiting[service]), nil
 }
 
-func (f *fakeOutbound) AssignWaiting(ctx context.Context, tenant, service, task string) (string, error) {
+func (f *fakeOutbound) AssignWaiting(ctx context.Context, tenant, service, task string, prefer, only []string) (string, error) {
 	f.mu.Lock()
 	assign := f.assign
 	f.mu.Unlock()
 	agent := ""
 	if assign != nil {
-		agent = assign(service, task)
+		agent = assign(service, task, prefer, only)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

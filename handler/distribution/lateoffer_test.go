@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"switchboard/handler/routing"
 	sb "switchboard/handler/switchboard"
@@ -60,5 +61,54 @@ func TestLateOfferTakesNoAgentFreedSinceTheReading(t *testing.T) {
 	if x, y := ringing(f.get("x")), ringing(f.get("y")); len(x) != 0 || !slices.Equal(y, []string{user(2)}) {
 		t.Fatalf("x rings %v, y rings %v; want x waiting (its agent was gone) and y offered to %s, freed after the pass's reading",
 			x, y, user(2))
+	}
+}
+
+// An outbound task takes the agent the pass matched it with, not the one
+// it would choose itself: de (priority 90, german) comes first and only
+// user(1) speaks german; the task (priority 50) prefers user(1), so on its
+// own it would take user(1) whenever its assignment ran first, and de would
+// wait with user(2) free. Here the task's assignment runs first.
+func TestOutboundTaskTakesTheAgentThePassMatched(t *testing.T) {
+	f := newFixture(t)
+	f.service("support", 2, routing.DistributionInput{}, map[int]map[string]int{1: {"german": 3}})
+	f.presence.set(user(1), sb.Busy)
+	f.presence.set(user(2), sb.Busy)
+	f.enqueue("support", "de", EnqueueInput{Priority: ptr(90), RequiredSkills: []sb.Skill{{Name: "german", MinLevel: 2}}})
+	f.outbound.waiting["support"] = []WaitingTask{{ID: "t-1", Priority: 50, QueuedAt: t0, PreferredUsers: []string{user(1)}}}
+	assigned := make(chan string, 1)
+	f.outbound.assign = func(service, task string, prefer, only []string) string {
+		// As the outbound service does (outbound.assign).
+		d, err := f.engine.Route(ctx, tenant, service, sb.RouteRequest{ConversationID: "task:" + task + ":1", Reserve: true, UntilReleased: true,
+			PreferredUsers: append(slices.Clone(prefer), user(1)), Only: only, MaxAgents: 1})
+		agent := ""
+		if err == nil && len(d.Agents) > 0 {
+			agent = d.Agents[0].UserID
+		}
+		assigned <- agent
+		return agent
+	}
+	agents := hookedAgents{Engine: f.engine, before: func(req sb.RouteRequest) {
+		if req.ConversationID == "de" {
+			select { // the task's assignment first
+			case a := <-assigned:
+				assigned <- a
+			case <-time.After(5 * time.Second):
+				t.Error("the task was not assigned within 5 s")
+			}
+		}
+	}}
+	svc, err := New(ctx, Options{Tables: f.tables, Agents: agents, Presence: f.presence, Outbound: f.outbound, Queue: f.queue,
+		QueueName: "distribution", Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Wait)
+	f.presence.set(user(1), sb.Available)
+	f.presence.set(user(2), sb.Available)
+	svc.PresenceChanged(ctx, tenant, []sb.Presence{{UserID: user(1), Availability: sb.Available}, {UserID: user(2), Availability: sb.Available}})
+	svc.Wait()
+	if task, de := <-assigned, ringing(f.get("de")); task != user(2) || !slices.Equal(de, []string{user(1)}) {
+		t.Fatalf("task assigned to %q, de rings %v; want the task on %s and de on %s (the one german agent, matched first)", task, de, user(2), user(1))
 	}
 }

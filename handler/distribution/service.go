@@ -53,9 +53,10 @@ type Outbound interface {
 	ScheduleCallback(ctx context.Context, tenant, service string, cb Callback) (taskID string, err error)
 	// Waiting returns the service's outbound tasks waiting for an agent.
 	Waiting(ctx context.Context, tenant, service string) ([]WaitingTask, error)
-	// AssignWaiting gives a waiting task to an eligible agent now; "" when
+	// AssignWaiting gives a waiting task to an eligible agent now, those
+	// of prefer first, only those of only when it is not empty; "" when
 	// nobody could take it.
-	AssignWaiting(ctx context.Context, tenant, service, taskID string) (string, error)
+	AssignWaiting(ctx context.Context, tenant, service, taskID string, prefer, only []string) (string, error)
 }
 
 // Options configures a Service.

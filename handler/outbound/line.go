@@ -42,8 +42,11 @@ func (s *Service) Waiting(ctx context.Context, tenant, service string) ([]Waitin
 
 // AssignWaiting gives a waiting task to an eligible agent now, as its
 // message would: it returns the agent, or "" when nobody could take it or
-// the task no longer waits.
-func (s *Service) AssignWaiting(ctx context.Context, tenant, service, id string) (string, error) {
+// the task no longer waits. The agents of prefer (those a distribution
+// pass matched it with) are tried first, before the task's preferred
+// users; when only is not empty, only its agents may take the task (those
+// the pass saw free and gave no item ahead).
+func (s *Service) AssignWaiting(ctx context.Context, tenant, service, id string, prefer, only []string) (string, error) {
 	if err := checkIDs("outbound.AssignWaiting", tenant, service); err != nil {
 		return "", err
 	}
@@ -58,7 +61,7 @@ func (s *Service) AssignWaiting(ctx context.Context, tenant, service, id string)
 	if !waiting(t) || t.DueAt.After(now) || now.After(t.Deadline) {
 		return "", nil
 	}
-	return s.assign(ctx, t)
+	return s.assign(ctx, t, prefer, only)
 }
 
 // ScheduleCallback schedules a callback task due now for a conversation

@@ -511,3 +511,36 @@ func TestPreferredUsersRankFirstInTheLine(t *testing.T) {
 	l.complete(created.ID)
 	l.wantAssigned(second.ID, lineUser(2), "no preferred agent free: the freed one")
 }
+
+// AssignWaiting, as a distribution pass calls it, tries the agents the
+// pass matched the task with first (prefer), before the task's own
+// preferred users, and takes only agents the pass allows (only: those it
+// saw free and gave no item ahead).
+func TestAssignWaitingTakesThePassesAgents(t *testing.T) {
+	l := newLine(t, 3, sb.DistributionInput{})
+	ctx := context.Background()
+	for i := 1; i <= 3; i++ {
+		l.presence.Set(lineUser(i), sb.Busy, sb.ActivityInACall)
+	}
+	var ids []string
+	for _, ref := range []string{"a", "b"} {
+		n := outbound.NewTask{Destination: "+41440000000", ReferenceID: ref, PreferredUsers: []string{lineUser(1)}}
+		created, _, err := l.out.Schedule(ctx, lineTenant, lineService, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, created.ID)
+	}
+	l.deliver()
+	for i := 1; i <= 3; i++ { // free, with nobody told: nothing assigns by itself
+		l.presence.Set(lineUser(i), sb.Available, sb.ActivityAvailable)
+	}
+	if agent, err := l.out.AssignWaiting(ctx, lineTenant, lineService, ids[0], []string{lineUser(3)}, nil); err != nil || agent != lineUser(3) {
+		t.Fatalf("task a: %q %v, want %s (the pass's agent before the task's preferred user)", agent, err, lineUser(3))
+	}
+	if agent, err := l.out.AssignWaiting(ctx, lineTenant, lineService, ids[1], nil, []string{lineUser(2)}); err != nil || agent != lineUser(2) {
+		t.Fatalf("task b: %q %v, want %s (the only agent the pass allows, not the preferred user 1)", agent, err, lineUser(2))
+	}
+	l.wantAssigned(ids[0], lineUser(3), "the pass's agent")
+	l.wantAssigned(ids[1], lineUser(2), "the one agent allowed")
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -130,7 +131,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 		if err != nil || !waiting(other) || now.After(other.Deadline) {
 			continue // its own message deals with it
 		}
-		agent, err := s.assign(ctx, other)
+		agent, err := s.assign(ctx, other, nil, nil)
 		if err != nil {
 			s.o.Log.Warn("outbound: could not assign a waiting task", "task", id, "err", err)
 			break
@@ -158,7 +159,7 @@ func (s *Service) Handle(ctx context.Context, body []byte) (Work, error) {
 				outcome = stale
 				return cur, false, nil
 			}
-			a, err := s.assign(ctx, cur)
+			a, err := s.assign(ctx, cur, nil, nil)
 			if err != nil {
 				return Task{}, false, err
 			}
@@ -250,14 +251,24 @@ func before(a, b openEntry) bool {
 // holding the agent until released, and makes the task InProgress with it.
 // It returns "" when nobody is free or the task changed meanwhile (the
 // hold is then released).
-func (s *Service) assign(ctx context.Context, t Task) (string, error) {
+func (s *Service) assign(ctx context.Context, t Task, prefer, only []string) (string, error) {
 	attempt := t.Attempts + 1
 	conv := conversationID(t.ID, attempt)
+	preferred := t.PreferredUsers
+	if len(prefer) > 0 {
+		preferred = nil
+		for _, u := range append(slices.Clone(prefer), t.PreferredUsers...) {
+			if !slices.Contains(preferred, u) && len(preferred) < switchboard.MaxPreferredUsers {
+				preferred = append(preferred, u)
+			}
+		}
+	}
 	d, err := s.o.Router.Route(ctx, t.TenantID, t.ServiceID, switchboard.RouteRequest{
 		ConversationID: conv,
 		Reserve:        true,
 		UntilReleased:  true,
-		PreferredUsers: t.PreferredUsers,
+		PreferredUsers: preferred,
+		Only:           only,
 		MaxAgents:      1, // a task is one call, even on a Broadcast service
 	})
 	if switchboard.IsCode(err, switchboard.ENOTFOUND) {
