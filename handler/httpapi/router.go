@@ -191,14 +191,6 @@ var codeStatus = map[string]struct {
 	switchboard.EINTERNAL:     {http.StatusInternalServerError, "internal-error"},
 }
 
-// Status returns the HTTP status for err's code.
-func Status(err error) int {
-	if cs, ok := codeStatus[switchboard.ErrorCode(err)]; ok {
-		return cs.status
-	}
-	return http.StatusInternalServerError
-}
-
 // Error renders err as a problem. Only internal and unavailable errors are
 // logged: the rest are the caller's.
 func (rt *Router) Error(w http.ResponseWriter, r *http.Request, err error) {
