@@ -236,7 +236,6 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 	taken := map[string]bool{}
 	var wg sync.WaitGroup
 	var missed atomic.Bool // an item's offer found none of the agents it may take
-	sem := make(chan struct{}, offersInFlight)
 	done := func(more bool, err error) (bool, error) {
 		wg.Wait()
 		return err == nil && (more || missed.Load()), err
@@ -281,12 +280,12 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 		if len(agents) == 0 {
 			continue // nobody free can take this one: the next may be
 		}
-		sem <- struct{}{}
-		if launched > 0 && (time.Since(readAt) > lineFresh || missed.Load()) {
-			// Read again: the reading is old, or an item ahead lost its
-			// agents (the reading missed what another instance did), and
-			// what it lost may be freed for it.
-			<-sem
+		if launched == offersInFlight || launched > 0 && (time.Since(readAt) > lineFresh || missed.Load()) {
+			// Read again once the offers made are done: a reading gives
+			// out offersInFlight items at most, and none once it is old,
+			// or once an item ahead lost its agents (the reading missed
+			// what another instance did, and what it lost may be freed
+			// for it).
 			return done(true, nil)
 		}
 		// The agents of the items ahead are theirs: should this item's
@@ -304,7 +303,7 @@ func (s *Service) round(ctx context.Context, tenant string, svc switchboard.Serv
 		launched++
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer wg.Done()
 			if it.task != nil {
 				if _, err := s.o.Outbound.AssignWaiting(ctx, tenant, service, it.task.ID, agents, only); err != nil {
 					s.o.Log.Warn("distribution: outbound task not assigned", "tenant", tenant, "service", service, "task", it.task.ID, "err", err)
@@ -334,7 +333,7 @@ func ranked(d switchboard.RouteDecision, skip []string) []string {
 	return out
 }
 
-// offersInFlight bounds the offers one round makes at once.
+// offersInFlight bounds the offers one round makes (all at once).
 const offersInFlight = 8
 
 // offerWaiting offers a waiting conversation nobody is offered yet, or
