@@ -676,6 +676,11 @@ func TestConcurrentLineEndToEnd(t *testing.T) {
 	agents.Wait()
 	if !allEnded() {
 		var left []string
+		for i := range convs { // allEnded stops at the first one not ended
+			if convs[i].State != "Ended" {
+				convs[i] = h.get(fmt.Sprintf("l-%03d", i))
+			}
+		}
 		for _, c := range convs {
 			if c.State != "Ended" {
 				left = append(left, c.ConversationID+" "+c.State)
@@ -872,7 +877,7 @@ func checkOrder(t *testing.T, convs []conversation, answered []time.Time, canTak
 		}
 		return a.ConversationID < b.ConversationID
 	}
-	out, worst := 0, 0
+	out, worst, worstWhat := 0, 0, ""
 	for k, o := range offers {
 		var free time.Time // when o.user was last freed before the offer (zero: free from the start)
 		for _, f := range freed[o.user] {
@@ -895,7 +900,11 @@ func checkOrder(t *testing.T, convs []conversation, answered []time.Time, canTak
 					continue
 				}
 				later := sort.Search(len(offers), func(i int) bool { return !offers[i].at.Before(w.to) }) - k - 1
-				worst = max(worst, later)
+				if later > worst {
+					worst = later
+					worstWhat = fmt.Sprintf("%s (priority %d, %d skills) passed over for %s (priority %d) at %v", convs[y].ConversationID,
+						convs[y].Priority, len(convs[y].RequiredSkills), convs[o.conv].ConversationID, convs[o.conv].Priority, o.at)
+				}
 				if later > inFlight {
 					if out++; out <= 5 {
 						t.Errorf("%s (priority %d) offered to %s at %v while %s (priority %d) waited un-offered from %v, before the agent was "+
@@ -906,7 +915,8 @@ func checkOrder(t *testing.T, convs []conversation, answered []time.Time, canTak
 			}
 		}
 	}
-	t.Logf("queue order: %d offers; a conversation passed over went on waiting for at most %d further offers (allowed %d)", len(offers), worst, inFlight)
+	t.Logf("queue order: %d offers; a conversation passed over went on waiting for at most %d further offers (allowed %d): %s", len(offers), worst,
+		inFlight, worstWhat)
 	if out > 0 {
 		t.Errorf("%d offers out of queue order", out)
 	}
