@@ -340,15 +340,7 @@ func (s *Service) offerTo(
 			skip = append(skip, o.UserID)
 		}
 	}
-	preferred := c.PreferredUsers
-	if len(prefer) > 0 {
-		preferred = nil
-		for _, u := range append(slices.Clone(prefer), c.PreferredUsers...) {
-			if !slices.Contains(preferred, u) && len(preferred) < MaxPreferred {
-				preferred = append(preferred, u)
-			}
-		}
-	}
+	preferred := switchboard.PreferFirst(prefer, c.PreferredUsers)
 	d, err := s.o.Agents.Route(ctx, c.TenantID, svc.ID, switchboard.RouteRequest{
 		ConversationID: c.ID, Reserve: true, Offer: true, Hold: ring, Rona: ronaFor(svc, false),
 		PreferredUsers: preferred, RequiredSkills: c.RequiredSkills, Skip: skip, Only: only,

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"time"
 
@@ -254,15 +253,7 @@ func before(a, b openEntry) bool {
 func (s *Service) assign(ctx context.Context, t Task, prefer, only []string) (string, error) {
 	attempt := t.Attempts + 1
 	conv := conversationID(t.ID, attempt)
-	preferred := t.PreferredUsers
-	if len(prefer) > 0 {
-		preferred = nil
-		for _, u := range append(slices.Clone(prefer), t.PreferredUsers...) {
-			if !slices.Contains(preferred, u) && len(preferred) < switchboard.MaxPreferredUsers {
-				preferred = append(preferred, u)
-			}
-		}
-	}
+	preferred := switchboard.PreferFirst(prefer, t.PreferredUsers)
 	d, err := s.o.Router.Route(ctx, t.TenantID, t.ServiceID, switchboard.RouteRequest{
 		ConversationID: conv,
 		Reserve:        true,

@@ -2,6 +2,7 @@ package switchboard
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -82,6 +83,23 @@ type RouteRequest struct {
 	// eligible users stay ranked candidates, as skipped ones do (a
 	// distribution pass gives each item only agents its reading saw free).
 	Only []string
+}
+
+// PreferFirst returns a route's preferred users when the agents of first
+// (those a distribution pass matched an item with) are to be tried before
+// the item's own preferred users: without repeats, and no more than
+// MaxPreferredUsers, which a route accepts. Without first it is preferred.
+func PreferFirst(first, preferred []string) []string {
+	if len(first) == 0 {
+		return preferred
+	}
+	var out []string
+	for _, u := range append(slices.Clone(first), preferred...) {
+		if !slices.Contains(out, u) && len(out) < MaxPreferredUsers {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // Assignment is an agent chosen for a conversation.
