@@ -164,12 +164,21 @@ func (f *fixture) instance() (*routing.Engine, *Service) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	s, err = New(ctx, Options{Tables: f.tables, Agents: e, Presence: f.presence, Outbound: f.outbound, Queue: f.queue, QueueName: "distribution", Now: f.clock.Now})
+	s = f.serviceOn(e)
+	return e, s
+}
+
+// serviceOn returns a distribution service on the fixture's tables, queue
+// and clock with agents as its routing.
+func (f *fixture) serviceOn(agents Agents) *Service {
+	f.t.Helper()
+	s, err := New(context.Background(), Options{Tables: f.tables, Agents: agents, Presence: f.presence, Outbound: f.outbound, Queue: f.queue,
+		QueueName: "distribution", Now: f.clock.Now})
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	f.t.Cleanup(s.Wait)
-	return e, s
+	return s
 }
 
 // service creates a service of members 1..n (all Available) with d applied.

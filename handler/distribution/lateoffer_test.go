@@ -49,12 +49,7 @@ func TestLateOfferTakesNoAgentFreedSinceTheReading(t *testing.T) {
 			})
 		}
 	}}
-	svc, err := New(ctx, Options{Tables: f.tables, Agents: agents, Presence: f.presence, Outbound: f.outbound, Queue: f.queue,
-		QueueName: "distribution", Now: f.clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Wait)
+	svc := f.serviceOn(agents)
 	f.presence.set(user(1), sb.Available)
 	svc.PresenceChanged(ctx, tenant, []sb.Presence{{UserID: user(1), Availability: sb.Available}})
 	svc.Wait()
@@ -98,12 +93,7 @@ func TestOutboundTaskTakesTheAgentThePassMatched(t *testing.T) {
 			}
 		}
 	}}
-	svc, err := New(ctx, Options{Tables: f.tables, Agents: agents, Presence: f.presence, Outbound: f.outbound, Queue: f.queue,
-		QueueName: "distribution", Now: f.clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Wait)
+	svc := f.serviceOn(agents)
 	f.presence.set(user(1), sb.Available)
 	f.presence.set(user(2), sb.Available)
 	svc.PresenceChanged(ctx, tenant, []sb.Presence{{UserID: user(1), Availability: sb.Available}, {UserID: user(2), Availability: sb.Available}})
